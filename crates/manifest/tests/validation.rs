@@ -415,7 +415,9 @@ fn unknown_fields_are_refused_at_every_level() {
 }
 
 /// (what is wrong, text edit of the golden file, expected decode error).
-const DECODE_CASES: &[(&str, fn(&str) -> String, &str)] = &[
+type TextEdit = fn(&str) -> String;
+
+const DECODE_CASES: &[(&str, TextEdit, &str)] = &[
     (
         "not JSON",
         |s| s.replacen('{', "{{", 1),
