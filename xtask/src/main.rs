@@ -1,1 +1,209 @@
-fn main() {}
+//! Project tasks, run as `cargo xtask <task>`.
+//!
+//! `cargo xtask test` is the one test command (README.md, `.ci/run`): it installs what the
+//! tests need on a fresh Debian machine, then runs the format check, clippy with warnings
+//! as errors, the crypto-provider guard and every test.
+
+#![allow(clippy::print_stderr)] // a command-line task reports on stderr
+
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+/// Debian packages the tests use, with the command that shows each one is there. Later
+/// issues add theirs (QEMU, containerd, cryptsetup, …) here, and only here.
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[
+    // sha256sum: the manifest tests check our hash against an independent tool.
+    ("coreutils", "sha256sum"),
+];
+
+/// Crates that would bring a second crypto provider or OpenSSL into a binary
+/// (dependencies.md: one provider, aws-lc-rs).
+const FORBIDDEN_CRATES: &[&str] = &["ring", "openssl-sys", "native-tls"];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["test"] => test(),
+        ["install-deps"] => install_debian_packages(),
+        _ => {
+            usage();
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage() {
+    eprintln!(
+        "usage: cargo xtask <task>\n\n\
+         tasks:\n  \
+         test          install what the tests need, then fmt check, clippy -D warnings, all tests\n  \
+         install-deps  only install the Debian packages the tests need"
+    );
+}
+
+fn test() -> Result<()> {
+    let started = Instant::now();
+    step("system packages", install_debian_packages)?;
+    step("toolchain components", ensure_toolchain_components)?;
+    step("cargo fmt --check", || {
+        run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))
+    })?;
+    step("cargo clippy -D warnings", || {
+        run(Command::new("cargo").args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    step("one crypto provider", check_crypto_provider)?;
+    step("tests", run_tests)?;
+    eprintln!("xtask: all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    eprintln!("xtask: == {name}");
+    let started = Instant::now();
+    f().with_context(|| format!("step {name:?} failed"))?;
+    eprintln!("xtask: == {name}: ok ({:.1?})", started.elapsed());
+    Ok(())
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} exited with {status}");
+    }
+    Ok(())
+}
+
+fn succeeds(command: &mut Command) -> bool {
+    command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Installs the missing packages with apt-get; says nothing when all are there.
+fn install_debian_packages() -> Result<()> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(_, probe)| {
+            !succeeds(Command::new("sh").args(["-c", &format!("command -v {probe}")]))
+        })
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    let sudo = if is_root() { None } else { Some("sudo") };
+    let apt = |args: &[&str]| {
+        let mut command = match sudo {
+            Some(sudo) => {
+                let mut c = Command::new(sudo);
+                c.arg("apt-get");
+                c
+            }
+            None => Command::new("apt-get"),
+        };
+        command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        command
+    };
+    run(&mut apt(&["-qq", "update"]))?;
+    let mut install = apt(&["-qq", "install", "-y", "--no-install-recommends"]);
+    install.args(&missing);
+    run(&mut install)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
+
+fn ensure_toolchain_components() -> Result<()> {
+    for (probe, component) in [("fmt", "rustfmt"), ("clippy", "clippy")] {
+        if !succeeds(Command::new("cargo").args([probe, "--version"])) {
+            run(Command::new("rustup").args(["component", "add", component]))?;
+        }
+    }
+    Ok(())
+}
+
+fn check_crypto_provider() -> Result<()> {
+    let output = Command::new("cargo")
+        .args([
+            "tree",
+            "--workspace",
+            "--locked",
+            "-e",
+            "normal,build",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+            "--prefix",
+            "none",
+        ])
+        .output()
+        .context("cannot run cargo tree")?;
+    if !output.status.success() {
+        bail!(
+            "cargo tree failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let tree = String::from_utf8_lossy(&output.stdout);
+    let found: Vec<&str> = tree
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| FORBIDDEN_CRATES.contains(name))
+        .collect();
+    if !found.is_empty() {
+        bail!(
+            "a second crypto provider or OpenSSL is compiled in: {} (see dependencies.md: \
+             use aws-lc-rs features only)",
+            found.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn run_tests() -> Result<()> {
+    if succeeds(Command::new("cargo").args(["nextest", "--version"])) {
+        // nextest does not run doc tests; run them first so the run closes on nextest's
+        // summary of all tests.
+        run(Command::new("cargo").args(["test", "--workspace", "--doc", "--locked"]))?;
+        run(Command::new("cargo").args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--no-fail-fast",
+        ]))
+    } else {
+        run(Command::new("cargo").args(["test", "--workspace", "--locked", "--no-fail-fast"]))
+    }
+}
