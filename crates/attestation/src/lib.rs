@@ -1,0 +1,9 @@
+//! Verification of TEE evidence: SEV-SNP reports and TDX quotes.
+//!
+//! The same verification code serves real and simulated evidence; only the trust anchor
+//! differs ([`snp::SnpTrustAnchor::amd`] or a simulator's roots), and a verified result
+//! says which one it was checked against so callers can refuse simulated evidence on
+//! real platforms.
+
+pub mod pem;
+pub mod snp;
