@@ -5,5 +5,6 @@
 //! says which one it was checked against so callers can refuse simulated evidence on
 //! real platforms.
 
+pub mod explain;
 pub mod pem;
 pub mod snp;

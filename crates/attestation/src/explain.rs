@@ -1,0 +1,96 @@
+//! Why verified evidence was refused: every field that differs, per reference-value entry,
+//! with the expected and actual values and a hint at what to do.
+
+use std::fmt;
+
+/// One field that does not match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The evidence field, as the hardware vendor names it (`MEASUREMENT`, `RTMR[2]`).
+    pub field: String,
+    /// What the reference values accept.
+    pub expected: String,
+    /// What the evidence says.
+    pub actual: String,
+    /// One line on what it means or what to do.
+    pub hint: String,
+}
+
+impl Mismatch {
+    pub(crate) fn new(
+        field: impl Into<String>,
+        expected: impl Into<String>,
+        actual: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Mismatch {
+            field: field.into(),
+            expected: expected.into(),
+            actual: actual.into(),
+            hint: hint.into(),
+        }
+    }
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} differs: expected {}, got {} ({})",
+            self.field, self.expected, self.actual, self.hint
+        )
+    }
+}
+
+/// The mismatches of one reference-value entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryMismatches {
+    /// Which entry: `snp[0] (Metal-QEMU-SNP, Milan)`.
+    pub entry: String,
+    /// Every field that differs.
+    pub mismatches: Vec<Mismatch>,
+}
+
+/// Evidence that no reference-value entry accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Refusal {
+    /// Mismatches that no entry can fix (report data, host data).
+    pub common: Vec<Mismatch>,
+    /// Per entry of the evidence's TEE, what differs.
+    pub entries: Vec<EntryMismatches>,
+}
+
+impl Refusal {
+    /// Every mismatch of every entry, and the common ones.
+    pub fn all(&self) -> impl Iterator<Item = &Mismatch> {
+        self.common
+            .iter()
+            .chain(self.entries.iter().flat_map(|e| e.mismatches.iter()))
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the evidence matches no reference values")?;
+        for mismatch in &self.common {
+            write!(f, "\n  {mismatch}")?;
+        }
+        if self.entries.is_empty() {
+            f.write_str("\n  no reference values for this TEE in the manifest")?;
+        }
+        for entry in &self.entries {
+            write!(f, "\n  {}:", entry.entry)?;
+            for mismatch in &entry.mismatches {
+                write!(f, "\n    {mismatch}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// Hex of a byte field, for messages.
+pub(crate) fn hex_field(bytes: &[u8]) -> String {
+    hex::encode(bytes)
+}

@@ -1,0 +1,433 @@
+//! Checking a verified SEV-SNP report against the manifest's SNP reference values.
+
+use contrast_manifest::{HexString, SnpGuestPolicy, SnpReferenceValues};
+use contrast_platforms::Platform;
+
+use super::report::TcbVersion;
+use super::verify::VerifiedSnpReport;
+use crate::explain::{EntryMismatches, Mismatch, Refusal, hex_field};
+
+/// What is expected of a report besides the reference values.
+#[derive(Debug, Clone, Default)]
+pub struct SnpExpectations {
+    /// REPORT_DATA the verifier computed (aTLS: SHA-512 of key and nonce).
+    pub report_data: Option<[u8; 64]>,
+    /// Accepted HOST_DATA values (the manifest's policy hashes); `None` skips the check.
+    pub host_data: Option<Vec<[u8; 32]>>,
+    /// The ID-key digest the launch must show (Contrast's deterministic ID key).
+    pub id_key_digest: Option<[u8; 48]>,
+    /// The VMPL the report must come from (0 unless a paravisor is in between).
+    pub vmpl: u32,
+    /// Accept a guest launched with debugging allowed (testing only).
+    pub allow_debug: bool,
+}
+
+/// Checks `verified` against every entry; `Ok` gives the index of the first that accepts.
+pub fn check_snp_reference_values(
+    verified: &VerifiedSnpReport,
+    entries: &[SnpReferenceValues],
+    expect: &SnpExpectations,
+) -> Result<usize, Refusal> {
+    let report = &verified.report;
+    let mut refusal = Refusal::default();
+
+    if let Some(expected) = expect.report_data
+        && report.report_data() != expected
+    {
+        refusal.common.push(Mismatch::new(
+            "REPORT_DATA",
+            hex_field(&expected),
+            hex_field(&report.report_data()),
+            "the report was not made for this connection (another key or nonce): a replay or a proxy in between",
+        ));
+    }
+    if let Some(allowed) = &expect.host_data
+        && !allowed.contains(&report.host_data())
+    {
+        refusal.common.push(Mismatch::new(
+            "HOST_DATA",
+            format!("one of {} policy hashes", allowed.len()),
+            hex_field(&report.host_data()),
+            "this pod's policy is not in the manifest — run contrast generate, then contrast set",
+        ));
+    }
+
+    for (index, entry) in entries.iter().enumerate() {
+        let mismatches = entry_mismatches(verified, entry, expect);
+        if mismatches.is_empty() && refusal.common.is_empty() {
+            return Ok(index);
+        }
+        refusal.entries.push(EntryMismatches {
+            entry: format!(
+                "snp[{index}] ({}, {})",
+                or_unnamed(&entry.platform),
+                or_unnamed(&entry.product_name)
+            ),
+            mismatches,
+        });
+    }
+    Err(refusal)
+}
+
+fn or_unnamed(s: &str) -> &str {
+    if s.is_empty() { "no platform given" } else { s }
+}
+
+fn decode_hex<const N: usize>(value: &HexString) -> Option<[u8; N]> {
+    value.to_bytes().and_then(|b| b.try_into().ok())
+}
+
+fn entry_mismatches(
+    verified: &VerifiedSnpReport,
+    entry: &SnpReferenceValues,
+    expect: &SnpExpectations,
+) -> Vec<Mismatch> {
+    let report = &verified.report;
+    let mut out = Vec::new();
+
+    // Simulated evidence only for simulated platforms, real evidence only for real ones.
+    let entry_simulated = entry
+        .platform
+        .parse::<Platform>()
+        .is_ok_and(|p| p.is_simulated());
+    if entry_simulated != verified.simulated {
+        let kind = |sim| {
+            if sim {
+                "the simulator's root"
+            } else {
+                "AMD's root"
+            }
+        };
+        out.push(Mismatch::new(
+            "trust anchor (Platform)",
+            kind(entry_simulated),
+            kind(verified.simulated),
+            "simulated evidence is accepted only on Sim-SNP, and real evidence only on real platforms",
+        ));
+    }
+
+    if entry.product_name != verified.product.name() {
+        out.push(Mismatch::new(
+            "product (ProductName)",
+            &entry.product_name,
+            verified.product.name(),
+            "these reference values are for another CPU generation",
+        ));
+    }
+
+    match decode_hex::<48>(&entry.trusted_measurement) {
+        Some(expected) if expected == report.measurement() => {}
+        expected => out.push(Mismatch::new(
+            "MEASUREMENT (TrustedMeasurement)",
+            expected.map_or_else(|| format!("{} (not 48 bytes of hex)", entry.trusted_measurement), |e| hex_field(&e)),
+            hex_field(&report.measurement()),
+            "the VM booted other firmware, kernel, initrd, command line or vCPU count than the reference values were computed for",
+        )),
+    }
+
+    check_policy(
+        report.policy(),
+        &entry.guest_policy,
+        expect.allow_debug,
+        &mut out,
+    );
+
+    if report.vmpl() != expect.vmpl {
+        out.push(Mismatch::new(
+            "VMPL",
+            expect.vmpl.to_string(),
+            report.vmpl().to_string(),
+            "the report was requested from another privilege level than the guest kernel's",
+        ));
+    }
+
+    check_tcb(verified, entry, &mut out);
+    check_platform_info(report.platform_info(), entry, &mut out);
+
+    let minimum = entry.minimum_mitigation_vector;
+    if minimum != 0 {
+        for (field, vector) in [
+            (
+                "LAUNCH_MIT_VECTOR (MinimumMitigationVector)",
+                report.launch_mitigation_vector(),
+            ),
+            (
+                "CURRENT_MIT_VECTOR (MinimumMitigationVector)",
+                report.current_mitigation_vector(),
+            ),
+        ] {
+            match vector {
+                Some(v) if v & minimum == minimum => {}
+                Some(v) => out.push(Mismatch::new(
+                    field,
+                    format!("all bits of {minimum:#x}"),
+                    format!("{v:#x}"),
+                    "the host lacks mitigations the reference values require: update its firmware",
+                )),
+                None => out.push(Mismatch::new(
+                    field,
+                    format!("all bits of {minimum:#x}"),
+                    format!("none (report version {})", report.version()),
+                    "only report version 5 and later carry mitigation vectors: update the host's SNP firmware",
+                )),
+            }
+        }
+    }
+
+    if let Some(allowed) = entry
+        .allowed_chip_ids
+        .as_ref()
+        .filter(|ids| !ids.is_empty())
+    {
+        let chip_id = report.chip_id();
+        if !allowed
+            .iter()
+            .any(|id| decode_hex::<64>(id) == Some(chip_id))
+        {
+            out.push(Mismatch::new(
+                "CHIP_ID (AllowedChipIDs)",
+                format!("one of the {} AllowedChipIDs", allowed.len()),
+                hex_field(&chip_id),
+                "the workload runs on a machine that is not in the allow-list",
+            ));
+        }
+    }
+
+    if let Some(expected) = expect.id_key_digest
+        && report.id_key_digest() != expected
+    {
+        out.push(Mismatch::new(
+            "ID_KEY_DIGEST",
+            hex_field(&expected),
+            hex_field(&report.id_key_digest()),
+            "the VM was not launched with the runtime's ID block: the runtime installation is not ours",
+        ));
+    }
+    out
+}
+
+fn check_policy(bits: u64, expected: &SnpGuestPolicy, allow_debug: bool, out: &mut Vec<Mismatch>) {
+    let Some(actual) = SnpGuestPolicy::from_bits(bits) else {
+        out.push(Mismatch::new(
+            "POLICY (GuestPolicy)",
+            format!("{:#x}", expected.to_bits()),
+            format!("{bits:#x}"),
+            "the policy has reserved bits wrong: the report is malformed",
+        ));
+        return;
+    };
+    let mut field = |name: &str, expected: String, actual: String, hint: &str| {
+        out.push(Mismatch::new(
+            format!("POLICY.{name} (GuestPolicy)"),
+            expected,
+            actual,
+            hint,
+        ));
+    };
+    if (actual.abi_major, actual.abi_minor) < (expected.abi_major, expected.abi_minor) {
+        field(
+            "ABI",
+            format!("at least {}.{}", expected.abi_major, expected.abi_minor),
+            format!("{}.{}", actual.abi_major, actual.abi_minor),
+            "the VM accepts older SNP firmware than the reference values",
+        );
+    }
+    // Bits that permit something: the report may set them only where the entry does.
+    let permissions = [
+        (
+            "SMT",
+            actual.smt,
+            expected.smt,
+            "the VM may share cores with other VMs",
+        ),
+        (
+            "MIGRATE_MA",
+            actual.migrate_ma,
+            expected.migrate_ma,
+            "a migration agent may export the VM's memory",
+        ),
+        (
+            "CXL_ALLOW",
+            actual.cxl_allowed,
+            expected.cxl_allowed,
+            "the VM may use CXL memory",
+        ),
+    ];
+    for (name, actual, expected, hint) in permissions {
+        if actual && !expected {
+            field(name, "not allowed".into(), "allowed".into(), hint);
+        }
+    }
+    if actual.debug && !(expected.debug || allow_debug) {
+        field(
+            "DEBUG",
+            "not allowed".into(),
+            "allowed".into(),
+            "the VM was launched with debugging allowed, so the host can read its memory (accept only for tests, with --allow-debug)",
+        );
+    }
+    // Bits that require something: the report must set them where the entry does.
+    let requirements = [
+        (
+            "SINGLE_SOCKET",
+            actual.single_socket,
+            expected.single_socket,
+        ),
+        (
+            "MEM_AES_256_XTS",
+            actual.mem_aes_256_xts,
+            expected.mem_aes_256_xts,
+        ),
+        ("RAPL_DIS", actual.rapl_dis, expected.rapl_dis),
+        (
+            "CIPHERTEXT_HIDING",
+            actual.ciphertext_hiding_dram,
+            expected.ciphertext_hiding_dram,
+        ),
+        (
+            "PAGE_SWAP_DISABLE",
+            actual.page_swap_disable,
+            expected.page_swap_disable,
+        ),
+    ];
+    for (name, actual, expected) in requirements {
+        if expected && !actual {
+            field(
+                name,
+                "required".into(),
+                "not set".into(),
+                "the VM was launched without a protection the reference values require",
+            );
+        }
+    }
+}
+
+fn check_tcb(verified: &VerifiedSnpReport, entry: &SnpReferenceValues, out: &mut Vec<Mismatch>) {
+    let tcb = &entry.minimum_tcb;
+    let (Some(bl), Some(tee), Some(snp), Some(ucode)) = (
+        tcb.bootloader_version,
+        tcb.tee_version,
+        tcb.snp_version,
+        tcb.microcode_version,
+    ) else {
+        out.push(Mismatch::new(
+            "MinimumTCB",
+            "all four SVNs filled in",
+            "some are empty",
+            "fill in MinimumTCB in the manifest (the values below show what this machine reports)",
+        ));
+        return;
+    };
+    let minimum = TcbVersion {
+        fmc: tcb.fmc_version.map(|s| s.0),
+        bootloader: bl.0,
+        tee: tee.0,
+        snp: snp.0,
+        microcode: ucode.0,
+    };
+    // Provisional firmware is allowed to be newer; what counts is every TCB the report
+    // names, the committed one included.
+    for (field, actual) in [
+        ("CURRENT_TCB (MinimumTCB)", verified.current_tcb),
+        ("COMMITTED_TCB (MinimumTCB)", verified.committed_tcb),
+        ("LAUNCH_TCB (MinimumTCB)", verified.launch_tcb),
+        ("REPORTED_TCB (MinimumTCB)", verified.reported_tcb),
+    ] {
+        if !actual.meets(&minimum) {
+            out.push(Mismatch::new(
+                field,
+                format!("at least {minimum}"),
+                actual.to_string(),
+                "the host's firmware is older than the manifest's MinimumTCB: update the host, or lower MinimumTCB if you trust it",
+            ));
+        }
+    }
+}
+
+fn check_platform_info(bits: u64, entry: &SnpReferenceValues, out: &mut Vec<Mismatch>) {
+    let expected = &entry.platform_info;
+    let bit = |n: u32| bits & (1 << n) != 0;
+    if bit(0) && !expected.smt_enabled {
+        out.push(Mismatch::new(
+            "PLATFORM_INFO.SMT_EN (PlatformInfo)",
+            "SMT disabled",
+            "SMT enabled",
+            "the host runs with SMT on, which the reference values do not allow",
+        ));
+    }
+    let requirements = [
+        ("TSME_EN", 1, expected.tsme_enabled),
+        ("ECC_EN", 2, expected.ecc_enabled),
+        ("RAPL_DIS", 3, expected.rapl_disabled),
+        (
+            "CIPHERTEXT_HIDING_EN",
+            4,
+            expected.ciphertext_hiding_dram_enabled,
+        ),
+        ("ALIAS_CHECK_COMPLETE", 5, expected.alias_check_complete),
+        ("SEV_TIO_EN", 7, expected.tio_enabled),
+    ];
+    for (name, n, required) in requirements {
+        if required && !bit(n) {
+            out.push(Mismatch::new(
+                format!("PLATFORM_INFO.{name} (PlatformInfo)"),
+                "set",
+                "not set",
+                "the host lacks a platform feature the reference values require",
+            ));
+        }
+    }
+}
+
+/// The reference values under which `verified` would be accepted: what a user would put
+/// into a manifest for this machine (after checking it is one they trust).
+pub fn suggested_reference_values(verified: &VerifiedSnpReport) -> SnpReferenceValues {
+    use contrast_manifest::{SnpPlatformInfo, SnpTcb, Svn};
+    let report = &verified.report;
+    // The lowest of the TCBs the report names, per component, so all four checks pass.
+    let tcbs = [
+        verified.current_tcb,
+        verified.committed_tcb,
+        verified.launch_tcb,
+        verified.reported_tcb,
+    ];
+    let lowest = |f: fn(&TcbVersion) -> u8| tcbs.iter().map(f).min().unwrap_or(0);
+    let info = report.platform_info();
+    let mut policy = SnpGuestPolicy::from_bits(report.policy()).unwrap_or_default();
+    // Never suggest debugging.
+    policy.debug = false;
+    SnpReferenceValues {
+        platform: if verified.simulated {
+            Platform::SimSnp.name().to_owned()
+        } else {
+            String::new()
+        },
+        product_name: verified.product.name().to_owned(),
+        trusted_measurement: HexString::from_bytes(&report.measurement()),
+        minimum_tcb: SnpTcb {
+            bootloader_version: Some(Svn(lowest(|t| t.bootloader))),
+            tee_version: Some(Svn(lowest(|t| t.tee))),
+            snp_version: Some(Svn(lowest(|t| t.snp))),
+            microcode_version: Some(Svn(lowest(|t| t.microcode))),
+            fmc_version: verified
+                .reported_tcb
+                .fmc
+                .map(|_| Svn(lowest(|t| t.fmc.unwrap_or(0)))),
+            ..Default::default()
+        },
+        guest_policy: policy,
+        platform_info: SnpPlatformInfo {
+            smt_enabled: info & 1 != 0,
+            tsme_enabled: info & 2 != 0,
+            ecc_enabled: info & 4 != 0,
+            rapl_disabled: info & 8 != 0,
+            ciphertext_hiding_dram_enabled: info & 16 != 0,
+            alias_check_complete: info & 32 != 0,
+            tio_enabled: info & 128 != 0,
+            ..Default::default()
+        },
+        minimum_mitigation_vector: 0,
+        allowed_chip_ids: None,
+        ..Default::default()
+    }
+}
