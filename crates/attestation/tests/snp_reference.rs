@@ -194,7 +194,8 @@ fn changing_any_reference_value_is_refused_naming_the_field() {
 fn expectations_outside_the_entries_are_refused_for_all_entries() {
     let v = trustee();
     let entry = suggested_reference_values(&v);
-    let cases: [(&str, fn(&mut SnpExpectations), &str); 4] = [
+    type ExpectationEdit = fn(&mut SnpExpectations);
+    let cases: [(&str, ExpectationEdit, &str); 4] = [
         (
             "report data",
             |e| e.report_data.as_mut().unwrap()[0] ^= 1,
