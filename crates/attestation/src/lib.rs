@@ -8,3 +8,4 @@
 pub mod explain;
 pub mod pem;
 pub mod snp;
+pub mod tdx;
