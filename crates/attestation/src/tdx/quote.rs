@@ -103,6 +103,10 @@ pub struct TdxQuote {
     raw: Vec<u8>,
     /// Quote format version (4 or 5).
     pub version: u16,
+    /// SVN of the quoting enclave that made the quote (header).
+    pub qe_svn: u16,
+    /// SVN of the provisioning certification enclave (header).
+    pub pce_svn: u16,
     /// Quoting enclave vendor ID.
     pub qe_vendor_id: [u8; 16],
     /// The TD report body.
@@ -191,7 +195,8 @@ impl TdxQuote {
         let version = c.u16("header version")?;
         let ak_type = c.u16("attestation key type")?;
         let tee_type = c.u32("TEE type")?;
-        c.take(4, "header reserved")?;
+        let qe_svn = c.u16("QE SVN")?;
+        let pce_svn = c.u16("PCE SVN")?;
         let qe_vendor_id = c.array::<16>("QE vendor ID")?;
         c.take(20, "header user data")?;
         if ak_type != AK_TYPE_ECDSA_P256 {
@@ -317,6 +322,8 @@ impl TdxQuote {
         Ok(TdxQuote {
             raw: bytes.to_vec(),
             version,
+            qe_svn,
+            pce_svn,
             qe_vendor_id,
             td_report,
             signed_len,
@@ -344,11 +351,6 @@ impl TdxQuote {
         let mut out = [0; 64];
         out.copy_from_slice(&self.qe_report[320..384]);
         out
-    }
-
-    /// The QE report's ISVSVN (the quoting enclave's SVN).
-    pub fn qe_svn(&self) -> u16 {
-        u16::from_le_bytes([self.qe_report[258], self.qe_report[259]])
     }
 
     /// The QE report's MRSIGNER.
