@@ -1,0 +1,59 @@
+//! The TEE simulator: a software "vendor" for machines without SEV-SNP or TDX.
+//!
+//! It creates a local root of trust, keeps its keys in a directory, and signs evidence in
+//! the real binary formats: SEV-SNP reports under an ARK → ASK → VCEK chain in AMD's
+//! certificate profile, TDX quotes under a root → PCK CA → PCK chain in Intel's. The
+//! verifiers in `contrast-attestation` check them with the same code as real evidence;
+//! only the trust anchor differs, and it is accepted only on the simulated platforms.
+//!
+//! Nothing here is secret in a real deployment: the simulator exists for tests, the
+//! quickstart and development.
+
+mod der;
+pub mod snp;
+mod store;
+pub mod tdx;
+
+use std::path::Path;
+
+pub use snp::{SimulatedAmd, SimulatedSnpReport, SnpReportSpec};
+pub use store::KeyStore;
+pub use tdx::{SimulatedIntel, SimulatedPlatform, TdxQuoteSpec};
+
+/// What went wrong in the simulator.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// A file of the key directory could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A key file holds something else than a key.
+    #[error(
+        "simulator key file {file}: {reason}; delete the simulator directory to create new keys"
+    )]
+    KeyFile {
+        /// The file name.
+        file: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The simulator has no root for a product line.
+    #[error("the simulator has no root for {0}")]
+    NoRoot(&'static str),
+    /// A cryptographic operation failed (a bug or an exhausted random source).
+    #[error("simulator cryptography: {0}")]
+    Crypto(&'static str),
+}
+
+impl SimError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        SimError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! A simulated Intel: a root CA → PCK platform CA → PCK chain (ECDSA P-256, with the SGX
+//! extension a real PCK certificate carries), and TDX quotes v4 and v5 in the real format:
+//! signed by a fresh attestation key that the quoting enclave's report binds, and that
+//! report signed by the PCK.
+
+use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair,
+    EcdsaSigningAlgorithm, KeyPair,
+};
+use contrast_attestation::tdx::{INTEL_QE_VENDOR_ID, TdxTrustAnchor};
+
+use crate::SimError;
+use crate::der;
+use crate::store::KeyStore;
+
+const OID_CN: &str = "2.5.4.3";
+const OID_O: &str = "2.5.4.10";
+const OID_ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
+const OID_BASIC_CONSTRAINTS: &str = "2.5.29.19";
+const SGX_ARC: &str = "1.2.840.113741.1.13.1";
+
+const NOT_BEFORE: i64 = 1_577_836_800; // 2020
+const NOT_AFTER: i64 = 4_102_444_800; // 2100
+
+fn intel_style_name(common_name: &str) -> Vec<u8> {
+    der::name(&[
+        (OID_CN, common_name),
+        (OID_O, "Contrast TEE Simulator (not Intel)"),
+    ])
+}
+
+fn generate_p256() -> Result<Vec<u8>, SimError> {
+    let rng = SystemRandom::new();
+    EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+        .map(|doc| doc.as_ref().to_vec())
+        .map_err(|_| SimError::Crypto("ECDSA key generation failed"))
+}
+
+fn load_p256(
+    pkcs8: &[u8],
+    algorithm: &'static EcdsaSigningAlgorithm,
+    file: &str,
+) -> Result<EcdsaKeyPair, SimError> {
+    EcdsaKeyPair::from_pkcs8(algorithm, pkcs8).map_err(|_| SimError::KeyFile {
+        file: file.to_owned(),
+        reason: "not a P-256 PKCS#8 key".into(),
+    })
+}
+
+fn spki(key: &EcdsaKeyPair) -> Result<Vec<u8>, SimError> {
+    key.public_key()
+        .as_der()
+        .map(|d| d.as_ref().to_vec())
+        .map_err(|_| SimError::Crypto("EC public key encoding failed"))
+}
+
+fn issue(
+    serial: u64,
+    issuer: &str,
+    subject: &str,
+    spki_der: &[u8],
+    extensions: Vec<Vec<u8>>,
+    issuer_key: &EcdsaKeyPair,
+) -> Result<Vec<u8>, SimError> {
+    let algorithm = der::seq(&[der::oid(OID_ECDSA_SHA256)]);
+    let tbs = der::seq(&[
+        der::explicit(0, &der::uint_u64(2)),
+        der::uint_u64(serial),
+        algorithm.clone(),
+        intel_style_name(issuer),
+        der::seq(&[der::time(NOT_BEFORE), der::time(NOT_AFTER)]),
+        intel_style_name(subject),
+        spki_der.to_vec(),
+        der::explicit(3, &der::seq(&extensions)),
+    ]);
+    let signature = issuer_key
+        .sign(&SystemRandom::new(), &tbs)
+        .map_err(|_| SimError::Crypto("ECDSA signing failed"))?;
+    Ok(der::seq(&[
+        tbs,
+        algorithm,
+        der::bit_string(signature.as_ref()),
+    ]))
+}
+
+/// The SGX extension of a PCK certificate.
+fn sgx_extension(fmspc: [u8; 6], piid: Option<[u8; 16]>, pce_svn: u16) -> Vec<u8> {
+    let pair =
+        |sub: &str, value: Vec<u8>| der::seq(&[der::oid(&format!("{SGX_ARC}.{sub}")), value]);
+    let mut tcb: Vec<Vec<u8>> = (1..=16)
+        .map(|i| pair(&format!("2.{i}"), der::uint_u64(2)))
+        .collect();
+    tcb.push(pair("2.17", der::uint_u64(pce_svn.into())));
+    tcb.push(pair("2.18", der::octet_string(&[2; 16])));
+    let mut entries = vec![
+        pair("1", der::octet_string(&[0x99; 16])),
+        pair("2", der::seq(&tcb)),
+        pair("3", der::octet_string(&[0, 0])),
+        pair("4", der::octet_string(&fmspc)),
+        pair("5", der::enumerated(1)),
+    ];
+    if let Some(piid) = piid {
+        entries.push(pair("6", der::octet_string(&piid)));
+    }
+    der::extension(SGX_ARC, false, &der::seq(&entries))
+}
+
+fn pem(der: &[u8]) -> String {
+    use std::fmt::Write;
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut encoded = String::new();
+    for chunk in der.chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, b| acc << 8 | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                encoded.push(char::from(B64[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                encoded.push('=');
+            }
+        }
+    }
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        let _ = writeln!(out, "{}", String::from_utf8_lossy(line));
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// The simulated Intel of one platform.
+pub struct SimulatedIntel {
+    root_der: Vec<u8>,
+    pck_ca_der: Vec<u8>,
+    pck_key: EcdsaKeyPair,
+    pck_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for SimulatedIntel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimulatedIntel").finish_non_exhaustive()
+    }
+}
+
+/// The platform a simulated PCK certificate describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimulatedPlatform {
+    /// FMSPC.
+    pub fmspc: [u8; 6],
+    /// Platform instance ID.
+    pub piid: Option<[u8; 16]>,
+    /// PCE SVN in the PCK certificate.
+    pub pce_svn: u16,
+}
+
+impl Default for SimulatedPlatform {
+    fn default() -> Self {
+        SimulatedPlatform {
+            fmspc: [0x00, 0x60, 0x6a, 0x00, 0x00, 0x00],
+            piid: Some([0x3c; 16]),
+            pce_svn: 13,
+        }
+    }
+}
+
+/// What a simulated quote says.
+#[derive(Debug, Clone)]
+pub struct TdxQuoteSpec {
+    /// 4, or 5 with a TD report 1.5 body.
+    pub version: u16,
+    /// QE SVN in the header.
+    pub qe_svn: u16,
+    /// PCE SVN in the header.
+    pub pce_svn: u16,
+    /// TEE_TCB_SVN.
+    pub tee_tcb_svn: [u8; 16],
+    /// MRSEAM.
+    pub mr_seam: [u8; 48],
+    /// TDATTRIBUTES (Contrast: SEPT_VE_DISABLE, bit 28).
+    pub td_attributes: [u8; 8],
+    /// XFAM.
+    pub xfam: [u8; 8],
+    /// MRTD.
+    pub mr_td: [u8; 48],
+    /// MRCONFIGID (Contrast: the policy hash, then 16 zero bytes).
+    pub mr_config_id: [u8; 48],
+    /// RTMR0..3.
+    pub rtmrs: [[u8; 48]; 4],
+    /// REPORTDATA.
+    pub report_data: [u8; 64],
+}
+
+impl Default for TdxQuoteSpec {
+    fn default() -> Self {
+        TdxQuoteSpec {
+            version: 4,
+            qe_svn: 8,
+            pce_svn: 13,
+            tee_tcb_svn: [3, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            mr_seam: [0x5e; 48],
+            td_attributes: [0, 0, 0, 0x10, 0, 0, 0, 0],
+            xfam: [0xe7, 0x02, 0x06, 0, 0, 0, 0, 0],
+            mr_td: [0x7d; 48],
+            mr_config_id: [0; 48],
+            rtmrs: [[0; 48]; 4],
+            report_data: [0; 64],
+        }
+    }
+}
+
+const FILES: [&str; 3] = ["tdx-root.p8", "tdx-pck-ca.p8", "tdx-pck.p8"];
+
+impl SimulatedIntel {
+    /// Creates a new root, PCK CA and PCK for `platform`.
+    pub fn generate(platform: SimulatedPlatform) -> Result<Self, SimError> {
+        let keys = [generate_p256()?, generate_p256()?, generate_p256()?];
+        Self::certify(&keys, platform)
+    }
+
+    fn certify(keys: &[Vec<u8>; 3], platform: SimulatedPlatform) -> Result<Self, SimError> {
+        let root_key = load_p256(&keys[0], &ECDSA_P256_SHA256_ASN1_SIGNING, FILES[0])?;
+        let ca_key = load_p256(&keys[1], &ECDSA_P256_SHA256_ASN1_SIGNING, FILES[1])?;
+        let pck_key = load_p256(&keys[2], &ECDSA_P256_SHA256_FIXED_SIGNING, FILES[2])?;
+        let ca = || {
+            der::extension(
+                OID_BASIC_CONSTRAINTS,
+                true,
+                &der::seq(&[der::boolean(true)]),
+            )
+        };
+        let root_cn = "Simulated SGX Root CA";
+        let ca_cn = "Simulated SGX PCK Platform CA";
+        let root_der = issue(
+            1,
+            root_cn,
+            root_cn,
+            &spki(&root_key)?,
+            vec![ca()],
+            &root_key,
+        )?;
+        let pck_ca_der = issue(2, root_cn, ca_cn, &spki(&ca_key)?, vec![ca()], &root_key)?;
+        let pck_der = issue(
+            3,
+            ca_cn,
+            "Simulated SGX PCK Certificate",
+            &spki(&pck_key)?,
+            vec![sgx_extension(
+                platform.fmspc,
+                platform.piid,
+                platform.pce_svn,
+            )],
+            &ca_key,
+        )?;
+        Ok(SimulatedIntel {
+            root_der,
+            pck_ca_der,
+            pck_key,
+            pck_der,
+        })
+    }
+
+    /// Creates the keys in `store` if they are not there, then loads them.
+    pub fn open(store: &KeyStore, platform: SimulatedPlatform) -> Result<Self, SimError> {
+        if !FILES.iter().all(|f| store.contains(f)) {
+            for file in FILES {
+                store.write_secret(file, &generate_p256()?)?;
+            }
+        }
+        let read = |i: usize| store.read_secret(FILES[i]).map(|k| k.to_vec());
+        Self::certify(&[read(0)?, read(1)?, read(2)?], platform)
+    }
+
+    /// The trust anchor verifiers use for this simulator's quotes.
+    pub fn trust_anchor(&self) -> TdxTrustAnchor {
+        TdxTrustAnchor::simulated(self.root_der.clone())
+    }
+
+    /// The root certificate (DER).
+    pub fn root_der(&self) -> &[u8] {
+        &self.root_der
+    }
+
+    /// Builds and signs a quote as the quoting enclave would.
+    pub fn quote(&self, spec: &TdxQuoteSpec) -> Result<Vec<u8>, SimError> {
+        let rng = SystemRandom::new();
+        let attestation_key =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &generate_p256()?)
+                .map_err(|_| SimError::Crypto("ECDSA key generation failed"))?;
+        let ak_point = attestation_key.public_key().as_ref();
+        let ak_raw = &ak_point[1..]; // drop the 0x04 of the uncompressed point
+
+        let mut q = Vec::with_capacity(5000);
+        q.extend_from_slice(&spec.version.to_le_bytes());
+        q.extend_from_slice(&2u16.to_le_bytes()); // ECDSA P-256
+        q.extend_from_slice(&0x81u32.to_le_bytes()); // TDX
+        q.extend_from_slice(&spec.qe_svn.to_le_bytes());
+        q.extend_from_slice(&spec.pce_svn.to_le_bytes());
+        q.extend_from_slice(&INTEL_QE_VENDOR_ID);
+        q.extend_from_slice(&[0; 20]);
+        let td15 = spec.version == 5;
+        if td15 {
+            q.extend_from_slice(&3u16.to_le_bytes());
+            q.extend_from_slice(&648u32.to_le_bytes());
+        }
+        q.extend_from_slice(&spec.tee_tcb_svn);
+        q.extend_from_slice(&spec.mr_seam);
+        q.extend_from_slice(&[0; 48]); // MRSIGNERSEAM: Intel's module
+        q.extend_from_slice(&[0; 8]); // SEAMATTRIBUTES
+        q.extend_from_slice(&spec.td_attributes);
+        q.extend_from_slice(&spec.xfam);
+        q.extend_from_slice(&spec.mr_td);
+        q.extend_from_slice(&spec.mr_config_id);
+        q.extend_from_slice(&[0; 48]); // MROWNER
+        q.extend_from_slice(&[0; 48]); // MROWNERCONFIG
+        for rtmr in &spec.rtmrs {
+            q.extend_from_slice(rtmr);
+        }
+        q.extend_from_slice(&spec.report_data);
+        if td15 {
+            q.extend_from_slice(&spec.tee_tcb_svn); // TEE_TCB_SVN2
+            q.extend_from_slice(&[0; 48]); // MRSERVICETD
+        }
+        let quote_signature = attestation_key
+            .sign(&rng, &q)
+            .map_err(|_| SimError::Crypto("ECDSA signing failed"))?;
+
+        // The QE report binds the attestation key: REPORTDATA = SHA-256(AK ‖ auth) ‖ 0.
+        let auth_data = [0x5a; 32];
+        let mut qe_report = [0u8; 384];
+        qe_report[128..160].copy_from_slice(&[0xdc; 32]); // MRSIGNER
+        qe_report[256..258].copy_from_slice(&2u16.to_le_bytes()); // ISVPRODID
+        qe_report[258..260].copy_from_slice(&spec.qe_svn.to_le_bytes()); // ISVSVN
+        let mut bound = ak_raw.to_vec();
+        bound.extend_from_slice(&auth_data);
+        qe_report[320..352].copy_from_slice(digest(&SHA256, &bound).as_ref());
+        let qe_signature = self
+            .pck_key
+            .sign(&rng, &qe_report)
+            .map_err(|_| SimError::Crypto("ECDSA signing failed"))?;
+
+        let chain = [
+            pem(&self.pck_der),
+            pem(&self.pck_ca_der),
+            pem(&self.root_der),
+        ]
+        .concat();
+        let mut certification = Vec::new();
+        certification.extend_from_slice(&qe_report);
+        certification.extend_from_slice(qe_signature.as_ref());
+        certification.extend_from_slice(&(auth_data.len() as u16).to_le_bytes());
+        certification.extend_from_slice(&auth_data);
+        certification.extend_from_slice(&5u16.to_le_bytes());
+        certification.extend_from_slice(&(chain.len() as u32).to_le_bytes());
+        certification.extend_from_slice(chain.as_bytes());
+
+        let mut signature_data = Vec::new();
+        signature_data.extend_from_slice(quote_signature.as_ref());
+        signature_data.extend_from_slice(ak_raw);
+        signature_data.extend_from_slice(&6u16.to_le_bytes());
+        signature_data.extend_from_slice(&(certification.len() as u32).to_le_bytes());
+        signature_data.extend_from_slice(&certification);
+
+        q.extend_from_slice(&(signature_data.len() as u32).to_le_bytes());
+        q.extend_from_slice(&signature_data);
+        Ok(q)
+    }
+}
