@@ -295,3 +295,42 @@ fn missing_and_malformed_inputs_are_refused_with_the_reason() {
         "an SEV-SNP report is 1184 bytes, got 100; pass the raw report (or an Azure HCL report)"
     );
 }
+
+#[test]
+fn the_caching_verifier_gives_the_same_answers() {
+    use contrast_attestation::snp::SnpVerifier;
+    let verifier = SnpVerifier::new(SnpTrustAnchor::amd());
+    let report = data("trustee-milan-v2-report.bin");
+    let endorsements = vcek_only(data("trustee-milan-v2-vcek.der"));
+    for _ in 0..2 {
+        // First from scratch, then from the cache.
+        let verified = verifier.verify(&report, &endorsements, JUNE_2025).unwrap();
+        assert_eq!(verified.report.as_bytes()[..], report[..]);
+        // The time is checked again for every report, cached chain or not.
+        let err = verifier
+            .verify(&report, &endorsements, 1_924_992_000)
+            .unwrap_err(); // 2031
+        assert!(
+            matches!(err, SnpVerifyError::CertificateValidity { .. }),
+            "{err}"
+        );
+        // A tampered report still fails its signature.
+        let mut tampered = report.clone();
+        tampered[0x90] ^= 1;
+        assert_eq!(
+            verifier
+                .verify(&tampered, &endorsements, JUNE_2025)
+                .unwrap_err(),
+            SnpVerifyError::ReportSignature(SigningKey::Vcek)
+        );
+        // Another chip's report with this VCEK: the cached hwID still refuses it.
+        let mut other_chip = report.clone();
+        other_chip[0x1A0] ^= 1;
+        assert!(matches!(
+            verifier
+                .verify(&other_chip, &endorsements, JUNE_2025)
+                .unwrap_err(),
+            SnpVerifyError::ExtensionMismatch { field: "hwID", .. }
+        ));
+    }
+}

@@ -9,5 +9,6 @@ pub use report::{
     REPORT_SIZE, ReportError, SIGNED_LEN, SigningKey, SnpProduct, SnpReport, TcbVersion,
 };
 pub use verify::{
-    ChainCert, SnpEndorsements, SnpTrustAnchor, SnpVerifyError, VerifiedSnpReport, verify_report,
+    ChainCert, SnpEndorsements, SnpTrustAnchor, SnpVerifier, SnpVerifyError, VerifiedSnpReport,
+    verify_report,
 };

@@ -356,24 +356,6 @@ fn check_rsa_pss_signature(
     })
 }
 
-fn check_validity(
-    cert: &X509Certificate<'_>,
-    which: ChainCert,
-    now: i64,
-) -> Result<(), SnpVerifyError> {
-    let not_before = cert.validity().not_before.timestamp();
-    let not_after = cert.validity().not_after.timestamp();
-    if now < not_before || now > not_after {
-        return Err(SnpVerifyError::CertificateValidity {
-            which,
-            not_before,
-            not_after,
-            now,
-        });
-    }
-    Ok(())
-}
-
 fn extension<'a>(cert: &'a X509Certificate<'_>, oid: &str) -> Option<&'a [u8]> {
     cert.extensions()
         .iter()
@@ -435,6 +417,204 @@ pub fn verify_report(
     now: i64,
 ) -> Result<VerifiedSnpReport, SnpVerifyError> {
     let (report, from_hcl) = SnpReport::from_bytes_or_hcl(evidence)?;
+    let chain = verify_chain(&report, endorsements, anchor)?;
+    chain.check_report(report, from_hcl, now)
+}
+
+/// A verifier that remembers verified certificate chains, so a report whose VCEK it has
+/// seen costs one ECDSA verification and a few comparisons. The time checks are redone
+/// for every report.
+#[derive(Debug)]
+pub struct SnpVerifier {
+    anchor: SnpTrustAnchor,
+    chains: std::sync::Mutex<std::collections::HashMap<[u8; 32], VerifiedChain>>,
+}
+
+/// More distinct chains than one deployment has; the cache is emptied when it is full, so
+/// a peer sending ever new certificates cannot make it grow.
+const MAX_CACHED_CHAINS: usize = 256;
+
+impl SnpVerifier {
+    /// A verifier for `anchor`.
+    pub fn new(anchor: SnpTrustAnchor) -> Self {
+        SnpVerifier {
+            anchor,
+            chains: Default::default(),
+        }
+    }
+
+    /// The trust anchor.
+    pub fn anchor(&self) -> &SnpTrustAnchor {
+        &self.anchor
+    }
+
+    /// As [`verify_report`], with the chain taken from the cache when it was verified before.
+    pub fn verify(
+        &self,
+        evidence: &[u8],
+        endorsements: &SnpEndorsements,
+        now: i64,
+    ) -> Result<VerifiedSnpReport, SnpVerifyError> {
+        let (report, from_hcl) = SnpReport::from_bytes_or_hcl(evidence)?;
+        let key = chain_cache_key(&report, endorsements)?;
+        let cached = self
+            .chains
+            .lock()
+            .ok()
+            .and_then(|chains| chains.get(&key).cloned());
+        let chain = match cached {
+            Some(chain) => chain,
+            None => {
+                let chain = verify_chain(&report, endorsements, &self.anchor)?;
+                if let Ok(mut chains) = self.chains.lock() {
+                    if chains.len() >= MAX_CACHED_CHAINS {
+                        chains.clear();
+                    }
+                    chains.insert(key, chain.clone());
+                }
+                chain
+            }
+        };
+        chain.check_report(report, from_hcl, now)
+    }
+}
+
+/// What a chain verification depends on: the certificates and CRL, and the two report
+/// fields that select the product line and the signer's kind.
+fn chain_cache_key(
+    report: &SnpReport,
+    endorsements: &SnpEndorsements,
+) -> Result<[u8; 32], SnpVerifyError> {
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for part in [
+        &endorsements.vek,
+        &endorsements.ask,
+        &endorsements.ark,
+        &endorsements.crl,
+    ] {
+        match part {
+            Some(bytes) => {
+                context.update(&(bytes.len() as u64 + 1).to_le_bytes());
+                context.update(bytes);
+            }
+            None => context.update(&0u64.to_le_bytes()),
+        }
+    }
+    let signer = match report.signing_key()? {
+        SigningKey::Vcek => 0,
+        SigningKey::Vlek => 1,
+    };
+    let product = report.product_from_cpuid().map_or(0, |p| p as u8 + 1);
+    context.update(&[signer, product]);
+    let mut key = [0; 32];
+    key.copy_from_slice(context.finish().as_ref());
+    Ok(key)
+}
+
+/// The facts a verified chain establishes, independent of the time and the report's body.
+#[derive(Debug, Clone)]
+struct VerifiedChain {
+    product: SnpProduct,
+    signing_key: SigningKey,
+    /// The VEK's public key, an uncompressed P-384 point.
+    vek_point: Vec<u8>,
+    /// The TCB in the VEK's extensions.
+    vek_tcb: TcbVersion,
+    /// The VCEK's hardware ID (none for a VLEK).
+    hw_id: Option<Vec<u8>>,
+    /// Each certificate's validity period.
+    validity: [(ChainCert, i64, i64); 3],
+    /// The CRL's thisUpdate and nextUpdate, when a CRL was checked.
+    crl_window: Option<(i64, Option<i64>)>,
+    simulated: bool,
+}
+
+impl VerifiedChain {
+    fn check_report(
+        &self,
+        report: SnpReport,
+        from_hcl: bool,
+        now: i64,
+    ) -> Result<VerifiedSnpReport, SnpVerifyError> {
+        for (which, not_before, not_after) in self.validity {
+            if now < not_before || now > not_after {
+                return Err(SnpVerifyError::CertificateValidity {
+                    which,
+                    not_before,
+                    not_after,
+                    now,
+                });
+            }
+        }
+        if let Some((this_update, next_update)) = self.crl_window {
+            if this_update > now {
+                return Err(SnpVerifyError::Crl(
+                    "issued after the verification time".into(),
+                ));
+            }
+            if next_update.is_some_and(|next| next < now) {
+                return Err(SnpVerifyError::Crl(
+                    "out of date (past its next update): fetch a current CRL".into(),
+                ));
+            }
+        }
+        let product = self.product;
+        let signing_key = self.signing_key;
+
+        // The VEK must be for this report's TCB (and, for a VCEK, this chip).
+        let reported_tcb = TcbVersion::from_bytes(report.reported_tcb_raw(), product);
+        if self.vek_tcb != reported_tcb {
+            return Err(SnpVerifyError::ExtensionMismatch {
+                which: ChainCert::Vek,
+                field: "TCB",
+                cert: self.vek_tcb.to_string(),
+                report_field: "REPORTED_TCB",
+                report: reported_tcb.to_string(),
+            });
+        }
+        if let Some(hw_id) = &self.hw_id {
+            let chip_id = report.chip_id();
+            let expected = &chip_id[..product.hw_id_len()];
+            if hw_id.as_slice() != expected {
+                return Err(SnpVerifyError::ExtensionMismatch {
+                    which: ChainCert::Vek,
+                    field: "hwID",
+                    cert: hex::encode(hw_id),
+                    report_field: "CHIP_ID",
+                    report: hex::encode(expected),
+                });
+            }
+        }
+
+        // Finally the report signature, over the bytes as received.
+        let signature = report
+            .signature_fixed()
+            .ok_or(SnpVerifyError::ReportSignature(signing_key))?;
+        UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, &self.vek_point)
+            .verify(report.signed_bytes(), &signature)
+            .map_err(|_| SnpVerifyError::ReportSignature(signing_key))?;
+
+        Ok(VerifiedSnpReport {
+            current_tcb: TcbVersion::from_bytes(report.current_tcb_raw(), product),
+            committed_tcb: TcbVersion::from_bytes(report.committed_tcb_raw(), product),
+            launch_tcb: TcbVersion::from_bytes(report.launch_tcb_raw(), product),
+            reported_tcb,
+            report,
+            from_hcl,
+            product,
+            signing_key,
+            simulated: self.simulated,
+        })
+    }
+}
+
+/// Verifies the chain that should have signed `report`: names, signatures, CRL, and the
+/// VEK's extensions read out for the per-report checks.
+fn verify_chain(
+    report: &SnpReport,
+    endorsements: &SnpEndorsements,
+    anchor: &SnpTrustAnchor,
+) -> Result<VerifiedChain, SnpVerifyError> {
     let signing_key = report.signing_key()?;
 
     let vek_der = endorsements
@@ -509,25 +689,28 @@ pub fn verify_report(
     check_rsa_pss_signature(&ark, ChainCert::Ark, &ark, ChainCert::Ark)?;
     check_rsa_pss_signature(&ask, ChainCert::Ask, &ark, ChainCert::Ark)?;
     check_rsa_pss_signature(&vek, ChainCert::Vek, &ask, ChainCert::Ask)?;
-    for (cert, which) in [
-        (&ark, ChainCert::Ark),
-        (&ask, ChainCert::Ask),
-        (&vek, ChainCert::Vek),
-    ] {
-        check_validity(cert, which, now)?;
-    }
+    let validity = [
+        (ChainCert::Ark, &ark),
+        (ChainCert::Ask, &ask),
+        (ChainCert::Vek, &vek),
+    ]
+    .map(|(which, cert)| {
+        (
+            which,
+            cert.validity().not_before.timestamp(),
+            cert.validity().not_after.timestamp(),
+        )
+    });
 
-    if let Some(crl) = &endorsements.crl {
-        check_crl(
+    let crl_window = match &endorsements.crl {
+        Some(crl) => Some(check_crl(
             crl,
             &ark,
             &[(&ask, ChainCert::Ask), (&vek, ChainCert::Vek)],
-            now,
-        )?;
-    }
+        )?),
+        None => None,
+    };
 
-    // The VEK must be for this report's TCB (and, for a VCEK, this chip).
-    let reported_tcb = TcbVersion::from_bytes(report.reported_tcb_raw(), product);
     let vek_tcb = TcbVersion {
         fmc: match product {
             SnpProduct::Turin => Some(extension_spl(&vek, OID_AMD_FMC_SPL, "fmcSPL")?),
@@ -538,59 +721,31 @@ pub fn verify_report(
         snp: extension_spl(&vek, OID_AMD_SNP_SPL, "snpSPL")?,
         microcode: extension_spl(&vek, OID_AMD_UCODE_SPL, "ucodeSPL")?,
     };
-    if vek_tcb != reported_tcb {
-        return Err(SnpVerifyError::ExtensionMismatch {
-            which: ChainCert::Vek,
-            field: "TCB",
-            cert: vek_tcb.to_string(),
-            report_field: "REPORTED_TCB",
-            report: reported_tcb.to_string(),
-        });
-    }
-    if signing_key == SigningKey::Vcek {
-        let hw_id = extension(&vek, OID_AMD_HW_ID).ok_or(SnpVerifyError::Extension {
-            which: ChainCert::Vek,
-            field: "hwID",
-        })?;
-        let chip_id = report.chip_id();
-        let expected = &chip_id[..product.hw_id_len()];
-        if hw_id != expected {
-            return Err(SnpVerifyError::ExtensionMismatch {
-                which: ChainCert::Vek,
-                field: "hwID",
-                cert: hex::encode(hw_id),
-                report_field: "CHIP_ID",
-                report: hex::encode(expected),
-            });
-        }
-    }
-
-    // Finally the report signature, over the bytes as received.
+    let hw_id = match signing_key {
+        SigningKey::Vcek => Some(
+            extension(&vek, OID_AMD_HW_ID)
+                .ok_or(SnpVerifyError::Extension {
+                    which: ChainCert::Vek,
+                    field: "hwID",
+                })?
+                .to_vec(),
+        ),
+        SigningKey::Vlek => None,
+    };
     if vek.public_key().algorithm.algorithm.to_id_string() != OID_EC_PUBLIC_KEY {
         return Err(SnpVerifyError::CertificateAlgorithm {
             which: ChainCert::Vek,
             detail: "the key is not an EC key".into(),
         });
     }
-    let signature = report
-        .signature_fixed()
-        .ok_or(SnpVerifyError::ReportSignature(signing_key))?;
-    UnparsedPublicKey::new(
-        &ECDSA_P384_SHA384_FIXED,
-        vek.public_key().subject_public_key.data.as_ref(),
-    )
-    .verify(report.signed_bytes(), &signature)
-    .map_err(|_| SnpVerifyError::ReportSignature(signing_key))?;
-
-    Ok(VerifiedSnpReport {
-        current_tcb: TcbVersion::from_bytes(report.current_tcb_raw(), product),
-        committed_tcb: TcbVersion::from_bytes(report.committed_tcb_raw(), product),
-        launch_tcb: TcbVersion::from_bytes(report.launch_tcb_raw(), product),
-        reported_tcb,
-        report,
-        from_hcl,
+    Ok(VerifiedChain {
         product,
         signing_key,
+        vek_point: vek.public_key().subject_public_key.data.to_vec(),
+        vek_tcb,
+        hw_id,
+        validity,
+        crl_window,
         simulated: anchor.is_simulated(),
     })
 }
@@ -600,8 +755,7 @@ fn check_crl(
     crl_der: &[u8],
     ark: &X509Certificate<'_>,
     certs: &[(&X509Certificate<'_>, ChainCert)],
-    now: i64,
-) -> Result<(), SnpVerifyError> {
+) -> Result<(i64, Option<i64>), SnpVerifyError> {
     let crl = match CertificateRevocationList::from_der(crl_der) {
         Ok(([], crl)) => crl,
         Ok(_) => return Err(SnpVerifyError::Crl("trailing bytes after the CRL".into())),
@@ -626,18 +780,6 @@ fn check_crl(
         crl.signature_value.data.as_ref(),
     )
     .map_err(|_| SnpVerifyError::Crl("its signature does not verify with the ARK key".into()))?;
-    if crl.last_update().timestamp() > now {
-        return Err(SnpVerifyError::Crl(
-            "issued after the verification time".into(),
-        ));
-    }
-    if let Some(next) = crl.next_update()
-        && next.timestamp() < now
-    {
-        return Err(SnpVerifyError::Crl(
-            "out of date (past its next update): fetch a current CRL".into(),
-        ));
-    }
     for (cert, which) in certs {
         if crl
             .iter_revoked_certificates()
@@ -649,5 +791,8 @@ fn check_crl(
             });
         }
     }
-    Ok(())
+    Ok((
+        crl.last_update().timestamp(),
+        crl.next_update().map(|t| t.timestamp()),
+    ))
 }
