@@ -199,7 +199,6 @@ fn run_tests() -> Result<()> {
             "nextest",
             "run",
             "--workspace",
-            "--all-targets",
             "--locked",
             "--no-fail-fast",
         ]))

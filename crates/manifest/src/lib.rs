@@ -80,6 +80,25 @@ impl Manifest {
     }
 }
 
+impl ReferenceValues {
+    /// Decodes a reference-values object (`{"snp": [...], "tdx": [...]}`), keys bound
+    /// case-insensitively as in a manifest.
+    pub fn decode(bytes: &[u8]) -> Result<ReferenceValues, DecodeError> {
+        let tree = Json::parse(bytes).map_err(|e| DecodeError::Syntax {
+            message: e.to_string(),
+        })?;
+        <ReferenceValues as JsonValue>::from_json(&tree, "")
+    }
+
+    /// Encodes the reference values as Contrast writes JSON (two-space indent, newline).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = String::new();
+        JsonValue::to_json(self).write_go_indented(&mut out);
+        out.push('\n');
+        out.into_bytes()
+    }
+}
+
 /// A manifest together with the exact bytes it was received as.
 ///
 /// The manifest hash is SHA-256 over those bytes: re-encoding may change them (key

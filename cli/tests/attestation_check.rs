@@ -1,0 +1,208 @@
+//! `contrast attestation check` on real evidence, run as a user runs it.
+
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn vector(path: &str) -> String {
+    format!(
+        "{}/../crates/attestation/tests/data/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn contrast(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_contrast"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("contrast-cli-{}-{name}", std::process::id()));
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+#[test]
+fn tdx_sample_with_collateral_is_valid_and_up_to_date() {
+    let out = contrast(&[
+        "attestation",
+        "check",
+        &vector("tdx/dcapqvl-quote-v4.dat"),
+        "--collateral",
+        &vector("tdx/dcapqvl-quote-v4-collateral.json"),
+        "--now",
+        "2025-06-25T00:00:00Z",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let result = json(&out);
+    assert_eq!(result["valid"], true);
+    assert_eq!(result["TCB status"], "UpToDate");
+    assert_eq!(result["quote version"], 4);
+}
+
+#[test]
+fn suggested_values_round_trip_into_an_accepting_reference() {
+    let base = [
+        "attestation",
+        "check",
+        &vector("snp/trustee-milan-v2-report.bin"),
+        "--vcek",
+        &vector("snp/trustee-milan-v2-vcek.der"),
+        "--now",
+        "2025-06-25T00:00:00Z",
+        "--output",
+        "json",
+    ];
+    let out = contrast(&base);
+    assert_eq!(out.status.code(), Some(0));
+    let suggested = json(&out)["suggested reference values"].clone();
+    assert_eq!(suggested["snp"][0]["ProductName"], "Milan");
+    let file = temp_file("rv.json", suggested.to_string().as_bytes());
+    let mut with_values = base.to_vec();
+    with_values.extend(["--reference-values", file.to_str().unwrap()]);
+    let out = contrast(&with_values);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(json(&out)["accepted_by"], "ReferenceValues.snp[0]");
+    std::fs::remove_file(file).unwrap();
+}
+
+#[test]
+fn a_debug_report_is_refused_with_the_field_named_unless_allowed() {
+    let base = [
+        "attestation",
+        "check",
+        &vector("snp/gosevguest-milan-v2-report.bin"),
+        "--vcek",
+        &vector("snp/gosevguest-milan-v2-vcek.der"),
+        "--cert-chain",
+        &vector("snp/gosevguest-milan-ask-ark.pem"),
+        "--now",
+        "2025-06-25T00:00:00Z",
+        "--output",
+        "json",
+    ];
+    let suggested = json(&contrast(&base))["suggested reference values"].clone();
+    let file = temp_file("debug-rv.json", suggested.to_string().as_bytes());
+    let mut args = base.to_vec();
+    args.extend(["--reference-values", file.to_str().unwrap()]);
+    let out = contrast(&args);
+    assert_eq!(out.status.code(), Some(1));
+    let refusal = &json(&out)["refusal"];
+    assert_eq!(
+        refusal["entries"][0]["mismatches"][0]["field"],
+        "POLICY.DEBUG (GuestPolicy)"
+    );
+    args.push("--allow-debug");
+    assert_eq!(contrast(&args).status.code(), Some(0));
+    std::fs::remove_file(file).unwrap();
+}
+
+#[test]
+fn azure_hcl_and_vlek_evidence_are_recognised() {
+    let out = contrast(&[
+        "attestation",
+        "check",
+        &vector("snp/trustee-azure-milan-hcl-report.bin"),
+        "--vcek",
+        &vector("snp/trustee-azure-milan-vcek.pem"),
+        "--now",
+        "2025-06-25T00:00:00Z",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(json(&out)["azure HCL wrapper"], true);
+    let out = contrast(&[
+        "attestation",
+        "check",
+        &vector("snp/trustee-milan-v3-vlek-report.bin"),
+        "--vcek",
+        &vector("snp/trustee-milan-v3-vlek.der"),
+        "--cert-chain",
+        &vector("snp/gosevguest-milan-asvk-ark.pem"),
+        "--now",
+        "2025-06-25T00:00:00Z",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(json(&out)["signed by"], "VLEK");
+}
+
+#[test]
+fn text_output_gives_the_verdict_and_the_explanation() {
+    let out = contrast(&[
+        "attestation",
+        "check",
+        &vector("snp/trustee-milan-v2-report.bin"),
+        "--vcek",
+        &vector("snp/trustee-milan-v2-vcek.der"),
+        "--now",
+        "2031-01-01T00:00:00Z",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("verdict: INVALID"), "{text}");
+    assert!(
+        text.contains("VCEK/VLEK certificate is valid from"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unusable_input_is_an_error_that_says_what_is_expected() {
+    let junk = temp_file("junk.bin", b"not evidence");
+    let out = contrast(&["attestation", "check", junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not a raw SEV-SNP report (1184 bytes), an Azure HCL report"),
+        "{err}"
+    );
+    let out = contrast(&[
+        "attestation",
+        "check",
+        &vector("tdx/dcapqvl-quote-v4.dat"),
+        "--now",
+        "yesterday",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected RFC 3339"));
+    let out = contrast(&["attestation", "check", "/nonexistent/report.bin"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("cannot read the evidence /nonexistent/report.bin")
+    );
+    std::fs::remove_file(junk).unwrap();
+}
