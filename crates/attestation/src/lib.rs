@@ -5,6 +5,8 @@
 //! says which one it was checked against so callers can refuse simulated evidence on
 //! real platforms.
 
+pub mod claims;
+pub mod der;
 pub mod explain;
 pub mod pem;
 pub mod snp;

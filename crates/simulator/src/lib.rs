@@ -9,7 +9,6 @@
 //! Nothing here is secret in a real deployment: the simulator exists for tests, the
 //! quickstart and development.
 
-mod der;
 pub mod snp;
 mod store;
 pub mod tdx;

@@ -13,8 +13,8 @@ use aws_lc_rs::signature::{
 use contrast_attestation::tdx::{INTEL_QE_VENDOR_ID, TdxTrustAnchor};
 
 use crate::SimError;
-use crate::der;
 use crate::store::KeyStore;
+use contrast_attestation::der;
 
 const OID_CN: &str = "2.5.4.3";
 const OID_O: &str = "2.5.4.10";

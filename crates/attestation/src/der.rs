@@ -1,11 +1,12 @@
-//! A small DER writer for the certificates and CRLs the simulated vendors issue.
+//! A small DER writer: the values of attestation claim extensions, and the certificates
+//! and CRLs the simulated vendors issue.
 //!
 //! Neither rcgen nor the RustCrypto builders can sign with RSASSA-PSS/SHA-384 through
-//! aws-lc-rs, which AMD's certificate profile needs, so certificates are assembled here
-//! and signed by the caller.
+//! aws-lc-rs, which AMD's certificate profile needs, so the simulator assembles
+//! certificates with these functions and signs them itself.
 
 /// Tag and length, then `content`.
-pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
     let len = content.len();
     if len < 0x80 {
@@ -20,16 +21,18 @@ pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     out
 }
 
-pub(crate) fn seq(parts: &[Vec<u8>]) -> Vec<u8> {
+/// SEQUENCE of the encoded `parts`.
+pub fn seq(parts: &[Vec<u8>]) -> Vec<u8> {
     tlv(0x30, &parts.concat())
 }
 
-pub(crate) fn set(parts: &[Vec<u8>]) -> Vec<u8> {
+/// SET of the encoded `parts`.
+pub fn set(parts: &[Vec<u8>]) -> Vec<u8> {
     tlv(0x31, &parts.concat())
 }
 
 /// An unsigned INTEGER from big-endian bytes.
-pub(crate) fn uint(bytes: &[u8]) -> Vec<u8> {
+pub fn uint(bytes: &[u8]) -> Vec<u8> {
     let trimmed: &[u8] = match bytes.iter().position(|b| *b != 0) {
         Some(first) => &bytes[first..],
         None => &[0],
@@ -42,21 +45,24 @@ pub(crate) fn uint(bytes: &[u8]) -> Vec<u8> {
     tlv(0x02, &content)
 }
 
-pub(crate) fn uint_u64(value: u64) -> Vec<u8> {
+/// An unsigned INTEGER.
+pub fn uint_u64(value: u64) -> Vec<u8> {
     uint(&value.to_be_bytes())
 }
 
-pub(crate) fn boolean(value: bool) -> Vec<u8> {
+/// A BOOLEAN.
+pub fn boolean(value: bool) -> Vec<u8> {
     tlv(0x01, &[if value { 0xff } else { 0 }])
 }
 
-pub(crate) fn enumerated(value: u8) -> Vec<u8> {
+/// An ENUMERATED.
+pub fn enumerated(value: u8) -> Vec<u8> {
     tlv(0x0a, &[value])
 }
 
 /// An OBJECT IDENTIFIER from its dotted form. The arcs used here are constants; a
 /// malformed one is a programming error caught by the tests.
-pub(crate) fn oid(dotted: &str) -> Vec<u8> {
+pub fn oid(dotted: &str) -> Vec<u8> {
     let arcs: Vec<u64> = dotted.split('.').filter_map(|a| a.parse().ok()).collect();
     let mut content = Vec::new();
     if let [first, second, rest @ ..] = arcs.as_slice() {
@@ -78,31 +84,35 @@ fn push_base128(out: &mut Vec<u8>, value: u64) {
     out.extend(groups.iter().rev());
 }
 
-pub(crate) fn octet_string(bytes: &[u8]) -> Vec<u8> {
+/// An OCTET STRING.
+pub fn octet_string(bytes: &[u8]) -> Vec<u8> {
     tlv(0x04, bytes)
 }
 
-pub(crate) fn bit_string(bytes: &[u8]) -> Vec<u8> {
+/// A BIT STRING without unused bits.
+pub fn bit_string(bytes: &[u8]) -> Vec<u8> {
     let mut content = vec![0];
     content.extend_from_slice(bytes);
     tlv(0x03, &content)
 }
 
-pub(crate) fn ia5_string(text: &str) -> Vec<u8> {
+/// An IA5String.
+pub fn ia5_string(text: &str) -> Vec<u8> {
     tlv(0x16, text.as_bytes())
 }
 
-pub(crate) fn utf8_string(text: &str) -> Vec<u8> {
+/// A UTF8String.
+pub fn utf8_string(text: &str) -> Vec<u8> {
     tlv(0x0c, text.as_bytes())
 }
 
 /// `[n] EXPLICIT`.
-pub(crate) fn explicit(n: u8, content: &[u8]) -> Vec<u8> {
+pub fn explicit(n: u8, content: &[u8]) -> Vec<u8> {
     tlv(0xa0 | n, content)
 }
 
 /// A time as X.509 wants it: UTCTime before 2050, GeneralizedTime from then on.
-pub(crate) fn time(unix: i64) -> Vec<u8> {
+pub fn time(unix: i64) -> Vec<u8> {
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
@@ -135,7 +145,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// A distinguished name from (attribute OID, value) pairs, one RDN each.
-pub(crate) fn name(attributes: &[(&str, &str)]) -> Vec<u8> {
+pub fn name(attributes: &[(&str, &str)]) -> Vec<u8> {
     seq(&attributes
         .iter()
         .map(|(attribute, value)| set(&[seq(&[oid(attribute), utf8_string(value)])]))
@@ -143,7 +153,7 @@ pub(crate) fn name(attributes: &[(&str, &str)]) -> Vec<u8> {
 }
 
 /// One certificate extension.
-pub(crate) fn extension(id: &str, critical: bool, value: &[u8]) -> Vec<u8> {
+pub fn extension(id: &str, critical: bool, value: &[u8]) -> Vec<u8> {
     let mut parts = vec![oid(id)];
     if critical {
         parts.push(boolean(true));
