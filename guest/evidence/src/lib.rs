@@ -4,12 +4,15 @@
 //!   report bound to 64 bytes of caller data: an SEV-SNP attestation report or a TDX quote,
 //!   plus, on SEV-SNP, the host-supplied certificate table.
 //! - [`snp_cert_table`] parses (and builds) that certificate table.
+//! - [`issuer`] is the seam: real issuers (configfs-tsm, `/dev/sev-guest`) and simulated
+//!   ones behind one trait.
 //!
 //! Nothing here verifies anything: the verifier lives in `contrast-attestation`. The legacy
 //! `/dev/sev-guest` and `/dev/tdx_guest` ioctls need `unsafe` and live in
 //! `contrast-guest-ioctl`.
 
 pub mod configfs_tsm;
+pub mod issuer;
 pub mod snp_cert_table;
 
 use std::fmt;

@@ -1,0 +1,63 @@
+//! The simulated issuers produce evidence that the real verifiers accept under the
+//! simulator's roots, bound to the caller's report data.
+
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+
+use std::sync::Arc;
+
+use contrast_attestation::snp::{SnpEndorsements, SnpProduct, verify_report};
+use contrast_attestation::tdx::verify_quote;
+use contrast_guest_evidence::issuer::{EvidenceIssuer, Tee, simulated_snp, simulated_tdx};
+use contrast_guest_evidence::snp_cert_table::CertKind;
+use contrast_simulator::{
+    SimulatedAmd, SimulatedIntel, SimulatedPlatform, SnpReportSpec, TdxQuoteSpec,
+};
+
+const NOW: i64 = 1_780_272_000;
+
+#[test]
+fn simulated_snp_evidence_verifies_with_its_own_certificates() {
+    let amd = Arc::new(SimulatedAmd::generate(&[SnpProduct::Genoa]).unwrap());
+    let template = SnpReportSpec {
+        host_data: [0x21; 32],
+        ..SnpReportSpec::new(SnpProduct::Genoa)
+    };
+    let issuer = simulated_snp(Arc::clone(&amd), template);
+    let evidence = issuer.issue(&[0x42; 64]).unwrap();
+    assert_eq!(
+        (evidence.tee, evidence.simulated, issuer.name()),
+        (Tee::Snp, true, "simulated-snp")
+    );
+    let cert = |kind| {
+        evidence
+            .certificates
+            .iter()
+            .find(|c| c.kind == kind)
+            .map(|c| c.der.clone())
+    };
+    let endorsements = SnpEndorsements {
+        vek: cert(CertKind::Vcek),
+        ask: cert(CertKind::Ask),
+        ark: cert(CertKind::Ark),
+        crl: None,
+    };
+    let verified = verify_report(&evidence.raw, &endorsements, &amd.trust_anchor(), NOW).unwrap();
+    assert_eq!(verified.report.report_data(), [0x42; 64]);
+    assert_eq!(verified.report.host_data(), [0x21; 32]);
+}
+
+#[test]
+fn simulated_tdx_evidence_verifies() {
+    let intel = Arc::new(SimulatedIntel::generate(SimulatedPlatform::default()).unwrap());
+    let issuer = simulated_tdx(
+        Arc::clone(&intel),
+        TdxQuoteSpec {
+            version: 5,
+            ..Default::default()
+        },
+    );
+    let evidence = issuer.issue(&[0x17; 64]).unwrap();
+    assert_eq!(evidence.tee, Tee::Tdx);
+    let verified = verify_quote(&evidence.raw, &intel.trust_anchor(), None, NOW).unwrap();
+    assert_eq!(verified.quote.td_report.report_data, [0x17; 64]);
+}
