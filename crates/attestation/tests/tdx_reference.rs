@@ -171,3 +171,36 @@ fn a_debug_td_is_refused_unless_debug_is_allowed() {
     e.allow_debug = true;
     assert_eq!(check_tdx_reference_values(&v, &[entry], &e), Ok(0));
 }
+
+#[test]
+fn an_out_of_date_tcb_is_refused_by_default_naming_the_status() {
+    use contrast_attestation::tdx::TcbEvaluation;
+    let mut v = dcap_sample();
+    let entry = suggested_tdx_reference_values(&v);
+    for (status, refused_by_default, refused_when_allowed) in [
+        ("UpToDate", false, false),
+        ("SWHardeningNeeded", false, false),
+        ("OutOfDate", true, false),
+        ("OutOfDateConfigurationNeeded", true, false),
+        ("Revoked", true, true),
+    ] {
+        v.tcb = Some(TcbEvaluation {
+            status: status.into(),
+            advisory_ids: vec!["INTEL-SA-00837".into()],
+        });
+        let mut e = exact(&v);
+        let result = check_tdx_reference_values(&v, std::slice::from_ref(&entry), &e);
+        assert_eq!(result.is_err(), refused_by_default, "{status}");
+        if let Err(refusal) = result {
+            let text = refusal.to_string();
+            assert!(text.contains(&format!("TCB status differs: expected UpToDate (or SWHardeningNeeded/ConfigurationNeeded), got {status}")), "{text}");
+            assert!(text.contains("INTEL-SA-00837"), "{text}");
+        }
+        e.allow_out_of_date = true;
+        assert_eq!(
+            check_tdx_reference_values(&v, std::slice::from_ref(&entry), &e).is_err(),
+            refused_when_allowed,
+            "{status} allowed"
+        );
+    }
+}

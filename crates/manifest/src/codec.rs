@@ -85,18 +85,26 @@ fn type_error(path: &str, expected: &str, got: &Json) -> DecodeError {
 }
 
 /// Finds the field a key binds to, as Go does: an exact match first, then a
-/// case-insensitive one (Go folds Unicode case; every field name here is ASCII).
+/// case-insensitive one. Go folds Unicode case, under which two non-ASCII letters equal
+/// ASCII ones: U+017F (long s) folds to `s` and U+212A (Kelvin sign) to `k`; every field
+/// name here is ASCII, so those two are the only non-ASCII spellings that can bind.
 fn bind_key(fields: &'static [FieldSpec], key: &str) -> Option<&'static FieldSpec> {
     let spellings =
         |f: &'static FieldSpec| std::iter::once(f.name).chain(f.aliases.iter().copied());
+    if let Some(exact) = fields.iter().find(|f| spellings(f).any(|s| s == key)) {
+        return Some(exact);
+    }
+    let folded: String = key
+        .chars()
+        .map(|c| match c {
+            '\u{17f}' => 's',
+            '\u{212a}' => 'k',
+            c => c,
+        })
+        .collect();
     fields
         .iter()
-        .find(|f| spellings(f).any(|s| s == key))
-        .or_else(|| {
-            fields
-                .iter()
-                .find(|f| spellings(f).any(|s| s.eq_ignore_ascii_case(key)))
-        })
+        .find(|f| spellings(f).any(|s| s.eq_ignore_ascii_case(&folded)))
 }
 
 pub(crate) fn decode_struct<T: JsonStruct>(value: &Json, path: &str) -> Result<T, DecodeError> {
@@ -420,7 +428,7 @@ where
         };
         let mut map = BTreeMap::new();
         for (key, member) in members {
-            let member_path = format!("{path}[{key:?}]");
+            let member_path = format!("{path}[{}]", crate::validate::json_quote(key));
             let decoded = V::from_json(member, &member_path)?;
             if map.insert(K::from(key.clone()), decoded).is_some() {
                 return Err(DecodeError::new(

@@ -32,7 +32,7 @@ impl EmbeddedReferenceValues {
         };
         let mut entries: Vec<(RuntimeHandler, ReferenceValues)> = Vec::new();
         for (key, value) in &members {
-            let path = format!("[{key:?}]");
+            let path = format!("[{}]", crate::validate::json_quote(key));
             let handler: RuntimeHandler =
                 key.parse().map_err(|e: contrast_platforms::ParseError| {
                     DecodeError::new(&path, e.to_string())

@@ -374,8 +374,9 @@ json_struct! {
         /// Extended feature mask, 8 bytes.
         ["Xfam", Always]
         pub xfam: HexString,
-        /// Platform instance IDs (16 bytes) allowed; none means any platform.
-        ["AllowedPIIDs", Always]
+        /// Platform instance IDs (16 bytes) allowed; none means any platform. A later
+        /// addition: written only when set, so Gen-1 entries keep their field set.
+        ["AllowedPIIDs", WhenSet]
         pub allowed_piids: Option<Vec<HexString>>,
     }
 }

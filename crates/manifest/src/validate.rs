@@ -29,7 +29,7 @@ pub(crate) fn validate_manifest(manifest: &Manifest, errs: &mut ValidationErrors
 
     let mut coordinators = 0;
     for (hash, entry) in &manifest.policies {
-        let path = format!("Policies[{:?}]", hash.as_str());
+        let path = format!("Policies[{}]", json_quote(hash.as_str()));
         check_hex(errs, &path, hash, 32, IfEmpty::Invalid);
         check_policy_entry(entry, &path, errs);
         coordinators += usize::from(entry.is_coordinator());
@@ -81,7 +81,7 @@ fn check_policy_entry(entry: &PolicyEntry, path: &str, errs: &mut ValidationErro
     for (i, san) in entry.sans.iter().flatten().enumerate() {
         if san.trim().is_empty() || san.chars().any(|c| c.is_whitespace() || c.is_control()) {
             errs.invalid_at(
-                format!("{path}.SANs[{i}]"),
+                join_path(path, &format!("SANs[{i}]")),
                 format!("{san:?} is not a DNS name, IP address or URI: remove it or fix it"),
             );
         }
@@ -121,7 +121,9 @@ fn check_reference_values(values: &ReferenceValues, path: &str, errs: &mut Valid
         }
     }
     if !simulated.is_empty() && !real.is_empty() {
+        simulated.sort_unstable();
         simulated.dedup();
+        real.sort_unstable();
         real.dedup();
         errs.invalid_at(
             path,
@@ -259,7 +261,7 @@ fn check_snp(entry: &SnpReferenceValues, path: &str, errs: &mut ValidationErrors
     for (i, chip_id) in entry.allowed_chip_ids.iter().flatten().enumerate() {
         check_hex(
             errs,
-            &format!("{path}.AllowedChipIDs[{i}]"),
+            &join_path(path, &format!("AllowedChipIDs[{i}]")),
             chip_id,
             64,
             IfEmpty::Invalid,
@@ -279,7 +281,7 @@ fn check_tdx(entry: &TdxReferenceValues, path: &str, errs: &mut ValidationErrors
     );
     for (i, rtmr) in entry.rtmrs.iter().enumerate() {
         // Contrast names RTMRs 1-based in its errors.
-        let rtmr_path = format!("{path}.RTMR[{}]", i + 1);
+        let rtmr_path = join_path(path, &format!("RTMR[{}]", i + 1));
         check_hex(errs, &rtmr_path, rtmr, 48, IfEmpty::Invalid);
     }
     let svns = [
@@ -329,7 +331,7 @@ fn check_tdx(entry: &TdxReferenceValues, path: &str, errs: &mut ValidationErrors
     for (i, piid) in entry.allowed_piids.iter().flatten().enumerate() {
         check_hex(
             errs,
-            &format!("{path}.AllowedPIIDs[{i}]"),
+            &join_path(path, &format!("AllowedPIIDs[{i}]")),
             piid,
             16,
             IfEmpty::Invalid,
@@ -405,6 +407,11 @@ fn check_seedshare_owner_key(key: &HexString, path: &str, errs: &mut ValidationE
     }
 }
 
+/// A key as a JSON string literal, for paths (`Policies["ab12…"]`).
+pub(crate) fn json_quote(key: &str) -> String {
+    serde_json::to_string(key).unwrap_or_else(|_| format!("{key:?}"))
+}
+
 /// Members that bind to no field: Contrast's decoder drops them silently, so a typo such
 /// as `AllowedChipID` would quietly accept every chip. We refuse them.
 fn check_unknown_fields<T: JsonStruct>(value: &T, path: &str, errs: &mut ValidationErrors) {
@@ -412,7 +419,7 @@ fn check_unknown_fields<T: JsonStruct>(value: &T, path: &str, errs: &mut Validat
         if let Slot::Unknown { key, .. } = slot {
             let known: Vec<_> = T::FIELDS.iter().map(|f| f.name).collect();
             errs.unknown_field_at(
-                join_path(path, &format!("{key:?}")),
+                format!("{path}[{}]", json_quote(key)),
                 format!(
                     "unknown field; remove it or fix its spelling (known here: {})",
                     known.join(", ")

@@ -37,12 +37,16 @@ pub enum Platform {
     AksClhSnp,
     /// K3s on bare metal, QEMU, SEV-SNP.
     K3sQemuSnp,
+    /// K3s on bare metal, QEMU, SEV-SNP with a confidential GPU.
+    K3sQemuSnpGpu,
     /// K3s on bare metal, QEMU, TDX.
     K3sQemuTdx,
     /// RKE2 on bare metal, QEMU, TDX.
     Rke2QemuTdx,
     /// Any Kubernetes on bare metal, QEMU, SEV-SNP.
     MetalQemuSnp,
+    /// Any Kubernetes on bare metal, QEMU, SEV-SNP with a confidential GPU.
+    MetalQemuSnpGpu,
     /// Any Kubernetes on bare metal, QEMU, TDX.
     MetalQemuTdx,
     /// Simulated SEV-SNP: real report format, locally generated signing root.
@@ -53,12 +57,14 @@ pub enum Platform {
 
 impl Platform {
     /// Every platform, in a stable order (real ones first).
-    pub const ALL: [Platform; 8] = [
+    pub const ALL: [Platform; 10] = [
         Platform::AksClhSnp,
         Platform::K3sQemuSnp,
+        Platform::K3sQemuSnpGpu,
         Platform::K3sQemuTdx,
         Platform::Rke2QemuTdx,
         Platform::MetalQemuSnp,
+        Platform::MetalQemuSnpGpu,
         Platform::MetalQemuTdx,
         Platform::SimSnp,
         Platform::SimTdx,
@@ -69,9 +75,11 @@ impl Platform {
         match self {
             Platform::AksClhSnp => "AKS-CLH-SNP",
             Platform::K3sQemuSnp => "K3s-QEMU-SNP",
+            Platform::K3sQemuSnpGpu => "K3s-QEMU-SNP-GPU",
             Platform::K3sQemuTdx => "K3s-QEMU-TDX",
             Platform::Rke2QemuTdx => "RKE2-QEMU-TDX",
             Platform::MetalQemuSnp => "Metal-QEMU-SNP",
+            Platform::MetalQemuSnpGpu => "Metal-QEMU-SNP-GPU",
             Platform::MetalQemuTdx => "Metal-QEMU-TDX",
             Platform::SimSnp => "Sim-SNP",
             Platform::SimTdx => "Sim-TDX",
@@ -83,7 +91,9 @@ impl Platform {
         match self {
             Platform::AksClhSnp
             | Platform::K3sQemuSnp
+            | Platform::K3sQemuSnpGpu
             | Platform::MetalQemuSnp
+            | Platform::MetalQemuSnpGpu
             | Platform::SimSnp => Tee::Snp,
             Platform::K3sQemuTdx
             | Platform::Rke2QemuTdx
@@ -101,6 +111,7 @@ impl Platform {
     pub fn default_vm_memory_mib(self) -> u32 {
         match self {
             Platform::AksClhSnp => 256,
+            Platform::K3sQemuSnpGpu | Platform::MetalQemuSnpGpu => 1024,
             _ => 512,
         }
     }
@@ -340,7 +351,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unknown platform \"metal-qemu-sev\"; expected one of: aks-clh-snp, k3s-qemu-snp, \
-             k3s-qemu-tdx, rke2-qemu-tdx, metal-qemu-snp, metal-qemu-tdx, sim-snp, sim-tdx"
+             k3s-qemu-snp-gpu, k3s-qemu-tdx, rke2-qemu-tdx, metal-qemu-snp, metal-qemu-snp-gpu, \
+             metal-qemu-tdx, sim-snp, sim-tdx"
         );
         assert!("".parse::<Platform>().is_err());
         assert!("metal-qemu-snp ".parse::<Platform>().is_err());
@@ -351,6 +363,7 @@ mod tests {
         assert_eq!(Platform::AksClhSnp.default_vm_memory_mib(), 256);
         assert_eq!(Platform::MetalQemuTdx.default_vm_memory_mib(), 512);
         assert_eq!(Platform::MetalQemuSnp.runtime_class_overhead_mib(), 682);
+        assert_eq!(Platform::MetalQemuSnpGpu.default_vm_memory_mib(), 1024);
     }
 
     #[test]

@@ -19,6 +19,40 @@ pub use snp::{SimulatedAmd, SimulatedSnpReport, SnpReportSpec};
 pub use store::KeyStore;
 pub use tdx::{SimulatedIntel, SimulatedPlatform, TdxQuoteSpec};
 
+/// Both simulated vendors, their keys kept in one directory.
+#[derive(Debug)]
+pub struct Simulator {
+    /// The simulated AMD (Milan, Genoa and Turin roots).
+    pub amd: SimulatedAmd,
+    /// The simulated Intel.
+    pub intel: SimulatedIntel,
+}
+
+impl Simulator {
+    /// Loads the vendors' keys from `dir`, creating them on first use. Every process that
+    /// opens the same directory signs under the same roots.
+    pub fn open(dir: impl Into<std::path::PathBuf>) -> Result<Self, SimError> {
+        let store = KeyStore::open(dir)?;
+        let products = [
+            contrast_attestation::snp::SnpProduct::Milan,
+            contrast_attestation::snp::SnpProduct::Genoa,
+            contrast_attestation::snp::SnpProduct::Turin,
+        ];
+        let amd = if products
+            .iter()
+            .all(|p| store.contains(&format!("snp-{}-ark.p8", p.name().to_ascii_lowercase())))
+        {
+            SimulatedAmd::load(&store, &products)?
+        } else {
+            let amd = SimulatedAmd::generate(&products)?;
+            amd.save(&store)?;
+            amd
+        };
+        let intel = SimulatedIntel::open(&store, SimulatedPlatform::default())?;
+        Ok(Simulator { amd, intel })
+    }
+}
+
 /// What went wrong in the simulator.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {

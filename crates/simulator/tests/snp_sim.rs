@@ -194,3 +194,19 @@ fn roots_survive_a_save_and_load() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_simulator_directory_gives_the_same_roots_to_every_process() {
+    let dir = std::env::temp_dir().join(format!("contrast-sim-dir-{}", std::process::id()));
+    let first = contrast_simulator::Simulator::open(&dir).unwrap();
+    let second = contrast_simulator::Simulator::open(&dir).unwrap();
+    let r = second
+        .amd
+        .report(&SnpReportSpec::new(SnpProduct::Genoa))
+        .unwrap();
+    verify_report(&r.report, &endorsements(&r), &first.amd.trust_anchor(), NOW).unwrap();
+    let quote = second.intel.quote(&Default::default()).unwrap();
+    contrast_attestation::tdx::verify_quote(&quote, &first.intel.trust_anchor(), None, NOW)
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
