@@ -210,3 +210,16 @@ fn recase_struct_keys(value: &mut serde_json::Value, flips: u64, counter: &mut u
         _ => {}
     }
 }
+
+/// Found by the `manifest` fuzz target: a number too large for an integer in an unknown
+/// member. Parsed as a float it must print and re-parse to the same value, or re-encoding
+/// would not be stable (serde_json's `float_roundtrip` makes the parse exact).
+#[test]
+fn huge_numbers_in_unknown_members_re_encode_stably() {
+    let input = include_bytes!("data/fuzz/unknown-float-member.json");
+    let first = Manifest::decode(input).unwrap();
+    let encoded = first.encode();
+    let second = Manifest::decode(&encoded).unwrap();
+    assert_eq!(second.encode(), encoded);
+    assert!(second.validate().is_err(), "unknown members are refused");
+}

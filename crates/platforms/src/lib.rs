@@ -300,6 +300,12 @@ mod tests {
                 Tee::Snp,
             ),
             (
+                "k3s-qemu-snp-gpu",
+                Platform::K3sQemuSnpGpu,
+                "K3s-QEMU-SNP-GPU",
+                Tee::Snp,
+            ),
+            (
                 "k3s-qemu-tdx",
                 Platform::K3sQemuTdx,
                 "K3s-QEMU-TDX",
@@ -315,6 +321,12 @@ mod tests {
                 "metal-qemu-snp",
                 Platform::MetalQemuSnp,
                 "Metal-QEMU-SNP",
+                Tee::Snp,
+            ),
+            (
+                "metal-qemu-snp-gpu",
+                Platform::MetalQemuSnpGpu,
+                "Metal-QEMU-SNP-GPU",
                 Tee::Snp,
             ),
             (
