@@ -11,7 +11,7 @@ use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED, UnparsedPublicKey};
 use contrast_attestation::snp::{
     SnpEndorsements, SnpReport, SnpTrustAnchor, SnpVerifier, verify_report,
 };
-use contrast_attestation::tdx::{TdxTrustAnchor, verify_quote};
+use contrast_attestation::tdx::{TdxTrustAnchor, TdxVerifier, verify_quote};
 use criterion::{Criterion, criterion_group, criterion_main};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -34,6 +34,8 @@ fn verification(c: &mut Criterion) {
     verifier.verify(REPORT, &endorsements, NOW).unwrap();
     let amd = SnpTrustAnchor::amd();
     let intel = TdxTrustAnchor::intel();
+    let tdx_verifier = TdxVerifier::new(TdxTrustAnchor::intel());
+    tdx_verifier.verify(QUOTE, None, NOW).unwrap();
 
     let mut group = c.benchmark_group("verify");
     group.bench_function("anchor: raw ECDSA P-384 verify", |b| {
@@ -51,6 +53,9 @@ fn verification(c: &mut Criterion) {
     });
     group.bench_function("SNP report, chain verified", |b| {
         b.iter(|| verify_report(black_box(REPORT), &endorsements, &amd, NOW).unwrap())
+    });
+    group.bench_function("TDX quote, PCK chain cached", |b| {
+        b.iter(|| tdx_verifier.verify(black_box(QUOTE), None, NOW).unwrap())
     });
     group.bench_function("TDX quote, PCK chain verified", |b| {
         b.iter(|| verify_quote(black_box(QUOTE), &intel, None, NOW).unwrap())

@@ -186,3 +186,24 @@ fn truncated_and_malformed_quotes_are_refused_with_the_field() {
             .contains("body type is 1")
     );
 }
+
+#[test]
+fn the_caching_verifier_gives_the_same_answers() {
+    use contrast_attestation::tdx::TdxVerifier;
+    let verifier = TdxVerifier::new(TdxTrustAnchor::intel());
+    let quote = data("dcapqvl-quote-v4.dat");
+    for _ in 0..2 {
+        verifier.verify(&quote, None, JUNE_25_2025).unwrap();
+        let err = verifier.verify(&quote, None, 2_840_140_800).unwrap_err();
+        assert!(
+            matches!(err, TdxVerifyError::CertificateValidity { .. }),
+            "{err}"
+        );
+        let mut tampered = quote.clone();
+        tampered[200] ^= 1;
+        assert_eq!(
+            verifier.verify(&tampered, None, JUNE_25_2025).unwrap_err(),
+            TdxVerifyError::QuoteSignature
+        );
+    }
+}

@@ -243,24 +243,6 @@ fn check_signed_by(
     .map_err(|_| error)
 }
 
-fn check_validity(
-    cert: &X509Certificate<'_>,
-    which: PckCert,
-    now: i64,
-) -> Result<(), TdxVerifyError> {
-    let not_before = cert.validity().not_before.timestamp();
-    let not_after = cert.validity().not_after.timestamp();
-    if now < not_before || now > not_after {
-        return Err(TdxVerifyError::CertificateValidity {
-            which,
-            not_before,
-            not_after,
-            now,
-        });
-    }
-    Ok(())
-}
-
 fn p256_point(raw_xy: &[u8; 64]) -> [u8; 65] {
     let mut point = [0x04; 65];
     point[1..].copy_from_slice(raw_xy);
@@ -277,24 +259,73 @@ pub fn verify_quote(
     now: i64,
 ) -> Result<VerifiedTdxQuote, TdxVerifyError> {
     let quote = TdxQuote::parse(bytes)?;
-    if quote.qe_vendor_id != INTEL_QE_VENDOR_ID {
-        return Err(TdxVerifyError::QeVendor(hex::encode(quote.qe_vendor_id)));
+    let chain = verify_pck_chain(&quote.pck_chain_pem, anchor)?;
+    finish(bytes, quote, &chain, anchor, collateral, now)
+}
+
+/// A verifier that remembers verified PCK chains (one per platform), so a quote from a
+/// known platform costs the two ECDSA P-256 verifications of the quote and QE report. The
+/// validity periods are checked for every quote.
+#[derive(Debug)]
+pub struct TdxVerifier {
+    anchor: TdxTrustAnchor,
+    chains: std::sync::Mutex<std::collections::HashMap<[u8; 32], VerifiedPckChain>>,
+}
+
+/// More platforms than one deployment has; the cache is emptied when full.
+const MAX_CACHED_CHAINS: usize = 256;
+
+impl TdxVerifier {
+    /// A verifier for `anchor`.
+    pub fn new(anchor: TdxTrustAnchor) -> Self {
+        TdxVerifier {
+            anchor,
+            chains: Default::default(),
+        }
     }
 
-    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, p256_point(&quote.attestation_key))
-        .verify(quote.signed_bytes(), &quote.signature)
-        .map_err(|_| TdxVerifyError::QuoteSignature)?;
-
-    let mut bound = quote.attestation_key.to_vec();
-    bound.extend_from_slice(&quote.qe_auth_data);
-    let qe_report_data = quote.qe_report_data();
-    if digest(&SHA256, &bound).as_ref() != &qe_report_data[..32]
-        || qe_report_data[32..].iter().any(|b| *b != 0)
-    {
-        return Err(TdxVerifyError::AttestationKeyBinding);
+    /// As [`verify_quote`], with the PCK chain taken from the cache when seen before.
+    pub fn verify(
+        &self,
+        bytes: &[u8],
+        collateral: Option<&TdxCollateral>,
+        now: i64,
+    ) -> Result<VerifiedTdxQuote, TdxVerifyError> {
+        let quote = TdxQuote::parse(bytes)?;
+        let mut key = [0; 32];
+        key.copy_from_slice(digest(&SHA256, &quote.pck_chain_pem).as_ref());
+        let cached = self.chains.lock().ok().and_then(|c| c.get(&key).cloned());
+        let chain = match cached {
+            Some(chain) => chain,
+            None => {
+                let chain = verify_pck_chain(&quote.pck_chain_pem, &self.anchor)?;
+                if let Ok(mut chains) = self.chains.lock() {
+                    if chains.len() >= MAX_CACHED_CHAINS {
+                        chains.clear();
+                    }
+                    chains.insert(key, chain.clone());
+                }
+                chain
+            }
+        };
+        finish(bytes, quote, &chain, &self.anchor, collateral, now)
     }
+}
 
-    let pem_text = String::from_utf8_lossy(&quote.pck_chain_pem);
+/// What a verified PCK chain establishes, independent of time and quote.
+#[derive(Debug, Clone)]
+struct VerifiedPckChain {
+    pck_der: Vec<u8>,
+    /// The PCK's public key, an uncompressed P-256 point.
+    pck_point: Vec<u8>,
+    validity: [(PckCert, i64, i64); 3],
+}
+
+fn verify_pck_chain(
+    chain_pem: &[u8],
+    anchor: &TdxTrustAnchor,
+) -> Result<VerifiedPckChain, TdxVerifyError> {
+    let pem_text = String::from_utf8_lossy(chain_pem);
     let chain = crate::pem::decode_all(&pem_text, "CERTIFICATE").map_err(|e| {
         TdxVerifyError::CertificateParse {
             which: PckCert::Leaf,
@@ -320,20 +351,64 @@ pub fn verify_quote(
         PckCert::Root,
     )?;
     check_signed_by(&leaf, PckCert::Leaf, &intermediate, PckCert::Intermediate)?;
-    for (cert, which) in [
-        (&trusted_root, PckCert::Root),
-        (&intermediate, PckCert::Intermediate),
-        (&leaf, PckCert::Leaf),
-    ] {
-        check_validity(cert, which, now)?;
+    let validity = [
+        (PckCert::Root, &trusted_root),
+        (PckCert::Intermediate, &intermediate),
+        (PckCert::Leaf, &leaf),
+    ]
+    .map(|(which, cert)| {
+        (
+            which,
+            cert.validity().not_before.timestamp(),
+            cert.validity().not_after.timestamp(),
+        )
+    });
+    Ok(VerifiedPckChain {
+        pck_der: leaf_der.clone(),
+        pck_point: leaf.public_key().subject_public_key.data.to_vec(),
+        validity,
+    })
+}
+
+/// The per-quote checks: times, quote signature, key binding, QE report signature, TCB.
+fn finish(
+    bytes: &[u8],
+    quote: TdxQuote,
+    chain: &VerifiedPckChain,
+    anchor: &TdxTrustAnchor,
+    collateral: Option<&TdxCollateral>,
+    now: i64,
+) -> Result<VerifiedTdxQuote, TdxVerifyError> {
+    if quote.qe_vendor_id != INTEL_QE_VENDOR_ID {
+        return Err(TdxVerifyError::QeVendor(hex::encode(quote.qe_vendor_id)));
+    }
+    for (which, not_before, not_after) in chain.validity {
+        if now < not_before || now > not_after {
+            return Err(TdxVerifyError::CertificateValidity {
+                which,
+                not_before,
+                not_after,
+                now,
+            });
+        }
     }
 
-    UnparsedPublicKey::new(
-        &ECDSA_P256_SHA256_FIXED,
-        leaf.public_key().subject_public_key.data.as_ref(),
-    )
-    .verify(&quote.qe_report, &quote.qe_report_signature)
-    .map_err(|_| TdxVerifyError::QeReportSignature)?;
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, p256_point(&quote.attestation_key))
+        .verify(quote.signed_bytes(), &quote.signature)
+        .map_err(|_| TdxVerifyError::QuoteSignature)?;
+
+    let mut bound = quote.attestation_key.to_vec();
+    bound.extend_from_slice(&quote.qe_auth_data);
+    let qe_report_data = quote.qe_report_data();
+    if digest(&SHA256, &bound).as_ref() != &qe_report_data[..32]
+        || qe_report_data[32..].iter().any(|b| *b != 0)
+    {
+        return Err(TdxVerifyError::AttestationKeyBinding);
+    }
+
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &chain.pck_point)
+        .verify(&quote.qe_report, &quote.qe_report_signature)
+        .map_err(|_| TdxVerifyError::QeReportSignature)?;
 
     let tcb = match collateral {
         None => None,
@@ -341,7 +416,7 @@ pub fn verify_quote(
     };
 
     Ok(VerifiedTdxQuote {
-        pck_der: leaf_der.clone(),
+        pck_der: chain.pck_der.clone(),
         quote,
         tcb,
         simulated: anchor.is_simulated(),
