@@ -5,6 +5,7 @@
 //! says which one it was checked against so callers can refuse simulated evidence on
 //! real platforms.
 
+mod chain_cache;
 pub mod claims;
 pub mod der;
 pub mod explain;

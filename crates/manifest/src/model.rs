@@ -326,7 +326,26 @@ json_struct! {
     }
 }
 
+/// PLATFORM_INFO bit of each flag (bit 6 is reserved).
+const PLATFORM_INFO_BITS: [u32; 7] = [0, 1, 2, 3, 4, 5, 7];
+
 impl SnpPlatformInfo {
+    /// The flags of a 64-bit PLATFORM_INFO value (reserved and unknown bits ignored).
+    pub fn from_bits(bits: u64) -> Self {
+        let [smt, tsme, ecc, rapl, hiding, alias, tio] =
+            PLATFORM_INFO_BITS.map(|n| bits & (1 << n) != 0);
+        SnpPlatformInfo {
+            smt_enabled: smt,
+            tsme_enabled: tsme,
+            ecc_enabled: ecc,
+            rapl_disabled: rapl,
+            ciphertext_hiding_dram_enabled: hiding,
+            alias_check_complete: alias,
+            tio_enabled: tio,
+            layout: Default::default(),
+        }
+    }
+
     /// The 64-bit PLATFORM_INFO value with these bits set.
     pub fn to_bits(&self) -> u64 {
         [
@@ -425,6 +444,11 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(info.to_bits(), 0b1000_0001);
+        assert_eq!(SnpPlatformInfo::from_bits(0b1000_0001), info);
+        assert_eq!(
+            SnpPlatformInfo::from_bits(0b1011_1111).to_bits(),
+            0b1011_1111
+        );
     }
 
     #[test]

@@ -60,16 +60,7 @@ fn snp() -> impl Strategy<Value = SnpReferenceValues> {
                     // Any representable policy: keep the defined bits, force the reserved one.
                     guest_policy: SnpGuestPolicy::from_bits(policy & ((1 << 26) - 1) | 1 << 17)
                         .unwrap(),
-                    platform_info: SnpPlatformInfo {
-                        smt_enabled: info & 1 != 0,
-                        tsme_enabled: info & 2 != 0,
-                        ecc_enabled: info & 4 != 0,
-                        rapl_disabled: info & 8 != 0,
-                        ciphertext_hiding_dram_enabled: info & 16 != 0,
-                        alias_check_complete: info & 32 != 0,
-                        tio_enabled: info & 128 != 0,
-                        ..Default::default()
-                    },
+                    platform_info: SnpPlatformInfo::from_bits(info),
                     minimum_mitigation_vector: policy ^ info,
                     allowed_chip_ids: chips,
                     cpus,

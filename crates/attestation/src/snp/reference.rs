@@ -392,7 +392,6 @@ pub fn suggested_reference_values(verified: &VerifiedSnpReport) -> SnpReferenceV
         verified.reported_tcb,
     ];
     let lowest = |f: fn(&TcbVersion) -> u8| tcbs.iter().map(f).min().unwrap_or(0);
-    let info = report.platform_info();
     let mut policy = SnpGuestPolicy::from_bits(report.policy()).unwrap_or_default();
     // Never suggest debugging.
     policy.debug = false;
@@ -416,16 +415,7 @@ pub fn suggested_reference_values(verified: &VerifiedSnpReport) -> SnpReferenceV
             ..Default::default()
         },
         guest_policy: policy,
-        platform_info: SnpPlatformInfo {
-            smt_enabled: info & 1 != 0,
-            tsme_enabled: info & 2 != 0,
-            ecc_enabled: info & 4 != 0,
-            rapl_disabled: info & 8 != 0,
-            ciphertext_hiding_dram_enabled: info & 16 != 0,
-            alias_check_complete: info & 32 != 0,
-            tio_enabled: info & 128 != 0,
-            ..Default::default()
-        },
+        platform_info: SnpPlatformInfo::from_bits(report.platform_info()),
         minimum_mitigation_vector: 0,
         allowed_chip_ids: None,
         ..Default::default()

@@ -427,12 +427,8 @@ pub fn verify_report(
 #[derive(Debug)]
 pub struct SnpVerifier {
     anchor: SnpTrustAnchor,
-    chains: std::sync::Mutex<std::collections::HashMap<[u8; 32], VerifiedChain>>,
+    chains: crate::chain_cache::ChainCache<VerifiedChain>,
 }
-
-/// More distinct chains than one deployment has; the cache is emptied when it is full, so
-/// a peer sending ever new certificates cannot make it grow.
-const MAX_CACHED_CHAINS: usize = 256;
 
 impl SnpVerifier {
     /// A verifier for `anchor`.
@@ -457,24 +453,9 @@ impl SnpVerifier {
     ) -> Result<VerifiedSnpReport, SnpVerifyError> {
         let (report, from_hcl) = SnpReport::from_bytes_or_hcl(evidence)?;
         let key = chain_cache_key(&report, endorsements)?;
-        let cached = self
+        let chain = self
             .chains
-            .lock()
-            .ok()
-            .and_then(|chains| chains.get(&key).cloned());
-        let chain = match cached {
-            Some(chain) => chain,
-            None => {
-                let chain = verify_chain(&report, endorsements, &self.anchor)?;
-                if let Ok(mut chains) = self.chains.lock() {
-                    if chains.len() >= MAX_CACHED_CHAINS {
-                        chains.clear();
-                    }
-                    chains.insert(key, chain.clone());
-                }
-                chain
-            }
-        };
+            .get_or_verify(key, || verify_chain(&report, endorsements, &self.anchor))?;
         chain.check_report(report, from_hcl, now)
     }
 }

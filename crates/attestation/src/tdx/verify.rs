@@ -269,11 +269,8 @@ pub fn verify_quote(
 #[derive(Debug)]
 pub struct TdxVerifier {
     anchor: TdxTrustAnchor,
-    chains: std::sync::Mutex<std::collections::HashMap<[u8; 32], VerifiedPckChain>>,
+    chains: crate::chain_cache::ChainCache<VerifiedPckChain>,
 }
-
-/// More platforms than one deployment has; the cache is emptied when full.
-const MAX_CACHED_CHAINS: usize = 256;
 
 impl TdxVerifier {
     /// A verifier for `anchor`.
@@ -294,20 +291,9 @@ impl TdxVerifier {
         let quote = TdxQuote::parse(bytes)?;
         let mut key = [0; 32];
         key.copy_from_slice(digest(&SHA256, &quote.pck_chain_pem).as_ref());
-        let cached = self.chains.lock().ok().and_then(|c| c.get(&key).cloned());
-        let chain = match cached {
-            Some(chain) => chain,
-            None => {
-                let chain = verify_pck_chain(&quote.pck_chain_pem, &self.anchor)?;
-                if let Ok(mut chains) = self.chains.lock() {
-                    if chains.len() >= MAX_CACHED_CHAINS {
-                        chains.clear();
-                    }
-                    chains.insert(key, chain.clone());
-                }
-                chain
-            }
-        };
+        let chain = self
+            .chains
+            .get_or_verify(key, || verify_pck_chain(&quote.pck_chain_pem, &self.anchor))?;
         finish(bytes, quote, &chain, &self.anchor, collateral, now)
     }
 }
