@@ -94,3 +94,38 @@ impl std::error::Error for Refusal {}
 pub(crate) fn hex_field(bytes: &[u8]) -> String {
     hex::encode(bytes)
 }
+
+/// A fixed-size reference value, or `None` if it is not `N` bytes of hex.
+pub(crate) fn decode_hex<const N: usize>(value: &contrast_manifest::HexString) -> Option<[u8; N]> {
+    value.to_bytes().and_then(|b| b.try_into().ok())
+}
+
+/// Simulated evidence only for a simulated platform's entry, real evidence only for a
+/// real one (an entry without a platform is real).
+pub(crate) fn trust_anchor_mismatch(
+    entry_platform: &str,
+    evidence_simulated: bool,
+    vendor_root: &str,
+    simulated_platform: contrast_platforms::Platform,
+) -> Option<Mismatch> {
+    let entry_simulated = entry_platform
+        .parse::<contrast_platforms::Platform>()
+        .is_ok_and(|p| p.is_simulated());
+    let kind = |sim| {
+        if sim {
+            "the simulator's root"
+        } else {
+            vendor_root
+        }
+    };
+    (entry_simulated != evidence_simulated).then(|| {
+        Mismatch::new(
+            "trust anchor (Platform)",
+            kind(entry_simulated),
+            kind(evidence_simulated),
+            format!(
+                "simulated evidence is accepted only on {simulated_platform}, and real evidence only on real platforms"
+            ),
+        )
+    })
+}

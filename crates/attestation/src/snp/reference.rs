@@ -5,7 +5,9 @@ use contrast_platforms::Platform;
 
 use super::report::TcbVersion;
 use super::verify::VerifiedSnpReport;
-use crate::explain::{EntryMismatches, Mismatch, Refusal, hex_field};
+use crate::explain::{
+    EntryMismatches, Mismatch, Refusal, decode_hex, hex_field, trust_anchor_mismatch,
+};
 
 /// What is expected of a report besides the reference values.
 #[derive(Debug, Clone, Default)]
@@ -73,10 +75,6 @@ fn or_unnamed(s: &str) -> &str {
     if s.is_empty() { "no platform given" } else { s }
 }
 
-fn decode_hex<const N: usize>(value: &HexString) -> Option<[u8; N]> {
-    value.to_bytes().and_then(|b| b.try_into().ok())
-}
-
 fn entry_mismatches(
     verified: &VerifiedSnpReport,
     entry: &SnpReferenceValues,
@@ -85,26 +83,12 @@ fn entry_mismatches(
     let report = &verified.report;
     let mut out = Vec::new();
 
-    // Simulated evidence only for simulated platforms, real evidence only for real ones.
-    let entry_simulated = entry
-        .platform
-        .parse::<Platform>()
-        .is_ok_and(|p| p.is_simulated());
-    if entry_simulated != verified.simulated {
-        let kind = |sim| {
-            if sim {
-                "the simulator's root"
-            } else {
-                "AMD's root"
-            }
-        };
-        out.push(Mismatch::new(
-            "trust anchor (Platform)",
-            kind(entry_simulated),
-            kind(verified.simulated),
-            "simulated evidence is accepted only on Sim-SNP, and real evidence only on real platforms",
-        ));
-    }
+    out.extend(trust_anchor_mismatch(
+        &entry.platform,
+        verified.simulated,
+        "AMD's root",
+        Platform::SimSnp,
+    ));
 
     if entry.product_name != verified.product.name() {
         out.push(Mismatch::new(

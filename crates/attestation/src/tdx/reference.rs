@@ -5,7 +5,9 @@ use contrast_platforms::Platform;
 
 use super::pck::pck_platform;
 use super::verify::VerifiedTdxQuote;
-use crate::explain::{EntryMismatches, Mismatch, Refusal, hex_field};
+use crate::explain::{
+    EntryMismatches, Mismatch, Refusal, decode_hex, hex_field, trust_anchor_mismatch,
+};
 
 /// What is expected of a quote besides the reference values.
 #[derive(Debug, Clone, Default)]
@@ -88,10 +90,6 @@ pub fn check_tdx_reference_values(
     Err(refusal)
 }
 
-fn decode<const N: usize>(value: &HexString) -> Option<[u8; N]> {
-    value.to_bytes().and_then(|b| b.try_into().ok())
-}
-
 /// Compares a fixed-size field; an entry value that is not `N` bytes of hex never matches.
 fn check_equal<const N: usize>(
     out: &mut Vec<Mismatch>,
@@ -100,7 +98,7 @@ fn check_equal<const N: usize>(
     actual: &[u8; N],
     hint: &str,
 ) {
-    if decode::<N>(expected).as_ref() != Some(actual) {
+    if decode_hex::<N>(expected).as_ref() != Some(actual) {
         let expected = if expected.is_empty() {
             "(not filled in)".to_owned()
         } else {
@@ -119,25 +117,12 @@ fn entry_mismatches(
     let td = &quote.td_report;
     let mut out = Vec::new();
 
-    let entry_simulated = entry
-        .platform
-        .parse::<Platform>()
-        .is_ok_and(|p| p.is_simulated());
-    if entry_simulated != verified.simulated {
-        let kind = |sim| {
-            if sim {
-                "the simulator's root"
-            } else {
-                "Intel's root"
-            }
-        };
-        out.push(Mismatch::new(
-            "trust anchor (Platform)",
-            kind(entry_simulated),
-            kind(verified.simulated),
-            "simulated evidence is accepted only on Sim-TDX, and real evidence only on real platforms",
-        ));
-    }
+    out.extend(trust_anchor_mismatch(
+        &entry.platform,
+        verified.simulated,
+        "Intel's root",
+        Platform::SimTdx,
+    ));
 
     let firmware = "the TD booted other firmware, kernel, initrd or command line than the reference values were computed for";
     check_equal(&mut out, "MRTD (MrTd)", &entry.mr_td, &td.mr_td, firmware);
@@ -212,7 +197,7 @@ fn entry_mismatches(
         }
     }
 
-    match decode::<16>(&entry.minimum_tee_tcb_svn) {
+    match decode_hex::<16>(&entry.minimum_tee_tcb_svn) {
         Some(minimum) if td.tee_tcb_svn.iter().zip(&minimum).all(|(a, m)| a >= m) => {}
         minimum => out.push(Mismatch::new(
             "TEE_TCB_SVN (MinimumTeeTcbSvn)",
@@ -224,7 +209,7 @@ fn entry_mismatches(
 
     if let Some(allowed) = entry.allowed_piids.as_ref().filter(|p| !p.is_empty()) {
         let piid = pck_platform(&verified.pck_der).piid;
-        if !piid.is_some_and(|piid| allowed.iter().any(|a| decode::<16>(a) == Some(piid))) {
+        if !piid.is_some_and(|piid| allowed.iter().any(|a| decode_hex::<16>(a) == Some(piid))) {
             out.push(Mismatch::new(
                 "PIID (AllowedPIIDs)",
                 format!("one of the {} AllowedPIIDs", allowed.len()),
