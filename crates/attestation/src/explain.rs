@@ -129,3 +129,63 @@ pub(crate) fn trust_anchor_mismatch(
         )
     })
 }
+
+/// The checks every entry shares: the report data binds the evidence to this connection,
+/// the host data (policy hash) must be one the manifest lists.
+pub(crate) fn binding_mismatches(
+    (report_data_field, expected_report_data, report_data): (&str, Option<[u8; 64]>, [u8; 64]),
+    (host_data_field, allowed_host_data, host_data): (&str, Option<&[[u8; 32]]>, [u8; 32]),
+) -> Vec<Mismatch> {
+    let mut out = Vec::new();
+    if let Some(expected) = expected_report_data
+        && report_data != expected
+    {
+        out.push(Mismatch::new(
+            report_data_field,
+            hex_field(&expected),
+            hex_field(&report_data),
+            "the evidence was not made for this connection (another key or nonce): a replay or a proxy in between",
+        ));
+    }
+    if let Some(allowed) = allowed_host_data
+        && !allowed.contains(&host_data)
+    {
+        out.push(Mismatch::new(
+            host_data_field,
+            format!("one of {} policy hashes", allowed.len()),
+            hex_field(&host_data),
+            "this pod's policy is not in the manifest — run contrast generate, then contrast set",
+        ));
+    }
+    out
+}
+
+/// The index of the first entry with no mismatch (and no common one), or a refusal that
+/// explains every entry. `label` names an entry in the refusal.
+pub(crate) fn first_accepting<E>(
+    common: Vec<Mismatch>,
+    entries: &[E],
+    label: impl Fn(usize, &E) -> String,
+    mismatches: impl Fn(&E) -> Vec<Mismatch>,
+) -> Result<usize, Refusal> {
+    let mut refusal = Refusal {
+        common,
+        entries: Vec::new(),
+    };
+    for (index, entry) in entries.iter().enumerate() {
+        let found = mismatches(entry);
+        if found.is_empty() && refusal.common.is_empty() {
+            return Ok(index);
+        }
+        refusal.entries.push(EntryMismatches {
+            entry: label(index, entry),
+            mismatches: found,
+        });
+    }
+    Err(refusal)
+}
+
+/// A name for a reference-value field in a refusal: itself, or `what` if it is empty.
+pub(crate) fn or_missing<'a>(value: &'a str, what: &'a str) -> &'a str {
+    if value.is_empty() { what } else { value }
+}

@@ -6,7 +6,8 @@ use contrast_platforms::Platform;
 use super::report::TcbVersion;
 use super::verify::VerifiedSnpReport;
 use crate::explain::{
-    EntryMismatches, Mismatch, Refusal, decode_hex, hex_field, trust_anchor_mismatch,
+    Mismatch, Refusal, binding_mismatches, decode_hex, first_accepting, hex_field, or_missing,
+    trust_anchor_mismatch,
 };
 
 /// What is expected of a report besides the reference values.
@@ -31,48 +32,22 @@ pub fn check_snp_reference_values(
     expect: &SnpExpectations,
 ) -> Result<usize, Refusal> {
     let report = &verified.report;
-    let mut refusal = Refusal::default();
-
-    if let Some(expected) = expect.report_data
-        && report.report_data() != expected
-    {
-        refusal.common.push(Mismatch::new(
-            "REPORT_DATA",
-            hex_field(&expected),
-            hex_field(&report.report_data()),
-            "the report was not made for this connection (another key or nonce): a replay or a proxy in between",
-        ));
-    }
-    if let Some(allowed) = &expect.host_data
-        && !allowed.contains(&report.host_data())
-    {
-        refusal.common.push(Mismatch::new(
-            "HOST_DATA",
-            format!("one of {} policy hashes", allowed.len()),
-            hex_field(&report.host_data()),
-            "this pod's policy is not in the manifest — run contrast generate, then contrast set",
-        ));
-    }
-
-    for (index, entry) in entries.iter().enumerate() {
-        let mismatches = entry_mismatches(verified, entry, expect);
-        if mismatches.is_empty() && refusal.common.is_empty() {
-            return Ok(index);
-        }
-        refusal.entries.push(EntryMismatches {
-            entry: format!(
+    let common = binding_mismatches(
+        ("REPORT_DATA", expect.report_data, report.report_data()),
+        ("HOST_DATA", expect.host_data.as_deref(), report.host_data()),
+    );
+    first_accepting(
+        common,
+        entries,
+        |index, entry| {
+            format!(
                 "snp[{index}] ({}, {})",
-                or_unnamed(&entry.platform),
-                or_unnamed(&entry.product_name)
-            ),
-            mismatches,
-        });
-    }
-    Err(refusal)
-}
-
-fn or_unnamed(s: &str) -> &str {
-    if s.is_empty() { "no platform given" } else { s }
+                or_missing(&entry.platform, "no platform given"),
+                or_missing(&entry.product_name, "no product given")
+            )
+        },
+        |entry| entry_mismatches(verified, entry, expect),
+    )
 }
 
 fn entry_mismatches(

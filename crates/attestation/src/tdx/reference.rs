@@ -6,7 +6,8 @@ use contrast_platforms::Platform;
 use super::pck::pck_platform;
 use super::verify::VerifiedTdxQuote;
 use crate::explain::{
-    EntryMismatches, Mismatch, Refusal, decode_hex, hex_field, trust_anchor_mismatch,
+    Mismatch, Refusal, binding_mismatches, decode_hex, first_accepting, hex_field, or_missing,
+    trust_anchor_mismatch,
 };
 
 /// What is expected of a quote besides the reference values.
@@ -29,37 +30,17 @@ pub fn check_tdx_reference_values(
     expect: &TdxExpectations,
 ) -> Result<usize, Refusal> {
     let td = &verified.quote.td_report;
-    let mut refusal = Refusal::default();
-    if let Some(expected) = expect.report_data
-        && td.report_data != expected
-    {
-        refusal.common.push(Mismatch::new(
-            "REPORTDATA",
-            hex_field(&expected),
-            hex_field(&td.report_data),
-            "the quote was not made for this connection (another key or nonce): a replay or a proxy in between",
-        ));
-    }
-    let host_data: [u8; 32] = {
-        let mut first = [0; 32];
-        first.copy_from_slice(&td.mr_config_id[..32]);
-        first
-    };
-    if let Some(allowed) = &expect.host_data
-        && !allowed.contains(&host_data)
-    {
-        refusal.common.push(Mismatch::new(
-            "MRCONFIGID",
-            format!("one of {} policy hashes", allowed.len()),
-            hex_field(&host_data),
-            "this pod's policy is not in the manifest — run contrast generate, then contrast set",
-        ));
-    }
+    let mut host_data = [0; 32];
+    host_data.copy_from_slice(&td.mr_config_id[..32]);
+    let mut common = binding_mismatches(
+        ("REPORTDATA", expect.report_data, td.report_data),
+        ("MRCONFIGID", expect.host_data.as_deref(), host_data),
+    );
     if let Some(tcb) = &verified.tcb
         && tcb.is_refused_by_default()
         && !(expect.allow_out_of_date && tcb.status != "Revoked")
     {
-        refusal.common.push(Mismatch::new(
+        common.push(Mismatch::new(
             "TCB status",
             "UpToDate (or SWHardeningNeeded/ConfigurationNeeded)",
             &tcb.status,
@@ -70,24 +51,17 @@ pub fn check_tdx_reference_values(
         ));
     }
 
-    for (index, entry) in entries.iter().enumerate() {
-        let mismatches = entry_mismatches(verified, entry, expect);
-        if mismatches.is_empty() && refusal.common.is_empty() {
-            return Ok(index);
-        }
-        refusal.entries.push(EntryMismatches {
-            entry: format!(
+    first_accepting(
+        common,
+        entries,
+        |index, entry| {
+            format!(
                 "tdx[{index}] ({})",
-                if entry.platform.is_empty() {
-                    "no platform given"
-                } else {
-                    &entry.platform
-                }
-            ),
-            mismatches,
-        });
-    }
-    Err(refusal)
+                or_missing(&entry.platform, "no platform given")
+            )
+        },
+        |entry| entry_mismatches(verified, entry, expect),
+    )
 }
 
 /// Compares a fixed-size field; an entry value that is not `N` bytes of hex never matches.
