@@ -9,6 +9,7 @@ mod chain_cache;
 pub mod claims;
 pub mod der;
 pub mod explain;
+pub mod oid;
 pub mod pem;
 pub mod snp;
 pub mod tdx;

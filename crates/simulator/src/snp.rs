@@ -12,17 +12,7 @@ use contrast_attestation::snp::{REPORT_SIZE, SIGNED_LEN, SnpProduct, SnpTrustAnc
 
 use crate::SimError;
 use crate::store::KeyStore;
-use contrast_attestation::der;
-
-const OID_CN: &str = "2.5.4.3";
-const OID_O: &str = "2.5.4.10";
-const OID_OU: &str = "2.5.4.11";
-const OID_RSASSA_PSS: &str = "1.2.840.113549.1.1.10";
-const OID_SHA384: &str = "2.16.840.1.101.3.4.2.2";
-const OID_MGF1: &str = "1.2.840.113549.1.1.8";
-const OID_BASIC_CONSTRAINTS: &str = "2.5.29.19";
-const OID_KEY_USAGE: &str = "2.5.29.15";
-const AMD_ARC: &str = "1.3.6.1.4.1.3704.1";
+use contrast_attestation::{der, oid};
 
 /// Validity of the simulated roots: 2020 to 2099, so tests need no clock games.
 const NOT_BEFORE: i64 = 1_577_836_800;
@@ -30,12 +20,12 @@ const NOT_AFTER: i64 = 4_102_444_800;
 
 /// RSASSA-PSS with SHA-384, MGF1-SHA-384 and a 48-byte salt, as AMD signs.
 fn rsa_pss_sha384_algorithm() -> Vec<u8> {
-    let sha384 = der::seq(&[der::oid(OID_SHA384)]);
+    let sha384 = der::seq(&[der::oid(oid::SHA384)]);
     der::seq(&[
-        der::oid(OID_RSASSA_PSS),
+        der::oid(oid::RSASSA_PSS),
         der::seq(&[
             der::explicit(0, &sha384),
-            der::explicit(1, &der::seq(&[der::oid(OID_MGF1), sha384.clone()])),
+            der::explicit(1, &der::seq(&[der::oid(oid::MGF1), sha384.clone()])),
             der::explicit(2, &der::uint_u64(48)),
         ]),
     ])
@@ -43,9 +33,9 @@ fn rsa_pss_sha384_algorithm() -> Vec<u8> {
 
 fn amd_style_name(common_name: &str) -> Vec<u8> {
     der::name(&[
-        (OID_OU, "Engineering"),
-        (OID_O, "Contrast TEE Simulator (not AMD)"),
-        (OID_CN, common_name),
+        (oid::OU, "Engineering"),
+        (oid::O, "Contrast TEE Simulator (not AMD)"),
+        (oid::CN, common_name),
     ])
 }
 
@@ -84,12 +74,12 @@ fn issue_certificate(spec: CertSpec<'_>, issuer_key: &RsaKeyPair) -> Result<Vec<
 fn ca_extensions() -> Vec<Vec<u8>> {
     vec![
         der::extension(
-            OID_BASIC_CONSTRAINTS,
+            oid::BASIC_CONSTRAINTS,
             true,
             &der::seq(&[der::boolean(true)]),
         ),
         // keyCertSign and cRLSign.
-        der::extension(OID_KEY_USAGE, true, &der::tlv(0x03, &[0x01, 0x06])),
+        der::extension(oid::KEY_USAGE, true, &der::tlv(0x03, &[0x01, 0x06])),
     ]
 }
 
@@ -314,35 +304,26 @@ impl SimulatedAmd {
             .public_key()
             .as_der()
             .map_err(|_| SimError::Crypto("EC public key encoding failed"))?;
-        let spl = |sub: &str, value: u8| {
-            der::extension(
-                &format!("{AMD_ARC}.3.{sub}"),
-                false,
-                &der::uint_u64(value.into()),
-            )
-        };
+        let spl = |id: &str, value: u8| der::extension(id, false, &der::uint_u64(value.into()));
         let mut extensions = vec![
-            der::extension(&format!("{AMD_ARC}.1"), false, &der::uint_u64(0)),
+            der::extension(oid::AMD_STRUCT_VERSION, false, &der::uint_u64(0)),
             der::extension(
-                &format!("{AMD_ARC}.2"),
+                oid::AMD_PRODUCT_NAME,
                 false,
                 &der::ia5_string(&format!("{product}-B0")),
             ),
-            spl("1", tcb.bootloader),
-            spl("2", tcb.tee),
-            spl("4", 0),
-            spl("5", 0),
-            spl("6", 0),
-            spl("7", 0),
-            spl("3", tcb.snp),
-            spl("8", tcb.microcode),
+            spl(oid::AMD_BL_SPL, tcb.bootloader),
+            spl(oid::AMD_TEE_SPL, tcb.tee),
         ];
+        extensions.extend(oid::AMD_RESERVED_SPLS.map(|id| spl(id, 0)));
+        extensions.push(spl(oid::AMD_SNP_SPL, tcb.snp));
+        extensions.push(spl(oid::AMD_UCODE_SPL, tcb.microcode));
         if let Some(fmc) = tcb.fmc {
-            extensions.push(spl("9", fmc));
+            extensions.push(spl(oid::AMD_FMC_SPL, fmc));
         }
         // The hardware ID is the raw bytes, not wrapped in an OCTET STRING, as AMD does.
         extensions.push(der::extension(
-            &format!("{AMD_ARC}.4"),
+            oid::AMD_HW_ID,
             false,
             &chip_id[..product.hw_id_len()],
         ));

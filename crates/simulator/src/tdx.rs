@@ -14,21 +14,15 @@ use contrast_attestation::tdx::{INTEL_QE_VENDOR_ID, TdxTrustAnchor};
 
 use crate::SimError;
 use crate::store::KeyStore;
-use contrast_attestation::der;
-
-const OID_CN: &str = "2.5.4.3";
-const OID_O: &str = "2.5.4.10";
-const OID_ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
-const OID_BASIC_CONSTRAINTS: &str = "2.5.29.19";
-const SGX_ARC: &str = "1.2.840.113741.1.13.1";
+use contrast_attestation::{der, oid};
 
 const NOT_BEFORE: i64 = 1_577_836_800; // 2020
 const NOT_AFTER: i64 = 4_102_444_800; // 2100
 
 fn intel_style_name(common_name: &str) -> Vec<u8> {
     der::name(&[
-        (OID_CN, common_name),
-        (OID_O, "Contrast TEE Simulator (not Intel)"),
+        (oid::CN, common_name),
+        (oid::O, "Contrast TEE Simulator (not Intel)"),
     ])
 }
 
@@ -65,7 +59,7 @@ fn issue(
     extensions: Vec<Vec<u8>>,
     issuer_key: &EcdsaKeyPair,
 ) -> Result<Vec<u8>, SimError> {
-    let algorithm = der::seq(&[der::oid(OID_ECDSA_SHA256)]);
+    let algorithm = der::seq(&[der::oid(oid::ECDSA_SHA256)]);
     let tbs = der::seq(&[
         der::explicit(0, &der::uint_u64(2)),
         der::uint_u64(serial),
@@ -88,8 +82,9 @@ fn issue(
 
 /// The SGX extension of a PCK certificate.
 fn sgx_extension(fmspc: [u8; 6], piid: Option<[u8; 16]>, pce_svn: u16) -> Vec<u8> {
-    let pair =
-        |sub: &str, value: Vec<u8>| der::seq(&[der::oid(&format!("{SGX_ARC}.{sub}")), value]);
+    let pair = |sub: &str, value: Vec<u8>| {
+        der::seq(&[der::oid(&format!("{}.{sub}", oid::SGX_EXTENSION)), value])
+    };
     let mut tcb: Vec<Vec<u8>> = (1..=16)
         .map(|i| pair(&format!("2.{i}"), der::uint_u64(2)))
         .collect();
@@ -105,7 +100,7 @@ fn sgx_extension(fmspc: [u8; 6], piid: Option<[u8; 16]>, pce_svn: u16) -> Vec<u8
     if let Some(piid) = piid {
         entries.push(pair("6", der::octet_string(&piid)));
     }
-    der::extension(SGX_ARC, false, &der::seq(&entries))
+    der::extension(oid::SGX_EXTENSION, false, &der::seq(&entries))
 }
 
 fn pem(der: &[u8]) -> String {
@@ -226,7 +221,7 @@ impl SimulatedIntel {
         let pck_key = load_p256(&keys[2], &ECDSA_P256_SHA256_FIXED_SIGNING, FILES[2])?;
         let ca = || {
             der::extension(
-                OID_BASIC_CONSTRAINTS,
+                oid::BASIC_CONSTRAINTS,
                 true,
                 &der::seq(&[der::boolean(true)]),
             )

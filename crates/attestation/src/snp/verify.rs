@@ -7,17 +7,9 @@ use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED, RSA_PSS_2048_8192_SHA384, Un
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 
-use super::report::{ReportError, SigningKey, SnpProduct, SnpReport, TcbVersion};
+use crate::oid;
 
-const OID_RSASSA_PSS: &str = "1.2.840.113549.1.1.10";
-const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
-const OID_AMD_PRODUCT_NAME: &str = "1.3.6.1.4.1.3704.1.2";
-const OID_AMD_BL_SPL: &str = "1.3.6.1.4.1.3704.1.3.1";
-const OID_AMD_TEE_SPL: &str = "1.3.6.1.4.1.3704.1.3.2";
-const OID_AMD_SNP_SPL: &str = "1.3.6.1.4.1.3704.1.3.3";
-const OID_AMD_UCODE_SPL: &str = "1.3.6.1.4.1.3704.1.3.8";
-const OID_AMD_FMC_SPL: &str = "1.3.6.1.4.1.3704.1.3.9";
-const OID_AMD_HW_ID: &str = "1.3.6.1.4.1.3704.1.4";
+use super::report::{ReportError, SigningKey, SnpProduct, SnpReport, TcbVersion};
 
 /// Which certificate of the chain an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -326,11 +318,12 @@ fn check_rsa_pss_signature(
     issuer_which: ChainCert,
 ) -> Result<(), SnpVerifyError> {
     let algorithm = cert.signature_algorithm.algorithm.to_id_string();
-    if algorithm != OID_RSASSA_PSS {
+    if algorithm != oid::RSASSA_PSS {
         return Err(SnpVerifyError::CertificateAlgorithm {
             which,
             detail: format!(
-                "signature algorithm {algorithm}, expected RSASSA-PSS ({OID_RSASSA_PSS})"
+                "signature algorithm {algorithm}, expected RSASSA-PSS ({})",
+                oid::RSASSA_PSS
             ),
         });
     }
@@ -387,7 +380,7 @@ fn extension_spl(
 
 /// The product name extension: a DER IA5String.
 fn extension_product_name(cert: &X509Certificate<'_>) -> Option<String> {
-    match extension(cert, OID_AMD_PRODUCT_NAME)? {
+    match extension(cert, oid::AMD_PRODUCT_NAME)? {
         [0x16, len, name @ ..] if usize::from(*len) == name.len() && *len < 0x80 => {
             std::str::from_utf8(name).ok().map(str::to_owned)
         }
@@ -694,17 +687,17 @@ fn verify_chain(
 
     let vek_tcb = TcbVersion {
         fmc: match product {
-            SnpProduct::Turin => Some(extension_spl(&vek, OID_AMD_FMC_SPL, "fmcSPL")?),
+            SnpProduct::Turin => Some(extension_spl(&vek, oid::AMD_FMC_SPL, "fmcSPL")?),
             _ => None,
         },
-        bootloader: extension_spl(&vek, OID_AMD_BL_SPL, "blSPL")?,
-        tee: extension_spl(&vek, OID_AMD_TEE_SPL, "teeSPL")?,
-        snp: extension_spl(&vek, OID_AMD_SNP_SPL, "snpSPL")?,
-        microcode: extension_spl(&vek, OID_AMD_UCODE_SPL, "ucodeSPL")?,
+        bootloader: extension_spl(&vek, oid::AMD_BL_SPL, "blSPL")?,
+        tee: extension_spl(&vek, oid::AMD_TEE_SPL, "teeSPL")?,
+        snp: extension_spl(&vek, oid::AMD_SNP_SPL, "snpSPL")?,
+        microcode: extension_spl(&vek, oid::AMD_UCODE_SPL, "ucodeSPL")?,
     };
     let hw_id = match signing_key {
         SigningKey::Vcek => Some(
-            extension(&vek, OID_AMD_HW_ID)
+            extension(&vek, oid::AMD_HW_ID)
                 .ok_or(SnpVerifyError::Extension {
                     which: ChainCert::Vek,
                     field: "hwID",
@@ -713,7 +706,7 @@ fn verify_chain(
         ),
         SigningKey::Vlek => None,
     };
-    if vek.public_key().algorithm.algorithm.to_id_string() != OID_EC_PUBLIC_KEY {
+    if vek.public_key().algorithm.algorithm.to_id_string() != oid::EC_PUBLIC_KEY {
         return Err(SnpVerifyError::CertificateAlgorithm {
             which: ChainCert::Vek,
             detail: "the key is not an EC key".into(),
@@ -749,7 +742,7 @@ fn check_crl(
             ark.subject()
         )));
     }
-    if crl.signature_algorithm.algorithm.to_id_string() != OID_RSASSA_PSS {
+    if crl.signature_algorithm.algorithm.to_id_string() != oid::RSASSA_PSS {
         return Err(SnpVerifyError::Crl("not signed with RSASSA-PSS".into()));
     }
     UnparsedPublicKey::new(

@@ -4,7 +4,6 @@
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-const OID_SGX_EXTENSION: &str = "1.2.840.113741.1.13.1";
 /// DER of the OID arc 1.2.840.113741.1.13.1 (without tag and length).
 const SGX_ARC: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf8, 0x4d, 0x01, 0x0d, 0x01];
 const SUB_FMSPC: u8 = 4;
@@ -51,7 +50,7 @@ pub fn pck_platform(pck_der: &[u8]) -> PckPlatform {
     let Some(extension) = cert
         .extensions()
         .iter()
-        .find(|e| e.oid.to_id_string() == OID_SGX_EXTENSION)
+        .find(|e| e.oid.to_id_string() == crate::oid::SGX_EXTENSION)
     else {
         return out;
     };
