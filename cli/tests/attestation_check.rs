@@ -206,3 +206,72 @@ fn unusable_input_is_an_error_that_says_what_is_expected() {
     );
     std::fs::remove_file(junk).unwrap();
 }
+
+#[test]
+fn a_manifest_checks_host_data_against_its_policies() {
+    let manifest = format!(
+        "{}/../crates/manifest/tests/data/contrast-gen1-manifest.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = contrast(&[
+        "attestation",
+        "check",
+        &vector("snp/trustee-milan-v2-report.bin"),
+        "--vcek",
+        &vector("snp/trustee-milan-v2-vcek.der"),
+        "--manifest",
+        &manifest,
+        "--now",
+        "2025-06-25T00:00:00Z",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let refusal = &json(&out)["refusal"];
+    assert_eq!(refusal["common"][0]["field"], "HOST_DATA");
+    assert!(
+        refusal["common"][0]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("run contrast generate, then contrast set")
+    );
+}
+
+#[test]
+fn a_crl_is_read_as_der_or_pem_and_a_bad_one_is_refused() {
+    let base = [
+        "attestation",
+        "check",
+        &vector("snp/trustee-milan-v2-report.bin"),
+        "--vcek",
+        &vector("snp/trustee-milan-v2-vcek.der"),
+        "--now",
+        "2025-06-25T00:00:00Z",
+        "--output",
+        "json",
+        "--crl",
+    ];
+    let garbage = temp_file("crl.der", &[0x30, 0x03, 0x02, 0x01, 0x01]);
+    let mut args = base.to_vec();
+    args.push(garbage.to_str().unwrap());
+    let out = contrast(&args);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        json(&out)["refusal"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("the CRL is not usable")
+    );
+
+    let no_block = temp_file(
+        "crl.pem",
+        b"-----BEGIN CERTIFICATE-----\nAQID\n-----END CERTIFICATE-----\n",
+    );
+    let mut args = base.to_vec();
+    args.push(no_block.to_str().unwrap());
+    let out = contrast(&args);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no X509 CRL block"));
+    std::fs::remove_file(garbage).unwrap();
+    std::fs::remove_file(no_block).unwrap();
+}

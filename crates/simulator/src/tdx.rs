@@ -15,6 +15,7 @@ use contrast_attestation::tdx::{INTEL_QE_VENDOR_ID, TdxTrustAnchor};
 use crate::SimError;
 use crate::store::KeyStore;
 use contrast_attestation::{der, oid};
+use zeroize::Zeroizing;
 
 const NOT_BEFORE: i64 = 1_577_836_800; // 2020
 const NOT_AFTER: i64 = 4_102_444_800; // 2100
@@ -26,10 +27,11 @@ fn intel_style_name(common_name: &str) -> Vec<u8> {
     ])
 }
 
-fn generate_p256() -> Result<Vec<u8>, SimError> {
+/// A new P-256 private key, PKCS#8; the buffer is wiped when dropped.
+fn generate_p256() -> Result<Zeroizing<Vec<u8>>, SimError> {
     let rng = SystemRandom::new();
     EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
-        .map(|doc| doc.as_ref().to_vec())
+        .map(|doc| Zeroizing::new(doc.as_ref().to_vec()))
         .map_err(|_| SimError::Crypto("ECDSA key generation failed"))
 }
 
@@ -215,7 +217,10 @@ impl SimulatedIntel {
         Self::certify(&keys, platform)
     }
 
-    fn certify(keys: &[Vec<u8>; 3], platform: SimulatedPlatform) -> Result<Self, SimError> {
+    fn certify(
+        keys: &[Zeroizing<Vec<u8>>; 3],
+        platform: SimulatedPlatform,
+    ) -> Result<Self, SimError> {
         let root_key = load_p256(&keys[0], &ECDSA_P256_SHA256_ASN1_SIGNING, FILES[0])?;
         let ca_key = load_p256(&keys[1], &ECDSA_P256_SHA256_ASN1_SIGNING, FILES[1])?;
         let pck_key = load_p256(&keys[2], &ECDSA_P256_SHA256_FIXED_SIGNING, FILES[2])?;
@@ -264,7 +269,7 @@ impl SimulatedIntel {
                 store.write_secret(file, &generate_p256()?)?;
             }
         }
-        let read = |i: usize| store.read_secret(FILES[i]).map(|k| k.to_vec());
+        let read = |i: usize| store.read_secret(FILES[i]);
         Self::certify(&[read(0)?, read(1)?, read(2)?], platform)
     }
 
