@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use contrast_attestation::document::{self, DocumentKind};
 use contrast_attestation::explain::Refusal;
 use contrast_attestation::pem;
 use contrast_attestation::snp::{
@@ -20,16 +21,19 @@ use crate::time::parse_rfc3339;
 /// Arguments of `contrast attestation check`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct CheckArgs {
-    /// The evidence: a raw SEV-SNP report, an Azure HCL report, or a TDX quote.
+    /// The evidence: a raw SEV-SNP report, an Azure HCL report, a TDX quote, or a Contrast
+    /// attestation document (the protobuf an aTLS certificate carries, SNP or TDX).
     file: PathBuf,
     /// The VCEK or VLEK that signed an SNP report (DER or PEM; a PEM may also hold the
-    /// ASK and ARK).
+    /// ASK and ARK). With --cert-chain, replaces the certificates of an attestation
+    /// document.
     #[arg(long)]
     vcek: Option<PathBuf>,
     /// The ASK (or ASVK) and ARK, PEM, as AMD's KDS serves them at .../cert_chain.
     #[arg(long)]
     cert_chain: Option<PathBuf>,
-    /// AMD's CRL for the product line (DER or PEM).
+    /// AMD's CRL for the product line (DER or PEM); replaces the CRL of an attestation
+    /// document.
     #[arg(long)]
     crl: Option<PathBuf>,
     /// TDX collateral (JSON: TCB info, QE identity, CRLs), for the TCB status.
@@ -82,14 +86,37 @@ fn certificates(path: &Path, what: &str) -> Result<Vec<Vec<u8>>> {
 }
 
 /// What kind of evidence a file holds, from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Evidence {
-    Snp,
-    Tdx,
+    SnpReport,
+    AzureHcl,
+    TdxQuote,
+    Document(DocumentKind),
+}
+
+impl Evidence {
+    /// How the output names the input.
+    fn description(self) -> &'static str {
+        match self {
+            Evidence::SnpReport => "raw SEV-SNP report",
+            Evidence::AzureHcl => "Azure HCL report (SEV-SNP)",
+            Evidence::TdxQuote => "raw TDX quote",
+            Evidence::Document(kind) => kind.description(),
+        }
+    }
 }
 
 fn sniff(bytes: &[u8]) -> Result<Evidence> {
-    if bytes.starts_with(b"HCLA") || bytes.len() == snp::REPORT_SIZE {
-        return Ok(Evidence::Snp);
+    if bytes.starts_with(b"HCLA") {
+        return Ok(Evidence::AzureHcl);
+    }
+    // Raw reports and quotes start with their version (2 to 5), which as a protobuf tag
+    // would be field 0: a document is never mistaken for them, nor they for a document.
+    if let Some(kind) = DocumentKind::detect(bytes) {
+        return Ok(Evidence::Document(kind));
+    }
+    if bytes.len() == snp::REPORT_SIZE {
+        return Ok(Evidence::SnpReport);
     }
     let le16 = |at: usize| {
         bytes
@@ -100,11 +127,12 @@ fn sniff(bytes: &[u8]) -> Result<Evidence> {
         .get(4..8)
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
     if matches!(le16(0), Some(4 | 5)) && tee_type == Some(tdx::TEE_TYPE_TDX) {
-        return Ok(Evidence::Tdx);
+        return Ok(Evidence::TdxQuote);
     }
     bail!(
-        "not a raw SEV-SNP report ({} bytes), an Azure HCL report (\"HCLA\") or a TDX quote \
-         (version 4 or 5, TEE type 0x81): {} bytes starting {}",
+        "not a raw SEV-SNP report ({} bytes), an Azure HCL report (\"HCLA\"), a TDX quote \
+         (version 4 or 5, TEE type 0x81) or a Contrast attestation document (protobuf \
+         sevsnp.Attestation or tdx.QuoteV4): {} bytes starting {}",
         snp::REPORT_SIZE,
         bytes.len(),
         hex::encode(&bytes[..bytes.len().min(8)])
@@ -155,10 +183,53 @@ pub(crate) fn run(args: &CheckArgs) -> Result<bool> {
     };
     let evidence = read(&args.file, "evidence")?;
     let reference = reference(args)?;
-    let (facts, verdict) = match sniff(&evidence)? {
-        Evidence::Snp => check_snp(args, &evidence, reference.as_ref(), now)?,
-        Evidence::Tdx => check_tdx(args, &evidence, reference.as_ref(), now)?,
+    let kind = sniff(&evidence)?;
+    let unreadable_document = || {
+        format!(
+            "the evidence {} is a {} that cannot be read",
+            args.file.display(),
+            kind.description()
+        )
     };
+    let (mut facts, verdict) = match kind {
+        Evidence::SnpReport | Evidence::AzureHcl => {
+            let endorsements = snp_endorsements(args, None)?;
+            check_snp(args, &evidence, &endorsements, reference.as_ref(), now)?
+        }
+        Evidence::Document(DocumentKind::Snp) => {
+            let document =
+                document::decode_snp_document(&evidence).with_context(unreadable_document)?;
+            let endorsements = snp_endorsements(args, Some(document.endorsements))?;
+            let (mut facts, verdict) = check_snp(
+                args,
+                &document.report,
+                &endorsements,
+                reference.as_ref(),
+                now,
+            )?;
+            facts["certificates from"] =
+                json!(if args.vcek.is_some() || args.cert_chain.is_some() {
+                    "command line"
+                } else {
+                    "document"
+                });
+            facts["CRL from"] = json!(match (&args.crl, &endorsements.crl) {
+                (Some(_), _) => "command line",
+                (None, Some(_)) => "document",
+                (None, None) => "none",
+            });
+            if let Some(product) = document.product {
+                facts["product named by the document"] = json!(product.name());
+            }
+            (facts, verdict)
+        }
+        Evidence::TdxQuote => check_tdx(args, &evidence, reference.as_ref(), now)?,
+        Evidence::Document(DocumentKind::Tdx) => {
+            let quote = document::decode_tdx(&evidence).with_context(unreadable_document)?;
+            check_tdx(args, &quote, reference.as_ref(), now)?
+        }
+    };
+    facts["input"] = json!(kind.description());
     let valid = verdict.is_ok();
     match args.output {
         Output::Json => {
@@ -195,7 +266,12 @@ pub(crate) fn run(args: &CheckArgs) -> Result<bool> {
 
 fn print_facts(facts: &Value) {
     if let Some(object) = facts.as_object() {
-        for (key, value) in object {
+        // What was read comes first, whatever order the map keeps.
+        let first = object.get_key_value("input");
+        for (key, value) in first
+            .into_iter()
+            .chain(object.iter().filter(|(key, _)| *key != "input"))
+        {
             match value {
                 Value::String(s) => crate::print(&format!("{key}: {s}")),
                 Value::Object(_) | Value::Array(_) => crate::print(&format!(
@@ -228,13 +304,21 @@ fn error_verdict(error: impl std::fmt::Display) -> Verdict {
     Err(json!({"text": error.to_string()}))
 }
 
-fn check_snp(
+/// The SNP endorsements: a document's own, unless the command line gives certificates
+/// (--vcek, --cert-chain: then only those) or a CRL (--crl: it replaces the document's).
+fn snp_endorsements(
     args: &CheckArgs,
-    evidence: &[u8],
-    reference: Option<&Reference>,
-    now: i64,
-) -> Result<(Value, Verdict)> {
-    let mut endorsements = SnpEndorsements::default();
+    from_document: Option<SnpEndorsements>,
+) -> Result<SnpEndorsements> {
+    let from_document = from_document.unwrap_or_default();
+    let mut endorsements = if args.vcek.is_some() || args.cert_chain.is_some() {
+        SnpEndorsements {
+            crl: from_document.crl,
+            ..Default::default()
+        }
+    } else {
+        from_document
+    };
     if let Some(path) = &args.vcek {
         let mut certs = certificates(path, "VCEK").map(Vec::into_iter)?;
         endorsements.vek = certs.next();
@@ -257,7 +341,17 @@ fn check_snp(
             bytes
         });
     }
-    let verified = match snp::verify_report(evidence, &endorsements, &SnpTrustAnchor::amd(), now) {
+    Ok(endorsements)
+}
+
+fn check_snp(
+    args: &CheckArgs,
+    evidence: &[u8],
+    endorsements: &SnpEndorsements,
+    reference: Option<&Reference>,
+    now: i64,
+) -> Result<(Value, Verdict)> {
+    let verified = match snp::verify_report(evidence, endorsements, &SnpTrustAnchor::amd(), now) {
         Ok(verified) => verified,
         Err(e) => {
             let facts = snp::SnpReport::from_bytes_or_hcl(evidence)

@@ -275,3 +275,173 @@ fn a_crl_is_read_as_der_or_pem_and_a_bad_one_is_refused() {
     std::fs::remove_file(garbage).unwrap();
     std::fs::remove_file(no_block).unwrap();
 }
+
+fn snp_document(crl: Option<Vec<u8>>) -> Vec<u8> {
+    use contrast_attestation::document::encode_snp;
+    use contrast_attestation::snp::{SnpEndorsements, SnpProduct};
+    let report = std::fs::read(vector("snp/trustee-milan-v2-report.bin")).unwrap();
+    let endorsements = SnpEndorsements {
+        vek: Some(std::fs::read(vector("snp/trustee-milan-v2-vcek.der")).unwrap()),
+        crl,
+        ..Default::default()
+    };
+    encode_snp(&report, &endorsements, Some(SnpProduct::Milan)).unwrap()
+}
+
+#[test]
+fn an_snp_attestation_document_is_checked_with_the_certificates_it_carries() {
+    let file = temp_file("snp-document.pb", &snp_document(None));
+    let base = [
+        "attestation",
+        "check",
+        file.to_str().unwrap(),
+        "--now",
+        "2025-06-25T00:00:00Z",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--output", "json"]);
+    let out = contrast(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result = json(&out);
+    assert_eq!(result["input"], "Contrast attestation document (SNP)");
+    assert_eq!(result["certificates from"], "document");
+    assert_eq!(result["CRL from"], "none");
+    assert_eq!(result["product named by the document"], "Milan");
+    assert_eq!(result["signed by"], "VCEK");
+    assert_eq!(
+        result["suggested reference values"]["snp"][0]["ProductName"],
+        "Milan"
+    );
+
+    // Text output names the input first.
+    let out = contrast(&base);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("input: Contrast attestation document (SNP)\n"),
+        "{text}"
+    );
+
+    // Certificates on the command line replace the document's: this VCEK is another
+    // chip's, so the report is refused.
+    let other_vcek = vector("snp/gosevguest-milan-v2-vcek.der");
+    let mut args = base.to_vec();
+    args.extend(["--vcek", &other_vcek, "--output", "json"]);
+    let out = contrast(&args);
+    assert_eq!(out.status.code(), Some(1));
+    let result = json(&out);
+    assert_eq!(result["certificates from"], "command line");
+    assert_eq!(result["input"], "Contrast attestation document (SNP)");
+    std::fs::remove_file(file).unwrap();
+}
+
+#[test]
+fn the_crl_comes_from_the_document_unless_one_is_given() {
+    // Not a CRL: the refusal shows which one was checked.
+    let file = temp_file("snp-document-crl.pb", &snp_document(Some(vec![0x30, 0x00])));
+    let base = [
+        "attestation",
+        "check",
+        file.to_str().unwrap(),
+        "--now",
+        "2025-06-25T00:00:00Z",
+        "--output",
+        "json",
+    ];
+    let out = contrast(&base);
+    assert_eq!(out.status.code(), Some(1));
+    let result = json(&out);
+    assert_eq!(result["CRL from"], "document");
+    assert!(
+        result["refusal"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("the CRL is not usable")
+    );
+
+    let garbage = temp_file("document-crl.der", &[0x30, 0x03, 0x02, 0x01, 0x01]);
+    let mut args = base.to_vec();
+    args.extend(["--crl", garbage.to_str().unwrap()]);
+    let result = json(&contrast(&args));
+    assert_eq!(result["CRL from"], "command line");
+    assert_eq!(result["valid"], false);
+    std::fs::remove_file(file).unwrap();
+    std::fs::remove_file(garbage).unwrap();
+}
+
+#[test]
+fn a_tdx_attestation_document_is_checked_like_its_quote() {
+    let quote = std::fs::read(vector("tdx/dcapqvl-quote-v4.dat")).unwrap();
+    let document = contrast_attestation::document::encode_tdx(&quote).unwrap();
+    let file = temp_file("tdx-document.pb", &document);
+    let out = contrast(&[
+        "attestation",
+        "check",
+        file.to_str().unwrap(),
+        "--collateral",
+        &vector("tdx/dcapqvl-quote-v4-collateral.json"),
+        "--now",
+        "2025-06-25T00:00:00Z",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result = json(&out);
+    assert_eq!(result["input"], "Contrast attestation document (TDX)");
+    assert_eq!(result["TCB status"], "UpToDate");
+    assert_eq!(result["quote version"], 4);
+
+    // The raw quote is named as such.
+    let out = contrast(&[
+        "attestation",
+        "check",
+        &vector("tdx/dcapqvl-quote-v4.dat"),
+        "--now",
+        "2025-06-25T00:00:00Z",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(json(&out)["input"], "raw TDX quote");
+    std::fs::remove_file(file).unwrap();
+}
+
+#[test]
+fn a_malformed_attestation_document_is_unusable_input_with_the_field_named() {
+    // An SNP-shaped document whose report is empty.
+    let file = temp_file("empty-report.pb", &[0x0a, 0x00]);
+    let out = contrast(&["attestation", "check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is a Contrast attestation document (SNP) that cannot be read"),
+        "{err}"
+    );
+    assert!(
+        err.contains("report.family_id is 0 bytes, expected 16"),
+        "{err}"
+    );
+    // A truncated document is not recognised as one; the error lists what is accepted.
+    let document = snp_document(None);
+    let truncated = temp_file("truncated.pb", &document[..document.len() - 1]);
+    let out = contrast(&["attestation", "check", truncated.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("or a Contrast attestation document"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(file).unwrap();
+    std::fs::remove_file(truncated).unwrap();
+}

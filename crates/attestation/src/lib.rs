@@ -8,6 +8,7 @@
 mod chain_cache;
 pub mod claims;
 pub mod der;
+pub mod document;
 pub mod explain;
 pub mod oid;
 pub mod pem;

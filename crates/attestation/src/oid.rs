@@ -49,3 +49,18 @@ pub const AMD_HW_ID: &str = "1.3.6.1.4.1.3704.1.4";
 
 /// Intel PCK certificate: the SGX extension (a SEQUENCE of OID/value pairs under this arc).
 pub const SGX_EXTENSION: &str = "1.2.840.113741.1.13.1";
+
+/// aTLS: a Contrast SEV-SNP attestation document (go-sev-guest `Attestation` protobuf).
+pub const ATLS_SNP: &str = "1.3.9901.2.1";
+/// aTLS: a Contrast TDX attestation document (go-tdx-guest `QuoteV4` protobuf).
+pub const ATLS_TDX: &str = "1.3.9901.2.2";
+/// aTLS: a simulated SEV-SNP attestation document (same format as [`ATLS_SNP`]).
+///
+/// Simulated evidence lives under 2.999, the arc X.660 reserves for examples, outside
+/// Contrast's 1.3.9901: a Contrast verifier never even looks at it, and ours accepts it
+/// only on the simulated platforms.
+pub const ATLS_SIMULATED_SNP: &str = "2.999.1313.1";
+/// aTLS: a simulated TDX attestation document (same format as [`ATLS_TDX`]).
+pub const ATLS_SIMULATED_TDX: &str = "2.999.1313.2";
+/// Mesh certificates: the workload secret ID (DER OCTET STRING of its UTF-8 bytes).
+pub const WORKLOAD_SECRET_ID: &str = "1.3.9901.3.1";
