@@ -1,0 +1,598 @@
+//! The keys the CLI keeps (contrast-protocol.md §3.3, §3.4), P-384 encodings for the
+//! certificate authority, and atomic writing of secret files.
+//!
+//! * [`WorkloadOwnerKey`]: ECDSA P-384, `workload-owner.pem` as PEM `EC PRIVATE KEY`
+//!   (SEC1); its manifest digest is SHA-256 over the PKIX DER of the public key.
+//! * [`SeedshareOwnerKey`]: RSA-4096, `seedshare-owner.pem` as PEM `RSA PRIVATE KEY`
+//!   (PKCS#1); the manifest lists the hex of its PKCS#1 DER public key.
+//! * [`seedshare_owner_public_key_hex`]: the manifest entry for a PEM key someone hands
+//!   over (public or private).
+//! * [`random_p384`], [`p384_pkcs8_der`], [`p384_to_sec1_pem`], [`p384_from_sec1_pem`]:
+//!   the mesh CA key and the seed-derived keys in the forms rcgen and peer recovery use.
+//! * [`write_secret_file`]: temporary file in the same directory (mode 0600), fsync,
+//!   rename, fsync of the directory.
+//!
+//! PEM is read with RFC 7468's strict grammar (what Go's `pem.EncodeToMemory` and
+//! OpenSSL write); text around the block is refused.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::{digest, rand, rsa as lc_rsa};
+use p384::pkcs8::der::pem::{self, LineEnding};
+use p384::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey, EncodeRsaPublicKey};
+use zeroize::Zeroizing;
+
+use crate::SeedEngineError;
+
+const PEM_EC_PRIVATE_KEY: &str = "EC PRIVATE KEY";
+const PEM_PRIVATE_KEY: &str = "PRIVATE KEY";
+const PEM_RSA_PRIVATE_KEY: &str = "RSA PRIVATE KEY";
+const PEM_PUBLIC_KEY: &str = "PUBLIC KEY";
+const PEM_RSA_PUBLIC_KEY: &str = "RSA PUBLIC KEY";
+
+const WORKLOAD_OWNER: &str = "workload owner key";
+const SEEDSHARE_OWNER: &str = "seedshare owner key";
+const P384_KEY: &str = "P-384 key";
+
+/// The size of seedshare owner keys the CLI generates.
+pub const SEEDSHARE_OWNER_KEY_BITS: usize = 4096;
+
+/// Lowercase hex, the form of digests and keys in manifests.
+pub fn lower_hex(bytes: &[u8]) -> String {
+    hex::encode(bytes)
+}
+
+/// A fresh random P-384 key from the system random number generator (the mesh CA key,
+/// new workload owner keys).
+pub fn random_p384() -> Result<p384::SecretKey, SeedEngineError> {
+    // A uniform 384-bit string is ≥ n with probability < 2⁻¹⁹⁰; the bound only guards
+    // against a broken generator returning the same invalid value forever.
+    for _ in 0..8 {
+        let mut bytes = Zeroizing::new([0u8; 48]);
+        rand::fill(&mut bytes[..]).map_err(|_| SeedEngineError::Random)?;
+        if let Ok(key) = p384::SecretKey::from_slice(&bytes[..]) {
+            return Ok(key);
+        }
+    }
+    Err(SeedEngineError::KeyGeneration { what: P384_KEY })
+}
+
+/// The PKCS#8 DER of a P-384 key (with its public key), as rcgen and rustls take it.
+pub fn p384_pkcs8_der(key: &p384::SecretKey) -> Result<Zeroizing<Vec<u8>>, SeedEngineError> {
+    key.to_pkcs8_der()
+        .map(|doc| Zeroizing::new(doc.as_bytes().to_vec()))
+        .map_err(|e| SeedEngineError::KeyEncode {
+            what: P384_KEY,
+            reason: e.to_string(),
+        })
+}
+
+/// A P-384 key from PKCS#8 DER.
+pub fn p384_from_pkcs8_der(der: &[u8]) -> Result<p384::SecretKey, SeedEngineError> {
+    p384::SecretKey::from_pkcs8_der(der).map_err(|e| SeedEngineError::KeyDecode {
+        what: P384_KEY,
+        reason: format!("not a PKCS#8 P-384 private key ({e})"),
+    })
+}
+
+/// A P-384 key as PEM `EC PRIVATE KEY` (SEC1 with curve OID and public key, as Go's
+/// `x509.MarshalECPrivateKey`), LF line endings.
+pub fn p384_to_sec1_pem(key: &p384::SecretKey) -> Result<Zeroizing<String>, SeedEngineError> {
+    key.to_sec1_pem(LineEnding::LF)
+        .map_err(|e| SeedEngineError::KeyEncode {
+            what: P384_KEY,
+            reason: e.to_string(),
+        })
+}
+
+/// A P-384 key from PEM `EC PRIVATE KEY` (SEC1). Other labels and curves are refused.
+pub fn p384_from_sec1_pem(pem_text: &[u8]) -> Result<p384::SecretKey, SeedEngineError> {
+    let (label, der) = decode_pem(pem_text, P384_KEY)?;
+    if label != PEM_EC_PRIVATE_KEY {
+        return Err(wrong_label(P384_KEY, &label, "`EC PRIVATE KEY`"));
+    }
+    p384_from_sec1_der(&der, P384_KEY)
+}
+
+fn p384_from_sec1_der(der: &[u8], what: &'static str) -> Result<p384::SecretKey, SeedEngineError> {
+    p384::SecretKey::from_sec1_der(der).map_err(|e| SeedEngineError::KeyDecode {
+        what,
+        reason: format!("not a SEC1 ECDSA P-384 private key ({e}); the key must be on P-384"),
+    })
+}
+
+/// The workload owner key: ECDSA P-384. Its digest in the manifest's
+/// `WorkloadOwnerKeyDigests` authorizes manifest updates; it is also the aTLS client key.
+pub struct WorkloadOwnerKey {
+    key: p384::SecretKey,
+    public_key_der: Vec<u8>,
+}
+
+impl WorkloadOwnerKey {
+    /// A new random key.
+    pub fn generate() -> Result<WorkloadOwnerKey, SeedEngineError> {
+        WorkloadOwnerKey::from_secret_key(random_p384()?)
+    }
+
+    /// Wraps a P-384 key.
+    pub fn from_secret_key(key: p384::SecretKey) -> Result<WorkloadOwnerKey, SeedEngineError> {
+        let public_key_der = key
+            .public_key()
+            .to_public_key_der()
+            .map_err(|e| SeedEngineError::KeyEncode {
+                what: WORKLOAD_OWNER,
+                reason: e.to_string(),
+            })?
+            .into_vec();
+        Ok(WorkloadOwnerKey {
+            key,
+            public_key_der,
+        })
+    }
+
+    /// Reads `workload-owner.pem`: PEM `EC PRIVATE KEY` (SEC1, what Contrast writes) or
+    /// `PRIVATE KEY` (PKCS#8, what `openssl genpkey` writes), on P-384.
+    pub fn from_pem(pem_text: &[u8]) -> Result<WorkloadOwnerKey, SeedEngineError> {
+        let (label, der) = decode_pem(pem_text, WORKLOAD_OWNER)?;
+        let key = match label.as_str() {
+            PEM_EC_PRIVATE_KEY => p384_from_sec1_der(&der, WORKLOAD_OWNER)?,
+            PEM_PRIVATE_KEY => {
+                p384::SecretKey::from_pkcs8_der(&der).map_err(|e| SeedEngineError::KeyDecode {
+                    what: WORKLOAD_OWNER,
+                    reason: format!(
+                        "not a PKCS#8 ECDSA P-384 private key ({e}); workload owner keys \
+                         are P-384"
+                    ),
+                })?
+            }
+            other => {
+                return Err(wrong_label(
+                    WORKLOAD_OWNER,
+                    other,
+                    "`EC PRIVATE KEY` (or `PRIVATE KEY`)",
+                ));
+            }
+        };
+        WorkloadOwnerKey::from_secret_key(key)
+    }
+
+    /// The key as `workload-owner.pem` holds it: PEM `EC PRIVATE KEY` (SEC1).
+    pub fn to_pem(&self) -> Result<Zeroizing<String>, SeedEngineError> {
+        p384_to_sec1_pem(&self.key)
+    }
+
+    /// The private key.
+    pub fn secret_key(&self) -> &p384::SecretKey {
+        &self.key
+    }
+
+    /// The private key as PKCS#8 DER (for a TLS client certificate).
+    pub fn pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, SeedEngineError> {
+        p384_pkcs8_der(&self.key)
+    }
+
+    /// The PKIX (SubjectPublicKeyInfo) DER of the public key.
+    pub fn public_key_der(&self) -> &[u8] {
+        &self.public_key_der
+    }
+
+    /// The manifest digest: SHA-256 over the PKIX DER of the public key.
+    pub fn digest(&self) -> [u8; 32] {
+        sha256(&self.public_key_der)
+    }
+
+    /// [`WorkloadOwnerKey::digest`] in lowercase hex, as `WorkloadOwnerKeyDigests` holds it.
+    pub fn digest_hex(&self) -> String {
+        lower_hex(&self.digest())
+    }
+}
+
+impl std::fmt::Debug for WorkloadOwnerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkloadOwnerKey")
+            .field("digest", &self.digest_hex())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A seedshare owner key: RSA (the CLI generates 4096 bits). Seed shares are encrypted to
+/// its public key; it decrypts them and is the TLS client key of `contrast recover`.
+pub struct SeedshareOwnerKey {
+    pkcs1_der: Zeroizing<Vec<u8>>,
+    public_key_pkcs1_der: Vec<u8>,
+    decrypting_key: lc_rsa::OaepPrivateDecryptingKey,
+}
+
+impl SeedshareOwnerKey {
+    /// A new random RSA-4096 key.
+    pub fn generate() -> Result<SeedshareOwnerKey, SeedEngineError> {
+        let key =
+            lc_rsa::PrivateDecryptingKey::generate(lc_rsa::KeySize::Rsa4096).map_err(|_| {
+                SeedEngineError::KeyGeneration {
+                    what: SEEDSHARE_OWNER,
+                }
+            })?;
+        let pkcs8 = key.as_der().map_err(|_| SeedEngineError::KeyEncode {
+            what: SEEDSHARE_OWNER,
+            reason: "aws-lc-rs could not serialize the new key as PKCS#8".into(),
+        })?;
+        SeedshareOwnerKey::from_pkcs8_der(pkcs8.as_ref())
+    }
+
+    /// Reads `seedshare-owner.pem`: PEM `RSA PRIVATE KEY` (PKCS#1, what Contrast writes)
+    /// or `PRIVATE KEY` (PKCS#8).
+    pub fn from_pem(pem_text: &[u8]) -> Result<SeedshareOwnerKey, SeedEngineError> {
+        let (label, der) = decode_pem(pem_text, SEEDSHARE_OWNER)?;
+        match label.as_str() {
+            PEM_RSA_PRIVATE_KEY => SeedshareOwnerKey::from_pkcs1_der(&der),
+            PEM_PRIVATE_KEY => SeedshareOwnerKey::from_pkcs8_der(&der),
+            other => Err(wrong_label(
+                SEEDSHARE_OWNER,
+                other,
+                "`RSA PRIVATE KEY` (or `PRIVATE KEY`)",
+            )),
+        }
+    }
+
+    /// From the PKCS#1 DER of an RSA private key (2048 to 8192 bits).
+    pub fn from_pkcs1_der(der: &[u8]) -> Result<SeedshareOwnerKey, SeedEngineError> {
+        let key = rsa::PrivateKey::from_pkcs1_der(der).map_err(|e| SeedEngineError::KeyDecode {
+            what: SEEDSHARE_OWNER,
+            reason: format!("not a PKCS#1 RSA private key ({e})"),
+        })?;
+        let pkcs8 = key.to_pkcs8_der().map_err(|e| SeedEngineError::KeyEncode {
+            what: SEEDSHARE_OWNER,
+            reason: e.to_string(),
+        })?;
+        let decrypting_key = lc_rsa::PrivateDecryptingKey::from_pkcs8(pkcs8.as_bytes())
+            .map_err(|e| format!("RSA key refused ({e}); use 2048 to 8192 bits"))
+            .and_then(|k| {
+                lc_rsa::OaepPrivateDecryptingKey::new(k)
+                    .map_err(|_| "RSA key refused for OAEP".to_string())
+            })
+            .map_err(|reason| SeedEngineError::KeyDecode {
+                what: SEEDSHARE_OWNER,
+                reason,
+            })?;
+        let public_key_pkcs1_der = key
+            .to_public_key()
+            .to_pkcs1_der()
+            .map_err(|e| SeedEngineError::KeyEncode {
+                what: SEEDSHARE_OWNER,
+                reason: e.to_string(),
+            })?
+            .into_vec();
+        Ok(SeedshareOwnerKey {
+            pkcs1_der: Zeroizing::new(der.to_vec()),
+            public_key_pkcs1_der,
+            decrypting_key,
+        })
+    }
+
+    /// From the PKCS#8 DER of an RSA private key.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<SeedshareOwnerKey, SeedEngineError> {
+        let info = p384::pkcs8::PrivateKeyInfoRef::try_from(der).map_err(|e| {
+            SeedEngineError::KeyDecode {
+                what: SEEDSHARE_OWNER,
+                reason: format!("not a PKCS#8 private key ({e})"),
+            }
+        })?;
+        if info.algorithm.oid != rsa::pkcs1::ALGORITHM_OID {
+            return Err(SeedEngineError::KeyDecode {
+                what: SEEDSHARE_OWNER,
+                reason: format!(
+                    "the PKCS#8 key is not an RSA key (algorithm {}); seedshare owner keys \
+                     are RSA",
+                    info.algorithm.oid
+                ),
+            });
+        }
+        // PKCS#8's privateKey of an rsaEncryption key is the PKCS#1 RSAPrivateKey.
+        SeedshareOwnerKey::from_pkcs1_der(info.private_key.as_bytes())
+    }
+
+    /// The key as `seedshare-owner.pem` holds it: PEM `RSA PRIVATE KEY` (PKCS#1).
+    pub fn to_pem(&self) -> Result<Zeroizing<String>, SeedEngineError> {
+        pem::encode_string(PEM_RSA_PRIVATE_KEY, LineEnding::LF, &self.pkcs1_der)
+            .map(Zeroizing::new)
+            .map_err(|e| SeedEngineError::KeyEncode {
+                what: SEEDSHARE_OWNER,
+                reason: e.to_string(),
+            })
+    }
+
+    /// The private key as PKCS#1 DER (`RSAPrivateKey`; rustls takes it as a client key).
+    pub fn pkcs1_der(&self) -> &[u8] {
+        &self.pkcs1_der
+    }
+
+    /// The PKCS#1 DER (`RSAPublicKey`) of the public key.
+    pub fn public_key_pkcs1_der(&self) -> &[u8] {
+        &self.public_key_pkcs1_der
+    }
+
+    /// The hex of [`SeedshareOwnerKey::public_key_pkcs1_der`]: the manifest's
+    /// `SeedshareOwnerPubKeys` entry and the `PublicKey` of its seed share.
+    pub fn public_key_hex(&self) -> String {
+        lower_hex(&self.public_key_pkcs1_der)
+    }
+
+    /// RSA-OAEP (SHA-256, MGF1-SHA-256) decryption with `label`.
+    pub(crate) fn decrypt_oaep(
+        &self,
+        ciphertext: &[u8],
+        label: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SeedEngineError> {
+        let mut plaintext = Zeroizing::new(vec![0u8; self.decrypting_key.min_output_size()]);
+        let len = self
+            .decrypting_key
+            .decrypt(
+                &lc_rsa::OAEP_SHA256_MGF1SHA256,
+                ciphertext,
+                &mut plaintext,
+                Some(label),
+            )
+            .map_err(|_| SeedEngineError::SeedShareDecrypt)?
+            .len();
+        plaintext.truncate(len);
+        Ok(plaintext)
+    }
+}
+
+impl std::fmt::Debug for SeedshareOwnerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeedshareOwnerKey")
+            .field("bits", &self.decrypting_key.key_size_bits())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `SeedshareOwnerPubKeys` entry (hex of the PKCS#1 DER public key) for a PEM key:
+/// `PUBLIC KEY` (PKIX; also PKCS#1 bytes under that label, which Contrast takes as-is),
+/// `RSA PUBLIC KEY` (PKCS#1), or a private key (`RSA PRIVATE KEY`, `PRIVATE KEY`). The key
+/// must be usable for seed shares (RSA, 2048 to 8192 bits).
+pub fn seedshare_owner_public_key_hex(pem_text: &[u8]) -> Result<String, SeedEngineError> {
+    let (label, der) = decode_pem(pem_text, SEEDSHARE_OWNER)?;
+    let pkcs1 = match label.as_str() {
+        PEM_PUBLIC_KEY => match rsa::PublicKey::from_public_key_der(&der) {
+            Ok(key) => key.to_pkcs1_der().map(|d| d.into_vec()).map_err(|e| {
+                SeedEngineError::KeyEncode {
+                    what: SEEDSHARE_OWNER,
+                    reason: e.to_string(),
+                }
+            })?,
+            Err(spki_err) => {
+                if rsa::PublicKey::from_pkcs1_der(&der).is_err() {
+                    return Err(SeedEngineError::KeyDecode {
+                        what: SEEDSHARE_OWNER,
+                        reason: format!("the `PUBLIC KEY` is not an RSA public key ({spki_err})"),
+                    });
+                }
+                der.to_vec()
+            }
+        },
+        PEM_RSA_PUBLIC_KEY => der.to_vec(),
+        PEM_RSA_PRIVATE_KEY | PEM_PRIVATE_KEY => {
+            let key = SeedshareOwnerKey::from_pem(pem_text)?;
+            key.public_key_pkcs1_der().to_vec()
+        }
+        other => {
+            return Err(wrong_label(
+                SEEDSHARE_OWNER,
+                other,
+                "`PUBLIC KEY`, `RSA PUBLIC KEY` or `RSA PRIVATE KEY`",
+            ));
+        }
+    };
+    oaep_public_key(&pkcs1).map_err(|reason| SeedEngineError::KeyDecode {
+        what: SEEDSHARE_OWNER,
+        reason,
+    })?;
+    Ok(lower_hex(&pkcs1))
+}
+
+/// An RSA-OAEP encryption key from the PKCS#1 DER of a public key; the error says why not.
+pub(crate) fn oaep_public_key(pkcs1_der: &[u8]) -> Result<lc_rsa::OaepPublicEncryptingKey, String> {
+    let key = rsa::PublicKey::from_pkcs1_der(pkcs1_der)
+        .map_err(|e| format!("not a PKCS#1 DER RSA public key: {e}"))?;
+    // aws-lc-rs reads public keys as SubjectPublicKeyInfo.
+    let spki = key
+        .to_public_key_der()
+        .map_err(|e| format!("cannot re-encode the key: {e}"))?;
+    lc_rsa::PublicEncryptingKey::from_der(spki.as_bytes())
+        .map_err(|e| format!("RSA key refused ({e}); use 2048 to 8192 bits"))
+        .and_then(|k| {
+            lc_rsa::OaepPublicEncryptingKey::new(k)
+                .map_err(|_| "RSA key refused for OAEP".to_string())
+        })
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = digest::digest(&digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// Decodes one PEM block; the DER is wiped on drop (it may be a private key).
+fn decode_pem(
+    pem_text: &[u8],
+    what: &'static str,
+) -> Result<(String, Zeroizing<Vec<u8>>), SeedEngineError> {
+    pem::decode_vec(pem_text)
+        .map(|(label, der)| (label.to_string(), Zeroizing::new(der)))
+        .map_err(|e| SeedEngineError::KeyDecode {
+            what,
+            reason: format!("not a PEM file with exactly one block ({e})"),
+        })
+}
+
+fn wrong_label(what: &'static str, found: &str, expected: &str) -> SeedEngineError {
+    SeedEngineError::KeyDecode {
+        what,
+        reason: format!("the PEM block is `{found}`, expected {expected}"),
+    }
+}
+
+/// Writes `bytes` to `path` atomically with mode 0600: a new temporary file in the same
+/// directory, fsync, rename over `path`, fsync of the directory. A reader sees the old
+/// content or the new, never a part; an existing file's mode is replaced by 0600.
+pub fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), SeedEngineError> {
+    let io = |operation: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SeedEngineError::Io {
+            operation,
+            path,
+            source,
+        }
+    };
+    let file_name = path.file_name().ok_or_else(|| SeedEngineError::Io {
+        operation: "writing",
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
+    })?;
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut suffix = [0u8; 8];
+    rand::fill(&mut suffix).map_err(|_| SeedEngineError::Random)?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(file_name);
+    tmp_name.push(format!(".{}.tmp", hex::encode(suffix)));
+    let tmp = dir.join(tmp_name);
+
+    let write = || -> Result<(), SeedEngineError> {
+        // create_new: never follow or reuse something already at the temporary path.
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io("creating", &tmp))?;
+        file.write_all(bytes).map_err(io("writing", &tmp))?;
+        file.sync_all().map_err(io("syncing", &tmp))?;
+        fs::rename(&tmp, path).map_err(io("renaming to", path))
+    };
+    if let Err(e) = write() {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("syncing directory", &dir))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn p384_pem_round_trip_and_refusals() {
+        let key = random_p384().unwrap();
+        let pem_text = p384_to_sec1_pem(&key).unwrap();
+        assert!(pem_text.starts_with("-----BEGIN EC PRIVATE KEY-----\n"));
+        assert!(pem_text.ends_with("-----END EC PRIVATE KEY-----\n"));
+        let back = p384_from_sec1_pem(pem_text.as_bytes()).unwrap();
+        assert_eq!(back.to_bytes(), key.to_bytes());
+
+        let pkcs8 = p384_pkcs8_der(&key).unwrap();
+        assert_eq!(
+            p384_from_pkcs8_der(&pkcs8).unwrap().to_bytes(),
+            key.to_bytes()
+        );
+        let pkcs8_pem = pem::encode_string(PEM_PRIVATE_KEY, LineEnding::LF, &pkcs8).unwrap();
+        let err = p384_from_sec1_pem(pkcs8_pem.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("`PRIVATE KEY`"), "{err}");
+        assert!(p384_from_sec1_pem(b"not pem").is_err());
+        assert!(p384_from_pkcs8_der(&[0x30, 0x00]).is_err());
+    }
+
+    #[test]
+    fn p384_pkcs8_is_accepted_by_aws_lc_rs() {
+        // rcgen (aws_lc_rs backend) loads the CA keys through this path.
+        let key = random_p384().unwrap();
+        let pkcs8 = p384_pkcs8_der(&key).unwrap();
+        aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+            &aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+            &pkcs8,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn random_p384_keys_differ() {
+        assert_ne!(
+            random_p384().unwrap().to_bytes(),
+            random_p384().unwrap().to_bytes()
+        );
+    }
+
+    #[test]
+    fn workload_owner_key_round_trip() {
+        let key = WorkloadOwnerKey::generate().unwrap();
+        let pem_text = key.to_pem().unwrap();
+        let back = WorkloadOwnerKey::from_pem(pem_text.as_bytes()).unwrap();
+        assert_eq!(back.digest(), key.digest());
+        assert_eq!(back.digest_hex().len(), 64);
+        assert_eq!(back.digest_hex(), back.digest_hex().to_lowercase());
+        let debug = format!("{key:?}");
+        assert!(debug.contains(&key.digest_hex()));
+        assert!(!debug.contains(&hex::encode(key.secret_key().to_bytes())));
+        // PKCS#8 PEM is read too.
+        let pkcs8 = key.pkcs8_der().unwrap();
+        let pkcs8_pem = pem::encode_string(PEM_PRIVATE_KEY, LineEnding::LF, &pkcs8).unwrap();
+        let again = WorkloadOwnerKey::from_pem(pkcs8_pem.as_bytes()).unwrap();
+        assert_eq!(again.digest(), key.digest());
+    }
+
+    #[test]
+    fn workload_owner_key_refusals() {
+        let err = WorkloadOwnerKey::from_pem(b"").unwrap_err();
+        assert!(err.to_string().contains("workload owner key"), "{err}");
+        let cert = pem::encode_string("CERTIFICATE", LineEnding::LF, &[0x30, 0x00]).unwrap();
+        let err = WorkloadOwnerKey::from_pem(cert.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("`CERTIFICATE`"), "{err}");
+        let junk = pem::encode_string(PEM_EC_PRIVATE_KEY, LineEnding::LF, &[0x30, 0x00]).unwrap();
+        assert!(WorkloadOwnerKey::from_pem(junk.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn write_secret_file_is_atomic_and_private() {
+        let dir = std::env::temp_dir().join(format!(
+            "contrast-seedengine-write-{}-{}",
+            std::process::id(),
+            hex::encode(random_p384().unwrap().to_bytes())[..8].to_owned()
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("secret.pem");
+        fs::write(&path, b"old").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+
+        write_secret_file(&path, b"new content").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new content");
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // No temporary file is left behind.
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("secret.pem")]);
+
+        // A missing directory is an error naming the path.
+        let err = write_secret_file(&dir.join("missing/secret.pem"), b"x").unwrap_err();
+        assert!(err.to_string().contains("missing"), "{err}");
+        assert!(write_secret_file(Path::new("/"), b"x").is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
