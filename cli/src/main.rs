@@ -1,7 +1,12 @@
 //! `contrast`: the command-line tool of a Contrast deployment.
 
 mod attestation_check;
+mod coordinator;
+mod recover;
+mod resources;
+mod set;
 mod time;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -20,6 +25,12 @@ enum Command {
     /// Work with TEE evidence.
     #[command(subcommand)]
     Attestation(AttestationCommand),
+    /// Set the manifest at the Coordinator (or, with --dry-run, write the blob to sign).
+    Set(set::SetArgs),
+    /// Attest the Coordinator and write its manifest history to verify/.
+    Verify(verify::VerifyArgs),
+    /// Give a Coordinator in recovery mode its secret seed back.
+    Recover(recover::RecoverArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -38,8 +49,12 @@ fn print(line: &str) {
 #[allow(clippy::print_stderr)] // the binary's error report
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let result = match &cli.command {
         Command::Attestation(AttestationCommand::Check(args)) => attestation_check::run(args),
+        Command::Set(args) => online(set::run(args)),
+        Command::Verify(args) => online(verify::run(args)),
+        Command::Recover(args) => online(recover::run(args)),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -49,4 +64,13 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Runs a command that talks to the Coordinator; its success means exit status 0.
+fn online(command: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<bool> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(command)?;
+    Ok(true)
 }

@@ -1,0 +1,77 @@
+//! `contrast recover`: give a Coordinator in recovery mode its seed back (seed 004;
+//! contrast-protocol.md §9.6). The seed share is decrypted locally with the seed share
+//! owner key, which also authenticates the call.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use contrast_api::userapi::RecoverRequest;
+use contrast_api::userapi::user_api_client::UserApiClient;
+use contrast_seedengine::keys::SeedshareOwnerKey;
+use contrast_seedengine::{SeedShareDocument, decrypt_seed_share};
+use rustls::pki_types::PrivateKeyDer;
+
+use crate::coordinator::{self, ConnectArgs, WorkspaceArgs, files};
+
+/// `contrast recover` flags.
+#[derive(Debug, Args)]
+pub(crate) struct RecoverArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub workspace: WorkspaceArgs,
+    /// The seed share owner's private key.
+    #[arg(long, default_value = files::SEEDSHARE_OWNER_KEY)]
+    pub seedshare_owner_key: PathBuf,
+    /// The seed shares written by the first contrast set.
+    #[arg(long = "seed", default_value = files::SEED_SHARES)]
+    pub seed_shares: PathBuf,
+    /// Recover even if a ready Coordinator peer exists (it keeps the old mesh CA).
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub(crate) async fn run(args: &RecoverArgs) -> anyhow::Result<()> {
+    let manifest_path = args.workspace.path(&args.connect.manifest);
+    let (_, manifest) = coordinator::load_manifest(&manifest_path)?;
+    let key_path = args.workspace.path(&args.seedshare_owner_key);
+    let key = SeedshareOwnerKey::from_pem(
+        &std::fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?,
+    )
+    .with_context(|| format!("{}: not a seed share owner key", key_path.display()))?;
+    let shares_path = args.workspace.path(&args.seed_shares);
+    let shares = SeedShareDocument::from_json(
+        &std::fs::read(&shares_path)
+            .with_context(|| format!("reading {}", shares_path.display()))?,
+    )
+    .with_context(|| format!("{}", shares_path.display()))?;
+    let (seed, salt) = decrypt_seed_share(&shares, &key)
+        .with_context(|| format!("decrypting the seed share in {}", shares_path.display()))?;
+
+    let validators = coordinator::coordinator_validators(&manifest, &args.connect)?;
+    let client_key = PrivateKeyDer::Pkcs1(key.pkcs1_der().to_vec().into());
+    let channel = coordinator::connect(&args.connect, validators, Some(client_key)).await?;
+    let client = UserApiClient::new(channel);
+    let request = RecoverRequest {
+        seed: seed.to_vec(),
+        salt,
+        force: args.force,
+    };
+    coordinator::retry_unavailable(&args.connect, || {
+        let mut client = client.clone();
+        let request = request.clone();
+        async move { client.recover(request).await }
+    })
+    .await
+    .map_err(|status| {
+        coordinator::status_error(
+            status,
+            "Ensure the seed share owner key is the one listed in the manifest",
+        )
+    })?;
+    crate::print(
+        "Coordinator recovered. Workloads get certificates from a new mesh CA: restart them.",
+    );
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! The Coordinator: the deployment's attestation service and certificate authority
+//! (contrast-protocol.md §2–§8).
+//!
+//! * [`state`]: the state machine and the manifest history (the only place secrets and
+//!   the history change);
+//! * [`userapi`] (1313) and [`meshapi`] (7777): gRPC over aTLS;
+//! * [`http`]: the attestation API (1314), probes and metrics (9102);
+//! * [`peers`]: finding ready Coordinator peers, and peer recovery.
+
+pub mod error;
+pub mod http;
+pub mod meshapi;
+pub mod metrics;
+pub mod peers;
+pub mod state;
+pub mod userapi;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use contrast_api::meshapi::mesh_api_client::MeshApiClient;
+use contrast_api::meshapi::mesh_api_server::MeshApiServer;
+use contrast_api::userapi::user_api_server::UserApiServer;
+use contrast_atls::server::AtlsServer;
+use contrast_atls::{
+    ClientOptions, DocumentIssuer, Issuer, ReferenceValidator, ServerOptions, ValidatorSet,
+    Verifiers,
+};
+use contrast_guest_evidence::issuer::{EvidenceIssuer, detect, simulated_snp, simulated_tdx};
+use contrast_history::{FsStore, Store};
+use contrast_manifest::Manifest;
+use contrast_platforms::{Platform, Tee};
+use contrast_seedengine::SeedEngine;
+use contrast_simulator::{SnpReportSpec, TdxQuoteSpec};
+
+pub use error::CoordinatorError;
+use metrics::Metrics;
+use peers::{PeerDiscovery, StaticPeers};
+use state::{StateGuard, Status};
+
+/// The Coordinator's shared parts.
+#[derive(Debug)]
+pub struct Coordinator {
+    /// State and history.
+    pub guard: Arc<StateGuard>,
+    /// Our own evidence.
+    pub issuer: Arc<dyn Issuer>,
+    /// Coordinator peers.
+    pub peers: Arc<dyn PeerDiscovery>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Set once the listeners are up and the first peer recovery attempt ran.
+    pub started: AtomicBool,
+}
+
+/// Ports the Coordinator listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// UserAPI.
+    pub user: u16,
+    /// MeshAPI.
+    pub mesh: u16,
+    /// HTTP attestation API.
+    pub http: u16,
+    /// Probes and metrics.
+    pub probes: u16,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        use contrast_api::ports::*;
+        Ports {
+            user: USER_API,
+            mesh: MESH_API,
+            http: HTTP_ATTESTATION,
+            probes: PROBES,
+        }
+    }
+}
+
+/// How to run a Coordinator.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The history store directory.
+    pub store_dir: PathBuf,
+    /// The address to listen on.
+    pub listen: IpAddr,
+    /// The ports.
+    pub ports: Ports,
+    /// The platform this Coordinator runs on (selects the evidence issuer).
+    pub platform: Platform,
+    /// The simulator's key directory (simulated platforms; also lets this Coordinator
+    /// accept simulated evidence from initializers and peers on simulated platforms).
+    pub simulator_dir: Option<PathBuf>,
+    /// HOST_DATA / MRCONFIGID of the simulated VM (what the runtime would set from the
+    /// Coordinator pod's policy).
+    pub simulated_host_data: [u8; 32],
+    /// Peer mesh API addresses.
+    pub peers: Vec<String>,
+    /// How often to try peer recovery and to check for a newer history.
+    pub recovery_interval: Duration,
+    /// Serve `/metrics`.
+    pub metrics: bool,
+}
+
+/// Builds the Coordinator's own evidence issuer and the verifiers for its peers.
+fn evidence(config: &Config) -> anyhow::Result<(Arc<dyn Issuer>, Verifiers)> {
+    if !config.platform.is_simulated() {
+        let issuer: Arc<dyn EvidenceIssuer> = Arc::from(detect()?);
+        return Ok((Arc::new(DocumentIssuer::new(issuer)), Verifiers::real()));
+    }
+    let dir = config.simulator_dir.as_ref().with_context(|| {
+        format!(
+            "platform {} is simulated: give the simulator's key directory with --simulator-dir",
+            config.platform
+        )
+    })?;
+    let simulator = contrast_simulator::Simulator::open(dir)
+        .with_context(|| format!("opening the simulator at {}", dir.display()))?;
+    let verifiers = Verifiers::real()
+        .with_simulated(simulator.amd.trust_anchor(), simulator.intel.trust_anchor());
+    let evidence: Arc<dyn EvidenceIssuer> = match config.platform.tee() {
+        Tee::Snp => {
+            let mut spec = SnpReportSpec::new(contrast_attestation::snp::SnpProduct::Milan);
+            spec.host_data = config.simulated_host_data;
+            Arc::new(simulated_snp(Arc::new(simulator.amd), spec))
+        }
+        Tee::Tdx => {
+            let mut spec = TdxQuoteSpec::default();
+            spec.mr_config_id[..32].copy_from_slice(&config.simulated_host_data);
+            Arc::new(simulated_tdx(Arc::new(simulator.intel), spec))
+        }
+    };
+    Ok((Arc::new(DocumentIssuer::new(evidence)), verifiers))
+}
+
+/// Runs the Coordinator until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store: Arc<dyn Store> = Arc::new(
+        FsStore::open(&config.store_dir)
+            .with_context(|| format!("opening the store at {}", config.store_dir.display()))?,
+    );
+    let (issuer, verifiers) = evidence(&config)?;
+    let coordinator = Arc::new(Coordinator {
+        guard: Arc::new(StateGuard::new(store, verifiers)),
+        issuer: issuer.clone(),
+        peers: Arc::new(StaticPeers {
+            peers: config.peers.clone(),
+            probe_port: config.ports.probes,
+        }),
+        metrics: Arc::new(Metrics::default()),
+        started: AtomicBool::new(false),
+    });
+    let addr = |port| SocketAddr::new(config.listen, port);
+    let bind = |port| {
+        let address = addr(port);
+        async move {
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("listening on {address}"))
+        }
+    };
+    let user_listener = bind(config.ports.user).await?;
+    let mesh_listener = bind(config.ports.mesh).await?;
+    let http_listener = bind(config.ports.http).await?;
+    let probe_listener = bind(config.ports.probes).await?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let user_server = Arc::new(AtlsServer::new(ServerOptions::new(Some(issuer.clone())))?);
+    let user_incoming = contrast_atls::grpc::incoming(user_listener, user_server, None);
+    let user = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(15)))
+        .add_service(UserApiServer::new(userapi::UserApiService(
+            coordinator.clone(),
+        )))
+        .serve_with_incoming_shutdown(user_incoming, stopped(stop_rx.clone()));
+
+    let mesh_server = Arc::new(AtlsServer::new(
+        ServerOptions::new(Some(issuer.clone()))
+            .with_validators(Arc::new(meshapi::MeshValidators(coordinator.guard.clone()))),
+    )?);
+    let metrics = coordinator.metrics.clone();
+    let on_failure: contrast_atls::grpc::FailureHook =
+        Arc::new(move |_| metrics.attestation_failed());
+    let mesh_incoming = contrast_atls::grpc::incoming(mesh_listener, mesh_server, Some(on_failure));
+    let mesh = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(15)))
+        .add_service(MeshApiServer::new(meshapi::MeshApiService(
+            coordinator.clone(),
+        )))
+        .serve_with_incoming_shutdown(mesh_incoming, stopped(stop_rx.clone()));
+
+    let http = axum::serve(http_listener, http::attestation_router(coordinator.clone()))
+        .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let probes = axum::serve(
+        probe_listener,
+        http::probes_router(coordinator.clone(), config.metrics),
+    )
+    .with_graceful_shutdown(stopped(stop_rx.clone()));
+
+    let background = tokio::spawn(maintain(coordinator.clone(), config.recovery_interval));
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    tracing::info!(
+        listen = %config.listen,
+        platform = %config.platform,
+        store = %config.store_dir.display(),
+        "coordinator listening"
+    );
+    let result = tokio::try_join!(
+        async { user.await.context("user API") },
+        async { mesh.await.context("mesh API") },
+        async { http.await.context("HTTP API") },
+        async { probes.await.context("probes") },
+    );
+    background.abort();
+    result.map(|_| ())
+}
+
+/// The first peer-recovery attempt, then every `interval`: recover from a peer while in
+/// recovery mode, and notice when another Coordinator moved the history on.
+async fn maintain(coordinator: Arc<Coordinator>, interval: Duration) {
+    let first = tokio::time::timeout(Duration::from_secs(15), try_peers(&coordinator)).await;
+    if first.is_err() {
+        tracing::warn!("the first peer recovery attempt timed out");
+    }
+    coordinator.started.store(true, Ordering::SeqCst);
+    loop {
+        tokio::time::sleep(interval).await;
+        let guard = coordinator.guard.clone();
+        match tokio::task::spawn_blocking(move || guard.check_staleness()).await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "checking the history for updates"),
+            Err(e) => tracing::warn!(error = %e, "checking the history for updates"),
+            Ok(Ok(_)) => {}
+        }
+        try_peers(&coordinator).await;
+    }
+}
+
+async fn try_peers(coordinator: &Arc<Coordinator>) {
+    let guard = coordinator.guard.clone();
+    if !matches!(
+        tokio::task::spawn_blocking(move || guard.status()).await,
+        Ok(Ok(Status::Recovery))
+    ) {
+        return;
+    }
+    for peer in coordinator.peers.peers().await {
+        match recover_from_peer(coordinator, &peer).await {
+            Ok(generation) => {
+                tracing::info!(%peer, generation, "recovered from a peer");
+                coordinator.metrics.set_generation(generation);
+                return;
+            }
+            Err(e) => tracing::info!(%peer, error = %e, "peer recovery failed"),
+        }
+    }
+}
+
+/// Peer recovery (contrast-protocol.md §7.3): attest the peer against the latest stored
+/// manifest's Coordinator policy, prove ourselves to it, receive seed and mesh CA key.
+async fn recover_from_peer(coordinator: &Arc<Coordinator>, peer: &str) -> anyhow::Result<usize> {
+    let guard = coordinator.guard.clone();
+    let manifest = tokio::task::spawn_blocking(move || -> anyhow::Result<Manifest> {
+        let history = guard.history();
+        let latest = history
+            .get_latest_unverified()?
+            .context("no history to recover")?;
+        let transition = history.get_transition(latest.transition_hash)?;
+        let bytes = history.get_manifest(transition.manifest_hash)?;
+        Ok(Manifest::decode(&bytes)?)
+    })
+    .await??;
+    let coordinator_policies: Vec<[u8; 32]> = manifest
+        .coordinator_policy_hashes()
+        .filter_map(|h| h.to_bytes()?.try_into().ok())
+        .collect();
+    let validator = ReferenceValidator::new(
+        coordinator.guard.verifiers().clone(),
+        manifest.reference_values.snp.clone(),
+        manifest.reference_values.tdx.clone(),
+        Some(coordinator_policies),
+    );
+    let options = ClientOptions::new(ValidatorSet::new(vec![Arc::new(validator)]))
+        .with_issuer(coordinator.issuer.clone());
+    let (channel, _) = contrast_atls::grpc::channel(peer, options).await?;
+    let response = MeshApiClient::new(channel)
+        .recover(contrast_api::meshapi::RecoverRequest {})
+        .await?
+        .into_inner();
+    let engine = SeedEngine::new(&response.seed, &response.salt)?;
+    let mesh_key = contrast_seedengine::keys::p384_from_sec1_pem(&response.mesh_ca_key)?;
+    let guard = coordinator.guard.clone();
+    let state = tokio::task::spawn_blocking(move || {
+        guard.recover(Arc::new(engine), mesh_key, |_, stored| {
+            if stored == response.latest_manifest.as_slice() {
+                Ok(())
+            } else {
+                Err(CoordinatorError::ConcurrentUpdate(
+                    "the peer's manifest differs from the stored latest one".into(),
+                ))
+            }
+        })
+    })
+    .await??;
+    Ok(state.generation())
+}

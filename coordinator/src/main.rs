@@ -1,0 +1,82 @@
+//! `coordinator`: runs the Coordinator with a store directory and a platform.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use contrast_coordinator::{Config, Ports};
+use contrast_platforms::Platform;
+
+/// The Contrast Coordinator: attestation service and certificate authority of a
+/// confidential deployment.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Directory of the manifest history (manifests, policies, transitions).
+    #[arg(
+        long,
+        env = "CONTRAST_STORE_DIR",
+        default_value = "/var/lib/contrast/store"
+    )]
+    store_dir: PathBuf,
+    /// The platform this Coordinator runs on, e.g. Metal-QEMU-SNP or Sim-SNP.
+    #[arg(long, env = "CONTRAST_PLATFORM")]
+    platform: Platform,
+    /// The simulator's key directory (required on Sim-SNP and Sim-TDX).
+    #[arg(long, env = "CONTRAST_SIMULATOR_DIR")]
+    simulator_dir: Option<PathBuf>,
+    /// HOST_DATA of the simulated VM, 64 hex characters (the Coordinator's policy hash).
+    #[arg(long, env = "CONTRAST_SIMULATED_HOST_DATA")]
+    simulated_host_data: Option<String>,
+    /// The address to listen on.
+    #[arg(long, env = "CONTRAST_LISTEN", default_value = "0.0.0.0")]
+    listen: IpAddr,
+    /// A peer Coordinator's mesh API address (host:port); repeat for more.
+    #[arg(long = "peer", env = "CONTRAST_PEERS", value_delimiter = ',')]
+    peers: Vec<String>,
+    /// Seconds between peer recovery attempts.
+    #[arg(long, env = "CONTRAST_RECOVERY_INTERVAL", default_value_t = 15)]
+    recovery_interval: u64,
+    /// Log format: text or json.
+    #[arg(long, env = "CONTRAST_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CONTRAST_LOG_LEVEL")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format.as_str() {
+        "json" => subscriber.json().init(),
+        "text" => subscriber.init(),
+        other => anyhow::bail!("--log-format {other}: use text or json"),
+    }
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let simulated_host_data = match &args.simulated_host_data {
+        None => [0; 32],
+        Some(text) => hex::decode(text)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .context("--simulated-host-data must be 64 hex characters")?,
+    };
+    let config = Config {
+        store_dir: args.store_dir,
+        listen: args.listen,
+        ports: Ports::default(),
+        platform: args.platform,
+        simulator_dir: args.simulator_dir,
+        simulated_host_data,
+        peers: args.peers,
+        recovery_interval: Duration::from_secs(args.recovery_interval.max(1)),
+        metrics: std::env::var_os("CONTRAST_METRICS").is_some(),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(contrast_coordinator::run(config, async {
+        let _ = tokio::signal::ctrl_c().await;
+    }))
+}

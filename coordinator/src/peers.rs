@@ -1,0 +1,64 @@
+//! Coordinator peers: who else serves this deployment, and whether one of them is ready.
+//!
+//! Peers are configured as a static list of mesh API addresses (`--peer host:7777`); a
+//! peer is ready when its readiness probe answers 200. The Kubernetes discovery
+//! (pods with the coordinator role) plugs in behind the same trait.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Finds Coordinator peers.
+#[tonic::async_trait]
+pub trait PeerDiscovery: Send + Sync + std::fmt::Debug {
+    /// The peers' mesh API addresses (`host:port`).
+    async fn peers(&self) -> Vec<String>;
+
+    /// The first peer whose readiness probe says ready, if any.
+    async fn first_ready_peer(&self) -> Option<String>;
+}
+
+/// A fixed list of peers whose probes listen on `probe_port` of the same host.
+#[derive(Debug, Clone, Default)]
+pub struct StaticPeers {
+    /// Mesh API addresses.
+    pub peers: Vec<String>,
+    /// The probe port of every peer.
+    pub probe_port: u16,
+}
+
+#[tonic::async_trait]
+impl PeerDiscovery for StaticPeers {
+    async fn peers(&self) -> Vec<String> {
+        self.peers.clone()
+    }
+
+    async fn first_ready_peer(&self) -> Option<String> {
+        for peer in &self.peers {
+            let Some((host, _)) = peer.rsplit_once(':') else {
+                continue;
+            };
+            if probe_ready(&format!("{host}:{}", self.probe_port)).await {
+                return Some(peer.clone());
+            }
+        }
+        None
+    }
+}
+
+/// `GET /probe/readiness` answered with 200 within two seconds.
+async fn probe_ready(addr: &str) -> bool {
+    let attempt = async {
+        let mut stream = TcpStream::connect(addr).await.ok()?;
+        let request = format!("GET /probe/readiness HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.ok()?;
+        Some(head.starts_with(b"HTTP/1.") && &head[8..12] == b" 200")
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), attempt).await,
+        Ok(Some(true))
+    )
+}

@@ -1,0 +1,318 @@
+//! The dialing side: sends its nonce in ALPN, checks the server's evidence against it, and
+//! answers a certificate request with its own key (and evidence, when it has an issuer)
+//! bound to the server's nonce.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ClientConfig, ResolvesClientCert};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::cert;
+use crate::issuer::Issuer;
+use crate::validator::{PeerAttestation, ValidatorSet};
+use crate::{ALPN_H2, ALPN_NONCE_PREFIX, AtlsError, CLIENT_HANDSHAKE_TIMEOUT, NONCE_LEN};
+
+/// How a client dials.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Checks the server's evidence; empty means the server is not attested (the
+    /// initializer does not check the Coordinator, the Coordinator checks it).
+    pub validators: ValidatorSet,
+    /// Our evidence for the server (mutual aTLS), if any.
+    pub issuer: Option<Arc<dyn Issuer>>,
+    /// Our TLS key (workload owner key, seed share owner key, the initializer's key); a
+    /// fresh P-256 key when `None`.
+    pub client_key: Option<Arc<PrivateKeyDer<'static>>>,
+    /// Limit for TCP connect plus handshake.
+    pub timeout: Duration,
+}
+
+impl ClientOptions {
+    /// Check the server with `validators`; no client evidence, a fresh key.
+    pub fn new(validators: ValidatorSet) -> Self {
+        ClientOptions {
+            validators,
+            issuer: None,
+            client_key: None,
+            timeout: CLIENT_HANDSHAKE_TIMEOUT,
+        }
+    }
+
+    /// Present `key` as our TLS key.
+    pub fn with_client_key(mut self, key: PrivateKeyDer<'static>) -> Self {
+        self.client_key = Some(Arc::new(key));
+        self
+    }
+
+    /// Attest ourselves with `issuer` when the server asks.
+    pub fn with_issuer(mut self, issuer: Arc<dyn Issuer>) -> Self {
+        self.issuer = Some(issuer);
+        self
+    }
+}
+
+/// What a finished client handshake established about the server.
+#[derive(Debug, Clone)]
+pub struct ClientSession {
+    /// The server's public key (SubjectPublicKeyInfo DER).
+    pub server_public_key_der: Vec<u8>,
+    /// The validator's verdict, when the server was attested.
+    pub server_attestation: Option<PeerAttestation>,
+}
+
+/// Connects to `addr` and completes an aTLS handshake.
+pub async fn connect(
+    addr: &str,
+    options: &ClientOptions,
+) -> Result<(TlsStream<TcpStream>, ClientSession), AtlsError> {
+    let provider = crate::provider();
+    let nonce = crate::new_nonce()?;
+    let verifier = Arc::new(ServerVerifier {
+        validators: options.validators.clone(),
+        nonce,
+        signatures: HandshakeSignatures(provider.clone()),
+        outcome: Mutex::new(None),
+    });
+    let resolver = Arc::new(ClientCertResolver::new(options, &provider)?);
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
+        .with_client_cert_resolver(resolver.clone());
+    config.alpn_protocols = vec![
+        format!("{ALPN_NONCE_PREFIX}{}", hex::encode(nonce)).into_bytes(),
+        ALPN_H2.to_vec(),
+    ];
+    let connector = TlsConnector::from(Arc::new(config));
+    let handshake = async {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        // The name is not checked (aTLS authenticates by evidence, not by name).
+        let name =
+            ServerName::try_from("contrast-atls").map_err(|e| AtlsError::Nonce(e.to_string()))?;
+        Ok::<_, AtlsError>(connector.connect(name, tcp).await?)
+    };
+    let result = match tokio::time::timeout(options.timeout, handshake).await {
+        Ok(result) => result,
+        Err(_) => {
+            return Err(AtlsError::Timeout {
+                peer: addr.to_string(),
+                timeout: options.timeout,
+            });
+        }
+    };
+    let outcome = crate::lock(&verifier.outcome).take();
+    let stream = match result {
+        Ok(stream) => stream,
+        // Prefer our own account of what went wrong over rustls's alert text.
+        Err(e) => {
+            if let Some(Err(ours)) = outcome {
+                return Err(ours);
+            }
+            if let Some(ours) = crate::lock(&resolver.error).take() {
+                return Err(ours);
+            }
+            return Err(e);
+        }
+    };
+    match outcome {
+        Some(Ok(session)) => Ok((stream, session)),
+        Some(Err(e)) => Err(e),
+        None => Err(AtlsError::Certificate(
+            "the server presented no certificate".into(),
+        )),
+    }
+}
+
+/// Checks the server certificate against our nonce and remembers the verdict.
+#[derive(Debug)]
+struct ServerVerifier {
+    validators: ValidatorSet,
+    nonce: [u8; NONCE_LEN],
+    signatures: HandshakeSignatures,
+    outcome: Mutex<Option<Result<ClientSession, AtlsError>>>,
+}
+
+impl ServerVerifier {
+    fn check(&self, end_entity: &CertificateDer<'_>) -> Result<ClientSession, AtlsError> {
+        let peer = cert::parse_and_verify(end_entity, crate::unix_now())?;
+        let server_attestation = if self.validators.is_empty() {
+            None
+        } else {
+            let expected = crate::report_data(&peer.public_key_der, &self.nonce);
+            Some(
+                self.validators
+                    .validate(&peer.documents, &expected, &self.nonce)?,
+            )
+        };
+        Ok(ClientSession {
+            server_public_key_der: peer.public_key_der,
+            server_attestation,
+        })
+    }
+}
+
+impl ServerCertVerifier for ServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let result = self.check(end_entity);
+        let verdict = match &result {
+            Ok(_) => Ok(ServerCertVerified::assertion()),
+            Err(e) => Err(rustls::Error::General(e.to_string())),
+        };
+        *crate::lock(&self.outcome) = Some(result);
+        verdict
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.signatures.tls12(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.signatures.tls13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.signatures.schemes()
+    }
+}
+
+/// The handshake-signature checks both sides share: the peer's certificate key signs the
+/// handshake transcript, checked with the provider's algorithms.
+#[derive(Debug, Clone)]
+pub(crate) struct HandshakeSignatures(pub(crate) Arc<CryptoProvider>);
+
+impl HandshakeSignatures {
+    pub(crate) fn tls12(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    pub(crate) fn tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    pub(crate) fn schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Answers the server's certificate request: our key, with evidence bound to the nonce the
+/// server put into the request's distinguished names.
+#[derive(Debug)]
+struct ClientCertResolver {
+    key: rcgen::KeyPair,
+    signing_key: Arc<dyn rustls::sign::SigningKey>,
+    issuer: Option<Arc<dyn Issuer>>,
+    error: Mutex<Option<AtlsError>>,
+}
+
+impl ClientCertResolver {
+    fn new(options: &ClientOptions, provider: &CryptoProvider) -> Result<Self, AtlsError> {
+        let (key, der) = match &options.client_key {
+            Some(der) => {
+                let key = rcgen::KeyPair::try_from(der.as_ref()).map_err(|e| {
+                    AtlsError::Build(format!("the client key cannot sign certificates: {e}"))
+                })?;
+                (key, der.clone_key())
+            }
+            None => {
+                let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+                    .map_err(|e| AtlsError::Build(e.to_string()))?;
+                let der = PrivateKeyDer::try_from(key.serialize_der())
+                    .map_err(|e| AtlsError::Build(e.to_string()))?;
+                (key, der)
+            }
+        };
+        let signing_key = provider.key_provider.load_private_key(der)?;
+        Ok(ClientCertResolver {
+            key,
+            signing_key,
+            issuer: options.issuer.clone(),
+            error: Mutex::new(None),
+        })
+    }
+
+    fn certified_key(&self, root_hint_subjects: &[&[u8]]) -> Result<CertifiedKey, AtlsError> {
+        let document = match &self.issuer {
+            None => None,
+            Some(issuer) => {
+                let nonce = cert::nonce_from_names(root_hint_subjects).ok_or_else(|| {
+                    AtlsError::Nonce(
+                        "the server's certificate request carries no aTLS nonce; \
+                         is it an aTLS server?"
+                            .into(),
+                    )
+                })?;
+                let spki = rcgen::PublicKeyData::subject_public_key_info(&self.key);
+                Some(issuer.issue(&crate::report_data(&spki, &nonce))?)
+            }
+        };
+        let der = cert::build(&self.key, document)?;
+        Ok(CertifiedKey::new(vec![der], self.signing_key.clone()))
+    }
+}
+
+impl ResolvesClientCert for ClientCertResolver {
+    fn resolve(
+        &self,
+        root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        match self.certified_key(root_hint_subjects) {
+            Ok(key) => Some(Arc::new(key)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot answer the aTLS certificate request");
+                *crate::lock(&self.error) = Some(e);
+                None
+            }
+        }
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,279 @@
+//! The accepting side: reads the client's nonce from the ClientHello, presents a
+//! certificate with evidence bound to it, and asks for a client certificate with its own
+//! nonce in the request's distinguished names.
+
+use std::fmt::Debug;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{Acceptor, ClientHello, ResolvesServerCert, ServerConfig};
+use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use tokio::net::TcpStream;
+use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use crate::cert;
+use crate::client::HandshakeSignatures;
+use crate::issuer::Issuer;
+use crate::validator::{PeerAttestation, ValidatorSet};
+use crate::{ALPN_H2, AtlsError, NONCE_LEN, SERVER_HANDSHAKE_TIMEOUT};
+
+/// Where a server gets the validators for the next handshake: fixed, or rebuilt from the
+/// current state (the Coordinator checks initializers against its active manifest).
+pub trait ValidatorSource: Send + Sync + Debug {
+    /// The validators for a handshake starting now.
+    fn current(&self) -> ValidatorSet;
+}
+
+impl ValidatorSource for ValidatorSet {
+    fn current(&self) -> ValidatorSet {
+        self.clone()
+    }
+}
+
+/// How a server accepts.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Our evidence for clients; `None` serves an unattested certificate.
+    pub issuer: Option<Arc<dyn Issuer>>,
+    /// Checks clients' evidence; when the set is empty a client certificate is requested
+    /// but optional (authentication by public key).
+    pub validators: Arc<dyn ValidatorSource>,
+    /// ALPN protocols we speak after the handshake.
+    pub alpn: Vec<Vec<u8>>,
+    /// Limit for a client's handshake.
+    pub timeout: Duration,
+}
+
+impl ServerOptions {
+    /// Serve gRPC (`h2`) with `issuer`, not attesting clients.
+    pub fn new(issuer: Option<Arc<dyn Issuer>>) -> Self {
+        ServerOptions {
+            issuer,
+            validators: Arc::new(ValidatorSet::none()),
+            alpn: vec![ALPN_H2.to_vec()],
+            timeout: SERVER_HANDSHAKE_TIMEOUT,
+        }
+    }
+
+    /// Require and check client evidence with `validators`.
+    pub fn with_validators(mut self, validators: Arc<dyn ValidatorSource>) -> Self {
+        self.validators = validators;
+        self
+    }
+}
+
+/// What a finished server handshake established about the client.
+#[derive(Debug, Clone, Default)]
+pub struct PeerInfo {
+    /// The client's address.
+    pub remote_addr: Option<SocketAddr>,
+    /// The client certificate's public key (SubjectPublicKeyInfo DER), if it sent one.
+    pub public_key_der: Option<Vec<u8>>,
+    /// The validator's verdict, when the client was attested.
+    pub attestation: Option<PeerAttestation>,
+}
+
+/// An aTLS server: one P-256 key for its lifetime, a fresh certificate per handshake.
+#[derive(Debug)]
+pub struct AtlsServer {
+    options: ServerOptions,
+    key: rcgen::KeyPair,
+    public_key_der: Vec<u8>,
+    signing_key: Arc<dyn rustls::sign::SigningKey>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl AtlsServer {
+    /// A server with a fresh key.
+    pub fn new(options: ServerOptions) -> Result<Self, AtlsError> {
+        let provider = crate::provider();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| AtlsError::Build(e.to_string()))?;
+        let der = PrivateKeyDer::try_from(key.serialize_der())
+            .map_err(|e| AtlsError::Build(e.to_string()))?;
+        let signing_key = provider.key_provider.load_private_key(der)?;
+        let public_key_der = rcgen::PublicKeyData::subject_public_key_info(&key);
+        Ok(AtlsServer {
+            options,
+            key,
+            public_key_der,
+            signing_key,
+            provider,
+        })
+    }
+
+    /// Runs the handshake on an accepted connection.
+    pub async fn accept(
+        &self,
+        tcp: TcpStream,
+    ) -> Result<(TlsStream<TcpStream>, PeerInfo), AtlsError> {
+        let remote_addr = tcp.peer_addr().ok();
+        let peer = remote_addr.map_or_else(|| "a client".to_string(), |a| a.to_string());
+        match tokio::time::timeout(self.options.timeout, self.handshake(tcp)).await {
+            Ok(Ok((stream, mut info))) => {
+                info.remote_addr = remote_addr;
+                Ok((stream, info))
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(AtlsError::Timeout {
+                peer,
+                timeout: self.options.timeout,
+            }),
+        }
+    }
+
+    async fn handshake(
+        &self,
+        tcp: TcpStream,
+    ) -> Result<(TlsStream<TcpStream>, PeerInfo), AtlsError> {
+        tcp.set_nodelay(true)?;
+        let start = LazyConfigAcceptor::new(Acceptor::default(), tcp).await?;
+        let config = self.config_for(&start.client_hello())?;
+        let verifier = config.1;
+        let result = start.into_stream(Arc::new(config.0)).await;
+        let outcome = crate::lock(&verifier.outcome).take();
+        let stream = match result {
+            Ok(stream) => stream,
+            Err(e) => {
+                return Err(match outcome {
+                    Some(Err(ours)) => ours,
+                    _ => e.into(),
+                });
+            }
+        };
+        let info = match outcome {
+            Some(Ok(info)) => info,
+            Some(Err(e)) => return Err(e),
+            None => PeerInfo::default(),
+        };
+        Ok((stream, info))
+    }
+
+    fn config_for(
+        &self,
+        hello: &ClientHello<'_>,
+    ) -> Result<(ServerConfig, Arc<ClientVerifier>), AtlsError> {
+        let client_nonce =
+            cert::client_nonce(hello.alpn().into_iter().flatten(), hello.server_name())?;
+        let document = match &self.options.issuer {
+            Some(issuer) => {
+                Some(issuer.issue(&crate::report_data(&self.public_key_der, &client_nonce))?)
+            }
+            None => None,
+        };
+        let certificate = cert::build(&self.key, document)?;
+        let certified = Arc::new(CertifiedKey::new(
+            vec![certificate],
+            self.signing_key.clone(),
+        ));
+        let server_nonce = crate::new_nonce()?;
+        let validators = self.options.validators.current();
+        let verifier = Arc::new(ClientVerifier {
+            mandatory: !validators.is_empty(),
+            validators,
+            nonce: server_nonce,
+            names: vec![DistinguishedName::from(cert::nonce_name(&server_nonce))],
+            signatures: HandshakeSignatures(self.provider.clone()),
+            outcome: Mutex::new(None),
+        });
+        let mut config = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier.clone())
+            .with_cert_resolver(Arc::new(FixedCertificate(certified)));
+        config.alpn_protocols = self.options.alpn.clone();
+        Ok((config, verifier))
+    }
+}
+
+#[derive(Debug)]
+struct FixedCertificate(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for FixedCertificate {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+/// Checks a client certificate against this handshake's server nonce.
+#[derive(Debug)]
+struct ClientVerifier {
+    validators: ValidatorSet,
+    mandatory: bool,
+    nonce: [u8; NONCE_LEN],
+    names: Vec<DistinguishedName>,
+    signatures: HandshakeSignatures,
+    outcome: Mutex<Option<Result<PeerInfo, AtlsError>>>,
+}
+
+impl ClientVerifier {
+    fn check(&self, end_entity: &CertificateDer<'_>) -> Result<PeerInfo, AtlsError> {
+        let peer = cert::parse_and_verify(end_entity, crate::unix_now())?;
+        let attestation = if self.validators.is_empty() {
+            None
+        } else {
+            let expected = crate::report_data(&peer.public_key_der, &self.nonce);
+            Some(
+                self.validators
+                    .validate(&peer.documents, &expected, &self.nonce)?,
+            )
+        };
+        Ok(PeerInfo {
+            remote_addr: None,
+            public_key_der: Some(peer.public_key_der),
+            attestation,
+        })
+    }
+}
+
+impl ClientCertVerifier for ClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.names
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let result = self.check(end_entity);
+        let verdict = match &result {
+            Ok(_) => Ok(ClientCertVerified::assertion()),
+            Err(e) => Err(rustls::Error::General(e.to_string())),
+        };
+        *crate::lock(&self.outcome) = Some(result);
+        verdict
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.signatures.tls12(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.signatures.tls13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.signatures.schemes()
+    }
+}

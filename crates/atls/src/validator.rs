@@ -1,0 +1,259 @@
+//! The other side's attestation: validators that verify an attestation document and check
+//! it against a manifest's reference values.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use contrast_attestation::claims::{Claim, snp_claims, tdx_claims};
+use contrast_attestation::snp::{
+    SnpExpectations, SnpTrustAnchor, SnpVerifier, check_snp_reference_values,
+};
+use contrast_attestation::tdx::{
+    TdxExpectations, TdxTrustAnchor, TdxVerifier, check_tdx_reference_values,
+};
+use contrast_attestation::{document, oid};
+use contrast_manifest::{SnpReferenceValues, TdxReferenceValues};
+
+use crate::AtlsError;
+
+/// What a validator established about a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerAttestation {
+    /// Which validator accepted, e.g. `snp[0]` or `tdx[1]`.
+    pub validator: String,
+    /// SNP HOST_DATA or TDX MRCONFIGID[0..32]: the hash of the peer's policy.
+    pub host_data: [u8; 32],
+    /// The certificate claims of the verified evidence (contrast-protocol.md §5.6).
+    pub claims: Vec<Claim>,
+    /// Whether the evidence came from the simulator.
+    pub simulated: bool,
+}
+
+/// Checks one attestation document bound to `report_data`.
+pub trait Validator: Send + Sync + Debug {
+    /// Whether this validator reads documents under `oid`.
+    fn accepts_oid(&self, oid: &str) -> bool;
+    /// Verifies `document` (found under `oid`) and checks it against what is expected.
+    fn validate(
+        &self,
+        oid: &str,
+        document: &[u8],
+        report_data: &[u8; 64],
+    ) -> Result<PeerAttestation, String>;
+}
+
+/// The validators of one side of a handshake; empty means "do not attest the peer".
+#[derive(Debug, Clone, Default)]
+pub struct ValidatorSet(Vec<Arc<dyn Validator>>);
+
+impl ValidatorSet {
+    /// A set of `validators`.
+    pub fn new(validators: Vec<Arc<dyn Validator>>) -> Self {
+        ValidatorSet(validators)
+    }
+
+    /// No validators: the peer is not attested.
+    pub fn none() -> Self {
+        ValidatorSet(Vec::new())
+    }
+
+    /// Whether the peer is left unattested.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Tries every validator on every attestation extension; the first success wins.
+    pub fn validate(
+        &self,
+        documents: &[(String, Vec<u8>)],
+        report_data: &[u8; 64],
+        nonce: &[u8],
+    ) -> Result<PeerAttestation, AtlsError> {
+        if documents.is_empty() {
+            return Err(AtlsError::NoAttestation);
+        }
+        let mut reasons = Vec::new();
+        let mut matched = false;
+        for (id, doc) in documents {
+            for validator in self.0.iter().filter(|v| v.accepts_oid(id)) {
+                matched = true;
+                match validator.validate(id, doc, report_data) {
+                    Ok(peer) => return Ok(peer),
+                    Err(reason) => reasons.push(reason),
+                }
+            }
+        }
+        if !matched {
+            return Err(AtlsError::NoMatchingValidator {
+                oids: documents.iter().map(|(id, _)| id.clone()).collect(),
+            });
+        }
+        Err(AtlsError::Refused {
+            nonce_hex: hex::encode(nonce),
+            reasons,
+        })
+    }
+}
+
+/// The evidence verifiers, shared so their certificate-chain caches live as long as the
+/// process: the real vendors' roots always, the simulator's only when configured.
+#[derive(Debug, Clone)]
+pub struct Verifiers {
+    snp: Arc<SnpVerifier>,
+    tdx: Arc<TdxVerifier>,
+    simulated_snp: Option<Arc<SnpVerifier>>,
+    simulated_tdx: Option<Arc<TdxVerifier>>,
+}
+
+impl Verifiers {
+    /// AMD's and Intel's roots only.
+    pub fn real() -> Self {
+        Verifiers {
+            snp: Arc::new(SnpVerifier::new(SnpTrustAnchor::amd())),
+            tdx: Arc::new(TdxVerifier::new(TdxTrustAnchor::intel())),
+            simulated_snp: None,
+            simulated_tdx: None,
+        }
+    }
+
+    /// Also accept evidence under the simulated OIDs, checked against these roots. The
+    /// reference-value check still refuses simulated evidence for a real platform's entry.
+    pub fn with_simulated(mut self, snp: SnpTrustAnchor, tdx: TdxTrustAnchor) -> Self {
+        self.simulated_snp = Some(Arc::new(SnpVerifier::new(snp)));
+        self.simulated_tdx = Some(Arc::new(TdxVerifier::new(tdx)));
+        self
+    }
+}
+
+/// Verifies evidence and checks it against a manifest's reference values, and its host
+/// data against a set of policy hashes.
+#[derive(Debug, Clone)]
+pub struct ReferenceValidator {
+    verifiers: Verifiers,
+    snp: Vec<SnpReferenceValues>,
+    tdx: Vec<TdxReferenceValues>,
+    host_data: Option<Vec<[u8; 32]>>,
+    allow_debug: bool,
+    label: String,
+}
+
+impl ReferenceValidator {
+    /// Evidence must match one of `snp`/`tdx` and carry one of `host_data` (all host data
+    /// when `None`).
+    pub fn new(
+        verifiers: Verifiers,
+        snp: Vec<SnpReferenceValues>,
+        tdx: Vec<TdxReferenceValues>,
+        host_data: Option<Vec<[u8; 32]>>,
+    ) -> Self {
+        ReferenceValidator {
+            verifiers,
+            snp,
+            tdx,
+            host_data,
+            allow_debug: false,
+            label: String::new(),
+        }
+    }
+
+    /// Put `label` before the accepting entry's name in [`PeerAttestation::validator`]
+    /// (the Coordinator names the manifest generation a handshake was checked against).
+    pub fn with_label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    /// Accept guests launched with debugging allowed (testing only).
+    pub fn allow_debug(mut self, allow: bool) -> Self {
+        self.allow_debug = allow;
+        self
+    }
+
+    fn validate_snp(
+        &self,
+        verifier: &SnpVerifier,
+        doc: &[u8],
+        report_data: &[u8; 64],
+    ) -> Result<PeerAttestation, String> {
+        let (report, endorsements) =
+            document::decode_snp(doc).map_err(|e| format!("SNP attestation document: {e}"))?;
+        let verified = verifier
+            .verify(&report, &endorsements, crate::unix_now())
+            .map_err(|e| format!("SNP report: {e}"))?;
+        let expect = SnpExpectations {
+            report_data: Some(*report_data),
+            host_data: self.host_data.clone(),
+            allow_debug: self.allow_debug,
+            ..Default::default()
+        };
+        let index = check_snp_reference_values(&verified, &self.snp, &expect)
+            .map_err(|refusal| refusal.to_string())?;
+        Ok(PeerAttestation {
+            validator: format!("{}snp[{index}]", self.label),
+            host_data: verified.report.host_data(),
+            claims: snp_claims(&verified),
+            simulated: verified.simulated,
+        })
+    }
+
+    fn validate_tdx(
+        &self,
+        verifier: &TdxVerifier,
+        doc: &[u8],
+        report_data: &[u8; 64],
+    ) -> Result<PeerAttestation, String> {
+        let quote =
+            document::decode_tdx(doc).map_err(|e| format!("TDX attestation document: {e}"))?;
+        let verified = verifier
+            .verify(&quote, None, crate::unix_now())
+            .map_err(|e| format!("TDX quote: {e}"))?;
+        let expect = TdxExpectations {
+            report_data: Some(*report_data),
+            host_data: self.host_data.clone(),
+            allow_debug: self.allow_debug,
+            allow_out_of_date: false,
+        };
+        let index = check_tdx_reference_values(&verified, &self.tdx, &expect)
+            .map_err(|refusal| refusal.to_string())?;
+        let mut host_data = [0; 32];
+        host_data.copy_from_slice(&verified.quote.td_report.mr_config_id[..32]);
+        Ok(PeerAttestation {
+            validator: format!("{}tdx[{index}]", self.label),
+            host_data,
+            claims: tdx_claims(&verified),
+            simulated: verified.simulated,
+        })
+    }
+}
+
+impl Validator for ReferenceValidator {
+    fn accepts_oid(&self, id: &str) -> bool {
+        match id {
+            oid::ATLS_SNP | oid::ATLS_TDX => true,
+            oid::ATLS_SIMULATED_SNP => self.verifiers.simulated_snp.is_some(),
+            oid::ATLS_SIMULATED_TDX => self.verifiers.simulated_tdx.is_some(),
+            _ => false,
+        }
+    }
+
+    fn validate(
+        &self,
+        id: &str,
+        doc: &[u8],
+        report_data: &[u8; 64],
+    ) -> Result<PeerAttestation, String> {
+        match id {
+            oid::ATLS_SNP => self.validate_snp(&self.verifiers.snp, doc, report_data),
+            oid::ATLS_TDX => self.validate_tdx(&self.verifiers.tdx, doc, report_data),
+            oid::ATLS_SIMULATED_SNP => match &self.verifiers.simulated_snp {
+                Some(v) => self.validate_snp(v, doc, report_data),
+                None => Err("simulated SNP evidence is accepted only on Sim-SNP".into()),
+            },
+            oid::ATLS_SIMULATED_TDX => match &self.verifiers.simulated_tdx {
+                Some(v) => self.validate_tdx(v, doc, report_data),
+                None => Err("simulated TDX evidence is accepted only on Sim-TDX".into()),
+            },
+            other => Err(format!("no validator for OID {other}")),
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! Test support for cross-component tests: a simulated deployment in a temporary
+//! workspace (simulator roots, owner keys, policies, resources, manifest) and Coordinator
+//! processes on their own loopback address.
+//!
+//! Only tests use this crate; it panics on set-up failures, which fail the test that
+//! called it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use contrast_api::meshapi::mesh_api_client::MeshApiClient;
+use contrast_api::meshapi::{NewMeshCertRequest, NewMeshCertResponse};
+use contrast_atls::{ClientOptions, DocumentIssuer, Issuer, ValidatorSet};
+use contrast_attestation::snp::{SnpProduct, SnpTrustAnchor, verify_report};
+use contrast_guest_evidence::issuer::simulated_snp;
+use contrast_manifest::{HexString, Manifest, PolicyEntry, SnpReferenceValues};
+use contrast_seedengine::keys::{SeedshareOwnerKey, WorkloadOwnerKey};
+use contrast_simulator::{SimulatedAmd, Simulator, SnpReportSpec};
+
+/// The initdata annotation `contrast set` reads policies from.
+pub const INITDATA_ANNOTATION: &str = "io.katacontainers.config.hypervisor.cc_init_data";
+
+/// A fresh directory under the system temp dir, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A new empty directory whose name contains `name`.
+    pub fn new(name: &str) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "contrast-test-{name}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    /// The path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The simulator's key directory shared by all tests of this user: generating the RSA-4096
+/// roots takes seconds, so it happens once, under a file lock.
+pub fn shared_simulator_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "contrast-rs-testkit-simulator-{}",
+        std::env::var("USER").unwrap_or_default()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = std::fs::File::create(dir.with_extension("lock")).unwrap();
+    lock.lock().unwrap();
+    Simulator::open(&dir).unwrap();
+    drop(lock);
+    dir
+}
+
+/// A loopback address of its own (127.0.0.0/8), so each test's Coordinator can use the
+/// fixed Contrast ports without clashing with other tests.
+pub fn random_loopback() -> IpAddr {
+    let mut bytes = [0u8; 3];
+    aws_lc_rs::rand::fill(&mut bytes).unwrap();
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        bytes[0].max(1),
+        bytes[1],
+        bytes[2].clamp(2, 254),
+    ))
+}
+
+/// base64(gzip(data)): how an initdata annotation carries a policy document.
+pub fn initdata_annotation(document: &[u8]) -> String {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(document).unwrap();
+    STANDARD.encode(encoder.finish().unwrap())
+}
+
+/// SHA-256.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut out = [0; 32];
+    out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref());
+    out
+}
+
+/// A simulated deployment: a Coordinator policy and `workloads` policies, owner keys,
+/// a manifest and Kubernetes YAML with the policy annotations, in a workspace directory.
+#[derive(Debug)]
+pub struct Deployment {
+    /// The workspace (manifest.json, keys, resources/).
+    pub workspace: TempDir,
+    /// The simulator's keys.
+    pub simulator_dir: PathBuf,
+    /// The simulated AMD.
+    pub amd: Arc<SimulatedAmd>,
+    /// Policy documents by name (`coordinator`, `web`, ...).
+    pub policies: BTreeMap<String, Vec<u8>>,
+    /// The workload owner key (also in workload-owner.pem).
+    pub owner_key: WorkloadOwnerKey,
+    /// The seed share owner key (also in seedshare-owner.pem).
+    pub seedshare_key: SeedshareOwnerKey,
+    /// The manifest as written to manifest.json.
+    pub manifest: Manifest,
+}
+
+impl Deployment {
+    /// A deployment with a Coordinator and the workloads `names`.
+    pub fn new(names: &[&str]) -> Self {
+        let workspace = TempDir::new("workspace");
+        let simulator_dir = shared_simulator_dir();
+        let simulator = Simulator::open(&simulator_dir).unwrap();
+        let amd = Arc::new(simulator.amd);
+        let mut policies = BTreeMap::new();
+        policies.insert(
+            "coordinator".to_string(),
+            format!(
+                "version = \"0.1.0\"\n# coordinator {}\n",
+                workspace.0.display()
+            )
+            .into_bytes(),
+        );
+        for name in names {
+            policies.insert(
+                (*name).to_string(),
+                format!("version = \"0.1.0\"\n# workload {name}\n").into_bytes(),
+            );
+        }
+        let owner_key = WorkloadOwnerKey::generate().unwrap();
+        let seedshare_key = seedshare_owner_key();
+        let mut manifest = Manifest::default();
+        for (name, document) in &policies {
+            let entry = PolicyEntry {
+                sans: Some(vec![name.clone(), "*".to_string()]),
+                workload_secret_id: if name == "coordinator" {
+                    String::new()
+                } else {
+                    format!("apps/v1/Deployment/default/{name}")
+                },
+                role: if name == "coordinator" {
+                    "coordinator".to_string()
+                } else {
+                    String::new()
+                },
+                ..Default::default()
+            };
+            manifest
+                .policies
+                .insert(HexString::from_bytes(&sha256(document)), entry);
+        }
+        manifest.reference_values.snp = vec![snp_reference_values(&amd)];
+        manifest.workload_owner_key_digests = Some(vec![HexString(owner_key.digest_hex())]);
+        manifest.seedshare_owner_pub_keys = Some(vec![HexString(seedshare_key.public_key_hex())]);
+        let deployment = Deployment {
+            workspace,
+            simulator_dir,
+            amd,
+            policies,
+            owner_key,
+            seedshare_key,
+            manifest,
+        };
+        deployment.write_keys();
+        deployment.write_resources();
+        deployment.write_manifest(&deployment.manifest.clone());
+        deployment
+    }
+
+    /// A path in the workspace.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.workspace.0.join(name)
+    }
+
+    fn write_keys(&self) {
+        std::fs::write(
+            self.path("workload-owner.pem"),
+            self.owner_key.to_pem().unwrap().as_bytes(),
+        )
+        .unwrap();
+        std::fs::write(
+            self.path("seedshare-owner.pem"),
+            self.seedshare_key.to_pem().unwrap().as_bytes(),
+        )
+        .unwrap();
+    }
+
+    /// Writes resources/<name>.yml for every policy.
+    pub fn write_resources(&self) {
+        let dir = self.path("resources");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, document) in &self.policies {
+            let yaml = format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  template:\n    metadata:\n      annotations:\n        {INITDATA_ANNOTATION}: {}\n    spec:\n      runtimeClassName: contrast-cc\n",
+                initdata_annotation(document)
+            );
+            std::fs::write(dir.join(format!("{name}.yml")), yaml).unwrap();
+        }
+    }
+
+    /// Writes `manifest` to manifest.json and returns its bytes.
+    pub fn write_manifest(&self, manifest: &Manifest) -> Vec<u8> {
+        let bytes = manifest.encode();
+        std::fs::write(self.path("manifest.json"), &bytes).unwrap();
+        bytes
+    }
+
+    /// The policy hash of `name`.
+    pub fn policy_hash(&self, name: &str) -> [u8; 32] {
+        sha256(&self.policies[name])
+    }
+
+    /// The policy documents in manifest order.
+    pub fn policy_documents(&self) -> Vec<Vec<u8>> {
+        self.policies.values().cloned().collect()
+    }
+
+    /// An issuer of simulated SNP evidence with HOST_DATA = the policy hash of `name`.
+    pub fn issuer(&self, name: &str) -> Arc<dyn Issuer> {
+        let mut spec = SnpReportSpec::new(SnpProduct::Milan);
+        spec.host_data = self.policy_hash(name);
+        Arc::new(DocumentIssuer::new(Arc::new(simulated_snp(
+            self.amd.clone(),
+            spec,
+        ))))
+    }
+}
+
+/// The seed share owner key from the seedengine test data when present, else a new one.
+fn seedshare_owner_key() -> SeedshareOwnerKey {
+    SeedshareOwnerKey::generate().unwrap()
+}
+
+/// Reference values that accept the simulator's default Milan report.
+pub fn snp_reference_values(amd: &SimulatedAmd) -> SnpReferenceValues {
+    let report = amd.report(&SnpReportSpec::new(SnpProduct::Milan)).unwrap();
+    let endorsements = contrast_attestation::snp::SnpEndorsements {
+        vek: Some(report.vcek_der),
+        ask: Some(report.ask_der),
+        ark: Some(report.ark_der),
+        crl: None,
+    };
+    let anchor: SnpTrustAnchor = amd.trust_anchor();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let verified = verify_report(&report.report, &endorsements, &anchor, now).unwrap();
+    contrast_attestation::snp::suggested_reference_values(&verified)
+}
+
+/// A Coordinator process on its own loopback address.
+#[derive(Debug)]
+pub struct CoordinatorProcess {
+    child: Option<Child>,
+    /// The address it listens on.
+    pub ip: IpAddr,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+/// The `coordinator` binary next to the test's binaries (cargo builds it for the
+/// workspace's tests).
+pub fn coordinator_binary(sibling_binary: &str) -> PathBuf {
+    let path = Path::new(sibling_binary).with_file_name("coordinator");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with cargo build -p contrast-coordinator",
+        path.display()
+    );
+    path
+}
+
+impl CoordinatorProcess {
+    /// Starts `binary` for `deployment` with its store in `store`, listening on `ip`,
+    /// with `extra` arguments.
+    pub fn start(
+        binary: &Path,
+        deployment: &Deployment,
+        store: &Path,
+        ip: IpAddr,
+        extra: &[String],
+    ) -> Self {
+        let log = store.with_extension(format!("{ip}.log"));
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(binary)
+            .arg("--store-dir")
+            .arg(store)
+            .arg("--platform")
+            .arg("Sim-SNP")
+            .arg("--simulator-dir")
+            .arg(&deployment.simulator_dir)
+            .arg("--simulated-host-data")
+            .arg(hex::encode(deployment.policy_hash("coordinator")))
+            .arg("--listen")
+            .arg(ip.to_string())
+            .arg("--recovery-interval")
+            .arg("1")
+            .args(extra)
+            .env("CONTRAST_METRICS", "1")
+            .env("CONTRAST_LOG_LEVEL", "info")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .unwrap();
+        CoordinatorProcess {
+            child: Some(child),
+            ip,
+            log,
+        }
+    }
+
+    /// host:1313.
+    pub fn user_addr(&self) -> String {
+        format!("{}:{}", self.ip, contrast_api::ports::USER_API)
+    }
+
+    /// host:7777.
+    pub fn mesh_addr(&self) -> String {
+        format!("{}:{}", self.ip, contrast_api::ports::MESH_API)
+    }
+
+    /// host:1314.
+    pub fn http_addr(&self) -> String {
+        format!("{}:{}", self.ip, contrast_api::ports::HTTP_ATTESTATION)
+    }
+
+    /// host:9102.
+    pub fn probe_addr(&self) -> String {
+        format!("{}:{}", self.ip, contrast_api::ports::PROBES)
+    }
+
+    /// Waits until `path` on the probe port answers `status`.
+    pub fn wait_probe(&mut self, path: &str, status: u16, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(child) = &mut self.child
+                && let Ok(Some(exit)) = child.try_wait()
+            {
+                panic!(
+                    "the coordinator exited ({exit}); log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            if http_get(&self.probe_addr(), path).is_some_and(|(code, _)| code == status) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} did not answer {status} within {timeout:?}; log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the process with SIGKILL and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for CoordinatorProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A minimal HTTP/1.0 GET: the status code and body.
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::Read as _;
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.get(9..12)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())?;
+    Some((code, body))
+}
+
+/// A simulated initializer: a P-256 key, mutual aTLS with `issuer`, NewMeshCert. Returns
+/// the key (PKCS#8 PEM) and the response.
+pub async fn new_mesh_cert(
+    mesh_addr: &str,
+    issuer: Arc<dyn Issuer>,
+) -> Result<(String, NewMeshCertResponse), String> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let options = ClientOptions::new(ValidatorSet::none())
+        .with_issuer(issuer)
+        .with_client_key(der);
+    let (channel, _) = contrast_atls::grpc::channel(mesh_addr, options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let response = MeshApiClient::new(channel)
+        .new_mesh_cert(NewMeshCertRequest {})
+        .await
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+        .into_inner();
+    Ok((key.serialize_pem(), response))
+}
