@@ -417,3 +417,39 @@ fn manifest_round_trip_keeps_the_testkit_manifest_valid() {
     let manifest = Manifest::decode(&bytes).unwrap();
     manifest.validate().unwrap();
 }
+
+#[test]
+fn waits_for_the_coordinator_with_a_progress_line_and_gives_up_at_the_timeout() {
+    let deployment = Deployment::new(&["web"]);
+    let ip = random_loopback();
+    let addr = format!("{ip}:1313");
+    // Nothing listens: bounded by --timeout, with the reason.
+    let output = contrast(&deployment, &["verify", "-c", &addr, "--timeout", "1"]);
+    refused(
+        &output,
+        &[
+            "Waiting for the Coordinator",
+            "connecting to the Coordinator",
+        ],
+    );
+
+    // The Coordinator comes up while the CLI waits.
+    let workspace = deployment.workspace.path().to_path_buf();
+    let simulator = deployment.simulator_dir.clone();
+    let waiting_addr = addr.clone();
+    let waiting = std::thread::spawn(move || {
+        Command::new(CONTRAST)
+            .args(["set", "-c", &waiting_addr, "--timeout", "60", "resources"])
+            .current_dir(workspace)
+            .env("CONTRAST_SIMULATOR_DIR", simulator)
+            .output()
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let store = TempDir::new("store");
+    let binary = contrast_testkit::coordinator_binary(CONTRAST);
+    let _coordinator = CoordinatorProcess::start(&binary, &deployment, store.path(), ip, &[]);
+    let output = waiting.join().unwrap();
+    ok(&output);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("Waiting for the Coordinator"));
+}

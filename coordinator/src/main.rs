@@ -76,7 +76,18 @@ fn main() -> anyhow::Result<()> {
         metrics: std::env::var_os("CONTRAST_METRICS").is_some(),
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(contrast_coordinator::run(config, async {
-        let _ = tokio::signal::ctrl_c().await;
-    }))
+    runtime.block_on(async {
+        // Kubernetes stops pods with SIGTERM; a terminal with SIGINT.
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("installing the SIGTERM handler")?;
+        contrast_coordinator::run(config, async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            tracing::info!("shutting down");
+        })
+        .await
+    })
 }

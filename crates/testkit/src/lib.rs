@@ -243,7 +243,7 @@ impl Deployment {
     }
 }
 
-/// The seed share owner key from the seedengine test data when present, else a new one.
+/// A new seed share owner key (RSA-4096).
 fn seedshare_owner_key() -> SeedshareOwnerKey {
     SeedshareOwnerKey::generate().unwrap()
 }
@@ -304,15 +304,19 @@ impl CoordinatorProcess {
             .append(true)
             .open(&log)
             .unwrap();
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if !extra.iter().any(|a| a == "--simulated-host-data") {
+            command
+                .arg("--simulated-host-data")
+                .arg(hex::encode(deployment.policy_hash("coordinator")));
+        }
+        let child = command
             .arg("--store-dir")
             .arg(store)
             .arg("--platform")
             .arg("Sim-SNP")
             .arg("--simulator-dir")
             .arg(&deployment.simulator_dir)
-            .arg("--simulated-host-data")
-            .arg(hex::encode(deployment.policy_hash("coordinator")))
             .arg("--listen")
             .arg(ip.to_string())
             .arg("--recovery-interval")
