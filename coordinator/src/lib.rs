@@ -188,7 +188,8 @@ pub async fn run(
 
     let mesh_server = Arc::new(AtlsServer::new(
         ServerOptions::new(Some(issuer.clone()))
-            .with_validators(Arc::new(meshapi::MeshValidators(coordinator.guard.clone()))),
+            .with_validators(Arc::new(meshapi::MeshValidators(coordinator.guard.clone())))
+            .with_deferred_refusal(),
     )?);
     let metrics = coordinator.metrics.clone();
     let on_failure: contrast_atls::grpc::FailureHook =

@@ -38,6 +38,12 @@ fn attested<T>(
 ) -> Result<(Arc<State>, PeerAttestation, Vec<u8>), Status> {
     let state = coordinator.guard.ready().map_err(Status::from)?;
     let peer = request.extensions().get::<PeerInfo>();
+    if let Some(refusal) = peer.and_then(|p| p.refusal.as_ref()) {
+        coordinator.metrics.attestation_failed();
+        return Err(Status::permission_denied(format!(
+            "attestation refused: {refusal}"
+        )));
+    }
     let (Some(attestation), Some(public_key)) = (
         peer.and_then(|p| p.attestation.clone()),
         peer.and_then(|p| p.public_key_der.clone()),

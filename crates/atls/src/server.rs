@@ -48,6 +48,11 @@ pub struct ServerOptions {
     pub alpn: Vec<Vec<u8>>,
     /// Limit for a client's handshake.
     pub timeout: Duration,
+    /// Complete the handshake with a client whose evidence was refused (its certificate's
+    /// self-signature and the handshake signature still must verify) and hand the reason
+    /// to the application in [`PeerInfo::refusal`], so it can answer with an error the
+    /// client can read. TLS 1.3 clients never learn why a server aborted a handshake.
+    pub defer_refusal: bool,
 }
 
 impl ServerOptions {
@@ -58,7 +63,14 @@ impl ServerOptions {
             validators: Arc::new(ValidatorSet::none()),
             alpn: vec![ALPN_H2.to_vec()],
             timeout: SERVER_HANDSHAKE_TIMEOUT,
+            defer_refusal: false,
         }
+    }
+
+    /// See [`ServerOptions::defer_refusal`].
+    pub fn with_deferred_refusal(mut self) -> Self {
+        self.defer_refusal = true;
+        self
     }
 
     /// Require and check client evidence with `validators`.
@@ -77,6 +89,8 @@ pub struct PeerInfo {
     pub public_key_der: Option<Vec<u8>>,
     /// The validator's verdict, when the client was attested.
     pub attestation: Option<PeerAttestation>,
+    /// Why the client's evidence was refused, when the server defers refusals.
+    pub refusal: Option<String>,
 }
 
 /// An aTLS server: one P-256 key for its lifetime, a fresh certificate per handshake.
@@ -176,6 +190,7 @@ impl AtlsServer {
         let validators = self.options.validators.current();
         let verifier = Arc::new(ClientVerifier {
             mandatory: !validators.is_empty(),
+            defer_refusal: self.options.defer_refusal,
             validators,
             nonce: server_nonce,
             names: vec![DistinguishedName::from(cert::nonce_name(&server_nonce))],
@@ -205,6 +220,7 @@ impl ResolvesServerCert for FixedCertificate {
 struct ClientVerifier {
     validators: ValidatorSet,
     mandatory: bool,
+    defer_refusal: bool,
     nonce: [u8; NONCE_LEN],
     names: Vec<DistinguishedName>,
     signatures: HandshakeSignatures,
@@ -214,19 +230,29 @@ struct ClientVerifier {
 impl ClientVerifier {
     fn check(&self, end_entity: &CertificateDer<'_>) -> Result<PeerInfo, AtlsError> {
         let peer = cert::parse_and_verify(end_entity, crate::unix_now())?;
+        let mut refusal = None;
         let attestation = if self.validators.is_empty() {
             None
         } else {
             let expected = crate::report_data(&peer.public_key_der, &self.nonce);
-            Some(
-                self.validators
-                    .validate(&peer.documents, &expected, &self.nonce)?,
-            )
+            match self
+                .validators
+                .validate(&peer.documents, &expected, &self.nonce)
+            {
+                Ok(attestation) => Some(attestation),
+                Err(e) if self.defer_refusal => {
+                    tracing::info!(error = %e, "client attestation refused");
+                    refusal = Some(e.to_string());
+                    None
+                }
+                Err(e) => return Err(e),
+            }
         };
         Ok(PeerInfo {
             remote_addr: None,
             public_key_der: Some(peer.public_key_der),
             attestation,
+            refusal,
         })
     }
 }

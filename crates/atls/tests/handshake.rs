@@ -205,3 +205,16 @@ async fn mutual_attestation_with_a_given_client_key() {
         rcgen::PublicKeyData::subject_public_key_info(&key)
     );
 }
+
+#[tokio::test]
+async fn a_deferring_server_completes_the_handshake_and_reports_the_refusal() {
+    let options = ServerOptions::new(Some(issuer([1; 32], [0; 48])))
+        .with_validators(Arc::new(validators([2; 32])))
+        .with_deferred_refusal();
+    let (addr, server) = serve_once(options).await;
+    let client = ClientOptions::new(ValidatorSet::none()).with_issuer(issuer([3; 32], [0; 48]));
+    exchange(&addr, &client).await.unwrap();
+    let info = server.await.unwrap().unwrap();
+    assert!(info.attestation.is_none());
+    assert!(info.refusal.unwrap().contains("HOST_DATA"));
+}

@@ -1,0 +1,110 @@
+//! `initializer`: the first init container of a confidential pod.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use contrast_atls::{DocumentIssuer, Issuer};
+use contrast_guest_evidence::issuer::{EvidenceIssuer, detect, simulated_snp, simulated_tdx};
+use contrast_initializer::{Layout, WorkloadKey, mesh_address, obtain_certificate, write_files};
+
+/// Attests this pod to the Coordinator and writes its mesh certificate, key and workload
+/// secret to the shared volume.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// The Coordinator (host or host:port; the mesh API port 7777 by default).
+    #[arg(long, env = "COORDINATOR_HOST")]
+    coordinator_host: String,
+    /// The shared volume.
+    #[arg(long, env = "CONTRAST_SECRETS_DIR", default_value = "/contrast")]
+    secrets_dir: PathBuf,
+    /// The marker written last, for startup probes.
+    #[arg(long, env = "CONTRAST_DONE_FILE", default_value = "/done")]
+    done_file: PathBuf,
+    /// Seconds between attempts.
+    #[arg(long, env = "CONTRAST_RETRY_INTERVAL", default_value_t = 5)]
+    retry_interval: u64,
+    /// Use the simulator in this directory instead of TEE hardware (Sim-SNP, Sim-TDX).
+    #[arg(long, env = "CONTRAST_SIMULATOR_DIR")]
+    simulator_dir: Option<PathBuf>,
+    /// The simulated TEE: snp or tdx.
+    #[arg(long, env = "CONTRAST_SIMULATED_TEE", default_value = "snp")]
+    simulated_tee: String,
+    /// HOST_DATA / MRCONFIGID of the simulated VM (64 hex: the pod's policy hash).
+    #[arg(long, env = "CONTRAST_SIMULATED_HOST_DATA")]
+    simulated_host_data: Option<String>,
+    /// The device for an encrypted persistent volume (secure-pv).
+    #[arg(long, env = "CRYPTSETUP_DEVICE")]
+    cryptsetup_device: Option<PathBuf>,
+}
+
+fn issuer(args: &Args) -> anyhow::Result<Arc<dyn Issuer>> {
+    let evidence: Arc<dyn EvidenceIssuer> = match &args.simulator_dir {
+        None => Arc::from(detect()?),
+        Some(dir) => {
+            let host_data: [u8; 32] = args
+                .simulated_host_data
+                .as_deref()
+                .and_then(|h| hex::decode(h).ok())
+                .and_then(|b| b.try_into().ok())
+                .context("a simulated VM needs --simulated-host-data (64 hex characters)")?;
+            let simulator = contrast_simulator::Simulator::open(dir)
+                .with_context(|| format!("opening the simulator at {}", dir.display()))?;
+            match args.simulated_tee.as_str() {
+                "snp" => {
+                    let mut spec = contrast_simulator::SnpReportSpec::new(
+                        contrast_attestation::snp::SnpProduct::Milan,
+                    );
+                    spec.host_data = host_data;
+                    Arc::new(simulated_snp(Arc::new(simulator.amd), spec))
+                }
+                "tdx" => {
+                    let mut spec = contrast_simulator::TdxQuoteSpec::default();
+                    spec.mr_config_id[..32].copy_from_slice(&host_data);
+                    Arc::new(simulated_tdx(Arc::new(simulator.intel), spec))
+                }
+                other => bail!("--simulated-tee {other}: use snp or tdx"),
+            }
+        }
+    };
+    tracing::info!(issuer = evidence.name(), "evidence issuer");
+    Ok(Arc::new(DocumentIssuer::new(evidence)))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CONTRAST_LOG_LEVEL")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    if let Some(device) = &args.cryptsetup_device {
+        bail!(
+            "CRYPTSETUP_DEVICE={}: encrypted persistent volumes are not supported by this \
+             initializer yet",
+            device.display()
+        );
+    }
+    let issuer = issuer(&args)?;
+    let key = WorkloadKey::generate()?;
+    let addr = mesh_address(&args.coordinator_host);
+    let layout = Layout {
+        root: args.secrets_dir.clone(),
+        done: args.done_file.clone(),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let response = runtime.block_on(obtain_certificate(
+        &addr,
+        &key,
+        issuer,
+        Duration::from_secs(args.retry_interval.max(1)),
+    ));
+    write_files(&layout, &key, &response)?;
+    tracing::info!(dir = %layout.root.display(), "wrote the workload certificate; done");
+    Ok(())
+}
