@@ -191,6 +191,10 @@ pub struct HistoryView {
 pub struct StateGuard {
     history: History<Arc<dyn Store>>,
     current: Mutex<Option<Arc<State>>>,
+    /// Held from writing the store's latest pointer until the in-memory state follows, so
+    /// the staleness check never mistakes our own update for another Coordinator's.
+    /// Lock order: `updating`, then `current`.
+    updating: Mutex<()>,
     verifiers: Verifiers,
 }
 
@@ -200,6 +204,7 @@ impl StateGuard {
         StateGuard {
             history: History::new(store),
             current: Mutex::new(None),
+            updating: Mutex::new(()),
             verifiers,
         }
     }
@@ -245,6 +250,10 @@ impl StateGuard {
     /// Marks the current state stale if the store's latest pointer is neither it nor one
     /// of its ancestors (another Coordinator set a manifest). Returns whether it did.
     pub fn check_staleness(&self) -> Result<bool, CoordinatorError> {
+        let _updating = self
+            .updating
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(state) = self.current() else {
             return Ok(false);
         };
@@ -316,6 +325,14 @@ impl StateGuard {
         for policy in &policies {
             self.history.set_policy(policy)?;
         }
+        // Everything that can fail comes before the pointer moves: once the store has the
+        // new manifest, memory must follow.
+        let mesh_key = contrast_ca::generate_mesh_key()?;
+        let ca = Ca::new(seed_engine.root_ca_key(), &mesh_key)?;
+        let _updating = self
+            .updating
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let old_latest = before.as_ref().map(|s| &s.latest);
         let latest = self
             .history
@@ -325,8 +342,6 @@ impl StateGuard {
                 seed_engine.transaction_signing_key(),
             )
             .map_err(|e| self.conflict_or(e))?;
-        let mesh_key = contrast_ca::generate_mesh_key()?;
-        let ca = Ca::new(seed_engine.root_ca_key(), &mesh_key)?;
         let generation = before.as_ref().map_or(0, |s| s.generation) + 1;
         let state = Arc::new(State::new(
             seed_engine,
@@ -432,10 +447,7 @@ impl StateGuard {
         let latest = match self.history.get_latest(verifying_key) {
             Ok(Some(latest)) => latest,
             Ok(None) => return Err(CoordinatorError::NoStateToRecover),
-            Err(
-                HistoryError::LatestSignatureInvalid { .. }
-                | HistoryError::LatestSignatureEncoding { .. },
-            ) => {
+            Err(HistoryError::LatestSignatureInvalid { .. }) => {
                 return Err(CoordinatorError::PermissionDenied(
                     "the seed does not belong to this deployment: the history's latest \
                      transition is not signed with its key (wrong seed share, or the store \

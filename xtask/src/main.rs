@@ -11,11 +11,30 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-/// Debian packages the tests use, with the command that shows each one is there. Later
-/// issues add theirs (QEMU, containerd, cryptsetup, …) here, and only here.
+/// Debian packages the build and the tests use, each with a shell test that shows it is
+/// there. Later issues add theirs (QEMU, containerd, …) here, and only here.
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     // sha256sum: the manifest tests check our hash against an independent tool.
-    ("coreutils", "sha256sum"),
+    ("coreutils", "command -v sha256sum"),
+    // openssl: cross-checks of certificates, signatures and keys (s_client, s_server,
+    // verify, dgst -sign as the seeds tell users to sign manifest updates).
+    ("openssl", "command -v openssl"),
+    // iptables: the service mesh's redirect rules, applied in network namespaces the test
+    // creates.
+    ("iptables", "command -v iptables-restore"),
+    // LUKS: libcryptsetup-rs links libcryptsetup and runs bindgen (libclang); the tests
+    // cross-check headers and keys with the cryptsetup CLI.
+    ("libcryptsetup-dev", "test -e /usr/include/libcryptsetup.h"),
+    (
+        "libclang-dev",
+        "ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1",
+    ),
+    ("clang", "command -v clang"),
+    ("pkg-config", "command -v pkg-config"),
+    (
+        "cryptsetup-bin",
+        "test -x /usr/sbin/cryptsetup || command -v cryptsetup",
+    ),
 ];
 
 /// Crates that would bring a second crypto provider or OpenSSL into a binary
@@ -109,9 +128,7 @@ fn succeeds(command: &mut Command) -> bool {
 fn install_debian_packages() -> Result<()> {
     let missing: Vec<&str> = DEBIAN_PACKAGES
         .iter()
-        .filter(|(_, probe)| {
-            !succeeds(Command::new("sh").args(["-c", &format!("command -v {probe}")]))
-        })
+        .filter(|(_, probe)| !succeeds(Command::new("sh").args(["-c", probe])))
         .map(|(package, _)| *package)
         .collect();
     if missing.is_empty() {
@@ -191,6 +208,9 @@ fn check_crypto_provider() -> Result<()> {
 }
 
 fn run_tests() -> Result<()> {
+    // Cross-component tests run the workspace's binaries (the coordinator from the CLI's
+    // tests, for instance): build them all first, whichever package's tests need them.
+    run(Command::new("cargo").args(["build", "--workspace", "--bins", "--locked"]))?;
     if succeeds(Command::new("cargo").args(["nextest", "--version"])) {
         // nextest does not run doc tests; run them first so the run closes on nextest's
         // summary of all tests.

@@ -1,0 +1,148 @@
+//! `initdata-check`: runs in the pod VM before the Kata agent. It reads the pod's
+//! initdata, compares its digest with the host data the TEE reports, and installs the
+//! initdata's policy for the agent, or, on any doubt, a policy that refuses every
+//! request and carries the reason to the runtime.
+//!
+//! Exit status: 0 the initdata was verified and its policy installed; 1 it was refused
+//! and the deny-all policy installed; 2 no policy could be installed (or the arguments
+//! are wrong). Each run logs exactly one decision line to stderr.
+//!
+//! Contrast's own `initdata-processor` always exits 0 so that the agent starts and
+//! reports the deny-all message; here the status tells the init system too. A unit that
+//! starts the agent should order itself after this check without requiring its success
+//! (the deny-all policy already stops every workload), and must not start the agent on
+//! status 2.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use contrast_guest_evidence::issuer::{EvidenceIssuer, detect, simulated_snp, simulated_tdx};
+use contrast_initdata::policy::DEFAULT_POLICY_PATH;
+use contrast_initdata::source::DEFAULT_DEVICE;
+use contrast_initdata::{CheckError, Decision, InitdataSource, install, verify};
+
+/// Checks the pod's initdata against the TEE's host data and installs the agent policy.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// A file with the initdata: the device's header form (magic `initdata`), a gzip
+    /// blob, or the plain TOML document.
+    #[arg(long, conflicts_with = "device")]
+    initdata: Option<PathBuf>,
+    /// The initdata block device: magic `initdata`, u64 little-endian length, gzip blob
+    /// [default: /dev/disk/by-id/virtio-initdata].
+    #[arg(long)]
+    device: Option<PathBuf>,
+    /// Where the Kata agent reads its policy.
+    #[arg(long, env = "CONTRAST_POLICY_OUT", default_value = DEFAULT_POLICY_PATH)]
+    policy_out: PathBuf,
+    /// Use the simulator in this directory instead of TEE hardware (Sim-SNP, Sim-TDX).
+    #[arg(long, env = "CONTRAST_SIMULATOR_DIR")]
+    simulator_dir: Option<PathBuf>,
+    /// The simulated TEE: snp or tdx.
+    #[arg(long, env = "CONTRAST_SIMULATED_TEE", default_value = "snp")]
+    simulated_tee: String,
+    /// HOST_DATA / MRCONFIGID of the simulated VM: 64 hex characters (SNP; on TDX the
+    /// first 32 bytes, then zeros) or 96 (the whole TDX MRCONFIGID).
+    #[arg(long, env = "CONTRAST_SIMULATED_HOST_DATA")]
+    simulated_host_data: Option<String>,
+}
+
+impl Args {
+    fn source(&self) -> InitdataSource {
+        match (&self.initdata, &self.device) {
+            (Some(file), _) => InitdataSource::File(file.clone()),
+            (None, Some(device)) => InitdataSource::Device(device.clone()),
+            (None, None) => InitdataSource::Device(PathBuf::from(DEFAULT_DEVICE)),
+        }
+    }
+}
+
+fn issuer(args: &Args) -> anyhow::Result<Arc<dyn EvidenceIssuer>> {
+    let Some(dir) = &args.simulator_dir else {
+        return Ok(Arc::from(detect()?));
+    };
+    let host_data = args
+        .simulated_host_data
+        .as_deref()
+        .and_then(|h| hex::decode(h).ok())
+        .filter(|b| b.len() == 32 || b.len() == 48)
+        .context("a simulated VM needs --simulated-host-data (64 or 96 hex characters)")?;
+    let simulator = contrast_simulator::Simulator::open(dir)
+        .with_context(|| format!("opening the simulator at {}", dir.display()))?;
+    Ok(match args.simulated_tee.as_str() {
+        "snp" => {
+            let mut spec = contrast_simulator::SnpReportSpec::new(
+                contrast_attestation::snp::SnpProduct::Milan,
+            );
+            spec.host_data = host_data
+                .as_slice()
+                .try_into()
+                .context("SEV-SNP HOST_DATA is 32 bytes (64 hex characters)")?;
+            Arc::new(simulated_snp(Arc::new(simulator.amd), spec))
+        }
+        "tdx" => {
+            let mut spec = contrast_simulator::TdxQuoteSpec::default();
+            spec.mr_config_id[..host_data.len()].copy_from_slice(&host_data);
+            Arc::new(simulated_tdx(Arc::new(simulator.intel), spec))
+        }
+        other => bail!("--simulated-tee {other}: use snp or tdx"),
+    })
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CONTRAST_LOG_LEVEL")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    let source = args.source();
+    let decision = match issuer(&args) {
+        Ok(issuer) => match verify(&source, issuer.as_ref()) {
+            Ok(verified) => Decision::Accepted(verified),
+            Err(reason) => Decision::Refused(reason),
+        },
+        Err(e) => Decision::Refused(CheckError::IssuerSetup(format!("{e:#}"))),
+    };
+    if let Err(e) = install(&decision, &args.policy_out) {
+        tracing::error!(
+            source = %source.path().display(),
+            error = %e,
+            "initdata check could not install any policy"
+        );
+        return ExitCode::from(2);
+    }
+    match decision {
+        Decision::Accepted(verified) => {
+            tracing::info!(
+                source = %source.path().display(),
+                tee = ?verified.tee,
+                issuer = verified.issuer,
+                algorithm = %verified.initdata.algorithm(),
+                digest = %hex::encode(&verified.digest),
+                policy = %args.policy_out.display(),
+                "initdata verified: installed its policy"
+            );
+            ExitCode::SUCCESS
+        }
+        Decision::Refused(reason) => {
+            // One line per decision, whatever the parser's message looks like.
+            let reason = reason.to_string().replace(['\n', '\r'], " ");
+            tracing::error!(
+                source = %source.path().display(),
+                policy = %args.policy_out.display(),
+                reason = %reason,
+                "initdata refused: installed a deny-all policy"
+            );
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! `verify` and `check_and_install` against simulated SEV-SNP and TDX evidence: the
+//! digest-to-field mapping per algorithm, and every way the evidence can fail.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::{Arc, OnceLock};
+
+use common::{Workspace, simulator_dir};
+use contrast_guest_evidence::issuer::{
+    Evidence, EvidenceIssuer, IssueError, Tee, simulated_snp, simulated_tdx,
+};
+use contrast_initdata::source::encode_header_form;
+use contrast_initdata::{
+    Algorithm, CheckError, Decision, HostDataError, InitdataSource, check_and_install, deny_all,
+    verify,
+};
+use contrast_simulator::{SimulatedAmd, SimulatedIntel, Simulator, SnpReportSpec, TdxQuoteSpec};
+
+type Vendors = (Arc<SimulatedAmd>, Arc<SimulatedIntel>);
+
+fn vendors() -> &'static Vendors {
+    static VENDORS: OnceLock<Vendors> = OnceLock::new();
+    VENDORS.get_or_init(|| {
+        let Simulator { amd, intel } = Simulator::open(simulator_dir()).unwrap();
+        (Arc::new(amd), Arc::new(intel))
+    })
+}
+
+fn snp(host_data: [u8; 32]) -> impl EvidenceIssuer {
+    let mut spec = SnpReportSpec::new(contrast_attestation::snp::SnpProduct::Milan);
+    spec.host_data = host_data;
+    simulated_snp(vendors().0.clone(), spec)
+}
+
+fn tdx(mr_config_id: [u8; 48]) -> impl EvidenceIssuer {
+    let spec = TdxQuoteSpec {
+        mr_config_id,
+        ..TdxQuoteSpec::default()
+    };
+    simulated_tdx(vendors().1.clone(), spec)
+}
+
+/// The document on a device image (with sector padding), in a workspace.
+fn write_document(name: &str, toml: &str) -> (Workspace, InitdataSource) {
+    let ws = Workspace::new(name);
+    let path = ws.path("virtio-initdata");
+    std::fs::write(&path, encode_header_form(toml.as_bytes(), 300)).unwrap();
+    (ws, InitdataSource::Device(path))
+}
+
+fn document(algorithm: &str) -> String {
+    common::document(
+        algorithm,
+        "package agent_policy\ndefault CreateContainerRequest := true\n",
+    )
+}
+
+#[test]
+fn snp_sha256_match() {
+    let toml = document("sha256");
+    let (_dir, source) = write_document("snp-match", &toml);
+    let digest: [u8; 32] = Algorithm::Sha256
+        .digest(toml.as_bytes())
+        .try_into()
+        .unwrap();
+    let verified = verify(&source, &snp(digest)).unwrap();
+    assert_eq!(verified.tee, Tee::Snp);
+    assert_eq!(verified.digest, digest);
+    assert_eq!(verified.issuer, "simulated-snp");
+    assert!(
+        verified
+            .policy()
+            .contains("default CreateContainerRequest := true")
+    );
+}
+
+#[test]
+fn snp_mismatch() {
+    let toml = document("sha256");
+    let (_dir, source) = write_document("snp-mismatch", &toml);
+    let err = verify(&source, &snp([9; 32])).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CheckError::HostData(HostDataError::Mismatch { tee: Tee::Snp, .. })
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn tdx_sha256_is_zero_padded_and_sha384_fills_the_field() {
+    let toml = document("sha-256");
+    let (_dir, source) = write_document("tdx-256", &toml);
+    let mut field = [0; 48];
+    field[..32].copy_from_slice(&Algorithm::Sha256.digest(toml.as_bytes()));
+    assert_eq!(verify(&source, &tdx(field)).unwrap().tee, Tee::Tdx);
+    field[40] = 1;
+    assert!(matches!(
+        verify(&source, &tdx(field)),
+        Err(CheckError::HostData(HostDataError::Mismatch { .. }))
+    ));
+
+    let toml = document("sha384");
+    let (_dir, source) = write_document("tdx-384", &toml);
+    let field: [u8; 48] = Algorithm::Sha384
+        .digest(toml.as_bytes())
+        .try_into()
+        .unwrap();
+    assert_eq!(verify(&source, &tdx(field)).unwrap().digest, field);
+}
+
+#[test]
+fn sha512_is_cut_to_the_field() {
+    let toml = document("sha512");
+    let (_dir, source) = write_document("sha512", &toml);
+    let digest = Algorithm::Sha512.digest(toml.as_bytes());
+    let snp_field: [u8; 32] = digest[..32].try_into().unwrap();
+    verify(&source, &snp(snp_field)).unwrap();
+    let tdx_field: [u8; 48] = digest[..48].try_into().unwrap();
+    verify(&source, &tdx(tdx_field)).unwrap();
+}
+
+#[test]
+fn a_document_without_a_policy_is_refused_before_asking_the_hardware() {
+    let toml = "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n\"aa.toml\" = \"\"\n";
+    let (_dir, source) = write_document("no-policy", toml);
+    let digest: [u8; 32] = Algorithm::Sha256
+        .digest(toml.as_bytes())
+        .try_into()
+        .unwrap();
+    let err = verify(&source, &snp(digest)).unwrap_err();
+    assert!(matches!(err, CheckError::NoPolicy), "{err}");
+}
+
+struct StaleIssuer<I>(I);
+impl<I: EvidenceIssuer> EvidenceIssuer for StaleIssuer<I> {
+    fn issue(&self, _report_data: &[u8; 64]) -> Result<Evidence, IssueError> {
+        self.0.issue(&[0; 64])
+    }
+    fn name(&self) -> &'static str {
+        "stale"
+    }
+}
+
+#[test]
+fn evidence_for_another_nonce_is_refused() {
+    let toml = document("sha256");
+    let (_dir, source) = write_document("stale", &toml);
+    let digest: [u8; 32] = Algorithm::Sha256
+        .digest(toml.as_bytes())
+        .try_into()
+        .unwrap();
+    let err = verify(&source, &StaleIssuer(snp(digest))).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CheckError::HostData(HostDataError::StaleEvidence { .. })
+        ),
+        "{err}"
+    );
+}
+
+struct BrokenIssuer;
+impl EvidenceIssuer for BrokenIssuer {
+    fn issue(&self, _report_data: &[u8; 64]) -> Result<Evidence, IssueError> {
+        Err(IssueError::NoTee {
+            configfs: "absent".into(),
+            sev_guest: "absent".into(),
+        })
+    }
+    fn name(&self) -> &'static str {
+        "broken"
+    }
+}
+
+struct GarbageIssuer(Tee);
+impl EvidenceIssuer for GarbageIssuer {
+    fn issue(&self, _report_data: &[u8; 64]) -> Result<Evidence, IssueError> {
+        Ok(Evidence {
+            tee: self.0,
+            raw: vec![0; 100],
+            certificates: Vec::new(),
+            simulated: true,
+        })
+    }
+    fn name(&self) -> &'static str {
+        "garbage"
+    }
+}
+
+#[test]
+fn hardware_failures_are_refusals() {
+    let (_dir, source) = write_document("hw", &document("sha256"));
+    let err = verify(&source, &BrokenIssuer).unwrap_err();
+    assert!(matches!(err, CheckError::Evidence(_)), "{err}");
+    let err = verify(&source, &GarbageIssuer(Tee::Snp)).unwrap_err();
+    assert!(
+        matches!(err, CheckError::HostData(HostDataError::Report(_))),
+        "{err}"
+    );
+    let err = verify(&source, &GarbageIssuer(Tee::Tdx)).unwrap_err();
+    assert!(
+        matches!(err, CheckError::HostData(HostDataError::Quote(_))),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_and_install_writes_the_policy_or_the_denial() {
+    let toml = document("sha256");
+    let (dir, source) = write_document("install", &toml);
+    let policy_path = dir.path("measured-cfg/policy.rego");
+    let digest: [u8; 32] = Algorithm::Sha256
+        .digest(toml.as_bytes())
+        .try_into()
+        .unwrap();
+
+    let decision = check_and_install(&source, &snp(digest), &policy_path).unwrap();
+    assert!(matches!(decision, Decision::Accepted(_)));
+    assert_eq!(
+        std::fs::read_to_string(&policy_path).unwrap(),
+        "package agent_policy\ndefault CreateContainerRequest := true\n"
+    );
+
+    let decision = check_and_install(&source, &snp([0; 32]), &policy_path).unwrap();
+    let Decision::Refused(reason) = decision else {
+        panic!("accepted a mismatch")
+    };
+    let written = std::fs::read_to_string(&policy_path).unwrap();
+    assert_eq!(written, deny_all(&reason.to_string()));
+    assert!(written.contains("initdata digest mismatch"), "{written}");
+}

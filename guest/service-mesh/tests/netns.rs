@@ -1,0 +1,492 @@
+//! The `service-mesh` binary with its real redirect rules, in two network namespaces the
+//! test creates: a "server" pod and a "client" pod joined by a veth pair.
+//!
+//! Loopback alone cannot exercise the rules: traffic arriving on `lo` is exempt by design
+//! (`-i lo -j RETURN`), and every connection within one namespace arrives on `lo`. So the
+//! pods get a private veth link with RFC 5737 documentation addresses (192.0.2.1 server,
+//! 192.0.2.2 client); both ends live in the test's namespaces, nothing touches the host's
+//! network. Needs root, `ip` (iproute2) and `iptables` with the TPROXY and conntrack
+//! matches.
+//!
+//! Helper processes (echo backends, clients) are this test binary run again inside a
+//! namespace with `--ignored --exact netns_child`.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Credentials, Echo, MeshPki, client_config, exchange, tls_exchange};
+
+const SERVER_IP: &str = "192.0.2.1";
+const CLIENT_IP: &str = "192.0.2.2";
+const CHILD_ENV: &str = "CSM_NETNS_CHILD";
+const DEFAULT_DENY: [&str; 7] = [
+    "-m",
+    "conntrack",
+    "!",
+    "--ctstate",
+    "ESTABLISHED,RELATED",
+    "-j",
+    "DROP",
+];
+
+fn command(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} (install iproute2 and iptables): {e}"))
+}
+
+fn must(program: &str, args: &[&str]) -> String {
+    let output = command(program, args);
+    assert!(
+        output.status.success(),
+        "{program} {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Two namespaces and the processes started in them; all removed on drop.
+struct Pods {
+    server: String,
+    client: String,
+    children: Vec<Child>,
+}
+
+impl Pods {
+    fn create() -> Pods {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let pods = Pods {
+            server: format!("csm-{id}-server"),
+            client: format!("csm-{id}-client"),
+            children: Vec::new(),
+        };
+        for name in [&pods.server, &pods.client] {
+            let output = command("ip", &["netns", "add", name]);
+            assert!(
+                output.status.success(),
+                "cannot create network namespace {name} (this test needs root and iproute2): {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        must(
+            "ip",
+            &[
+                "-n",
+                &pods.server,
+                "link",
+                "add",
+                "veth0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "veth1",
+                "netns",
+                &pods.client,
+            ],
+        );
+        for (ns, device, address) in [
+            (&pods.server, "veth0", SERVER_IP),
+            (&pods.client, "veth1", CLIENT_IP),
+        ] {
+            must(
+                "ip",
+                &[
+                    "-n",
+                    ns,
+                    "addr",
+                    "add",
+                    &format!("{address}/24"),
+                    "dev",
+                    device,
+                ],
+            );
+            must("ip", &["-n", ns, "link", "set", device, "up"]);
+            must("ip", &["-n", ns, "link", "set", "lo", "up"]);
+        }
+        pods
+    }
+
+    fn exec(&self, ns: &str, program: &str, args: &[&str]) -> Output {
+        let mut all = vec!["netns", "exec", ns, program];
+        all.extend(args);
+        command("ip", &all)
+    }
+
+    fn spawn(
+        &mut self,
+        ns: &str,
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> u32 {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", ns])
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        // `ip netns exec` execs the program, so this is the program's own process.
+        let child = command.spawn().unwrap();
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+}
+
+impl Drop for Pods {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for name in [&self.server, &self.client] {
+            let _ = Command::new("ip").args(["netns", "del", name]).output();
+        }
+    }
+}
+
+fn wait_for_file(path: &Path, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not get ready; its log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One connection from a client process inside `ns`; `Ok(greeting)` or the error text.
+fn client(
+    ns: &str,
+    mode: &str,
+    target: &str,
+    trust: &Path,
+    credentials: Option<&Path>,
+) -> Result<String, String> {
+    let exe = std::env::current_exe().unwrap();
+    let mut command = Command::new("ip");
+    command
+        .args(["netns", "exec", ns])
+        .arg(&exe)
+        .args([
+            "--ignored",
+            "--exact",
+            "netns_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, "client")
+        .env("CSM_MODE", mode)
+        .env("CSM_TARGET", target)
+        .env("CSM_TRUST", trust);
+    if let Some(dir) = credentials {
+        command.env("CSM_CREDENTIALS", dir);
+    }
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|line| line.split_once("RESULT ").map(|(_, result)| result))
+        .unwrap_or_else(|| {
+            panic!(
+                "client printed no result: {stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    match line.split_once(' ') {
+        Some(("ok", greeting)) => Ok(greeting.to_owned()),
+        Some(("err", error)) => Err(error.to_owned()),
+        _ => panic!("unexpected client output {line:?}"),
+    }
+}
+
+fn read_credentials(dir: &Path) -> Credentials {
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    Credentials {
+        mesh_ca_pem: read("mesh-ca.pem"),
+        chain_pem: read("certChain.pem"),
+        key_pem: read("key.pem"),
+    }
+}
+
+/// The helper processes: `echo` backends or one `client` connection (see [`client`]).
+#[test]
+#[ignore = "a helper process of redirect_rules_in_network_namespaces, run by it inside a namespace"]
+fn netns_child() {
+    let role = std::env::var(CHILD_ENV).expect("run by redirect_rules_in_network_namespaces only");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    match role.as_str() {
+        "echo" => runtime.block_on(async {
+            let ports = std::env::var("CSM_PORTS").unwrap();
+            let mut backends = Vec::new();
+            for port in ports.split(',') {
+                backends.push(Echo::start(format!("0.0.0.0:{port}").parse().unwrap()).await);
+            }
+            std::fs::write(std::env::var("CSM_READY").unwrap(), b"").unwrap();
+            // Serve until the test kills this process.
+            std::future::pending::<()>().await;
+        }),
+        "client" => {
+            let mode = std::env::var("CSM_MODE").unwrap();
+            let target: std::net::SocketAddr =
+                std::env::var("CSM_TARGET").unwrap().parse().unwrap();
+            let trust = std::fs::read_to_string(std::env::var("CSM_TRUST").unwrap()).unwrap();
+            let credentials = std::env::var("CSM_CREDENTIALS")
+                .ok()
+                .map(|dir| read_credentials(Path::new(&dir)));
+            let result = runtime.block_on(async {
+                match mode.as_str() {
+                    "plain" => {
+                        let connect = tokio::net::TcpStream::connect(target);
+                        match tokio::time::timeout(Duration::from_secs(2), connect).await {
+                            // A plain backend greets at once; waiting longer only waits
+                            // out the proxy's handshake timeout.
+                            Ok(Ok(stream)) => {
+                                match tokio::time::timeout(Duration::from_secs(3), exchange(stream))
+                                    .await
+                                {
+                                    Ok(result) => result,
+                                    Err(_) => Err(std::io::Error::new(
+                                        std::io::ErrorKind::TimedOut,
+                                        "no greeting",
+                                    )),
+                                }
+                            }
+                            Ok(Err(error)) => Err(error),
+                            Err(_) => Err(std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                "connect timed out",
+                            )),
+                        }
+                    }
+                    "tls" => {
+                        tls_exchange(target, client_config(&trust, credentials.as_ref())).await
+                    }
+                    other => panic!("unknown mode {other}"),
+                }
+            });
+            match result {
+                Ok(greeting) => println!("RESULT ok {greeting}"),
+                Err(error) => println!("RESULT err {error}"),
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+fn redirect_rules_in_network_namespaces() {
+    let mut pods = Pods::create();
+    let (server_ns, client_ns) = (pods.server.clone(), pods.client.clone());
+    let work = tempfile::tempdir().unwrap();
+    let path = |name: &str| -> PathBuf { work.path().join(name) };
+
+    let pki = MeshPki::new();
+    for (dir, credentials) in [
+        ("server-tls", pki.workload("server")),
+        ("client-tls", pki.workload("client")),
+        ("stranger-tls", MeshPki::new().workload("client")),
+    ] {
+        std::fs::create_dir(path(dir)).unwrap();
+        credentials.write_to(&path(dir));
+    }
+    let trust = path("server-tls").join("mesh-ca.pem");
+    let (client_tls, stranger_tls) = (path("client-tls"), path("stranger-tls"));
+
+    // The pod VM's default-deny rule, as it is before the sidecar starts.
+    let mut deny = vec!["iptables", "-A", "INPUT"];
+    deny.extend(DEFAULT_DENY);
+    let output = pods.exec(&server_ns, deny[0], &deny[1..]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // The workload: plain TCP backends on 8001 (mTLS by default), 8002 (`false`), 8003 (`true`).
+    let exe = std::env::current_exe().unwrap();
+    let echo_ready = path("echo-ready");
+    pods.spawn(
+        &server_ns,
+        &exe,
+        &[
+            "--ignored",
+            "--exact",
+            "netns_child",
+            "--nocapture",
+            "--test-threads=1",
+        ],
+        &[
+            (CHILD_ENV, "echo"),
+            ("CSM_PORTS", "8001,8002,8003"),
+            ("CSM_READY", echo_ready.to_str().unwrap()),
+        ],
+        &path("echo.log"),
+    );
+    wait_for_file(&echo_ready, "the echo backends", &path("echo.log"));
+
+    let target = |port: u16| format!("{SERVER_IP}:{port}");
+    // Before the sidecar: the default-deny rule drops new inbound connections.
+    let result = client(&client_ns, "plain", &target(8003), &trust, None);
+    assert!(result.is_err(), "default deny did not hold: {result:?}");
+
+    let mesh = Path::new(env!("CARGO_BIN_EXE_service-mesh"));
+    let start_server_sidecar = |pods: &mut Pods, ready: &Path, log: &Path| -> u32 {
+        let pid = pods.spawn(
+            &server_ns,
+            mesh,
+            &[
+                "--tls-dir",
+                path("server-tls").to_str().unwrap(),
+                "--ready-file",
+                ready.to_str().unwrap(),
+            ],
+            &[
+                (
+                    "CONTRAST_INGRESS_PROXY_CONFIG",
+                    "web#8002#false##raw#8003#true",
+                ),
+                ("CONTRAST_EGRESS_PROXY_CONFIG", ""),
+                ("RUST_LOG", "debug"),
+            ],
+            log,
+        );
+        wait_for_file(ready, "the server sidecar", log);
+        pid
+    };
+    let server_pid = start_server_sidecar(&mut pods, &path("server-ready"), &path("server.log"));
+
+    // The rules are Contrast's, and the default-deny rule is gone.
+    let mangle = String::from_utf8_lossy(
+        &pods
+            .exec(&server_ns, "iptables", &["-t", "mangle", "-S"])
+            .stdout,
+    )
+    .into_owned();
+    for rule in [
+        "-A PREROUTING -p tcp -j CONTRAST_INBOUND",
+        "-A CONTRAST_INBOUND -i lo -p tcp -j RETURN",
+        "-A CONTRAST_INBOUND -p tcp -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
+        "-A CONTRAST_INBOUND -p tcp -j CONTRAST_IN_REDIRECT",
+        "-A CONTRAST_IN_REDIRECT -p tcp -m tcp --dport 8002 -j TPROXY --on-port 15007",
+        "-A CONTRAST_IN_REDIRECT -p tcp -m tcp --dport 8003 -j RETURN",
+        "-A CONTRAST_IN_REDIRECT -p tcp -j TPROXY --on-port 15006",
+    ] {
+        assert!(mangle.contains(rule), "missing {rule:?} in\n{mangle}");
+    }
+    let mut check = vec!["-C", "INPUT"];
+    check.extend(DEFAULT_DENY);
+    assert_eq!(
+        pods.exec(&server_ns, "iptables", &check).status.code(),
+        Some(1),
+        "default deny still there"
+    );
+
+    let mesh_client = Some(client_tls.as_path());
+    let stranger = Some(stranger_tls.as_path());
+    // Redirected ports reach the backend through the proxy (peer = the proxy's address);
+    // the bypass port directly (peer = the client's address).
+    assert_eq!(
+        client(&client_ns, "tls", &target(8001), &trust, mesh_client),
+        Ok(format!("backend 8001 peer {SERVER_IP}"))
+    );
+    assert!(client(&client_ns, "tls", &target(8001), &trust, None).is_err());
+    assert!(client(&client_ns, "tls", &target(8001), &trust, stranger).is_err());
+    assert!(client(&client_ns, "plain", &target(8001), &trust, None).is_err());
+    assert_eq!(
+        client(&client_ns, "tls", &target(8002), &trust, None),
+        Ok(format!("backend 8002 peer {SERVER_IP}"))
+    );
+    assert!(client(&client_ns, "tls", &target(8002), &trust, stranger).is_err());
+    assert_eq!(
+        client(&client_ns, "plain", &target(8003), &trust, None),
+        Ok(format!("backend 8003 peer {CLIENT_IP}"))
+    );
+    // Not redirected to itself: a connection to the proxy's own port is closed.
+    assert!(client(&client_ns, "tls", &target(15006), &trust, mesh_client).is_err());
+    // Inside the pod, loopback traffic is not redirected.
+    assert_eq!(
+        client(&server_ns, "plain", "127.0.0.1:8001", &trust, None),
+        Ok("backend 8001 peer 127.0.0.1".to_owned())
+    );
+
+    // The client pod's sidecar: plain TCP on 127.0.0.2:9000 leaves as mTLS to the server.
+    let client_ready = path("client-ready");
+    pods.spawn(
+        &client_ns,
+        mesh,
+        &[
+            "--tls-dir",
+            client_tls.to_str().unwrap(),
+            "--ready-file",
+            client_ready.to_str().unwrap(),
+        ],
+        &[
+            ("CONTRAST_INGRESS_PROXY_CONFIG", ""),
+            (
+                "CONTRAST_EGRESS_PROXY_CONFIG",
+                &format!("backend#127.0.0.2:9000#{}", target(8001)),
+            ),
+        ],
+        &path("client.log"),
+    );
+    wait_for_file(&client_ready, "the client sidecar", &path("client.log"));
+    assert_eq!(
+        client(&client_ns, "plain", "127.0.0.2:9000", &trust, None),
+        Ok(format!("backend 8001 peer {SERVER_IP}"))
+    );
+
+    // A restarted sidecar rewrites its chains without duplicating anything.
+    must("kill", &["-TERM", &server_pid.to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pods
+        .children
+        .iter_mut()
+        .any(|c| c.id() == server_pid && c.try_wait().unwrap().is_none())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the sidecar did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    start_server_sidecar(&mut pods, &path("server-ready-2"), &path("server-2.log"));
+    let mangle = String::from_utf8_lossy(
+        &pods
+            .exec(&server_ns, "iptables", &["-t", "mangle", "-S"])
+            .stdout,
+    )
+    .into_owned();
+    assert_eq!(mangle.matches("-A PREROUTING").count(), 1, "{mangle}");
+    assert_eq!(
+        mangle.matches("-A CONTRAST_IN_REDIRECT").count(),
+        3,
+        "{mangle}"
+    );
+    assert_eq!(
+        client(&client_ns, "plain", "127.0.0.2:9000", &trust, None),
+        Ok(format!("backend 8001 peer {SERVER_IP}"))
+    );
+}
