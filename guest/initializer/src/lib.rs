@@ -184,7 +184,12 @@ pub async fn obtain_certificate(
     }
 }
 
-/// Writes the response's files and then the done marker.
+/// Writes the done marker (last, after the files and any encrypted mount).
+pub fn write_done(layout: &Layout) -> Result<(), InitializerError> {
+    write_atomic(&layout.done, b"", 0o644)
+}
+
+/// Writes the response's files (not the done marker).
 pub fn write_files(
     layout: &Layout,
     key: &WorkloadKey,
@@ -206,7 +211,6 @@ pub fn write_files(
             0o400,
         )?;
     }
-    write_atomic(&layout.done, b"", 0o644)?;
     Ok(())
 }
 

@@ -8,7 +8,9 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use contrast_atls::{DocumentIssuer, Issuer};
 use contrast_guest_evidence::issuer::{EvidenceIssuer, detect, simulated_snp, simulated_tdx};
-use contrast_initializer::{Layout, WorkloadKey, mesh_address, obtain_certificate, write_files};
+use contrast_initializer::{
+    Layout, WorkloadKey, mesh_address, obtain_certificate, write_done, write_files,
+};
 
 /// Attests this pod to the Coordinator and writes its mesh certificate, key and workload
 /// secret to the shared volume.
@@ -39,6 +41,9 @@ struct Args {
     /// The device for an encrypted persistent volume (secure-pv).
     #[arg(long, env = "CRYPTSETUP_DEVICE")]
     cryptsetup_device: Option<PathBuf>,
+    /// Where the encrypted volume is mounted.
+    #[arg(long, env = "CONTRAST_STATE_DIR", default_value = "/state")]
+    state_dir: PathBuf,
 }
 
 fn issuer(args: &Args) -> anyhow::Result<Arc<dyn Issuer>> {
@@ -83,13 +88,6 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    if let Some(device) = &args.cryptsetup_device {
-        bail!(
-            "CRYPTSETUP_DEVICE={}: encrypted persistent volumes are not supported by this \
-             initializer yet",
-            device.display()
-        );
-    }
     let issuer = issuer(&args)?;
     let key = WorkloadKey::generate()?;
     let addr = mesh_address(&args.coordinator_host);
@@ -105,6 +103,63 @@ fn main() -> anyhow::Result<()> {
         Duration::from_secs(args.retry_interval.max(1)),
     ));
     write_files(&layout, &key, &response)?;
-    tracing::info!(dir = %layout.root.display(), "wrote the workload certificate; done");
+    tracing::info!(dir = %layout.root.display(), "wrote the workload certificate");
+    let Some(device) = &args.cryptsetup_device else {
+        write_done(&layout)?;
+        return Ok(());
+    };
+    // secure-pv: the volume is keyed by the workload secret, mounted, and kept until the
+    // pod stops (Kata would unmount a propagated mount when this container exits).
+    let secret: [u8; 64] = response
+        .workload_secret
+        .as_slice()
+        .try_into()
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "CRYPTSETUP_DEVICE={} needs a workload secret, but the Coordinator sent none: \
+             give the workload a WorkloadSecretID",
+                device.display()
+            )
+        })?;
+    let secret = contrast_luks::WorkloadSecret::from_bytes(secret);
+    let mount = contrast_luks::SecureMount::new(device, &args.state_dir);
+    let outcome = mount
+        .run(&secret)
+        .with_context(|| format!("setting up the encrypted volume on {}", device.display()))?;
+    write_done(&layout)?;
+    runtime.block_on(terminated())?;
+    tear_down(&args.state_dir, &outcome)
+}
+
+/// Waits for SIGTERM (or SIGINT).
+async fn terminated() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}
+
+/// Unmounts and closes what this run set up, so the volume is clean for the next start.
+fn tear_down(state_dir: &std::path::Path, outcome: &contrast_luks::Outcome) -> anyhow::Result<()> {
+    let run = |program: &str, args: &[&std::ffi::OsStr]| -> anyhow::Result<()> {
+        let status = std::process::Command::new(program)
+            .args(args)
+            .status()
+            .with_context(|| format!("running {program}"))?;
+        if !status.success() {
+            bail!("{program} failed ({status})");
+        }
+        Ok(())
+    };
+    if outcome.mounted {
+        run("umount", &[state_dir.as_os_str()])?;
+    }
+    if outcome.activated {
+        run("cryptsetup", &["close".as_ref(), outcome.mapping.as_ref()])?;
+    }
+    tracing::info!("encrypted volume unmounted and closed");
     Ok(())
 }

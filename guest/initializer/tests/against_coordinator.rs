@@ -182,3 +182,46 @@ fn a_pod_outside_the_manifest_is_told_why() {
             .exists()
     );
 }
+
+/// secure-pv on this machine, which has no device-mapper (environment.md §6.4): the
+/// certificate files are written, the volume cannot be set up, the initializer says why and
+/// exits non-zero, and the done marker is not written (the pod must not start without its
+/// volume). The working path runs in the QEMU guest.
+#[test]
+fn secure_pv_failure_is_reported_and_blocks_the_done_marker() {
+    let deployment = Deployment::new(&["web"]);
+    let store = TempDir::new("store");
+    let binary = contrast_testkit::coordinator_binary(INITIALIZER);
+    let mut coordinator =
+        CoordinatorProcess::start(&binary, &deployment, store.path(), random_loopback(), &[]);
+    coordinator.wait_probe("/probe/startup", 200, Duration::from_secs(60));
+    set_manifest(&deployment, &coordinator);
+    let out = TempDir::new("pod");
+    let device = out.path().join("csi0.img");
+    std::fs::write(&device, vec![0u8; 32 << 20]).unwrap();
+    let mut command = Command::new(INITIALIZER);
+    command
+        .env("COORDINATOR_HOST", coordinator.ip.to_string())
+        .env("CONTRAST_SECRETS_DIR", out.path().join("contrast"))
+        .env("CONTRAST_DONE_FILE", out.path().join("done"))
+        .env("CONTRAST_STATE_DIR", out.path().join("state"))
+        .env("CRYPTSETUP_DEVICE", &device)
+        .env("CONTRAST_SIMULATOR_DIR", &deployment.simulator_dir)
+        .env(
+            "CONTRAST_SIMULATED_HOST_DATA",
+            hex::encode(deployment.policy_hash("web")),
+        );
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("setting up the encrypted volume on"),
+        "{stderr}"
+    );
+    assert!(
+        out.path()
+            .join("contrast/tls-config/certChain.pem")
+            .exists()
+    );
+    assert!(!out.path().join("done").exists());
+}
