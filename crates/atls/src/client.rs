@@ -87,6 +87,8 @@ pub async fn connect(
         .dangerous()
         .with_custom_certificate_verifier(verifier.clone())
         .with_client_cert_resolver(resolver.clone());
+    // Every connection is attested afresh: resuming would skip the evidence.
+    config.resumption = rustls::client::Resumption::disabled();
     config.alpn_protocols = vec![
         format!("{ALPN_NONCE_PREFIX}{}", hex::encode(nonce)).into_bytes(),
         ALPN_H2.to_vec(),

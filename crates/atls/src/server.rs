@@ -202,6 +202,9 @@ impl AtlsServer {
             .with_client_cert_verifier(verifier.clone())
             .with_cert_resolver(Arc::new(FixedCertificate(certified)));
         config.alpn_protocols = self.options.alpn.clone();
+        // Every connection is attested afresh: no tickets, no resumption.
+        config.send_tls13_tickets = 0;
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         Ok((config, verifier))
     }
 }

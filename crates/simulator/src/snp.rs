@@ -92,9 +92,21 @@ struct ProductRoot {
     ask_der: Vec<u8>,
 }
 
+/// A VCEK: its key and its certificate.
+type Vcek = std::sync::Arc<(EcdsaKeyPair, Vec<u8>)>;
+
+/// Which VCEK a report is signed with: like hardware, one per chip and TCB.
+type VcekId = (SnpProduct, [u8; 64], [u8; 8]);
+
+/// At most this many VCEKs are kept (a chip has one per TCB; tests use a handful).
+const MAX_VCEKS: usize = 64;
+
 /// The simulated AMD for the product lines it was created with.
 pub struct SimulatedAmd {
     roots: Vec<ProductRoot>,
+    /// VCEKs already issued, so a chip signs every report with the same key as real
+    /// hardware does (and verifiers' chain caches work as they would in production).
+    vceks: std::sync::Mutex<std::collections::HashMap<VcekId, Vcek>>,
 }
 
 impl std::fmt::Debug for SimulatedAmd {
@@ -194,7 +206,10 @@ impl SimulatedAmd {
                 .map_err(|_| SimError::Crypto("RSA key generation failed"))?;
             roots.push(Self::certify(product, ark_key, ask_key)?);
         }
-        Ok(SimulatedAmd { roots })
+        Ok(SimulatedAmd {
+            roots,
+            vceks: Default::default(),
+        })
     }
 
     fn certify(
@@ -270,7 +285,10 @@ impl SimulatedAmd {
             };
             roots.push(Self::certify(product, load("ark")?, load("ask")?)?);
         }
-        Ok(SimulatedAmd { roots })
+        Ok(SimulatedAmd {
+            roots,
+            vceks: Default::default(),
+        })
     }
 
     /// The trust anchor verifiers use for this simulator's evidence.
@@ -340,6 +358,29 @@ impl SimulatedAmd {
         Ok((key, cert))
     }
 
+    /// The VCEK of a chip at a TCB: issued on first use, then reused.
+    fn vcek(
+        &self,
+        product: SnpProduct,
+        chip_id: &[u8; 64],
+        tcb: TcbVersion,
+    ) -> Result<Vcek, SimError> {
+        let id = (product, *chip_id, tcb.to_bytes(product));
+        let mut vceks = self
+            .vceks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(vcek) = vceks.get(&id) {
+            return Ok(vcek.clone());
+        }
+        let vcek = std::sync::Arc::new(self.issue_vcek(product, chip_id, tcb)?);
+        if vceks.len() >= MAX_VCEKS {
+            vceks.clear();
+        }
+        vceks.insert(id, vcek.clone());
+        Ok(vcek)
+    }
+
     /// Builds and signs a report as the hardware would.
     pub fn report(&self, spec: &SnpReportSpec) -> Result<SimulatedSnpReport, SimError> {
         let root = self.root(spec.product)?;
@@ -347,7 +388,8 @@ impl SimulatedAmd {
         if spec.product == SnpProduct::Turin {
             chip_id[8..].fill(0);
         }
-        let (vcek_key, vcek_der) = self.issue_vcek(spec.product, &chip_id, spec.tcb)?;
+        let vcek = self.vcek(spec.product, &chip_id, spec.tcb)?;
+        let (vcek_key, vcek_der) = (&vcek.0, vcek.1.clone());
         let tcb = spec.tcb.to_bytes(spec.product);
 
         let mut r = vec![0u8; REPORT_SIZE];
