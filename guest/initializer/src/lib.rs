@@ -256,6 +256,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_concurrent_reader_sees_the_old_or_the_whole_new_file_never_a_part() {
+        let dir = std::env::temp_dir().join(format!("initializer-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("certChain.pem");
+        let versions: Vec<Vec<u8>> = (0..50u8).map(|i| vec![b'a' + i % 26; 256 * 1024]).collect();
+        write_atomic(&path, &versions[0], 0o444).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (path, stop) = (path.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let content = std::fs::read(&path).unwrap();
+                    assert_eq!(content.len(), 256 * 1024, "a partial file was visible");
+                    assert!(content.iter().all(|b| *b == content[0]), "mixed content");
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        for version in &versions[1..] {
+            write_atomic(&path, version, 0o444).unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(reader.join().unwrap() > 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn mesh_address_adds_the_mesh_port_when_missing() {
         assert_eq!(mesh_address("coordinator-ready"), "coordinator-ready:7777");
         assert_eq!(mesh_address("10.0.0.1:7000"), "10.0.0.1:7000");
