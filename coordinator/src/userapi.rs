@@ -125,7 +125,9 @@ impl UserApi for UserApiService {
         {
             return Err(CoordinatorError::ReadyPeerExists(peer).into());
         }
-        let engine = SeedEngine::new(&req.seed, &req.salt)
+        // The seed is the deployment's master secret: wipe this copy once the engine has it.
+        let seed = zeroize::Zeroizing::new(req.seed);
+        let engine = SeedEngine::new(&seed, &req.salt)
             .map_err(|e| Status::invalid_argument(format!("seed or salt: {e}")))?;
         let mesh_key =
             contrast_ca::generate_mesh_key().map_err(|e| Status::internal(e.to_string()))?;
