@@ -453,3 +453,41 @@ fn waits_for_the_coordinator_with_a_progress_line_and_gives_up_at_the_timeout() 
     ok(&output);
     assert!(String::from_utf8_lossy(&output.stderr).contains("Waiting for the Coordinator"));
 }
+
+#[test]
+fn set_refuses_resources_that_do_not_match_the_manifest() {
+    let deployment = Deployment::new(&["web"]);
+    let addr = format!("{}:1313", random_loopback());
+    // Checked before any connection: a policy of the manifest missing from the resources.
+    std::fs::rename(
+        deployment.path("resources/web.yml"),
+        deployment.path("web.yml.off"),
+    )
+    .unwrap();
+    refused(
+        &contrast(
+            &deployment,
+            &["set", "-c", &addr, "--timeout", "1", "resources"],
+        ),
+        &["is not in the resources given"],
+    );
+    std::fs::rename(
+        deployment.path("web.yml.off"),
+        deployment.path("resources/web.yml"),
+    )
+    .unwrap();
+    // A policy in the resources that the manifest does not name.
+    let extra = format!(
+        "metadata:\n  annotations:\n    {}: {}\n",
+        contrast_testkit::INITDATA_ANNOTATION,
+        contrast_testkit::initdata_annotation(b"version = \"0.1.0\"\n# extra\n")
+    );
+    std::fs::write(deployment.path("resources/extra.yml"), extra).unwrap();
+    refused(
+        &contrast(
+            &deployment,
+            &["set", "-c", &addr, "--timeout", "1", "resources"],
+        ),
+        &["policy count mismatch"],
+    );
+}
