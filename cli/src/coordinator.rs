@@ -87,29 +87,13 @@ pub(crate) fn load_manifest(path: &Path) -> anyhow::Result<(Vec<u8>, Manifest)> 
     Ok((bytes, manifest))
 }
 
-/// Writes a public file atomically (temporary file, rename), mode 0644.
+/// Writes a public file atomically, mode 0644, creating its directory.
 pub(crate) fn write_public(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .context("a file name is needed")?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    result.with_context(|| format!("writing {}", path.display()))
+    contrast_seedengine::keys::write_file_atomic(path, bytes, 0o644)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Validators that accept the Coordinator of `manifest`.

@@ -17,7 +17,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::encoding::AsDer;
@@ -443,6 +443,14 @@ fn wrong_label(what: &'static str, found: &str, expected: &str) -> SeedEngineErr
 /// directory, fsync, rename over `path`, fsync of the directory. A reader sees the old
 /// content or the new, never a part; an existing file's mode is replaced by 0600.
 pub fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), SeedEngineError> {
+    write_file_atomic(path, bytes, 0o600)
+}
+
+/// Writes `bytes` to `path` so that readers see the old file or the whole new one: a
+/// temporary file with a random name in the same directory (mode 0600 while it is
+/// written), fsync, the final `mode`, rename, fsync the directory. The one atomic write of
+/// the CLI and the guest.
+pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SeedEngineError> {
     let io = |operation: &'static str, path: &Path| {
         let path = path.to_path_buf();
         move |source| SeedEngineError::Io {
@@ -477,6 +485,9 @@ pub fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), SeedEngineErro
             .map_err(io("creating", &tmp))?;
         file.write_all(bytes).map_err(io("writing", &tmp))?;
         file.sync_all().map_err(io("syncing", &tmp))?;
+        // The final mode only once the content is complete (0400 files are unwritable).
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))
+            .map_err(io("setting the mode of", &tmp))?;
         fs::rename(&tmp, path).map_err(io("renaming to", path))
     };
     if let Err(e) = write() {

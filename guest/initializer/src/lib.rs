@@ -15,8 +15,6 @@
 //! same directory, fsync, rename, fsync the directory), so a container never reads half a
 //! certificate.
 
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -215,45 +213,23 @@ pub fn write_files(
 }
 
 /// Writes `bytes` to `path` with `mode` so that readers see the old file or the whole new
-/// one: a temporary file in the same directory, fsync, rename, fsync the directory.
+/// one (the project's one atomic write), creating the directory first.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), InitializerError> {
     let error = |source| InitializerError::Write {
         path: path.display().to_string(),
         source,
     };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(error)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let _ = std::fs::remove_file(&tmp);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        // The final mode only once the content is complete (0400 files are unwritable).
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(error)?;
     }
-    result.map_err(error)
+    contrast_seedengine::keys::write_file_atomic(path, bytes, mode)
+        .map_err(|e| error(std::io::Error::other(e.to_string())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
 
     #[test]
     fn a_concurrent_reader_sees_the_old_or_the_whole_new_file_never_a_part() {
