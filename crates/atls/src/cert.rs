@@ -181,10 +181,10 @@ pub(crate) fn client_nonce<'a>(
     server_name: Option<&str>,
 ) -> Result<[u8; NONCE_LEN], AtlsError> {
     for protocol in alpn {
-        let Some(rest) = protocol.strip_prefix(b"atls") else {
+        if !protocol.starts_with(b"atls") {
             continue;
-        };
-        let Some(hex_nonce) = rest.strip_prefix(&crate::ALPN_NONCE_PREFIX.as_bytes()[4..]) else {
+        }
+        let Some(hex_nonce) = protocol.strip_prefix(crate::ALPN_NONCE_PREFIX.as_bytes()) else {
             return Err(AtlsError::Nonce(format!(
                 "unsupported aTLS protocol {:?}; this server speaks {}<hex>",
                 String::from_utf8_lossy(protocol),
