@@ -6,6 +6,7 @@
 
 #![allow(clippy::print_stderr)] // a command-line task reports on stderr
 
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
@@ -35,6 +36,26 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
         "cryptsetup-bin",
         "test -x /usr/sbin/cryptsetup || command -v cryptsetup",
     ),
+    // firmware-refs measures Debian's OVMF builds (OVMF.fd, OVMF_CODE.fd).
+    ("ovmf", "test -e /usr/share/ovmf/OVMF.fd"),
+    // An independent Authenticode hash for firmware-refs' RTMR1 (the kernel's PE hash).
+    ("osslsigncode", "command -v osslsigncode"),
+    // runtime-installer: every containerd config we write is checked by containerd itself.
+    ("containerd", "command -v containerd"),
+    // contrast generate resolves images against a real registry, filled with skopeo.
+    ("docker-registry", "command -v docker-registry"),
+    ("skopeo", "command -v skopeo"),
+    // The Python cross-check tools live in a virtual environment (see PYTHON_TOOLS).
+    ("python3-venv", "python3 -m venv --help"),
+];
+
+/// Python tools the tests compare against, installed from PyPI into a virtual environment
+/// under the target directory; tests find them through `CONTRAST_PYTHON_TOOLS`.
+const PYTHON_TOOLS: &[(&str, &str)] = &[
+    // The reference for SNP launch digests (firmware-refs must be byte-identical).
+    ("sev-snp-measure==0.0.13", "sev-snp-measure"),
+    // Kubernetes' own schemas for every YAML the CLI emits.
+    ("kubernetes-validate==1.37.0", "kubernetes-validate"),
 ];
 
 /// Crates that would bring a second crypto provider or OpenSSL into a binary
@@ -93,17 +114,43 @@ fn test() -> Result<()> {
         ]))
     })?;
     step("one crypto provider", check_crypto_provider)?;
-    step("tests", run_tests)?;
+    let python_tools = step_with("python tools", install_python_tools)?;
+    step("tests", || run_tests(&python_tools))?;
     eprintln!("xtask: all checks passed in {:.0?}", started.elapsed());
     Ok(())
 }
 
 fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    step_with(name, f)
+}
+
+fn step_with<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     eprintln!("xtask: == {name}");
     let started = Instant::now();
-    f().with_context(|| format!("step {name:?} failed"))?;
+    let value = f().with_context(|| format!("step {name:?} failed"))?;
     eprintln!("xtask: == {name}: ok ({:.1?})", started.elapsed());
-    Ok(())
+    Ok(value)
+}
+
+/// The target directory cargo uses (CARGO_TARGET_DIR or ./target).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from)
+}
+
+/// Creates (once) a virtual environment with [`PYTHON_TOOLS`]; returns its `bin` directory.
+fn install_python_tools() -> Result<PathBuf> {
+    let venv = std::path::absolute(target_dir().join("python-tools"))
+        .context("cannot resolve the target directory")?;
+    let bin = venv.join("bin");
+    if PYTHON_TOOLS.iter().all(|(_, tool)| bin.join(tool).exists()) {
+        return Ok(bin);
+    }
+    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    let mut pip = Command::new(bin.join("pip"));
+    pip.args(["install", "--quiet", "--disable-pip-version-check"]);
+    pip.args(PYTHON_TOOLS.iter().map(|(spec, _)| *spec));
+    run(&mut pip)?;
+    Ok(bin)
 }
 
 fn run(command: &mut Command) -> Result<()> {
@@ -207,15 +254,20 @@ fn check_crypto_provider() -> Result<()> {
     Ok(())
 }
 
-fn run_tests() -> Result<()> {
+fn run_tests(python_tools: &std::path::Path) -> Result<()> {
+    let cargo = || {
+        let mut command = Command::new("cargo");
+        command.env("CONTRAST_PYTHON_TOOLS", python_tools);
+        command
+    };
     // Cross-component tests run the workspace's binaries (the coordinator from the CLI's
     // tests, for instance): build them all first, whichever package's tests need them.
-    run(Command::new("cargo").args(["build", "--workspace", "--bins", "--locked"]))?;
-    if succeeds(Command::new("cargo").args(["nextest", "--version"])) {
+    run(cargo().args(["build", "--workspace", "--bins", "--locked"]))?;
+    if succeeds(cargo().args(["nextest", "--version"])) {
         // nextest does not run doc tests; run them first so the run closes on nextest's
         // summary of all tests.
-        run(Command::new("cargo").args(["test", "--workspace", "--doc", "--locked"]))?;
-        run(Command::new("cargo").args([
+        run(cargo().args(["test", "--workspace", "--doc", "--locked"]))?;
+        run(cargo().args([
             "nextest",
             "run",
             "--workspace",
@@ -223,6 +275,6 @@ fn run_tests() -> Result<()> {
             "--no-fail-fast",
         ]))
     } else {
-        run(Command::new("cargo").args(["test", "--workspace", "--locked", "--no-fail-fast"]))
+        run(cargo().args(["test", "--workspace", "--locked", "--no-fail-fast"]))
     }
 }
