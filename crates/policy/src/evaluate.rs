@@ -1,0 +1,89 @@
+//! Evaluating a policy the way the Kata agent does (peers-and-style.md §2.5): one regorus
+//! engine, Rego v0, builtin errors not strict, prints gathered, data seeded with
+//! `{"pstate": {}}`, the request as `input`, and the query
+//! `data.agent_policy.<RequestName>`. The agent raises regorus's policy length limits
+//! (64 KiB per line, 16 MiB, 200,000 lines); so does this.
+
+use std::num::{NonZeroU32, NonZeroUsize};
+
+use regorus::utils::limits::PolicyLengthConfig;
+
+use crate::PolicyError;
+
+/// The outcome of evaluating one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evaluation {
+    /// Whether the agent would serve the request.
+    pub allowed: bool,
+    /// What the policy printed while deciding (the agent puts this into its refusal).
+    pub prints: Vec<String>,
+}
+
+fn evaluation_error(message: impl std::fmt::Display) -> PolicyError {
+    PolicyError::Evaluation {
+        message: message.to_string(),
+    }
+}
+
+/// Evaluates `policy_rego` for one request, as the agent does, with what it printed.
+/// An undefined result is a refusal, as in the agent.
+pub fn evaluate_verbose(
+    policy_rego: &str,
+    request_name: &str,
+    input: &serde_json::Value,
+) -> Result<Evaluation, PolicyError> {
+    if request_name.is_empty() || !request_name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(evaluation_error(format!(
+            "{request_name:?} is not a request name (such as CreateContainerRequest)"
+        )));
+    }
+    let mut engine = regorus::Engine::new();
+    engine.set_rego_v0(true);
+    engine.set_strict_builtin_errors(false);
+    engine.set_gather_prints(true);
+    engine.set_policy_length_config(PolicyLengthConfig {
+        max_col: NonZeroU32::new(64 * 1024).unwrap_or(NonZeroU32::MIN),
+        max_file_bytes: NonZeroUsize::new(16 * 1024 * 1024).unwrap_or(NonZeroUsize::MIN),
+        max_lines: NonZeroUsize::new(200_000).unwrap_or(NonZeroUsize::MIN),
+    });
+    engine
+        .add_data(regorus::Value::from_json_str(r#"{"pstate": {}}"#).map_err(evaluation_error)?)
+        .map_err(evaluation_error)?;
+    engine
+        .add_policy("policy.rego".to_owned(), policy_rego.to_owned())
+        .map_err(evaluation_error)?;
+    engine
+        .set_input_json(&input.to_string())
+        .map_err(evaluation_error)?;
+    let results = engine
+        .eval_query(format!("data.agent_policy.{request_name}"), false)
+        .map_err(evaluation_error)?;
+    let prints = engine.take_prints().map_err(evaluation_error)?;
+    let allowed = match results.result.as_slice() {
+        [] => false,
+        [one] => match one.expressions.as_slice() {
+            [expression] => match &expression.value {
+                regorus::Value::Bool(b) => *b,
+                regorus::Value::Undefined => false,
+                other => {
+                    return Err(evaluation_error(format!(
+                        "data.agent_policy.{request_name} is {other}, not true or false"
+                    )));
+                }
+            },
+            _ => return Err(evaluation_error("the query gave more than one expression")),
+        },
+        _ => return Err(evaluation_error("the query gave more than one result")),
+    };
+    Ok(Evaluation { allowed, prints })
+}
+
+/// Evaluates `policy_rego` for one request, as the agent does: true if it would serve
+/// the request.
+pub fn evaluate(
+    policy_rego: &str,
+    request_name: &str,
+    input: &serde_json::Value,
+) -> Result<bool, PolicyError> {
+    evaluate_verbose(policy_rego, request_name, input).map(|e| e.allowed)
+}

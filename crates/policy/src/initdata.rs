@@ -1,0 +1,211 @@
+//! The initdata document that carries a policy (contrast-protocol.md §9.3): TOML with
+//! `version`, `algorithm` and `[data]."policy.rego"`, its SHA-256 (the policy hash the
+//! manifest names and the TEE reports), and the annotation value base64(gzip(TOML)).
+//!
+//! The TOML is written here, not by a serializer: the document is three keys, and its
+//! bytes are what is hashed, so they must not depend on a library's formatting choices.
+
+use std::fmt;
+use std::sync::OnceLock;
+
+use base64::Engine as _;
+
+/// The pod annotation the Kata runtime reads the initdata from.
+pub const INITDATA_ANNOTATION: &str = "io.katacontainers.config.hypervisor.cc_init_data";
+
+/// An initdata document: the exact TOML bytes whose hash is the policy hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Initdata {
+    toml: Vec<u8>,
+}
+
+impl fmt::Debug for Initdata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Initdata")
+            .field("len", &self.toml.len())
+            .field("policy_hash", &hex_string(&self.policy_hash()))
+            .finish()
+    }
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Initdata {
+    /// The document for a policy:
+    ///
+    /// ```toml
+    /// version = "0.1.0"
+    /// algorithm = "sha256"
+    ///
+    /// [data]
+    /// "policy.rego" = """
+    /// <the policy>"""
+    /// ```
+    ///
+    /// The policy is a TOML multi-line basic string (the newline after the opening
+    /// quotes is not part of the value), with `\` and `"` escaped and every control
+    /// character but tab and line feed written as `\uXXXX`, so the value reads back
+    /// byte for byte. The same policy always gives the same bytes.
+    pub fn from_policy(policy_rego: &str) -> Initdata {
+        let mut toml = String::with_capacity(policy_rego.len() + policy_rego.len() / 16 + 96);
+        // Every generated policy starts with the rules; their escaped form is made once.
+        match policy_rego.strip_prefix(crate::RULES) {
+            Some(rest) => {
+                toml.push_str(&prefix().toml);
+                push_multiline_basic(&mut toml, rest);
+            }
+            None => {
+                toml.push_str(HEADER);
+                push_multiline_basic(&mut toml, policy_rego);
+            }
+        }
+        toml.push_str("\"\"\"\n");
+        Initdata {
+            toml: toml.into_bytes(),
+        }
+    }
+
+    /// The TOML bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.toml
+    }
+
+    /// SHA-256 of the TOML bytes: the policy hash (the manifest's key, `HOST_DATA` on
+    /// SEV-SNP, the start of `MRCONFIGID` on TDX).
+    pub fn policy_hash(&self) -> [u8; 32] {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &self.toml);
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(digest.as_ref());
+        hash
+    }
+
+    /// The annotation value: base64 (standard, padded) of the gzip of the TOML. The
+    /// gzip header has no time stamp or file name and says "unknown OS", so the value
+    /// depends on the document only.
+    ///
+    /// Compression is the fastest level (the CLI writes a thousand of these in a blink),
+    /// and the part every generated document shares (the header and the rules) is
+    /// compressed once: its deflate blocks end on a byte boundary with a fresh
+    /// dictionary (a full flush), so the rest's blocks follow them as one valid stream.
+    pub fn annotation_value(&self) -> String {
+        let shared = prefix();
+        let (head, rest): (&[u8], &[u8]) = match self.toml.strip_prefix(shared.toml.as_bytes()) {
+            Some(rest) if !shared.deflate.is_empty() => (&shared.deflate, rest),
+            _ => (&[], &self.toml),
+        };
+        let mut gzip = Vec::with_capacity(self.toml.len() / 3 + 64);
+        // Magic, deflate, no flags, no time stamp, no extra flags, unknown OS.
+        gzip.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+        gzip.extend_from_slice(head);
+        gzip.extend_from_slice(&raw_deflate(rest, flate2::FlushCompress::Finish));
+        let mut crc = flate2::Crc::new();
+        crc.update(&self.toml);
+        gzip.extend_from_slice(&crc.sum().to_le_bytes());
+        // ISIZE is the length modulo 2^32.
+        gzip.extend_from_slice(&(self.toml.len() as u32).to_le_bytes());
+        base64::engine::general_purpose::STANDARD.encode(gzip)
+    }
+}
+
+/// The start of every document.
+const HEADER: &str =
+    "version = \"0.1.0\"\nalgorithm = \"sha256\"\n\n[data]\n\"policy.rego\" = \"\"\"\n";
+
+/// The start every generated document shares, and its deflate blocks.
+struct SharedPrefix {
+    toml: String,
+    deflate: Vec<u8>,
+}
+
+fn prefix() -> &'static SharedPrefix {
+    static PREFIX: OnceLock<SharedPrefix> = OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let mut toml = String::from(HEADER);
+        push_multiline_basic(&mut toml, crate::RULES);
+        let deflate = raw_deflate(toml.as_bytes(), flate2::FlushCompress::Full);
+        SharedPrefix { toml, deflate }
+    })
+}
+
+/// Raw deflate of `data` at the fastest level. `Full`: non-final blocks ending on a
+/// byte boundary, dictionary reset; `Finish`: ending with the final block. Empty if
+/// the compressor fails, which it does not on input in memory.
+fn raw_deflate(data: &[u8], flush: flate2::FlushCompress) -> Vec<u8> {
+    let mut compress = flate2::Compress::new(flate2::Compression::fast(), false);
+    let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    loop {
+        if out.len() == out.capacity() {
+            out.reserve(out.capacity().max(1024));
+        }
+        let consumed = usize::try_from(compress.total_in()).unwrap_or(usize::MAX);
+        let input = data.get(consumed..).unwrap_or_default();
+        let Ok(status) = compress.compress_vec(input, &mut out, flush) else {
+            return Vec::new();
+        };
+        let all_in = usize::try_from(compress.total_in()).is_ok_and(|n| n == data.len());
+        let done = match flush {
+            flate2::FlushCompress::Finish => status == flate2::Status::StreamEnd,
+            // Flushed once the compressor stops short of the space it had.
+            _ => all_in && out.len() < out.capacity(),
+        };
+        if done {
+            return out;
+        }
+    }
+}
+
+/// Appends `value` escaped for a TOML multi-line basic string.
+fn push_multiline_basic(out: &mut String, value: &str) {
+    let mut start = 0;
+    for (i, c) in value.char_indices() {
+        let escaped: Option<&str> = match c {
+            '\\' => Some("\\\\"),
+            '"' => Some("\\\""),
+            '\n' | '\t' => None,
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&value[start..i]);
+                out.push_str(&format!("\\u{:04X}", c as u32));
+                start = i + c.len_utf8();
+                continue;
+            }
+            _ => None,
+        };
+        if let Some(e) = escaped {
+            out.push_str(&value[start..i]);
+            out.push_str(e);
+            start = i + 1;
+        }
+    }
+    out.push_str(&value[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_has_the_three_keys_in_a_fixed_layout() {
+        let doc = Initdata::from_policy("package agent_policy\n");
+        assert_eq!(
+            std::str::from_utf8(doc.as_bytes()).unwrap(),
+            "version = \"0.1.0\"\nalgorithm = \"sha256\"\n\n[data]\n\"policy.rego\" = \"\"\"\npackage agent_policy\n\"\"\"\n"
+        );
+    }
+
+    #[test]
+    fn escapes() {
+        let mut out = String::new();
+        push_multiline_basic(&mut out, "a\"b\\c\nd\te\r\u{0}\u{7f}ü\"\"\"");
+        assert_eq!(out, "a\\\"b\\\\c\nd\te\\u000D\\u0000\\u007Fü\\\"\\\"\\\"");
+    }
+
+    #[test]
+    fn hash_is_sha256_of_the_bytes() {
+        let doc = Initdata::from_policy("x");
+        let want = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, doc.as_bytes());
+        assert_eq!(doc.policy_hash().as_slice(), want.as_ref());
+        assert!(format!("{doc:?}").contains(&hex_string(&doc.policy_hash())));
+    }
+}

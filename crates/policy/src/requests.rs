@@ -1,0 +1,378 @@
+//! The agent requests a faithful runtime (containerd with the Kata runtime, guest pull,
+//! no shared file system) sends for a pod, built from the same reading of the pod spec
+//! as the policy, with concrete values where the policy has patterns.
+
+use serde_json::{Value, json};
+
+use crate::kata;
+use crate::model::{ContainerRules, MountRule, PolicyData, StorageRule};
+use crate::{PodInput, PolicyError, spec};
+
+/// The requests a faithful runtime sends for the pod, in order: `CreateSandboxRequest`,
+/// `CreateContainerRequest` for the pause container and for every init container and
+/// container, `CopyFileRequest` for the files it copies in, and `ExecProcessRequest`
+/// for every exec probe and exec lifecycle handler. Each is a request name and the
+/// request as the agent serialises it for the policy. The policy generated for the same
+/// input allows all of them; tests change one field to see a refusal.
+///
+/// IDs are fixed (container `n` has ID `format!("{:064x}", 0xc0de0000 + n)`, the pause
+/// container `n = 0`, which is also the sandbox ID), so the output depends on the input
+/// only.
+pub fn expected_requests(input: &PodInput<'_>) -> Result<Vec<(String, Value)>, PolicyError> {
+    let data = spec::resolve(input)?;
+    let sandbox_id = id(0);
+    let mut out: Vec<(String, Value)> = Vec::new();
+    out.push((
+        "CreateSandboxRequest".to_owned(),
+        create_sandbox(&data, &sandbox_id),
+    ));
+    out.push((
+        "CreateContainerRequest".to_owned(),
+        create_pause(&data, &sandbox_id),
+    ));
+    let mut copies = Vec::new();
+    let mut execs = Vec::new();
+    for (i, c) in data.containers.iter().enumerate() {
+        let container_id = id(i + 1);
+        out.push((
+            "CreateContainerRequest".to_owned(),
+            create_container(&data, c, &sandbox_id, &container_id, i + 1),
+        ));
+        for m in c.mounts.iter().filter(|m| m.source == kata::COPIED_SOURCE) {
+            let path = fill(&m.source_example, &sandbox_id, &container_id, i + 1);
+            copies.push((
+                "CopyFileRequest".to_owned(),
+                json!({
+                    "path": path,
+                    "file_size": 0,
+                    "file_mode": 0o644,
+                    "dir_mode": 0o755,
+                    "uid": 0,
+                    "gid": 0,
+                    "offset": 0,
+                    "data": [],
+                }),
+            ));
+        }
+        for (n, command) in c.exec.iter().enumerate() {
+            execs.push((
+                "ExecProcessRequest".to_owned(),
+                json!({
+                    "container_id": container_id,
+                    "exec_id": format!("exec-{i}-{n}"),
+                    "string_user": null,
+                    "process": process(&data, c, command),
+                }),
+            ));
+        }
+    }
+    out.extend(copies);
+    out.extend(execs);
+    Ok(out)
+}
+
+/// A container or sandbox ID: 64 characters of `[a-z0-9]`.
+fn id(n: usize) -> String {
+    format!("{:064x}", 0xc0de_0000_usize + n)
+}
+
+/// Fills the template variables of an example.
+fn fill(template: &str, sandbox_id: &str, container_id: &str, n: usize) -> String {
+    template
+        .replace("$(cid)", container_id)
+        .replace("$(sid)", sandbox_id)
+        .replace("$(rand)", &format!("{:016x}", 0x5eed_0000_usize + n))
+}
+
+fn shm_storage() -> Value {
+    json!({
+        "driver": "ephemeral",
+        "driver_options": [],
+        "source": "shm",
+        "fstype": "tmpfs",
+        "options": ["noexec", "nosuid", "nodev", "mode=1777", "size=67108864"],
+        "mount_point": kata::SANDBOX_SHM,
+        "fs_group": null,
+    })
+}
+
+fn create_sandbox(data: &PolicyData, sandbox_id: &str) -> Value {
+    json!({
+        "hostname": data.pod.hostname_example,
+        "dns": [],
+        "storages": [shm_storage()],
+        "sandbox_pidns": data.pod.share_process_namespace,
+        "sandbox_id": sandbox_id,
+        "guest_hook_path": "",
+        "kernel_modules": [],
+        "guest_userns": false,
+    })
+}
+
+fn mount(m: &MountRule, sandbox_id: &str, container_id: &str, n: usize) -> Value {
+    let access = if m.read_only { "ro" } else { "rw" };
+    let options: Vec<&str> = match m.mount_type.as_str() {
+        "bind" | "local" => vec!["rbind", "rprivate", access],
+        _ if m.read_only => vec!["nosuid", "noexec", "nodev", "ro"],
+        _ => vec!["nosuid", "noexec", "nodev"],
+    };
+    json!({
+        "destination": m.destination,
+        "source": fill(&m.source_example, sandbox_id, container_id, n),
+        "type_": m.mount_type,
+        "options": options,
+    })
+}
+
+fn storage(s: &StorageRule, sandbox_id: &str, container_id: &str, n: usize) -> Value {
+    json!({
+        "driver": s.driver,
+        "driver_options": [],
+        "source": s.source,
+        "fstype": s.fstype,
+        "options": s.options_example,
+        "mount_point": fill(&s.mount_point_example, sandbox_id, container_id, n),
+        "fs_group": null,
+    })
+}
+
+fn guest_pull(image: &str, annotations: &Value, root: &str) -> Value {
+    let metadata = json!({ "metadata": annotations });
+    json!({
+        "driver": "image_guest_pull",
+        "driver_options": [format!("image_guest_pull={metadata}")],
+        "source": image,
+        "fstype": "overlay",
+        "options": [],
+        "mount_point": root,
+        "fs_group": null,
+    })
+}
+
+fn root_path(container_id: &str) -> String {
+    format!("{}/{container_id}/rootfs", kata::SHARED_DIR)
+}
+
+fn linux(data: &PolicyData, masked: bool) -> Value {
+    let (masked_paths, readonly_paths): (&[&str], &[&str]) = if masked {
+        (kata::MASKED_PATHS, kata::READONLY_PATHS)
+    } else {
+        (&[], &[])
+    };
+    json!({
+        "UIDMappings": [],
+        "GIDMappings": [],
+        "Sysctl": data.pod.sysctls,
+        "Resources": null,
+        "CgroupsPath": "",
+        "Namespaces": [
+            {"Type": "ipc", "Path": ""},
+            {"Type": "uts", "Path": ""},
+            {"Type": "mount", "Path": ""},
+        ],
+        "Devices": [],
+        "Seccomp": null,
+        "RootfsPropagation": "",
+        "MaskedPaths": masked_paths,
+        "ReadonlyPaths": readonly_paths,
+        "MountLabel": "",
+        "IntelRdt": null,
+    })
+}
+
+fn sandbox_annotations(data: &PolicyData, sandbox_id: &str) -> serde_json::Map<String, Value> {
+    let mut a = serde_json::Map::new();
+    a.insert("io.kubernetes.cri.sandbox-id".into(), sandbox_id.into());
+    a.insert(
+        "io.kubernetes.cri.sandbox-name".into(),
+        data.pod.name_example.clone().into(),
+    );
+    a.insert(
+        "io.kubernetes.cri.sandbox-namespace".into(),
+        data.pod.namespace.clone().into(),
+    );
+    a.insert(
+        "io.kubernetes.cri.sandbox-uid".into(),
+        "0f0e0d0c-0b0a-4908-8706-050403020100".into(),
+    );
+    a
+}
+
+fn create_pause(data: &PolicyData, sandbox_id: &str) -> Value {
+    let mut annotations = sandbox_annotations(data, sandbox_id);
+    annotations.insert("io.kubernetes.cri.container-type".into(), "sandbox".into());
+    annotations.insert(
+        "io.kubernetes.cri.image-name".into(),
+        kata::PAUSE_IMAGE_EXAMPLE.into(),
+    );
+    annotations.insert(
+        "io.katacontainers.pkg.oci.container_type".into(),
+        "pod_sandbox".into(),
+    );
+    let annotations = Value::Object(annotations);
+    let root = root_path(sandbox_id);
+    json!({
+        "container_id": sandbox_id,
+        "exec_id": sandbox_id,
+        "string_user": null,
+        "devices": [],
+        "storages": [guest_pull(kata::PAUSE_IMAGE_EXAMPLE, &annotations, &root)],
+        "OCI": {
+            "Version": "1.1.0",
+            "Process": {
+                "Terminal": false,
+                "ConsoleSize": null,
+                "User": {"UID": 65535, "GID": 65535, "AdditionalGids": [65535], "Username": ""},
+                "Args": data.pause.args,
+                "Env": data.pause.env,
+                "Cwd": "/",
+                "Capabilities": capabilities(kata::DEFAULT_CAPABILITIES),
+                "Rlimits": [],
+                "NoNewPrivileges": true,
+                "ApparmorProfile": "",
+                "OOMScoreAdj": -998,
+                "SelinuxLabel": "",
+            },
+            "Root": {"Path": root, "Readonly": true},
+            "Hostname": data.pod.hostname_example,
+            "Mounts": data.pause.mounts.iter().map(|m| mount(m, sandbox_id, sandbox_id, 0)).collect::<Vec<_>>(),
+            "Hooks": null,
+            "Annotations": annotations,
+            "Linux": linux(data, true),
+            "Solaris": null,
+            "Windows": null,
+            "VM": null,
+        },
+        "sandbox_pidns": false,
+        "shared_mounts": [],
+    })
+}
+
+fn capabilities<S: AsRef<str>>(caps: &[S]) -> Value {
+    let caps: Vec<&str> = caps.iter().map(AsRef::as_ref).collect();
+    json!({
+        "Bounding": caps,
+        "Effective": caps,
+        "Inheritable": [],
+        "Permitted": caps,
+        "Ambient": [],
+    })
+}
+
+/// The environment a runtime sends: HOSTNAME, the container's variables, the API
+/// server's service variables, and TERM for a terminal (unless the pod declares them).
+fn environment(data: &PolicyData, c: &ContainerRules) -> Vec<String> {
+    let declared = |entry: &str| {
+        let name = entry.split_once('=').map_or(entry, |(n, _)| n);
+        c.env.contains_key(name) || c.env_patterns.contains_key(name)
+    };
+    let mut env: Vec<String> = Vec::new();
+    let (hostname, services) = data
+        .pod
+        .optional_env_examples
+        .split_first()
+        .map_or((None, &[][..]), |(h, s)| (Some(h), s));
+    env.extend(hostname.filter(|h| !declared(h)).cloned());
+    env.extend(c.env_example.iter().cloned());
+    env.extend(services.iter().filter(|s| !declared(s)).cloned());
+    if c.terminal && !declared("TERM") {
+        env.push("TERM=xterm".to_owned());
+    }
+    env
+}
+
+fn process(data: &PolicyData, c: &ContainerRules, args: &[String]) -> Value {
+    json!({
+        "Terminal": c.terminal,
+        "ConsoleSize": null,
+        "User": {
+            "UID": c.uid,
+            "GID": c.gids.first().copied().unwrap_or(0),
+            "AdditionalGids": c.additional_gids,
+            "Username": "",
+        },
+        "Args": args,
+        "Env": environment(data, c),
+        "Cwd": c.cwd,
+        "Capabilities": capabilities(&c.capabilities),
+        "Rlimits": [],
+        "NoNewPrivileges": c.no_new_privileges,
+        "ApparmorProfile": "",
+        "OOMScoreAdj": 1000,
+        "SelinuxLabel": "",
+    })
+}
+
+fn create_container(
+    data: &PolicyData,
+    c: &ContainerRules,
+    sandbox_id: &str,
+    container_id: &str,
+    n: usize,
+) -> Value {
+    let mut annotations = sandbox_annotations(data, sandbox_id);
+    annotations.insert(
+        "io.kubernetes.cri.container-type".into(),
+        "container".into(),
+    );
+    annotations.insert(
+        "io.kubernetes.cri.container-name".into(),
+        c.name.clone().into(),
+    );
+    annotations.insert(
+        "io.kubernetes.cri.image-name".into(),
+        c.image.clone().into(),
+    );
+    annotations.insert(
+        "io.katacontainers.pkg.oci.container_type".into(),
+        "pod_container".into(),
+    );
+    annotations.insert(
+        "io.katacontainers.pkg.oci.bundle_path".into(),
+        format!("/run/containerd/io.containerd.runtime.v2.task/k8s.io/{container_id}").into(),
+    );
+    let annotations = Value::Object(annotations);
+    let root = root_path(container_id);
+    let mut storages = vec![guest_pull(&c.image, &annotations, &root)];
+    storages.extend(
+        c.storages
+            .iter()
+            .map(|s| storage(s, sandbox_id, container_id, n)),
+    );
+    let devices: Vec<Value> = c
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(i, path)| {
+            json!({
+                "id": format!("{}", 0xfe00 + i),
+                "type_": "blk",
+                "vm_path": format!("/dev/vd{}", char::from(b'b' + (i % 24) as u8)),
+                "container_path": path,
+                "options": [],
+            })
+        })
+        .collect();
+    json!({
+        "container_id": container_id,
+        "exec_id": container_id,
+        "string_user": null,
+        "devices": devices,
+        "storages": storages,
+        "OCI": {
+            "Version": "1.1.0",
+            "Process": process(data, c, &c.args),
+            "Root": {"Path": root, "Readonly": c.read_only_root},
+            "Hostname": data.pod.hostname_example,
+            "Mounts": c.mounts.iter().map(|m| mount(m, sandbox_id, container_id, n)).collect::<Vec<_>>(),
+            "Hooks": null,
+            "Annotations": annotations,
+            "Linux": linux(data, c.require_masked_paths),
+            "Solaris": null,
+            "Windows": null,
+            "VM": null,
+        },
+        "sandbox_pidns": data.pod.share_process_namespace,
+        "shared_mounts": [],
+    })
+}

@@ -1,0 +1,578 @@
+# Contrast's Kata agent policy.
+#
+# The Kata agent evaluates `data.agent_policy.<RequestName>` for every ttRPC request the
+# host sends, with the request as `input`, and serves the request only if the result is
+# true. `policy_data` (appended below these rules by `contrast generate`) describes the
+# one pod this policy belongs to: its containers, what each may run, and with which
+# environment, user, capabilities and mounts. These rules are the same for every pod.
+#
+# Valid as Rego v0 (what the Kata agent evaluates) and v1.
+package agent_policy
+
+import future.keywords.every
+import future.keywords.if
+import future.keywords.in
+
+# Never turn a refusal into an allow.
+default AllowRequestsFailingPolicy := false
+
+# Requests that give the host nothing it does not already have: lifecycle of the
+# containers the policy admitted, the network the host provides anyway, statistics,
+# and container output (logs are host-visible by design).
+default AddARPNeighborsRequest := true
+default DestroySandboxRequest := true
+default GetOOMEventRequest := true
+default GuestDetailsRequest := true
+default ListInterfacesRequest := true
+default ListRoutesRequest := true
+default OnlineCPUMemRequest := true
+default ReadContainerTerminationMessage := true
+default ReadStreamRequest := true
+default RemoveContainerRequest := true
+default RemoveStaleVirtiofsShareMountsRequest := true
+default SignalProcessRequest := true
+default StartContainerRequest := true
+default StatsContainerRequest := true
+default TtyWinResizeRequest := true
+default WaitProcessRequest := true
+
+# Requests the host never gets: they would change the guest's code, time, entropy,
+# firewall, policy or memory, feed input into containers, or read guest internals.
+default AddSwapRequest := false
+default CloseStdinRequest := false
+default GetDiagnosticDataRequest := false
+default GetIPTablesRequest := false
+default GetMetricsRequest := false
+default MemHotplugByProbeRequest := false
+default PauseContainerRequest := false
+default PullImageRequest := false
+default ReseedRandomDevRequest := false
+default ResizeVolumeRequest := false
+default ResumeContainerRequest := false
+default SetGuestDateTimeRequest := false
+default SetIPTablesRequest := false
+default SetPolicyRequest := false
+default StartTracingRequest := false
+default StopTracingRequest := false
+default UpdateContainerRequest := false
+default UpdateEphemeralMountsRequest := false
+default VolumeStatsRequest := false
+default WriteStreamRequest := false
+
+# Requests decided by the rules below.
+default CopyFileRequest := false
+default CreateContainerRequest := false
+default CreateSandboxRequest := false
+default ExecProcessRequest := false
+default UpdateInterfaceRequest := false
+default UpdateRoutesRequest := false
+
+# ---------------------------------------------------------------------------------------
+# Reading the input. Missing and null fields read as empty, so a malformed request fails
+# a check instead of making a rule undefined in a way that could hide a check.
+
+as_array(x) := x if {
+	is_array(x)
+} else := []
+
+as_object(x) := x if {
+	is_object(x)
+} else := {}
+
+as_string(x) := x if {
+	is_string(x)
+} else := ""
+
+oci := as_object(object.get(input, "OCI", {}))
+
+process := as_object(object.get(oci, "Process", {}))
+
+linux := as_object(object.get(oci, "Linux", {}))
+
+annotation(key) := as_string(object.get(as_object(object.get(oci, "Annotations", {})), key, ""))
+
+container_id := as_string(object.get(input, "container_id", ""))
+
+sandbox_id := annotation("io.kubernetes.cri.sandbox-id")
+
+# Container and sandbox IDs are 64 lowercase hex-like characters; checking them first
+# also keeps them from adding regex syntax where they are put into patterns.
+id_pattern := "^[a-z0-9]{64}$"
+
+ids_ok := true if {
+	regex.match(id_pattern, container_id)
+	regex.match(id_pattern, sandbox_id)
+} else := false
+
+# Where the Kata runtime puts a container's bundle and the files it copies in.
+shared_dir := "/run/kata-containers/shared/containers"
+
+root_path := concat("/", [shared_dir, container_id, "rootfs"])
+
+# Pattern templates in policy_data name the container and sandbox as $(cid) and $(sid).
+expand(template) := replace(replace(template, "$(cid)", container_id), "$(sid)", sandbox_id)
+
+# A read-only requirement is met only by a read-only value; without one, both are fine.
+readonly_ok(required, actual) := true if {
+	not required
+} else := true if {
+	actual == true
+} else := false
+
+# ---------------------------------------------------------------------------------------
+# The pod.
+
+sandbox_ok := true if {
+	annotation("io.kubernetes.cri.sandbox-namespace") == policy_data.pod.namespace
+	regex.match(policy_data.pod.name_regex, annotation("io.kubernetes.cri.sandbox-name"))
+} else := false
+
+# ---------------------------------------------------------------------------------------
+# The image. The guest pulls it itself (storage driver image_guest_pull, source = the
+# image reference), so the reference must name the digest the policy was made for.
+
+storages := as_array(object.get(input, "storages", []))
+
+guest_pulls := [s | some s in storages; s.driver == "image_guest_pull"]
+
+# The agent decides from this metadata whether to pull the image or to use the pause
+# bundle of the guest image, so it must say what the OCI annotations say.
+guest_pull_metadata(s) := m if {
+	options := [o | some o in as_array(s.driver_options); startswith(o, "image_guest_pull=")]
+	count(options) == 1
+	document := json.unmarshal(substring(options[0], count("image_guest_pull="), -1))
+	m := as_object(object.get(as_object(document), "metadata", {}))
+} else := {}
+
+guest_pull_type(s) := as_string(object.get(guest_pull_metadata(s), "io.kubernetes.cri.container-type", ""))
+
+image_ok(c) := true if {
+	count(guest_pulls) == 1
+	s := guest_pulls[0]
+	regex.match("^[^@]+@sha256:[0-9a-f]{64}$", as_string(s.source))
+	endswith(s.source, concat("", ["@", c.image_digest]))
+	s.mount_point == root_path
+	guest_pull_type(s) != "sandbox"
+} else := false
+
+root_ok(read_only) := true if {
+	root := as_object(object.get(oci, "Root", {}))
+	root.Path == root_path
+	readonly_ok(read_only, object.get(root, "Readonly", false))
+} else := false
+
+# ---------------------------------------------------------------------------------------
+# The process: of a container (CreateContainer) or of an exec (ExecProcess).
+
+args_ok(args, p) := true if {
+	as_array(object.get(p, "Args", [])) == args
+} else := false
+
+cwd_ok(c, p) := true if {
+	object.get(p, "Cwd", "") == c.cwd
+} else := false
+
+user_ok(c, p) := true if {
+	user := as_object(object.get(p, "User", {}))
+	object.get(user, "UID", -1) == c.uid
+	object.get(user, "GID", -1) in c.gids
+	every g in as_array(object.get(user, "AdditionalGids", [])) {
+		g in c.additional_gids
+	}
+} else := false
+
+env_name(e) := substring(e, 0, indexof(e, "="))
+
+env_value(e) := substring(e, indexof(e, "=") + 1, -1)
+
+# Every variable appears once; each is declared with this value, declared with a pattern
+# its value matches, or one the runtime adds (optional_env, TERM for a terminal); every
+# declared variable is present.
+env_ok(c, p) := true if {
+	env := as_array(object.get(p, "Env", []))
+	every e in env {
+		is_string(e)
+		indexof(e, "=") > 0
+	}
+	names := [env_name(e) | some e in env]
+	count({n | some n in names}) == count(names)
+	every e in env {
+		env_entry_ok(c, e)
+	}
+	every name, value in c.env {
+		concat("=", [name, value]) in env
+	}
+	every name, _ in c.env_patterns {
+		name in names
+	}
+} else := false
+
+env_declared(c, name) if {
+	is_string(c.env[name])
+}
+
+env_declared(c, name) if {
+	is_string(c.env_patterns[name])
+}
+
+env_entry_ok(c, e) if {
+	c.env[env_name(e)] == env_value(e)
+}
+
+env_entry_ok(c, e) if {
+	regex.match(c.env_patterns[env_name(e)], env_value(e))
+}
+
+env_entry_ok(c, e) if {
+	not env_declared(c, env_name(e))
+	some pattern in policy_data.pod.optional_env
+	regex.match(pattern, e)
+}
+
+env_entry_ok(c, e) if {
+	c.terminal == true
+	not env_declared(c, "TERM")
+	e == "TERM=xterm"
+}
+
+capability_sets := ["Ambient", "Bounding", "Effective", "Inheritable", "Permitted"]
+
+# No capability beyond the allowed ones in any set. A process without a capabilities
+# object would keep the agent's, so that is refused.
+capabilities_ok(c, p) := true if {
+	caps := object.get(p, "Capabilities", null)
+	is_object(caps)
+	every name in capability_sets {
+		every cap in as_array(object.get(caps, name, [])) {
+			cap in c.capabilities
+		}
+	}
+} else := false
+
+no_new_privileges_ok(c, p) := true if {
+	not c.no_new_privileges
+} else := true if {
+	object.get(p, "NoNewPrivileges", false) == true
+} else := false
+
+# ---------------------------------------------------------------------------------------
+# Mounts: each one the container gets must be one the policy lists (same destination,
+# type, source pattern, read-only if required), each destination once, and every mount
+# the pod spec declares must be there.
+
+mount_type(m) := t if {
+	t := m.type_
+	is_string(t)
+} else := as_string(object.get(m, "type", ""))
+
+mount_read_only(m) := true if {
+	options := as_array(object.get(m, "options", []))
+	"ro" in options
+	not "rw" in options
+} else := false
+
+mount_matches(r, m) if {
+	m.destination == r.destination
+	mount_type(m) == r.type
+	regex.match(expand(r.source), as_string(m.source))
+	readonly_ok(r.read_only, mount_read_only(m))
+}
+
+mount_present(r, mounts) if {
+	not r.required
+}
+
+mount_present(r, mounts) if {
+	some m in mounts
+	mount_matches(r, m)
+}
+
+mounts_ok(rules) := true if {
+	mounts := as_array(object.get(oci, "Mounts", []))
+	destinations := [d | some m in mounts; d := m.destination]
+	count(destinations) == count(mounts)
+	count({d | some d in destinations}) == count(destinations)
+	every m in mounts {
+		some r in rules
+		mount_matches(r, m)
+	}
+	every r in rules {
+		mount_present(r, mounts)
+	}
+} else := false
+
+# Storages other than the image: only the emptyDir volumes the container uses.
+storage_allowed(rules, s) if {
+	s.driver == "image_guest_pull"
+}
+
+storage_allowed(rules, s) if {
+	some r in rules
+	s.driver == r.driver
+	s.source == r.source
+	s.fstype == r.fstype
+	regex.match(expand(r.mount_point), as_string(s.mount_point))
+}
+
+storages_ok(rules) := true if {
+	every s in storages {
+		storage_allowed(rules, s)
+	}
+} else := false
+
+devices_ok(c) := true if {
+	every d in as_array(object.get(input, "devices", [])) {
+		d.container_path in c.devices
+	}
+} else := false
+
+# OCI hooks would run programs of the host's choosing in the guest.
+hooks_ok := true if {
+	every _, hooks in as_object(object.get(oci, "Hooks", {})) {
+		count(as_array(hooks)) == 0
+	}
+} else := false
+
+# Without its own mount namespace a container would see the whole guest.
+namespaces_ok := true if {
+	some ns in as_array(object.get(linux, "Namespaces", []))
+	ns.Type == "mount"
+	object.get(ns, "Path", "") == ""
+} else := false
+
+sysctls_ok := true if {
+	every name, value in as_object(object.get(linux, "Sysctl", {})) {
+		policy_data.pod.sysctls[name] == value
+	}
+} else := false
+
+# What an unprivileged container must not see of the guest kernel.
+default_masked_paths := [
+	"/proc/acpi",
+	"/proc/asound",
+	"/proc/kcore",
+	"/proc/keys",
+	"/proc/latency_stats",
+	"/proc/sched_debug",
+	"/proc/scsi",
+	"/proc/timer_list",
+	"/proc/timer_stats",
+	"/sys/firmware",
+]
+
+default_readonly_paths := [
+	"/proc/bus",
+	"/proc/fs",
+	"/proc/irq",
+	"/proc/sys",
+	"/proc/sysrq-trigger",
+]
+
+masked_paths_ok(c) := true if {
+	not c.require_masked_paths
+} else := true if {
+	masked := as_array(object.get(linux, "MaskedPaths", []))
+	readonly := as_array(object.get(linux, "ReadonlyPaths", []))
+	every path in default_masked_paths {
+		path in masked
+	}
+	every path in default_readonly_paths {
+		path in readonly
+	}
+} else := false
+
+# Containers share the sandbox's PID namespace only if the pod says so.
+pid_namespace_ok := true if {
+	policy_data.pod.share_process_namespace
+} else := true if {
+	object.get(input, "sandbox_pidns", false) == false
+} else := false
+
+# ---------------------------------------------------------------------------------------
+# CreateContainerRequest
+
+container_checks(c) := {
+	"args": args_ok(c.args, process),
+	"capabilities": capabilities_ok(c, process),
+	"cwd": cwd_ok(c, process),
+	"devices": devices_ok(c),
+	"env": env_ok(c, process),
+	"hooks": hooks_ok,
+	"ids": ids_ok,
+	"image": image_ok(c),
+	"masked_paths": masked_paths_ok(c),
+	"mounts": mounts_ok(c.mounts),
+	"namespaces": namespaces_ok,
+	"no_new_privileges": no_new_privileges_ok(c, process),
+	"pid_namespace": pid_namespace_ok,
+	"root": root_ok(c.read_only_root),
+	"sandbox": sandbox_ok,
+	"storages": storages_ok(c.storages),
+	"sysctls": sysctls_ok,
+	"user": user_ok(c, process),
+}
+
+# The pause container runs the pause bundle of the (measured) guest image, never an
+# image the host names: the agent takes that bundle when the guest-pull metadata says
+# "sandbox", which is therefore required.
+pause_image_ok := true if {
+	container_id == sandbox_id
+	count(guest_pulls) == 1
+	s := guest_pulls[0]
+	s.mount_point == root_path
+	guest_pull_type(s) == "sandbox"
+} else := false
+
+pause_env_ok := true if {
+	every e in as_array(object.get(process, "Env", [])) {
+		e in policy_data.pause.env
+	}
+} else := false
+
+pause_storages_ok := true if {
+	every s in storages {
+		s.driver == "image_guest_pull"
+	}
+} else := false
+
+pause_devices_ok := true if {
+	count(as_array(object.get(input, "devices", []))) == 0
+} else := false
+
+pause_checks := {
+	"args": args_ok(policy_data.pause.args, process),
+	"devices": pause_devices_ok,
+	"env": pause_env_ok,
+	"hooks": hooks_ok,
+	"ids": ids_ok,
+	"image": pause_image_ok,
+	"mounts": mounts_ok(policy_data.pause.mounts),
+	"namespaces": namespaces_ok,
+	"root": root_ok(false),
+	"sandbox": sandbox_ok,
+	"storages": pause_storages_ok,
+	"sysctls": sysctls_ok,
+}
+
+create_container_target := {"what": "the pause container", "checks": pause_checks} if {
+	annotation("io.kubernetes.cri.container-type") == "sandbox"
+} else := {"what": concat("", ["container ", c.name]), "checks": container_checks(c)} if {
+	annotation("io.kubernetes.cri.container-type") == "container"
+	some c in policy_data.containers
+	c.name == annotation("io.kubernetes.cri.container-name")
+}
+
+create_container_allowed if {
+	target := create_container_target
+	every _, ok in target.checks {
+		ok == true
+	}
+}
+
+CreateContainerRequest if {
+	create_container_allowed
+}
+
+CreateContainerRequest := false if {
+	not create_container_allowed
+	print(create_container_denial)
+}
+
+create_container_denial := concat("", [
+	"CreateContainerRequest for ", target.what, " fails these checks: ",
+	concat(", ", failed),
+]) if {
+	target := create_container_target
+	failed := [name | some name, ok in target.checks; ok != true]
+} else := concat("", [
+	"CreateContainerRequest: this pod's policy has no ",
+	annotation("io.kubernetes.cri.container-type"), " container named \"",
+	annotation("io.kubernetes.cri.container-name"), "\"",
+])
+
+# ---------------------------------------------------------------------------------------
+# ExecProcessRequest: only the commands of the pod's exec probes and exec lifecycle
+# handlers, with the process of the container that declares them.
+
+exec_process := as_object(object.get(input, "process", {}))
+
+exec_allowed if {
+	regex.match(id_pattern, as_string(object.get(input, "container_id", "")))
+	some c in policy_data.containers
+	some command in c.exec
+	args_ok(command, exec_process) == true
+	env_ok(c, exec_process) == true
+	user_ok(c, exec_process) == true
+	cwd_ok(c, exec_process) == true
+	capabilities_ok(c, exec_process) == true
+	no_new_privileges_ok(c, exec_process) == true
+}
+
+ExecProcessRequest if {
+	exec_allowed
+}
+
+ExecProcessRequest := false if {
+	not exec_allowed
+	print("ExecProcessRequest: the command is not an exec probe or lifecycle handler of this pod, or its process differs from the container's:", object.get(exec_process, "Args", []))
+}
+
+# ---------------------------------------------------------------------------------------
+# CopyFileRequest: the runtime copies the files it would otherwise share (/etc/hosts,
+# /etc/hostname, /etc/resolv.conf, the termination log, ConfigMap, Secret, projected
+# and downward API volumes) to <shared_dir>/<container id>-<16 characters>-<name>, and
+# below. Nothing else, and no "." or ".." component.
+
+copy_file_pattern := `^/run/kata-containers/shared/containers/[a-z0-9]{64}-[a-z0-9]{16}-[^/]+(/([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+))*$`
+
+CopyFileRequest if {
+	regex.match(copy_file_pattern, as_string(object.get(input, "path", "")))
+}
+
+CopyFileRequest := false if {
+	not regex.match(copy_file_pattern, as_string(object.get(input, "path", "")))
+	print("CopyFileRequest: only files below", shared_dir, "/<container id>-<16 characters>-<name> may be copied, not", object.get(input, "path", ""))
+}
+
+# ---------------------------------------------------------------------------------------
+# CreateSandboxRequest: no kernel modules, no guest hooks, and only the sandbox's
+# shared memory as storage.
+
+sandbox_storage_ok(s) if {
+	s.driver == "ephemeral"
+	s.source == "shm"
+	s.fstype == "tmpfs"
+	s.mount_point == "/run/kata-containers/sandbox/shm"
+}
+
+CreateSandboxRequest if {
+	count(as_array(object.get(input, "kernel_modules", []))) == 0
+	as_string(object.get(input, "guest_hook_path", "")) == ""
+	every s in as_array(object.get(input, "storages", [])) {
+		sandbox_storage_ok(s)
+	}
+}
+
+# ---------------------------------------------------------------------------------------
+# Networking: the host sets up the pod's network (it is untrusted either way), but it
+# must not touch the loopback interface or loopback routes, where the service mesh
+# proxy and the application talk in plain text.
+
+UpdateInterfaceRequest if {
+	interface := as_object(object.get(input, "interface", {}))
+	object.get(interface, "name", "") != "lo"
+}
+
+route_ok(r) if {
+	object.get(r, "device", "") != "lo"
+	dest := as_string(object.get(r, "dest", ""))
+	not startswith(dest, "127.")
+	not startswith(dest, "::1")
+}
+
+UpdateRoutesRequest if {
+	routes := as_object(object.get(input, "routes", {}))
+	every r in as_array(object.get(routes, "Routes", [])) {
+		route_ok(r)
+	}
+}

@@ -1,0 +1,1010 @@
+//! Each generated policy, evaluated in regorus the way the Kata agent evaluates it:
+//! the requests a faithful runtime sends for the pod are allowed, and each change an
+//! attacker controlling the host could make is refused.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+#[test]
+fn every_request_of_a_faithful_runtime_is_allowed() {
+    for file in ["web.json", "mesh.json"] {
+        let case = Case::load(file);
+        let policy = case.policy();
+        let requests = case.requests();
+        assert!(requests.len() > 4, "{file}");
+        for (name, request) in &requests {
+            assert_allowed(&policy, name, request);
+        }
+    }
+}
+
+/// `request` with `change` applied.
+fn changed(request: &Value, change: impl FnOnce(&mut Value)) -> Value {
+    let mut r = request.clone();
+    change(&mut r);
+    r
+}
+
+fn env_mut(r: &mut Value) -> &mut Vec<Value> {
+    r["OCI"]["Process"]["Env"].as_array_mut().unwrap()
+}
+
+fn mounts_mut(r: &mut Value) -> &mut Vec<Value> {
+    r["OCI"]["Mounts"].as_array_mut().unwrap()
+}
+
+fn mount_at<'a>(r: &'a mut Value, destination: &str) -> &'a mut Value {
+    mounts_mut(r)
+        .iter_mut()
+        .find(|m| m["destination"] == destination)
+        .unwrap()
+}
+
+const OTHER_DIGEST: &str =
+    "sha256:9999999999999999999999999999999999999999999999999999999999999999";
+
+#[test]
+fn create_container_denials() {
+    let case = Case::load("web.json");
+    let policy = case.policy();
+    let requests = case.requests();
+    let web = create_request(&requests, "web");
+    assert_allowed(&policy, "CreateContainerRequest", &web);
+
+    let cases: Vec<(&str, &str, Value)> = vec![
+        (
+            "another image digest",
+            "image",
+            changed(&web, |r| {
+                let source = r["storages"][0]["source"].as_str().unwrap().to_owned();
+                let (name, _) = source.split_once('@').unwrap();
+                r["storages"][0]["source"] = json!(format!("{name}@{OTHER_DIGEST}"));
+            }),
+        ),
+        (
+            "the image by tag",
+            "image",
+            changed(&web, |r| {
+                r["storages"][0]["source"] = json!("docker.io/library/nginx:latest");
+            }),
+        ),
+        (
+            "the digest followed by another",
+            "image",
+            changed(&web, |r| {
+                let source = r["storages"][0]["source"].as_str().unwrap().to_owned();
+                r["storages"][0]["source"] = json!(format!(
+                    "evil.example/x@{OTHER_DIGEST}@{}",
+                    source.rsplit_once('@').unwrap().1
+                ));
+            }),
+        ),
+        (
+            "no guest pull",
+            "image",
+            changed(&web, |r| {
+                r["storages"].as_array_mut().unwrap().remove(0);
+            }),
+        ),
+        (
+            "two guest pulls",
+            "image",
+            changed(&web, |r| {
+                let pull = r["storages"][0].clone();
+                r["storages"].as_array_mut().unwrap().push(pull);
+            }),
+        ),
+        (
+            "the image pulled elsewhere than the root",
+            "image",
+            changed(&web, |r| {
+                r["storages"][0]["mount_point"] =
+                    json!("/run/kata-containers/shared/containers/x/rootfs");
+            }),
+        ),
+        (
+            "guest-pull metadata saying sandbox",
+            "image",
+            changed(&web, |r| {
+                r["storages"][0]["driver_options"] = json!([
+                    r#"image_guest_pull={"metadata":{"io.kubernetes.cri.container-type":"sandbox"}}"#
+                ]);
+            }),
+        ),
+        (
+            "an added env var",
+            "env",
+            changed(&web, |r| env_mut(r).push(json!("LD_PRELOAD=/tmp/evil.so"))),
+        ),
+        (
+            "a changed env var",
+            "env",
+            changed(&web, |r| {
+                for e in env_mut(r) {
+                    if e == "PORT=8080" {
+                        *e = json!("PORT=9090");
+                    }
+                }
+            }),
+        ),
+        (
+            "a changed image env var",
+            "env",
+            changed(&web, |r| {
+                for e in env_mut(r) {
+                    if e.as_str().unwrap().starts_with("PATH=") {
+                        *e = json!("PATH=/tmp:/usr/bin");
+                    }
+                }
+            }),
+        ),
+        (
+            "a removed env var",
+            "env",
+            changed(&web, |r| {
+                env_mut(r).retain(|e| !e.as_str().unwrap().starts_with("API_TOKEN="))
+            }),
+        ),
+        (
+            "a duplicated env var",
+            "env",
+            changed(&web, |r| env_mut(r).push(json!("PORT=8080"))),
+        ),
+        (
+            "a downward API value of the wrong shape",
+            "env",
+            changed(&web, |r| {
+                for e in env_mut(r) {
+                    if e.as_str().unwrap().starts_with("POD_IP=") {
+                        *e = json!("POD_IP=evil.example");
+                    }
+                }
+            }),
+        ),
+        (
+            "another pod's name",
+            "env",
+            changed(&web, |r| {
+                for e in env_mut(r) {
+                    if e.as_str().unwrap().starts_with("POD_NAME=") {
+                        *e = json!("POD_NAME=other");
+                    }
+                }
+            }),
+        ),
+        (
+            "an env entry without '='",
+            "env",
+            changed(&web, |r| env_mut(r).push(json!("JUSTANAME"))),
+        ),
+        (
+            "a changed command",
+            "args",
+            changed(&web, |r| r["OCI"]["Process"]["Args"][0] = json!("/bin/sh")),
+        ),
+        (
+            "an added argument",
+            "args",
+            changed(&web, |r| {
+                r["OCI"]["Process"]["Args"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!("-c"))
+            }),
+        ),
+        (
+            "another working directory",
+            "cwd",
+            changed(&web, |r| r["OCI"]["Process"]["Cwd"] = json!("/")),
+        ),
+        (
+            "an added mount",
+            "mounts",
+            changed(&web, |r| {
+                mounts_mut(r).push(json!({
+            "destination": "/mnt/evil",
+            "source": "/run/kata-containers/shared/containers/0000000000000000000000000000000000000000000000000000c0de0002-0123456789abcdef-evil",
+            "type_": "bind",
+            "options": ["rbind", "rprivate", "rw"],
+        }))
+            }),
+        ),
+        (
+            "the secrets volume somewhere else",
+            "mounts",
+            changed(&web, |r| {
+                mount_at(r, "/var/cache/nginx")["source"] =
+                    json!("/run/kata-containers/sandbox/ephemeral/contrast-secrets");
+                mount_at(r, "/var/cache/nginx")["type_"] = json!("bind");
+            }),
+        ),
+        (
+            "a declared mount missing",
+            "mounts",
+            changed(&web, |r| {
+                mounts_mut(r).retain(|m| m["destination"] != "/contrast")
+            }),
+        ),
+        (
+            "a read-only mount writable",
+            "mounts",
+            changed(&web, |r| {
+                mount_at(r, "/contrast")["options"] = json!(["rbind", "rprivate", "rw"])
+            }),
+        ),
+        (
+            "a read-only mount with rw too",
+            "mounts",
+            changed(&web, |r| {
+                mount_at(r, "/etc/web-secret")["options"] = json!(["rbind", "ro", "rw"])
+            }),
+        ),
+        (
+            "a writable sysfs",
+            "mounts",
+            changed(&web, |r| mount_at(r, "/sys")["options"] = json!(["nosuid"])),
+        ),
+        (
+            "a mount of another type",
+            "mounts",
+            changed(&web, |r| mount_at(r, "/proc")["type_"] = json!("bind")),
+        ),
+        (
+            "a mount destination twice",
+            "mounts",
+            changed(&web, |r| {
+                let hosts = mount_at(r, "/etc/hosts").clone();
+                mounts_mut(r).push(hosts);
+            }),
+        ),
+        (
+            "an emptyDir of another container id",
+            "mounts",
+            changed(&web, |r| {
+                mount_at(r, "/etc/hosts")["source"] = json!(
+                    "/run/kata-containers/shared/containers/0000000000000000000000000000000000000000000000000000c0de0001-0123456789abcdef-hosts"
+                );
+            }),
+        ),
+        (
+            "privilege escalation",
+            "no_new_privileges",
+            changed(&web, |r| {
+                r["OCI"]["Process"]["NoNewPrivileges"] = json!(false)
+            }),
+        ),
+        (
+            "an added capability",
+            "capabilities",
+            changed(&web, |r| {
+                r["OCI"]["Process"]["Capabilities"]["Bounding"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!("CAP_SYS_ADMIN"))
+            }),
+        ),
+        (
+            "an ambient capability",
+            "capabilities",
+            changed(&web, |r| {
+                r["OCI"]["Process"]["Capabilities"]["Ambient"] = json!(["CAP_SYS_PTRACE"])
+            }),
+        ),
+        (
+            "no capabilities object",
+            "capabilities",
+            changed(&web, |r| r["OCI"]["Process"]["Capabilities"] = json!(null)),
+        ),
+        (
+            "root",
+            "user",
+            changed(&web, |r| r["OCI"]["Process"]["User"]["UID"] = json!(0)),
+        ),
+        (
+            "another group",
+            "user",
+            changed(&web, |r| r["OCI"]["Process"]["User"]["GID"] = json!(0)),
+        ),
+        (
+            "an added supplementary group",
+            "user",
+            changed(&web, |r| {
+                r["OCI"]["Process"]["User"]["AdditionalGids"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!(0))
+            }),
+        ),
+        (
+            "a writable root",
+            "root",
+            changed(&web, |r| r["OCI"]["Root"]["Readonly"] = json!(false)),
+        ),
+        (
+            "another root path",
+            "root",
+            changed(&web, |r| r["OCI"]["Root"]["Path"] = json!("/")),
+        ),
+        (
+            "a hook",
+            "hooks",
+            changed(
+                &web,
+                |r| {
+                    r["OCI"]["Hooks"] =
+                        json!({"Prestart": [{"Path": "/bin/sh", "Args": ["sh", "-c", "id"]}]})
+                },
+            ),
+        ),
+        (
+            "no mount namespace",
+            "namespaces",
+            changed(&web, |r| {
+                r["OCI"]["Linux"]["Namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|n| n["Type"] != "mount")
+            }),
+        ),
+        (
+            "the guest's mount namespace",
+            "namespaces",
+            changed(&web, |r| {
+                for n in r["OCI"]["Linux"]["Namespaces"].as_array_mut().unwrap() {
+                    if n["Type"] == "mount" {
+                        n["Path"] = json!("/proc/1/ns/mnt");
+                    }
+                }
+            }),
+        ),
+        (
+            "unmasked /proc/kcore",
+            "masked_paths",
+            changed(&web, |r| {
+                r["OCI"]["Linux"]["MaskedPaths"]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|p| p != "/proc/kcore")
+            }),
+        ),
+        (
+            "writable /proc/sys",
+            "masked_paths",
+            changed(&web, |r| r["OCI"]["Linux"]["ReadonlyPaths"] = json!([])),
+        ),
+        (
+            "an added sysctl",
+            "sysctls",
+            changed(&web, |r| {
+                r["OCI"]["Linux"]["Sysctl"]["kernel.shm_rmid_forced"] = json!("1")
+            }),
+        ),
+        (
+            "a changed sysctl",
+            "sysctls",
+            changed(&web, |r| {
+                r["OCI"]["Linux"]["Sysctl"]["net.ipv4.tcp_keepalive_time"] = json!("1")
+            }),
+        ),
+        (
+            "the sandbox's PID namespace",
+            "pid_namespace",
+            changed(&web, |r| r["sandbox_pidns"] = json!(true)),
+        ),
+        (
+            "another namespace",
+            "sandbox",
+            changed(&web, |r| {
+                r["OCI"]["Annotations"]["io.kubernetes.cri.sandbox-namespace"] = json!("default")
+            }),
+        ),
+        (
+            "another pod",
+            "sandbox",
+            changed(&web, |r| {
+                r["OCI"]["Annotations"]["io.kubernetes.cri.sandbox-name"] = json!("webshop")
+            }),
+        ),
+        (
+            "an undeclared container",
+            "has no",
+            changed(&web, |r| {
+                r["OCI"]["Annotations"]["io.kubernetes.cri.container-name"] = json!("debug")
+            }),
+        ),
+        (
+            "another container's identity",
+            "args, cwd, env, image, mounts, storages, user",
+            changed(&web, |r| {
+                r["OCI"]["Annotations"]["io.kubernetes.cri.container-name"] =
+                    json!("contrast-initializer")
+            }),
+        ),
+        (
+            "an unknown container type",
+            "has no",
+            changed(&web, |r| {
+                r["OCI"]["Annotations"]["io.kubernetes.cri.container-type"] = json!("ephemeral")
+            }),
+        ),
+        (
+            "a host-shared storage",
+            "storages",
+            changed(&web, |r| {
+                r["storages"].as_array_mut().unwrap().push(json!({
+            "driver": "virtio-fs", "driver_options": [], "source": "kataShared", "fstype": "virtiofs",
+            "options": [], "mount_point": "/run/kata-containers/shared/containers/x", "fs_group": null,
+        }))
+            }),
+        ),
+        (
+            "an emptyDir storage elsewhere",
+            "storages",
+            changed(&web, |r| {
+                for s in r["storages"].as_array_mut().unwrap() {
+                    if s["driver"] == "ephemeral" {
+                        s["mount_point"] = json!("/run/measured-cfg");
+                    }
+                }
+            }),
+        ),
+        (
+            "a device",
+            "devices",
+            changed(
+                &web,
+                |r| r["devices"] = json!([{"id": "1", "type_": "blk", "vm_path": "/dev/vdb", "container_path": "/dev/sda", "options": []}]),
+            ),
+        ),
+        (
+            "a bad container id",
+            "ids, image, mounts, root",
+            changed(&web, |r| r["container_id"] = json!("../../etc")),
+        ),
+        (
+            "a bad sandbox id",
+            "ids",
+            changed(&web, |r| {
+                r["OCI"]["Annotations"]["io.kubernetes.cri.sandbox-id"] = json!(".*")
+            }),
+        ),
+    ];
+    for (why, failing, request) in &cases {
+        assert_denied_by(&policy, "CreateContainerRequest", request, why, failing);
+    }
+}
+
+#[test]
+fn the_pause_container_runs_the_guest_bundle_only() {
+    let case = Case::load("web.json");
+    let policy = case.policy();
+    let pause = pause_request(&case.requests());
+    assert_allowed(&policy, "CreateContainerRequest", &pause);
+    // The pause image reference does not matter: the guest runs its own bundle.
+    let other_image = changed(&pause, |r| {
+        r["storages"][0]["source"] = json!("evil.example/pause:1")
+    });
+    assert_allowed(&policy, "CreateContainerRequest", &other_image);
+
+    let cases: Vec<(&str, &str, Value)> = vec![
+        (
+            "metadata that makes the agent pull the image",
+            "image",
+            changed(&pause, |r| {
+                r["storages"][0]["driver_options"] = json!([
+                    r#"image_guest_pull={"metadata":{"io.kubernetes.cri.container-type":"container"}}"#
+                ]);
+            }),
+        ),
+        (
+            "no metadata",
+            "image",
+            changed(&pause, |r| r["storages"][0]["driver_options"] = json!([])),
+        ),
+        (
+            "metadata twice",
+            "image",
+            changed(&pause, |r| {
+                let option = r["storages"][0]["driver_options"][0].clone();
+                r["storages"][0]["driver_options"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(option);
+            }),
+        ),
+        (
+            "metadata that is not JSON",
+            "image",
+            changed(&pause, |r| {
+                r["storages"][0]["driver_options"] = json!(["image_guest_pull={"])
+            }),
+        ),
+        (
+            "a rootfs from the host",
+            "image, storages",
+            changed(&pause, |r| {
+                r["storages"] = json!([{
+                    "driver": "blk", "driver_options": [], "source": "/dev/vdb", "fstype": "ext4",
+                    "options": [], "mount_point": r["OCI"]["Root"]["Path"], "fs_group": null,
+                }])
+            }),
+        ),
+        (
+            "another command",
+            "args",
+            changed(&pause, |r| {
+                r["OCI"]["Process"]["Args"] = json!(["/bin/sh", "-c", "id"])
+            }),
+        ),
+        (
+            "an env var",
+            "env",
+            changed(&pause, |r| env_mut(r).push(json!("LD_PRELOAD=/x.so"))),
+        ),
+        (
+            "an added mount",
+            "mounts",
+            changed(&pause, |r| {
+                mounts_mut(r).push(json!({
+            "destination": "/secrets", "source": "/run/kata-containers/sandbox/ephemeral/contrast-secrets",
+            "type_": "bind", "options": ["rbind"],
+        }))
+            }),
+        ),
+        (
+            "a container id other than the sandbox's",
+            "image, mounts",
+            changed(&pause, |r| {
+                let id = format!("{:064x}", 7);
+                r["container_id"] = json!(id);
+                r["OCI"]["Root"]["Path"] = json!(format!(
+                    "/run/kata-containers/shared/containers/{id}/rootfs"
+                ));
+                r["storages"][0]["mount_point"] = r["OCI"]["Root"]["Path"].clone();
+            }),
+        ),
+        (
+            "a device",
+            "devices",
+            changed(&pause, |r| {
+                r["devices"] = json!([{"container_path": "/dev/mem"}])
+            }),
+        ),
+        (
+            "a hook",
+            "hooks",
+            changed(&pause, |r| {
+                r["OCI"]["Hooks"] = json!({"Poststart": [{"Path": "/bin/true"}]})
+            }),
+        ),
+        (
+            "another pod",
+            "sandbox",
+            changed(&pause, |r| {
+                r["OCI"]["Annotations"]["io.kubernetes.cri.sandbox-name"] = json!("other")
+            }),
+        ),
+    ];
+    for (why, failing, request) in &cases {
+        assert_denied_by(&policy, "CreateContainerRequest", request, why, failing);
+    }
+}
+
+fn request_named<'a>(requests: &'a [(String, Value)], name: &str) -> Vec<&'a Value> {
+    requests
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, r)| r)
+        .collect()
+}
+
+#[test]
+fn exec_only_runs_declared_commands_as_declared() {
+    let case = Case::load("web.json");
+    let policy = case.policy();
+    let requests = case.requests();
+    let execs = request_named(&requests, "ExecProcessRequest");
+    assert_eq!(
+        execs.len(),
+        1,
+        "the readiness probe (the liveness probe is httpGet)"
+    );
+    let probe = execs[0];
+    assert_eq!(probe["process"]["Args"], json!(["cat", "/srv/ready"]));
+    assert_allowed(&policy, "ExecProcessRequest", probe);
+
+    for (why, request) in [
+        (
+            "an undeclared command",
+            changed(probe, |r| r["process"]["Args"] = json!(["/bin/sh"])),
+        ),
+        (
+            "a declared command with more arguments",
+            changed(probe, |r| {
+                r["process"]["Args"] = json!(["cat", "/srv/ready", "/contrast/tls-config/key.pem"])
+            }),
+        ),
+        (
+            "kubectl exec",
+            changed(probe, |r| {
+                r["process"]["Args"] =
+                    json!(["sh", "-c", "cat /contrast/secrets/workload-secret-seed"])
+            }),
+        ),
+        (
+            "an added env var",
+            changed(probe, |r| {
+                r["process"]["Env"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!("LD_PRELOAD=/tmp/x.so"))
+            }),
+        ),
+        (
+            "as root",
+            changed(probe, |r| r["process"]["User"]["UID"] = json!(0)),
+        ),
+        (
+            "with more capabilities",
+            changed(probe, |r| {
+                r["process"]["Capabilities"]["Effective"] = json!(["CAP_SYS_ADMIN"])
+            }),
+        ),
+        (
+            "with privilege escalation",
+            changed(probe, |r| r["process"]["NoNewPrivileges"] = json!(false)),
+        ),
+        (
+            "in another directory",
+            changed(probe, |r| r["process"]["Cwd"] = json!("/contrast")),
+        ),
+        (
+            "with a bad container id",
+            changed(probe, |r| r["container_id"] = json!("x")),
+        ),
+    ] {
+        assert_denied(&policy, "ExecProcessRequest", &request, why);
+    }
+    let (_, prints) = decide(
+        &policy,
+        "ExecProcessRequest",
+        &changed(probe, |r| r["process"]["Args"] = json!(["/bin/sh"])),
+    );
+    assert!(prints.contains("not an exec probe"), "{prints}");
+}
+
+#[test]
+fn copy_file_only_to_the_runtime_copies() {
+    let case = Case::load("web.json");
+    let policy = case.policy();
+    let requests = case.requests();
+    let copies = request_named(&requests, "CopyFileRequest");
+    assert!(
+        copies.len() >= 10,
+        "hosts, hostname, resolv.conf, … for each container"
+    );
+    for copy in &copies {
+        assert_allowed(&policy, "CopyFileRequest", copy);
+    }
+    let id = format!("{:064x}", 0xc0de_0002_u64);
+    let prefix = format!("/run/kata-containers/shared/containers/{id}-0123456789abcdef-config");
+    for allowed in [
+        prefix.clone(),
+        format!("{prefix}/..data"),
+        format!("{prefix}/..2026_01_01_00_00_00.000000000/mode"),
+        format!("{prefix}/.hidden"),
+        format!("{prefix}/a/b/c"),
+    ] {
+        assert_allowed(
+            &policy,
+            "CopyFileRequest",
+            &changed(copies[0], |r| r["path"] = json!(allowed)),
+        );
+    }
+    for (why, path) in [
+        ("the guest's files", "/etc/passwd".to_owned()),
+        ("the policy", "/run/measured-cfg/policy.rego".to_owned()),
+        (
+            "a container's root file system",
+            format!("/run/kata-containers/shared/containers/{id}/rootfs/bin/sh"),
+        ),
+        (
+            "a parent directory",
+            format!("{prefix}/../{id}/rootfs/bin/sh"),
+        ),
+        ("a dot component", format!("{prefix}/./x")),
+        ("a trailing parent", format!("{prefix}/..")),
+        (
+            "a short container id",
+            "/run/kata-containers/shared/containers/abc-0123456789abcdef-x".to_owned(),
+        ),
+        (
+            "no name",
+            format!("/run/kata-containers/shared/containers/{id}-0123456789abcdef-"),
+        ),
+        ("an empty path", String::new()),
+    ] {
+        assert_denied(
+            &policy,
+            "CopyFileRequest",
+            &changed(copies[0], |r| r["path"] = json!(path)),
+            why,
+        );
+    }
+    let (_, prints) = decide(&policy, "CopyFileRequest", &json!({"path": "/etc/passwd"}));
+    assert!(prints.contains("/etc/passwd"), "{prints}");
+}
+
+#[test]
+fn set_policy_and_host_controls_are_always_denied() {
+    for file in ["web.json", "mesh.json"] {
+        let policy = Case::load(file).policy();
+        assert_denied(
+            &policy,
+            "SetPolicyRequest",
+            &json!({"policy": "package agent_policy\ndefault CreateContainerRequest := true\n"}),
+            "SetPolicy",
+        );
+        for request in [
+            "SetGuestDateTimeRequest",
+            "ReseedRandomDevRequest",
+            "SetIPTablesRequest",
+            "WriteStreamRequest",
+            "UpdateContainerRequest",
+            "UpdateEphemeralMountsRequest",
+            "AddSwapRequest",
+            "MemHotplugByProbeRequest",
+            "PullImageRequest",
+            "AllowRequestsFailingPolicy",
+            "SomeFutureRequest",
+        ] {
+            assert_denied(&policy, request, &json!({}), request);
+        }
+        for request in [
+            "StartContainerRequest",
+            "WaitProcessRequest",
+            "ReadStreamRequest",
+            "SignalProcessRequest",
+            "DestroySandboxRequest",
+        ] {
+            assert_allowed(&policy, request, &json!({"container_id": "x"}));
+        }
+    }
+}
+
+#[test]
+fn sandbox_and_network_requests() {
+    let case = Case::load("web.json");
+    let policy = case.policy();
+    let requests = case.requests();
+    let sandbox = request_named(&requests, "CreateSandboxRequest")[0];
+    assert_allowed(&policy, "CreateSandboxRequest", sandbox);
+    for (why, request) in [
+        (
+            "a kernel module",
+            changed(sandbox, |r| {
+                r["kernel_modules"] = json!([{"name": "evil", "parameters": []}])
+            }),
+        ),
+        (
+            "guest hooks",
+            changed(sandbox, |r| {
+                r["guest_hook_path"] = json!("/usr/share/oci/hooks")
+            }),
+        ),
+        (
+            "a storage",
+            changed(sandbox, |r| {
+                r["storages"].as_array_mut().unwrap().push(json!({
+            "driver": "blk", "source": "/dev/vdc", "fstype": "ext4", "mount_point": "/run/x", "options": [],
+        }))
+            }),
+        ),
+    ] {
+        assert_denied(&policy, "CreateSandboxRequest", &request, why);
+    }
+
+    let route = |dest: &str, device: &str| json!({"routes": {"Routes": [{"dest": dest, "gateway": "", "device": device, "source": "", "scope": 0, "family": 0}]}});
+    assert_allowed(
+        &policy,
+        "UpdateRoutesRequest",
+        &route("10.0.0.0/24", "eth0"),
+    );
+    assert_allowed(&policy, "UpdateRoutesRequest", &route("", "eth0"));
+    assert_denied(
+        &policy,
+        "UpdateRoutesRequest",
+        &route("127.137.0.0/16", "eth0"),
+        "a loopback route",
+    );
+    assert_denied(
+        &policy,
+        "UpdateRoutesRequest",
+        &route("::1/128", "eth0"),
+        "the IPv6 loopback",
+    );
+    assert_denied(
+        &policy,
+        "UpdateRoutesRequest",
+        &route("10.0.0.0/24", "lo"),
+        "a route over lo",
+    );
+    assert_allowed(
+        &policy,
+        "UpdateInterfaceRequest",
+        &json!({"interface": {"name": "eth0", "device": "eth0", "IPAddresses": []}}),
+    );
+    assert_denied(
+        &policy,
+        "UpdateInterfaceRequest",
+        &json!({"interface": {"name": "lo", "device": "lo"}}),
+        "loopback",
+    );
+}
+
+#[test]
+fn a_privileged_sidecar_with_probes_a_terminal_and_no_service_links() {
+    let case = Case::load("mesh.json");
+    let policy = case.policy();
+    let requests = case.requests();
+    let mesh = create_request(&requests, "contrast-service-mesh");
+    let app = create_request(&requests, "app");
+
+    // Privileged: every capability, writable sysfs, no masked paths.
+    assert_eq!(
+        mesh["OCI"]["Process"]["Capabilities"]["Bounding"]
+            .as_array()
+            .unwrap()
+            .len(),
+        41
+    );
+    assert_allowed(
+        &policy,
+        "CreateContainerRequest",
+        &changed(&mesh, |r| {
+            mount_at(r, "/sys")["options"] = json!(["nosuid", "noexec", "nodev"]);
+            r["OCI"]["Linux"]["MaskedPaths"] = json!([]);
+        }),
+    );
+    // Shared PID namespace as declared.
+    assert_eq!(app["sandbox_pidns"], json!(true));
+    // A Deployment's pod names.
+    for name in ["emoji-7d9f8b6c5d-x2x4z", "emoji-0", "emoji"] {
+        let renamed = changed(&app, |r| {
+            r["OCI"]["Annotations"]["io.kubernetes.cri.sandbox-name"] = json!(name);
+        });
+        assert_allowed(&policy, "CreateContainerRequest", &renamed);
+    }
+    for name in ["emojix", "emoji-a-b-c", "other-emoji"] {
+        let renamed = changed(&app, |r| {
+            r["OCI"]["Annotations"]["io.kubernetes.cri.sandbox-name"] = json!(name)
+        });
+        assert_denied_by(&policy, "CreateContainerRequest", &renamed, name, "sandbox");
+    }
+    // The namespace defaults to "default".
+    assert_eq!(
+        app["OCI"]["Annotations"]["io.kubernetes.cri.sandbox-namespace"],
+        json!("default")
+    );
+    // A terminal gets TERM; without one, TERM is an added variable.
+    assert!(
+        app["OCI"]["Process"]["Env"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("TERM=xterm"))
+    );
+    assert_denied_by(
+        &policy,
+        "CreateContainerRequest",
+        &changed(&mesh, |r| env_mut(r).push(json!("TERM=xterm"))),
+        "TERM",
+        "env",
+    );
+    // Without service links, only the API server's service variables.
+    assert_allowed(
+        &policy,
+        "CreateContainerRequest",
+        &changed(&app, |r| {
+            env_mut(r).push(json!("KUBERNETES_SERVICE_PORT_METRICS=8443"))
+        }),
+    );
+    assert_denied_by(
+        &policy,
+        "CreateContainerRequest",
+        &changed(&app, |r| env_mut(r).push(json!("DB_SERVICE_HOST=10.0.0.9"))),
+        "service link",
+        "env",
+    );
+    // The declared block device, and no other.
+    assert_eq!(app["devices"][0]["container_path"], json!("/dev/csi0"));
+    assert_denied_by(
+        &policy,
+        "CreateContainerRequest",
+        &changed(&app, |r| {
+            r["devices"][0]["container_path"] = json!("/dev/vda")
+        }),
+        "device",
+        "devices",
+    );
+    // Image user 65532 without a group: GID 0 or 65532.
+    assert_eq!(app["OCI"]["Process"]["User"]["UID"], json!(65532));
+    for gid in [0, 65532] {
+        assert_allowed(
+            &policy,
+            "CreateContainerRequest",
+            &changed(&app, |r| r["OCI"]["Process"]["User"]["GID"] = json!(gid)),
+        );
+    }
+    assert_denied_by(
+        &policy,
+        "CreateContainerRequest",
+        &changed(&app, |r| r["OCI"]["Process"]["User"]["GID"] = json!(100)),
+        "gid",
+        "user",
+    );
+    // No service account token was asked for.
+    let token_source = format!(
+        "/run/kata-containers/shared/containers/{}-0123456789abcdef-token",
+        app["container_id"].as_str().unwrap()
+    );
+    assert_denied_by(
+        &policy,
+        "CreateContainerRequest",
+        &changed(&app, |r| {
+            mounts_mut(r).push(json!({
+                "destination": "/var/run/secrets/kubernetes.io/serviceaccount",
+                "source": token_source,
+                "type_": "bind", "options": ["rbind", "ro"],
+            }))
+        }),
+        "token",
+        "mounts",
+    );
+
+    // Exec: the startup probe of the sidecar and the preStop handler of the app.
+    let execs: Vec<&Value> = request_named(&requests, "ExecProcessRequest");
+    let commands: Vec<&Value> = execs.iter().map(|e| &e["process"]["Args"]).collect();
+    assert_eq!(
+        commands,
+        [
+            &json!(["test", "-f", "/ready"]),
+            &json!(["/bin/healthcheck", "--live"]),
+            &json!(["/bin/sh", "-c", "sleep 5"])
+        ]
+    );
+    // A command declared for one container, with another container's process, is refused.
+    let swapped = changed(execs[1], |r| r["process"] = execs[0]["process"].clone());
+    let swapped = changed(&swapped, |r| {
+        r["process"]["Args"] = json!(["/bin/healthcheck", "--live"])
+    });
+    assert_denied(
+        &policy,
+        "ExecProcessRequest",
+        &swapped,
+        "the sidecar's process for the app's probe",
+    );
+}
+
+#[test]
+fn the_policy_checks_the_json_shapes_the_agent_sends() {
+    // Missing and null fields are refusals, not errors.
+    let policy = Case::load("web.json").policy();
+    for request in [
+        "CreateContainerRequest",
+        "ExecProcessRequest",
+        "CopyFileRequest",
+    ] {
+        for input in [
+            json!({}),
+            json!(null),
+            json!({"OCI": null, "storages": null}),
+            json!([1, 2]),
+        ] {
+            assert_denied(&policy, request, &input, request);
+        }
+    }
+}

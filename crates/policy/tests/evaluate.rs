@@ -1,0 +1,108 @@
+//! `evaluate` reads policies the way the Kata agent does: the deny-all policy of the
+//! guest's initdata check, our rules in Rego v0 and v1, and every request name the
+//! agent asks about.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use contrast_initdata::policy::{AGENT_REQUESTS, deny_all};
+use serde_json::json;
+
+#[test]
+fn the_deny_all_policy_denies_everything_with_its_reason() {
+    let policy = deny_all("initdata digest mismatch: \"x\"");
+    for request in AGENT_REQUESTS {
+        let e = contrast_policy::evaluate_verbose(&policy, request, &json!({})).unwrap();
+        assert!(!e.allowed, "{request}");
+        assert!(
+            e.prints
+                .iter()
+                .any(|p| p.contains("initdata digest mismatch: \"x\"")),
+            "{request}: {:?}",
+            e.prints
+        );
+    }
+    assert!(!contrast_policy::evaluate(&policy, "AllowRequestsFailingPolicy", &json!({})).unwrap());
+}
+
+#[test]
+fn our_rules_decide_every_request_the_agent_asks_about() {
+    // A request the policy leaves undefined is refused without a reason; each one the
+    // agent asks about gets an explicit default.
+    for request in AGENT_REQUESTS {
+        assert!(
+            contrast_policy::RULES.contains(&format!("\ndefault {request} := ")),
+            "{request} has no default"
+        );
+    }
+}
+
+#[test]
+fn the_policy_is_valid_rego_v0_and_v1() {
+    let case = common::Case::load("web.json");
+    let policy = case.policy();
+    let sandbox = &case.requests()[0].1;
+    for v0 in [true, false] {
+        let mut engine = regorus::Engine::new();
+        engine.set_rego_v0(v0);
+        engine
+            .add_policy("policy.rego".to_owned(), policy.clone())
+            .unwrap();
+        engine.set_input_json(&sandbox.to_string()).unwrap();
+        let allowed = engine
+            .eval_bool_query("data.agent_policy.CreateSandboxRequest".to_owned(), false)
+            .unwrap();
+        assert!(allowed, "v0: {v0}");
+        let denied = engine
+            .eval_bool_query("data.agent_policy.SetPolicyRequest".to_owned(), false)
+            .unwrap();
+        assert!(!denied, "v0: {v0}");
+    }
+}
+
+#[test]
+fn refusals() {
+    let err = contrast_policy::evaluate(
+        "package agent_policy\nx := {",
+        "CreateContainerRequest",
+        &json!({}),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().starts_with("evaluating the policy: "),
+        "{err}"
+    );
+    let err = contrast_policy::evaluate(contrast_policy::RULES, "x; true", &json!({})).unwrap_err();
+    assert!(err.to_string().contains("not a request name"), "{err}");
+    let err = contrast_policy::evaluate(contrast_policy::RULES, "", &json!({})).unwrap_err();
+    assert!(err.to_string().contains("not a request name"), "{err}");
+    // A result that is not a boolean is not a decision.
+    let err = contrast_policy::evaluate(
+        "package agent_policy\nCreateContainerRequest := {\"allowed\": true}\n",
+        "CreateContainerRequest",
+        &json!({}),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("not true or false"), "{err}");
+    // Undefined is a refusal.
+    assert!(
+        !contrast_policy::evaluate(
+            "package agent_policy\n",
+            "CreateContainerRequest",
+            &json!({})
+        )
+        .unwrap()
+    );
+}
+
+#[test]
+fn long_lines_are_read_as_the_agent_reads_them() {
+    // regorus's default limit is 1024 columns; the agent raises it, and so do we.
+    let value = "x".repeat(5000);
+    let policy =
+        format!("package agent_policy\nCreateContainerRequest := input.v == \"{value}\"\n");
+    assert!(
+        contrast_policy::evaluate(&policy, "CreateContainerRequest", &json!({"v": value})).unwrap()
+    );
+}
