@@ -1,7 +1,9 @@
 //! `contrast`: the command-line tool of a Contrast deployment.
 
 mod attestation_check;
+mod bundle;
 mod coordinator;
+mod generate;
 mod recover;
 mod resources;
 mod set;
@@ -16,6 +18,14 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "contrast", version, about)]
 struct Cli {
+    /// Log level on standard error: error, warn, info, debug or trace.
+    #[arg(
+        long,
+        global = true,
+        default_value = "warn",
+        env = "CONTRAST_LOG_LEVEL"
+    )]
+    log_level: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -25,6 +35,13 @@ enum Command {
     /// Work with TEE evidence.
     #[command(subcommand)]
     Attestation(AttestationCommand),
+    /// Make the confidential workloads of Kubernetes YAML ready for Contrast: runtime
+    /// class, Initializer, service mesh, policies; and write the manifest.
+    Generate(generate::GenerateArgs),
+    /// Print the RuntimeClass and node-installer DaemonSet for a platform.
+    Runtime(bundle::BundleArgs),
+    /// Print the Coordinator's resources (StatefulSet, Services, RBAC) for a platform.
+    Coordinator(bundle::BundleArgs),
     /// Set the manifest at the Coordinator (or, with --dry-run, write the blob to sign).
     Set(set::SetArgs),
     /// Attest the Coordinator and write its manifest history to verify/.
@@ -40,6 +57,12 @@ enum AttestationCommand {
     Check(attestation_check::CheckArgs),
 }
 
+/// Writes text to standard output as it is: the command's result.
+#[allow(clippy::print_stdout)] // the binary's output
+fn print_raw(text: &str) {
+    print!("{text}");
+}
+
 /// Writes a line to standard output: the command's result.
 #[allow(clippy::print_stdout)] // the binary's output
 fn print(line: &str) {
@@ -49,9 +72,20 @@ fn print(line: &str) {
 #[allow(clippy::print_stderr)] // the binary's error report
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let result = match &cli.command {
         Command::Attestation(AttestationCommand::Check(args)) => attestation_check::run(args),
+        Command::Runtime(args) => bundle::runtime(args),
+        Command::Coordinator(args) => bundle::coordinator(args),
+        Command::Generate(args) => online(generate::run(args)),
         Command::Set(args) => online(set::run(args)),
         Command::Verify(args) => online(verify::run(args)),
         Command::Recover(args) => online(recover::run(args)),
