@@ -434,3 +434,56 @@ fn refusals_name_what_is_wrong() {
     // Nothing was written by the refused runs.
     assert!(!setup.workspace.path().join("manifest.json").exists());
 }
+
+#[test]
+fn output_file_manifest_update_and_collisions() {
+    let setup = setup();
+    let workspace = setup.workspace.path();
+    let resources = workspace.join("resources");
+    let inputs = read_tree(&resources);
+
+    // --output: one combined file, the inputs untouched.
+    ok(&generate(&setup, &["--output", "combined.yml"]));
+    assert_eq!(
+        read_tree(&resources),
+        inputs,
+        "inputs changed despite --output"
+    );
+    let combined = std::fs::read_to_string(workspace.join("combined.yml")).unwrap();
+    let documents = contrast_kube_resources::parse_documents(&combined).unwrap();
+    assert_eq!(
+        documents.len(),
+        4 + 6,
+        "app.yml and coordinator.yml documents"
+    );
+    assert!(combined.contains(contrast_policy::INITDATA_ANNOTATION));
+
+    // An existing manifest is updated, not replaced: values the user set stay.
+    let path = workspace.join("manifest.json");
+    let mut manifest = Manifest::decode(&std::fs::read(&path).unwrap()).unwrap();
+    manifest.reference_values.snp[0]
+        .minimum_tcb
+        .microcode_version = Some(contrast_manifest::Svn(200));
+    std::fs::write(&path, manifest.encode()).unwrap();
+    ok(&generate(&setup, &[]));
+    let updated = Manifest::decode(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        updated.reference_values.snp[0]
+            .minimum_tcb
+            .microcode_version,
+        Some(contrast_manifest::Svn(200))
+    );
+    assert_eq!(updated.policies.len(), 3);
+
+    // --disable-updates: no workload owner key in the manifest.
+    ok(&generate(&setup, &["--disable-updates"]));
+    let immutable = Manifest::decode(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(immutable.workload_owner_key_digests.is_none());
+
+    // The same workload twice (same name, namespace and spec): a policy hash collision.
+    let app = std::fs::read_to_string(resources.join("app.yml")).unwrap();
+    std::fs::write(resources.join("copy.yml"), &app).unwrap();
+    let before = read_tree(&resources);
+    refused(&generate(&setup, &[]), &["policy hash collision"]);
+    assert_eq!(read_tree(&resources), before, "a refused run wrote YAML");
+}
