@@ -71,6 +71,7 @@ fn main() -> ExitCode {
         .as_slice()
     {
         ["test"] => test(),
+        ["quickstart"] => quickstart(),
         ["install-deps"] => install_debian_packages(),
         _ => {
             usage();
@@ -90,6 +91,7 @@ fn usage() {
     eprintln!(
         "usage: cargo xtask <task>\n\n\
          tasks:\n  \
+         quickstart    install what it needs, then run the whole lifecycle on this machine\n  \
          test          install what the tests need, then fmt check, clippy -D warnings, all tests\n  \
          install-deps  only install the Debian packages the tests need"
     );
@@ -116,6 +118,7 @@ fn test() -> Result<()> {
     step("one crypto provider", check_crypto_provider)?;
     let python_tools = step_with("python tools", install_python_tools)?;
     step("tests", || run_tests(&python_tools))?;
+    step("quickstart", run_quickstart)?;
     eprintln!("xtask: all checks passed in {:.0?}", started.elapsed());
     Ok(())
 }
@@ -199,6 +202,16 @@ fn install_debian_packages() -> Result<()> {
     let mut install = apt(&["-qq", "install", "-y", "--no-install-recommends"]);
     install.args(&missing);
     run(&mut install)
+}
+
+/// The project's main job: the whole lifecycle with a simulated TEE (quickstart/).
+fn quickstart() -> Result<()> {
+    step("system packages", install_debian_packages)?;
+    step("quickstart", run_quickstart)
+}
+
+fn run_quickstart() -> Result<()> {
+    run(Command::new("cargo").args(["run", "--quiet", "--locked", "-p", "contrast-quickstart"]))
 }
 
 fn is_root() -> bool {
