@@ -7,7 +7,7 @@
 //! service-mesh proxy without redirect rules (its ingress forwards to the app), and a tiny
 //! app thread.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -188,13 +188,7 @@ impl Quickstart {
 }
 
 fn probe(addr: &str, path: &str) -> Option<u16> {
-    let mut stream =
-        TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    answer.split_whitespace().nth(1)?.parse().ok()
+    contrast_testkit::http_get(addr, path).map(|(status, _)| status)
 }
 
 fn wait_until(
