@@ -44,6 +44,17 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    /// A remote store (Kubernetes ConfigMaps) failed or did not answer in time.
+    #[error("history store: cannot {action} {key}: {source}")]
+    Backend {
+        /// What was being done (`reach the Kubernetes API for`, …).
+        action: &'static str,
+        /// The key concerned.
+        key: String,
+        /// The backend's error, which says what to check.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl StoreError {
