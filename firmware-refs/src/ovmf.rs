@@ -340,12 +340,17 @@ impl Ovmf {
             .filter(|&(gpa, _)| gpa != 0))
     }
 
-    /// The SEV metadata sections in image order; refuses an image without them.
-    pub fn sev_sections(&self) -> Result<Vec<SevSection>, OvmfError> {
-        let bad = |m: String| OvmfError::BadSevMetadata(m);
-        let [offset, _] = self
-            .entry_u32s(SEV_METADATA_GUID, 1)?
-            .ok_or(OvmfError::NoSevMetadata)?;
+    /// The 16-byte header of a metadata block that a footer entry locates by its offset
+    /// from the image end (SEV `ASEV`, TDX `TDVF`): its start and its size and count fields,
+    /// after checking the signature and version 1.
+    fn metadata_header(
+        &self,
+        guid: Guid,
+        signature: &[u8; 4],
+        missing: OvmfError,
+        bad: impl Fn(String) -> OvmfError,
+    ) -> Result<(usize, [u32; 2]), OvmfError> {
+        let [offset, _] = self.entry_u32s(guid, 1)?.ok_or(missing)?;
         let start = self
             .data
             .len()
@@ -360,13 +365,24 @@ impl Ovmf {
             .get(start..start.saturating_add(16))
             .filter(|h| h.len() == 16)
             .ok_or_else(|| bad(format!("header at {start:#x} runs past the end")))?;
-        if &header[..4] != b"ASEV" {
-            return Err(bad(format!("no \"ASEV\" signature at {start:#x}")));
+        if &header[..4] != signature {
+            return Err(bad(format!(
+                "no {:?} signature at {start:#x}",
+                String::from_utf8_lossy(signature)
+            )));
         }
         let [size, version, count] = [4, 8, 12].map(|at| u32_at(header, at).unwrap_or(0));
         if version != 1 {
             return Err(bad(format!("version {version}, expected 1")));
         }
+        Ok((start, [size, count]))
+    }
+
+    /// The SEV metadata sections in image order; refuses an image without them.
+    pub fn sev_sections(&self) -> Result<Vec<SevSection>, OvmfError> {
+        let bad = |m: String| OvmfError::BadSevMetadata(m);
+        let (start, [size, count]) =
+            self.metadata_header(SEV_METADATA_GUID, b"ASEV", OvmfError::NoSevMetadata, bad)?;
         let items = (size as usize)
             .checked_sub(16)
             .and_then(|len| self.data.get(start + 16..(start + 16).checked_add(len)?))
@@ -405,30 +421,12 @@ impl Ovmf {
     /// data lies outside the image.
     pub fn tdvf_sections(&self) -> Result<Vec<TdvfSection>, OvmfError> {
         let bad = |m: String| OvmfError::BadTdvfMetadata(m);
-        let [offset, _] = self
-            .entry_u32s(TDX_METADATA_OFFSET_GUID, 1)?
-            .ok_or(OvmfError::NoTdvfMetadata)?;
-        let start = self
-            .data
-            .len()
-            .checked_sub(offset as usize)
-            .ok_or_else(|| {
-                bad(format!(
-                    "offset {offset:#x} from the end is before the image"
-                ))
-            })?;
-        let header = self
-            .data
-            .get(start..start.saturating_add(16))
-            .filter(|h| h.len() == 16)
-            .ok_or_else(|| bad(format!("header at {start:#x} runs past the end")))?;
-        if &header[..4] != b"TDVF" {
-            return Err(bad(format!("no \"TDVF\" signature at {start:#x}")));
-        }
-        let [_, version, count] = [4, 8, 12].map(|at| u32_at(header, at).unwrap_or(0));
-        if version != 1 {
-            return Err(bad(format!("version {version}, expected 1")));
-        }
+        let (start, [_, count]) = self.metadata_header(
+            TDX_METADATA_OFFSET_GUID,
+            b"TDVF",
+            OvmfError::NoTdvfMetadata,
+            bad,
+        )?;
         let table = self
             .data
             .get(start + 16..)
