@@ -158,6 +158,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let ports = Ports::default();
     let config = Config {
         store_dir: store.path().to_path_buf(),
+        backend: contrast_coordinator::Backend::Filesystem,
         listen: ip,
         ports,
         platform: Platform::SimSnp,

@@ -39,7 +39,7 @@ use contrast_simulator::{SnpReportSpec, TdxQuoteSpec};
 
 pub use error::CoordinatorError;
 use metrics::Metrics;
-use peers::{PeerDiscovery, StaticPeers};
+use peers::{KubernetesPeers, PeerDiscovery, StaticPeers};
 use state::{StateGuard, Status};
 
 /// The Coordinator's shared parts.
@@ -85,8 +85,10 @@ impl Default for Ports {
 /// How to run a Coordinator.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The history store directory.
+    /// The history store directory (filesystem backend).
     pub store_dir: PathBuf,
+    /// Where the history lives and how peers are found.
+    pub backend: Backend,
     /// The address to listen on.
     pub listen: IpAddr,
     /// The ports.
@@ -105,6 +107,66 @@ pub struct Config {
     pub recovery_interval: Duration,
     /// Serve `/metrics`.
     pub metrics: bool,
+}
+
+/// Where the Coordinator keeps its history and finds its peers.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// Files under `store_dir`; peers from `peers`.
+    Filesystem,
+    /// Kubernetes ConfigMaps; peers are the Ready pods of the Coordinator StatefulSet.
+    Kubernetes(KubernetesBackend),
+}
+
+/// Settings of the Kubernetes backend.
+#[derive(Debug, Clone)]
+pub struct KubernetesBackend {
+    /// A kubeconfig file; in-cluster configuration when absent.
+    pub kubeconfig: Option<PathBuf>,
+    /// The namespace; the service account's when absent.
+    pub namespace: Option<String>,
+    /// This pod's name (`HOSTNAME`): excluded from peers, and the pod whose StatefulSet
+    /// owns the store's ConfigMaps.
+    pub pod_name: String,
+    /// Give the ConfigMaps an owner reference to the StatefulSet (garbage collection).
+    pub owned: bool,
+}
+
+/// Opens the ConfigMap store.
+async fn kubernetes_store(
+    settings: &KubernetesBackend,
+) -> anyhow::Result<Arc<contrast_kube_store::ConfigMapStore>> {
+    use contrast_kube_store::{ConfigMapStore, Owner, StoreOptions};
+    let kube_config = match &settings.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading the kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .with_context(|| format!("using the kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::incluster()
+            .context("no in-cluster Kubernetes configuration: run in a pod or give --kubeconfig")?,
+    };
+    let namespace = match &settings.namespace {
+        Some(namespace) => namespace.clone(),
+        None => contrast_kube_store::read_namespace(std::path::Path::new(
+            contrast_kube_store::SERVICE_ACCOUNT_NAMESPACE_PATH,
+        ))?,
+    };
+    let options = StoreOptions {
+        owner: if settings.owned {
+            Owner::OwnerOfPod(settings.pod_name.clone())
+        } else {
+            Owner::None
+        },
+        ..StoreOptions::default()
+    };
+    let store = tokio::task::spawn_blocking(move || {
+        ConfigMapStore::new(kube_config, &namespace, options)
+    })
+    .await??;
+    Ok(Arc::new(store))
 }
 
 /// Builds the Coordinator's own evidence issuer and the verifiers for its peers.
@@ -143,18 +205,36 @@ pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store: Arc<dyn Store> = Arc::new(
-        FsStore::open(&config.store_dir)
-            .with_context(|| format!("opening the store at {}", config.store_dir.display()))?,
-    );
+    let (store, peers, kube_store): (Arc<dyn Store>, Arc<dyn PeerDiscovery>, _) =
+        match &config.backend {
+            Backend::Filesystem => (
+                Arc::new(FsStore::open(&config.store_dir).with_context(|| {
+                    format!("opening the store at {}", config.store_dir.display())
+                })?),
+                Arc::new(StaticPeers {
+                    peers: config.peers.clone(),
+                    probe_port: config.ports.probes,
+                }),
+                None,
+            ),
+            Backend::Kubernetes(settings) => {
+                let store = kubernetes_store(settings).await?;
+                (
+                    store.clone(),
+                    Arc::new(KubernetesPeers {
+                        store: store.clone(),
+                        pod_name: settings.pod_name.clone(),
+                        mesh_port: config.ports.mesh,
+                    }),
+                    Some(store),
+                )
+            }
+        };
     let (issuer, verifiers) = evidence(&config)?;
     let coordinator = Arc::new(Coordinator {
         guard: Arc::new(StateGuard::new(store, verifiers)),
         issuer: issuer.clone(),
-        peers: Arc::new(StaticPeers {
-            peers: config.peers.clone(),
-            probe_port: config.ports.probes,
-        }),
+        peers,
         metrics: Arc::new(Metrics::default()),
         started: AtomicBool::new(false),
     });
@@ -211,6 +291,7 @@ pub async fn run(
     .with_graceful_shutdown(stopped(stop_rx.clone()));
 
     let background = tokio::spawn(maintain(coordinator.clone(), config.recovery_interval));
+    let watcher = kube_store.map(|store| tokio::spawn(watch_history(coordinator.clone(), store)));
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -218,7 +299,7 @@ pub async fn run(
     tracing::info!(
         listen = %config.listen,
         platform = %config.platform,
-        store = %config.store_dir.display(),
+        backend = ?config.backend,
         "coordinator listening"
     );
     let result = tokio::try_join!(
@@ -228,6 +309,9 @@ pub async fn run(
         async { probes.await.context("probes") },
     );
     background.abort();
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     result.map(|_| ())
 }
 
@@ -246,6 +330,22 @@ async fn maintain(coordinator: Arc<Coordinator>, interval: Duration) {
             Ok(Err(e)) => tracing::warn!(error = %e, "checking the history for updates"),
             Err(e) => tracing::warn!(error = %e, "checking the history for updates"),
             Ok(Ok(_)) => {}
+        }
+        try_peers(&coordinator).await;
+    }
+}
+
+/// Reacts at once when another replica moves the history on: this one turns stale, then
+/// recovers from a ready peer.
+async fn watch_history(
+    coordinator: Arc<Coordinator>,
+    store: Arc<contrast_kube_store::ConfigMapStore>,
+) {
+    let mut latest = store.watch_latest();
+    while latest.next().await.is_some() {
+        let guard = coordinator.guard.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || guard.check_staleness()).await {
+            tracing::warn!(error = %e, "checking the history after a change");
         }
         try_peers(&coordinator).await;
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use contrast_coordinator::{Config, Ports};
+use contrast_coordinator::{Backend, Config, KubernetesBackend, Ports};
 use contrast_platforms::Platform;
 
 /// The Contrast Coordinator: attestation service and certificate authority of a
@@ -39,6 +39,23 @@ struct Args {
     /// Seconds between peer recovery attempts.
     #[arg(long, env = "CONTRAST_RECOVERY_INTERVAL", default_value_t = 15)]
     recovery_interval: u64,
+    /// Where the history lives: `filesystem` (--store-dir) or `kubernetes` (ConfigMaps in
+    /// the pod's namespace; peers are then found through the API server).
+    #[arg(long, env = "CONTRAST_STORE", default_value = "filesystem")]
+    store: String,
+    /// A kubeconfig for the kubernetes store (default: the in-cluster configuration).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// The namespace of the kubernetes store (default: the service account's).
+    #[arg(long, env = "CONTRAST_NAMESPACE")]
+    namespace: Option<String>,
+    /// This pod's name (Kubernetes sets HOSTNAME to it).
+    #[arg(long, env = "HOSTNAME", default_value = "")]
+    pod_name: String,
+    /// Owner of the store's ConfigMaps: `statefulset` (deleted with the Coordinator's
+    /// StatefulSet) or `none`.
+    #[arg(long, env = "CONTRAST_STORE_OWNER", default_value = "statefulset")]
+    store_owner: String,
     /// Log format: text or json.
     #[arg(long, env = "CONTRAST_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -64,8 +81,23 @@ fn main() -> anyhow::Result<()> {
             .and_then(|b| b.try_into().ok())
             .context("--simulated-host-data must be 64 hex characters")?,
     };
+    let backend = match args.store.as_str() {
+        "filesystem" => Backend::Filesystem,
+        "kubernetes" => Backend::Kubernetes(KubernetesBackend {
+            kubeconfig: args.kubeconfig,
+            namespace: args.namespace,
+            pod_name: args.pod_name,
+            owned: match args.store_owner.as_str() {
+                "statefulset" => true,
+                "none" => false,
+                other => anyhow::bail!("--store-owner {other}: use statefulset or none"),
+            },
+        }),
+        other => anyhow::bail!("--store {other}: use filesystem or kubernetes"),
+    };
     let config = Config {
         store_dir: args.store_dir,
+        backend,
         listen: args.listen,
         ports: Ports::default(),
         platform: args.platform,

@@ -1,8 +1,8 @@
 //! Coordinator peers: who else serves this deployment, and whether one of them is ready.
 //!
-//! Peers are configured as a static list of mesh API addresses (`--peer host:7777`); a
-//! peer is ready when its readiness probe answers 200. The Kubernetes discovery
-//! (pods with the coordinator role) plugs in behind the same trait.
+//! Peers are a static list of mesh API addresses (`--peer host:7777`), ready when their
+//! readiness probe answers 200, or on Kubernetes the Ready pods of the Coordinator
+//! StatefulSet (contrast-protocol.md §7.3), found through the API server.
 
 use std::time::Duration;
 
@@ -44,6 +44,44 @@ impl PeerDiscovery for StaticPeers {
             }
         }
         None
+    }
+}
+
+/// The Ready Coordinator pods other than this one, from the Kubernetes API.
+#[derive(Debug, Clone)]
+pub struct KubernetesPeers {
+    /// The store, which holds the API client.
+    pub store: std::sync::Arc<contrast_kube_store::ConfigMapStore>,
+    /// This pod's name (`HOSTNAME`).
+    pub pod_name: String,
+    /// The mesh API port of every peer.
+    pub mesh_port: u16,
+}
+
+impl KubernetesPeers {
+    async fn discover(&self) -> Vec<String> {
+        match self.store.discover_peers(&self.pod_name).await {
+            Ok(ips) => ips
+                .into_iter()
+                .map(|ip| std::net::SocketAddr::new(ip, self.mesh_port).to_string())
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "listing Coordinator peers");
+                Vec::new()
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl PeerDiscovery for KubernetesPeers {
+    async fn peers(&self) -> Vec<String> {
+        self.discover().await
+    }
+
+    /// Discovery lists Ready pods only: Kubernetes already ran their readiness probes.
+    async fn first_ready_peer(&self) -> Option<String> {
+        self.discover().await.into_iter().next()
     }
 }
 

@@ -340,19 +340,7 @@ fn run() -> anyhow::Result<()> {
 
     q.step("Build the binaries");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "contrast-cli",
-            "-p",
-            "contrast-coordinator",
-            "-p",
-            "contrast-initializer",
-            "-p",
-            "contrast-service-mesh",
-            "--bins",
-        ])
+        .args(["build", "--quiet", "--workspace", "--bins"])
         .current_dir(&repo)
         .status()?;
     ensure!(status.success(), "cargo build failed");
@@ -363,7 +351,9 @@ fn run() -> anyhow::Result<()> {
             q.binary(name).display()
         );
     }
-    q.proved("contrast, coordinator, initializer and service-mesh are built");
+    q.proved(
+        "the workspace's binaries are built: contrast, coordinator, initializer, service-mesh, …",
+    );
 
     q.step("Start a local OCI registry with the example images");
     let registry = Registry::start(RegistrySetup::default());

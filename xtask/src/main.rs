@@ -211,7 +211,12 @@ fn quickstart() -> Result<()> {
 }
 
 fn run_quickstart() -> Result<()> {
-    run(Command::new("cargo").args(["run", "--quiet", "--locked", "-p", "contrast-quickstart"]))
+    // Build the whole workspace's binaries, as the tests do: `cargo run -p` alone would
+    // unify features differently and rebuild half the dependency tree.
+    run(Command::new("cargo").args(["build", "--workspace", "--bins", "--locked"]))?;
+    let quickstart = std::path::absolute(target_dir().join("debug").join("quickstart"))
+        .context("cannot resolve the target directory")?;
+    run(&mut Command::new(quickstart))
 }
 
 fn is_root() -> bool {

@@ -329,10 +329,8 @@ pub fn coordinator(
                     ("name", s("CONTRAST_PLATFORM")),
                     ("value", s(platform.name())),
                 ]),
-                m([
-                    ("name", s("CONTRAST_STORE_DIR")),
-                    ("value", s("/var/lib/contrast/store")),
-                ]),
+                // The history lives in ConfigMaps; peers are found through the API.
+                m([("name", s("CONTRAST_STORE")), ("value", s("kubernetes"))]),
             ]),
         ),
         ("ports", coordinator_ports()),
@@ -368,13 +366,6 @@ pub fn coordinator(
         (
             "readinessProbe",
             http_probe("/probe/readiness", &[("periodSeconds", 5)]),
-        ),
-        (
-            "volumeMounts",
-            seq([m([
-                ("name", s("store")),
-                ("mountPath", s("/var/lib/contrast/store")),
-            ])]),
         ),
     ]);
     let anti_affinity = m([(
@@ -430,10 +421,6 @@ pub fn coordinator(
                                 ("serviceAccountName", s(name)),
                                 ("affinity", anti_affinity),
                                 ("containers", seq([container])),
-                                (
-                                    "volumes",
-                                    seq([m([("name", s("store")), ("emptyDir", m([]))])]),
-                                ),
                             ]),
                         ),
                     ]),
