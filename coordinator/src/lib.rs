@@ -162,10 +162,9 @@ async fn kubernetes_store(
         },
         ..StoreOptions::default()
     };
-    let store = tokio::task::spawn_blocking(move || {
-        ConfigMapStore::new(kube_config, &namespace, options)
-    })
-    .await??;
+    let store =
+        tokio::task::spawn_blocking(move || ConfigMapStore::new(kube_config, &namespace, options))
+            .await??;
     Ok(Arc::new(store))
 }
 

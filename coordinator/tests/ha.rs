@@ -146,21 +146,37 @@ async fn replicas_recover_from_each_other_through_the_kubernetes_api() {
         ready(&a) && ready(&b) && ready(&c)
     });
     let (_, ca_a) = mesh_ca(&deployment, &a).await;
-    assert_eq!(mesh_ca(&deployment, &b).await.1, ca_a, "B recovered A's mesh CA key");
-    assert_eq!(mesh_ca(&deployment, &c).await.1, ca_a, "C recovered A's mesh CA key");
+    assert_eq!(
+        mesh_ca(&deployment, &b).await.1,
+        ca_a,
+        "B recovered A's mesh CA key"
+    );
+    assert_eq!(
+        mesh_ca(&deployment, &c).await.1,
+        ca_a,
+        "C recovered A's mesh CA key"
+    );
     assert!(
-        api.configmap("default", "contrast-store-transitions-latest").is_some(),
+        api.configmap("default", "contrast-store-transitions-latest")
+            .is_some(),
         "the history lives in ConfigMaps"
     );
 
     // A killed replica comes back ready through a peer, with the same mesh CA.
-    let Replica { name, ip, mut process, _store } = b;
+    let Replica {
+        name,
+        ip,
+        mut process,
+        _store,
+    } = b;
     process.kill();
     drop(process);
     api.set_pod("default", pod(&name, ip, false));
     let restarted = Instant::now();
     let b = start(&deployment, &kubeconfig, &name, ip);
-    wait(&api, &[&a, &b, &c], "the restarted replica ready", || ready(&b));
+    wait(&api, &[&a, &b, &c], "the restarted replica ready", || {
+        ready(&b)
+    });
     eprintln!(
         "restarted replica ready through peer recovery after {:?} (including process start)",
         restarted.elapsed()
@@ -199,11 +215,21 @@ async fn replicas_recover_from_each_other_through_the_kubernetes_api() {
         Some(common::owner_key(&deployment)),
     )
     .await;
-    let on_a = common::set_request(&deployment, &common::manifest_variant(&deployment, "from-a"));
-    let on_b = common::set_request(&deployment, &common::manifest_variant(&deployment, "from-b"));
+    let on_a = common::set_request(
+        &deployment,
+        &common::manifest_variant(&deployment, "from-a"),
+    );
+    let on_b = common::set_request(
+        &deployment,
+        &common::manifest_variant(&deployment, "from-b"),
+    );
     let (result_a, result_b) =
         tokio::join!(client_a.set_manifest(on_a), client_b.set_manifest(on_b));
-    eprintln!("A: {:?}\nB: {:?}", result_a.as_ref().map(|_| ()), result_b.as_ref().map(|_| ()));
+    eprintln!(
+        "A: {:?}\nB: {:?}",
+        result_a.as_ref().map(|_| ()),
+        result_b.as_ref().map(|_| ())
+    );
     assert!(
         result_a.is_ok() != result_b.is_ok(),
         "exactly one of two simultaneous updates wins"
