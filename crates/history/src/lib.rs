@@ -22,5 +22,5 @@ pub use fs::FsStore;
 pub use history::{DEFAULT_WALK_LIMIT, History, LATEST_KEY};
 pub use latest::LatestTransition;
 pub use mem::MemStore;
-pub use store::{Store, validate_key};
+pub use store::{Store, check_compare_and_swap_semantics, validate_key};
 pub use transition::{Transition, ZERO_HASH, next_transition_hash, transition_hash_of};

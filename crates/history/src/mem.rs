@@ -118,27 +118,7 @@ mod tests {
 
     #[test]
     fn compare_and_swap_semantics() {
-        let store = MemStore::new();
-        // Absent: only an empty old matches.
-        assert!(
-            store
-                .compare_and_swap("a/b", b"x", b"1")
-                .unwrap_err()
-                .is_conflict()
-        );
-        store.compare_and_swap("a/b", b"", b"1").unwrap();
-        // Present: empty old no longer matches, wrong old neither.
-        assert!(
-            store
-                .compare_and_swap("a/b", b"", b"2")
-                .unwrap_err()
-                .is_conflict()
-        );
-        let err = store.compare_and_swap("a/b", b"0", b"2").unwrap_err();
-        assert!(err.to_string().contains("changed since last read"), "{err}");
-        assert_eq!(store.get("a/b").unwrap(), b"1");
-        store.compare_and_swap("a/b", b"1", b"2").unwrap();
-        assert_eq!(store.get("a/b").unwrap(), b"2");
+        crate::check_compare_and_swap_semantics(&MemStore::new());
     }
 
     #[test]

@@ -107,6 +107,34 @@ impl<T: Store + ?Sized> Store for &T {
     }
 }
 
+/// Checks the compare-and-swap semantics every [`Store`] must have, on the unused key
+/// `a/b`: absent matches only an empty old value, a wrong old value is a
+/// [`StoreError::Conflict`] that says to re-read, and a swap replaces the value. Panics on a
+/// violation; for the tests of each store implementation.
+#[allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+pub fn check_compare_and_swap_semantics(store: &dyn Store) {
+    // Absent: only an empty old matches.
+    assert!(
+        store
+            .compare_and_swap("a/b", b"x", b"1")
+            .unwrap_err()
+            .is_conflict()
+    );
+    store.compare_and_swap("a/b", b"", b"1").unwrap();
+    // Present: empty old no longer matches, wrong old neither.
+    assert!(
+        store
+            .compare_and_swap("a/b", b"", b"2")
+            .unwrap_err()
+            .is_conflict()
+    );
+    let err = store.compare_and_swap("a/b", b"0", b"2").unwrap_err();
+    assert!(err.to_string().contains("changed since last read"), "{err}");
+    assert_eq!(store.get("a/b").unwrap(), b"1");
+    store.compare_and_swap("a/b", b"1", b"2").unwrap();
+    assert_eq!(store.get("a/b").unwrap(), b"2");
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
