@@ -32,13 +32,11 @@ use aws_lc_rs::signature::{
     ECDSA_P384_SHA384_FIXED, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _,
     RSA_PSS_2048_8192_SHA384, RSA_PSS_SHA384, RsaKeyPair, UnparsedPublicKey,
 };
-use contrast_api::userapi::SetManifestRequest;
-use contrast_api::userapi::user_api_client::UserApiClient;
 use contrast_atls::{ClientOptions, Issuer, ValidatorSet};
 use contrast_attestation::snp::SnpVerifier;
 use contrast_coordinator::{Config, Ports};
 use contrast_platforms::Platform;
-use contrast_testkit::{Deployment, TempDir, new_mesh_cert, random_loopback};
+use contrast_testkit::{Deployment, TempDir, new_mesh_cert, random_loopback, set_manifest};
 use rustls::crypto::SupportedKxGroup;
 
 /// Command-line settings.
@@ -179,7 +177,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         if coordinator.is_finished() {
             coordinator.await??;
         }
-        return Err(e);
+        bail!(e);
     }
 
     let issuer = deployment.issuer("web");
@@ -272,32 +270,6 @@ fn spin(deployment: &Deployment, op: &str, count: usize) -> anyhow::Result<()> {
         start.elapsed().as_secs_f64() * 1e6 / count as f64
     );
     Ok(())
-}
-
-/// Sets the deployment's manifest, retrying while the Coordinator starts listening.
-async fn set_manifest(deployment: &Deployment, user_addr: &str) -> anyhow::Result<()> {
-    let manifest = std::fs::read(deployment.path("manifest.json"))?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let options = ClientOptions::new(ValidatorSet::none());
-        match contrast_atls::grpc::channel(user_addr, options).await {
-            Ok((channel, _)) => {
-                UserApiClient::new(channel)
-                    .set_manifest(SetManifestRequest {
-                        manifest,
-                        policies: deployment.policy_documents(),
-                        ..Default::default()
-                    })
-                    .await
-                    .context("SetManifest")?;
-                return Ok(());
-            }
-            Err(e) if Instant::now() > deadline => {
-                bail!("the Coordinator did not answer on {user_addr}: {e}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
 }
 
 /// What the mesh API's handshake negotiates.

@@ -9,98 +9,11 @@
 
 mod common;
 
-use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use contrast_fake_kube_api::FakeKubeApi;
-use contrast_testkit::{CoordinatorProcess, Deployment, TempDir, http_get, random_loopback};
-use k8s_openapi::api::core::v1::Pod;
-
-struct Replica {
-    name: String,
-    ip: IpAddr,
-    process: CoordinatorProcess,
-    _store: TempDir,
-}
-
-fn pod(name: &str, ip: IpAddr, ready: bool) -> Pod {
-    serde_json::from_value(serde_json::json!({
-        "metadata": {
-            "name": name,
-            "namespace": "default",
-            "labels": {"app.kubernetes.io/name": "coordinator"},
-            "annotations": {"contrast.edgeless.systems/pod-role": "coordinator"},
-        },
-        "status": {
-            "podIP": ip.to_string(),
-            "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
-        },
-    }))
-    .unwrap()
-}
-
-fn start(deployment: &Deployment, kubeconfig: &Path, name: &str, ip: IpAddr) -> Replica {
-    let store = TempDir::new("ha-unused-store");
-    let extra: Vec<String> = [
-        "--store",
-        "kubernetes",
-        "--namespace",
-        "default",
-        "--pod-name",
-        name,
-        "--store-owner",
-        "none",
-        "--kubeconfig",
-    ]
-    .into_iter()
-    .map(str::to_owned)
-    .chain([kubeconfig.display().to_string()])
-    .collect();
-    let mut process = CoordinatorProcess::start(
-        Path::new(common::COORDINATOR),
-        deployment,
-        store.path(),
-        ip,
-        &extra,
-    );
-    process.wait_probe("/probe/startup", 200, Duration::from_secs(60));
-    Replica {
-        name: name.to_owned(),
-        ip,
-        process,
-        _store: store,
-    }
-}
-
-fn ready(replica: &Replica) -> bool {
-    http_get(&replica.process.probe_addr(), "/probe/readiness").is_some_and(|(code, _)| code == 200)
-}
-
-/// What the kubelet does: the pods' Ready conditions follow the readiness probes.
-fn sync_pods(api: &FakeKubeApi, replicas: &[&Replica]) {
-    for replica in replicas {
-        api.set_pod("default", pod(&replica.name, replica.ip, ready(replica)));
-    }
-}
-
-/// Waits until `condition` holds, keeping the pods in sync meanwhile.
-fn wait(api: &FakeKubeApi, replicas: &[&Replica], what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        sync_pods(api, replicas);
-        if condition() {
-            return;
-        }
-        if Instant::now() > deadline {
-            for replica in replicas {
-                eprintln!("--- {} ---\n{}", replica.name, replica.process.log_text());
-            }
-            panic!("timed out waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use contrast_testkit::ha::{Cluster, Replica};
+use contrast_testkit::{Deployment, random_loopback};
 
 /// The history length and the mesh CA's public key a replica serves. Replicas build their
 /// own CA certificates (serials, validity) around the same keys, so the key is what a
@@ -120,17 +33,14 @@ async fn mesh_ca(deployment: &Deployment, replica: &Replica) -> (usize, Vec<u8>)
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_recover_from_each_other_through_the_kubernetes_api() {
-    let api = FakeKubeApi::start().unwrap();
-    let dir = TempDir::new("ha");
-    let kubeconfig = dir.path().join("kubeconfig");
-    api.write_kubeconfig(&kubeconfig, "default").unwrap();
+    let cluster = Cluster::start();
     let deployment = Deployment::new(&["web"]);
-    let names = ["coordinator-0", "coordinator-1", "coordinator-2"];
-    let ips: Vec<IpAddr> = names.iter().map(|_| random_loopback()).collect();
-    let a = start(&deployment, &kubeconfig, names[0], ips[0]);
-    let b = start(&deployment, &kubeconfig, names[1], ips[1]);
-    let c = start(&deployment, &kubeconfig, names[2], ips[2]);
-    sync_pods(&api, &[&a, &b, &c]);
+    let binary = Path::new(common::COORDINATOR);
+    let start = |name: &str| cluster.start_replica(binary, &deployment, name, random_loopback());
+    let a = start("coordinator-0");
+    let b = start("coordinator-1");
+    let c = start("coordinator-2");
+    cluster.sync_pods(&[&a, &b, &c]);
 
     // The user sets the manifest on one replica; the others recover from it on their own.
     let validators = common::coordinator_validators(&deployment);
@@ -142,8 +52,8 @@ async fn replicas_recover_from_each_other_through_the_kubernetes_api() {
     .await;
     let manifest = deployment.manifest.encode();
     common::first_set(&mut client_a, &deployment, &manifest).await;
-    wait(&api, &[&a, &b, &c], "all three replicas ready", || {
-        ready(&a) && ready(&b) && ready(&c)
+    cluster.wait(&[&a, &b, &c], "all three replicas ready", || {
+        a.ready() && b.ready() && c.ready()
     });
     let (_, ca_a) = mesh_ca(&deployment, &a).await;
     assert_eq!(
@@ -157,26 +67,18 @@ async fn replicas_recover_from_each_other_through_the_kubernetes_api() {
         "C recovered A's mesh CA key"
     );
     assert!(
-        api.configmap("default", "contrast-store-transitions-latest")
+        cluster
+            .api
+            .configmap("default", "contrast-store-transitions-latest")
             .is_some(),
         "the history lives in ConfigMaps"
     );
 
     // A killed replica comes back ready through a peer, with the same mesh CA.
-    let Replica {
-        name,
-        ip,
-        mut process,
-        _store,
-    } = b;
-    process.kill();
-    drop(process);
-    api.set_pod("default", pod(&name, ip, false));
+    let (name, ip) = cluster.kill(b);
     let restarted = Instant::now();
-    let b = start(&deployment, &kubeconfig, &name, ip);
-    wait(&api, &[&a, &b, &c], "the restarted replica ready", || {
-        ready(&b)
-    });
+    let b = cluster.start_replica(binary, &deployment, &name, ip);
+    cluster.wait(&[&a, &b, &c], "the restarted replica ready", || b.ready());
     eprintln!(
         "restarted replica ready through peer recovery after {:?} (including process start)",
         restarted.elapsed()
@@ -194,8 +96,8 @@ async fn replicas_recover_from_each_other_through_the_kubernetes_api() {
     for replica in [&b, &c] {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            sync_pods(&api, &[&a, &b, &c]);
-            if ready(replica) && mesh_ca(&deployment, replica).await == (2, new_ca.clone()) {
+            cluster.sync_pods(&[&a, &b, &c]);
+            if replica.ready() && mesh_ca(&deployment, replica).await == (2, new_ca.clone()) {
                 break;
             }
             assert!(

@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
+pub mod ha;
 pub mod registry;
 
 use std::collections::BTreeMap;
@@ -437,4 +438,37 @@ pub async fn new_mesh_cert(
         .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
         .into_inner();
     Ok((key.serialize_pem(), response))
+}
+
+/// The first SetManifest with the deployment's manifest.json and policy documents, as
+/// `contrast set` sends it but without checking the Coordinator's evidence (load
+/// generators and benchmarks set up, they do not test the UserAPI). Retries connecting for
+/// 30 s while the Coordinator starts listening.
+pub async fn set_manifest(deployment: &Deployment, user_addr: &str) -> Result<(), String> {
+    use contrast_api::userapi::SetManifestRequest;
+    use contrast_api::userapi::user_api_client::UserApiClient;
+    let manifest = std::fs::read(deployment.path("manifest.json")).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let options = ClientOptions::new(ValidatorSet::none());
+        match contrast_atls::grpc::channel(user_addr, options).await {
+            Ok((channel, _)) => {
+                return UserApiClient::new(channel)
+                    .set_manifest(SetManifestRequest {
+                        manifest,
+                        policies: deployment.policy_documents(),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|_| ())
+                    .map_err(|s| format!("SetManifest: {:?}: {}", s.code(), s.message()));
+            }
+            Err(e) if Instant::now() > deadline => {
+                return Err(format!(
+                    "the Coordinator did not answer on {user_addr}: {e}"
+                ));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
 }
