@@ -11,7 +11,16 @@
 //! `privlevel` or `service_*`. A report is accepted only if `generation` after reading it
 //! equals `generation` before our writes plus the number of writes we did; anything else
 //! means another process wrote to the same directory, and the report may not be bound to our
-//! `inblob`.
+//! `inblob`. [`ConfigfsTsm::issue`] then tries again in a fresh directory, up to
+//! [`DEFAULT_MAX_ATTEMPTS`] times in all.
+//!
+//! # The test-only fake provider
+//!
+//! The QEMU tests load a fake provider (`qemu-tests/fake-tsm`, provider name
+//! [`FAKE_TEST_PROVIDER`]) so that the real kernel ABI runs without TEE hardware. Its reports
+//! are unsigned and prove nothing: [`ConfigfsTsm::issue`] refuses it like any unknown
+//! provider, and only [`ConfigfsTsm::issue_from_fake_test_provider`], which accepts nothing
+//! else, returns its output.
 //!
 //! # Testing without a TSM provider
 //!
@@ -47,6 +56,15 @@ const ENXIO: i32 = 6;
 const EBUSY: i32 = 16;
 const EFBIG: i32 = 27;
 
+/// How many report directories [`ConfigfsTsm::issue`] uses before giving up when another
+/// process keeps writing to them.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
+/// The provider name of the test-only fake TSM module of the QEMU tests. Its reports are
+/// unsigned SEV-SNP-shaped bodies; only [`ConfigfsTsm::issue_from_fake_test_provider`]
+/// accepts it.
+pub const FAKE_TEST_PROVIDER: &str = "fake_sev_guest";
+
 /// How many directory names to try before giving up; each name is unique to this process and
 /// call, so a collision means something else creates directories with our names.
 const NAME_ATTEMPTS: usize = 8;
@@ -79,6 +97,27 @@ pub enum ConfigfsTsmError {
     TooLarge {
         /// The path whose access failed with EFBIG.
         path: PathBuf,
+    },
+    /// `provider` names the test-only fake provider, whose reports prove nothing.
+    #[error(
+        "{path} names the test-only fake TSM provider {FAKE_TEST_PROVIDER:?}: its reports are \
+         unsigned and prove nothing, so they are refused; unload fake_tsm (it must never be \
+         loaded outside the QEMU tests)"
+    )]
+    FakeTestProvider {
+        /// The `provider` file.
+        path: PathBuf,
+    },
+    /// The test-only fake provider was asked for, but another provider is registered.
+    #[error(
+        "{path} names {found:?}, not the test-only fake provider {FAKE_TEST_PROVIDER:?}: \
+         load fake_tsm.ko (QEMU tests only), or use the hardware issuer"
+    )]
+    NotTheFakeTestProvider {
+        /// The `provider` file.
+        path: PathBuf,
+        /// The provider name found.
+        found: String,
     },
     /// `provider` names a provider this crate does not know how to read.
     #[error("{path}: {source}")]
@@ -126,8 +165,8 @@ pub enum ConfigfsTsmError {
         "the {provider} provider has no privlevel attribute: request the report without a privlevel"
     )]
     PrivlevelUnsupported {
-        /// The provider of the report directory.
-        provider: Provider,
+        /// The provider of the report directory, as named in its `provider` file.
+        provider: String,
     },
     /// `inblob` input is not exactly [`INBLOB_LEN`] bytes.
     #[error(
@@ -219,12 +258,50 @@ pub struct TsmReport {
     /// Supplemental data, empty when absent: for `sev_guest` the certificate table
     /// ([`crate::snp_cert_table`]) if the host supplies certificates.
     pub auxblob: Vec<u8>,
+    /// How many report directories it took: 1, or more when another process wrote to ours.
+    pub attempts: u32,
+}
+
+/// Output of the test-only fake provider ([`FAKE_TEST_PROVIDER`]): an unsigned body laid out
+/// like an SEV-SNP report. Not evidence of anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeTestProviderReport {
+    /// The body the fake provider wrote.
+    pub outblob: Vec<u8>,
+    /// How many report directories it took: 1, or more when another process wrote to ours.
+    pub attempts: u32,
 }
 
 /// The configfs-tsm report interface under one report root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigfsTsm {
     report_root: PathBuf,
+    max_attempts: u32,
+}
+
+/// Which providers a request accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accept {
+    /// `sev_guest` and `tdx_guest`.
+    Hardware,
+    /// [`FAKE_TEST_PROVIDER`] only.
+    FakeTest,
+}
+
+/// The provider found in a report directory, after [`Accept`] allowed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    Hardware(Provider),
+    FakeTest,
+}
+
+/// What one report directory gave.
+#[derive(Debug)]
+struct RawReport {
+    found: Found,
+    outblob: Vec<u8>,
+    auxblob: Vec<u8>,
+    attempts: u32,
 }
 
 impl Default for ConfigfsTsm {
@@ -239,7 +316,15 @@ impl ConfigfsTsm {
     pub fn new(report_root: impl Into<PathBuf>) -> Self {
         ConfigfsTsm {
             report_root: report_root.into(),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
         }
+    }
+
+    /// The same interface, using at most `max_attempts` report directories per report
+    /// (at least 1) when other processes write to ours.
+    pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts.max(1);
+        self
     }
 
     /// Where report directories are created.
@@ -250,8 +335,21 @@ impl ConfigfsTsm {
     /// Asks the provider for a report binding `request.inblob`.
     ///
     /// The report directory is removed before this returns, whatever the outcome.
+    /// Only `sev_guest` and `tdx_guest` are accepted; the test-only fake provider is refused
+    /// with [`ConfigfsTsmError::FakeTestProvider`]. When another process writes to our report
+    /// directory, the report is discarded and asked for again in a fresh directory.
     pub fn issue(&self, request: &ReportRequest) -> Result<TsmReport, ConfigfsTsmError> {
         self.issue_with(request, &RealKernel, unique_name)
+    }
+
+    /// TEST ONLY: the unsigned body of the fake provider [`FAKE_TEST_PROVIDER`], through the
+    /// same protocol as [`ConfigfsTsm::issue`]. Every other provider is refused with
+    /// [`ConfigfsTsmError::NotTheFakeTestProvider`], so this never returns hardware output.
+    pub fn issue_from_fake_test_provider(
+        &self,
+        request: &ReportRequest,
+    ) -> Result<FakeTestProviderReport, ConfigfsTsmError> {
+        self.issue_fake_with(request, &RealKernel, unique_name)
     }
 
     fn issue_with(
@@ -260,22 +358,79 @@ impl ConfigfsTsm {
         kernel: &dyn KernelSide,
         next_name: impl FnMut() -> String,
     ) -> Result<TsmReport, ConfigfsTsmError> {
+        let raw = self.issue_raw(request, Accept::Hardware, kernel, next_name)?;
+        match raw.found {
+            Found::Hardware(provider) => Ok(TsmReport {
+                provider,
+                outblob: raw.outblob,
+                auxblob: raw.auxblob,
+                attempts: raw.attempts,
+            }),
+            // read_report refuses it for Accept::Hardware; never turn it into a TsmReport.
+            Found::FakeTest => Err(ConfigfsTsmError::FakeTestProvider {
+                path: self.report_root.clone(),
+            }),
+        }
+    }
+
+    fn issue_fake_with(
+        &self,
+        request: &ReportRequest,
+        kernel: &dyn KernelSide,
+        next_name: impl FnMut() -> String,
+    ) -> Result<FakeTestProviderReport, ConfigfsTsmError> {
+        let raw = self.issue_raw(request, Accept::FakeTest, kernel, next_name)?;
+        match raw.found {
+            Found::FakeTest => Ok(FakeTestProviderReport {
+                outblob: raw.outblob,
+                attempts: raw.attempts,
+            }),
+            Found::Hardware(provider) => Err(ConfigfsTsmError::NotTheFakeTestProvider {
+                path: self.report_root.clone(),
+                found: provider.to_string(),
+            }),
+        }
+    }
+
+    /// The protocol, retried in a fresh directory when another writer interfered.
+    fn issue_raw(
+        &self,
+        request: &ReportRequest,
+        accept: Accept,
+        kernel: &dyn KernelSide,
+        mut next_name: impl FnMut() -> String,
+    ) -> Result<RawReport, ConfigfsTsmError> {
         if let Some(privlevel) = request.privlevel
             && privlevel > PRIVLEVEL_MAX
         {
             return Err(ConfigfsTsmError::PrivlevelOutOfRange { privlevel });
         }
-        let dir = self.create_report_dir(kernel, next_name)?;
-        // On error `dir` is dropped here, which removes the directory.
-        let report = read_report(&dir.path, request, kernel)?;
-        dir.remove()?;
-        Ok(report)
+        let mut attempt = 1;
+        loop {
+            let dir = self.create_report_dir(kernel, &mut next_name)?;
+            // On error `dir` is dropped, which removes the directory.
+            match read_report(&dir.path, request, accept, kernel) {
+                Ok(mut report) => {
+                    dir.remove()?;
+                    report.attempts = attempt;
+                    return Ok(report);
+                }
+                Err(error @ ConfigfsTsmError::ConcurrentWrite { .. })
+                    if attempt < self.max_attempts =>
+                {
+                    drop(dir);
+                    tracing::warn!(%error, attempt, "configfs-tsm report discarded; retrying");
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     fn create_report_dir<'k>(
         &self,
         kernel: &'k dyn KernelSide,
-        mut next_name: impl FnMut() -> String,
+        next_name: &mut impl FnMut() -> String,
     ) -> Result<ReportDir<'k>, ConfigfsTsmError> {
         let not_available = || ConfigfsTsmError::NotAvailable {
             root: self.report_root.clone(),
@@ -318,18 +473,40 @@ impl ConfigfsTsm {
 fn read_report(
     dir: &Path,
     request: &ReportRequest,
+    accept: Accept,
     kernel: &dyn KernelSide,
-) -> Result<TsmReport, ConfigfsTsmError> {
+) -> Result<RawReport, ConfigfsTsmError> {
     // The provider cannot change while our directory exists (the kernel refuses to
     // re-register one while report directories exist), so reading it first is safe, and it
     // refuses an unknown provider before asking the hardware for anything.
     let provider_path = dir.join("provider");
-    let provider = read_text(&provider_path)?
-        .parse::<Provider>()
-        .map_err(|source| ConfigfsTsmError::UnknownProvider {
-            path: provider_path,
-            source,
-        })?;
+    let provider_text = read_text(&provider_path)?;
+    let provider_name = provider_text
+        .strip_suffix('\n')
+        .unwrap_or(&provider_text)
+        .to_owned();
+    let found = match accept {
+        Accept::Hardware if provider_name == FAKE_TEST_PROVIDER => {
+            return Err(ConfigfsTsmError::FakeTestProvider {
+                path: provider_path,
+            });
+        }
+        Accept::Hardware => {
+            Found::Hardware(provider_text.parse::<Provider>().map_err(|source| {
+                ConfigfsTsmError::UnknownProvider {
+                    path: provider_path,
+                    source,
+                }
+            })?)
+        }
+        Accept::FakeTest if provider_name == FAKE_TEST_PROVIDER => Found::FakeTest,
+        Accept::FakeTest => {
+            return Err(ConfigfsTsmError::NotTheFakeTestProvider {
+                path: provider_path,
+                found: provider_name,
+            });
+        }
+    };
 
     let generation_path = dir.join("generation");
     let before = read_generation(&generation_path)?;
@@ -339,7 +516,9 @@ fn read_report(
             |error| match error {
                 // The kernel hides privlevel when the provider does not support it.
                 ConfigfsTsmError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
-                    ConfigfsTsmError::PrivlevelUnsupported { provider }
+                    ConfigfsTsmError::PrivlevelUnsupported {
+                        provider: provider_name.clone(),
+                    }
                 }
                 other => other,
             },
@@ -374,10 +553,11 @@ fn read_report(
             writes,
         });
     }
-    Ok(TsmReport {
-        provider,
+    Ok(RawReport {
+        found,
         outblob,
         auxblob,
+        attempts: 1,
     })
 }
 
@@ -443,7 +623,7 @@ fn unique_name() -> String {
 
 /// What the kernel does by itself at the points of the protocol where configfs differs from
 /// a plain directory (see the module documentation).
-trait KernelSide {
+pub(crate) trait KernelSide {
     /// The report directory was just created.
     fn created(&self, dir: &Path);
     /// An attribute write was just committed (the file closed).
@@ -491,22 +671,25 @@ impl Drop for ReportDir<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_support {
+    //! The fake kernel side for unit tests here and in [`crate::issuer`].
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
     use std::cell::RefCell;
 
     /// A fresh directory under the system temporary directory, removed on drop.
-    struct TempDir(PathBuf);
+    pub(crate) struct TempDir(pub(crate) PathBuf);
 
     impl TempDir {
-        fn new(test: &str) -> TempDir {
+        pub(crate) fn new(test: &str) -> TempDir {
             let path =
                 std::env::temp_dir().join(format!("configfs-tsm-test-{test}-{}", unique_name()));
             fs::create_dir(&path).unwrap();
             TempDir(path)
         }
 
-        fn entries(&self) -> Vec<PathBuf> {
+        pub(crate) fn entries(&self) -> Vec<PathBuf> {
             fs::read_dir(&self.0)
                 .unwrap()
                 .map(|entry| entry.unwrap().path())
@@ -521,36 +704,42 @@ mod tests {
     }
 
     /// Does the kernel's part on a plain directory, like a TSM provider would.
-    struct FakeProvider {
-        provider: &'static str,
+    pub(crate) struct FakeProvider {
+        pub(crate) provider: &'static str,
         /// Extra `generation` bumps per write, as if another process wrote too.
-        extra_bumps: u64,
-        has_privlevel: bool,
-        auxblob: Option<Vec<u8>>,
-        empty_outblob: bool,
-        generation_content: Option<&'static str>,
+        pub(crate) extra_bumps: u64,
+        /// Only the first this many report directories see `extra_bumps` (`None`: all).
+        pub(crate) interfered_dirs: Option<usize>,
+        pub(crate) has_privlevel: bool,
+        pub(crate) auxblob: Option<Vec<u8>>,
+        pub(crate) empty_outblob: bool,
+        pub(crate) generation_content: Option<&'static str>,
         /// Leave a file behind at rmdir, so that rmdir fails.
-        leak_file: bool,
-        created_dirs: RefCell<Vec<PathBuf>>,
-        writes: RefCell<Vec<String>>,
+        pub(crate) leak_file: bool,
+        /// What `outblob` holds for an `inblob`.
+        pub(crate) outblob_for: fn(&[u8]) -> Vec<u8>,
+        pub(crate) created_dirs: RefCell<Vec<PathBuf>>,
+        pub(crate) writes: RefCell<Vec<String>>,
     }
 
     impl FakeProvider {
-        fn new(provider: &'static str) -> FakeProvider {
+        pub(crate) fn new(provider: &'static str) -> FakeProvider {
             FakeProvider {
                 provider,
                 extra_bumps: 0,
+                interfered_dirs: None,
                 has_privlevel: provider == "sev_guest",
                 auxblob: (provider == "sev_guest").then(|| b"cert table".to_vec()),
                 empty_outblob: false,
                 generation_content: None,
                 leak_file: false,
+                outblob_for: FakeProvider::report_for,
                 created_dirs: RefCell::new(Vec::new()),
                 writes: RefCell::new(Vec::new()),
             }
         }
 
-        fn report_for(inblob: &[u8]) -> Vec<u8> {
+        pub(crate) fn report_for(inblob: &[u8]) -> Vec<u8> {
             [b"REPORT:".as_slice(), inblob].concat()
         }
     }
@@ -582,12 +771,18 @@ mod tests {
                 .trim()
                 .parse::<u64>()
             {
-                let generation = generation + 1 + self.extra_bumps;
+                let dirs = self.created_dirs.borrow();
+                let interfered = match self.interfered_dirs {
+                    None => true,
+                    Some(count) => dirs.iter().take(count).any(|d| d == dir),
+                };
+                let extra = if interfered { self.extra_bumps } else { 0 };
+                let generation = generation + 1 + extra;
                 fs::write(&generation_path, format!("{generation}\n")).unwrap();
             }
             if attribute == "inblob" && !self.empty_outblob {
                 let inblob = fs::read(dir.join("inblob")).unwrap();
-                fs::write(dir.join("outblob"), FakeProvider::report_for(&inblob)).unwrap();
+                fs::write(dir.join("outblob"), (self.outblob_for)(&inblob)).unwrap();
             }
         }
 
@@ -600,6 +795,32 @@ mod tests {
             }
         }
     }
+
+    impl ConfigfsTsm {
+        /// [`ConfigfsTsm::issue_from_fake_test_provider`] with `kernel` doing the kernel's part.
+        pub(crate) fn issue_fake_for_test(
+            &self,
+            request: &ReportRequest,
+            kernel: &dyn KernelSide,
+        ) -> Result<FakeTestProviderReport, ConfigfsTsmError> {
+            self.issue_fake_with(request, kernel, unique_name)
+        }
+
+        /// [`ConfigfsTsm::issue`] with `kernel` doing the kernel's part.
+        pub(crate) fn issue_for_test(
+            &self,
+            request: &ReportRequest,
+            kernel: &dyn KernelSide,
+        ) -> Result<TsmReport, ConfigfsTsmError> {
+            self.issue_with(request, kernel, unique_name)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{FakeProvider, TempDir};
+    use super::*;
 
     fn inblob() -> [u8; INBLOB_LEN] {
         std::array::from_fn(|i| i as u8)
@@ -693,6 +914,115 @@ mod tests {
     }
 
     #[test]
+    fn retries_in_a_fresh_directory_after_a_concurrent_write() {
+        let root = TempDir::new("retry");
+        let mut fake = FakeProvider::new("sev_guest");
+        fake.extra_bumps = 1;
+        fake.interfered_dirs = Some(1);
+        let report = issue(&root.0, &ReportRequest::new(inblob()), &fake).unwrap();
+        assert_eq!(report.attempts, 2);
+        assert_eq!(report.outblob, FakeProvider::report_for(&inblob()));
+        let created = fake.created_dirs.borrow();
+        assert_eq!(created.len(), 2);
+        assert_ne!(created[0], created[1], "a retry must use a fresh directory");
+        assert!(
+            root.entries().is_empty(),
+            "left behind: {:?}",
+            root.entries()
+        );
+    }
+
+    #[test]
+    fn gives_up_after_max_attempts() {
+        let root = TempDir::new("retry-limit");
+        let mut fake = FakeProvider::new("sev_guest");
+        fake.extra_bumps = 1;
+        let err = issue(&root.0, &ReportRequest::new(inblob()), &fake).unwrap_err();
+        assert!(
+            matches!(err, ConfigfsTsmError::ConcurrentWrite { .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            fake.created_dirs.borrow().len(),
+            DEFAULT_MAX_ATTEMPTS as usize
+        );
+        assert!(root.entries().is_empty());
+
+        let fake = FakeProvider {
+            extra_bumps: 1,
+            ..FakeProvider::new("sev_guest")
+        };
+        let err = ConfigfsTsm::new(&root.0)
+            .with_max_attempts(1)
+            .issue_for_test(&ReportRequest::new(inblob()), &fake)
+            .unwrap_err();
+        assert!(
+            matches!(err, ConfigfsTsmError::ConcurrentWrite { .. }),
+            "{err:?}"
+        );
+        assert_eq!(fake.created_dirs.borrow().len(), 1);
+        // 0 means 1: there is always one attempt.
+        assert_eq!(
+            ConfigfsTsm::new(&root.0).with_max_attempts(0).max_attempts,
+            1
+        );
+        assert!(root.entries().is_empty());
+    }
+
+    #[test]
+    fn other_errors_are_not_retried() {
+        let root = TempDir::new("no-retry");
+        let mut fake = FakeProvider::new("sev_guest");
+        fake.empty_outblob = true;
+        let err = issue(&root.0, &ReportRequest::new(inblob()), &fake).unwrap_err();
+        assert!(
+            matches!(err, ConfigfsTsmError::EmptyOutblob { .. }),
+            "{err:?}"
+        );
+        assert_eq!(fake.created_dirs.borrow().len(), 1);
+    }
+
+    #[test]
+    fn hardware_issue_refuses_the_fake_test_provider() {
+        let root = TempDir::new("fake-refused");
+        let fake = FakeProvider::new(FAKE_TEST_PROVIDER);
+        let err = issue(&root.0, &ReportRequest::new(inblob()), &fake).unwrap_err();
+        assert!(
+            matches!(err, ConfigfsTsmError::FakeTestProvider { .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("prove nothing"), "{err}");
+        // Refused before any write.
+        assert!(fake.writes.borrow().is_empty());
+        assert!(root.entries().is_empty());
+    }
+
+    #[test]
+    fn fake_test_provider_issue_accepts_only_the_fake() {
+        let root = TempDir::new("fake-accepted");
+        let fake = FakeProvider::new(FAKE_TEST_PROVIDER);
+        let report = ConfigfsTsm::new(&root.0)
+            .issue_fake_for_test(&ReportRequest::new(inblob()), &fake)
+            .unwrap();
+        assert_eq!(report.outblob, FakeProvider::report_for(&inblob()));
+        assert_eq!(report.attempts, 1);
+        assert!(root.entries().is_empty());
+
+        for provider in ["sev_guest", "tdx_guest", "fake_sev_guest2", "fake", ""] {
+            let fake = FakeProvider::new(provider);
+            let err = ConfigfsTsm::new(&root.0)
+                .issue_fake_for_test(&ReportRequest::new(inblob()), &fake)
+                .unwrap_err();
+            assert!(
+                matches!(&err, ConfigfsTsmError::NotTheFakeTestProvider { found, .. } if found == provider),
+                "{provider}: {err:?}"
+            );
+            assert!(fake.writes.borrow().is_empty(), "{provider}");
+            assert!(root.entries().is_empty(), "{provider}");
+        }
+    }
+
+    #[test]
     fn refuses_missing_report_root() {
         let root = TempDir::new("missing");
         let missing = root.0.join("tsm").join("report");
@@ -762,9 +1092,7 @@ mod tests {
         assert!(
             matches!(
                 err,
-                ConfigfsTsmError::PrivlevelUnsupported {
-                    provider: Provider::TdxGuest
-                }
+                ConfigfsTsmError::PrivlevelUnsupported { ref provider } if provider == "tdx_guest"
             ),
             "{err:?}"
         );

@@ -1,15 +1,27 @@
 //! The hardware seam of the guest: one trait, [`EvidenceIssuer`], with a real side
 //! (configfs-tsm, then the legacy `/dev/sev-guest` ioctl) and a simulated side (the
-//! software vendors of `contrast-simulator`). Callers pick with [`detect`] or
-//! [`simulated_snp`]/[`simulated_tdx`]; nothing else in the guest touches hardware.
+//! software vendors of `contrast-simulator`). Callers pick with [`select`] (the guest
+//! binaries' settings), [`detect`] or [`simulated_snp`]/[`simulated_tdx`]; nothing else in
+//! the guest touches hardware.
+//!
+//! One test-only issuer sits in between: [`SimulatedSignatureTsmIssuer`] takes the report
+//! body through the real kernel's configfs-tsm from the QEMU tests' fake provider and has
+//! the simulated AMD sign it. [`detect`] never returns it.
 
+use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
 
+use contrast_attestation::snp::{ReportError, SnpProduct, SnpReport};
 use contrast_guest_ioctl::{SevGuest, SevGuestError};
-use contrast_simulator::{SimError, SimulatedAmd, SimulatedIntel, SnpReportSpec, TdxQuoteSpec};
+use contrast_simulator::{
+    SimError, SimulatedAmd, SimulatedIntel, SimulatedSnpReport, SnpReportSpec, TdxQuoteSpec,
+};
 
 use crate::Provider;
-use crate::configfs_tsm::{ConfigfsTsm, ConfigfsTsmError, ReportRequest};
+use crate::configfs_tsm::{
+    ConfigfsTsm, ConfigfsTsmError, FakeTestProviderReport, ReportRequest, TsmReport,
+};
 use crate::snp_cert_table::{self, CertKind, CertTableEntry, CertTableError};
 
 /// Which TEE made the evidence.
@@ -19,6 +31,15 @@ pub enum Tee {
     Snp,
     /// Intel TDX: the evidence is a DCAP quote.
     Tdx,
+}
+
+impl std::fmt::Display for Tee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Tee::Snp => "SEV-SNP",
+            Tee::Tdx => "TDX",
+        })
+    }
 }
 
 /// Evidence bound to 64 bytes of report data.
@@ -49,6 +70,9 @@ pub enum IssueError {
     /// The simulator failed.
     #[error(transparent)]
     Simulator(#[from] SimError),
+    /// The test-only fake TSM provider's body is unusable.
+    #[error(transparent)]
+    FakeTsm(#[from] FakeTsmError),
     /// No interface to TEE hardware was found.
     #[error(
         "not running in a confidential VM: configfs-tsm: {configfs}; /dev/sev-guest: {sev_guest} \
@@ -74,9 +98,12 @@ pub trait EvidenceIssuer: Send + Sync {
 #[derive(Debug, Default)]
 pub struct ConfigfsTsmIssuer(pub ConfigfsTsm);
 
-impl EvidenceIssuer for ConfigfsTsmIssuer {
-    fn issue(&self, report_data: &[u8; 64]) -> Result<Evidence, IssueError> {
-        let report = self.0.issue(&ReportRequest::new(*report_data))?;
+impl ConfigfsTsmIssuer {
+    fn issue_from(
+        report_data: &[u8; 64],
+        fetch: impl FnOnce(&ReportRequest) -> Result<TsmReport, ConfigfsTsmError>,
+    ) -> Result<Evidence, IssueError> {
+        let report = fetch(&ReportRequest::new(*report_data))?;
         let (tee, certificates) = match report.provider {
             Provider::SevGuest => (Tee::Snp, snp_cert_table::parse(&report.auxblob)?),
             Provider::TdxGuest => (Tee::Tdx, Vec::new()),
@@ -87,6 +114,12 @@ impl EvidenceIssuer for ConfigfsTsmIssuer {
             certificates,
             simulated: false,
         })
+    }
+}
+
+impl EvidenceIssuer for ConfigfsTsmIssuer {
+    fn issue(&self, report_data: &[u8; 64]) -> Result<Evidence, IssueError> {
+        ConfigfsTsmIssuer::issue_from(report_data, |request| self.0.issue(request))
     }
 
     fn name(&self) -> &'static str {
@@ -157,25 +190,135 @@ impl EvidenceIssuer for SimulatedSnpIssuer {
             report_data: *report_data,
             ..self.template.clone()
         };
-        let signed = self.amd.report(&spec)?;
-        let certificates = [
-            (CertKind::Vcek, signed.vcek_der),
-            (CertKind::Ask, signed.ask_der),
-            (CertKind::Ark, signed.ark_der),
-        ]
-        .into_iter()
-        .map(|(kind, der)| CertTableEntry { kind, der })
-        .collect();
-        Ok(Evidence {
-            tee: Tee::Snp,
-            raw: signed.report,
-            certificates,
-            simulated: true,
-        })
+        Ok(simulated_snp_evidence(self.amd.report(&spec)?))
     }
 
     fn name(&self) -> &'static str {
         "simulated-snp"
+    }
+}
+
+/// A simulated report with the VCEK, ASK and ARK attached, as a real host attaches them.
+fn simulated_snp_evidence(signed: SimulatedSnpReport) -> Evidence {
+    let certificates = [
+        (CertKind::Vcek, signed.vcek_der),
+        (CertKind::Ask, signed.ask_der),
+        (CertKind::Ark, signed.ark_der),
+    ]
+    .into_iter()
+    .map(|(kind, der)| CertTableEntry { kind, der })
+    .collect();
+    Evidence {
+        tee: Tee::Snp,
+        raw: signed.report,
+        certificates,
+        simulated: true,
+    }
+}
+
+/// Why the fake TSM provider's report body could not be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum FakeTsmError {
+    /// The outblob is not the size of an SEV-SNP report.
+    #[error(
+        "the fake TSM provider's outblob is {len} bytes, not the 1184 of an SEV-SNP report \
+         body: load the fake_tsm.ko built from qemu-tests/fake-tsm"
+    )]
+    BodyLength {
+        /// The outblob's length.
+        len: usize,
+    },
+    /// The outblob is not laid out like an SEV-SNP report.
+    #[error("the fake TSM provider's outblob is not an SEV-SNP report body: {0}")]
+    Body(#[from] ReportError),
+    /// The body binds other REPORT_DATA than was asked for.
+    #[error(
+        "the fake TSM provider's report binds REPORT_DATA {found}, but {requested} was \
+         requested: the kernel or provider mixed up report requests"
+    )]
+    ReportDataMismatch {
+        /// The requested report data (hex).
+        requested: String,
+        /// The report data in the body (hex).
+        found: String,
+    },
+}
+
+/// TEST ONLY (QEMU tests): SEV-SNP evidence whose fields come through the real kernel's
+/// configfs-tsm from the fake provider [`crate::configfs_tsm::FAKE_TEST_PROVIDER`]
+/// (`qemu-tests/fake-tsm`), and
+/// whose signature comes from the simulated AMD.
+///
+/// The kernel's report body supplies MEASUREMENT, HOST_DATA, POLICY and VMPL; the simulated
+/// AMD signs a Milan report with those fields and the requested report data, and attaches
+/// the VCEK, ASK and ARK like [`SimulatedSnpIssuer`]. The evidence is marked simulated and
+/// verifies only against the simulator's trust anchor. Only the fake provider is accepted:
+/// on a real `sev_guest` or `tdx_guest` this issuer refuses to run.
+pub struct SimulatedSignatureTsmIssuer {
+    tsm: ConfigfsTsm,
+    amd: Arc<SimulatedAmd>,
+}
+
+impl std::fmt::Debug for SimulatedSignatureTsmIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimulatedSignatureTsmIssuer")
+            .field("tsm", &self.tsm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The test-only issuer that signs the fake TSM provider's report bodies from `tsm` with
+/// `amd` (see [`SimulatedSignatureTsmIssuer`]).
+pub fn simulated_signature_tsm(
+    tsm: ConfigfsTsm,
+    amd: Arc<SimulatedAmd>,
+) -> SimulatedSignatureTsmIssuer {
+    SimulatedSignatureTsmIssuer { tsm, amd }
+}
+
+impl SimulatedSignatureTsmIssuer {
+    fn issue_from(
+        &self,
+        report_data: &[u8; 64],
+        fetch: impl FnOnce(&ReportRequest) -> Result<FakeTestProviderReport, ConfigfsTsmError>,
+    ) -> Result<Evidence, IssueError> {
+        let body = fetch(&ReportRequest::new(*report_data))?.outblob;
+        let spec = spec_from_fake_body(&body, report_data)?;
+        Ok(simulated_snp_evidence(self.amd.report(&spec)?))
+    }
+}
+
+/// The report to sign: the body's fields that the VM's launch fixes, the requested report
+/// data, everything else as a Milan machine of the simulator reports it.
+fn spec_from_fake_body(body: &[u8], report_data: &[u8; 64]) -> Result<SnpReportSpec, FakeTsmError> {
+    if body.len() != contrast_attestation::snp::REPORT_SIZE {
+        return Err(FakeTsmError::BodyLength { len: body.len() });
+    }
+    let report = SnpReport::from_bytes(body)?;
+    if report.report_data() != *report_data {
+        return Err(FakeTsmError::ReportDataMismatch {
+            requested: hex::encode(report_data),
+            found: hex::encode(report.report_data()),
+        });
+    }
+    let mut spec = SnpReportSpec::new(SnpProduct::Milan);
+    spec.report_data = *report_data;
+    spec.host_data = report.host_data();
+    spec.measurement = report.measurement();
+    spec.policy = report.policy();
+    spec.vmpl = report.vmpl();
+    Ok(spec)
+}
+
+impl EvidenceIssuer for SimulatedSignatureTsmIssuer {
+    fn issue(&self, report_data: &[u8; 64]) -> Result<Evidence, IssueError> {
+        self.issue_from(report_data, |request| {
+            self.tsm.issue_from_fake_test_provider(request)
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "simulated-signature-tsm"
     }
 }
 
@@ -217,9 +360,442 @@ impl EvidenceIssuer for SimulatedTdxIssuer {
     }
 }
 
+/// The simulated TEE named by the guest binaries' `--simulated-tee` (`CONTRAST_SIMULATED_TEE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimulatedTee {
+    /// `snp`: a simulated SEV-SNP report ([`SimulatedSnpIssuer`]).
+    Snp,
+    /// `tdx`: a simulated TDX quote ([`SimulatedTdxIssuer`]).
+    Tdx,
+    /// `snp-tsm` (QEMU tests only): the fake TSM provider's body through the real kernel,
+    /// signed by the simulated AMD ([`SimulatedSignatureTsmIssuer`]).
+    SnpTsm,
+}
+
+impl FromStr for SimulatedTee {
+    type Err = SelectError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "snp" => Ok(SimulatedTee::Snp),
+            "tdx" => Ok(SimulatedTee::Tdx),
+            "snp-tsm" => Ok(SimulatedTee::SnpTsm),
+            other => Err(SelectError::UnknownSimulatedTee(other.to_owned())),
+        }
+    }
+}
+
+/// How the guest binaries (`initializer`, `initdata-check`) get evidence: their flags and
+/// environment variables, unparsed, so that every binary refuses them the same way.
+#[derive(Debug, Clone, Default)]
+pub struct IssuerSettings {
+    /// `--simulator-dir` / `CONTRAST_SIMULATOR_DIR`: use the simulator whose keys are in this
+    /// directory; `None` uses TEE hardware ([`detect`]).
+    pub simulator_dir: Option<PathBuf>,
+    /// `--simulated-tee` / `CONTRAST_SIMULATED_TEE`: `snp`, `tdx` or `snp-tsm` (see
+    /// [`SimulatedTee`]); ignored without a simulator directory, except that `snp-tsm`
+    /// then fails.
+    pub simulated_tee: String,
+    /// `--simulated-host-data` / `CONTRAST_SIMULATED_HOST_DATA`: HOST_DATA (SNP, 64 hex) or
+    /// MRCONFIGID (TDX, 64 hex for the first 32 bytes or 96 for all 48) of the simulated VM.
+    /// Required for `snp` and `tdx`, refused for `snp-tsm` (the kernel's provider supplies
+    /// HOST_DATA there); ignored without a simulator directory.
+    pub simulated_host_data: Option<String>,
+}
+
+/// Why [`select`] could not set up an issuer.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    /// No TEE hardware interface (see [`detect`]).
+    #[error(transparent)]
+    Hardware(#[from] IssueError),
+    /// `--simulated-tee` names no simulated TEE.
+    #[error("--simulated-tee {0:?} (CONTRAST_SIMULATED_TEE): use snp, tdx or snp-tsm")]
+    UnknownSimulatedTee(String),
+    /// `snp-tsm` was asked for without a simulator to sign.
+    #[error(
+        "--simulated-tee snp-tsm needs --simulator-dir (CONTRAST_SIMULATOR_DIR): the simulated \
+         AMD signs the fake TSM provider's report"
+    )]
+    SnpTsmWithoutSimulator,
+    /// A simulated VM needs host data and none (or a malformed one) was given.
+    #[error(
+        "a simulated {tee} VM needs --simulated-host-data (CONTRAST_SIMULATED_HOST_DATA): \
+         {expected}{found}"
+    )]
+    HostData {
+        /// `snp` or `tdx`.
+        tee: &'static str,
+        /// What is accepted.
+        expected: &'static str,
+        /// What was wrong with the given value (empty when none was given).
+        found: String,
+    },
+    /// Host data was given for `snp-tsm`, where the kernel's provider supplies it.
+    #[error(
+        "--simulated-host-data (CONTRAST_SIMULATED_HOST_DATA) is not used with --simulated-tee \
+         snp-tsm: HOST_DATA comes from the kernel's TSM provider (fake_tsm's host_data \
+         parameter); unset it"
+    )]
+    HostDataNotUsed,
+    /// The simulator's key directory could not be opened.
+    #[error("opening the simulator at {dir}: {source}")]
+    OpenSimulator {
+        /// The directory.
+        dir: PathBuf,
+        /// Why it failed.
+        source: SimError,
+    },
+}
+
+/// Parses host data given as hex: `lengths` bytes are accepted.
+fn host_data(
+    settings: &IssuerSettings,
+    tee: &'static str,
+    expected: &'static str,
+    lengths: &[usize],
+) -> Result<Vec<u8>, SelectError> {
+    let error = |found: String| SelectError::HostData {
+        tee,
+        expected,
+        found,
+    };
+    let text = settings
+        .simulated_host_data
+        .as_deref()
+        .ok_or_else(|| error(String::new()))?;
+    let bytes = hex::decode(text).map_err(|e| error(format!(", got {text:?} ({e})")))?;
+    if !lengths.contains(&bytes.len()) {
+        return Err(error(format!(", got {} hex characters", text.len())));
+    }
+    Ok(bytes)
+}
+
+/// The issuer the guest binaries' settings ask for: TEE hardware ([`detect`]) without a
+/// simulator directory, else the simulated TEE of `settings.simulated_tee`.
+pub fn select(settings: &IssuerSettings) -> Result<Box<dyn EvidenceIssuer>, SelectError> {
+    let tee: SimulatedTee = settings.simulated_tee.parse()?;
+    let Some(dir) = &settings.simulator_dir else {
+        if tee == SimulatedTee::SnpTsm {
+            return Err(SelectError::SnpTsmWithoutSimulator);
+        }
+        return Ok(detect()?);
+    };
+    // Check the cheap settings before opening (and maybe creating) the key directory.
+    let host_data = match tee {
+        SimulatedTee::Snp => host_data(settings, "snp", "64 hex characters", &[32])?,
+        SimulatedTee::Tdx => host_data(
+            settings,
+            "tdx",
+            "64 hex characters (the first 32 bytes of MRCONFIGID) or 96 (all of it)",
+            &[32, 48],
+        )?,
+        SimulatedTee::SnpTsm if settings.simulated_host_data.is_some() => {
+            return Err(SelectError::HostDataNotUsed);
+        }
+        SimulatedTee::SnpTsm => Vec::new(),
+    };
+    let simulator =
+        contrast_simulator::Simulator::open(dir).map_err(|source| SelectError::OpenSimulator {
+            dir: dir.clone(),
+            source,
+        })?;
+    Ok(match tee {
+        SimulatedTee::Snp => {
+            let mut spec = SnpReportSpec::new(SnpProduct::Milan);
+            spec.host_data.copy_from_slice(&host_data);
+            Box::new(simulated_snp(Arc::new(simulator.amd), spec))
+        }
+        SimulatedTee::Tdx => {
+            let mut spec = TdxQuoteSpec::default();
+            spec.mr_config_id[..host_data.len()].copy_from_slice(&host_data);
+            Box::new(simulated_tdx(Arc::new(simulator.intel), spec))
+        }
+        SimulatedTee::SnpTsm => Box::new(simulated_signature_tsm(
+            ConfigfsTsm::default(),
+            Arc::new(simulator.amd),
+        )),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::configfs_tsm::FAKE_TEST_PROVIDER;
+    use crate::configfs_tsm::test_support::{FakeProvider, TempDir};
+    use contrast_attestation::snp::{SnpEndorsements, verify_report};
+    use std::sync::OnceLock;
+
+    const HOST_DATA: [u8; 32] = [0x11; 32];
+    const MEASUREMENT: [u8; 48] = [0x22; 48];
+    // SMT and the reserved bit, as QEMU's default, plus ABI minor 0x1f so that a copied
+    // policy is told apart from the simulator's default.
+    const POLICY: u64 = 0x3001f;
+
+    /// What fake_tsm.ko writes: an unsigned SNP-shaped body (qemu-tests/fake-tsm).
+    fn fake_tsm_body(inblob: &[u8]) -> Vec<u8> {
+        let mut body = vec![0; 1184];
+        body[0..4].copy_from_slice(&5u32.to_le_bytes());
+        body[4..8].copy_from_slice(&1u32.to_le_bytes());
+        body[8..16].copy_from_slice(&POLICY.to_le_bytes());
+        body[0x34..0x38].copy_from_slice(&1u32.to_le_bytes());
+        body[0x50..0x90].copy_from_slice(inblob);
+        body[0x90..0xc0].copy_from_slice(&MEASUREMENT);
+        body[0xc0..0xe0].copy_from_slice(&HOST_DATA);
+        body[0x140..0x15b].copy_from_slice(b"CONTRAST-FAKE-TSM-NOT-A-TEE");
+        body
+    }
+
+    fn amd() -> Arc<SimulatedAmd> {
+        static AMD: OnceLock<Arc<SimulatedAmd>> = OnceLock::new();
+        AMD.get_or_init(|| Arc::new(SimulatedAmd::generate(&[SnpProduct::Milan]).unwrap()))
+            .clone()
+    }
+
+    fn issue_through(
+        root: &TempDir,
+        fake: &FakeProvider,
+        report_data: &[u8; 64],
+    ) -> Result<Evidence, IssueError> {
+        let issuer = simulated_signature_tsm(ConfigfsTsm::new(&root.0), amd());
+        issuer.issue_from(report_data, |request| {
+            issuer.tsm.issue_fake_for_test(request, fake)
+        })
+    }
+
+    #[test]
+    fn simulated_signature_tsm_signs_the_kernel_fields() {
+        let root = TempDir::new("sig-tsm");
+        let fake = FakeProvider {
+            outblob_for: fake_tsm_body,
+            has_privlevel: true,
+            auxblob: None,
+            ..FakeProvider::new(FAKE_TEST_PROVIDER)
+        };
+        let report_data = [0x33; 64];
+        let evidence = issue_through(&root, &fake, &report_data).unwrap();
+        assert_eq!(evidence.tee, Tee::Snp);
+        assert!(evidence.simulated);
+        let kinds: Vec<_> = evidence.certificates.iter().map(|c| c.kind).collect();
+        assert_eq!(kinds, [CertKind::Vcek, CertKind::Ask, CertKind::Ark]);
+        let der = |kind| {
+            evidence
+                .certificates
+                .iter()
+                .find(|c| c.kind == kind)
+                .map(|c| c.der.clone())
+        };
+        let endorsements = SnpEndorsements {
+            vek: der(CertKind::Vcek),
+            ask: der(CertKind::Ask),
+            ark: der(CertKind::Ark),
+            crl: None,
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let verified =
+            verify_report(&evidence.raw, &endorsements, &amd().trust_anchor(), now).unwrap();
+        assert!(verified.simulated);
+        assert_eq!(verified.report.report_data(), report_data);
+        assert_eq!(verified.report.host_data(), HOST_DATA);
+        assert_eq!(verified.report.measurement(), MEASUREMENT);
+        assert_eq!(verified.report.policy(), POLICY);
+        assert!(root.entries().is_empty());
+        assert_eq!(
+            simulated_signature_tsm(ConfigfsTsm::default(), amd()).name(),
+            "simulated-signature-tsm"
+        );
+    }
+
+    #[test]
+    fn simulated_signature_tsm_refuses_other_providers() {
+        let root = TempDir::new("sig-tsm-hw");
+        for provider in ["sev_guest", "tdx_guest"] {
+            let fake = FakeProvider {
+                outblob_for: fake_tsm_body,
+                ..FakeProvider::new(provider)
+            };
+            let err = issue_through(&root, &fake, &[0; 64]).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    IssueError::ConfigfsTsm(ConfigfsTsmError::NotTheFakeTestProvider { .. })
+                ),
+                "{provider}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn simulated_signature_tsm_refuses_a_body_of_the_wrong_size() {
+        let root = TempDir::new("sig-tsm-size");
+        let fake = FakeProvider {
+            outblob_for: |inblob| fake_tsm_body(inblob)[..1000].to_vec(),
+            ..FakeProvider::new(FAKE_TEST_PROVIDER)
+        };
+        let err = issue_through(&root, &fake, &[0; 64]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                IssueError::FakeTsm(FakeTsmError::BodyLength { len: 1000 })
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("1184"), "{err}");
+    }
+
+    #[test]
+    fn simulated_signature_tsm_refuses_a_body_that_is_no_report() {
+        let root = TempDir::new("sig-tsm-version");
+        let fake = FakeProvider {
+            outblob_for: |inblob| {
+                let mut body = fake_tsm_body(inblob);
+                body[0] = 1;
+                body
+            },
+            ..FakeProvider::new(FAKE_TEST_PROVIDER)
+        };
+        let err = issue_through(&root, &fake, &[0; 64]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                IssueError::FakeTsm(FakeTsmError::Body(ReportError::Version(1)))
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn simulated_signature_tsm_refuses_foreign_report_data() {
+        let root = TempDir::new("sig-tsm-data");
+        let fake = FakeProvider {
+            outblob_for: |_| fake_tsm_body(&[0xee; 64]),
+            ..FakeProvider::new(FAKE_TEST_PROVIDER)
+        };
+        let err = issue_through(&root, &fake, &[0x33; 64]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                IssueError::FakeTsm(FakeTsmError::ReportDataMismatch { .. })
+            ),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&"ee".repeat(64)) && text.contains(&"33".repeat(64)),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_hardware_issuer_refuses_the_fake_provider() {
+        let root = TempDir::new("hw-refuses-fake");
+        let fake = FakeProvider {
+            outblob_for: fake_tsm_body,
+            ..FakeProvider::new(FAKE_TEST_PROVIDER)
+        };
+        let tsm = ConfigfsTsm::new(&root.0);
+        let err =
+            ConfigfsTsmIssuer::issue_from(&[0; 64], |request| tsm.issue_for_test(request, &fake))
+                .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                IssueError::ConfigfsTsm(ConfigfsTsmError::FakeTestProvider { .. })
+            ),
+            "{err:?}"
+        );
+        assert!(fake.writes.borrow().is_empty());
+        assert!(root.entries().is_empty());
+    }
+
+    fn settings(dir: Option<&str>, tee: &str, host_data: Option<&str>) -> IssuerSettings {
+        IssuerSettings {
+            simulator_dir: dir.map(PathBuf::from),
+            simulated_tee: tee.to_owned(),
+            simulated_host_data: host_data.map(str::to_owned),
+        }
+    }
+
+    fn select_err(settings: &IssuerSettings) -> SelectError {
+        match select(settings) {
+            Ok(issuer) => panic!("selected {}", issuer.name()),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn select_refuses_unknown_tee() {
+        for tee in ["sev", "SNP", "", "snp_tsm"] {
+            let err = select_err(&settings(Some("/nonexistent"), tee, None));
+            assert!(
+                matches!(err, SelectError::UnknownSimulatedTee(_)),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains("use snp, tdx or snp-tsm"), "{err}");
+        }
+        assert_eq!(
+            "snp-tsm".parse::<SimulatedTee>().unwrap(),
+            SimulatedTee::SnpTsm
+        );
+    }
+
+    #[test]
+    fn select_refuses_snp_tsm_without_simulator() {
+        let err = select_err(&settings(None, "snp-tsm", None));
+        assert!(
+            matches!(err, SelectError::SnpTsmWithoutSimulator),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("--simulator-dir"), "{err}");
+    }
+
+    #[test]
+    fn select_refuses_host_data_for_snp_tsm() {
+        let err = select_err(&settings(
+            Some("/nonexistent"),
+            "snp-tsm",
+            Some(&"00".repeat(32)),
+        ));
+        assert!(matches!(err, SelectError::HostDataNotUsed), "{err:?}");
+        assert!(err.to_string().contains("fake_tsm's host_data"), "{err}");
+    }
+
+    #[test]
+    fn select_refuses_missing_or_malformed_host_data() {
+        // Refused before the (nonexistent) simulator directory is opened.
+        for (tee, host_data) in [
+            ("snp", None),
+            ("snp", Some("zz".repeat(32))),
+            ("snp", Some("00".repeat(48))),
+            ("snp", Some("00".repeat(31))),
+            ("tdx", None),
+            ("tdx", Some("00".repeat(40))),
+        ] {
+            let err = select_err(&settings(Some("/nonexistent"), tee, host_data.as_deref()));
+            assert!(
+                matches!(err, SelectError::HostData { .. }),
+                "{tee}: {err:?}"
+            );
+            assert!(err.to_string().contains("--simulated-host-data"), "{err}");
+        }
+    }
+
+    #[test]
+    fn select_reports_an_unusable_simulator_dir() {
+        let root = TempDir::new("select-sim");
+        let file = root.0.join("not-a-dir");
+        std::fs::write(&file, b"").unwrap();
+        let dir = file.to_str().unwrap();
+        let err = select_err(&settings(Some(dir), "snp", Some(&"00".repeat(32))));
+        assert!(matches!(err, SelectError::OpenSimulator { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("opening the simulator at"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_missing_configfs_is_a_clear_error_from_the_issuer() {

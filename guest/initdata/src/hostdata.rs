@@ -60,7 +60,7 @@ pub enum HostDataError {
     /// The evidence carries other report data than requested: it is not the answer to
     /// this request.
     #[error(
-        "the {tee:?} evidence carries report data {found}, not the nonce {requested} this check \
+        "the {tee} evidence carries report data {found}, not the nonce {requested} this check \
          asked for: the evidence provider returned a stale or foreign report"
     )]
     StaleEvidence {
@@ -74,7 +74,7 @@ pub enum HostDataError {
     /// The digest does not match.
     #[error(
         "initdata digest mismatch: the {algorithm} digest of the initdata, fitted to {field}, \
-         is {expected}, but the {tee:?} hardware reports {field} {actual}; the host attached \
+         is {expected}, but the {tee} hardware reports {field} {actual}; the host attached \
          other initdata than the VM was launched with"
     )]
     Mismatch {

@@ -18,9 +18,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context as _, bail};
 use clap::Parser;
-use contrast_guest_evidence::issuer::{EvidenceIssuer, detect, simulated_snp, simulated_tdx};
+use contrast_guest_evidence::issuer::{EvidenceIssuer, IssuerSettings, select};
 use contrast_initdata::policy::DEFAULT_POLICY_PATH;
 use contrast_initdata::source::DEFAULT_DEVICE;
 use contrast_initdata::{CheckError, Decision, InitdataSource, install, verify};
@@ -43,11 +42,13 @@ struct Args {
     /// Use the simulator in this directory instead of TEE hardware (Sim-SNP, Sim-TDX).
     #[arg(long, env = "CONTRAST_SIMULATOR_DIR")]
     simulator_dir: Option<PathBuf>,
-    /// The simulated TEE: snp or tdx.
+    /// The simulated TEE: snp, tdx, or snp-tsm (QEMU tests only: the fake TSM provider's
+    /// report through the kernel's configfs-tsm, signed by the simulator).
     #[arg(long, env = "CONTRAST_SIMULATED_TEE", default_value = "snp")]
     simulated_tee: String,
     /// HOST_DATA / MRCONFIGID of the simulated VM: 64 hex characters (SNP; on TDX the
-    /// first 32 bytes, then zeros) or 96 (the whole TDX MRCONFIGID).
+    /// first 32 bytes, then zeros) or 96 (the whole TDX MRCONFIGID); refused with
+    /// snp-tsm, where the kernel's provider supplies it.
     #[arg(long, env = "CONTRAST_SIMULATED_HOST_DATA")]
     simulated_host_data: Option<String>,
 }
@@ -63,35 +64,11 @@ impl Args {
 }
 
 fn issuer(args: &Args) -> anyhow::Result<Arc<dyn EvidenceIssuer>> {
-    let Some(dir) = &args.simulator_dir else {
-        return Ok(Arc::from(detect()?));
-    };
-    let host_data = args
-        .simulated_host_data
-        .as_deref()
-        .and_then(|h| hex::decode(h).ok())
-        .filter(|b| b.len() == 32 || b.len() == 48)
-        .context("a simulated VM needs --simulated-host-data (64 or 96 hex characters)")?;
-    let simulator = contrast_simulator::Simulator::open(dir)
-        .with_context(|| format!("opening the simulator at {}", dir.display()))?;
-    Ok(match args.simulated_tee.as_str() {
-        "snp" => {
-            let mut spec = contrast_simulator::SnpReportSpec::new(
-                contrast_attestation::snp::SnpProduct::Milan,
-            );
-            spec.host_data = host_data
-                .as_slice()
-                .try_into()
-                .context("SEV-SNP HOST_DATA is 32 bytes (64 hex characters)")?;
-            Arc::new(simulated_snp(Arc::new(simulator.amd), spec))
-        }
-        "tdx" => {
-            let mut spec = contrast_simulator::TdxQuoteSpec::default();
-            spec.mr_config_id[..host_data.len()].copy_from_slice(&host_data);
-            Arc::new(simulated_tdx(Arc::new(simulator.intel), spec))
-        }
-        other => bail!("--simulated-tee {other}: use snp or tdx"),
-    })
+    Ok(Arc::from(select(&IssuerSettings {
+        simulator_dir: args.simulator_dir.clone(),
+        simulated_tee: args.simulated_tee.clone(),
+        simulated_host_data: args.simulated_host_data.clone(),
+    })?))
 }
 
 fn main() -> ExitCode {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use contrast_atls::{DocumentIssuer, Issuer};
-use contrast_guest_evidence::issuer::{EvidenceIssuer, detect, simulated_snp, simulated_tdx};
+use contrast_guest_evidence::issuer::{EvidenceIssuer, IssuerSettings, select};
 use contrast_initializer::{
     Layout, WorkloadKey, mesh_address, obtain_certificate, write_done, write_files,
 };
@@ -32,10 +32,12 @@ struct Args {
     /// Use the simulator in this directory instead of TEE hardware (Sim-SNP, Sim-TDX).
     #[arg(long, env = "CONTRAST_SIMULATOR_DIR")]
     simulator_dir: Option<PathBuf>,
-    /// The simulated TEE: snp or tdx.
+    /// The simulated TEE: snp, tdx, or snp-tsm (QEMU tests only: the fake TSM provider's
+    /// report through the kernel's configfs-tsm, signed by the simulator).
     #[arg(long, env = "CONTRAST_SIMULATED_TEE", default_value = "snp")]
     simulated_tee: String,
-    /// HOST_DATA / MRCONFIGID of the simulated VM (64 hex: the pod's policy hash).
+    /// HOST_DATA / MRCONFIGID of the simulated VM (64 hex: the pod's policy hash); refused
+    /// with snp-tsm, where the kernel's provider supplies it.
     #[arg(long, env = "CONTRAST_SIMULATED_HOST_DATA")]
     simulated_host_data: Option<String>,
     /// The device for an encrypted persistent volume (secure-pv).
@@ -47,34 +49,11 @@ struct Args {
 }
 
 fn issuer(args: &Args) -> anyhow::Result<Arc<dyn Issuer>> {
-    let evidence: Arc<dyn EvidenceIssuer> = match &args.simulator_dir {
-        None => Arc::from(detect()?),
-        Some(dir) => {
-            let host_data: [u8; 32] = args
-                .simulated_host_data
-                .as_deref()
-                .and_then(|h| hex::decode(h).ok())
-                .and_then(|b| b.try_into().ok())
-                .context("a simulated VM needs --simulated-host-data (64 hex characters)")?;
-            let simulator = contrast_simulator::Simulator::open(dir)
-                .with_context(|| format!("opening the simulator at {}", dir.display()))?;
-            match args.simulated_tee.as_str() {
-                "snp" => {
-                    let mut spec = contrast_simulator::SnpReportSpec::new(
-                        contrast_attestation::snp::SnpProduct::Milan,
-                    );
-                    spec.host_data = host_data;
-                    Arc::new(simulated_snp(Arc::new(simulator.amd), spec))
-                }
-                "tdx" => {
-                    let mut spec = contrast_simulator::TdxQuoteSpec::default();
-                    spec.mr_config_id[..32].copy_from_slice(&host_data);
-                    Arc::new(simulated_tdx(Arc::new(simulator.intel), spec))
-                }
-                other => bail!("--simulated-tee {other}: use snp or tdx"),
-            }
-        }
-    };
+    let evidence: Arc<dyn EvidenceIssuer> = Arc::from(select(&IssuerSettings {
+        simulator_dir: args.simulator_dir.clone(),
+        simulated_tee: args.simulated_tee.clone(),
+        simulated_host_data: args.simulated_host_data.clone(),
+    })?);
     tracing::info!(issuer = evidence.name(), "evidence issuer");
     Ok(Arc::new(DocumentIssuer::new(evidence)))
 }
@@ -86,6 +65,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let issuer = issuer(&args)?;

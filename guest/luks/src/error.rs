@@ -246,4 +246,16 @@ pub enum LuksError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Initialising the first block of a new volume failed.
+    #[error(
+        "initialising the first block of the new volume {mapped}: {source}; the volume has a \
+         LUKS header but no file system yet, and the next start formats it again"
+    )]
+    FirstBlock {
+        /// The mapped device.
+        mapped: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -187,8 +187,28 @@ impl SecureMount {
         // not initialised (as with Contrast's --integrity-no-wipe), so unwritten sectors
         // read as I/O errors: probing for an existing file system cannot tell "new" from
         // "damaged", and a read error must never lead to mkfs.
+        // mkfs's partial-block writes would read a never-written sector first and fail:
+        // so block 0 (where the superblock lies) is written whole before mkfs, and the
+        // file system gets no backup superblocks (they would sit in partial blocks too).
+        // ext4's own blocks are 4096 bytes, the sector size, so later writes are whole.
         if formatted {
-            mount::run(&self.mkfs, &["-q", mapped_str])?;
+            zero_first_block(&mapped).map_err(|source| LuksError::FirstBlock {
+                mapped: mapped_str.to_owned(),
+                source,
+            })?;
+            mount::run(
+                &self.mkfs,
+                &[
+                    "-q",
+                    "-b",
+                    "4096",
+                    "-O",
+                    "sparse_super2",
+                    "-E",
+                    "num_backup_sb=0",
+                    mapped_str,
+                ],
+            )?;
         }
         let mounted = if mount::is_mounted(&mapped, mount_point)? {
             tracing::info!(mount_point, "already mounted");
@@ -206,4 +226,13 @@ impl SecureMount {
             mounted,
         })
     }
+}
+
+/// Writes one whole 4096-byte block of zeros at the start of `mapped` and syncs it, so
+/// its integrity tag is valid before anything reads it.
+fn zero_first_block(mapped: &Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut device = std::fs::OpenOptions::new().write(true).open(mapped)?;
+    device.write_all(&[0u8; 4096])?;
+    device.sync_all()
 }
