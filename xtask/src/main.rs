@@ -47,6 +47,41 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("skopeo", "command -v skopeo"),
     // The Python cross-check tools live in a virtual environment (see PYTHON_TOOLS).
     ("python3-venv", "python3 -m venv --help"),
+    // image/: the guest image's userland and the tools that build it reproducibly.
+    (
+        "busybox-static",
+        "test -x /bin/busybox && /bin/busybox --list | grep -qx insmod",
+    ),
+    ("erofs-utils", "command -v mkfs.erofs"),
+    ("kmod", "command -v modprobe"),
+    ("e2fsprogs", "test -x /usr/sbin/mke2fs"),
+    ("zstd", "command -v zstd"),
+    ("xz-utils", "command -v xz"),
+    ("binutils", "command -v strip"),
+    ("cpio", "command -v cpio"),
+    // qemu-tests: kbuild for the test-only TSM provider module.
+    ("make", "command -v make"),
+];
+
+/// The Debian release whose backports carry the guest kernel and a QEMU new enough for it.
+const BACKPORTS: &str = "bookworm-backports";
+
+/// Packages from [`BACKPORTS`] (environment.md §1): QEMU 10 and the pinned 6.12 guest
+/// kernel with its headers (the test-only kernel module is built against them). The kernel
+/// version is pinned by contrast-image; its reference values depend on it.
+const BACKPORTS_PACKAGES: &[(&str, &str)] = &[
+    (
+        "qemu-system-x86",
+        "dpkg-query -W -f '${Version}' qemu-system-x86 2>/dev/null | grep -q bpo",
+    ),
+    (
+        "linux-image-6.12.95+deb12-amd64",
+        "test -e /boot/vmlinuz-6.12.95+deb12-amd64",
+    ),
+    (
+        "linux-headers-6.12.95+deb12-amd64",
+        "test -e /lib/modules/6.12.95+deb12-amd64/build/Makefile",
+    ),
 ];
 
 /// Python tools the tests compare against, installed from PyPI into a virtual environment
@@ -72,6 +107,7 @@ fn main() -> ExitCode {
     {
         ["test"] => test(),
         ["quickstart"] => quickstart(),
+        ["image"] => image(),
         ["install-deps"] => install_debian_packages(),
         _ => {
             usage();
@@ -92,6 +128,8 @@ fn usage() {
         "usage: cargo xtask <task>\n\n\
          tasks:\n  \
          quickstart    install what it needs, then run the whole lifecycle on this machine\n  \
+         image         build the guest image into target/image, compute its reference values,\n                \
+         and build a CLI that embeds them (target/embedded/debug/contrast)\n  \
          test          install what the tests need, then fmt check, clippy -D warnings, all tests\n  \
          install-deps  only install the Debian packages the tests need"
     );
@@ -181,11 +219,27 @@ fn install_debian_packages() -> Result<()> {
         .filter(|(_, probe)| !succeeds(Command::new("sh").args(["-c", probe])))
         .map(|(package, _)| *package)
         .collect();
-    if missing.is_empty() {
+    let missing_backports: Vec<&str> = BACKPORTS_PACKAGES
+        .iter()
+        .filter(|(_, probe)| !succeeds(Command::new("sh").args(["-c", probe])))
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() && missing_backports.is_empty() {
         return Ok(());
     }
-    eprintln!("xtask: installing {}", missing.join(" "));
+    eprintln!(
+        "xtask: installing {}",
+        missing
+            .iter()
+            .chain(&missing_backports)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     let sudo = if is_root() { None } else { Some("sudo") };
+    if !missing_backports.is_empty() {
+        ensure_backports_source(sudo)?;
+    }
     let apt = |args: &[&str]| {
         let mut command = match sudo {
             Some(sudo) => {
@@ -199,15 +253,106 @@ fn install_debian_packages() -> Result<()> {
         command
     };
     run(&mut apt(&["-qq", "update"]))?;
-    let mut install = apt(&["-qq", "install", "-y", "--no-install-recommends"]);
-    install.args(&missing);
-    run(&mut install)
+    if !missing.is_empty() {
+        let mut install = apt(&["-qq", "install", "-y", "--no-install-recommends"]);
+        install.args(&missing);
+        run(&mut install)?;
+    }
+    if !missing_backports.is_empty() {
+        let mut install = apt(&[
+            "-qq",
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "-t",
+            BACKPORTS,
+        ]);
+        install.args(&missing_backports);
+        run(&mut install)?;
+    }
+    Ok(())
+}
+
+/// Adds bookworm-backports beside the configured Debian sources, with the same mirror and
+/// keyring (environment.md §1). Returns whether a source was added.
+fn ensure_backports_source(sudo: Option<&str>) -> Result<bool> {
+    let target = std::path::Path::new("/etc/apt/sources.list.d/backports.sources");
+    if target.exists() {
+        return Ok(false);
+    }
+    let configured = std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources")
+        .context("reading /etc/apt/sources.list.d/debian.sources to find the Debian mirror")?;
+    let uris = configured
+        .lines()
+        .find(|l| l.starts_with("URIs:") && !l.contains("security"))
+        .context("no URIs: line for the Debian mirror in debian.sources")?;
+    let content = format!(
+        "Types: deb\n{uris}\nSuites: {BACKPORTS}\nComponents: main\n\
+         Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+    );
+    let staged = std::env::temp_dir().join("contrast-backports.sources");
+    std::fs::write(&staged, content).context("writing the backports source")?;
+    let mut install = match sudo {
+        Some(sudo) => {
+            let mut c = Command::new(sudo);
+            c.arg("install");
+            c
+        }
+        None => Command::new("install"),
+    };
+    run(install.args(["-m", "0644"]).arg(&staged).arg(target))?;
+    Ok(true)
 }
 
 /// The project's main job: the whole lifecycle with a simulated TEE (quickstart/).
 fn quickstart() -> Result<()> {
     step("system packages", install_debian_packages)?;
     step("quickstart", run_quickstart)
+}
+
+/// The guest image, its reference values (SNP with the AmdSevX64 OVMF fixture, since Debian
+/// ships no OVMF with the kernel-hashes table; TDX with Debian's OVMF.fd), and a CLI whose
+/// `contrast generate --reference-values <platform>` embeds them.
+fn image() -> Result<()> {
+    step("system packages", install_debian_packages)?;
+    let debug = std::path::absolute(target_dir().join("debug"))
+        .context("cannot resolve the target directory")?;
+    let out = std::path::absolute(target_dir().join("image"))
+        .context("cannot resolve the target directory")?;
+    step("guest binaries", || {
+        run(Command::new("cargo").args(["build", "--workspace", "--bins", "--locked"]))
+    })?;
+    step("guest image", || {
+        run(Command::new(debug.join("contrast-image"))
+            .arg("--out")
+            .arg(&out)
+            .arg("--ovmf-snp")
+            .arg("firmware-refs/tests/data/ovmf_AmdSev_suffix.bin")
+            .arg("--ovmf-tdx")
+            .arg("/usr/share/ovmf/OVMF.fd"))
+    })?;
+    let values = out.join("reference-values.json");
+    step("reference values", || {
+        run(Command::new(debug.join("firmware-refs"))
+            .args(["reference-values", "--image-dir"])
+            .arg(&out)
+            .arg("--out")
+            .arg(&values))
+    })?;
+    // A target directory of its own: the embedded values are a build input, and the
+    // everyday build must keep the checked-in ones.
+    step("CLI with the image's reference values", || {
+        run(Command::new("cargo")
+            .args(["build", "--locked", "-p", "contrast-cli", "--target-dir"])
+            .arg(target_dir().join("embedded"))
+            .env("CONTRAST_REFERENCE_VALUES", &values))
+    })?;
+    eprintln!(
+        "xtask: image in {}; CLI with its reference values: {}",
+        out.display(),
+        target_dir().join("embedded/debug/contrast").display()
+    );
+    Ok(())
 }
 
 fn run_quickstart() -> Result<()> {

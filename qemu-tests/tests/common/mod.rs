@@ -1,0 +1,95 @@
+//! Shared scenarios of the QEMU tests and benchmarks.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use contrast_api::meshapi::NewMeshCertResponse;
+use contrast_qemu_tests::{
+    Console, GUEST_SIMULATOR_SETUP, Image, Vm, fake_tsm_module, profile_dir,
+};
+use contrast_testkit::{CoordinatorProcess, Deployment, TempDir, coordinator_binary};
+
+const GUEST_SCRIPT: &str = r#"
+fail() { echo "CONTRAST-TEST-FAIL $TEST: $*"; exit 1; }
+TEST=$1
+host_data=$(cat /sys/firmware/qemu_fw_cfg/by_name/opt/contrast/host_data/raw) || fail "no host data in fw_cfg"
+insmod ./fake_tsm.ko host_data="$host_data" measurement="$MEASUREMENT" || fail "fake_tsm.ko did not load"
+CONTRAST_SIMULATOR_DIR=/run/sim CONTRAST_SIMULATED_TEE=snp-tsm \
+    initializer --coordinator-host 10.0.2.2 --secrets-dir /run/contrast --done-file /run/done \
+        --retry-interval 1 || fail "the initializer failed"
+[ -e /run/done ] || fail "no done marker"
+echo "CONTRAST-STEP initializer-done=$(cut -d' ' -f1 /proc/uptime)"
+for file in mesh-ca.pem certChain.pem; do
+    echo "CONTRAST-FILE-BEGIN $file"
+    cat "/run/contrast/tls-config/$file"
+    echo "CONTRAST-FILE-END $file"
+done
+[ "$(stat -c %a /run/contrast/tls-config/key.pem)" = 400 ] || fail "key.pem is not owner-read-only"
+echo "CONTRAST-TEST-PASS $TEST"
+"#;
+
+/// What one boot of the initializer scenario gave.
+pub(crate) struct InitializerRun {
+    /// The guest console.
+    pub(crate) console: Console,
+    /// The Coordinator's log.
+    pub(crate) coordinator_log: String,
+    /// What the Coordinator handed a host-side workload of the same policy.
+    pub(crate) host_side: Result<(String, NewMeshCertResponse), String>,
+}
+
+/// A Coordinator (Sim-SNP) on the host's 127.0.0.1 with a manifest for `web`; a guest whose
+/// fake TSM provider carries `web`'s policy hash as HOST_DATA runs the initializer against
+/// it (the guest's 10.0.2.2 is the host's 127.0.0.1).
+pub(crate) fn initializer_boot(image: &Image) -> InitializerRun {
+    let deployment = Deployment::new(&["web"]);
+    let store = TempDir::new("qemu-coordinator");
+    // QEMU's user network maps the guest's 10.0.2.2 to the host's 127.0.0.1.
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let binary = coordinator_binary(
+        &profile_dir()
+            .unwrap()
+            .join("qemu-guest-probe")
+            .display()
+            .to_string(),
+    );
+    let mut coordinator = CoordinatorProcess::start(&binary, &deployment, store.path(), ip, &[]);
+    coordinator.wait_probe("/probe/startup", 200, Duration::from_secs(60));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime
+        .block_on(contrast_testkit::set_manifest(
+            &deployment,
+            &coordinator.user_addr(),
+        ))
+        .unwrap();
+
+    let host_data = hex::encode(deployment.policy_hash("web"));
+    let measurement = &deployment.manifest.reference_values.snp[0]
+        .trusted_measurement
+        .0;
+    let console = Vm::new(image, "initializer")
+        .network()
+        .fw_cfg_string("contrast/host_data", &host_data)
+        .file("fake_tsm.ko", fake_tsm_module().unwrap())
+        .simulator(&deployment.simulator_dir)
+        .unwrap()
+        .script(&format!(
+            "MEASUREMENT={measurement}\n{GUEST_SIMULATOR_SETUP}{GUEST_SCRIPT}"
+        ))
+        .boot()
+        .unwrap();
+    // What the Coordinator hands a workload of the same policy, asked from the host.
+    let host_side = runtime.block_on(contrast_testkit::new_mesh_cert(
+        &coordinator.mesh_addr(),
+        deployment.issuer("web"),
+    ));
+    let coordinator_log = coordinator.log_text();
+    coordinator.kill();
+    InitializerRun {
+        console,
+        coordinator_log,
+        host_side,
+    }
+}
