@@ -21,11 +21,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::Duration;
 
-use contrast_qemu_tests::{Console, Image, Vm, profile_dir, tempdir};
+use contrast_qemu_tests::{Console, Vm, tempdir};
 use sha2::{Digest as _, Sha256};
 
 /// Opens per disk.
@@ -50,8 +49,7 @@ elapsed() { awk "BEGIN { printf \"%.2f\", $2 - $1 }"; }
 secret=/run/test/secret
 mkdir -p /run/ours
 
-# Ours, formatted by the helper. (Its mkfs step may fail on a never-written integrity
-# volume; the LUKS header and keyslot are written before that, which is all this needs.)
+# Ours, formatted (and mounted) by the helper, then closed again.
 luks-helper format-or-open --device /dev/vdb --mount-point /run/ours --secret-file $secret 2>&1 | sed 's/^/[luks-helper] /'
 grep -q " /run/ours " /proc/mounts && umount /run/ours
 for m in /dev/mapper/*; do
@@ -151,33 +149,9 @@ fn mean(values: &[f64]) -> f64 {
 /// missing or stale release binaries. So the bench builds the dev binaries and its own
 /// image from them (about two seconds), in a directory only it uses. Under the dev
 /// profile the harness's image is used as it is.
-fn bench_image() -> Image {
-    let profile = profile_dir().unwrap();
-    if profile.ends_with("debug") {
-        // `cargo bench --profile dev`: the harness's shared image is the right one.
-        return contrast_qemu_tests::image().unwrap();
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let status = Command::new(cargo)
-        .args(["build", "--workspace", "--bins", "--quiet"])
-        .current_dir(&workspace)
-        .status()
-        .unwrap();
-    assert!(status.success(), "cargo build --workspace --bins failed");
-    let binaries: PathBuf = profile.parent().unwrap().join("debug");
-    let dir = profile.join("qemu-tests").join("luks-open-bench-image");
-    let manifest = contrast_image::build(&contrast_image::BuildConfig {
-        binaries,
-        out: dir.clone(),
-        system_root: PathBuf::from("/"),
-    })
-    .unwrap();
-    Image { dir, manifest }
-}
-
 fn main() -> ExitCode {
-    let image = bench_image();
+    // The harness takes the guest binaries from the debug build in either profile.
+    let image = contrast_qemu_tests::image().unwrap();
     let dir = tempdir("luks-open-bench").unwrap();
     let mut vm = Vm::new(&image, "luks-open-bench")
         .script(&SCRIPT.replace("__OPENS__", &OPENS.to_string()))
