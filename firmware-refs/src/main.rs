@@ -14,12 +14,13 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::{Parser, Subcommand};
 use contrast_firmware_refs::reference_values::{
-    ImageArtifacts, encode_embedded, image_entries, simulated_entries,
+    ImageArtifacts, QEMU_GUEST_POLICY, encode_embedded, image_entries, simulated_entries,
 };
 use contrast_firmware_refs::{
     DirectBoot, DirectBootFiles, MrtdOrder, Ovmf, SnpLaunchConfig, VcpuType, VmmType, id_blocks,
     mrtd, parse_ccel_table, parse_event_log, replay, rtmrs, snp_launch_digest_files,
 };
+use contrast_platforms::Platform;
 
 #[derive(Parser)]
 #[command(
@@ -70,6 +71,17 @@ enum Command {
         /// The 64-bit guest policy, hex (0x prefix optional).
         #[arg(long, default_value = "0x30000", value_parser = parse_hex_u64)]
         policy: u64,
+    },
+    /// The ID blocks of an image directory's SNP launch digests, per product line, as the
+    /// runtime installer's --snp-id-blocks reads them:
+    /// `{"Milan": {"idBlock", "idAuth", "idKeyDigest"}, …}`.
+    SnpIdBlocks {
+        /// Directory with ovmf-snp.fd, kernel, initrd, cmdline.
+        #[arg(long)]
+        image_dir: PathBuf,
+        /// Output file (written atomically); stdout if absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// TDX MRTD from the TDVF metadata of a unified OVMF image, 96 hex characters.
     TdxMrtd {
@@ -191,6 +203,36 @@ fn run(command: Command) -> Result<String> {
                 BASE64.encode(&blocks.id_auth),
                 hex::encode(blocks.id_key_digest)
             )
+        }
+        Command::SnpIdBlocks { image_dir, out } => {
+            let entries = image_entries(&ImageArtifacts { dir: image_dir })?;
+            let snp = entries
+                .iter()
+                .find(|(handler, _)| handler.platform() == Platform::MetalQemuSnp)
+                .map(|(_, values)| values.snp.clone())
+                .context("the image directory has no ovmf-snp.fd: no SNP launch digests")?;
+            let mut products = Vec::new();
+            for entry in &snp {
+                let mut digest = [0u8; 48];
+                hex::decode_to_slice(&entry.trusted_measurement.0, &mut digest)
+                    .context("a launch digest that is not 96 hex characters")?;
+                let blocks = id_blocks(&digest, QEMU_GUEST_POLICY)?;
+                products.push(format!(
+                    "  \"{}\": {{\n    \"idBlock\": \"{}\",\n    \"idAuth\": \"{}\",\n    \"idKeyDigest\": \"{}\"\n  }}",
+                    entry.product_name,
+                    BASE64.encode(blocks.id_block),
+                    BASE64.encode(&blocks.id_auth),
+                    hex::encode(blocks.id_key_digest)
+                ));
+            }
+            let json = format!("{{\n{}\n}}\n", products.join(",\n"));
+            match out {
+                Some(path) => {
+                    write_atomically(&path, json.as_bytes())?;
+                    return Ok(String::new());
+                }
+                None => json.trim_end().to_owned(),
+            }
         }
         Command::TdxMrtd { ovmf, order } => hex::encode(mrtd(&Ovmf::read(&ovmf)?, order)?),
         Command::TdxRtmr {

@@ -173,3 +173,54 @@ fn reference_values_writes_the_embedded_file() {
     // Only the file is left in the directory: no temporary files.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
+
+#[test]
+fn snp_id_blocks_of_an_image_directory_match_the_single_id_block_per_product() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        data("ovmf_AmdSev_suffix.bin"),
+        dir.path().join("ovmf-snp.fd"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("kernel"), b"kernel bytes").unwrap();
+    std::fs::write(dir.path().join("initrd"), b"initrd bytes").unwrap();
+    std::fs::write(dir.path().join("cmdline"), b"console=ttyS0\n").unwrap();
+    let image_dir = dir.path().to_str().unwrap();
+    let json: serde_json::Value = serde_json::from_str(&stdout(&firmware_refs(&[
+        "snp-id-blocks",
+        "--image-dir",
+        image_dir,
+    ])))
+    .unwrap();
+    let values: serde_json::Value = serde_json::from_str(&stdout(&firmware_refs(&[
+        "reference-values",
+        "--image-dir",
+        image_dir,
+    ])))
+    .unwrap();
+    // Every SNP launch digest of the image's reference values has its ID block.
+    let snp = values
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(handler, _)| handler.contains("metal-qemu-snp"))
+        .map(|(_, v)| v["snp"].as_array().unwrap().clone())
+        .unwrap();
+    assert_eq!(json.as_object().unwrap().len(), snp.len());
+    for entry in snp {
+        let product = entry["ProductName"].as_str().unwrap();
+        let digest = entry["TrustedMeasurement"].as_str().unwrap();
+        let single: serde_json::Value = serde_json::from_str(&stdout(&firmware_refs(&[
+            "snp-id-block",
+            "--launch-digest",
+            digest,
+        ])))
+        .unwrap();
+        assert_eq!(json[product], single, "{product}");
+    }
+    // Without an SNP firmware there is nothing to sign: a clear refusal.
+    std::fs::remove_file(dir.path().join("ovmf-snp.fd")).unwrap();
+    let refused = firmware_refs(&["snp-id-blocks", "--image-dir", image_dir]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("ovmf-snp.fd"));
+}

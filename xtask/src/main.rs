@@ -128,8 +128,8 @@ fn usage() {
         "usage: cargo xtask <task>\n\n\
          tasks:\n  \
          quickstart    install what it needs, then run the whole lifecycle on this machine\n  \
-         image         build the guest image into target/image, compute its reference values,\n                \
-         and build a CLI that embeds them (target/embedded/debug/contrast)\n  \
+         image         build the guest image into target/image, compute its reference values and\n                \
+         SNP ID blocks, and build a CLI that embeds them (target/embedded/debug/contrast)\n  \
          test          install what the tests need, then fmt check, clippy -D warnings, all tests\n  \
          install-deps  only install the Debian packages the tests need"
     );
@@ -338,6 +338,13 @@ fn image() -> Result<()> {
             .arg(&out)
             .arg("--out")
             .arg(&values))
+    })?;
+    step("SNP ID blocks", || {
+        run(Command::new(debug.join("firmware-refs"))
+            .args(["snp-id-blocks", "--image-dir"])
+            .arg(&out)
+            .arg("--out")
+            .arg(out.join("snp-id-blocks.json")))
     })?;
     // A target directory of its own: the embedded values are a build input, and the
     // everyday build must keep the checked-in ones.
