@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use contrast_attestation::document;
 use contrast_attestation::oid;
-use contrast_attestation::snp::SnpEndorsements;
 use contrast_guest_evidence::issuer::{EvidenceIssuer, Tee};
-use contrast_guest_evidence::snp_cert_table::CertKind;
 
 use crate::AtlsError;
 
@@ -49,19 +47,7 @@ impl Issuer for DocumentIssuer {
             .issue(report_data)
             .map_err(|e| AtlsError::Issue(format!("{}: {e}", self.evidence.name())))?;
         let encoded = match evidence.tee {
-            Tee::Snp => {
-                let mut endorsements = SnpEndorsements::default();
-                for entry in evidence.certificates {
-                    match entry.kind {
-                        CertKind::Vcek | CertKind::Vlek => endorsements.vek = Some(entry.der),
-                        CertKind::Ask => endorsements.ask = Some(entry.der),
-                        CertKind::Ark => endorsements.ark = Some(entry.der),
-                        CertKind::Crl => endorsements.crl = Some(entry.der),
-                        CertKind::Other(_) => {}
-                    }
-                }
-                document::encode_snp(&evidence.raw, &endorsements, None)
-            }
+            Tee::Snp => document::encode_snp(&evidence.raw, &evidence.snp_endorsements(), None),
             Tee::Tdx => document::encode_tdx(&evidence.raw),
         }
         .map_err(|e| AtlsError::Issue(e.to_string()))?;

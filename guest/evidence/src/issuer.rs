@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use contrast_attestation::snp::{ReportError, SnpProduct, SnpReport};
+use contrast_attestation::snp::{ReportError, SnpEndorsements, SnpProduct, SnpReport};
 use contrast_guest_ioctl::{SevGuest, SevGuestError};
 use contrast_simulator::{
     SimError, SimulatedAmd, SimulatedIntel, SimulatedSnpReport, SnpReportSpec, TdxQuoteSpec,
@@ -53,6 +53,25 @@ pub struct Evidence {
     pub certificates: Vec<CertTableEntry>,
     /// Whether the simulator made it.
     pub simulated: bool,
+}
+
+impl Evidence {
+    /// The SEV-SNP certificates that came with the evidence, as the verifier takes them:
+    /// VCEK or VLEK, ASK, ARK and CRL; other entries of the host's table are ignored.
+    pub fn snp_endorsements(&self) -> SnpEndorsements {
+        let mut endorsements = SnpEndorsements::default();
+        for entry in &self.certificates {
+            let der = Some(entry.der.clone());
+            match entry.kind {
+                CertKind::Vcek | CertKind::Vlek => endorsements.vek = der,
+                CertKind::Ask => endorsements.ask = der,
+                CertKind::Ark => endorsements.ark = der,
+                CertKind::Crl => endorsements.crl = der,
+                CertKind::Other(_) => {}
+            }
+        }
+        endorsements
+    }
 }
 
 /// Why no evidence could be issued.
@@ -523,11 +542,42 @@ mod tests {
     use super::*;
     use crate::configfs_tsm::FAKE_TEST_PROVIDER;
     use crate::configfs_tsm::test_support::{FakeProvider, TempDir};
-    use contrast_attestation::snp::{SnpEndorsements, verify_report};
+    use crate::snp_cert_table::Guid;
+    use contrast_attestation::snp::verify_report;
     use std::sync::OnceLock;
 
     const HOST_DATA: [u8; 32] = [0x11; 32];
     const MEASUREMENT: [u8; 48] = [0x22; 48];
+
+    #[test]
+    fn snp_endorsements_take_vcek_or_vlek_ask_ark_crl_and_ignore_other_entries() {
+        let entry = |kind, der: &[u8]| CertTableEntry {
+            kind,
+            der: der.to_vec(),
+        };
+        let evidence = Evidence {
+            tee: Tee::Snp,
+            raw: Vec::new(),
+            certificates: vec![
+                entry(CertKind::Vlek, b"vlek"),
+                entry(CertKind::Ask, b"ask"),
+                entry(CertKind::Other(Guid([7; 16])), b"other"),
+                entry(CertKind::Ark, b"ark"),
+                entry(CertKind::Crl, b"crl"),
+            ],
+            simulated: false,
+        };
+        let endorsements = evidence.snp_endorsements();
+        assert_eq!(endorsements.vek.as_deref(), Some(&b"vlek"[..]));
+        assert_eq!(endorsements.ask.as_deref(), Some(&b"ask"[..]));
+        assert_eq!(endorsements.ark.as_deref(), Some(&b"ark"[..]));
+        assert_eq!(endorsements.crl.as_deref(), Some(&b"crl"[..]));
+        let none = Evidence {
+            certificates: Vec::new(),
+            ..evidence
+        };
+        assert!(none.snp_endorsements().vek.is_none());
+    }
     // SMT and the reserved bit, as QEMU's default, plus ABI minor 0x1f so that a copied
     // policy is told apart from the simulator's default.
     const POLICY: u64 = 0x3001f;
@@ -578,19 +628,7 @@ mod tests {
         assert!(evidence.simulated);
         let kinds: Vec<_> = evidence.certificates.iter().map(|c| c.kind).collect();
         assert_eq!(kinds, [CertKind::Vcek, CertKind::Ask, CertKind::Ark]);
-        let der = |kind| {
-            evidence
-                .certificates
-                .iter()
-                .find(|c| c.kind == kind)
-                .map(|c| c.der.clone())
-        };
-        let endorsements = SnpEndorsements {
-            vek: der(CertKind::Vcek),
-            ask: der(CertKind::Ask),
-            ark: der(CertKind::Ark),
-            crl: None,
-        };
+        let endorsements = evidence.snp_endorsements();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()

@@ -5,10 +5,9 @@
 
 use std::sync::Arc;
 
-use contrast_attestation::snp::{SnpEndorsements, SnpProduct, verify_report};
+use contrast_attestation::snp::{SnpProduct, verify_report};
 use contrast_attestation::tdx::verify_quote;
 use contrast_guest_evidence::issuer::{EvidenceIssuer, Tee, simulated_snp, simulated_tdx};
-use contrast_guest_evidence::snp_cert_table::CertKind;
 use contrast_simulator::{
     SimulatedAmd, SimulatedIntel, SimulatedPlatform, SnpReportSpec, TdxQuoteSpec,
 };
@@ -28,19 +27,7 @@ fn simulated_snp_evidence_verifies_with_its_own_certificates() {
         (evidence.tee, evidence.simulated, issuer.name()),
         (Tee::Snp, true, "simulated-snp")
     );
-    let cert = |kind| {
-        evidence
-            .certificates
-            .iter()
-            .find(|c| c.kind == kind)
-            .map(|c| c.der.clone())
-    };
-    let endorsements = SnpEndorsements {
-        vek: cert(CertKind::Vcek),
-        ask: cert(CertKind::Ask),
-        ark: cert(CertKind::Ark),
-        crl: None,
-    };
+    let endorsements = evidence.snp_endorsements();
     let verified = verify_report(&evidence.raw, &endorsements, &amd.trust_anchor(), NOW).unwrap();
     assert_eq!(verified.report.report_data(), [0x42; 64]);
     assert_eq!(verified.report.host_data(), [0x21; 32]);

@@ -4,9 +4,8 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail, ensure};
-use contrast_attestation::snp::{SnpEndorsements, verify_report};
+use contrast_attestation::snp::verify_report;
 use contrast_guest_evidence::issuer::{IssuerSettings, Tee, select};
-use contrast_guest_evidence::snp_cert_table::CertKind;
 
 use crate::common::{ensure_configfs, expect_no_report_dirs, fresh_report_data, host_data, step};
 
@@ -58,19 +57,7 @@ pub(crate) fn issue(simulator_dir: &Path, host_data_hex: &str) -> anyhow::Result
     step("verifying against the simulator's trust anchor");
     let simulator = contrast_simulator::Simulator::open(simulator_dir)
         .with_context(|| format!("opening the simulator at {}", simulator_dir.display()))?;
-    let certificate = |kind| {
-        evidence
-            .certificates
-            .iter()
-            .find(|entry| entry.kind == kind)
-            .map(|entry| entry.der.clone())
-    };
-    let endorsements = SnpEndorsements {
-        vek: certificate(CertKind::Vcek),
-        ask: certificate(CertKind::Ask),
-        ark: certificate(CertKind::Ark),
-        crl: None,
-    };
+    let endorsements = evidence.snp_endorsements();
     ensure!(endorsements.vek.is_some(), "the evidence carries no VCEK");
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
