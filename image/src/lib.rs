@@ -542,6 +542,23 @@ mod tests {
         fs::remove_dir_all(root).unwrap();
     }
 
+    /// The test command installs the kernel this crate pins (xtask cannot depend on us).
+    #[test]
+    fn the_test_command_installs_the_pinned_kernel_and_its_headers() {
+        let xtask =
+            fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../xtask/src/main.rs"))
+                .unwrap();
+        for package in [
+            KERNEL_PACKAGE.to_owned(),
+            format!("linux-headers-{KERNEL_VERSION}"),
+        ] {
+            assert!(
+                xtask.contains(&format!("\"{package}\"")),
+                "xtask's BACKPORTS_PACKAGES does not install {package}"
+            );
+        }
+    }
+
     #[test]
     fn a_file_that_is_not_a_bzimage_is_refused() {
         let err = host::unpack_bzimage(Path::new("k"), &[0u8; 4096]).unwrap_err();
