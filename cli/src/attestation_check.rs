@@ -470,7 +470,7 @@ fn tdx_facts(v: &VerifiedTdxQuote) -> Value {
         "advisories": v.tcb.as_ref().map(|t| t.advisory_ids.clone()).unwrap_or_default(),
         "FMSPC": platform.fmspc.map(hex::encode),
         "PIID": platform.piid.map(hex::encode),
-        "QE SVN": q.qe_svn,
+        "QE SVN (QE report ISVSVN)": q.qe_identity().isv_svn,
         "PCE SVN": q.pce_svn,
         "TEE TCB SVN": hex::encode(td.tee_tcb_svn),
         "debug": td.is_debug(),

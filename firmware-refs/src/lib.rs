@@ -6,13 +6,14 @@
 //!   (`--mode snp`), including measured direct boot through the SEV hashes table. Unlike
 //!   the Python tool, firmware without SEV metadata is refused.
 //! * [`idblock`]: Contrast's ID block, ID auth block and ID-key digest (fixed signature,
-//!   recovered key).
+//!   recovered key); its home is `contrast_attestation::snp::idblock`, where the verifier
+//!   derives the expected ID-key digest from the same code.
 //! * [`mrtd`], [`rtmr`], [`ccel`]: TDX MRTD from the TDVF sections, RTMR0–3 of a direct
 //!   boot as Contrast computes them, and replay of a CCEL event log.
 //! * [`reference_values`]: the embedded `reference-values.json` keyed by runtime handler.
 
 pub mod ccel;
-pub mod idblock;
+pub use contrast_attestation::snp::idblock;
 pub mod mrtd;
 pub mod ovmf;
 pub mod reference_values;

@@ -41,7 +41,6 @@ fn exact_expectations(v: &VerifiedSnpReport) -> SnpExpectations {
     SnpExpectations {
         report_data: Some(v.report.report_data()),
         host_data: Some(vec![v.report.host_data()]),
-        id_key_digest: Some(v.report.id_key_digest()),
         vmpl: v.report.vmpl(),
         allow_debug: false,
     }
@@ -195,7 +194,7 @@ fn expectations_outside_the_entries_are_refused_for_all_entries() {
     let v = trustee();
     let entry = suggested_reference_values(&v);
     type ExpectationEdit = fn(&mut SnpExpectations);
-    let cases: [(&str, ExpectationEdit, &str); 4] = [
+    let cases: [(&str, ExpectationEdit, &str); 3] = [
         (
             "report data",
             |e| e.report_data.as_mut().unwrap()[0] ^= 1,
@@ -205,11 +204,6 @@ fn expectations_outside_the_entries_are_refused_for_all_entries() {
             "host data",
             |e| e.host_data = Some(vec![[0xaa; 32]]),
             "HOST_DATA",
-        ),
-        (
-            "ID key",
-            |e| e.id_key_digest.as_mut().unwrap()[0] ^= 1,
-            "ID_KEY_DIGEST",
         ),
         ("VMPL", |e| e.vmpl = 1, "VMPL"),
     ];

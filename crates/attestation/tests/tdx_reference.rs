@@ -82,7 +82,7 @@ const ENTRY_EDITS: &[(&str, EntryEdit, &str)] = &[
     (
         "MinimumQeSvn",
         |e| e.minimum_qe_svn = e.minimum_qe_svn.map(|s| s + 1),
-        "QE_SVN (MinimumQeSvn)",
+        "QE report ISVSVN (MinimumQeSvn)",
     ),
     (
         "MinimumPceSvn",
@@ -203,4 +203,27 @@ fn an_out_of_date_tcb_is_refused_by_default_naming_the_status() {
             "{status} allowed"
         );
     }
+}
+
+/// MinimumQeSvn is compared with the QE report's ISVSVN (signed by the PCK), not the
+/// header's QE SVN, which Intel's QE leaves at 0: the dcap-qvl sample's QE has ISVSVN 6.
+#[test]
+fn minimum_qe_svn_is_checked_against_the_qe_reports_isvsvn_not_the_header() {
+    let v = dcap_sample();
+    assert_eq!((v.quote.qe_svn, v.quote.qe_identity().isv_svn), (0, 6));
+    let expectations = exact(&v);
+    let mut entry = suggested_tdx_reference_values(&v);
+    assert_eq!(entry.minimum_qe_svn, Some(6));
+    entry.minimum_qe_svn = Some(6);
+    assert_eq!(
+        check_tdx_reference_values(&v, std::slice::from_ref(&entry), &expectations),
+        Ok(0)
+    );
+    entry.minimum_qe_svn = Some(7);
+    let refusal = check_tdx_reference_values(&v, &[entry], &expectations).unwrap_err();
+    let mismatch = refusal
+        .all()
+        .find(|m| m.field == "QE report ISVSVN (MinimumQeSvn)")
+        .unwrap_or_else(|| panic!("no QE SVN mismatch:\n{refusal}"));
+    assert_eq!(mismatch.actual, "6");
 }

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 use contrast_attestation::tdx::{
-    PckCert, TdxCollateral, TdxQuote, TdxTrustAnchor, TdxVerifyError, verify_quote,
+    INTEL_TDX_QE, PckCert, TdxCollateral, TdxQuote, TdxTrustAnchor, TdxVerifyError, verify_quote,
 };
 
 fn data(name: &str) -> Vec<u8> {
@@ -205,5 +205,59 @@ fn the_caching_verifier_gives_the_same_answers() {
             verifier.verify(&tampered, None, JUNE_25_2025).unwrap_err(),
             TdxVerifyError::QuoteSignature
         );
+    }
+}
+
+/// Every real quote was made by Intel's TDX QE, so the pinned identity accepts them all;
+/// the same identity with any one field changed refuses them, naming the field.
+#[test]
+fn real_quotes_carry_intels_tdx_qe_identity_and_a_changed_pin_refuses_them() {
+    for (file, _, _) in QUOTES {
+        let quote = TdxQuote::parse(&data(file)).unwrap();
+        let qe = quote.qe_identity();
+        assert_eq!(INTEL_TDX_QE.check(&qe), Ok(()), "{file}");
+        assert!(!qe.is_debug(), "{file}");
+        assert_eq!(
+            quote.qe_svn, 0,
+            "{file}: the header's QE SVN is not the QE's SVN"
+        );
+        assert!(qe.isv_svn >= 4, "{file}");
+
+        let mut other = INTEL_TDX_QE;
+        other.mr_signer[0] ^= 1;
+        assert!(matches!(
+            other.check(&qe),
+            Err(TdxVerifyError::QeIdentity {
+                field: "MRSIGNER",
+                ..
+            })
+        ));
+        let mut other = INTEL_TDX_QE;
+        other.isv_prod_id = 1;
+        assert!(matches!(
+            other.check(&qe),
+            Err(TdxVerifyError::QeIdentity {
+                field: "ISVPRODID",
+                ..
+            })
+        ));
+        let mut debug = qe;
+        debug.attributes[0] |= 0x02;
+        assert!(matches!(
+            INTEL_TDX_QE.check(&debug),
+            Err(TdxVerifyError::QeIdentity {
+                field: "ATTRIBUTES.DEBUG",
+                ..
+            })
+        ));
+        let mut misc = qe;
+        misc.misc_select = 1;
+        assert!(matches!(
+            INTEL_TDX_QE.check(&misc),
+            Err(TdxVerifyError::QeIdentity {
+                field: "MISCSELECT",
+                ..
+            })
+        ));
     }
 }

@@ -107,6 +107,18 @@ impl Platform {
         matches!(self, Platform::SimSnp | Platform::SimTdx)
     }
 
+    /// Whether the platform's runtime launches pod VMs with Contrast's SEV-SNP ID block
+    /// (the QEMU SEV-SNP platforms), so that verifiers require its ID-key digest.
+    pub fn uses_snp_id_blocks(self) -> bool {
+        matches!(
+            self,
+            Platform::K3sQemuSnp
+                | Platform::K3sQemuSnpGpu
+                | Platform::MetalQemuSnp
+                | Platform::MetalQemuSnpGpu
+        )
+    }
+
     /// Memory of a pod VM when the pod does not ask for more, in MiB.
     pub fn default_vm_memory_mib(self) -> u32 {
         match self {

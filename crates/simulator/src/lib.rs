@@ -17,7 +17,7 @@ use std::path::Path;
 
 pub use snp::{SimulatedAmd, SimulatedSnpReport, SnpReportSpec};
 pub use store::KeyStore;
-pub use tdx::{SimulatedIntel, SimulatedPlatform, TdxQuoteSpec};
+pub use tdx::{SimulatedIntel, SimulatedPlatform, SimulatedQe, TdxQuoteSpec};
 
 /// Both simulated vendors, their keys kept in one directory.
 #[derive(Debug)]

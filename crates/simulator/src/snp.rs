@@ -143,6 +143,8 @@ pub struct SnpReportSpec {
     pub platform_info: u64,
     /// ID_KEY_DIGEST.
     pub id_key_digest: [u8; 48],
+    /// AUTHOR_KEY_DIGEST; a non-zero one also sets KEY_INFO.AUTHOR_KEY_EN.
+    pub author_key_digest: [u8; 48],
     /// Launch and current mitigation vectors (version 5).
     pub mitigation_vector: u64,
 }
@@ -169,6 +171,7 @@ impl SnpReportSpec {
             vmpl: 0,
             platform_info: 1,
             id_key_digest: [0; 48],
+            author_key_digest: [0; 48],
             mitigation_vector: 0,
         }
     }
@@ -402,11 +405,14 @@ impl SimulatedAmd {
         put(0x34, &1u32.to_le_bytes()); // ECDSA P-384 with SHA-384
         put(0x38, &tcb);
         put(0x40, &spec.platform_info.to_le_bytes());
-        put(0x48, &0u32.to_le_bytes()); // signed by the VCEK, chip ID not masked
+        // Signed by the VCEK, chip ID not masked, AUTHOR_KEY_EN with an author key.
+        let author_key_en = u32::from(spec.author_key_digest != [0; 48]);
+        put(0x48, &author_key_en.to_le_bytes());
         put(0x50, &spec.report_data);
         put(0x90, &spec.measurement);
         put(0xC0, &spec.host_data);
         put(0xE0, &spec.id_key_digest);
+        put(0x110, &spec.author_key_digest);
         put(0x140, &[0x11; 32]); // report ID
         put(0x180, &tcb);
         if spec.version >= 3 {

@@ -10,7 +10,9 @@ use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair,
     EcdsaSigningAlgorithm, KeyPair,
 };
-use contrast_attestation::tdx::{INTEL_QE_VENDOR_ID, TdxTrustAnchor};
+use contrast_attestation::tdx::{
+    INTEL_QE_VENDOR_ID, INTEL_TDX_QE, LocalTdReport, TDREPORT_LEN, TdxTrustAnchor,
+};
 
 use crate::SimError;
 use crate::store::KeyStore;
@@ -168,8 +170,11 @@ impl Default for SimulatedPlatform {
 pub struct TdxQuoteSpec {
     /// 4, or 5 with a TD report 1.5 body.
     pub version: u16,
-    /// QE SVN in the header.
+    /// The QE's ISVSVN in the QE report (the header's QE SVN is 0, as Intel's QE writes).
     pub qe_svn: u16,
+    /// The quoting enclave: Intel's TDX QE by default; tests set another to play a host
+    /// that has its own enclave certified.
+    pub qe: SimulatedQe,
     /// PCE SVN in the header.
     pub pce_svn: u16,
     /// TEE_TCB_SVN.
@@ -190,11 +195,41 @@ pub struct TdxQuoteSpec {
     pub report_data: [u8; 64],
 }
 
+/// The identity fields of the simulated QE report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimulatedQe {
+    /// MRSIGNER.
+    pub mr_signer: [u8; 32],
+    /// ISVPRODID.
+    pub isv_prod_id: u16,
+    /// MISCSELECT.
+    pub misc_select: u32,
+    /// ATTRIBUTES (bit 1: DEBUG).
+    pub attributes: [u8; 16],
+}
+
+impl Default for SimulatedQe {
+    /// Intel's TDX QE as real quotes show it (ATTRIBUTES with MODE64BIT and the XFRM
+    /// bits set, which the pinned identity masks out).
+    fn default() -> Self {
+        let mut attributes = [0; 16];
+        attributes[0] = 0x15;
+        attributes[8] = 0xe7;
+        SimulatedQe {
+            mr_signer: INTEL_TDX_QE.mr_signer,
+            isv_prod_id: INTEL_TDX_QE.isv_prod_id,
+            misc_select: INTEL_TDX_QE.misc_select,
+            attributes,
+        }
+    }
+}
+
 impl Default for TdxQuoteSpec {
     fn default() -> Self {
         TdxQuoteSpec {
             version: 4,
             qe_svn: 8,
+            qe: SimulatedQe::default(),
             pce_svn: 13,
             tee_tcb_svn: [3, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             mr_seam: [0x5e; 48],
@@ -283,6 +318,23 @@ impl SimulatedIntel {
         &self.root_der
     }
 
+    /// The TDREPORT the TD's TDX module would return for `spec` (`TDG.MR.REPORT`): the
+    /// measurements and REPORTDATA of the quote `spec` describes, MAC zero (only the
+    /// platform could check it).
+    pub fn td_report(&self, spec: &TdxQuoteSpec) -> [u8; TDREPORT_LEN] {
+        LocalTdReport {
+            report_data: spec.report_data,
+            td_attributes: spec.td_attributes,
+            xfam: spec.xfam,
+            mr_td: spec.mr_td,
+            mr_config_id: spec.mr_config_id,
+            mr_owner: [0; 48],
+            mr_owner_config: [0; 48],
+            rtmrs: spec.rtmrs,
+        }
+        .to_bytes()
+    }
+
     /// Builds and signs a quote as the quoting enclave would.
     pub fn quote(&self, spec: &TdxQuoteSpec) -> Result<Vec<u8>, SimError> {
         let rng = SystemRandom::new();
@@ -296,7 +348,7 @@ impl SimulatedIntel {
         q.extend_from_slice(&spec.version.to_le_bytes());
         q.extend_from_slice(&2u16.to_le_bytes()); // ECDSA P-256
         q.extend_from_slice(&0x81u32.to_le_bytes()); // TDX
-        q.extend_from_slice(&spec.qe_svn.to_le_bytes());
+        q.extend_from_slice(&0u16.to_le_bytes()); // header QE SVN: Intel's QE writes 0
         q.extend_from_slice(&spec.pce_svn.to_le_bytes());
         q.extend_from_slice(&INTEL_QE_VENDOR_ID);
         q.extend_from_slice(&[0; 20]);
@@ -330,8 +382,10 @@ impl SimulatedIntel {
         // The QE report binds the attestation key: REPORTDATA = SHA-256(AK ‖ auth) ‖ 0.
         let auth_data = [0x5a; 32];
         let mut qe_report = [0u8; 384];
-        qe_report[128..160].copy_from_slice(&[0xdc; 32]); // MRSIGNER
-        qe_report[256..258].copy_from_slice(&2u16.to_le_bytes()); // ISVPRODID
+        qe_report[16..20].copy_from_slice(&spec.qe.misc_select.to_le_bytes());
+        qe_report[48..64].copy_from_slice(&spec.qe.attributes);
+        qe_report[128..160].copy_from_slice(&spec.qe.mr_signer);
+        qe_report[256..258].copy_from_slice(&spec.qe.isv_prod_id.to_le_bytes());
         qe_report[258..260].copy_from_slice(&spec.qe_svn.to_le_bytes()); // ISVSVN
         let mut bound = ak_raw.to_vec();
         bound.extend_from_slice(&auth_data);

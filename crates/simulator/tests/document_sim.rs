@@ -115,7 +115,8 @@ fn simulated_v4_quotes_round_trip_and_verify_and_v5_quotes_are_refused() {
     let verified = verify_quote(&rebuilt, &intel.trust_anchor(), None, NOW).unwrap();
     assert!(verified.simulated);
     assert_eq!(verified.quote.td_report.mr_config_id, [0xab; 48]);
-    assert_eq!((verified.quote.qe_svn, verified.quote.pce_svn), (8, 13));
+    assert_eq!((verified.quote.qe_svn, verified.quote.pce_svn), (0, 13));
+    assert_eq!(verified.quote.qe_identity().isv_svn, 8);
 
     let v5 = intel.quote(&TdxQuoteSpec { version: 5, ..spec }).unwrap();
     assert_eq!(encode_tdx(&v5).unwrap_err(), DocumentError::QuoteVersion(5));

@@ -168,6 +168,73 @@ fn reference_values_accept_simulated_evidence_only_on_sim_snp() {
     );
 }
 
+/// On the QEMU SEV-SNP platforms the runtime launches VMs with Contrast's ID block: a VM
+/// launched without it (or with another one, or with an author key) is refused, naming
+/// ID_KEY_DIGEST / AUTHOR_KEY_DIGEST; Sim-SNP and AKS do not use ID blocks. (Simulated
+/// evidence is refused on real platforms anyway; the refusal lists every field.)
+#[test]
+fn snp_launch_without_the_runtimes_id_block_is_refused_on_qemu_snp_platforms() {
+    let mut spec = SnpReportSpec::new(SnpProduct::Milan);
+    spec.measurement = [0x42; 48];
+    let blocks =
+        contrast_attestation::snp::idblock::id_blocks(&spec.measurement, spec.policy).unwrap();
+    let expect = SnpExpectations::default();
+    let fields = |spec: &SnpReportSpec, platform: &str| -> Vec<String> {
+        let r = amd().report(spec).unwrap();
+        let verified =
+            verify_report(&r.report, &endorsements(&r), &amd().trust_anchor(), NOW).unwrap();
+        let mut entry = suggested_reference_values(&verified);
+        entry.platform = platform.into();
+        match check_snp_reference_values(&verified, &[entry], &expect) {
+            Ok(_) => Vec::new(),
+            Err(refusal) => refusal.all().map(|m| m.field.clone()).collect(),
+        }
+    };
+    let id_fields = |fields: &[String]| -> Vec<String> {
+        fields
+            .iter()
+            .filter(|f| f.ends_with("KEY_DIGEST"))
+            .cloned()
+            .collect()
+    };
+    for platform in ["Metal-QEMU-SNP", "K3s-QEMU-SNP", "Metal-QEMU-SNP-GPU"] {
+        // No ID block.
+        let refused = fields(&spec, platform);
+        assert_eq!(id_fields(&refused), ["ID_KEY_DIGEST"], "{platform}");
+        // Another launch digest's ID block.
+        let other = contrast_attestation::snp::idblock::id_blocks(&[0x43; 48], spec.policy)
+            .unwrap()
+            .id_key_digest;
+        let with_other = SnpReportSpec {
+            id_key_digest: other,
+            ..spec.clone()
+        };
+        assert_eq!(id_fields(&fields(&with_other, platform)), ["ID_KEY_DIGEST"]);
+        // The runtime's ID block: only the (simulated) trust anchor is wrong.
+        let with_ours = SnpReportSpec {
+            id_key_digest: blocks.id_key_digest,
+            ..spec.clone()
+        };
+        assert_eq!(
+            fields(&with_ours, platform),
+            ["trust anchor (Platform)"],
+            "{platform}"
+        );
+        // Ours, but with an author key.
+        let with_author = SnpReportSpec {
+            author_key_digest: [0x77; 48],
+            ..with_ours
+        };
+        assert_eq!(
+            id_fields(&fields(&with_author, platform)),
+            ["AUTHOR_KEY_DIGEST"]
+        );
+    }
+    // Platforms without ID blocks do not ask for one.
+    assert_eq!(fields(&spec, "Sim-SNP"), Vec::<String>::new());
+    assert!(id_fields(&fields(&spec, "AKS-CLH-SNP")).is_empty());
+}
+
 #[test]
 fn roots_survive_a_save_and_load() {
     let dir = std::env::temp_dir().join(format!("contrast-sim-test-{}", std::process::id()));

@@ -7,7 +7,7 @@ use contrast_attestation::tdx::{
     TdxExpectations, TdxQuote, TdxTrustAnchor, TdxVerifyError, check_tdx_reference_values,
     pck_platform, suggested_tdx_reference_values, verify_quote,
 };
-use contrast_simulator::{KeyStore, SimulatedIntel, SimulatedPlatform, TdxQuoteSpec};
+use contrast_simulator::{KeyStore, SimulatedIntel, SimulatedPlatform, SimulatedQe, TdxQuoteSpec};
 
 const NOW: i64 = 1_780_272_000; // 2026-06-01
 
@@ -30,7 +30,8 @@ fn simulated_quotes_verify_under_the_simulated_root_only() {
         assert!(verified.simulated);
         assert_eq!(verified.quote.version, version);
         assert_eq!(verified.quote.td_report.mr_config_id, [0xab; 48]);
-        assert_eq!((verified.quote.qe_svn, verified.quote.pce_svn), (8, 13));
+        assert_eq!((verified.quote.qe_svn, verified.quote.pce_svn), (0, 13));
+        assert_eq!(verified.quote.qe_identity().isv_svn, 8);
         let platform = pck_platform(&verified.pck_der);
         assert_eq!(platform.piid, Some([0x3c; 16]));
         assert_eq!(platform.fmspc, Some([0x00, 0x60, 0x6a, 0x00, 0x00, 0x00]));
@@ -95,4 +96,74 @@ fn keys_persist_in_the_store() {
     let quote = second.quote(&TdxQuoteSpec::default()).unwrap();
     verify_quote(&quote, &first.trust_anchor(), None, NOW).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A host that has its own enclave certified (the PCK signs the report of any enclave with
+/// the provisioning key) could sign TD quotes with any measurements: a QE report that is not
+/// Intel's TDX QE is refused, naming the field, although the platform's PCK signed it.
+#[test]
+fn tdx_quote_from_a_foreign_quoting_enclave_is_refused() {
+    let intel = intel();
+    let anchor = intel.trust_anchor();
+    let intels = SimulatedQe::default();
+    let mut debug_attributes = intels.attributes;
+    debug_attributes[0] |= 0x02;
+    let mut other_attributes = intels.attributes;
+    other_attributes[0] &= !0x10; // no PROVISIONKEY
+    let cases = [
+        (
+            "MRSIGNER",
+            SimulatedQe {
+                mr_signer: [0x66; 32],
+                ..intels
+            },
+        ),
+        (
+            "ISVPRODID",
+            SimulatedQe {
+                isv_prod_id: 0x1337,
+                ..intels
+            },
+        ),
+        (
+            "ATTRIBUTES.DEBUG",
+            SimulatedQe {
+                attributes: debug_attributes,
+                ..intels
+            },
+        ),
+        (
+            "ATTRIBUTES",
+            SimulatedQe {
+                attributes: other_attributes,
+                ..intels
+            },
+        ),
+        (
+            "MISCSELECT",
+            SimulatedQe {
+                misc_select: 1,
+                ..intels
+            },
+        ),
+    ];
+    for (field, qe) in cases {
+        let quote = intel
+            .quote(&TdxQuoteSpec {
+                qe,
+                mr_config_id: [0xab; 48],
+                ..Default::default()
+            })
+            .unwrap();
+        let err = verify_quote(&quote, &anchor, None, NOW).expect_err(field);
+        match &err {
+            TdxVerifyError::QeIdentity { field: named, .. } => assert_eq!(named, &field),
+            other => panic!("{field}: refused for another reason: {other}"),
+        }
+        assert!(err.to_string().contains(field), "{err}");
+        let cached = contrast_attestation::tdx::TdxVerifier::new(anchor.clone());
+        assert_eq!(cached.verify(&quote, None, NOW).unwrap_err(), err);
+    }
+    let genuine = intel.quote(&TdxQuoteSpec::default()).unwrap();
+    verify_quote(&genuine, &anchor, None, NOW).unwrap();
 }

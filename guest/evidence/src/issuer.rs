@@ -13,7 +13,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use contrast_attestation::snp::{ReportError, SnpEndorsements, SnpProduct, SnpReport};
-use contrast_guest_ioctl::{SevGuest, SevGuestError};
+use contrast_guest_ioctl::{
+    DEFAULT_TDX_GUEST_PATH, SevGuest, SevGuestError, TdxGuest, TdxGuestError,
+};
 use contrast_simulator::{
     SimError, SimulatedAmd, SimulatedIntel, SimulatedSnpReport, SnpReportSpec, TdxQuoteSpec,
 };
@@ -74,6 +76,32 @@ impl Evidence {
     }
 }
 
+/// A report of this VM's own launch-time fields, read through a channel the host cannot
+/// answer for: what the guest may trust without checking a signature.
+///
+/// On SEV-SNP the attestation report comes from the AMD secure processor as an encrypted,
+/// sequence-numbered guest message (SEV-SNP ABI chapter 7), so the host can delay it but not
+/// forge it. On TDX the quote is made by the host's quote service and proves nothing to the
+/// guest until verified; the TDREPORT comes from the TDX module (`TDG.MR.REPORT` into
+/// private memory) and is what the guest reads instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalReport {
+    /// An SEV-SNP attestation report (1184 bytes) from the secure processor.
+    Snp(Vec<u8>),
+    /// A TDREPORT (1024 bytes) from the TDX module.
+    TdReport(Vec<u8>),
+}
+
+impl LocalReport {
+    /// The TEE that made it.
+    pub fn tee(&self) -> Tee {
+        match self {
+            LocalReport::Snp(_) => Tee::Snp,
+            LocalReport::TdReport(_) => Tee::Tdx,
+        }
+    }
+}
+
 /// Why no evidence could be issued.
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
@@ -92,6 +120,29 @@ pub enum IssueError {
     /// The test-only fake TSM provider's body is unusable.
     #[error(transparent)]
     FakeTsm(#[from] FakeTsmError),
+    /// The TDX guest device failed.
+    #[error(transparent)]
+    TdxGuest(#[from] TdxGuestError),
+    /// configfs-tsm answered with a TDX quote, but there is no TDREPORT to read: the quote
+    /// comes from the host and cannot tell the guest its own launch fields.
+    #[error(
+        "this TDX guest has no {device}: the TDREPORT cannot be read, and the quote from \
+         configfs-tsm is made by the host's quote service, so it cannot vouch for this VM's \
+         launch fields (load the tdx_guest driver)"
+    )]
+    NoTdReport {
+        /// The TDX guest device looked for.
+        device: PathBuf,
+    },
+    /// The issuer has no channel for a [`LocalReport`].
+    #[error(
+        "the {issuer} evidence issuer cannot read this VM's launch fields through a channel \
+         the host cannot answer for"
+    )]
+    NoLocalReport {
+        /// The issuer's name.
+        issuer: &'static str,
+    },
     /// No interface to TEE hardware was found.
     #[error(
         "not running in a confidential VM: configfs-tsm: {configfs}; /dev/sev-guest: {sev_guest} \
@@ -107,17 +158,69 @@ pub enum IssueError {
 
 /// Something that issues evidence for report data.
 pub trait EvidenceIssuer: Send + Sync {
-    /// Evidence whose report data is `report_data`.
+    /// Evidence whose report data is `report_data`, for a remote verifier.
     fn issue(&self, report_data: &[u8; 64]) -> Result<Evidence, IssueError>;
     /// A name for logs: `configfs-tsm`, `sev-guest`, `simulated-snp`, …
     fn name(&self) -> &'static str;
+    /// This VM's own report for `report_data`, for checks inside the guest (see
+    /// [`LocalReport`]). Issuers without such a channel refuse.
+    fn local_report(&self, report_data: &[u8; 64]) -> Result<LocalReport, IssueError> {
+        let _ = report_data;
+        Err(IssueError::NoLocalReport {
+            issuer: self.name(),
+        })
+    }
 }
 
-/// The kernel's configfs-tsm interface.
-#[derive(Debug, Default)]
-pub struct ConfigfsTsmIssuer(pub ConfigfsTsm);
+/// The kernel's configfs-tsm interface, with `/dev/tdx_guest` for the TDREPORT on TDX.
+#[derive(Debug)]
+pub struct ConfigfsTsmIssuer {
+    /// The configfs-tsm report directory.
+    pub tsm: ConfigfsTsm,
+    /// The TDX guest device (`/dev/tdx_guest`).
+    pub tdx_guest: PathBuf,
+}
+
+impl Default for ConfigfsTsmIssuer {
+    fn default() -> Self {
+        ConfigfsTsmIssuer::new(ConfigfsTsm::default())
+    }
+}
 
 impl ConfigfsTsmIssuer {
+    /// An issuer on `tsm`, with the TDX guest device at its default path.
+    pub fn new(tsm: ConfigfsTsm) -> Self {
+        ConfigfsTsmIssuer {
+            tsm,
+            tdx_guest: PathBuf::from(DEFAULT_TDX_GUEST_PATH),
+        }
+    }
+
+    /// The local report: the TDREPORT where the TDX guest device exists, else the SEV-SNP
+    /// report from configfs-tsm; never a TDX quote.
+    fn local_report_from(
+        &self,
+        report_data: &[u8; 64],
+        fetch: impl FnOnce(&ReportRequest) -> Result<TsmReport, ConfigfsTsmError>,
+    ) -> Result<LocalReport, IssueError> {
+        match TdxGuest::open(&self.tdx_guest) {
+            Ok(device) => {
+                return Ok(LocalReport::TdReport(
+                    device.get_report0(report_data)?.to_vec(),
+                ));
+            }
+            Err(TdxGuestError::NoDevice { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let evidence = ConfigfsTsmIssuer::issue_from(report_data, fetch)?;
+        match evidence.tee {
+            Tee::Snp => Ok(LocalReport::Snp(evidence.raw)),
+            Tee::Tdx => Err(IssueError::NoTdReport {
+                device: self.tdx_guest.clone(),
+            }),
+        }
+    }
+
     fn issue_from(
         report_data: &[u8; 64],
         fetch: impl FnOnce(&ReportRequest) -> Result<TsmReport, ConfigfsTsmError>,
@@ -138,11 +241,15 @@ impl ConfigfsTsmIssuer {
 
 impl EvidenceIssuer for ConfigfsTsmIssuer {
     fn issue(&self, report_data: &[u8; 64]) -> Result<Evidence, IssueError> {
-        ConfigfsTsmIssuer::issue_from(report_data, |request| self.0.issue(request))
+        ConfigfsTsmIssuer::issue_from(report_data, |request| self.tsm.issue(request))
     }
 
     fn name(&self) -> &'static str {
         "configfs-tsm"
+    }
+
+    fn local_report(&self, report_data: &[u8; 64]) -> Result<LocalReport, IssueError> {
+        self.local_report_from(report_data, |request| self.tsm.issue(request))
     }
 }
 
@@ -164,6 +271,10 @@ impl EvidenceIssuer for SevGuestIssuer {
     fn name(&self) -> &'static str {
         "sev-guest"
     }
+
+    fn local_report(&self, report_data: &[u8; 64]) -> Result<LocalReport, IssueError> {
+        Ok(LocalReport::Snp(self.0.get_report(report_data, 0)?))
+    }
 }
 
 /// Finds the hardware interface: configfs-tsm first, then `/dev/sev-guest`. TDX quotes
@@ -171,7 +282,7 @@ impl EvidenceIssuer for SevGuestIssuer {
 pub fn detect() -> Result<Box<dyn EvidenceIssuer>, IssueError> {
     let configfs = ConfigfsTsm::default();
     let configfs_reason = match std::fs::metadata(configfs.report_root()) {
-        Ok(_) => return Ok(Box::new(ConfigfsTsmIssuer(configfs))),
+        Ok(_) => return Ok(Box::new(ConfigfsTsmIssuer::new(configfs))),
         Err(e) => format!("{}: {e}", configfs.report_root().display()),
     };
     match SevGuest::open_default() {
@@ -214,6 +325,10 @@ impl EvidenceIssuer for SimulatedSnpIssuer {
 
     fn name(&self) -> &'static str {
         "simulated-snp"
+    }
+
+    fn local_report(&self, report_data: &[u8; 64]) -> Result<LocalReport, IssueError> {
+        Ok(LocalReport::Snp(self.issue(report_data)?.raw))
     }
 }
 
@@ -339,6 +454,10 @@ impl EvidenceIssuer for SimulatedSignatureTsmIssuer {
     fn name(&self) -> &'static str {
         "simulated-signature-tsm"
     }
+
+    fn local_report(&self, report_data: &[u8; 64]) -> Result<LocalReport, IssueError> {
+        Ok(LocalReport::Snp(self.issue(report_data)?.raw))
+    }
 }
 
 /// Issues simulated TDX quotes: the template's fields, the caller's report data.
@@ -376,6 +495,16 @@ impl EvidenceIssuer for SimulatedTdxIssuer {
 
     fn name(&self) -> &'static str {
         "simulated-tdx"
+    }
+
+    /// The simulated TDX module's TDREPORT for the template: the same launch fields as the
+    /// quotes, without the quote service.
+    fn local_report(&self, report_data: &[u8; 64]) -> Result<LocalReport, IssueError> {
+        let spec = TdxQuoteSpec {
+            report_data: *report_data,
+            ..self.template.clone()
+        };
+        Ok(LocalReport::TdReport(self.intel.td_report(&spec).to_vec()))
     }
 }
 
@@ -749,6 +878,55 @@ mod tests {
         assert!(root.entries().is_empty());
     }
 
+    /// On TDX configfs-tsm's outblob is the host's quote service's answer; without the
+    /// TDREPORT device the local report is refused, the quote never taken for it. On
+    /// SEV-SNP the outblob (from the secure processor) is the local report.
+    #[test]
+    fn configfs_local_report_is_never_a_tdx_quote() {
+        let root = TempDir::new("local-tdx");
+        let tsm = ConfigfsTsm::new(&root.0);
+        let issuer = ConfigfsTsmIssuer {
+            tsm: ConfigfsTsm::new(&root.0),
+            tdx_guest: root.0.join("no-tdx_guest"),
+        };
+        let fake = FakeProvider::new("tdx_guest");
+        let err = issuer
+            .local_report_from(&[0x44; 64], |request| tsm.issue_for_test(request, &fake))
+            .unwrap_err();
+        assert!(matches!(err, IssueError::NoTdReport { .. }), "{err:?}");
+        assert!(err.to_string().contains("no-tdx_guest"), "{err}");
+
+        let fake = FakeProvider::new("sev_guest");
+        let fake = FakeProvider {
+            auxblob: None,
+            ..fake
+        };
+        let report = issuer
+            .local_report_from(&[0x44; 64], |request| tsm.issue_for_test(request, &fake))
+            .unwrap();
+        let inblob = [0x44; 64];
+        assert_eq!(report, LocalReport::Snp(FakeProvider::report_for(&inblob)));
+        assert!(root.entries().iter().all(|p| p.ends_with("no-tdx_guest")));
+    }
+
+    /// A TDX guest device that fails (here: `/dev/null`, which has no TDX ioctl) is a
+    /// failure of the local report, not a reason to fall back to the quote.
+    #[test]
+    fn configfs_local_report_does_not_fall_back_on_a_broken_tdx_device() {
+        let root = TempDir::new("local-tdx-broken");
+        let tsm = ConfigfsTsm::new(&root.0);
+        let issuer = ConfigfsTsmIssuer {
+            tsm: ConfigfsTsm::new(&root.0),
+            tdx_guest: PathBuf::from("/dev/null"),
+        };
+        let fake = FakeProvider::new("tdx_guest");
+        let err = issuer
+            .local_report_from(&[0x44; 64], |request| tsm.issue_for_test(request, &fake))
+            .unwrap_err();
+        assert!(matches!(err, IssueError::TdxGuest(_)), "{err:?}");
+        assert!(fake.writes.borrow().is_empty(), "configfs-tsm was asked");
+    }
+
     fn settings(dir: Option<&str>, tee: &str, host_data: Option<&str>) -> IssuerSettings {
         IssuerSettings {
             simulator_dir: dir.map(PathBuf::from),
@@ -838,7 +1016,7 @@ mod tests {
     #[test]
     fn a_missing_configfs_is_a_clear_error_from_the_issuer() {
         let dir = std::env::temp_dir().join(format!("no-tsm-{}", std::process::id()));
-        let issuer = ConfigfsTsmIssuer(ConfigfsTsm::new(&dir));
+        let issuer = ConfigfsTsmIssuer::new(ConfigfsTsm::new(&dir));
         let err = issuer.issue(&[0; 64]).unwrap_err();
         assert!(
             matches!(

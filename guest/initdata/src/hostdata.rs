@@ -9,15 +9,17 @@
 //! to 32 bytes on SNP, SHA-512 is cut on both. We compare the whole field: the padding
 //! must be zero too, so the host cannot put anything of its own there.
 //!
-//! The report is read from the local hardware through the kernel and is not
-//! signature-checked here: the channel to the AMD secure processor (encrypted, sequence-
-//! numbered guest messages, SEV-SNP ABI chapter 7) and to the TDX module (TDCALL on
-//! private memory) is out of the host's reach, so a report the guest asked for is what
-//! the hardware said. Remote verifiers check signatures; this check only needs the field.
+//! The field is read from a [`LocalReport`], never from evidence made for remote
+//! verifiers, and is not signature-checked here. On SEV-SNP that is the attestation
+//! report: the channel to the AMD secure processor (encrypted, sequence-numbered guest
+//! messages, SEV-SNP ABI chapter 7) is out of the host's reach. On TDX it is the TDREPORT
+//! from the TDX module (`TDG.MR.REPORT` into private memory), not the quote: configfs-tsm's
+//! TDX quote is what the host's quote service returns, so a host could answer with a
+//! made-up quote whose MRCONFIGID matches initdata of its choosing.
 
 use contrast_attestation::snp::SnpReport;
-use contrast_attestation::tdx::TdxQuote;
-use contrast_guest_evidence::issuer::{Evidence, Tee};
+use contrast_attestation::tdx::LocalTdReport;
+use contrast_guest_evidence::issuer::{LocalReport, Tee};
 
 /// Length of SEV-SNP `HOST_DATA`.
 pub const SNP_HOST_DATA_LEN: usize = 32;
@@ -54,9 +56,9 @@ pub enum HostDataError {
     /// The SEV-SNP report does not parse.
     #[error("the SEV-SNP report from the hardware does not parse: {0}")]
     Report(#[from] contrast_attestation::snp::ReportError),
-    /// The TDX quote does not parse.
-    #[error("the TDX quote from the hardware does not parse: {0}")]
-    Quote(#[from] contrast_attestation::tdx::QuoteError),
+    /// The TDREPORT does not parse.
+    #[error("the TDREPORT from the TDX module does not parse: {0}")]
+    TdReport(#[from] contrast_attestation::tdx::TdReportError),
     /// The evidence carries other report data than requested: it is not the answer to
     /// this request.
     #[error(
@@ -91,31 +93,31 @@ pub enum HostDataError {
     },
 }
 
-/// Reads the host data out of raw evidence and checks that the evidence answers
+/// Reads the host data out of this VM's local report and checks that the report answers
 /// `nonce`.
-pub fn from_evidence(evidence: &Evidence, nonce: &[u8; 64]) -> Result<HostData, HostDataError> {
-    let (report_data, field) = match evidence.tee {
-        Tee::Snp => {
-            let report = SnpReport::from_bytes(&evidence.raw)?;
+pub fn from_local_report(
+    report: &LocalReport,
+    nonce: &[u8; 64],
+) -> Result<HostData, HostDataError> {
+    let (report_data, field) = match report {
+        LocalReport::Snp(raw) => {
+            let report = SnpReport::from_bytes(raw)?;
             (report.report_data(), report.host_data().to_vec())
         }
-        Tee::Tdx => {
-            let quote = TdxQuote::parse(&evidence.raw)?;
-            (
-                quote.td_report.report_data,
-                quote.td_report.mr_config_id.to_vec(),
-            )
+        LocalReport::TdReport(raw) => {
+            let report = LocalTdReport::parse(raw)?;
+            (report.report_data, report.mr_config_id.to_vec())
         }
     };
     if &report_data != nonce {
         return Err(HostDataError::StaleEvidence {
-            tee: evidence.tee,
+            tee: report.tee(),
             requested: hex::encode(nonce),
             found: hex::encode(report_data),
         });
     }
     Ok(HostData {
-        tee: evidence.tee,
+        tee: report.tee(),
         field,
     })
 }

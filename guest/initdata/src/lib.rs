@@ -7,7 +7,8 @@
 //! measured, so a host could attach other initdata than it launched the VM with. This
 //! check closes that gap: it reads the initdata ([`source`]), parses it and computes its
 //! digest with the algorithm it names ([`document`]), asks the hardware for a fresh
-//! report and compares the digest with the reported field ([`hostdata`]). Only on a match
+//! local report (SEV-SNP report or TDX TDREPORT, never a host-made quote) and compares
+//! the digest with the reported field ([`hostdata`]). Only on a match
 //! does the agent get the initdata's policy; otherwise it gets a policy that refuses
 //! every request and says why ([`policy`]).
 
@@ -101,8 +102,9 @@ pub fn verify(
     }
     let digest = initdata.digest();
     let nonce = fresh_nonce()?;
-    let evidence = issuer.issue(&nonce)?;
-    let host = hostdata::from_evidence(&evidence, &nonce)?;
+    // Never `issue`: on TDX that is the host's quote service (see `hostdata`).
+    let report = issuer.local_report(&nonce)?;
+    let host = hostdata::from_local_report(&report, &nonce)?;
     hostdata::check(&digest, initdata.algorithm().name(), &host)?;
     Ok(Verified {
         initdata,

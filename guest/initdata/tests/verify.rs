@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 
 use common::{Workspace, simulator_dir};
 use contrast_guest_evidence::issuer::{
-    Evidence, EvidenceIssuer, IssueError, Tee, simulated_snp, simulated_tdx,
+    Evidence, EvidenceIssuer, IssueError, LocalReport, Tee, simulated_snp, simulated_tdx,
 };
 use contrast_initdata::source::encode_header_form;
 use contrast_initdata::{
@@ -143,6 +143,9 @@ impl<I: EvidenceIssuer> EvidenceIssuer for StaleIssuer<I> {
     fn name(&self) -> &'static str {
         "stale"
     }
+    fn local_report(&self, _report_data: &[u8; 64]) -> Result<LocalReport, IssueError> {
+        self.0.local_report(&[0; 64])
+    }
 }
 
 #[test]
@@ -157,7 +160,17 @@ fn evidence_for_another_nonce_is_refused() {
     assert!(
         matches!(
             err,
-            CheckError::HostData(HostDataError::StaleEvidence { .. })
+            CheckError::HostData(HostDataError::StaleEvidence { tee: Tee::Snp, .. })
+        ),
+        "{err}"
+    );
+    let mut field = [0; 48];
+    field[..32].copy_from_slice(&digest);
+    let err = verify(&source, &StaleIssuer(tdx(field))).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CheckError::HostData(HostDataError::StaleEvidence { tee: Tee::Tdx, .. })
         ),
         "{err}"
     );
@@ -174,20 +187,24 @@ impl EvidenceIssuer for BrokenIssuer {
     fn name(&self) -> &'static str {
         "broken"
     }
+    fn local_report(&self, report_data: &[u8; 64]) -> Result<LocalReport, IssueError> {
+        self.issue(report_data).map(|e| LocalReport::Snp(e.raw))
+    }
 }
 
 struct GarbageIssuer(Tee);
 impl EvidenceIssuer for GarbageIssuer {
     fn issue(&self, _report_data: &[u8; 64]) -> Result<Evidence, IssueError> {
-        Ok(Evidence {
-            tee: self.0,
-            raw: vec![0; 100],
-            certificates: Vec::new(),
-            simulated: true,
-        })
+        unreachable!("the initdata check asks for local reports only")
     }
     fn name(&self) -> &'static str {
         "garbage"
+    }
+    fn local_report(&self, _report_data: &[u8; 64]) -> Result<LocalReport, IssueError> {
+        Ok(match self.0 {
+            Tee::Snp => LocalReport::Snp(vec![0; 100]),
+            Tee::Tdx => LocalReport::TdReport(vec![0; 100]),
+        })
     }
 }
 
@@ -203,7 +220,7 @@ fn hardware_failures_are_refusals() {
     );
     let err = verify(&source, &GarbageIssuer(Tee::Tdx)).unwrap_err();
     assert!(
-        matches!(err, CheckError::HostData(HostDataError::Quote(_))),
+        matches!(err, CheckError::HostData(HostDataError::TdReport(_))),
         "{err}"
     );
 }
@@ -232,4 +249,67 @@ fn check_and_install_writes_the_policy_or_the_denial() {
     let written = std::fs::read_to_string(&policy_path).unwrap();
     assert_eq!(written, deny_all(&reason.to_string()));
     assert!(written.contains("initdata digest mismatch"), "{written}");
+}
+
+/// On TDX, configfs-tsm's outblob is the quote the VMM's quote service returns: the host
+/// makes it. A host that answers with a made-up quote (zeroed signatures, the MRCONFIGID of
+/// permissive initdata of its choosing) must not get that initdata's policy installed.
+struct HostForgedQuoteIssuer;
+impl EvidenceIssuer for HostForgedQuoteIssuer {
+    fn issue(&self, report_data: &[u8; 64]) -> Result<Evidence, IssueError> {
+        let toml = document("sha256");
+        let mut mr_config_id = [0; 48];
+        mr_config_id[..32].copy_from_slice(&Algorithm::Sha256.digest(toml.as_bytes()));
+        let mut quote = vendors()
+            .1
+            .quote(&TdxQuoteSpec {
+                mr_config_id,
+                report_data: *report_data,
+                ..TdxQuoteSpec::default()
+            })
+            .unwrap();
+        let signed_len = contrast_attestation::tdx::TdxQuote::parse(&quote)
+            .unwrap()
+            .signed_bytes()
+            .len();
+        // The quote signature and, after the attestation key, the QE report signature.
+        quote[signed_len + 4..signed_len + 4 + 64].fill(0);
+        let qe_signature = signed_len + 4 + 128 + 6 + 384;
+        quote[qe_signature..qe_signature + 64].fill(0);
+        Ok(Evidence {
+            tee: Tee::Tdx,
+            raw: quote,
+            certificates: Vec::new(),
+            simulated: false,
+        })
+    }
+    fn name(&self) -> &'static str {
+        "host-forged-quote"
+    }
+}
+
+#[test]
+fn tdx_initdata_check_ignores_a_quote_the_host_forged() {
+    let toml = document("sha256");
+    let (dir, source) = write_document("tdx-forged-quote", &toml);
+    let policy_path = dir.path("measured-cfg/policy.rego");
+    let decision = check_and_install(&source, &HostForgedQuoteIssuer, &policy_path).unwrap();
+    let Decision::Refused(reason) = decision else {
+        panic!("installed the policy of initdata that a host-made quote vouched for")
+    };
+    let written = std::fs::read_to_string(&policy_path).unwrap();
+    assert_eq!(written, deny_all(&reason.to_string()));
+    assert!(
+        !written.contains("default CreateContainerRequest := true"),
+        "{written}"
+    );
+    assert!(
+        matches!(
+            reason,
+            CheckError::Evidence(IssueError::NoLocalReport {
+                issuer: "host-forged-quote"
+            })
+        ),
+        "{reason}"
+    );
 }

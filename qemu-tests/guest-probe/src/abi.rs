@@ -61,7 +61,7 @@ pub(crate) fn no_provider() -> anyhow::Result<()> {
 
     step("ConfigfsTsmIssuer");
     expect_no_tee(
-        &ConfigfsTsmIssuer(ConfigfsTsm::default()),
+        &ConfigfsTsmIssuer::new(ConfigfsTsm::default()),
         "ConfigfsTsmIssuer",
     )?;
     step("detect()");
@@ -210,7 +210,7 @@ fn refused_by_hardware_paths(tsm: &ConfigfsTsm) -> anyhow::Result<()> {
     for (what, issuer) in [
         (
             "ConfigfsTsmIssuer",
-            &ConfigfsTsmIssuer(tsm.clone()) as &dyn EvidenceIssuer,
+            &ConfigfsTsmIssuer::new(tsm.clone()) as &dyn EvidenceIssuer,
         ),
         ("detect()", detected.as_ref()),
     ] {

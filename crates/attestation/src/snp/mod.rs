@@ -1,5 +1,6 @@
 //! AMD SEV-SNP: the attestation report and its verification.
 
+pub mod idblock;
 mod reference;
 mod report;
 mod verify;

@@ -17,8 +17,6 @@ pub struct SnpExpectations {
     pub report_data: Option<[u8; 64]>,
     /// Accepted HOST_DATA values (the manifest's policy hashes); `None` skips the check.
     pub host_data: Option<Vec<[u8; 32]>>,
-    /// The ID-key digest the launch must show (Contrast's deterministic ID key).
-    pub id_key_digest: Option<[u8; 48]>,
     /// The VMPL the report must come from (0 unless a paravisor is in between).
     pub vmpl: u32,
     /// Accept a guest launched with debugging allowed (testing only).
@@ -152,17 +150,48 @@ fn entry_mismatches(
         }
     }
 
-    if let Some(expected) = expect.id_key_digest
-        && report.id_key_digest() != expected
+    if entry
+        .platform
+        .parse::<Platform>()
+        .is_ok_and(Platform::uses_snp_id_blocks)
     {
-        out.push(Mismatch::new(
-            "ID_KEY_DIGEST",
-            hex_field(&expected),
-            hex_field(&report.id_key_digest()),
-            "the VM was not launched with the runtime's ID block: the runtime installation is not ours",
-        ));
+        check_id_block(report, entry, &mut out);
     }
     out
+}
+
+/// On platforms whose runtime launches VMs with Contrast's ID block, ID_KEY_DIGEST must be
+/// the digest of the key recovered for the reference measurement and the launch policy
+/// (the firmware accepts the block only for that launch digest and policy), and no author
+/// key may be present. A VM launched without the ID block, or with another, is refused.
+fn check_id_block(report: &super::SnpReport, entry: &SnpReferenceValues, out: &mut Vec<Mismatch>) {
+    // A measurement that does not decode is already a mismatch of its own.
+    let Some(measurement) = decode_hex::<48>(&entry.trusted_measurement) else {
+        return;
+    };
+    match super::idblock::id_blocks(&measurement, report.policy()) {
+        Ok(blocks) if blocks.id_key_digest == report.id_key_digest() => {}
+        Ok(blocks) => out.push(Mismatch::new(
+            "ID_KEY_DIGEST",
+            hex_field(&blocks.id_key_digest),
+            hex_field(&report.id_key_digest()),
+            "the VM was not launched with the runtime's ID block for the reference measurement: the node's runtime installation is not ours (install it with --snp-id-blocks)",
+        )),
+        Err(e) => out.push(Mismatch::new(
+            "ID_KEY_DIGEST",
+            "the digest of the ID key for the reference measurement",
+            hex_field(&report.id_key_digest()),
+            e.to_string(),
+        )),
+    }
+    if report.author_key_en() || report.author_key_digest() != [0; 48] {
+        out.push(Mismatch::new(
+            "AUTHOR_KEY_DIGEST",
+            "no author key",
+            hex_field(&report.author_key_digest()),
+            "Contrast's ID block has no author key: the VM was launched with an ID block of someone else's",
+        ));
+    }
 }
 
 fn check_policy(bits: u64, expected: &SnpGuestPolicy, allow_debug: bool, out: &mut Vec<Mismatch>) {

@@ -103,7 +103,8 @@ pub struct TdxQuote {
     raw: Vec<u8>,
     /// Quote format version (4 or 5).
     pub version: u16,
-    /// SVN of the quoting enclave that made the quote (header).
+    /// The header's QE SVN: written by the enclave itself (Intel's TDX QE writes 0). The
+    /// QE's authenticated SVN is [`QeIdentity::isv_svn`].
     pub qe_svn: u16,
     /// SVN of the provisioning certification enclave (header).
     pub pce_svn: u16,
@@ -353,10 +354,50 @@ impl TdxQuote {
         out
     }
 
-    /// The QE report's MRSIGNER.
-    pub fn qe_mr_signer(&self) -> [u8; 32] {
-        let mut out = [0; 32];
-        out.copy_from_slice(&self.qe_report[128..160]);
-        out
+    /// The fields of the QE report (an SGX report body) that identify the quoting enclave.
+    pub fn qe_identity(&self) -> QeIdentity {
+        let r = &self.qe_report;
+        let mut misc_select = [0; 4];
+        misc_select.copy_from_slice(&r[16..20]);
+        let mut attributes = [0; 16];
+        attributes.copy_from_slice(&r[48..64]);
+        let mut mr_enclave = [0; 32];
+        mr_enclave.copy_from_slice(&r[64..96]);
+        let mut mr_signer = [0; 32];
+        mr_signer.copy_from_slice(&r[128..160]);
+        QeIdentity {
+            misc_select: u32::from_le_bytes(misc_select),
+            attributes,
+            mr_enclave,
+            mr_signer,
+            isv_prod_id: u16::from_le_bytes([r[256], r[257]]),
+            isv_svn: u16::from_le_bytes([r[258], r[259]]),
+        }
+    }
+}
+
+/// What the QE report (an SGX report body, signed by the PCK) says about the enclave that
+/// made the quote. Unlike the quote header's `qe_svn`, which the enclave writes as it likes
+/// (Intel's TDX QE writes 0), these fields come from the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QeIdentity {
+    /// MISCSELECT (SGX report body offset 16).
+    pub misc_select: u32,
+    /// ATTRIBUTES (offset 48); bit 1 of the first byte is DEBUG.
+    pub attributes: [u8; 16],
+    /// MRENCLAVE (offset 64): changes with every QE release.
+    pub mr_enclave: [u8; 32],
+    /// MRSIGNER (offset 128): the hash of the key that signed the enclave.
+    pub mr_signer: [u8; 32],
+    /// ISVPRODID (offset 256): 2 for Intel's TDX QE.
+    pub isv_prod_id: u16,
+    /// ISVSVN (offset 258): the QE's security version.
+    pub isv_svn: u16,
+}
+
+impl QeIdentity {
+    /// Whether the enclave runs in debug mode (ATTRIBUTES.DEBUG): its memory is readable.
+    pub fn is_debug(&self) -> bool {
+        self.attributes[0] & 0x02 != 0
     }
 }

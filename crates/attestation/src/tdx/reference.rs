@@ -147,9 +147,11 @@ fn entry_mismatches(
 
     for (field, minimum, actual, what) in [
         (
-            "QE_SVN (MinimumQeSvn)",
+            // The QE report's ISVSVN, which the CPU writes; the header's QE SVN is the
+            // enclave's own word (0 from Intel's TDX QE).
+            "QE report ISVSVN (MinimumQeSvn)",
             entry.minimum_qe_svn,
-            quote.qe_svn,
+            quote.qe_identity().isv_svn,
             "quoting enclave",
         ),
         (
@@ -213,7 +215,7 @@ pub fn suggested_tdx_reference_values(verified: &VerifiedTdxQuote) -> TdxReferen
         },
         mr_td: HexString::from_bytes(&td.mr_td),
         rtmrs: td.rtmrs.map(|r| HexString::from_bytes(&r)),
-        minimum_qe_svn: Some(quote.qe_svn),
+        minimum_qe_svn: Some(quote.qe_identity().isv_svn),
         minimum_pce_svn: Some(quote.pce_svn),
         minimum_tee_tcb_svn: HexString::from_bytes(&td.tee_tcb_svn),
         mr_seam: HexString::from_bytes(&td.mr_seam),

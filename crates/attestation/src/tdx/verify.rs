@@ -1,6 +1,8 @@
 //! Verification of a TDX quote: the quote signature by the attestation key, the key's
-//! binding through the QE report data, the QE report signature by the PCK, the PCK chain
-//! to the pinned root, and, given collateral, the TCB status (through dcap-qvl).
+//! binding through the QE report data, the QE report signature by the PCK, the quoting
+//! enclave's identity (pinned: Intel's TDX QE), the PCK chain to the pinned root, and,
+//! given collateral, the TCB status (through dcap-qvl, which also checks the QE identity
+//! against Intel's signed QE identity).
 //!
 //! Signatures and chain are our own code (aws-lc-rs), so a quote can be checked without
 //! collateral; the TCB evaluation against Intel's signed TCB info and QE identity is
@@ -10,7 +12,100 @@ use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::quote::{INTEL_QE_VENDOR_ID, QuoteError, TdxQuote};
+use super::quote::{INTEL_QE_VENDOR_ID, QeIdentity, QuoteError, TdxQuote};
+
+/// The identity a quoting enclave must have: what Intel's QE identity collateral
+/// (`TD_QE`) states, pinned in code so that it holds without collateral too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PinnedQeIdentity {
+    /// MRSIGNER: the hash of Intel's enclave signing key.
+    pub mr_signer: [u8; 32],
+    /// ISVPRODID of the TDX QE.
+    pub isv_prod_id: u16,
+    /// MISCSELECT under `misc_select_mask`.
+    pub misc_select: u32,
+    /// Which MISCSELECT bits are compared.
+    pub misc_select_mask: u32,
+    /// ATTRIBUTES under `attributes_mask`.
+    pub attributes: [u8; 16],
+    /// Which ATTRIBUTES bits are compared (DEBUG among them).
+    pub attributes_mask: [u8; 16],
+}
+
+/// Intel's TDX quoting enclave, as Intel's PCS publishes its identity (`id: TD_QE`,
+/// QE identity version 2; the same in every real quote of the test vectors).
+pub const INTEL_TDX_QE: PinnedQeIdentity = PinnedQeIdentity {
+    mr_signer: [
+        0xdc, 0x9e, 0x2a, 0x7c, 0x6f, 0x94, 0x8f, 0x17, 0x47, 0x4e, 0x34, 0xa7, 0xfc, 0x43, 0xed,
+        0x03, 0x0f, 0x7c, 0x15, 0x63, 0xf1, 0xba, 0xbd, 0xdf, 0x63, 0x40, 0xc8, 0x2e, 0x0e, 0x54,
+        0xa8, 0xc5,
+    ],
+    isv_prod_id: 2,
+    misc_select: 0,
+    misc_select_mask: 0xffff_ffff,
+    attributes: [0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    attributes_mask: [
+        0xfb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0,
+    ],
+};
+
+impl PinnedQeIdentity {
+    /// Checks `qe` against this identity; the error names the first field that differs.
+    pub fn check(&self, qe: &QeIdentity) -> Result<(), TdxVerifyError> {
+        let refuse = |field: &'static str, expected: String, actual: String| {
+            Err(TdxVerifyError::QeIdentity {
+                field,
+                expected,
+                actual,
+            })
+        };
+        if qe.mr_signer != self.mr_signer {
+            return refuse(
+                "MRSIGNER",
+                hex::encode(self.mr_signer),
+                hex::encode(qe.mr_signer),
+            );
+        }
+        if qe.isv_prod_id != self.isv_prod_id {
+            return refuse(
+                "ISVPRODID",
+                self.isv_prod_id.to_string(),
+                qe.isv_prod_id.to_string(),
+            );
+        }
+        if qe.is_debug() {
+            return refuse("ATTRIBUTES.DEBUG", "clear".into(), "set".into());
+        }
+        let masked: Vec<u8> = qe
+            .attributes
+            .iter()
+            .zip(&self.attributes_mask)
+            .map(|(a, m)| a & m)
+            .collect();
+        if masked != self.attributes {
+            return refuse(
+                "ATTRIBUTES",
+                format!(
+                    "{} under mask {}",
+                    hex::encode(self.attributes),
+                    hex::encode(self.attributes_mask)
+                ),
+                hex::encode(qe.attributes),
+            );
+        }
+        if qe.misc_select & self.misc_select_mask != self.misc_select {
+            return refuse(
+                "MISCSELECT",
+                format!(
+                    "{:08x} under mask {:08x}",
+                    self.misc_select, self.misc_select_mask
+                ),
+                format!("{:08x}", qe.misc_select),
+            );
+        }
+        Ok(())
+    }
+}
 
 /// Which certificate of the PCK chain an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +148,19 @@ pub enum TdxVerifyError {
     /// The QE report signature does not verify with the PCK.
     #[error("the QE report signature does not verify with the PCK key")]
     QeReportSignature,
+    /// The PCK signed the report of an enclave that is not Intel's TDX QE: a host can have
+    /// any enclave with the provisioning key certified, and it would sign any TD report.
+    #[error(
+        "the quote was not made by Intel's TDX quoting enclave: the QE report's {field} is {actual}, expected {expected}"
+    )]
+    QeIdentity {
+        /// The QE report field that differs.
+        field: &'static str,
+        /// What Intel's TDX QE has.
+        expected: String,
+        /// What the QE report says.
+        actual: String,
+    },
     /// The PCK chain is not leaf, intermediate, root.
     #[error("the PCK certificate chain has {0} certificates; expected 3 (PCK, PCK CA, root CA)")]
     ChainLength(usize),
@@ -395,6 +503,9 @@ fn finish(
     UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &chain.pck_point)
         .verify(&quote.qe_report, &quote.qe_report_signature)
         .map_err(|_| TdxVerifyError::QeReportSignature)?;
+    // The PCK signs the report of any enclave that holds the provisioning key; only
+    // Intel's QE is trusted to put a genuine TD report into a quote.
+    INTEL_TDX_QE.check(&quote.qe_identity())?;
 
     let tcb = match collateral {
         None => None,

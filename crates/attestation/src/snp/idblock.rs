@@ -1,4 +1,5 @@
-//! Contrast's SEV-SNP ID block and ID authentication block (contrast-protocol.md §12.3).
+//! Contrast's SEV-SNP ID block and ID authentication block (contrast-protocol.md §12.3):
+//! made by firmware-refs for the runtime installer, checked by the reference-value check.
 //!
 //! The ID block names the expected launch digest and guest policy. Nobody holds an ID key:
 //! the ID auth block carries the fixed signature r = 2, s = 1, and the "ID key" is a public
