@@ -392,19 +392,32 @@ impl Fixture {
     /// The server pod's sidecar: 8002 `false`, 8003 `true`, everything else mTLS. Returns
     /// its process id once it is ready.
     fn start_server_sidecar(&mut self, name: &str) -> u32 {
+        let pid = self.spawn_server_sidecar(name, &[]);
+        wait_for_file(
+            &self.path(&format!("{name}.ready")),
+            "the server sidecar",
+            &self.path(&format!("{name}.log")),
+        );
+        pid
+    }
+
+    /// Starts the server pod's sidecar with `extra_args`, without waiting for it.
+    fn spawn_server_sidecar(&mut self, name: &str, extra_args: &[&str]) -> u32 {
         let ready = self.path(&format!("{name}.ready"));
         let log = self.path(&format!("{name}.log"));
         let tls_dir = self.path("server-tls");
         let server = self.pods.server.clone();
-        let pid = self.pods.spawn(
+        let mut args = vec![
+            "--tls-dir",
+            tls_dir.to_str().unwrap(),
+            "--ready-file",
+            ready.to_str().unwrap(),
+        ];
+        args.extend(extra_args);
+        self.pods.spawn(
             &server,
             Path::new(env!("CARGO_BIN_EXE_service-mesh")),
-            &[
-                "--tls-dir",
-                tls_dir.to_str().unwrap(),
-                "--ready-file",
-                ready.to_str().unwrap(),
-            ],
+            &args,
             &[
                 (
                     "CONTRAST_INGRESS_PROXY_CONFIG",
@@ -414,9 +427,22 @@ impl Fixture {
                 ("RUST_LOG", "debug"),
             ],
             &log,
+        )
+    }
+
+    /// Writes `value` to the server pod's `/proc/sys/net/ipv6/conf/<interface>/disable_ipv6`.
+    fn disable_ipv6(&self, interface: &str, value: u8) {
+        let file = format!("/proc/sys/net/ipv6/conf/{interface}/disable_ipv6");
+        let output = self.pods.exec(
+            &self.pods.server,
+            "sh",
+            &["-c", &format!("echo {value} > {file}")],
         );
-        wait_for_file(&ready, "the server sidecar", &log);
-        pid
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     /// Stops the process `pid` with SIGTERM and waits for it to exit.
@@ -656,4 +682,107 @@ fn ipv6_connection_past_the_mesh_refused() {
     ] {
         assert!(mangle.contains(rule), "missing {rule:?} in\n{mangle}");
     }
+}
+
+/// If `ip6tables` cannot be applied, the sidecar must not report ready, and IPv4 must be as
+/// the pod VM left it: denied, with no half of the redirect rules.
+#[test]
+fn sidecar_whose_ip6tables_fails_is_not_ready_and_leaves_ipv4_denied() {
+    let mut fixture = Fixture::new();
+    let (server_ns, client_ns) = (fixture.pods.server.clone(), fixture.pods.client.clone());
+    let trust = fixture.trust.clone();
+    fixture.deny_inbound("iptables");
+    fixture.start_echo(&server_ns, "8001,8003");
+
+    // An ip6tables-restore that refuses, as one without the kernel's ip6_tables would.
+    let refusing = fixture.path("ip6tables-restore");
+    std::fs::write(&refusing, "#!/bin/sh\necho 'no ip6_tables' >&2\nexit 1\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&refusing, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let pid = fixture.spawn_server_sidecar(
+        "server",
+        &["--ip6tables-restore", refusing.to_str().unwrap()],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let child = fixture
+            .pods
+            .children
+            .iter_mut()
+            .find(|c| c.id() == pid)
+            .unwrap();
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sidecar neither failed nor stopped"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(fixture.path("server.log")).unwrap();
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("ip6tables-restore --noflush --wait failed") && log.contains("no ip6_tables"),
+        "{log}"
+    );
+    assert!(!fixture.path("server.ready").exists(), "{log}");
+
+    assert!(fixture.denies_inbound("iptables"), "default deny removed");
+    let mangle = fixture.mangle("iptables");
+    assert!(!mangle.contains("CONTRAST"), "{mangle}");
+    let result = client(
+        &client_ns,
+        "plain",
+        &format!("{SERVER_IP}:8003"),
+        &trust,
+        None,
+    );
+    assert!(result.is_err(), "default deny did not hold: {result:?}");
+}
+
+/// IPv6 switched off by sysctl when the sidecar starts can be switched on again later by
+/// anything in the pod with CAP_NET_ADMIN; the rules must already be there then.
+#[test]
+fn ipv6_switched_on_after_start_still_refused() {
+    let mut fixture = Fixture::new();
+    let (server_ns, client_ns) = (fixture.pods.server.clone(), fixture.pods.client.clone());
+    let trust = fixture.trust.clone();
+    fixture.deny_inbound("iptables");
+    fixture.start_echo(&server_ns, "8001");
+    fixture.disable_ipv6("all", 1);
+    fixture.start_server_sidecar("server");
+
+    fixture.disable_ipv6("all", 0);
+    fixture.disable_ipv6("veth0", 0);
+    // Switching IPv6 off took the address away.
+    must(
+        "ip",
+        &[
+            "-n",
+            &server_ns,
+            "-6",
+            "addr",
+            "replace",
+            &format!("{SERVER_IP6}/64"),
+            "dev",
+            "veth0",
+            "nodad",
+        ],
+    );
+    let target = format!("[{SERVER_IP6}]:8001");
+    let result = client(&client_ns, "plain", &target, &trust, None);
+    assert!(result.is_err(), "plain IPv6 went past the mesh: {result:?}");
+    assert_eq!(
+        client(
+            &client_ns,
+            "tls",
+            &target,
+            &trust,
+            Some(fixture.client_tls.as_path())
+        ),
+        Ok(format!("backend 8001 peer {SERVER_IP6}"))
+    );
 }
