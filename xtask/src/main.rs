@@ -20,9 +20,12 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     // openssl: cross-checks of certificates, signatures and keys (s_client, s_server,
     // verify, dgst -sign as the seeds tell users to sign manifest updates).
     ("openssl", "command -v openssl"),
-    // iptables: the service mesh's redirect rules, applied in network namespaces the test
-    // creates.
-    ("iptables", "command -v iptables-restore"),
+    // iptables: the service mesh's redirect rules (IPv4 and IPv6), applied in network
+    // namespaces the test creates.
+    (
+        "iptables",
+        "command -v iptables-restore && command -v ip6tables-restore",
+    ),
     // LUKS: libcryptsetup-rs links libcryptsetup and runs bindgen (libclang); the tests
     // cross-check headers and keys with the cryptsetup CLI.
     ("libcryptsetup-dev", "test -e /usr/include/libcryptsetup.h"),

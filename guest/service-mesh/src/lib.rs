@@ -8,8 +8,8 @@
 //!   certificate, transparent for TPROXY) forwarding to the original destination; egress
 //!   listeners on 127.0.0.0/8 originating mTLS; reload of changed credential files without
 //!   touching open connections; the admin interface.
-//! - [`redirect`]: the mangle-table TPROXY rules as data, applied with `iptables-restore`,
-//!   and removal of the pod VM's default-deny rule.
+//! - [`redirect`]: the mangle-table TPROXY rules as data, applied with `ip6tables-restore`
+//!   and `iptables-restore`, and removal of the pod VM's default-deny rules.
 //!
 //! The binary `service-mesh` puts these together in Contrast's order: listeners, redirect
 //! rules, default-deny removal, readiness file.
@@ -26,7 +26,10 @@ pub use config::{
     ConfigError, EgressEntry, IngressConfig, IngressEntry, IngressPortMode, ProxyConfig,
 };
 pub use proxy::{IngressUpstream, ProxyError, ProxyOptions, RunningProxy, start};
-pub use redirect::{DefaultDeny, Iptables, RedirectError, RedirectRules, TproxyPorts};
+pub use redirect::{
+    DefaultDeny, Installed, IpFamily, Iptables, KernelIpv6, RedirectError, RedirectRules,
+    TproxyPorts,
+};
 pub use stats::StatsSnapshot;
 pub use tls::{ClientAuth, MeshTls, TlsError, TlsPaths};
 

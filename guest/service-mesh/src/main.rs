@@ -1,10 +1,11 @@
 //! `service-mesh`: the Contrast service-mesh sidecar.
 //!
 //! Reads `CONTRAST_INGRESS_PROXY_CONFIG`, `CONTRAST_EGRESS_PROXY_CONFIG` and
-//! `CONTRAST_ADMIN_PORT`, starts the listeners, installs the TPROXY rules, removes the
-//! default-deny rule, writes the readiness file and serves until SIGTERM or SIGINT.
+//! `CONTRAST_ADMIN_PORT`, starts the listeners, installs the TPROXY rules (IPv6 and IPv4),
+//! removes the default-deny rules, writes the readiness file and serves until SIGTERM or
+//! SIGINT.
 
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,8 +14,8 @@ use clap::Parser;
 use contrast_service_mesh::config::{DEFAULT_INGRESS_NO_CLIENT_AUTH_PORT, DEFAULT_INGRESS_PORT};
 use contrast_service_mesh::tls::DEFAULT_TLS_DIR;
 use contrast_service_mesh::{
-    DEFAULT_READY_FILE, DefaultDeny, IngressConfig, IngressUpstream, Iptables, ProxyConfig,
-    ProxyOptions, RedirectRules, TlsPaths, TproxyPorts,
+    DEFAULT_READY_FILE, DefaultDeny, IngressConfig, IngressUpstream, Iptables, KernelIpv6,
+    ProxyConfig, ProxyOptions, RedirectRules, TlsPaths, TproxyPorts,
 };
 use tracing::info;
 
@@ -34,8 +35,8 @@ struct Args {
     /// The readiness file written once everything is in place.
     #[arg(long, default_value = DEFAULT_READY_FILE)]
     ready_file: PathBuf,
-    /// Install no iptables rules and leave the default-deny rule alone (the ingress
-    /// listeners are then not transparent).
+    /// Install no iptables rules and leave the default-deny rules alone (the ingress
+    /// listeners are then not transparent and IPv4 only).
     #[arg(long)]
     no_redirect: bool,
     /// The ingress port requiring client certificates.
@@ -54,6 +55,12 @@ struct Args {
     /// The iptables-restore binary.
     #[arg(long, default_value = "iptables-restore")]
     iptables_restore: PathBuf,
+    /// The ip6tables binary.
+    #[arg(long, default_value = "ip6tables")]
+    ip6tables: PathBuf,
+    /// The ip6tables-restore binary.
+    #[arg(long, default_value = "ip6tables-restore")]
+    ip6tables_restore: PathBuf,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -76,10 +83,15 @@ fn main() -> anyhow::Result<()> {
 async fn run(args: Args, config: ProxyConfig) -> anyhow::Result<()> {
     let redirect = !args.no_redirect;
     let ingress = config.ingress.clone();
+    let ipv6 = KernelIpv6::probe();
     let mut options = ProxyOptions::new(config, TlsPaths::in_dir(&args.tls_dir));
     options.ingress_port = args.ingress_port;
     options.ingress_no_client_auth_port = args.ingress_no_client_auth_port;
     options.transparent = redirect;
+    if redirect && ipv6 == KernelIpv6::Present {
+        // The IPv6 TPROXY rules need IPv6 listeners on the same ports.
+        options.ingress_ipv6 = Some(Ipv6Addr::UNSPECIFIED);
+    }
     if let Some(upstream) = args.ingress_upstream {
         options.ingress_upstream = IngressUpstream::Fixed(upstream);
     }
@@ -89,6 +101,8 @@ async fn run(args: Args, config: ProxyConfig) -> anyhow::Result<()> {
         let tools = Iptables {
             iptables: args.iptables,
             iptables_restore: args.iptables_restore,
+            ip6tables: args.ip6tables,
+            ip6tables_restore: args.ip6tables_restore,
         };
         let rules = match (
             &ingress,
@@ -108,28 +122,24 @@ async fn run(args: Args, config: ProxyConfig) -> anyhow::Result<()> {
         };
         // Blocking for a few milliseconds at startup; nothing is being served yet that
         // the redirect would send here.
-        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            match rules {
-                Some(rules) => {
-                    tools
-                        .apply(&rules)
-                        .context("installing the redirect rules")?;
-                    info!("redirect rules installed");
-                }
-                None => info!("ingress disabled; no redirect rules"),
-            }
-            // Only now: inbound traffic is either still denied or goes through the proxy.
-            match tools
-                .remove_default_deny()
-                .context("removing the default-deny rule")?
-            {
-                DefaultDeny::Removed => info!("default-deny rule removed"),
-                DefaultDeny::NotPresent => info!("default-deny rule not present"),
-            }
-            Ok(())
-        })
-        .await
-        .context("the iptables task failed")??;
+        let installed = tokio::task::spawn_blocking(move || tools.install(rules.as_ref(), ipv6))
+            .await
+            .context("the iptables task failed")?
+            .context("installing the redirect rules and removing the default-deny rules")?;
+        if installed.redirect {
+            info!("redirect rules installed");
+        } else {
+            info!("ingress disabled; no redirect rules");
+        }
+        match installed.ipv6_default_deny {
+            None => info!("kernel without IPv6; no ip6tables rules needed"),
+            Some(DefaultDeny::Removed) => info!("IPv6 default-deny rule removed"),
+            Some(DefaultDeny::NotPresent) => info!("IPv6 default-deny rule not present"),
+        }
+        match installed.ipv4_default_deny {
+            DefaultDeny::Removed => info!("default-deny rule removed"),
+            DefaultDeny::NotPresent => info!("default-deny rule not present"),
+        }
     }
 
     contrast_service_mesh::write_ready_file(&args.ready_file)

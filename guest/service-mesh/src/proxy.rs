@@ -2,7 +2,7 @@
 //! egress listeners that originate mTLS, certificate reload, and graceful shutdown.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -48,6 +48,10 @@ pub struct ProxyOptions {
     pub tls_paths: TlsPaths,
     /// Address the ingress listeners bind to (default 0.0.0.0).
     pub ingress_ip: IpAddr,
+    /// An IPv6 address the ingress listeners bind to as well, on the same ports (IPv6
+    /// only), so that IPv6 connections redirected by TPROXY have a listener (`::` when the
+    /// kernel has IPv6; default none).
+    pub ingress_ipv6: Option<Ipv6Addr>,
     /// The mTLS ingress port (default 15006; 0 lets the system choose).
     pub ingress_port: u16,
     /// The ingress port without required client certificate (default 15007; 0 lets the
@@ -75,6 +79,7 @@ impl ProxyOptions {
             config,
             tls_paths,
             ingress_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            ingress_ipv6: None,
             ingress_port: DEFAULT_INGRESS_PORT,
             ingress_no_client_auth_port: DEFAULT_INGRESS_NO_CLIENT_AUTH_PORT,
             transparent: true,
@@ -164,6 +169,7 @@ pub async fn start(options: ProxyOptions) -> Result<RunningProxy, ProxyError> {
     let ingress_enabled = options.config.ingress != IngressConfig::Disabled;
     let mut ingress_listeners = Vec::new();
     let mut ingress_addresses = Vec::new();
+    let mut ingress_ipv6_addresses = Vec::new();
     if ingress_enabled {
         for (name, port, client_auth) in [
             ("ingress", options.ingress_port, ClientAuth::Required),
@@ -177,6 +183,13 @@ pub async fn start(options: ProxyOptions) -> Result<RunningProxy, ProxyError> {
             let (listener, bound) = bind(address, options.transparent, name)?;
             ingress_listeners.push((listener, client_auth));
             ingress_addresses.push(bound);
+            if let Some(ipv6) = options.ingress_ipv6 {
+                // The port the first listener got: one TPROXY target port for both families.
+                let address = SocketAddr::new(IpAddr::V6(ipv6), bound.port());
+                let (listener, bound) = bind(address, options.transparent, name)?;
+                ingress_listeners.push((listener, client_auth));
+                ingress_ipv6_addresses.push(bound);
+            }
         }
     }
     let mut egress_listeners = Vec::new();
@@ -246,6 +259,7 @@ pub async fn start(options: ProxyOptions) -> Result<RunningProxy, ProxyError> {
 
     info!(
         ingress = ?ingress_addresses,
+        ingress_ipv6 = ?ingress_ipv6_addresses,
         egress = ?egress_addresses,
         admin = ?admin_address,
         "service mesh proxy listening"
@@ -346,16 +360,19 @@ fn bind(
     .map_err(|e| error(e, ""))?;
     // A restarted proxy must get its ports back while old connections linger in TIME_WAIT.
     socket.set_reuse_address(true).map_err(|e| error(e, ""))?;
+    if address.is_ipv6() {
+        // The IPv4 listener on the same port takes IPv4; this one takes IPv6 only.
+        socket.set_only_v6(true).map_err(|e| error(e, ""))?;
+    }
     if transparent {
-        if !address.is_ipv4() {
-            return Err(error(
-                io::Error::new(io::ErrorKind::InvalidInput, "not an IPv4 address"),
-                " (transparent ingress listeners are IPv4 only)",
-            ));
+        match address {
+            SocketAddr::V4(_) => socket
+                .set_ip_transparent_v4(true)
+                .map_err(|e| error(e, " (IP_TRANSPARENT needs CAP_NET_ADMIN)"))?,
+            SocketAddr::V6(_) => socket
+                .set_ip_transparent_v6(true)
+                .map_err(|e| error(e, " (IPV6_TRANSPARENT needs CAP_NET_ADMIN)"))?,
         }
-        socket
-            .set_ip_transparent_v4(true)
-            .map_err(|e| error(e, " (IP_TRANSPARENT needs CAP_NET_ADMIN)"))?;
     }
     socket.set_nonblocking(true).map_err(|e| error(e, ""))?;
     socket.bind(&address.into()).map_err(|e| {

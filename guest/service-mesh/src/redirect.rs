@@ -12,6 +12,24 @@
 //! Both chains are (re)written in one `iptables-restore --noflush` transaction, so a
 //! restarted sidecar replaces stale rules without a moment in which inbound connections
 //! would pass unredirected; the `PREROUTING` jump is added only if missing.
+//!
+//! IPv6 gets the same rules with `ip6tables-restore`: the rules match no addresses, so
+//! one text serves both families, and without them a client could reach the workload over
+//! IPv6 (a pod's link-local address is always there) past the mesh. [`Iptables::install`]
+//! does both families in an order that is never less safe than before it started:
+//!
+//! 1. IPv6 rules, then IPv4 rules. If IPv6 fails, nothing of IPv4 has been touched. If
+//!    IPv4 fails after IPv6 succeeded, the IPv6 rules stay: they send IPv6 TCP to the
+//!    proxy's ports, where nothing listens once the failed sidecar exits, so it is dropped.
+//! 2. Only then the default-deny rules are removed, IPv4 first, then the IPv6 one if the
+//!    pod VM installed it too. A failure leaves that family denied.
+//!
+//! Any failure is an error, and the sidecar does not report ready.
+//!
+//! A kernel without IPv6 (built without it or booted with `ipv6.disable=1`: no IPv6
+//! socket can be created) receives no IPv6 packets, so there is nothing to redirect and no
+//! `ip6tables` is run. IPv6 that is merely switched off by sysctl (`disable_ipv6`) still
+//! gets the rules: anything with `CAP_NET_ADMIN` in the pod can switch it back on.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -94,13 +112,57 @@ impl RedirectRules {
     }
 }
 
+/// An IP family, with its own set of netfilter tables and tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpFamily {
+    /// IPv4 (`iptables`).
+    V4,
+    /// IPv6 (`ip6tables`).
+    V6,
+}
+
+/// Whether the kernel speaks IPv6 at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelIpv6 {
+    /// IPv6 sockets can be created; IPv6 packets may arrive (even if every interface has
+    /// `disable_ipv6` set now: that can be undone).
+    Present,
+    /// No IPv6 in this kernel (`EAFNOSUPPORT`): no IPv6 packet is ever received.
+    Absent,
+}
+
+impl KernelIpv6 {
+    /// Asks the kernel for an IPv6 socket. Only `EAFNOSUPPORT` counts as absent; any other
+    /// failure (out of descriptors, …) counts as present, so the rules are still required.
+    pub fn probe() -> KernelIpv6 {
+        /// Linux's "address family not supported by protocol".
+        const EAFNOSUPPORT: i32 = 97;
+        match socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None) {
+            Err(error) if error.raw_os_error() == Some(EAFNOSUPPORT) => KernelIpv6::Absent,
+            _ => KernelIpv6::Present,
+        }
+    }
+}
+
+/// What [`Iptables::install`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Installed {
+    /// Whether redirect rules were written (none when ingress is disabled).
+    pub redirect: bool,
+    /// The IPv4 default-deny rule.
+    pub ipv4_default_deny: DefaultDeny,
+    /// The IPv6 default-deny rule; `None` when the kernel has no IPv6 and no `ip6tables`
+    /// was run.
+    pub ipv6_default_deny: Option<DefaultDeny>,
+}
+
 /// A failed `iptables` invocation.
 #[derive(Debug, thiserror::Error)]
 pub enum RedirectError {
     /// The tool could not be started.
     #[error(
-        "starting {program}: {source}; install iptables in the sidecar image or pass the \
-         tool's path"
+        "starting {program}: {source}; install iptables (with ip6tables) in the sidecar \
+         image or pass the tool's path"
     )]
     Spawn {
         /// The program.
@@ -136,6 +198,10 @@ pub struct Iptables {
     pub iptables: PathBuf,
     /// `iptables-restore`.
     pub iptables_restore: PathBuf,
+    /// `ip6tables`.
+    pub ip6tables: PathBuf,
+    /// `ip6tables-restore`.
+    pub ip6tables_restore: PathBuf,
 }
 
 impl Default for Iptables {
@@ -143,50 +209,92 @@ impl Default for Iptables {
         Iptables {
             iptables: PathBuf::from("iptables"),
             iptables_restore: PathBuf::from("iptables-restore"),
+            ip6tables: PathBuf::from("ip6tables"),
+            ip6tables_restore: PathBuf::from("ip6tables-restore"),
         }
     }
 }
 
 impl Iptables {
-    /// Writes both chains atomically, then adds the `PREROUTING` jump if it is missing.
-    pub fn apply(&self, rules: &RedirectRules) -> Result<(), RedirectError> {
+    /// Everything the sidecar does to the pod's netfilter tables, in the order the module
+    /// documentation gives: the redirect `rules` (if any) for IPv6, then IPv4, then removal
+    /// of the default-deny rules. IPv6 is left alone only when the kernel has none.
+    pub fn install(
+        &self,
+        rules: Option<&RedirectRules>,
+        ipv6: KernelIpv6,
+    ) -> Result<Installed, RedirectError> {
+        let families: &[IpFamily] = match ipv6 {
+            KernelIpv6::Present => &[IpFamily::V6, IpFamily::V4],
+            KernelIpv6::Absent => &[IpFamily::V4],
+        };
+        if let Some(rules) = rules {
+            for &family in families {
+                self.apply(family, rules)?;
+            }
+        }
+        let ipv4_default_deny = self.remove_default_deny(IpFamily::V4)?;
+        let ipv6_default_deny = match ipv6 {
+            KernelIpv6::Present => Some(self.remove_default_deny(IpFamily::V6)?),
+            KernelIpv6::Absent => None,
+        };
+        Ok(Installed {
+            redirect: rules.is_some(),
+            ipv4_default_deny,
+            ipv6_default_deny,
+        })
+    }
+
+    /// For `family`: writes both chains atomically, then adds the `PREROUTING` jump if it
+    /// is missing.
+    pub fn apply(&self, family: IpFamily, rules: &RedirectRules) -> Result<(), RedirectError> {
+        let (tool, restore) = self.tools(family);
         let restore_args = ["--noflush", "--wait"];
-        let output = run_with_input(&self.iptables_restore, &restore_args, &rules.restore_input)?;
-        expect_success(&self.iptables_restore, &restore_args, &output)?;
+        let output = run_with_input(restore, &restore_args, &rules.restore_input)?;
+        expect_success(restore, &restore_args, &output)?;
 
         let mut check = vec!["--wait", "-t", "mangle", "-C", "PREROUTING"];
         check.extend(rules.prerouting_jump.iter().map(String::as_str));
-        if !self.rule_exists(&check)? {
+        if !rule_exists(tool, &check)? {
             let mut append = check.clone();
             append[3] = "-A";
-            let output = run(&self.iptables, &append)?;
-            expect_success(&self.iptables, &append, &output)?;
+            let output = run(tool, &append)?;
+            expect_success(tool, &append, &output)?;
         }
         Ok(())
     }
 
-    /// Removes the default-deny rule from `filter/INPUT` if it is there.
-    pub fn remove_default_deny(&self) -> Result<DefaultDeny, RedirectError> {
+    /// Removes the default-deny rule from `filter/INPUT` of `family` if it is there.
+    pub fn remove_default_deny(&self, family: IpFamily) -> Result<DefaultDeny, RedirectError> {
+        let (tool, _) = self.tools(family);
         let mut check = vec!["--wait", "-t", "filter", "-C", "INPUT"];
         check.extend(DEFAULT_DENY_RULE);
-        if !self.rule_exists(&check)? {
+        if !rule_exists(tool, &check)? {
             return Ok(DefaultDeny::NotPresent);
         }
         let mut delete = check.clone();
         delete[3] = "-D";
-        let output = run(&self.iptables, &delete)?;
-        expect_success(&self.iptables, &delete, &output)?;
+        let output = run(tool, &delete)?;
+        expect_success(tool, &delete, &output)?;
         Ok(DefaultDeny::Removed)
     }
 
-    /// `iptables -C`: exit status 0 means present, 1 absent, anything else is an error.
-    fn rule_exists(&self, check: &[&str]) -> Result<bool, RedirectError> {
-        let output = run(&self.iptables, check)?;
-        match output.status.code() {
-            Some(0) => Ok(true),
-            Some(1) => Ok(false),
-            _ => Err(failed(&self.iptables, check, &output)),
+    /// The family's rule tool and restore tool.
+    fn tools(&self, family: IpFamily) -> (&Path, &Path) {
+        match family {
+            IpFamily::V4 => (&self.iptables, &self.iptables_restore),
+            IpFamily::V6 => (&self.ip6tables, &self.ip6tables_restore),
         }
+    }
+}
+
+/// `iptables -C`: exit status 0 means present, 1 absent, anything else is an error.
+fn rule_exists(tool: &Path, check: &[&str]) -> Result<bool, RedirectError> {
+    let output = run(tool, check)?;
+    match output.status.code() {
+        Some(0) => Ok(true),
+        Some(1) => Ok(false),
+        _ => Err(failed(tool, check, &output)),
     }
 }
 
@@ -306,21 +414,29 @@ mod tests {
         let tools = Iptables {
             iptables: PathBuf::from("/nonexistent/iptables"),
             iptables_restore: PathBuf::from("/nonexistent/iptables-restore"),
+            ip6tables: PathBuf::from("/nonexistent/ip6tables"),
+            ip6tables_restore: PathBuf::from("/nonexistent/ip6tables-restore"),
         };
-        let error = tools.apply(&RedirectRules::new(&[], PORTS)).unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .starts_with("starting /nonexistent/iptables-restore:"),
-            "{error}"
-        );
-        let error = tools.remove_default_deny().unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .starts_with("starting /nonexistent/iptables:"),
-            "{error}"
-        );
+        let rules = RedirectRules::new(&[], PORTS);
+        for (family, restore, tool) in [
+            (IpFamily::V4, "iptables-restore", "iptables"),
+            (IpFamily::V6, "ip6tables-restore", "ip6tables"),
+        ] {
+            let error = tools.apply(family, &rules).unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .starts_with(&format!("starting /nonexistent/{restore}:")),
+                "{error}"
+            );
+            let error = tools.remove_default_deny(family).unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .starts_with(&format!("starting /nonexistent/{tool}:")),
+                "{error}"
+            );
+        }
     }
 
     #[test]
@@ -330,11 +446,156 @@ mod tests {
         let tools = Iptables {
             iptables: PathBuf::from("false"),
             iptables_restore: PathBuf::from("false"),
+            ip6tables: PathBuf::from("false"),
+            ip6tables_restore: PathBuf::from("false"),
         };
-        let error = tools.apply(&RedirectRules::new(&[], PORTS)).unwrap_err();
+        let error = tools
+            .apply(IpFamily::V4, &RedirectRules::new(&[], PORTS))
+            .unwrap_err();
         assert!(
             matches!(&error, RedirectError::Failed { command, .. } if command == "false --noflush --wait"),
             "{error}"
+        );
+    }
+
+    /// Stand-ins for the four tools that log their arguments (and a restore tool's input)
+    /// to one file. `-C` answers "absent"; a restore tool exits with `restore_status`.
+    struct FakeTools {
+        dir: tempfile::TempDir,
+        tools: Iptables,
+    }
+
+    impl FakeTools {
+        fn new(ip6tables_restore_status: u8) -> FakeTools {
+            use std::os::unix::fs::PermissionsExt as _;
+            let dir = tempfile::tempdir().unwrap();
+            let log = dir.path().join("log");
+            let tool = |name: &str, restore_status: u8| -> PathBuf {
+                let path = dir.path().join(name);
+                let script = format!(
+                    "#!/bin/sh\n\
+                     echo \"{name} $*\" >> '{log}'\n\
+                     case {name} in *-restore) cat >> '{log}'; exit {restore_status};; esac\n\
+                     case \" $* \" in *\" -C \"*) exit 1;; esac\n",
+                    log = log.display()
+                );
+                std::fs::write(&path, script).unwrap();
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+                path
+            };
+            let tools = Iptables {
+                iptables: tool("iptables", 0),
+                iptables_restore: tool("iptables-restore", 0),
+                ip6tables: tool("ip6tables", 0),
+                ip6tables_restore: tool("ip6tables-restore", ip6tables_restore_status),
+            };
+            FakeTools { dir, tools }
+        }
+
+        fn log(&self) -> String {
+            std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+        }
+    }
+
+    #[test]
+    fn install_writes_ipv6_rules_first_then_ipv4_then_removes_both_denies() {
+        let fake = FakeTools::new(0);
+        let entries = [IngressEntry {
+            name: "metrics".into(),
+            port: 9090,
+            mode: IngressPortMode::Bypass,
+        }];
+        let installed = fake
+            .tools
+            .install(
+                Some(&RedirectRules::new(&entries, PORTS)),
+                KernelIpv6::Present,
+            )
+            .unwrap();
+        assert_eq!(
+            installed,
+            Installed {
+                redirect: true,
+                ipv4_default_deny: DefaultDeny::NotPresent,
+                ipv6_default_deny: Some(DefaultDeny::NotPresent),
+            }
+        );
+        let chains = "*mangle\n\
+             :CONTRAST_INBOUND - [0:0]\n\
+             :CONTRAST_IN_REDIRECT - [0:0]\n\
+             -A CONTRAST_INBOUND -p tcp -i lo -j RETURN\n\
+             -A CONTRAST_INBOUND -p tcp -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN\n\
+             -A CONTRAST_INBOUND -p tcp -j CONTRAST_IN_REDIRECT\n\
+             -A CONTRAST_IN_REDIRECT -p tcp --dport 9090 -j RETURN\n\
+             -A CONTRAST_IN_REDIRECT -p tcp -j TPROXY --on-port 15006\n\
+             COMMIT\n";
+        let deny = "-m conntrack ! --ctstate ESTABLISHED,RELATED -j DROP";
+        assert_eq!(
+            fake.log(),
+            format!(
+                "ip6tables-restore --noflush --wait\n\
+                 {chains}\
+                 ip6tables --wait -t mangle -C PREROUTING -p tcp -j CONTRAST_INBOUND\n\
+                 ip6tables --wait -t mangle -A PREROUTING -p tcp -j CONTRAST_INBOUND\n\
+                 iptables-restore --noflush --wait\n\
+                 {chains}\
+                 iptables --wait -t mangle -C PREROUTING -p tcp -j CONTRAST_INBOUND\n\
+                 iptables --wait -t mangle -A PREROUTING -p tcp -j CONTRAST_INBOUND\n\
+                 iptables --wait -t filter -C INPUT {deny}\n\
+                 ip6tables --wait -t filter -C INPUT {deny}\n"
+            )
+        );
+    }
+
+    #[test]
+    fn ipv4_left_untouched_when_ip6tables_restore_refused() {
+        let fake = FakeTools::new(2);
+        let error = fake
+            .tools
+            .install(Some(&RedirectRules::new(&[], PORTS)), KernelIpv6::Present)
+            .unwrap_err();
+        assert!(
+            matches!(&error, RedirectError::Failed { command, .. }
+                if command.ends_with("ip6tables-restore --noflush --wait")),
+            "{error}"
+        );
+        let log = fake.log();
+        assert!(log.starts_with("ip6tables-restore "), "{log}");
+        // No IPv4 rule written and no default-deny rule touched.
+        assert!(!log.contains("\niptables"), "{log}");
+        assert!(!log.contains("INPUT"), "{log}");
+    }
+
+    #[test]
+    fn kernel_without_ipv6_runs_no_ip6tables() {
+        let fake = FakeTools::new(0);
+        let installed = fake
+            .tools
+            .install(Some(&RedirectRules::new(&[], PORTS)), KernelIpv6::Absent)
+            .unwrap();
+        assert_eq!(installed.ipv6_default_deny, None);
+        let log = fake.log();
+        assert!(log.starts_with("iptables-restore "), "{log}");
+        assert!(!log.contains("ip6tables"), "{log}");
+    }
+
+    #[test]
+    fn ingress_disabled_removes_both_denies_and_writes_no_rules() {
+        let fake = FakeTools::new(0);
+        let installed = fake.tools.install(None, KernelIpv6::Present).unwrap();
+        assert!(!installed.redirect);
+        let log = fake.log();
+        assert!(!log.contains("restore") && !log.contains("mangle"), "{log}");
+        assert_eq!(log.lines().count(), 2, "{log}");
+        assert!(
+            log.starts_with("iptables --wait -t filter -C INPUT"),
+            "{log}"
+        );
+        assert!(
+            log.lines()
+                .nth(1)
+                .is_some_and(|l| l.starts_with("ip6tables --wait -t filter -C INPUT")),
+            "{log}"
         );
     }
 }

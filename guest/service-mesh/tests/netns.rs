@@ -4,9 +4,9 @@
 //! Loopback alone cannot exercise the rules: traffic arriving on `lo` is exempt by design
 //! (`-i lo -j RETURN`), and every connection within one namespace arrives on `lo`. So the
 //! pods get a private veth link with RFC 5737 documentation addresses (192.0.2.1 server,
-//! 192.0.2.2 client); both ends live in the test's namespaces, nothing touches the host's
-//! network. Needs root, `ip` (iproute2) and `iptables` with the TPROXY and conntrack
-//! matches.
+//! 192.0.2.2 client) and unique local IPv6 addresses (fd00:5e5::1, fd00:5e5::2); both ends
+//! live in the test's namespaces, nothing touches the host's network. Needs root, `ip`
+//! (iproute2) and `iptables`/`ip6tables` with the TPROXY and conntrack matches.
 //!
 //! Helper processes (echo backends, clients) are this test binary run again inside a
 //! namespace with `--ignored --exact netns_child`.
@@ -24,6 +24,8 @@ use common::{Credentials, Echo, MeshPki, client_config, exchange, tls_exchange};
 
 const SERVER_IP: &str = "192.0.2.1";
 const CLIENT_IP: &str = "192.0.2.2";
+const SERVER_IP6: &str = "fd00:5e5::1";
+const CLIENT_IP6: &str = "fd00:5e5::2";
 const CHILD_ENV: &str = "CSM_NETNS_CHILD";
 const DEFAULT_DENY: [&str; 7] = [
     "-m",
@@ -98,9 +100,9 @@ impl Pods {
                 &pods.client,
             ],
         );
-        for (ns, device, address) in [
-            (&pods.server, "veth0", SERVER_IP),
-            (&pods.client, "veth1", CLIENT_IP),
+        for (ns, device, address, address6) in [
+            (&pods.server, "veth0", SERVER_IP, SERVER_IP6),
+            (&pods.client, "veth1", CLIENT_IP, CLIENT_IP6),
         ] {
             must(
                 "ip",
@@ -112,6 +114,21 @@ impl Pods {
                     &format!("{address}/24"),
                     "dev",
                     device,
+                ],
+            );
+            // `nodad`: usable at once, without waiting out duplicate address detection.
+            must(
+                "ip",
+                &[
+                    "-n",
+                    ns,
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("{address6}/64"),
+                    "dev",
+                    device,
+                    "nodad",
                 ],
             );
             must("ip", &["-n", ns, "link", "set", device, "up"]);
@@ -242,7 +259,8 @@ fn netns_child() {
             let ports = std::env::var("CSM_PORTS").unwrap();
             let mut backends = Vec::new();
             for port in ports.split(',') {
-                backends.push(Echo::start(format!("0.0.0.0:{port}").parse().unwrap()).await);
+                // Dual-stack, as most servers listen: IPv6 reaches them too.
+                backends.push(Echo::start(format!("[::]:{port}").parse().unwrap()).await);
             }
             std::fs::write(std::env::var("CSM_READY").unwrap(), b"").unwrap();
             // Serve until the test kills this process.
@@ -296,73 +314,110 @@ fn netns_child() {
     }
 }
 
-#[test]
-fn redirect_rules_in_network_namespaces() {
-    let mut pods = Pods::create();
-    let (server_ns, client_ns) = (pods.server.clone(), pods.client.clone());
-    let work = tempfile::tempdir().unwrap();
-    let path = |name: &str| -> PathBuf { work.path().join(name) };
+/// The two pods, the mesh credentials, and the server pod's workload and sidecar.
+struct Fixture {
+    pods: Pods,
+    work: tempfile::TempDir,
+    /// The mesh CA, as clients trust it.
+    trust: PathBuf,
+    /// A workload certificate of the mesh.
+    client_tls: PathBuf,
+    /// A workload certificate of another mesh.
+    stranger_tls: PathBuf,
+}
 
-    let pki = MeshPki::new();
-    for (dir, credentials) in [
-        ("server-tls", pki.workload("server")),
-        ("client-tls", pki.workload("client")),
-        ("stranger-tls", MeshPki::new().workload("client")),
-    ] {
-        std::fs::create_dir(path(dir)).unwrap();
-        credentials.write_to(&path(dir));
+impl Fixture {
+    fn new() -> Fixture {
+        let pods = Pods::create();
+        let work = tempfile::tempdir().unwrap();
+        let pki = MeshPki::new();
+        for (dir, credentials) in [
+            ("server-tls", pki.workload("server")),
+            ("client-tls", pki.workload("client")),
+            ("stranger-tls", MeshPki::new().workload("client")),
+        ] {
+            std::fs::create_dir(work.path().join(dir)).unwrap();
+            credentials.write_to(&work.path().join(dir));
+        }
+        Fixture {
+            trust: work.path().join("server-tls").join("mesh-ca.pem"),
+            client_tls: work.path().join("client-tls"),
+            stranger_tls: work.path().join("stranger-tls"),
+            pods,
+            work,
+        }
     }
-    let trust = path("server-tls").join("mesh-ca.pem");
-    let (client_tls, stranger_tls) = (path("client-tls"), path("stranger-tls"));
 
-    // The pod VM's default-deny rule, as it is before the sidecar starts.
-    let mut deny = vec!["iptables", "-A", "INPUT"];
-    deny.extend(DEFAULT_DENY);
-    let output = pods.exec(&server_ns, deny[0], &deny[1..]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    fn path(&self, name: &str) -> PathBuf {
+        self.work.path().join(name)
+    }
 
-    // The workload: plain TCP backends on 8001 (mTLS by default), 8002 (`false`), 8003 (`true`).
-    let exe = std::env::current_exe().unwrap();
-    let echo_ready = path("echo-ready");
-    pods.spawn(
-        &server_ns,
-        &exe,
-        &[
-            "--ignored",
-            "--exact",
-            "netns_child",
-            "--nocapture",
-            "--test-threads=1",
-        ],
-        &[
-            (CHILD_ENV, "echo"),
-            ("CSM_PORTS", "8001,8002,8003"),
-            ("CSM_READY", echo_ready.to_str().unwrap()),
-        ],
-        &path("echo.log"),
-    );
-    wait_for_file(&echo_ready, "the echo backends", &path("echo.log"));
+    /// Adds the pod VM's default-deny rule with `tool` (`iptables` or `ip6tables`).
+    fn deny_inbound(&self, tool: &str) {
+        let mut deny = vec!["-A", "INPUT"];
+        deny.extend(DEFAULT_DENY);
+        let output = self.pods.exec(&self.pods.server, tool, &deny);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 
-    let target = |port: u16| format!("{SERVER_IP}:{port}");
-    // Before the sidecar: the default-deny rule drops new inbound connections.
-    let result = client(&client_ns, "plain", &target(8003), &trust, None);
-    assert!(result.is_err(), "default deny did not hold: {result:?}");
-
-    let mesh = Path::new(env!("CARGO_BIN_EXE_service-mesh"));
-    let start_server_sidecar = |pods: &mut Pods, ready: &Path, log: &Path| -> u32 {
-        let pid = pods.spawn(
-            &server_ns,
-            mesh,
+    /// Plain TCP echo backends on `ports` (comma-separated) in namespace `ns`.
+    fn start_echo(&mut self, ns: &str, ports: &str) {
+        let exe = std::env::current_exe().unwrap();
+        let ready = self.path(&format!("echo-{ns}-ready"));
+        let log = self.path(&format!("echo-{ns}.log"));
+        self.pods.spawn(
+            ns,
+            &exe,
             &[
-                "--tls-dir",
-                path("server-tls").to_str().unwrap(),
-                "--ready-file",
-                ready.to_str().unwrap(),
+                "--ignored",
+                "--exact",
+                "netns_child",
+                "--nocapture",
+                "--test-threads=1",
             ],
+            &[
+                (CHILD_ENV, "echo"),
+                ("CSM_PORTS", ports),
+                ("CSM_READY", ready.to_str().unwrap()),
+            ],
+            &log,
+        );
+        wait_for_file(&ready, "the echo backends", &log);
+    }
+
+    /// The server pod's sidecar: 8002 `false`, 8003 `true`, everything else mTLS. Returns
+    /// its process id once it is ready.
+    fn start_server_sidecar(&mut self, name: &str) -> u32 {
+        let pid = self.spawn_server_sidecar(name, &[]);
+        wait_for_file(
+            &self.path(&format!("{name}.ready")),
+            "the server sidecar",
+            &self.path(&format!("{name}.log")),
+        );
+        pid
+    }
+
+    /// Starts the server pod's sidecar with `extra_args`, without waiting for it.
+    fn spawn_server_sidecar(&mut self, name: &str, extra_args: &[&str]) -> u32 {
+        let ready = self.path(&format!("{name}.ready"));
+        let log = self.path(&format!("{name}.log"));
+        let tls_dir = self.path("server-tls");
+        let server = self.pods.server.clone();
+        let mut args = vec![
+            "--tls-dir",
+            tls_dir.to_str().unwrap(),
+            "--ready-file",
+            ready.to_str().unwrap(),
+        ];
+        args.extend(extra_args);
+        self.pods.spawn(
+            &server,
+            Path::new(env!("CARGO_BIN_EXE_service-mesh")),
+            &args,
             &[
                 (
                     "CONTRAST_INGRESS_PROXY_CONFIG",
@@ -371,20 +426,101 @@ fn redirect_rules_in_network_namespaces() {
                 ("CONTRAST_EGRESS_PROXY_CONFIG", ""),
                 ("RUST_LOG", "debug"),
             ],
-            log,
-        );
-        wait_for_file(ready, "the server sidecar", log);
-        pid
-    };
-    let server_pid = start_server_sidecar(&mut pods, &path("server-ready"), &path("server.log"));
+            &log,
+        )
+    }
 
-    // The rules are Contrast's, and the default-deny rule is gone.
-    let mangle = String::from_utf8_lossy(
-        &pods
-            .exec(&server_ns, "iptables", &["-t", "mangle", "-S"])
-            .stdout,
-    )
-    .into_owned();
+    /// Writes `value` to the server pod's `/proc/sys/net/ipv6/conf/<interface>/disable_ipv6`.
+    fn disable_ipv6(&self, interface: &str, value: u8) {
+        let file = format!("/proc/sys/net/ipv6/conf/{interface}/disable_ipv6");
+        let output = self.pods.exec(
+            &self.pods.server,
+            "sh",
+            &["-c", &format!("echo {value} > {file}")],
+        );
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Stops the process `pid` with SIGTERM and waits for it to exit.
+    fn stop(&mut self, pid: u32) {
+        must("kill", &["-TERM", &pid.to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self
+            .pods
+            .children
+            .iter_mut()
+            .any(|c| c.id() == pid && c.try_wait().unwrap().is_none())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "process {pid} did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `tool -t mangle -S` in the server pod.
+    fn mangle(&self, tool: &str) -> String {
+        let output = self
+            .pods
+            .exec(&self.pods.server, tool, &["-t", "mangle", "-S"]);
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Whether the default-deny rule is in `filter/INPUT` of the server pod.
+    fn denies_inbound(&self, tool: &str) -> bool {
+        let mut check = vec!["-C", "INPUT"];
+        check.extend(DEFAULT_DENY);
+        match self
+            .pods
+            .exec(&self.pods.server, tool, &check)
+            .status
+            .code()
+        {
+            Some(0) => true,
+            Some(1) => false,
+            other => panic!("{tool} -C failed with {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn redirect_rules_in_network_namespaces() {
+    let mut fixture = Fixture::new();
+    let (server_ns, client_ns) = (fixture.pods.server.clone(), fixture.pods.client.clone());
+    let trust = fixture.trust.clone();
+
+    // The pod VM's default-deny rules, as they are before the sidecar starts.
+    fixture.deny_inbound("iptables");
+    fixture.deny_inbound("ip6tables");
+
+    // The workload: plain TCP backends on 8001 (mTLS by default), 8002 (`false`), 8003 (`true`).
+    fixture.start_echo(&server_ns, "8001,8002,8003");
+
+    let target = |port: u16| format!("{SERVER_IP}:{port}");
+    // Before the sidecar: the default-deny rules drop new inbound connections.
+    let result = client(&client_ns, "plain", &target(8003), &trust, None);
+    assert!(result.is_err(), "default deny did not hold: {result:?}");
+    let result = client(
+        &client_ns,
+        "plain",
+        &format!("[{SERVER_IP6}]:8003"),
+        &trust,
+        None,
+    );
+    assert!(
+        result.is_err(),
+        "IPv6 default deny did not hold: {result:?}"
+    );
+
+    let server_pid = fixture.start_server_sidecar("server");
+
+    // The rules are Contrast's, and the default-deny rules are gone.
+    let mangle = fixture.mangle("iptables");
     for rule in [
         "-A PREROUTING -p tcp -j CONTRAST_INBOUND",
         "-A CONTRAST_INBOUND -i lo -p tcp -j RETURN",
@@ -396,16 +532,17 @@ fn redirect_rules_in_network_namespaces() {
     ] {
         assert!(mangle.contains(rule), "missing {rule:?} in\n{mangle}");
     }
-    let mut check = vec!["-C", "INPUT"];
-    check.extend(DEFAULT_DENY);
-    assert_eq!(
-        pods.exec(&server_ns, "iptables", &check).status.code(),
-        Some(1),
+    assert!(
+        !fixture.denies_inbound("iptables"),
         "default deny still there"
     );
+    assert!(
+        !fixture.denies_inbound("ip6tables"),
+        "IPv6 default deny still there"
+    );
 
-    let mesh_client = Some(client_tls.as_path());
-    let stranger = Some(stranger_tls.as_path());
+    let mesh_client = Some(fixture.client_tls.as_path());
+    let stranger = Some(fixture.stranger_tls.as_path());
     // Redirected ports reach the backend through the proxy (peer = the proxy's address);
     // the bypass port directly (peer = the client's address).
     assert_eq!(
@@ -433,10 +570,12 @@ fn redirect_rules_in_network_namespaces() {
     );
 
     // The client pod's sidecar: plain TCP on 127.0.0.2:9000 leaves as mTLS to the server.
-    let client_ready = path("client-ready");
-    pods.spawn(
+    let client_ready = fixture.path("client-ready");
+    let client_log = fixture.path("client.log");
+    let client_tls = fixture.client_tls.clone();
+    fixture.pods.spawn(
         &client_ns,
-        mesh,
+        Path::new(env!("CARGO_BIN_EXE_service-mesh")),
         &[
             "--tls-dir",
             client_tls.to_str().unwrap(),
@@ -450,43 +589,200 @@ fn redirect_rules_in_network_namespaces() {
                 &format!("backend#127.0.0.2:9000#{}", target(8001)),
             ),
         ],
-        &path("client.log"),
+        &client_log,
     );
-    wait_for_file(&client_ready, "the client sidecar", &path("client.log"));
+    wait_for_file(&client_ready, "the client sidecar", &client_log);
     assert_eq!(
         client(&client_ns, "plain", "127.0.0.2:9000", &trust, None),
         Ok(format!("backend 8001 peer {SERVER_IP}"))
     );
 
     // A restarted sidecar rewrites its chains without duplicating anything.
-    must("kill", &["-TERM", &server_pid.to_string()]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while pods
-        .children
-        .iter_mut()
-        .any(|c| c.id() == server_pid && c.try_wait().unwrap().is_none())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the sidecar did not stop on SIGTERM"
+    fixture.stop(server_pid);
+    fixture.start_server_sidecar("server-2");
+    for tool in ["iptables", "ip6tables"] {
+        let mangle = fixture.mangle(tool);
+        assert_eq!(
+            mangle.matches("-A PREROUTING").count(),
+            1,
+            "{tool}: {mangle}"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            mangle.matches("-A CONTRAST_IN_REDIRECT").count(),
+            3,
+            "{tool}: {mangle}"
+        );
     }
-    start_server_sidecar(&mut pods, &path("server-ready-2"), &path("server-2.log"));
-    let mangle = String::from_utf8_lossy(
-        &pods
-            .exec(&server_ns, "iptables", &["-t", "mangle", "-S"])
-            .stdout,
-    )
-    .into_owned();
-    assert_eq!(mangle.matches("-A PREROUTING").count(), 1, "{mangle}");
-    assert_eq!(
-        mangle.matches("-A CONTRAST_IN_REDIRECT").count(),
-        3,
-        "{mangle}"
-    );
     assert_eq!(
         client(&client_ns, "plain", "127.0.0.2:9000", &trust, None),
         Ok(format!("backend 8001 peer {SERVER_IP}"))
+    );
+}
+
+/// The pod VM denies only IPv4 (as Contrast's does); once the sidecar is ready, IPv6 must
+/// not be a way around it: inbound IPv6 TCP goes through the proxy exactly as IPv4 does.
+#[test]
+fn ipv6_connection_past_the_mesh_refused() {
+    let mut fixture = Fixture::new();
+    let (server_ns, client_ns) = (fixture.pods.server.clone(), fixture.pods.client.clone());
+    let trust = fixture.trust.clone();
+    fixture.deny_inbound("iptables");
+    fixture.start_echo(&server_ns, "8001,8002,8003");
+    fixture.start_echo(&client_ns, "8004");
+    fixture.start_server_sidecar("server");
+
+    let target = |port: u16| format!("[{SERVER_IP6}]:{port}");
+    // The bypass: plain TCP over IPv6 to a port that requires mTLS.
+    let result = client(&client_ns, "plain", &target(8001), &trust, None);
+    assert!(result.is_err(), "plain IPv6 went past the mesh: {result:?}");
+
+    let mesh_client = Some(fixture.client_tls.as_path());
+    let stranger = Some(fixture.stranger_tls.as_path());
+    assert_eq!(
+        client(&client_ns, "tls", &target(8001), &trust, mesh_client),
+        Ok(format!("backend 8001 peer {SERVER_IP6}"))
+    );
+    assert!(client(&client_ns, "tls", &target(8001), &trust, None).is_err());
+    assert!(client(&client_ns, "tls", &target(8001), &trust, stranger).is_err());
+    assert!(client(&client_ns, "plain", &target(8002), &trust, None).is_err());
+    assert_eq!(
+        client(&client_ns, "tls", &target(8002), &trust, None),
+        Ok(format!("backend 8002 peer {SERVER_IP6}"))
+    );
+    assert!(client(&client_ns, "tls", &target(8002), &trust, stranger).is_err());
+    assert_eq!(
+        client(&client_ns, "plain", &target(8003), &trust, None),
+        Ok(format!("backend 8003 peer {CLIENT_IP6}"))
+    );
+    assert!(client(&client_ns, "tls", &target(15006), &trust, mesh_client).is_err());
+    // IPv6 loopback inside the pod is not redirected, as 127.0.0.1 is not.
+    assert_eq!(
+        client(&server_ns, "plain", "[::1]:8001", &trust, None),
+        Ok("backend 8001 peer ::1".to_owned())
+    );
+    // The pod's own outbound IPv6 connections still work: their replies are established
+    // traffic and not redirected.
+    assert_eq!(
+        client(
+            &server_ns,
+            "plain",
+            &format!("[{CLIENT_IP6}]:8004"),
+            &trust,
+            None
+        ),
+        Ok(format!("backend 8004 peer {SERVER_IP6}"))
+    );
+
+    let mangle = fixture.mangle("ip6tables");
+    for rule in [
+        "-A PREROUTING -p tcp -j CONTRAST_INBOUND",
+        "-A CONTRAST_INBOUND -i lo -p tcp -j RETURN",
+        "-A CONTRAST_INBOUND -p tcp -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
+        "-A CONTRAST_IN_REDIRECT -p tcp -m tcp --dport 8003 -j RETURN",
+    ] {
+        assert!(mangle.contains(rule), "missing {rule:?} in\n{mangle}");
+    }
+}
+
+/// If `ip6tables` cannot be applied, the sidecar must not report ready, and IPv4 must be as
+/// the pod VM left it: denied, with no half of the redirect rules.
+#[test]
+fn sidecar_whose_ip6tables_fails_is_not_ready_and_leaves_ipv4_denied() {
+    let mut fixture = Fixture::new();
+    let (server_ns, client_ns) = (fixture.pods.server.clone(), fixture.pods.client.clone());
+    let trust = fixture.trust.clone();
+    fixture.deny_inbound("iptables");
+    fixture.start_echo(&server_ns, "8001,8003");
+
+    // An ip6tables-restore that refuses, as one without the kernel's ip6_tables would.
+    let refusing = fixture.path("ip6tables-restore");
+    std::fs::write(&refusing, "#!/bin/sh\necho 'no ip6_tables' >&2\nexit 1\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&refusing, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let pid = fixture.spawn_server_sidecar(
+        "server",
+        &["--ip6tables-restore", refusing.to_str().unwrap()],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let child = fixture
+            .pods
+            .children
+            .iter_mut()
+            .find(|c| c.id() == pid)
+            .unwrap();
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sidecar neither failed nor stopped"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(fixture.path("server.log")).unwrap();
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("ip6tables-restore --noflush --wait failed") && log.contains("no ip6_tables"),
+        "{log}"
+    );
+    assert!(!fixture.path("server.ready").exists(), "{log}");
+
+    assert!(fixture.denies_inbound("iptables"), "default deny removed");
+    let mangle = fixture.mangle("iptables");
+    assert!(!mangle.contains("CONTRAST"), "{mangle}");
+    let result = client(
+        &client_ns,
+        "plain",
+        &format!("{SERVER_IP}:8003"),
+        &trust,
+        None,
+    );
+    assert!(result.is_err(), "default deny did not hold: {result:?}");
+}
+
+/// IPv6 switched off by sysctl when the sidecar starts can be switched on again later by
+/// anything in the pod with CAP_NET_ADMIN; the rules must already be there then.
+#[test]
+fn ipv6_switched_on_after_start_still_refused() {
+    let mut fixture = Fixture::new();
+    let (server_ns, client_ns) = (fixture.pods.server.clone(), fixture.pods.client.clone());
+    let trust = fixture.trust.clone();
+    fixture.deny_inbound("iptables");
+    fixture.start_echo(&server_ns, "8001");
+    fixture.disable_ipv6("all", 1);
+    fixture.start_server_sidecar("server");
+
+    fixture.disable_ipv6("all", 0);
+    fixture.disable_ipv6("veth0", 0);
+    // Switching IPv6 off took the address away.
+    must(
+        "ip",
+        &[
+            "-n",
+            &server_ns,
+            "-6",
+            "addr",
+            "replace",
+            &format!("{SERVER_IP6}/64"),
+            "dev",
+            "veth0",
+            "nodad",
+        ],
+    );
+    let target = format!("[{SERVER_IP6}]:8001");
+    let result = client(&client_ns, "plain", &target, &trust, None);
+    assert!(result.is_err(), "plain IPv6 went past the mesh: {result:?}");
+    assert_eq!(
+        client(
+            &client_ns,
+            "tls",
+            &target,
+            &trust,
+            Some(fixture.client_tls.as_path())
+        ),
+        Ok(format!("backend 8001 peer {SERVER_IP6}"))
     );
 }

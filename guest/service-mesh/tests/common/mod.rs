@@ -114,7 +114,9 @@ impl Echo {
                 counter.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let local = stream.local_addr().unwrap();
-                    let greeting = format!("backend {} peer {}\n", local.port(), peer.ip());
+                    // A dual-stack listener sees IPv4 peers as IPv4-mapped IPv6 addresses.
+                    let peer = peer.ip().to_canonical();
+                    let greeting = format!("backend {} peer {peer}\n", local.port());
                     if stream.write_all(greeting.as_bytes()).await.is_err() {
                         return;
                     }
