@@ -165,6 +165,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         peers: Vec::new(),
         recovery_interval: Duration::from_secs(3600),
         metrics: false,
+        simulated_issue_delay: Duration::ZERO,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let coordinator = tokio::spawn(contrast_coordinator::run(config, async {

@@ -3,9 +3,20 @@
 //!
 //! The attestation API is for clients that cannot do aTLS: they send a nonce and get the
 //! Coordinator's evidence whose report data binds the nonce, the history and both CAs.
+//! Anyone may call it, so it is limited: connections per peer and in all
+//! ([`HTTP_CONNECTION_LIMITS`]), requests per second ([`ATTEST_RATE`]), and evidence
+//! issuance through the Coordinator's bounded [`IssuanceQueue`](contrast_atls::IssuanceQueue);
+//! the history it returns is cached per latest transition.
+//!
+//! The probes run on a thread and runtime of their own ([`serve_probes`]), so a busy API
+//! runtime cannot fail liveness.
 
-use std::sync::Arc;
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest::{SHA256, digest};
 use axum::Router;
@@ -16,10 +27,153 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use contrast_atls::{ConnectionLimiter, ConnectionLimits, ConnectionSlot};
 use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::Coordinator;
 use crate::state::Status;
+
+/// Open connections to the attestation API: an honest client makes one request at a time.
+pub const HTTP_CONNECTION_LIMITS: ConnectionLimits = ConnectionLimits {
+    total: 128,
+    per_peer: 16,
+};
+
+/// Attestation requests per second over all clients, with as many in a burst: every one
+/// costs an evidence issuance.
+pub const ATTEST_RATE: u32 = 100;
+
+/// A listener that closes connections over [`ConnectionLimits`] as soon as they are
+/// accepted.
+#[derive(Debug)]
+pub struct LimitedListener {
+    listener: TcpListener,
+    limiter: ConnectionLimiter,
+}
+
+impl LimitedListener {
+    /// Limits `listener` to `limits`.
+    pub fn new(listener: TcpListener, limits: ConnectionLimits) -> Self {
+        LimitedListener {
+            listener,
+            limiter: ConnectionLimiter::new(limits),
+        }
+    }
+}
+
+impl axum::serve::Listener for LimitedListener {
+    type Io = LimitedStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, addr) = match self.listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            match self.limiter.admit(Some(addr)) {
+                Ok(slot) => {
+                    return (
+                        LimitedStream {
+                            stream,
+                            _slot: slot,
+                        },
+                        addr,
+                    );
+                }
+                Err(e) => tracing::debug!(peer = %addr, error = %e, "connection refused"),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
+}
+
+/// A connection admitted by a [`LimitedListener`]; its place is given back when it closes.
+#[derive(Debug)]
+pub struct LimitedStream {
+    stream: TcpStream,
+    _slot: ConnectionSlot,
+}
+
+impl AsyncRead for LimitedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for LimitedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// A token bucket: `rate` tokens a second, at most `rate` saved up.
+#[derive(Debug)]
+struct RateLimit {
+    rate: f64,
+    bucket: Mutex<(f64, Instant)>,
+}
+
+impl RateLimit {
+    fn per_second(rate: u32) -> Self {
+        let rate = f64::from(rate.max(1));
+        RateLimit {
+            rate,
+            bucket: Mutex::new((rate, Instant::now())),
+        }
+    }
+
+    /// Takes a token if there is one.
+    fn take(&self) -> bool {
+        let mut bucket = self
+            .bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (tokens, last) = &mut *bucket;
+        let now = Instant::now();
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.rate);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The attestation API's shared parts.
+#[derive(Debug)]
+struct AttestationApi {
+    coordinator: Arc<Coordinator>,
+    rate: RateLimit,
+}
 
 /// The body of `GET /capabilities`.
 pub const CAPABILITIES: &str = "{\"api_versions\":[\"v1\"]}";
@@ -56,7 +210,10 @@ pub fn attestation_router(coordinator: Arc<Coordinator>) -> Router {
         .route("/verify", post(attest_legacy))
         .route("/v1/attest", post(attest_v1))
         .route("/capabilities", get(capabilities))
-        .with_state(coordinator)
+        .with_state(Arc::new(AttestationApi {
+            coordinator,
+            rate: RateLimit::per_second(ATTEST_RATE),
+        }))
 }
 
 async fn capabilities() -> Response {
@@ -64,21 +221,21 @@ async fn capabilities() -> Response {
 }
 
 async fn attest_legacy(
-    AxumState(coordinator): AxumState<Arc<Coordinator>>,
+    AxumState(api): AxumState<Arc<AttestationApi>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    attest(&coordinator, &headers, &body, None).await
+    attest(&api, &headers, &body, None).await
 }
 
 async fn attest_v1(
-    AxumState(coordinator): AxumState<Arc<Coordinator>>,
+    AxumState(api): AxumState<Arc<AttestationApi>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let mut capabilities = [0; 32];
     capabilities.copy_from_slice(digest(&SHA256, CAPABILITIES.as_bytes()).as_ref());
-    attest(&coordinator, &headers, &body, Some(capabilities)).await
+    attest(&api, &headers, &body, Some(capabilities)).await
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -87,11 +244,18 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 async fn attest(
-    coordinator: &Arc<Coordinator>,
+    api: &AttestationApi,
     headers: &HeaderMap,
     body: &[u8],
     capabilities: Option<[u8; 32]>,
 ) -> Response {
+    if !api.rate.take() {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("the attestation API answers {ATTEST_RATE} requests a second; retry later"),
+        );
+    }
+    let coordinator = &api.coordinator;
     let json_content = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -145,11 +309,15 @@ async fn attest(
         &mesh_ca,
         capabilities.as_ref(),
     );
-    let issuer = coordinator.issuer.clone();
-    let issued = tokio::task::spawn_blocking(move || issuer.issue(&data)).await;
+    let issued = coordinator
+        .issuance
+        .issue(coordinator.issuer.clone(), data)
+        .await;
     let (oid, document) = match issued {
-        Ok(Ok(found)) => found,
-        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Ok(found) => found,
+        Err(e @ contrast_atls::AtlsError::Busy(_)) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let attestation_type: Vec<u64> = oid.split('.').filter_map(|a| a.parse().ok()).collect();
@@ -164,6 +332,41 @@ async fn attest(
         "mesh_ca": b64(&mesh_ca),
     }))
     .into_response()
+}
+
+/// Serves `router` (the probes) on `listener` from a thread and runtime of their own until
+/// `stop`: the API runtime may be saturated by unauthenticated clients, and a liveness
+/// probe that waits behind them gets the pod restarted. The receiver resolves when the
+/// server ends.
+pub fn serve_probes(
+    listener: std::net::TcpListener,
+    router: Router,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<anyhow::Result<()>>> {
+    use anyhow::Context as _;
+    listener
+        .set_nonblocking(true)
+        .context("making the probe listener non-blocking")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the probes' runtime")?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("probes".into())
+        .spawn(move || {
+            let result = runtime.block_on(async move {
+                let listener =
+                    TcpListener::from_std(listener).context("serving the probe listener")?;
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(crate::stopped(stop))
+                    .await
+                    .context("serving the probes")
+            });
+            let _ = done_tx.send(result);
+        })
+        .context("starting the probes' thread")?;
+    Ok(done_rx)
 }
 
 /// The probes and metrics router (port 9102).

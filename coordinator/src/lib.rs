@@ -27,8 +27,8 @@ use contrast_api::meshapi::mesh_api_server::MeshApiServer;
 use contrast_api::userapi::user_api_server::UserApiServer;
 use contrast_atls::server::AtlsServer;
 use contrast_atls::{
-    ClientOptions, DocumentIssuer, Issuer, ReferenceValidator, ServerOptions, ValidatorSet,
-    Verifiers,
+    ClientOptions, DocumentIssuer, IssuanceQueue, Issuer, ReferenceValidator, ServerOptions,
+    ValidatorSet, Verifiers,
 };
 use contrast_guest_evidence::issuer::{EvidenceIssuer, detect, simulated_snp, simulated_tdx};
 use contrast_history::{FsStore, Store};
@@ -49,6 +49,9 @@ pub struct Coordinator {
     pub guard: Arc<StateGuard>,
     /// Our own evidence.
     pub issuer: Arc<dyn Issuer>,
+    /// Where our evidence is issued: off the async workers, bounded, shared by the aTLS
+    /// servers and the attestation API.
+    pub issuance: Arc<IssuanceQueue>,
     /// Coordinator peers.
     pub peers: Arc<dyn PeerDiscovery>,
     /// Metrics.
@@ -107,6 +110,9 @@ pub struct Config {
     pub recovery_interval: Duration,
     /// Serve `/metrics`.
     pub metrics: bool,
+    /// How long the simulated TEE takes per evidence, blocking its caller as the guest
+    /// firmware does (real SNP reports and TDX quotes take from milliseconds to seconds).
+    pub simulated_issue_delay: Duration,
 }
 
 /// Where the Coordinator keeps its history and finds its peers.
@@ -196,7 +202,39 @@ fn evidence(config: &Config) -> anyhow::Result<(Arc<dyn Issuer>, Verifiers)> {
             Arc::new(simulated_tdx(Arc::new(simulator.intel), spec))
         }
     };
-    Ok((Arc::new(DocumentIssuer::new(evidence)), verifiers))
+    let issuer: Arc<dyn Issuer> = Arc::new(DocumentIssuer::new(evidence));
+    if config.simulated_issue_delay.is_zero() {
+        return Ok((issuer, verifiers));
+    }
+    Ok((
+        Arc::new(SlowIssuer {
+            issuer,
+            delay: config.simulated_issue_delay,
+        }),
+        verifiers,
+    ))
+}
+
+/// A simulated TEE as slow as hardware can be: it blocks for `delay` per evidence.
+#[derive(Debug)]
+struct SlowIssuer {
+    issuer: Arc<dyn Issuer>,
+    delay: Duration,
+}
+
+impl Issuer for SlowIssuer {
+    fn issue(
+        &self,
+        report_data: &[u8; 64],
+    ) -> Result<(&'static str, Vec<u8>), contrast_atls::AtlsError> {
+        std::thread::sleep(self.delay);
+        self.issuer.issue(report_data)
+    }
+}
+
+/// Resolves once `rx` says stop.
+pub(crate) async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 /// Runs the Coordinator until `shutdown` completes.
@@ -233,6 +271,7 @@ pub async fn run(
     let coordinator = Arc::new(Coordinator {
         guard: Arc::new(StateGuard::new(store, verifiers)),
         issuer: issuer.clone(),
+        issuance: Arc::new(IssuanceQueue::default()),
         peers,
         metrics: Arc::new(Metrics::default()),
         started: AtomicBool::new(false),
@@ -249,14 +288,18 @@ pub async fn run(
     let user_listener = bind(config.ports.user).await?;
     let mesh_listener = bind(config.ports.mesh).await?;
     let http_listener = bind(config.ports.http).await?;
-    let probe_listener = bind(config.ports.probes).await?;
+    // Served from a runtime of its own (see http::serve_probes).
+    let probe_listener = bind(config.ports.probes)
+        .await?
+        .into_std()
+        .context("handing the probe listener to its thread")?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
+    let stop_tx = Arc::new(stop_tx);
 
-    let user_server = Arc::new(AtlsServer::new(ServerOptions::new(Some(issuer.clone())))?);
+    let user_server = Arc::new(AtlsServer::new(
+        ServerOptions::new(Some(issuer.clone())).with_issuance(coordinator.issuance.clone()),
+    )?);
     let user_incoming = contrast_atls::grpc::incoming(user_listener, user_server, None);
     let user = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(15)))
@@ -267,6 +310,7 @@ pub async fn run(
 
     let mesh_server = Arc::new(AtlsServer::new(
         ServerOptions::new(Some(issuer.clone()))
+            .with_issuance(coordinator.issuance.clone())
             .with_validators(Arc::new(meshapi::MeshValidators(coordinator.guard.clone())))
             .with_deferred_refusal(),
     )?);
@@ -281,19 +325,23 @@ pub async fn run(
         )))
         .serve_with_incoming_shutdown(mesh_incoming, stopped(stop_rx.clone()));
 
-    let http = axum::serve(http_listener, http::attestation_router(coordinator.clone()))
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let probes = axum::serve(
-        probe_listener,
-        http::probes_router(coordinator.clone(), config.metrics),
+    let http = axum::serve(
+        http::LimitedListener::new(http_listener, http::HTTP_CONNECTION_LIMITS),
+        http::attestation_router(coordinator.clone()),
     )
     .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let probes = http::serve_probes(
+        probe_listener,
+        http::probes_router(coordinator.clone(), config.metrics),
+        stop_rx.clone(),
+    )?;
 
     let background = tokio::spawn(maintain(coordinator.clone(), config.recovery_interval));
     let watcher = kube_store.map(|store| tokio::spawn(watch_history(coordinator.clone(), store)));
+    let stop_on_shutdown = stop_tx.clone();
     tokio::spawn(async move {
         shutdown.await;
-        let _ = stop_tx.send(true);
+        let _ = stop_on_shutdown.send(true);
     });
     tracing::info!(
         listen = %config.listen,
@@ -305,8 +353,15 @@ pub async fn run(
         async { user.await.context("user API") },
         async { mesh.await.context("mesh API") },
         async { http.await.context("HTTP API") },
-        async { probes.await.context("probes") },
+        async {
+            probes
+                .await
+                .context("the probes' thread ended without a word")?
+                .context("probes")
+        },
     );
+    // The probes run on their own thread: stop them when anything else ended.
+    let _ = stop_tx.send(true);
     background.abort();
     if let Some(watcher) = watcher {
         watcher.abort();

@@ -36,6 +36,10 @@ struct Args {
     /// A peer Coordinator's mesh API address (host:port); repeat for more.
     #[arg(long = "peer", env = "CONTRAST_PEERS", value_delimiter = ',')]
     peers: Vec<String>,
+    /// Milliseconds the simulated TEE takes per evidence (Sim-SNP and Sim-TDX only), to
+    /// model slow firmware.
+    #[arg(long, env = "CONTRAST_SIMULATED_ISSUE_DELAY_MS", default_value_t = 0)]
+    simulated_issue_delay_ms: u64,
     /// Seconds between peer recovery attempts.
     #[arg(long, env = "CONTRAST_RECOVERY_INTERVAL", default_value_t = 15)]
     recovery_interval: u64,
@@ -82,6 +86,12 @@ fn main() -> anyhow::Result<()> {
             .and_then(|b| b.try_into().ok())
             .context("--simulated-host-data must be 64 hex characters")?,
     };
+    if args.simulated_issue_delay_ms > 0 && !args.platform.is_simulated() {
+        anyhow::bail!(
+            "--simulated-issue-delay-ms is for simulated platforms; {} issues real evidence",
+            args.platform
+        );
+    }
     let backend = match args.store.as_str() {
         "filesystem" => Backend::Filesystem,
         "kubernetes" => Backend::Kubernetes(KubernetesBackend {
@@ -107,6 +117,7 @@ fn main() -> anyhow::Result<()> {
         peers: args.peers,
         recovery_interval: Duration::from_secs(args.recovery_interval.max(1)),
         metrics: std::env::var_os("CONTRAST_METRICS").is_some(),
+        simulated_issue_delay: Duration::from_millis(args.simulated_issue_delay_ms),
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {

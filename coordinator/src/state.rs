@@ -181,9 +181,18 @@ pub struct HistoryView {
     /// The active state.
     pub state: Arc<State>,
     /// Every manifest, oldest first.
-    pub manifests: Vec<Vec<u8>>,
+    pub manifests: Arc<[Vec<u8>]>,
     /// Every policy any of them names (sorted by hash).
-    pub policies: Vec<Vec<u8>>,
+    pub policies: Arc<[Vec<u8>]>,
+}
+
+/// The history read for one latest transition. The history is content-addressed and only
+/// grows, so it stays true until the latest transition moves.
+#[derive(Debug)]
+struct CachedHistory {
+    transition_hash: [u8; 32],
+    manifests: Arc<[Vec<u8>]>,
+    policies: Arc<[Vec<u8>]>,
 }
 
 /// Holds the current state and the history; every transition goes through here.
@@ -196,6 +205,9 @@ pub struct StateGuard {
     /// Lock order: `updating`, then `current`.
     updating: Mutex<()>,
     verifiers: Verifiers,
+    /// GetManifests and the attestation API are unauthenticated: they are served from
+    /// here instead of walking the store on every call.
+    history_view: Mutex<Option<Arc<CachedHistory>>>,
 }
 
 impl StateGuard {
@@ -206,6 +218,7 @@ impl StateGuard {
             current: Mutex::new(None),
             updating: Mutex::new(()),
             verifiers,
+            history_view: Mutex::new(None),
         }
     }
 
@@ -394,10 +407,38 @@ impl StateGuard {
         }
     }
 
-    /// The history from the first manifest to the active one, with all their policies.
+    /// The history from the first manifest to the active one, with all their policies,
+    /// read from the store once per latest transition.
     pub fn manifests(&self) -> Result<HistoryView, CoordinatorError> {
         let state = self.ready()?;
-        let chain = self.history.walk(state.latest.transition_hash)?;
+        let transition_hash = state.latest.transition_hash;
+        let cached = self
+            .history_view
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .filter(|c| c.transition_hash == transition_hash);
+        let cached = match cached {
+            Some(cached) => cached,
+            None => {
+                let read = Arc::new(self.read_history(transition_hash)?);
+                *self
+                    .history_view
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(read.clone());
+                read
+            }
+        };
+        Ok(HistoryView {
+            state,
+            manifests: cached.manifests.clone(),
+            policies: cached.policies.clone(),
+        })
+    }
+
+    /// Walks the history from `transition_hash` back to the first manifest.
+    fn read_history(&self, transition_hash: [u8; 32]) -> Result<CachedHistory, CoordinatorError> {
+        let chain = self.history.walk(transition_hash)?;
         let mut manifests = Vec::with_capacity(chain.len());
         let mut policy_hashes = std::collections::BTreeSet::new();
         for (_, transition) in chain.iter().rev() {
@@ -412,10 +453,10 @@ impl StateGuard {
             .into_iter()
             .map(|hash| self.history.get_policy(hash))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(HistoryView {
-            state,
-            manifests,
-            policies,
+        Ok(CachedHistory {
+            transition_hash,
+            manifests: manifests.into(),
+            policies: policies.into(),
         })
     }
 
@@ -646,5 +687,96 @@ pub fn seedshare_owner_form(public_key_der: &[u8]) -> Vec<u8> {
             spki.subject_public_key.data.to_vec()
         }
         _ => public_key_der.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::atomic::AtomicUsize;
+
+    use contrast_history::{MemStore, StoreError};
+    use contrast_testkit::Deployment;
+
+    use super::*;
+
+    /// A store that counts its reads.
+    #[derive(Debug, Default)]
+    struct CountingStore {
+        inner: MemStore,
+        reads: AtomicUsize,
+    }
+
+    impl Store for CountingStore {
+        fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.inner.get(key)
+        }
+        fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+            self.inner.set(key, value)
+        }
+        fn has(&self, key: &str) -> Result<bool, StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.inner.has(key)
+        }
+        fn compare_and_swap(&self, key: &str, old: &[u8], new: &[u8]) -> Result<(), StoreError> {
+            self.inner.compare_and_swap(key, old, new)
+        }
+    }
+
+    fn set(guard: &StateGuard, deployment: &Deployment, manifest: &Manifest, owner: &[u8]) {
+        guard
+            .set_manifest(SetManifestInput {
+                manifest: manifest.encode(),
+                policies: deployment.policy_documents(),
+                caller_public_key: Some(owner.to_vec()),
+                ..SetManifestInput::default()
+            })
+            .unwrap();
+    }
+
+    /// GetManifests and /attest are unauthenticated: a long history is read from the
+    /// store once per latest transition, not walked again on every call.
+    #[test]
+    fn long_history_rewalk_per_call_refused() {
+        let deployment = Deployment::new(&["web"]);
+        let store = Arc::new(CountingStore::default());
+        let guard = StateGuard::new(store.clone(), Verifiers::real());
+        let owner = deployment.owner_key.public_key_der().to_vec();
+        let mut manifest = deployment.manifest.clone();
+        for generation in 0..40 {
+            manifest.workload_owner_key_digests = Some(vec![
+                HexString(deployment.owner_key.digest_hex()),
+                HexString(format!("{generation:064x}")),
+            ]);
+            set(&guard, &deployment, &manifest, &owner);
+        }
+
+        let first = guard.manifests().unwrap();
+        assert_eq!(first.manifests.len(), 40);
+        let before = store.reads.load(Ordering::SeqCst);
+        for _ in 0..100 {
+            let view = guard.manifests().unwrap();
+            assert_eq!(view.manifests.len(), 40);
+        }
+        assert_eq!(
+            store.reads.load(Ordering::SeqCst) - before,
+            0,
+            "100 calls on an unchanged history read the store"
+        );
+
+        // A new transition: read again, once.
+        manifest.workload_owner_key_digests =
+            Some(vec![HexString(deployment.owner_key.digest_hex())]);
+        set(&guard, &deployment, &manifest, &owner);
+        let after_update = store.reads.load(Ordering::SeqCst);
+        let view = guard.manifests().unwrap();
+        assert_eq!(view.manifests.len(), 41);
+        assert_eq!(view.manifests.last().unwrap(), &manifest.encode());
+        assert!(store.reads.load(Ordering::SeqCst) > after_update);
+        let reread = store.reads.load(Ordering::SeqCst);
+        guard.manifests().unwrap();
+        assert_eq!(store.reads.load(Ordering::SeqCst), reread);
     }
 }

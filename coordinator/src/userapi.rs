@@ -88,8 +88,8 @@ impl UserApi for UserApiService {
             policies,
         } = blocking(move || coordinator.guard.manifests()).await?;
         Ok(Response::new(GetManifestsResponse {
-            manifests,
-            policies,
+            manifests: manifests.to_vec(),
+            policies: policies.to_vec(),
             root_ca: state.ca().root_ca_pem().as_bytes().to_vec(),
             mesh_ca: state.ca().mesh_ca_pem().as_bytes().to_vec(),
             latest_transition: Some(LatestTransition {

@@ -77,7 +77,8 @@ impl AsyncWrite for AtlsConnection {
 pub type FailureHook = Arc<dyn Fn(&AtlsError) + Send + Sync>;
 
 /// Accepts connections on `listener` and runs each handshake in its own task, so a slow
-/// or hostile client holds up no one else. Successful connections come out of the
+/// or hostile client holds up no one else; connections over the server's
+/// [`ConnectionLimits`](crate::ConnectionLimits) are closed at once. Successful connections come out of the
 /// returned stream (hand it to tonic's `serve_with_incoming`); failures go to `on_failure`
 /// and are logged. The accept loop ends when the stream is dropped.
 pub fn incoming(
@@ -101,11 +102,19 @@ pub fn incoming(
                     continue;
                 }
             };
+            // Over the limits: close before spending anything on the connection.
+            let slot = match server.admit(Some(addr)) {
+                Ok(slot) => slot,
+                Err(e) => {
+                    tracing::debug!(peer = %addr, error = %e, "connection refused");
+                    continue;
+                }
+            };
             let server = server.clone();
             let tx = tx.clone();
             let on_failure = on_failure.clone();
             tokio::spawn(async move {
-                match server.accept(tcp).await {
+                match server.accept_admitted(tcp, slot).await {
                     Ok((stream, info)) => {
                         let _ = tx.send(Ok(AtlsConnection { stream, info })).await;
                     }

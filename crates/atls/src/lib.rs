@@ -26,8 +26,11 @@ use std::time::Duration;
 
 pub use cert::{PeerCertificate, attestation_extensions, verify_self_signed};
 pub use client::{ClientOptions, ClientSession};
-pub use issuer::{DocumentIssuer, Issuer};
-pub use server::{AtlsServer, PeerInfo, ServerOptions, ValidatorSource};
+pub use issuer::{DocumentIssuer, IssuanceQueue, Issuer};
+pub use server::{
+    AtlsServer, ConnectionLimiter, ConnectionLimits, ConnectionSlot, PeerInfo, ServerOptions,
+    ValidatorSource,
+};
 pub use validator::{PeerAttestation, ReferenceValidator, Validator, ValidatorSet, Verifiers};
 
 /// The ALPN prefix that carries the client's nonce (lowercase hex follows).
@@ -67,6 +70,9 @@ pub enum AtlsError {
         /// One line per validator tried.
         reasons: Vec<String>,
     },
+    /// Too much is in progress: a limit on handshakes or evidence issuance was reached.
+    #[error("{0}; retry later")]
+    Busy(String),
     /// No evidence could be issued for our own certificate.
     #[error("issuing evidence: {0}")]
     Issue(String),

@@ -2,8 +2,9 @@
 //! certificate with evidence bound to it, and asks for a client certificate with its own
 //! nonce in the request's distinguished names.
 
+use std::collections::HashMap;
 use std::fmt::Debug;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::cert;
 use crate::client::HandshakeSignatures;
-use crate::issuer::Issuer;
+use crate::issuer::{IssuanceQueue, Issuer};
 use crate::validator::{PeerAttestation, ValidatorSet};
 use crate::{ALPN_H2, AtlsError, NONCE_LEN, SERVER_HANDSHAKE_TIMEOUT};
 
@@ -53,6 +54,33 @@ pub struct ServerOptions {
     /// to the application in [`PeerInfo::refusal`], so it can answer with an error the
     /// client can read. TLS 1.3 clients never learn why a server aborted a handshake.
     pub defer_refusal: bool,
+    /// How many handshakes may be in progress.
+    pub limits: ConnectionLimits,
+    /// Where our evidence is issued (off the async workers, bounded); servers that share
+    /// one share its limits.
+    pub issuance: Arc<IssuanceQueue>,
+}
+
+/// Caps on connections in progress (for an aTLS server: from accepting the connection to
+/// the end of its handshake). Every handshake costs the server an evidence issuance before
+/// the client has proven anything, so connections over a cap are closed at once, before
+/// any work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Over all peers.
+    pub total: usize,
+    /// From one IP address. An initializer makes one handshake at a time; this leaves room
+    /// for nodes whose pods share an address.
+    pub per_peer: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            total: 256,
+            per_peer: 32,
+        }
+    }
 }
 
 impl ServerOptions {
@@ -64,7 +92,21 @@ impl ServerOptions {
             alpn: vec![ALPN_H2.to_vec()],
             timeout: SERVER_HANDSHAKE_TIMEOUT,
             defer_refusal: false,
+            limits: ConnectionLimits::default(),
+            issuance: Arc::new(IssuanceQueue::default()),
         }
+    }
+
+    /// See [`ServerOptions::limits`].
+    pub fn with_limits(mut self, limits: ConnectionLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// See [`ServerOptions::issuance`].
+    pub fn with_issuance(mut self, issuance: Arc<IssuanceQueue>) -> Self {
+        self.issuance = issuance;
+        self
     }
 
     /// See [`ServerOptions::defer_refusal`].
@@ -93,10 +135,84 @@ pub struct PeerInfo {
     pub refusal: Option<String>,
 }
 
+/// The connections in progress, per peer and in all.
+#[derive(Debug, Default)]
+struct ConnectionCounts {
+    total: usize,
+    per_peer: HashMap<IpAddr, usize>,
+}
+
+/// Admits connections within [`ConnectionLimits`].
+#[derive(Debug)]
+pub struct ConnectionLimiter {
+    limits: ConnectionLimits,
+    counts: Arc<Mutex<ConnectionCounts>>,
+}
+
+impl ConnectionLimiter {
+    /// A limiter with nothing admitted yet.
+    pub fn new(limits: ConnectionLimits) -> Self {
+        ConnectionLimiter {
+            limits,
+            counts: Arc::default(),
+        }
+    }
+
+    /// A place for a connection from `peer` within the limits, or why there is none. Call
+    /// it before spending anything on the connection; close the connection if refused.
+    pub fn admit(&self, peer: Option<SocketAddr>) -> Result<ConnectionSlot, AtlsError> {
+        let ip = peer.map(|a| a.ip().to_canonical());
+        let mut counts = crate::lock(&self.counts);
+        if counts.total >= self.limits.total {
+            return Err(AtlsError::Busy(format!(
+                "{} connections are in progress, the limit",
+                counts.total
+            )));
+        }
+        if let Some(ip) = ip {
+            let count = counts.per_peer.get(&ip).copied().unwrap_or(0);
+            if count >= self.limits.per_peer {
+                return Err(AtlsError::Busy(format!(
+                    "{ip} has {count} connections in progress, the limit per peer"
+                )));
+            }
+            counts.per_peer.insert(ip, count + 1);
+        }
+        counts.total += 1;
+        Ok(ConnectionSlot {
+            counts: self.counts.clone(),
+            peer: ip,
+        })
+    }
+}
+
+/// A connection's place within the [`ConnectionLimits`]; given back when dropped.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    counts: Arc<Mutex<ConnectionCounts>>,
+    peer: Option<IpAddr>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut counts = crate::lock(&self.counts);
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(peer) = self.peer
+            && let Some(count) = counts.per_peer.get_mut(&peer)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.per_peer.remove(&peer);
+            }
+        }
+    }
+}
+
 /// An aTLS server: one P-256 key for its lifetime, a fresh certificate per handshake.
 #[derive(Debug)]
 pub struct AtlsServer {
     options: ServerOptions,
+    limiter: ConnectionLimiter,
     key: rcgen::KeyPair,
     public_key_der: Vec<u8>,
     signing_key: Arc<dyn rustls::sign::SigningKey>,
@@ -114,6 +230,7 @@ impl AtlsServer {
         let signing_key = provider.key_provider.load_private_key(der)?;
         let public_key_der = rcgen::PublicKeyData::subject_public_key_info(&key);
         Ok(AtlsServer {
+            limiter: ConnectionLimiter::new(options.limits),
             options,
             key,
             public_key_der,
@@ -122,11 +239,28 @@ impl AtlsServer {
         })
     }
 
-    /// Runs the handshake on an accepted connection.
+    /// A place for a handshake with `peer` within [`ServerOptions::limits`], or why there
+    /// is none. Call it before spending anything on the connection; close it if refused.
+    pub fn admit(&self, peer: Option<SocketAddr>) -> Result<ConnectionSlot, AtlsError> {
+        self.limiter.admit(peer)
+    }
+
+    /// Runs the handshake on an accepted connection if the limits allow it.
     pub async fn accept(
         &self,
         tcp: TcpStream,
     ) -> Result<(TlsStream<TcpStream>, PeerInfo), AtlsError> {
+        let slot = self.admit(tcp.peer_addr().ok())?;
+        self.accept_admitted(tcp, slot).await
+    }
+
+    /// Runs the handshake on a connection admitted with [`AtlsServer::admit`].
+    pub async fn accept_admitted(
+        &self,
+        tcp: TcpStream,
+        slot: ConnectionSlot,
+    ) -> Result<(TlsStream<TcpStream>, PeerInfo), AtlsError> {
+        let _slot = slot;
         let remote_addr = tcp.peer_addr().ok();
         let peer = remote_addr.map_or_else(|| "a client".to_string(), |a| a.to_string());
         match tokio::time::timeout(self.options.timeout, self.handshake(tcp)).await {
@@ -148,7 +282,23 @@ impl AtlsServer {
     ) -> Result<(TlsStream<TcpStream>, PeerInfo), AtlsError> {
         tcp.set_nodelay(true)?;
         let start = LazyConfigAcceptor::new(Acceptor::default(), tcp).await?;
-        let config = self.config_for(&start.client_hello())?;
+        let client_nonce = {
+            let hello = start.client_hello();
+            cert::client_nonce(hello.alpn().into_iter().flatten(), hello.server_name())?
+        };
+        let document = match &self.options.issuer {
+            Some(issuer) => Some(
+                self.options
+                    .issuance
+                    .issue(
+                        issuer.clone(),
+                        crate::report_data(&self.public_key_der, &client_nonce),
+                    )
+                    .await?,
+            ),
+            None => None,
+        };
+        let config = self.config_for(document)?;
         let verifier = config.1;
         let result = start.into_stream(Arc::new(config.0)).await;
         let outcome = crate::lock(&verifier.outcome).take();
@@ -171,16 +321,8 @@ impl AtlsServer {
 
     fn config_for(
         &self,
-        hello: &ClientHello<'_>,
+        document: Option<(&'static str, Vec<u8>)>,
     ) -> Result<(ServerConfig, Arc<ClientVerifier>), AtlsError> {
-        let client_nonce =
-            cert::client_nonce(hello.alpn().into_iter().flatten(), hello.server_name())?;
-        let document = match &self.options.issuer {
-            Some(issuer) => {
-                Some(issuer.issue(&crate::report_data(&self.public_key_der, &client_nonce))?)
-            }
-            None => None,
-        };
         let certificate = cert::build(&self.key, document)?;
         let certified = Arc::new(CertifiedKey::new(
             vec![certificate],

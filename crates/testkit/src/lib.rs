@@ -472,3 +472,67 @@ pub async fn set_manifest(deployment: &Deployment, user_addr: &str) -> Result<()
         }
     }
 }
+
+/// The bytes of a real aTLS ClientHello with `nonce` in ALPN, as an initializer sends it
+/// first: what a client that then stalls costs a server.
+pub fn atls_client_hello(nonce: [u8; 32]) -> Vec<u8> {
+    let mut config = rustls::ClientConfig::builder_with_provider(contrast_atls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    config.alpn_protocols = vec![
+        format!("{}{}", contrast_atls::ALPN_NONCE_PREFIX, hex::encode(nonce)).into_bytes(),
+        contrast_atls::ALPN_H2.to_vec(),
+    ];
+    let name = rustls::pki_types::ServerName::try_from("contrast-atls").unwrap();
+    let mut connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut hello = Vec::new();
+    connection.write_tls(&mut hello).unwrap();
+    hello
+}
+
+/// `clients` connections to each of `addrs` that send a ClientHello with a fresh nonce,
+/// stall for `hold`, close, and start again, until `until`. Returns how many ClientHellos
+/// were sent.
+pub async fn hanging_client_hellos(
+    addrs: &[String],
+    clients: usize,
+    hold: Duration,
+    until: Instant,
+) -> usize {
+    use tokio::io::AsyncWriteExt as _;
+    let mut tasks = Vec::new();
+    for addr in addrs {
+        for _ in 0..clients {
+            let addr = addr.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut sent = 0;
+                while Instant::now() < until {
+                    let mut nonce = [0; 32];
+                    aws_lc_rs::rand::fill(&mut nonce).unwrap();
+                    // A starved server's backlog fills up: connecting then waits for long.
+                    let left = until.saturating_duration_since(Instant::now());
+                    let connect = tokio::net::TcpStream::connect(&addr);
+                    if let Ok(Ok(mut stream)) = tokio::time::timeout(left, connect).await
+                        && stream.write_all(&atls_client_hello(nonce)).await.is_ok()
+                    {
+                        sent += 1;
+                        tokio::time::sleep(
+                            hold.min(until.saturating_duration_since(Instant::now())),
+                        )
+                        .await;
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                sent
+            }));
+        }
+    }
+    let mut sent = 0;
+    for task in tasks {
+        sent += task.await.unwrap_or(0);
+    }
+    sent
+}
