@@ -145,7 +145,8 @@ pub(crate) fn check_extends(
         _ => bail!(
             "the Coordinator's history (generation {generation}, transition {latest}) does \
              not contain the transition you verified last ({}): the history was replaced. \
-             Do not trust this deployment",
+             Do not trust this deployment (only if you started a new deployment yourself, \
+             remove verify/latest-transition and verify again)",
             verified.describe()
         ),
     }
