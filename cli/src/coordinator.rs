@@ -31,6 +31,8 @@ pub(crate) mod files {
     pub(crate) const VERIFY_DIR: &str = "verify";
     /// The latest transition hash, inside the verify directory.
     pub(crate) const LATEST_TRANSITION: &str = "latest-transition";
+    /// The generation of the latest transition (decimal), inside the verify directory.
+    pub(crate) const LATEST_GENERATION: &str = "latest-generation";
     /// The blob to sign for a signed update.
     pub(crate) const NEXT_TRANSITION: &str = "next-transition";
 }

@@ -8,6 +8,7 @@ mod recover;
 mod resources;
 mod set;
 mod time;
+mod verified;
 mod verify;
 
 use std::process::ExitCode;

@@ -13,6 +13,7 @@ use contrast_seedengine::{SeedShareDocument, decrypt_seed_share};
 use rustls::pki_types::PrivateKeyDer;
 
 use crate::coordinator::{self, ConnectArgs, WorkspaceArgs, files};
+use crate::verified;
 
 /// `contrast recover` flags.
 #[derive(Debug, Args)]
@@ -53,12 +54,27 @@ pub(crate) async fn run(args: &RecoverArgs) -> anyhow::Result<()> {
     let client_key = PrivateKeyDer::Pkcs1(key.pkcs1_der().to_vec().into());
     let channel = coordinator::connect(&args.connect, validators, Some(client_key)).await?;
     let client = UserApiClient::new(channel);
+    // The Coordinator refuses a store whose history does not contain what this workspace
+    // verified last: an older signed pointer put back by the store's owner.
+    let known = verified::read(&args.workspace)?;
+    match &known {
+        Some(known) => coordinator::progress(&format!(
+            "The recovered history must contain the transition verified last ({}).",
+            known.describe()
+        )),
+        None => coordinator::progress(
+            "warning: no verified transition in verify/ (run contrast verify while the \
+             Coordinator is ready): the recovered history is not checked against one",
+        ),
+    }
     let request = RecoverRequest {
         seed: seed.to_vec(),
         salt,
         force: args.force,
+        expected_transition_hash: known.map(|k| k.transition.to_vec()).unwrap_or_default(),
+        expected_generation: known.and_then(|k| k.generation).unwrap_or(0),
     };
-    coordinator::retry_unavailable(&args.connect, || {
+    let response = coordinator::retry_unavailable(&args.connect, || {
         let mut client = client.clone();
         let request = request.clone();
         async move { client.recover(request).await }
@@ -69,9 +85,13 @@ pub(crate) async fn run(args: &RecoverArgs) -> anyhow::Result<()> {
             status,
             "Ensure the seed share owner key is the one listed in the manifest",
         )
-    })?;
-    crate::print(
-        "Coordinator recovered. Workloads get certificates from a new mesh CA: restart them.",
-    );
+    })?
+    .into_inner();
+    crate::print(&format!(
+        "Coordinator recovered at generation {} (transition {}). Workloads get certificates \
+         from a new mesh CA: restart them.",
+        response.generation,
+        hex::encode(&response.transition_hash)
+    ));
     Ok(())
 }

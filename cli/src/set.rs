@@ -11,10 +11,12 @@ use clap::Args;
 use contrast_api::userapi::SetManifestRequest;
 use contrast_api::userapi::user_api_client::UserApiClient;
 use contrast_history::{ZERO_HASH, next_transition_hash};
+use contrast_manifest::Manifest;
 use contrast_seedengine::SeedShareDocument;
 
 use crate::coordinator::{self, ConnectArgs, WorkspaceArgs, files};
 use crate::resources;
+use crate::verified::{self, VerifiedTransition};
 
 /// `contrast set` flags.
 #[derive(Debug, Args)]
@@ -34,7 +36,8 @@ pub(crate) struct SetArgs {
     /// A detached signature (DER) of `next-transition`, made with the workload owner key.
     #[arg(short = 's', long = "signature")]
     pub signature: Option<PathBuf>,
-    /// The latest transition hash (hex); default: verify/latest-transition, else zeros.
+    /// The latest transition hash (hex) the Coordinator must hold; default:
+    /// verify/latest-transition (written by verify and set), else none (a first set).
     #[arg(long)]
     pub latest_transition: Option<String>,
     /// The Kubernetes YAML files or directories with the policy annotations.
@@ -42,26 +45,59 @@ pub(crate) struct SetArgs {
     pub paths: Vec<PathBuf>,
 }
 
-/// The latest transition the next one builds on.
-fn latest_transition(args: &SetArgs) -> anyhow::Result<[u8; 32]> {
-    let text = match &args.latest_transition {
-        Some(text) => text.clone(),
-        None => {
-            let path = args
-                .workspace
-                .path(files::VERIFY_DIR)
-                .join(files::LATEST_TRANSITION);
-            match std::fs::read_to_string(&path) {
-                Ok(text) => text,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ZERO_HASH),
-                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-            }
-        }
+/// The latest transition the next one builds on: `--latest-transition`, else the one the
+/// workspace verified or set last, else none (a first set: all zero, generation 0).
+fn latest_transition(args: &SetArgs) -> anyhow::Result<VerifiedTransition> {
+    let recorded = verified::read(&args.workspace)?;
+    let Some(text) = &args.latest_transition else {
+        return Ok(recorded.unwrap_or(VerifiedTransition {
+            transition: ZERO_HASH,
+            generation: Some(0),
+        }));
     };
-    hex::decode(text.trim())
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .context("the latest transition must be 64 hex characters (run contrast verify)")
+    let transition = verified::parse_transition(text, "--latest-transition")?;
+    let generation = if transition == ZERO_HASH {
+        Some(0)
+    } else {
+        recorded
+            .filter(|r| r.transition == transition)
+            .and_then(|r| r.generation)
+    };
+    Ok(VerifiedTransition {
+        transition,
+        generation,
+    })
+}
+
+/// A first set must start the history: the Coordinator returns a seed share for every
+/// seed share owner of the manifest. Without them, the manifest did not land as the first
+/// one (a Coordinator that does not check PreviousTransitionHash, and someone set a
+/// manifest before): do not report success.
+fn check_first_set_shares(
+    manifest: &Manifest,
+    doc: Option<&contrast_api::userapi::SeedShareDocument>,
+) -> anyhow::Result<()> {
+    let Some(doc) = doc else {
+        bail!(
+            "the Coordinator answered a first set without seed shares: the manifest did not \
+             start a new history, so someone else's manifest may come before it. Do not use \
+             this deployment; inspect it with contrast verify"
+        );
+    };
+    for owner in manifest.seedshare_owner_pub_keys.iter().flatten() {
+        let shared = doc
+            .seed_shares
+            .iter()
+            .any(|share| share.public_key.eq_ignore_ascii_case(owner.as_str()));
+        if !shared {
+            bail!(
+                "the Coordinator answered a first set without a seed share for the \
+                 SeedshareOwnerPubKeys entry {}: do not use this deployment",
+                owner.as_str()
+            );
+        }
+    }
+    Ok(())
 }
 
 pub(crate) async fn run(args: &SetArgs) -> anyhow::Result<()> {
@@ -88,25 +124,28 @@ pub(crate) async fn run(args: &SetArgs) -> anyhow::Result<()> {
         );
     }
 
+    let previous = latest_transition(args)?;
     if args.dry_run {
-        let previous = latest_transition(args)?;
-        let next = hex::encode(next_transition_hash(&manifest_bytes, previous));
+        let next = hex::encode(next_transition_hash(&manifest_bytes, previous.transition));
         let out = args.workspace.path(files::NEXT_TRANSITION);
         coordinator::write_public(&out, next.as_bytes())?;
         crate::print(&format!(
             "Wrote {} (transition after {}). Sign it with the workload owner key:\n  \
              openssl dgst -sha256 -sign <workload-owner-key> -out transition.sig {}",
             out.display(),
-            hex::encode(previous),
+            hex::encode(previous.transition),
             out.display()
         ));
         return Ok(());
     }
 
     let owner_path = args.workspace.path(&args.workload_owner_key);
+    // Always sent, on both authorisation paths: the Coordinator refuses the update if its
+    // history does not end here (for a first set: if it has any history).
     let mut request = SetManifestRequest {
         manifest: manifest_bytes.clone(),
         policies,
+        previous_transition_hash: previous.transition.to_vec(),
         ..Default::default()
     };
     let mut client_key = None;
@@ -116,7 +155,6 @@ pub(crate) async fn run(args: &SetArgs) -> anyhow::Result<()> {
         request.signature = std::fs::read(&signature_path)
             .with_context(|| format!("reading the signature {}", signature_path.display()))?;
         request.signer_public_key = signer_public_key(&owner_path)?;
-        request.previous_transition_hash = latest_transition(args)?.to_vec();
         permission_hint = "Ensure the signature is valid and corresponds to the latest \
                            transition hash (run contrast verify, then set --dry-run and sign again)";
     } else {
@@ -155,6 +193,10 @@ pub(crate) async fn run(args: &SetArgs) -> anyhow::Result<()> {
     .into_inner();
     let _ = &mut client;
 
+    let first_set = previous.transition == ZERO_HASH;
+    if first_set {
+        check_first_set_shares(&manifest, response.seed_shares_doc.as_ref())?;
+    }
     coordinator::write_public(&args.workspace.path(files::ROOT_CA), &response.root_ca)?;
     coordinator::write_public(&args.workspace.path(files::MESH_CA), &response.mesh_ca)?;
     if let Some(doc) = response.seed_shares_doc {
@@ -177,9 +219,17 @@ pub(crate) async fn run(args: &SetArgs) -> anyhow::Result<()> {
             path.display()
         ));
     }
-    crate::print(
-        "Manifest set. The mesh CA was rotated: restart workloads to get new certificates.",
-    );
+    // The Coordinator checked that its history ended at `previous`, so it now ends here.
+    let now = VerifiedTransition {
+        transition: next_transition_hash(&manifest_bytes, previous.transition),
+        generation: previous.generation.map(|g| g.saturating_add(1)),
+    };
+    verified::write(&args.workspace, &now)?;
+    crate::print(&format!(
+        "Manifest set ({}). The mesh CA was rotated: restart workloads to get new \
+         certificates.",
+        now.describe()
+    ));
     Ok(())
 }
 
@@ -204,4 +254,66 @@ fn signer_public_key(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
             path.display()
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use contrast_api::userapi::{SeedShare, SeedShareDocument};
+    use contrast_manifest::HexString;
+
+    use super::*;
+
+    fn manifest_with_owners(owners: &[&str]) -> Manifest {
+        Manifest {
+            seedshare_owner_pub_keys: Some(
+                owners
+                    .iter()
+                    .map(|o| HexString::from_bytes(&hex::decode(o).unwrap()))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    fn doc(owners: &[&str]) -> SeedShareDocument {
+        SeedShareDocument {
+            seed_shares: owners
+                .iter()
+                .map(|o| SeedShare {
+                    public_key: (*o).to_string(),
+                    encrypted_seed: vec![1; 512],
+                })
+                .collect(),
+            salt: vec![2; 32],
+        }
+    }
+
+    #[test]
+    fn first_set_without_seed_shares_refused() {
+        let manifest = manifest_with_owners(&["aa01"]);
+        let err = check_first_set_shares(&manifest, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("without seed shares"), "{err}");
+        assert!(err.contains("Do not use this deployment"), "{err}");
+    }
+
+    #[test]
+    fn first_set_missing_an_owners_share_refused() {
+        let manifest = manifest_with_owners(&["aa01", "bb02"]);
+        let err = check_first_set_shares(&manifest, Some(&doc(&["aa01"])))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bb02"), "{err}");
+    }
+
+    #[test]
+    fn first_set_with_every_share_accepted() {
+        let manifest = manifest_with_owners(&["aa01", "bb02"]);
+        check_first_set_shares(&manifest, Some(&doc(&["BB02", "aa01"]))).unwrap();
+        // No seed share owners: an empty document is all there is to return.
+        check_first_set_shares(&manifest_with_owners(&[]), Some(&doc(&[]))).unwrap();
+    }
 }

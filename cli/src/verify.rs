@@ -1,14 +1,16 @@
 //! `contrast verify`: attest the Coordinator, fetch the manifest history and write it to
 //! `verify/` (contrast-protocol.md §9.5); fails when the active manifest is not the local
-//! one.
+//! one, or when the history does not contain the transition this workspace verified or
+//! set last (a rolled back or replaced history).
 
 use anyhow::{Context as _, bail};
 use clap::Args;
 use contrast_api::userapi::GetManifestsRequest;
 use contrast_api::userapi::user_api_client::UserApiClient;
-use contrast_history::transition_hash_of;
+use contrast_history::ZERO_HASH;
 
 use crate::coordinator::{self, ConnectArgs, WorkspaceArgs, files};
+use crate::verified::{self, VerifiedTransition};
 
 /// `contrast verify` flags.
 #[derive(Debug, Args)]
@@ -34,7 +36,8 @@ pub(crate) async fn run(args: &VerifyArgs) -> anyhow::Result<()> {
     .into_inner();
 
     // The history must hash to the transition the Coordinator signed.
-    let recomputed = transition_hash_of(response.manifests.iter().map(Vec::as_slice));
+    let chain = verified::transition_chain(&response.manifests);
+    let recomputed = chain.last().copied().unwrap_or(ZERO_HASH);
     let latest = response
         .latest_transition
         .as_ref()
@@ -47,6 +50,23 @@ pub(crate) async fn run(args: &VerifyArgs) -> anyhow::Result<()> {
             hex::encode(&latest),
             hex::encode(recomputed)
         );
+    }
+    let generation = chain.len() as u64;
+    let signed_generation = response
+        .latest_transition
+        .as_ref()
+        .map_or(0, |l| l.generation);
+    if signed_generation != 0 && signed_generation != generation {
+        bail!(
+            "the Coordinator signed its latest transition as generation {signed_generation}, \
+             but its history has {generation} manifests: do not trust this deployment"
+        );
+    }
+    // It must also contain what this workspace verified or set before: a history that
+    // was rolled back or started by someone else is refused before anything is written.
+    let known = verified::read(&args.workspace)?;
+    if let Some(known) = &known {
+        verified::check_extends(&chain, known)?;
     }
 
     let dir = args.workspace.path(files::VERIFY_DIR);
@@ -63,10 +83,6 @@ pub(crate) async fn run(args: &VerifyArgs) -> anyhow::Result<()> {
         ));
         coordinator::write_public(&dir.join(format!("policy.{hash}.rego")), policy)?;
     }
-    coordinator::write_public(
-        &dir.join(files::LATEST_TRANSITION),
-        hex::encode(recomputed).as_bytes(),
-    )?;
 
     match response.manifests.last() {
         Some(active) if *active == manifest_bytes => {}
@@ -78,10 +94,24 @@ pub(crate) async fn run(args: &VerifyArgs) -> anyhow::Result<()> {
         ),
         None => bail!("the Coordinator returned no manifests"),
     }
+    let now = VerifiedTransition {
+        transition: recomputed,
+        generation: Some(generation),
+    };
+    verified::write(&args.workspace, &now)?;
+    let since = match known {
+        Some(known) if known.transition != ZERO_HASH => {
+            format!(
+                "; it extends the one verified before ({})",
+                known.describe()
+            )
+        }
+        _ => "; no earlier verified transition to compare with, this one is recorded".into(),
+    };
     crate::print(&format!(
-        "Verified: the Coordinator enforces {} ({} manifests in its history). Wrote {}.",
+        "Verified: the Coordinator enforces {} ({}{since}). Wrote {}.",
         manifest_path.display(),
-        response.manifests.len(),
+        now.describe(),
         dir.display()
     ));
     Ok(())

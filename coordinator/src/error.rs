@@ -23,6 +23,10 @@ pub enum CoordinatorError {
          transition is now {0}); run contrast verify and try again"
     )]
     ConcurrentUpdate(String),
+    /// The history is not the one the caller expects: a first set meets an existing
+    /// history, or recovery meets a store rolled back behind what the caller verified.
+    #[error("{0}")]
+    UnexpectedHistory(String),
     /// A ready peer exists and recovery was not forced.
     #[error(
         "a ready Coordinator peer exists ({0}); it recovers this one automatically. \
@@ -52,7 +56,7 @@ impl From<CoordinatorError> for tonic::Status {
         let message = e.to_string();
         match e {
             NotInitialized | RecoveryMode | AlreadyRecovered | NoStateToRecover
-            | ConcurrentUpdate(_) | ReadyPeerExists(_) => {
+            | ConcurrentUpdate(_) | UnexpectedHistory(_) | ReadyPeerExists(_) => {
                 tonic::Status::failed_precondition(message)
             }
             PermissionDenied(_) => tonic::Status::permission_denied(message),

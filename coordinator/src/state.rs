@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use aws_lc_rs::digest::{SHA256, digest};
 use contrast_atls::{ReferenceValidator, ValidatorSet, Verifiers};
 use contrast_ca::Ca;
-use contrast_history::{History, HistoryError, LatestTransition, Store, next_transition_hash};
+use contrast_history::{
+    History, HistoryError, LatestTransition, Store, ZERO_HASH, next_transition_hash,
+};
 use contrast_manifest::{HexString, Manifest, PolicyEntry};
 use contrast_seedengine::{SeedEngine, SeedShareDocument, encrypt_seed_shares};
 use x509_parser::prelude::FromDer;
@@ -152,7 +154,8 @@ pub struct SetManifestInput {
     pub manifest: Vec<u8>,
     /// The policy documents.
     pub policies: Vec<Vec<u8>>,
-    /// The latest transition the caller expects (empty: no expectation).
+    /// The latest transition the caller expects, all zero for a first set (empty: no
+    /// expectation, a Gen-1 client).
     pub previous_transition_hash: Vec<u8>,
     /// A detached signature of the next transition (empty: authorize by TLS key).
     pub signature: Vec<u8>,
@@ -311,6 +314,7 @@ impl StateGuard {
             .validate()
             .map_err(|e| CoordinatorError::InvalidArgument(format!("manifest: {e}")))?;
 
+        check_previous(before.as_deref(), &input.previous_transition_hash)?;
         if let Some(state) = &before {
             authorize_update(state, &manifest, &input)?;
         }
@@ -469,6 +473,20 @@ impl StateGuard {
         mesh_key: p384::SecretKey,
         authorize: impl FnOnce(&Manifest, &[u8]) -> Result<(), CoordinatorError>,
     ) -> Result<Arc<State>, CoordinatorError> {
+        self.recover_expecting(seed_engine, mesh_key, None, authorize)
+    }
+
+    /// [`recover`](Self::recover), refused unless the stored history contains `expected`
+    /// (the transition the user last verified): the store's owner can put back an older
+    /// pointer, validly signed with the same seed-derived key, and recovery must not make
+    /// its older manifest active again.
+    pub fn recover_expecting(
+        &self,
+        seed_engine: Arc<SeedEngine>,
+        mesh_key: p384::SecretKey,
+        expected: Option<ExpectedTransition>,
+        authorize: impl FnOnce(&Manifest, &[u8]) -> Result<(), CoordinatorError>,
+    ) -> Result<Arc<State>, CoordinatorError> {
         let before = match self.status()? {
             Status::Ready(_) => return Err(CoordinatorError::AlreadyRecovered),
             Status::Uninitialized => return Err(CoordinatorError::NoStateToRecover),
@@ -503,7 +521,11 @@ impl StateGuard {
                 latest.transition_hash,
             )));
         }
-        let generation = self.history.walk(latest.transition_hash)?.len();
+        let chain = self.history.verified_chain(&latest)?;
+        let generation = chain.len();
+        if let Some(expected) = expected {
+            expected.check(&chain, &latest)?;
+        }
         let ca = Ca::new(seed_engine.root_ca_key(), &mesh_key)?;
         let state = Arc::new(State::new(
             seed_engine,
@@ -529,6 +551,88 @@ impl StateGuard {
         *current = Some(state.clone());
         tracing::info!(generation, "recovered");
         Ok(state)
+    }
+}
+
+/// The transition a user last verified, which a recovered history must contain.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpectedTransition {
+    /// The transition hash.
+    pub hash: [u8; 32],
+    /// Its generation, if the user's workspace knows it (only for the message).
+    pub generation: Option<u64>,
+}
+
+impl ExpectedTransition {
+    /// Refuses a history (`chain`, newest first, ending at `latest`) that does not contain
+    /// this transition.
+    fn check(
+        &self,
+        chain: &[([u8; 32], contrast_history::Transition)],
+        latest: &LatestTransition,
+    ) -> Result<(), CoordinatorError> {
+        if self.hash == ZERO_HASH || chain.iter().any(|(hash, _)| *hash == self.hash) {
+            return Ok(());
+        }
+        let stored = chain.len() as u64;
+        let theirs = hex::encode(latest.transition_hash);
+        let ours = hex::encode(self.hash);
+        Err(CoordinatorError::UnexpectedHistory(match self.generation {
+            Some(verified) if stored < verified => format!(
+                "the history was rolled back: the store's latest pointer is generation \
+                 {stored} (transition {theirs}), older than generation {verified} \
+                 (transition {ours}) that you verified last; whoever controls the store put \
+                 back an older signed pointer. Refusing to recover: restore \
+                 transitions/latest to your verified transition"
+            ),
+            verified => format!(
+                "the store's history (generation {stored}, transition {theirs}) does not \
+                 contain the transition you verified last ({}transition {ours}): it was \
+                 rolled back or replaced. Refusing to recover",
+                verified
+                    .map(|g| format!("generation {g}, "))
+                    .unwrap_or_default()
+            ),
+        }))
+    }
+}
+
+/// Does the history end where the caller expects it to (`expected`: 32 bytes, all zero for
+/// a first set)? Checked on both authorisation paths, before either: a first set that
+/// meets an existing history must not land as a later generation, where the caller would
+/// get no seed shares and an attacker's first manifest would stay in the history. An empty
+/// `expected` (a Gen-1 client, which cannot send one) is not checked.
+fn check_previous(before: Option<&State>, expected: &[u8]) -> Result<(), CoordinatorError> {
+    if expected.is_empty() {
+        tracing::info!("SetManifest without PreviousTransitionHash: the history is not checked");
+        return Ok(());
+    }
+    let expected: [u8; 32] = expected.try_into().map_err(|_| {
+        CoordinatorError::InvalidArgument(format!(
+            "PreviousTransitionHash: expected 32 bytes (all zero for a first set), got {}",
+            expected.len()
+        ))
+    })?;
+    match before {
+        None if expected == ZERO_HASH => Ok(()),
+        None => Err(CoordinatorError::UnexpectedHistory(format!(
+            "this Coordinator has no manifest history, but the request expects latest \
+             transition {}: it is a new deployment, not the one you verified; for a new \
+             deployment set without an expected transition (contrast set: remove \
+             verify/latest-transition)",
+            hex::encode(expected)
+        ))),
+        Some(state) if expected == ZERO_HASH => Err(CoordinatorError::UnexpectedHistory(format!(
+            "the request expected no manifest history (a first set), but the Coordinator \
+             already has {} manifest(s) (latest transition {}): someone set a manifest \
+             before you; do not use this deployment, inspect it with contrast verify",
+            state.generation,
+            hex::encode(state.latest.transition_hash)
+        ))),
+        Some(state) if expected != state.latest.transition_hash => Err(
+            CoordinatorError::ConcurrentUpdate(hex::encode(state.latest.transition_hash)),
+        ),
+        Some(_) => Ok(()),
     }
 }
 
@@ -583,10 +687,6 @@ fn authorize_update(
             ));
         }
         let previous = state.latest.transition_hash;
-        if !input.previous_transition_hash.is_empty() && input.previous_transition_hash != previous
-        {
-            return Err(CoordinatorError::ConcurrentUpdate(hex::encode(previous)));
-        }
         let next = hex::encode(next_transition_hash(&input.manifest, previous));
         verify_owner_signature(&input.signer_public_key, next.as_bytes(), &input.signature)?;
     }

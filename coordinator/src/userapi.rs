@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 
 use crate::Coordinator;
 use crate::error::CoordinatorError;
-use crate::state::{SetManifestInput, seedshare_owner_form};
+use crate::state::{ExpectedTransition, SetManifestInput, seedshare_owner_form};
 
 /// The UserAPI service.
 #[derive(Debug, Clone)]
@@ -95,6 +95,7 @@ impl UserApi for UserApiService {
             latest_transition: Some(LatestTransition {
                 transition_hash: state.latest().transition_hash.to_vec(),
                 signature: state.latest().signature.clone(),
+                generation: state.latest().generation.unwrap_or(0),
             }),
         }))
     }
@@ -110,6 +111,7 @@ impl UserApi for UserApiService {
             )
         })?;
         let req = request.into_inner();
+        let expected = expected_transition(&req)?;
         // Refuse early, before the peer check, when there is nothing to recover.
         match self.0.guard.status().map_err(Status::from)? {
             crate::state::Status::Ready(_) => {
@@ -133,16 +135,42 @@ impl UserApi for UserApiService {
             contrast_ca::generate_mesh_key().map_err(|e| Status::internal(e.to_string()))?;
         let coordinator = self.0.clone();
         let state = blocking(move || {
-            coordinator
-                .guard
-                .recover(Arc::new(engine), mesh_key, |manifest, _| {
-                    authorize_seedshare_owner(manifest, &caller)
-                })
+            coordinator.guard.recover_expecting(
+                Arc::new(engine),
+                mesh_key,
+                expected,
+                |manifest, _| authorize_seedshare_owner(manifest, &caller),
+            )
         })
         .await?;
         self.0.metrics.set_generation(state.generation());
-        Ok(Response::new(RecoverResponse {}))
+        Ok(Response::new(RecoverResponse {
+            transition_hash: state.latest().transition_hash.to_vec(),
+            generation: state.generation() as u64,
+        }))
     }
+}
+
+/// The transition the caller last verified, if it sent one (an old client sends none and
+/// gets no rollback check).
+fn expected_transition(req: &RecoverRequest) -> Result<Option<ExpectedTransition>, Status> {
+    if req.expected_transition_hash.is_empty() {
+        return Ok(None);
+    }
+    let hash = req
+        .expected_transition_hash
+        .as_slice()
+        .try_into()
+        .map_err(|_| {
+            Status::invalid_argument(format!(
+                "ExpectedTransitionHash: expected 32 bytes, got {}",
+                req.expected_transition_hash.len()
+            ))
+        })?;
+    Ok(Some(ExpectedTransition {
+        hash,
+        generation: (req.expected_generation != 0).then_some(req.expected_generation),
+    }))
 }
 
 /// The caller's key must be one of the manifest's seed share owners.

@@ -37,6 +37,7 @@ async fn malformed_or_incomplete_requests_are_refused() {
         seed: vec![7; 64],
         salt: vec![7; 32],
         force: true,
+        ..Default::default()
     };
     let mut owner_client = common::client(
         &process.user_addr(),

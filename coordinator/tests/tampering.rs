@@ -110,9 +110,19 @@ fn cases(deployment: &Deployment, good: &StoredHistory) -> Vec<Case> {
             refusal: Refusal::Recover(Code::PermissionDenied, signature),
         },
         Case {
+            name: "the latest pointer's signed generation",
+            key: contrast_history::LATEST_KEY.into(),
+            offset: 40,
+            refusal: Refusal::Recover(
+                Code::PermissionDenied,
+                strings(&["not signed with its key", "tampered"]),
+            ),
+        },
+        Case {
             name: "the latest pointer's signature encoding",
             key: contrast_history::LATEST_KEY.into(),
-            offset: 32,
+            // After the hash, the format byte and the generation: the DER tag.
+            offset: 41,
             refusal: Refusal::Recover(
                 Code::Internal,
                 strings(&["not a DER ECDSA P-384 signature", "the store was modified"]),

@@ -140,6 +140,7 @@ impl Secrets {
             seed: self.seed.clone(),
             salt: self.salt.clone(),
             force: false,
+            ..Default::default()
         }
     }
 }

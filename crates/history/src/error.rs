@@ -105,11 +105,32 @@ pub enum HistoryError {
     },
     /// The latest pointer is too short to hold a transition hash and a signature.
     #[error(
-        "transitions/latest: expected a 32-byte transition hash followed by a DER signature, got only {len} bytes; the store was modified"
+        "transitions/latest: expected a 32-byte transition hash followed by a signed generation or a DER signature, got only {len} bytes; the store was modified"
     )]
     LatestTooShort {
         /// The length that was given.
         len: usize,
+    },
+    /// The byte after the latest pointer's transition hash names no known format.
+    #[error(
+        "transitions/latest: unknown pointer format {format:#04x} after the transition hash (expected 0x01, a signed generation, or 0x30, Contrast's DER signature); the store was modified"
+    )]
+    LatestFormat {
+        /// The byte found.
+        format: u8,
+    },
+    /// The generation signed in the latest pointer is not the length of the history it
+    /// points to.
+    #[error(
+        "transitions/latest: the pointer to transition {transition} is signed as generation {signed}, but the history up to it has {walked} transitions; the store was modified"
+    )]
+    GenerationMismatch {
+        /// Lowercase hex of the transition hash the pointer names.
+        transition: String,
+        /// The generation in the pointer.
+        signed: u64,
+        /// The number of transitions walked.
+        walked: u64,
     },
     /// The latest pointer's signature is not a DER-encoded ECDSA P-384 signature.
     #[error(

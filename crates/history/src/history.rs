@@ -134,13 +134,15 @@ impl<S: Store> History<S> {
         Ok(latest)
     }
 
-    /// Signs `new_hash` and swaps it in as the latest pointer if the pointer is still `old`
-    /// (`None`: no pointer yet). The transition must be stored already. A concurrent update
-    /// gives a [`StoreError::Conflict`] ([`HistoryError::is_conflict`]).
+    /// Signs `new_hash` as `generation` and swaps it in as the latest pointer if the
+    /// pointer is still `old` (`None`: no pointer yet). The transition must be stored
+    /// already. A concurrent update gives a [`StoreError::Conflict`]
+    /// ([`HistoryError::is_conflict`]).
     pub fn set_latest(
         &self,
         old: Option<&LatestTransition>,
         new_hash: [u8; 32],
+        generation: u64,
         key: &SigningKey,
     ) -> Result<LatestTransition, HistoryError> {
         // A pointer to a missing transition would leave the history unwalkable.
@@ -149,7 +151,7 @@ impl<S: Store> History<S> {
                 transition: hex::encode(new_hash),
             });
         }
-        let new = LatestTransition::sign(new_hash, key)?;
+        let new = LatestTransition::sign(new_hash, generation, key)?;
         let old_bytes = old.map(LatestTransition::to_bytes).unwrap_or_default();
         self.store
             .compare_and_swap(LATEST_KEY, &old_bytes, &new.to_bytes())?;
@@ -157,20 +159,53 @@ impl<S: Store> History<S> {
     }
 
     /// Makes `manifest_bytes` the active manifest after `old` (`None`: the first manifest):
-    /// stores the manifest and the transition, then swaps the latest pointer.
+    /// stores the manifest and the transition, then swaps the latest pointer, signed with
+    /// the next generation.
     pub fn append_manifest(
         &self,
         manifest_bytes: &[u8],
         old: Option<&LatestTransition>,
         key: &SigningKey,
     ) -> Result<LatestTransition, HistoryError> {
+        let generation = match old {
+            None => 1,
+            Some(old) => self.generation_of(old)?.saturating_add(1),
+        };
         let manifest_hash = self.set_manifest(manifest_bytes)?;
         let transition = Transition {
             manifest_hash,
             previous: old.map_or(ZERO_HASH, |latest| latest.transition_hash),
         };
         let hash = self.set_transition(&transition)?;
-        self.set_latest(old, hash, key)
+        self.set_latest(old, hash, generation, key)
+    }
+
+    /// The generation of a pointer: the signed one, or for a pointer in Contrast's format
+    /// (no generation) the length of its history.
+    fn generation_of(&self, latest: &LatestTransition) -> Result<u64, HistoryError> {
+        match latest.generation {
+            Some(generation) => Ok(generation),
+            None => Ok(self.walk(latest.transition_hash)?.len() as u64),
+        }
+    }
+
+    /// The history up to `latest` (newest first, as [`walk`](Self::walk)), refused if the
+    /// pointer's signed generation is not its length. Check the pointer's signature first
+    /// ([`get_latest`](Self::get_latest)).
+    pub fn verified_chain(
+        &self,
+        latest: &LatestTransition,
+    ) -> Result<Vec<([u8; 32], Transition)>, HistoryError> {
+        let chain = self.walk(latest.transition_hash)?;
+        let walked = chain.len() as u64;
+        match latest.generation {
+            Some(signed) if signed != walked => Err(HistoryError::GenerationMismatch {
+                transition: hex::encode(latest.transition_hash),
+                signed,
+                walked,
+            }),
+            _ => Ok(chain),
+        }
     }
 
     /// The transitions from `latest_hash` back to the first, newest first, each with its
@@ -364,6 +399,75 @@ mod tests {
     }
 
     #[test]
+    fn append_signs_consecutive_generations() {
+        let h = history();
+        let mut latest = None;
+        for (i, m) in [&b"m0"[..], b"m1", b"m2"].into_iter().enumerate() {
+            let next = h.append_manifest(m, latest.as_ref(), &key()).unwrap();
+            assert_eq!(next.generation, Some(i as u64 + 1));
+            assert_eq!(h.verified_chain(&next).unwrap().len(), i + 1);
+            latest = Some(next);
+        }
+        assert_eq!(
+            h.get_latest(key().verifying_key()).unwrap(),
+            latest,
+            "the stored pointer carries the generation"
+        );
+    }
+
+    #[test]
+    fn contrast_format_pointer_is_read_and_continued() {
+        // A store written before generations were signed: Contrast's pointer format.
+        use p384::ecdsa::signature::hazmat::PrehashSigner;
+        let h = history();
+        let mut previous = ZERO_HASH;
+        for m in [&b"m0"[..], b"m1"] {
+            let hash = h
+                .set_transition(&Transition::for_manifest(m, previous))
+                .unwrap();
+            h.set_manifest(m).unwrap();
+            previous = hash;
+        }
+        let signature: p384::ecdsa::DerSignature = key().sign_prehash(&previous).unwrap();
+        let contrast = LatestTransition {
+            transition_hash: previous,
+            generation: None,
+            signature: signature.as_bytes().to_vec(),
+        };
+        h.store()
+            .compare_and_swap(LATEST_KEY, b"", &contrast.to_bytes())
+            .unwrap();
+        let read = h.get_latest(key().verifying_key()).unwrap().unwrap();
+        assert_eq!(read, contrast);
+        assert_eq!(h.verified_chain(&read).unwrap().len(), 2);
+        // The next manifest is generation 3, counted from the walked history.
+        let next = h.append_manifest(b"m2", Some(&read), &key()).unwrap();
+        assert_eq!(next.generation, Some(3));
+    }
+
+    #[test]
+    fn pointer_signed_with_a_wrong_generation_refused() {
+        let h = history();
+        let first = h.append_manifest(b"m0", None, &key()).unwrap();
+        let second = h.append_manifest(b"m1", Some(&first), &key()).unwrap();
+        // Validly signed, but the generation is not the history's length.
+        let wrong = LatestTransition::sign(second.transition_hash, 5, &key()).unwrap();
+        let err = h.verified_chain(&wrong).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                HistoryError::GenerationMismatch {
+                    signed: 5,
+                    walked: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("generation 5"), "{err}");
+    }
+
+    #[test]
     fn set_latest_is_compare_and_swap() {
         let h = history();
         let first = h.append_manifest(b"m0", None, &key()).unwrap();
@@ -381,7 +485,7 @@ mod tests {
     #[test]
     fn set_latest_refuses_a_missing_transition() {
         let h = history();
-        let err = h.set_latest(None, [9; 32], &key()).unwrap_err();
+        let err = h.set_latest(None, [9; 32], 1, &key()).unwrap_err();
         assert!(
             matches!(err, HistoryError::MissingTransition { .. }),
             "{err}"
@@ -416,7 +520,7 @@ mod tests {
     #[test]
     fn short_latest_pointer_is_refused() {
         let h = history();
-        h.store().set(LATEST_KEY, &[1; 32]).unwrap();
+        h.store().set(LATEST_KEY, &[0x30; 32]).unwrap();
         assert!(matches!(
             h.get_latest_unverified(),
             Err(HistoryError::LatestTooShort { len: 32 })

@@ -6,33 +6,69 @@ use p384::ecdsa::{DerSignature, SigningKey, VerifyingKey};
 use crate::HistoryError;
 use crate::transition::sha256;
 
+/// The byte after the transition hash that marks a pointer with a signed generation.
+/// Contrast's format has the DER signature there, which always starts with 0x30.
+const GENERATION_FORMAT: u8 = 0x01;
+
+/// The DER SEQUENCE tag every ECDSA signature starts with: Contrast's format.
+const DER_SEQUENCE: u8 = 0x30;
+
+/// Domain separation of the signed generation digest from Contrast's signature over the
+/// bare transition hash.
+const GENERATION_DOMAIN: &[u8] = b"contrast-rs latest transition with generation\0";
+
 /// The pointer to the newest transition, signed with the transaction signing key.
 ///
-/// Binary form: the 32-byte transition hash, then the DER-encoded ECDSA P-384 signature.
-/// The signature is over the 32 raw hash bytes used directly as the digest (Go's
-/// `ecdsa.SignASN1(key, hash)`), not over a hash of them.
+/// Two binary forms:
+/// - ours: the 32-byte transition hash, the byte 0x01, the generation (u64 big-endian),
+///   then the DER ECDSA P-384 signature over
+///   `SHA-256("contrast-rs latest transition with generation\0" ‖ hash ‖ generation)`
+///   as a prehashed digest. The generation (the number of transitions up to this one) is
+///   signed so that whoever reads a pointer learns how far the history had got, and an
+///   older pointer replayed by the store's owner is recognisable as older.
+/// - Contrast's (read only, from stores written before generations were signed): the
+///   32-byte hash, then the DER signature over the 32 raw hash bytes used directly as the
+///   digest (Go's `ecdsa.SignASN1(key, hash)`). Its generation is `None`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LatestTransition {
     /// The hash of the newest transition.
     pub transition_hash: [u8; 32],
-    /// DER-encoded ECDSA P-384 signature over `transition_hash` as a prehashed digest.
+    /// How many transitions the history holds up to this one, signed with the hash;
+    /// `None` for a pointer in Contrast's format.
+    pub generation: Option<u64>,
+    /// DER-encoded ECDSA P-384 signature (see the type's documentation for over what).
     pub signature: Vec<u8>,
 }
 
+/// The digest a pointer with a generation is signed over.
+fn generation_digest(transition_hash: &[u8; 32], generation: u64) -> [u8; 32] {
+    let mut message = Vec::with_capacity(GENERATION_DOMAIN.len() + 40);
+    message.extend_from_slice(GENERATION_DOMAIN);
+    message.extend_from_slice(transition_hash);
+    message.extend_from_slice(&generation.to_be_bytes());
+    sha256(&message)
+}
+
 impl LatestTransition {
-    /// Signs `transition_hash` with the transaction signing key.
+    /// Signs `transition_hash` and its `generation` with the transaction signing key.
     ///
     /// The signature is deterministic (RFC 6979); Go's signatures are randomised, and both
     /// verify the same way.
-    pub fn sign(transition_hash: [u8; 32], key: &SigningKey) -> Result<Self, HistoryError> {
+    pub fn sign(
+        transition_hash: [u8; 32],
+        generation: u64,
+        key: &SigningKey,
+    ) -> Result<Self, HistoryError> {
+        let digest = generation_digest(&transition_hash, generation);
         let signature: DerSignature =
-            key.sign_prehash(&transition_hash)
+            key.sign_prehash(&digest)
                 .map_err(|source| HistoryError::Sign {
                     transition: hex::encode(transition_hash),
                     source,
                 })?;
         Ok(Self {
             transition_hash,
+            generation: Some(generation),
             signature: signature.as_bytes().to_vec(),
         })
     }
@@ -44,34 +80,55 @@ impl LatestTransition {
                 transition: hex::encode(self.transition_hash),
             }
         })?;
-        key.verify_prehash(&self.transition_hash, &signature)
+        let digest = match self.generation {
+            Some(generation) => generation_digest(&self.transition_hash, generation),
+            None => self.transition_hash,
+        };
+        key.verify_prehash(&digest, &signature)
             .map_err(|_| HistoryError::LatestSignatureInvalid {
                 transition: hex::encode(self.transition_hash),
             })
     }
 
-    /// The binary form: transition hash, then the DER signature.
+    /// The binary form (see the type's documentation).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(32 + self.signature.len());
+        let mut out = Vec::with_capacity(41 + self.signature.len());
         out.extend_from_slice(&self.transition_hash);
+        if let Some(generation) = self.generation {
+            out.push(GENERATION_FORMAT);
+            out.extend_from_slice(&generation.to_be_bytes());
+        }
         out.extend_from_slice(&self.signature);
         out
     }
 
-    /// Splits the binary form; it must be longer than 32 bytes. The signature is not
-    /// checked here: call [`verify`](Self::verify).
+    /// Splits either binary form; a signature must follow. The signature is not checked
+    /// here: call [`verify`](Self::verify).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, HistoryError> {
-        match bytes.split_first_chunk::<32>() {
-            Some((hash, signature)) if !signature.is_empty() => Ok(Self {
+        let Some((hash, rest)) = bytes.split_first_chunk::<32>() else {
+            return Err(HistoryError::LatestTooShort { len: bytes.len() });
+        };
+        match rest.split_first() {
+            None => Err(HistoryError::LatestTooShort { len: bytes.len() }),
+            Some((&DER_SEQUENCE, _)) => Ok(Self {
                 transition_hash: *hash,
-                signature: signature.to_vec(),
+                generation: None,
+                signature: rest.to_vec(),
             }),
-            _ => Err(HistoryError::LatestTooShort { len: bytes.len() }),
+            Some((&GENERATION_FORMAT, tail)) => match tail.split_first_chunk::<8>() {
+                Some((generation, signature)) if !signature.is_empty() => Ok(Self {
+                    transition_hash: *hash,
+                    generation: Some(u64::from_be_bytes(*generation)),
+                    signature: signature.to_vec(),
+                }),
+                _ => Err(HistoryError::LatestTooShort { len: bytes.len() }),
+            },
+            Some((&format, _)) => Err(HistoryError::LatestFormat { format }),
         }
     }
 
-    /// SHA-256 over the binary form (hash ‖ signature), Contrast's `Digest()` of the
-    /// latest transition (contrast-protocol.md §16 item 3 on where it is used).
+    /// SHA-256 over the binary form, Contrast's `Digest()` of the latest transition
+    /// (contrast-protocol.md §16 item 3 on where it is used).
     pub fn digest(&self) -> [u8; 32] {
         sha256(&self.to_bytes())
     }
@@ -123,6 +180,15 @@ mod tests {
         SigningKey::from_slice(&[7; 48]).unwrap()
     }
 
+    /// A pointer in Contrast's format, as a store written before generations holds it.
+    fn contrast_format(signature: &str) -> LatestTransition {
+        LatestTransition {
+            transition_hash: hash(),
+            generation: None,
+            signature: hex::decode(signature).unwrap(),
+        }
+    }
+
     #[test]
     fn openssl_key_matches_public_key() {
         let public = VerifyingKey::from_sec1_bytes(&hex::decode(OPENSSL_PUBLIC).unwrap()).unwrap();
@@ -131,26 +197,84 @@ mod tests {
 
     #[test]
     fn sign_then_verify() {
-        let latest = LatestTransition::sign(hash(), &key()).unwrap();
+        let latest = LatestTransition::sign(hash(), 7, &key()).unwrap();
         latest.verify(key().verifying_key()).unwrap();
         assert_eq!(latest.transition_hash, hash());
+        assert_eq!(latest.generation, Some(7));
     }
 
     #[test]
-    fn signature_known_answer() {
-        // Deterministic signing, so the bytes are fixed; OpenSSL verified them as a
-        // prehashed-digest signature.
-        let latest = LatestTransition::sign(hash(), &key()).unwrap();
-        assert_eq!(hex::encode(&latest.signature), RFC6979_SIG);
+    fn signs_the_domain_separated_generation_digest() {
+        let latest = LatestTransition::sign(hash(), 2, &key()).unwrap();
+        let mut message = b"contrast-rs latest transition with generation\0".to_vec();
+        message.extend_from_slice(&hash());
+        message.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 2]);
+        let der = DerSignature::from_bytes(&latest.signature).unwrap();
+        key()
+            .verifying_key()
+            .verify_prehash(&sha256(&message), &der)
+            .unwrap();
+    }
+
+    #[test]
+    fn relabelled_generation_refused() {
+        // An older pointer claiming a newer generation (or the reverse) does not verify:
+        // the generation is signed with the hash.
+        let older = LatestTransition::sign(hash(), 1, &key()).unwrap();
+        for generation in [0, 2, u64::MAX] {
+            let relabelled = LatestTransition {
+                generation: Some(generation),
+                ..older.clone()
+            };
+            let err = relabelled.verify(key().verifying_key()).unwrap_err();
+            assert!(
+                matches!(err, HistoryError::LatestSignatureInvalid { .. }),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn generation_stripped_to_contrast_format_refused() {
+        // Dropping the generation (a downgrade to Contrast's format) leaves a signature
+        // that is not over the bare hash.
+        let ours = LatestTransition::sign(hash(), 3, &key()).unwrap();
+        let stripped = LatestTransition {
+            generation: None,
+            ..ours
+        };
+        assert!(stripped.verify(key().verifying_key()).is_err());
+        let parsed = LatestTransition::from_bytes(&stripped.to_bytes()).unwrap();
+        assert_eq!(parsed.generation, None);
+        assert!(parsed.verify(key().verifying_key()).is_err());
+        // Nor does a Contrast-format signature pass for a pointer with a generation.
+        let contrast = contrast_format(RFC6979_SIG);
+        contrast.verify(key().verifying_key()).unwrap();
+        for generation in [0, 1] {
+            let upgraded = LatestTransition {
+                generation: Some(generation),
+                ..contrast.clone()
+            };
+            assert!(upgraded.verify(key().verifying_key()).is_err());
+        }
+    }
+
+    #[test]
+    fn verifies_own_contrast_format_signature() {
+        // Our RFC 6979 signature over the bare hash, as earlier versions wrote it: a store
+        // from then still reads.
+        let latest = contrast_format(RFC6979_SIG);
+        latest.verify(key().verifying_key()).unwrap();
+        let digest: [u8; 32] = hash();
+        let signature: DerSignature = key().sign_prehash(&digest).unwrap();
+        assert_eq!(hex::encode(signature.as_bytes()), RFC6979_SIG);
     }
 
     #[test]
     fn verifies_openssl_prehash_signature() {
-        let latest = LatestTransition {
-            transition_hash: hash(),
-            signature: hex::decode(OPENSSL_PREHASH_SIG).unwrap(),
-        };
-        latest.verify(key().verifying_key()).unwrap();
+        contrast_format(OPENSSL_PREHASH_SIG)
+            .verify(key().verifying_key())
+            .unwrap();
     }
 
     #[test]
@@ -160,11 +284,9 @@ mod tests {
         let der = DerSignature::from_bytes(&signature).unwrap();
         key().verifying_key().verify(&hash(), &der).unwrap();
         // ... and the latest pointer refuses it: only prehash semantics are accepted.
-        let latest = LatestTransition {
-            transition_hash: hash(),
-            signature,
-        };
-        let err = latest.verify(key().verifying_key()).unwrap_err();
+        let err = contrast_format(OPENSSL_HASHED_SIG)
+            .verify(key().verifying_key())
+            .unwrap_err();
         assert!(
             matches!(err, HistoryError::LatestSignatureInvalid { .. }),
             "{err}"
@@ -174,16 +296,13 @@ mod tests {
     #[test]
     fn refuses_own_hash_then_sign_signature() {
         let der: DerSignature = key().sign(&hash());
-        let latest = LatestTransition {
-            transition_hash: hash(),
-            signature: der.as_bytes().to_vec(),
-        };
+        let latest = contrast_format(&hex::encode(der.as_bytes()));
         assert!(latest.verify(key().verifying_key()).is_err());
     }
 
     #[test]
     fn refuses_other_key() {
-        let latest = LatestTransition::sign(hash(), &key()).unwrap();
+        let latest = LatestTransition::sign(hash(), 1, &key()).unwrap();
         let err = latest.verify(other_key().verifying_key()).unwrap_err();
         assert!(err.to_string().contains(HASH), "{err}");
         assert!(err.to_string().contains("does not verify"), "{err}");
@@ -191,24 +310,27 @@ mod tests {
 
     #[test]
     fn refuses_every_flipped_byte() {
-        let latest = LatestTransition::sign(hash(), &key()).unwrap();
-        let bytes = latest.to_bytes();
-        for i in 0..bytes.len() {
-            for mask in [0x01, 0x80] {
-                let mut tampered = bytes.clone();
-                tampered[i] ^= mask;
-                let parsed = LatestTransition::from_bytes(&tampered).unwrap();
-                assert!(
-                    parsed.verify(key().verifying_key()).is_err(),
-                    "byte {i} mask {mask:#x} accepted"
-                );
+        for latest in [
+            LatestTransition::sign(hash(), 2, &key()).unwrap(),
+            contrast_format(RFC6979_SIG),
+        ] {
+            let bytes = latest.to_bytes();
+            for i in 0..bytes.len() {
+                for mask in [0x01, 0x80] {
+                    let mut tampered = bytes.clone();
+                    tampered[i] ^= mask;
+                    // Either the format no longer parses, or the signature fails.
+                    let accepted = LatestTransition::from_bytes(&tampered)
+                        .is_ok_and(|parsed| parsed.verify(key().verifying_key()).is_ok());
+                    assert!(!accepted, "byte {i} mask {mask:#x} accepted");
+                }
             }
         }
     }
 
     #[test]
     fn refuses_appended_and_truncated_signature() {
-        let latest = LatestTransition::sign(hash(), &key()).unwrap();
+        let latest = LatestTransition::sign(hash(), 1, &key()).unwrap();
         let mut longer = latest.clone();
         longer.signature.push(0);
         assert!(matches!(
@@ -222,29 +344,60 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let latest = LatestTransition::sign(hash(), &key()).unwrap();
+        let latest = LatestTransition::sign(hash(), 0x0102, &key()).unwrap();
         let bytes = latest.to_bytes();
         assert_eq!(&bytes[..32], &hash());
-        assert_eq!(&bytes[32..], latest.signature.as_slice());
+        assert_eq!(bytes[32], 0x01);
+        assert_eq!(&bytes[33..41], &[0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(&bytes[41..], latest.signature.as_slice());
         assert_eq!(LatestTransition::from_bytes(&bytes).unwrap(), latest);
+        let contrast = contrast_format(RFC6979_SIG);
+        let bytes = contrast.to_bytes();
+        assert_eq!(&bytes[32..], contrast.signature.as_slice());
+        assert_eq!(LatestTransition::from_bytes(&bytes).unwrap(), contrast);
     }
 
     #[test]
-    fn from_bytes_needs_more_than_32_bytes() {
+    fn from_bytes_needs_a_signature_after_the_hash() {
         for len in [0, 1, 31, 32] {
-            let err = LatestTransition::from_bytes(&vec![1; len]).unwrap_err();
+            let err = LatestTransition::from_bytes(&vec![0x30; len]).unwrap_err();
             assert!(
                 matches!(err, HistoryError::LatestTooShort { len: l } if l == len),
                 "{err}"
             );
         }
-        let parsed = LatestTransition::from_bytes(&[1; 33]).unwrap();
-        assert_eq!(parsed.signature, vec![1]);
+        let parsed = LatestTransition::from_bytes(&[0x30; 33]).unwrap();
+        assert_eq!(parsed.signature, vec![0x30]);
+        assert_eq!(parsed.generation, None);
+        // With the generation marker: eight generation bytes, then at least one more.
+        let mut ours = vec![1; 32];
+        ours.push(0x01);
+        ours.extend_from_slice(&[0; 8]);
+        assert!(matches!(
+            LatestTransition::from_bytes(&ours),
+            Err(HistoryError::LatestTooShort { len: 41 })
+        ));
+        ours.push(0x30);
+        let parsed = LatestTransition::from_bytes(&ours).unwrap();
+        assert_eq!(parsed.generation, Some(0));
+        assert_eq!(parsed.signature, vec![0x30]);
+    }
+
+    #[test]
+    fn unknown_format_byte_refused() {
+        let mut bytes = vec![1; 32];
+        bytes.extend_from_slice(&[0x02; 20]);
+        let err = LatestTransition::from_bytes(&bytes).unwrap_err();
+        assert!(
+            matches!(err, HistoryError::LatestFormat { format: 0x02 }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("0x02"), "{err}");
     }
 
     #[test]
     fn digest_is_sha256_of_binary_form() {
-        let latest = LatestTransition::sign(hash(), &key()).unwrap();
+        let latest = LatestTransition::sign(hash(), 1, &key()).unwrap();
         assert_eq!(latest.digest(), sha256(&latest.to_bytes()));
     }
 }

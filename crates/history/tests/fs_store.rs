@@ -284,6 +284,7 @@ fn tampered_files_are_refused() {
                     HistoryError::LatestSignatureInvalid { .. }
                         | HistoryError::LatestSignatureEncoding { .. }
                         | HistoryError::LatestTooShort { .. }
+                        | HistoryError::LatestFormat { .. }
                 ),
                 "{err}"
             );
@@ -320,7 +321,7 @@ fn pointer_signed_with_another_key_is_refused() {
     let h = open(dir.path());
     let latest = h.append_manifest(b"m", None, &signing_key()).unwrap();
     let forger = SigningKey::from_slice(&[0x11; 48]).unwrap();
-    let forged = LatestTransition::sign(latest.transition_hash, &forger).unwrap();
+    let forged = LatestTransition::sign(latest.transition_hash, 1, &forger).unwrap();
     fs::write(h.store().path_of(LATEST_KEY).unwrap(), forged.to_bytes()).unwrap();
     let err = h.get_latest(signing_key().verifying_key()).unwrap_err();
     assert!(
