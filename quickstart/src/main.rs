@@ -515,7 +515,8 @@ fn run() -> anyhow::Result<()> {
         ));
     }
     q.proved(
-        "each Initializer proved its pod's policy to the Coordinator and got a mesh certificate",
+        "each Initializer attested the Coordinator its initdata names, proved its pod's policy \
+         to it and got a mesh certificate",
     );
 
     q.step("contrast verify: what a data owner checks");
