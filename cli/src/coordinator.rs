@@ -103,24 +103,6 @@ pub(crate) fn coordinator_validators(
     manifest: &Manifest,
     args: &ConnectArgs,
 ) -> anyhow::Result<ValidatorSet> {
-    let policy_hashes: Vec<[u8; 32]> = match &args.coordinator_policy_hash {
-        Some(text) => vec![
-            hex::decode(text)
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .context("--coordinator-policy-hash must be 64 hex characters")?,
-        ],
-        None => manifest
-            .coordinator_policy_hashes()
-            .filter_map(|h| h.to_bytes()?.try_into().ok())
-            .collect(),
-    };
-    if policy_hashes.is_empty() {
-        bail!(
-            "the manifest has no policy with role coordinator: run contrast generate over \
-             the Coordinator's YAML too, or give --coordinator-policy-hash"
-        );
-    }
     let mut verifiers = Verifiers::real();
     if let Some(dir) = &args.simulator_dir {
         let simulator = contrast_simulator::Simulator::open(dir)
@@ -128,12 +110,24 @@ pub(crate) fn coordinator_validators(
         verifiers =
             verifiers.with_simulated(simulator.amd.trust_anchor(), simulator.intel.trust_anchor());
     }
-    let validator = ReferenceValidator::new(
-        verifiers,
-        manifest.reference_values.snp.clone(),
-        manifest.reference_values.tdx.clone(),
-        Some(policy_hashes),
-    );
+    let validator = match &args.coordinator_policy_hash {
+        Some(text) => {
+            let hash: [u8; 32] = hex::decode(text)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .context("--coordinator-policy-hash must be 64 hex characters")?;
+            ReferenceValidator::new(
+                verifiers,
+                manifest.reference_values.snp.clone(),
+                manifest.reference_values.tdx.clone(),
+                Some(vec![hash]),
+            )
+        }
+        None => ReferenceValidator::for_coordinator(verifiers, manifest).context(
+            "the manifest has no policy with role coordinator: run contrast generate over \
+             the Coordinator's YAML too, or give --coordinator-policy-hash",
+        )?,
+    };
     Ok(ValidatorSet::new(vec![Arc::new(validator)]))
 }
 

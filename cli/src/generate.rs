@@ -19,7 +19,10 @@ use contrast_kube_resources::{
     InjectedImages, Map, MutationOptions, Node, annotations, emit_documents, for_each_workload,
     mutate, parse_documents,
 };
-use contrast_manifest::{EmbeddedReferenceValues, HexString, Manifest, PolicyEntry};
+use contrast_manifest::{
+    COORDINATOR_INITDATA_KEY, EmbeddedReferenceValues, HexString, Manifest, PolicyEntry,
+    ROLE_COORDINATOR,
+};
 use contrast_platforms::Platform;
 use contrast_policy::{ImageConfig, Initdata, PodInput};
 use contrast_registry::{ResolvedImage, Resolver, ResolverOptions};
@@ -180,79 +183,39 @@ pub(crate) async fn run(args: &GenerateArgs) -> anyhow::Result<()> {
 
     let resolved = resolve_images(args, &images).await?;
 
-    // Pass 2: pin, compute policies, annotate.
-    let mut summaries = Vec::new();
-    let mut policies: BTreeMap<HexString, PolicyEntry> = BTreeMap::new();
-    for file in &mut files {
-        let path = file.path.display().to_string();
-        for_each_workload(&mut file.documents, |mut workload| {
-            let Some(class) = workload.runtime_class_name() else {
-                return Ok(());
-            };
-            if !is_confidential_runtime_class(&class) {
-                return Ok(());
-            }
-            let resource = workload.display_name();
-            let name = workload.name.clone();
-            let namespace = workload.namespace.clone();
-            let secret_id = workload
-                .annotation(annotations::WORKLOAD_SECRET_ID)
-                .unwrap_or_else(|| workload.default_workload_secret_id());
-            let role = workload
-                .annotation(annotations::POD_ROLE)
-                .unwrap_or_default();
-            let claim_templates = claim_template_names(workload.object);
-            let spec = workload.pod_spec()?;
-            // The policy admits an image only by digest, so the pod must name it by
-            // digest too: pinning is not optional for confidential workloads.
-            pin_images(spec, &resolved);
-            let image_configs = image_configs(spec, &resolved);
-            let features = features(spec);
-            let spec_json = pod_spec_as_created(spec, &claim_templates);
-            let input = PodInput {
-                name: &name,
-                namespace: &namespace,
-                pod_spec: &spec_json,
-                images: &image_configs,
-                config_maps: &config_maps,
-                secrets: &secrets,
-            };
-            let rego = contrast_policy::policy_rego(&input)
-                .with_context(|| format!("{resource}: generating its policy"))?;
-            let initdata = Initdata::from_policy(&rego);
-            let template = workload.pod_template()?;
-            set_policy_annotation(template, &initdata.annotation_value());
-            let hash = HexString::from_bytes(&initdata.policy_hash());
-            let entry = PolicyEntry {
-                sans: Some(vec![name.clone(), "*".to_owned()]),
-                workload_secret_id: secret_id,
-                role,
-                ..PolicyEntry::default()
-            };
-            match policies.get(&hash) {
-                Some(existing) if existing.sans == entry.sans => bail!(
-                    "{resource}: policy hash collision: another workload named {name:?} has the \
-                     same policy; give one of them a different name or namespace"
-                ),
-                Some(_) => {
-                    tracing::warn!(
-                        "{resource}: same policy as another workload; it shares that entry"
-                    );
-                }
-                None => {
-                    policies.insert(hash.clone(), entry);
-                }
-            }
-            summaries.push(WorkloadSummary {
-                name: resource,
-                namespace,
-                policy_hash: hash.as_str().to_owned(),
-                features,
-            });
-            Ok(())
-        })
-        .with_context(|| path.clone())?;
+    // The manifest first: its reference values go into every workload's initdata.
+    let manifest_path = args.workspace.path(&args.manifest);
+    let mut manifest = load_or_create_manifest(&manifest_path, &embedded, platform)?;
+
+    // Pass 2: pin, compute policies, annotate; the Coordinator first, since every
+    // workload's initdata names the Coordinator's policy hash.
+    let mut pass = PolicyPass {
+        resolved: &resolved,
+        config_maps: &config_maps,
+        secrets: &secrets,
+        data: BTreeMap::new(),
+        policies: BTreeMap::new(),
+        summaries: Vec::new(),
+    };
+    pass.run(&mut files, true)?;
+    let coordinator_trust = Manifest {
+        policies: pass.policies.clone(),
+        reference_values: manifest.reference_values.clone(),
+        ..Manifest::default()
     }
+    .coordinator_trust();
+    if let Some(trust) = &coordinator_trust {
+        pass.data.insert(
+            COORDINATOR_INITDATA_KEY.to_owned(),
+            String::from_utf8_lossy(&trust.encode()).into_owned(),
+        );
+    }
+    pass.run(&mut files, false)?;
+    let PolicyPass {
+        policies,
+        summaries,
+        ..
+    } = pass;
     if summaries.is_empty() {
         bail!(
             "no workload with runtimeClassName contrast-cc in {}; add it to the pod specs \
@@ -265,8 +228,6 @@ pub(crate) async fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         );
     }
 
-    let manifest_path = args.workspace.path(&args.manifest);
-    let mut manifest = load_or_create_manifest(&manifest_path, &embedded, platform)?;
     manifest.policies = policies;
     add_owner_keys(args, &mut manifest)?;
 
@@ -308,8 +269,8 @@ pub(crate) async fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     if no_coordinator {
         crate::print(&format!(
             "! no Coordinator among the resources: add it (contrast coordinator --platform {} > \
-             resources/coordinator.yml) and run generate again, or give contrast set \
-             --coordinator-policy-hash",
+             resources/coordinator.yml) and run generate again: without it, the Initializers \
+             cannot attest the Coordinator and refuse to start",
             platform.name().to_ascii_lowercase()
         ));
     }
@@ -324,6 +285,111 @@ pub(crate) async fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Pass 2 over the confidential workloads: pins their images, computes their policies,
+/// writes the initdata annotations, and collects the manifest's policy entries.
+struct PolicyPass<'a> {
+    resolved: &'a BTreeMap<String, ResolvedImage>,
+    config_maps: &'a [serde_json::Value],
+    secrets: &'a [serde_json::Value],
+    /// Further `[data]` entries of the workloads' initdata (the Coordinator's has none).
+    data: BTreeMap<String, String>,
+    policies: BTreeMap<HexString, PolicyEntry>,
+    summaries: Vec<WorkloadSummary>,
+}
+
+impl PolicyPass<'_> {
+    /// Handles the Coordinator's workloads (`coordinators`) or the others.
+    fn run(&mut self, files: &mut [InputFile], coordinators: bool) -> anyhow::Result<()> {
+        for file in files {
+            let path = file.path.display().to_string();
+            for_each_workload(&mut file.documents, |mut workload| {
+                let Some(class) = workload.runtime_class_name() else {
+                    return Ok(());
+                };
+                if !is_confidential_runtime_class(&class) {
+                    return Ok(());
+                }
+                let role = workload
+                    .annotation(annotations::POD_ROLE)
+                    .unwrap_or_default();
+                let is_coordinator = role == ROLE_COORDINATOR;
+                if is_coordinator != coordinators {
+                    return Ok(());
+                }
+                self.workload(&mut workload, role, is_coordinator)
+            })
+            .with_context(|| path.clone())?;
+        }
+        Ok(())
+    }
+
+    fn workload(
+        &mut self,
+        workload: &mut contrast_kube_resources::workload::Workload<'_>,
+        role: String,
+        is_coordinator: bool,
+    ) -> anyhow::Result<()> {
+        let resource = workload.display_name();
+        let name = workload.name.clone();
+        let namespace = workload.namespace.clone();
+        let secret_id = workload
+            .annotation(annotations::WORKLOAD_SECRET_ID)
+            .unwrap_or_else(|| workload.default_workload_secret_id());
+        let claim_templates = claim_template_names(workload.object);
+        let spec = workload.pod_spec()?;
+        // The policy admits an image only by digest, so the pod must name it by digest
+        // too: pinning is not optional for confidential workloads.
+        pin_images(spec, self.resolved);
+        let image_configs = image_configs(spec, self.resolved);
+        let features = features(spec);
+        let spec_json = pod_spec_as_created(spec, &claim_templates);
+        let input = PodInput {
+            name: &name,
+            namespace: &namespace,
+            pod_spec: &spec_json,
+            images: &image_configs,
+            config_maps: self.config_maps,
+            secrets: self.secrets,
+        };
+        let rego = contrast_policy::policy_rego(&input)
+            .with_context(|| format!("{resource}: generating its policy"))?;
+        // The Coordinator's own initdata cannot name its own hash.
+        let initdata = if is_coordinator {
+            Initdata::from_policy(&rego)
+        } else {
+            Initdata::from_policy_and_data(&rego, &self.data)?
+        };
+        let template = workload.pod_template()?;
+        set_policy_annotation(template, &initdata.annotation_value());
+        let hash = HexString::from_bytes(&initdata.policy_hash());
+        let entry = PolicyEntry {
+            sans: Some(vec![name.clone(), "*".to_owned()]),
+            workload_secret_id: secret_id,
+            role,
+            ..PolicyEntry::default()
+        };
+        match self.policies.get(&hash) {
+            Some(existing) if existing.sans == entry.sans => bail!(
+                "{resource}: policy hash collision: another workload named {name:?} has the \
+                 same policy; give one of them a different name or namespace"
+            ),
+            Some(_) => {
+                tracing::warn!("{resource}: same policy as another workload; it shares that entry");
+            }
+            None => {
+                self.policies.insert(hash.clone(), entry);
+            }
+        }
+        self.summaries.push(WorkloadSummary {
+            name: resource,
+            namespace,
+            policy_hash: hash.as_str().to_owned(),
+            features,
+        });
+        Ok(())
+    }
 }
 
 fn read_image_replacements(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {

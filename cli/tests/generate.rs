@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use base64::Engine as _;
-use contrast_manifest::Manifest;
+use contrast_manifest::{COORDINATOR_INITDATA_KEY, Manifest};
 use contrast_testkit::registry::{Registry, RegistrySetup};
 use contrast_testkit::{CoordinatorProcess, Deployment, TempDir, random_loopback};
 
@@ -379,6 +379,55 @@ async fn generate_then_set_at_a_simulated_coordinator() {
         &workspace,
         &["verify", "-c", &coordinator.user_addr()],
     ));
+}
+
+/// The Coordinator every workload's initdata names: its policy hash and the manifest's
+/// reference values, read back by the guest's initdata parser; the Coordinator's own
+/// initdata names none. A second run writes the same documents.
+#[test]
+fn every_workload_initdata_names_the_coordinator() {
+    let setup = setup();
+    let workspace = setup.workspace.path();
+    let resources = workspace.join("resources");
+    ok(&generate(&setup, &[]));
+    let manifest =
+        Manifest::decode(&std::fs::read(workspace.join("manifest.json")).unwrap()).unwrap();
+    let coordinator_hash = manifest
+        .coordinator_policy_hashes()
+        .next()
+        .unwrap()
+        .as_str()
+        .to_owned();
+    let expected = String::from_utf8(manifest.coordinator_trust().unwrap().encode()).unwrap();
+    let policies = annotated_policies(&resources);
+    assert_eq!(policies.len(), 3);
+    let mut workloads = 0;
+    for (toml, hash) in &policies {
+        let doc = contrast_initdata::Initdata::parse(toml.as_bytes().to_vec()).unwrap();
+        assert!(doc.policy().is_some(), "{toml}");
+        let entry = doc.data().get(COORDINATOR_INITDATA_KEY);
+        if *hash == coordinator_hash {
+            assert_eq!(entry, None, "the Coordinator's initdata cannot name itself");
+            continue;
+        }
+        workloads += 1;
+        let entry = entry.unwrap_or_else(|| panic!("{hash} names no Coordinator:\n{toml}"));
+        assert_eq!(*entry, expected);
+        let named = Manifest::decode(entry.as_bytes()).unwrap();
+        assert_eq!(
+            named
+                .coordinator_policy_hashes()
+                .map(|h| h.as_str().to_owned())
+                .collect::<Vec<_>>(),
+            vec![coordinator_hash.clone()]
+        );
+        assert_eq!(named.policies.len(), 1, "only the Coordinator's policy");
+        assert_eq!(named.reference_values, manifest.reference_values);
+        assert!(!named.reference_values.snp.is_empty());
+    }
+    assert_eq!(workloads, 2);
+    ok(&generate(&setup, &[]));
+    assert_eq!(annotated_policies(&resources), policies);
 }
 
 #[test]

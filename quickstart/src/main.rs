@@ -163,14 +163,19 @@ impl Quickstart {
         .with_context(|| self.log("coordinator"))
     }
 
-    /// Runs a pod's Initializer to completion (it exits once its files are written).
+    /// Runs a pod's Initializer to completion (it exits once its files are written). It
+    /// reads the pod's initdata from the generated YAML, as the guest's initdata check
+    /// would leave it, and checks the Coordinator it names.
     fn run_initializer(&self, pod: &str, policy_hash: &str) -> anyhow::Result<PathBuf> {
         let secrets = self.work.join("pods").join(pod).join("contrast");
         let done = self.work.join("pods").join(pod).join("done");
         let _ = std::fs::remove_file(&done);
         std::fs::create_dir_all(&secrets)?;
+        let initdata = self.work.join("pods").join(pod).join("initdata.toml");
+        std::fs::write(&initdata, initdata_of(&self.work.join("resources"), pod)?)?;
         let output = Command::new(self.binary("initializer"))
             .env("COORDINATOR_HOST", self.coordinator_addr(7777))
+            .env("CONTRAST_INITDATA", &initdata)
             .env("CONTRAST_SECRETS_DIR", &secrets)
             .env("CONTRAST_DONE_FILE", &done)
             .env("CONTRAST_RETRY_INTERVAL", "1")
@@ -270,6 +275,38 @@ fn mesh_request(
     BufReader::new(tls).read_line(&mut reply)?;
     ensure!(!reply.is_empty(), "the connection closed without an answer");
     Ok(reply.trim_end().to_owned())
+}
+
+/// The initdata document of workload `name` in the YAML under `resources`: what the Kata
+/// runtime hands the pod's VM (the annotation is base64 of its gzip).
+fn initdata_of(resources: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
+    use base64::Engine as _;
+    use std::io::Read as _;
+    for entry in std::fs::read_dir(resources)? {
+        let path = entry?.path();
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        for document in contrast_kube_resources::parse_documents(&text)? {
+            let json = document.to_json();
+            if json["metadata"]["name"] != name {
+                continue;
+            }
+            let Some(value) = json["spec"]["template"]["metadata"]["annotations"]
+                [contrast_policy::INITDATA_ANNOTATION]
+                .as_str()
+            else {
+                continue;
+            };
+            let gzip = base64::engine::general_purpose::STANDARD.decode(value)?;
+            let mut toml = Vec::new();
+            flate2::read::GzDecoder::new(gzip.as_slice()).read_to_end(&mut toml)?;
+            return Ok(toml);
+        }
+    }
+    bail!(
+        "no initdata annotation for {name} in {}",
+        resources.display()
+    )
 }
 
 fn policy_hash_of(manifest: &Manifest, name: &str) -> anyhow::Result<String> {
@@ -478,7 +515,8 @@ fn run() -> anyhow::Result<()> {
         ));
     }
     q.proved(
-        "each Initializer proved its pod's policy to the Coordinator and got a mesh certificate",
+        "each Initializer attested the Coordinator its initdata names, proved its pod's policy \
+         to it and got a mesh certificate",
     );
 
     q.step("contrast verify: what a data owner checks");

@@ -12,7 +12,7 @@ use contrast_attestation::tdx::{
     TdxExpectations, TdxTrustAnchor, TdxVerifier, check_tdx_reference_values,
 };
 use contrast_attestation::{document, oid};
-use contrast_manifest::{SnpReferenceValues, TdxReferenceValues};
+use contrast_manifest::{Manifest, SnpReferenceValues, TdxReferenceValues};
 
 use crate::AtlsError;
 
@@ -154,6 +154,26 @@ impl ReferenceValidator {
             allow_debug: false,
             label: String::new(),
         }
+    }
+
+    /// Accepts the Coordinator of `manifest`, as every client that attests it does
+    /// (`contrast set`/`verify`/`recover`, the Initializer): evidence that matches one of
+    /// the manifest's reference values and carries one of its policy hashes with role
+    /// `coordinator`. `None` when the manifest names no Coordinator policy.
+    pub fn for_coordinator(verifiers: Verifiers, manifest: &Manifest) -> Option<Self> {
+        let policy_hashes: Vec<[u8; 32]> = manifest
+            .coordinator_policy_hashes()
+            .filter_map(|h| h.to_bytes()?.try_into().ok())
+            .collect();
+        if policy_hashes.is_empty() {
+            return None;
+        }
+        Some(ReferenceValidator::new(
+            verifiers,
+            manifest.reference_values.snp.clone(),
+            manifest.reference_values.tdx.clone(),
+            Some(policy_hashes),
+        ))
     }
 
     /// Put `label` before the accepting entry's name in [`PeerAttestation::validator`]

@@ -14,6 +14,7 @@
 //!   reference values the user still has to fill in ([`ErrorKind::ExpectedMissing`]).
 
 mod codec;
+mod coordinator_trust;
 mod embedded;
 mod error;
 mod json;
@@ -23,6 +24,7 @@ mod validate;
 use sha2::{Digest, Sha256};
 
 pub use codec::Layout;
+pub use coordinator_trust::COORDINATOR_INITDATA_KEY;
 pub use embedded::EmbeddedReferenceValues;
 pub use error::{DecodeError, ErrorKind, ValidationError, ValidationErrors};
 pub use model::{

@@ -5,6 +5,7 @@
 //! The TOML is written here, not by a serializer: the document is three keys, and its
 //! bytes are what is hashed, so they must not depend on a library's formatting choices.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -67,6 +68,38 @@ impl Initdata {
         }
     }
 
+    /// The document for a policy and further `[data]` entries of ours (Kata ignores
+    /// entries it does not know), each after the policy, in key order:
+    ///
+    /// ```toml
+    /// "<key>" = """
+    /// <value>"""
+    /// ```
+    ///
+    /// with the value escaped as the policy is, and the key as a basic string. The
+    /// policy stays first, so every document starts with the same bytes.
+    pub fn from_policy_and_data(
+        policy_rego: &str,
+        data: &BTreeMap<String, String>,
+    ) -> Result<Initdata, InitdataError> {
+        if data.contains_key(POLICY_KEY) {
+            return Err(InitdataError::PolicyKeyInData);
+        }
+        let mut doc = Initdata::from_policy(policy_rego);
+        if data.is_empty() {
+            return Ok(doc);
+        }
+        let mut toml = String::new();
+        for (key, value) in data {
+            push_basic_string(&mut toml, key);
+            toml.push_str(" = \"\"\"\n");
+            push_multiline_basic(&mut toml, value);
+            toml.push_str("\"\"\"\n");
+        }
+        doc.toml.extend_from_slice(toml.as_bytes());
+        Ok(doc)
+    }
+
     /// The TOML bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.toml
@@ -107,6 +140,20 @@ impl Initdata {
         gzip.extend_from_slice(&(self.toml.len() as u32).to_le_bytes());
         base64::engine::general_purpose::STANDARD.encode(gzip)
     }
+}
+
+/// The `[data]` entry that holds the Kata agent policy.
+pub(crate) const POLICY_KEY: &str = "policy.rego";
+
+/// Why an initdata document could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum InitdataError {
+    /// A further `[data]` entry is named like the policy's.
+    #[error(
+        "a further initdata [data] entry is named \"{POLICY_KEY}\": that name holds the Kata \
+         agent policy; give the entry another name"
+    )]
+    PolicyKeyInData,
 }
 
 /// The start of every document.
@@ -156,6 +203,23 @@ fn raw_deflate(data: &[u8], flush: flate2::FlushCompress) -> Vec<u8> {
     }
 }
 
+/// Appends `value` as a TOML basic string (a quoted key): quotes, backslash and every
+/// control character escaped.
+fn push_basic_string(out: &mut String, value: &str) {
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\u{:04X}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
 /// Appends `value` escaped for a TOML multi-line basic string.
 fn push_multiline_basic(out: &mut String, value: &str) {
     let mut start = 0;
@@ -192,6 +256,27 @@ mod tests {
             std::str::from_utf8(doc.as_bytes()).unwrap(),
             "version = \"0.1.0\"\nalgorithm = \"sha256\"\n\n[data]\n\"policy.rego\" = \"\"\"\npackage agent_policy\n\"\"\"\n"
         );
+    }
+
+    #[test]
+    fn further_entries_follow_the_policy_in_key_order() {
+        let data = BTreeMap::from([
+            ("z.json".to_owned(), "{\"a\": 1}\n".to_owned()),
+            ("a \"b\"\n".to_owned(), "x".to_owned()),
+        ]);
+        let doc = Initdata::from_policy_and_data("package agent_policy\n", &data).unwrap();
+        assert_eq!(
+            std::str::from_utf8(doc.as_bytes()).unwrap(),
+            "version = \"0.1.0\"\nalgorithm = \"sha256\"\n\n[data]\n\"policy.rego\" = \"\"\"\npackage agent_policy\n\"\"\"\n\
+             \"a \\\"b\\\"\\u000A\" = \"\"\"\nx\"\"\"\n\
+             \"z.json\" = \"\"\"\n{\\\"a\\\": 1}\n\"\"\"\n"
+        );
+        let err = Initdata::from_policy_and_data(
+            "p",
+            &BTreeMap::from([(POLICY_KEY.to_owned(), String::new())]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("policy.rego"), "{err}");
     }
 
     #[test]

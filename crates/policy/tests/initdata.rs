@@ -63,6 +63,34 @@ fn the_guests_initdata_check_reads_back_the_exact_policy() {
 }
 
 #[test]
+fn the_guests_initdata_check_reads_back_further_entries_exactly() {
+    for policy in policies() {
+        let data = std::collections::BTreeMap::from([
+            ("contrast-coordinator.json".to_owned(), AWKWARD.to_owned()),
+            (format!("{AWKWARD} as a key"), policy.clone()),
+        ]);
+        let doc = Initdata::from_policy_and_data(&policy, &data).unwrap();
+        let parsed = contrast_initdata::Initdata::parse(doc.as_bytes().to_vec())
+            .unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(doc.as_bytes())));
+        assert_eq!(parsed.policy(), Some(policy.as_str()));
+        assert_eq!(parsed.data().len(), 3);
+        for (key, value) in &data {
+            assert_eq!(parsed.data().get(key), Some(value), "{key:?}");
+        }
+        assert_eq!(parsed.digest(), doc.policy_hash());
+        // The annotation's shared compressed prefix still decodes to the whole document.
+        let gzip = base64::engine::general_purpose::STANDARD
+            .decode(doc.annotation_value())
+            .unwrap();
+        let mut toml = Vec::new();
+        flate2::read::GzDecoder::new(gzip.as_slice())
+            .read_to_end(&mut toml)
+            .unwrap();
+        assert_eq!(toml, doc.as_bytes());
+    }
+}
+
+#[test]
 fn known_answer() {
     // The bytes, and their SHA-256 through GNU coreutils' sha256sum (printf '%s' ... | sha256sum).
     let doc = Initdata::from_policy("package agent_policy\n");

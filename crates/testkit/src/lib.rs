@@ -141,15 +141,29 @@ impl Deployment {
             )
             .into_bytes(),
         );
+        let mut manifest = Manifest::default();
+        manifest.reference_values.snp = vec![snp_reference_values(&amd)];
+        manifest.policies.insert(
+            HexString::from_bytes(&sha256(&policies["coordinator"])),
+            PolicyEntry {
+                sans: Some(vec!["coordinator".to_string(), "*".to_string()]),
+                role: "coordinator".to_string(),
+                ..Default::default()
+            },
+        );
+        // Each workload's initdata names the Coordinator, as contrast generate writes it.
+        let trust = coordinator_trust_entry(&manifest);
         for name in names {
             policies.insert(
                 (*name).to_string(),
-                format!("version = \"0.1.0\"\n# workload {name}\n").into_bytes(),
+                workload_initdata(
+                    &format!("package agent_policy\n# workload {name}\n"),
+                    &trust,
+                ),
             );
         }
         let owner_key = WorkloadOwnerKey::generate().unwrap();
         let seedshare_key = seedshare_owner_key();
-        let mut manifest = Manifest::default();
         for (name, document) in &policies {
             let entry = PolicyEntry {
                 sans: Some(vec![name.clone(), "*".to_string()]),
@@ -169,7 +183,6 @@ impl Deployment {
                 .policies
                 .insert(HexString::from_bytes(&sha256(document)), entry);
         }
-        manifest.reference_values.snp = vec![snp_reference_values(&amd)];
         manifest.workload_owner_key_digests = Some(vec![HexString(owner_key.digest_hex())]);
         manifest.seedshare_owner_pub_keys = Some(vec![HexString(seedshare_key.public_key_hex())]);
         let deployment = Deployment {
@@ -230,6 +243,14 @@ impl Deployment {
         sha256(&self.policies[name])
     }
 
+    /// Writes the initdata document of `name` into the workspace (as the guest's
+    /// initdata check leaves it for the Initializer) and returns its path.
+    pub fn initdata_file(&self, name: &str) -> PathBuf {
+        let path = self.path(&format!("initdata-{name}.toml"));
+        std::fs::write(&path, &self.policies[name]).unwrap();
+        path
+    }
+
     /// The policy documents in manifest order.
     pub fn policy_documents(&self) -> Vec<Vec<u8>> {
         self.policies.values().cloned().collect()
@@ -244,6 +265,26 @@ impl Deployment {
             spec,
         ))))
     }
+}
+
+/// The `[data]` entry that names the Coordinator of `manifest`: (key, value).
+pub fn coordinator_trust_entry(manifest: &Manifest) -> (String, String) {
+    let trust = manifest
+        .coordinator_trust()
+        .expect("the manifest names a Coordinator");
+    (
+        contrast_manifest::COORDINATOR_INITDATA_KEY.to_string(),
+        String::from_utf8(trust.encode()).unwrap(),
+    )
+}
+
+/// A workload's initdata document with `policy` and the Coordinator `entry`.
+pub fn workload_initdata(policy: &str, entry: &(String, String)) -> Vec<u8> {
+    let data = BTreeMap::from([entry.clone()]);
+    contrast_policy::Initdata::from_policy_and_data(policy, &data)
+        .unwrap()
+        .as_bytes()
+        .to_vec()
 }
 
 /// A new seed share owner key (RSA-4096).

@@ -24,6 +24,12 @@ pub use hostdata::{HostData, HostDataError};
 pub use policy::{PolicyWriteError, deny_all, write_policy};
 pub use source::{InitdataSource, SourceError};
 
+/// Where the check leaves the verified initdata document (its exact bytes) for the
+/// Initializer, which reads the Coordinator it may trust from it. The Initializer checks
+/// the digest against its own evidence again, so this file is a convenience, not a trust
+/// anchor.
+pub const DEFAULT_INITDATA_OUT: &str = "/run/measured-cfg/initdata.toml";
+
 /// Why the initdata was refused. The message is what the deny-all policy carries.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {

@@ -22,7 +22,9 @@ use clap::Parser;
 use contrast_guest_evidence::issuer::{EvidenceIssuer, IssuerSettings, select};
 use contrast_initdata::policy::DEFAULT_POLICY_PATH;
 use contrast_initdata::source::DEFAULT_DEVICE;
-use contrast_initdata::{CheckError, Decision, InitdataSource, install, verify};
+use contrast_initdata::{
+    CheckError, DEFAULT_INITDATA_OUT, Decision, InitdataSource, install, verify, write_policy,
+};
 
 /// Checks the pod's initdata against the TEE's host data and installs the agent policy.
 #[derive(Debug, Parser)]
@@ -39,6 +41,10 @@ struct Args {
     /// Where the Kata agent reads its policy.
     #[arg(long, env = "CONTRAST_POLICY_OUT", default_value = DEFAULT_POLICY_PATH)]
     policy_out: PathBuf,
+    /// Where the verified initdata document is written (for the Initializer); only
+    /// when it was verified.
+    #[arg(long, env = "CONTRAST_INITDATA_OUT", default_value = DEFAULT_INITDATA_OUT)]
+    initdata_out: PathBuf,
     /// Use the simulator in this directory instead of TEE hardware (Sim-SNP, Sim-TDX).
     #[arg(long, env = "CONTRAST_SIMULATOR_DIR")]
     simulator_dir: Option<PathBuf>,
@@ -97,6 +103,19 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    if let Decision::Accepted(verified) = &decision {
+        // The document parsed, so it is UTF-8.
+        let text = String::from_utf8_lossy(verified.initdata.as_bytes());
+        if let Err(e) = write_policy(&args.initdata_out, &text) {
+            tracing::error!(
+                source = %source.path().display(),
+                path = %e.path.display(),
+                error = %e.source,
+                "initdata verified, but the document could not be left for the Initializer"
+            );
+            return ExitCode::from(2);
+        }
+    }
     match decision {
         Decision::Accepted(verified) => {
             tracing::info!(
@@ -106,6 +125,7 @@ fn main() -> ExitCode {
                 algorithm = %verified.initdata.algorithm(),
                 digest = %hex::encode(&verified.digest),
                 policy = %args.policy_out.display(),
+                document = %args.initdata_out.display(),
                 "initdata verified: installed its policy"
             );
             ExitCode::SUCCESS

@@ -21,6 +21,10 @@ impl Workspace {
     fn policy_out(&self) -> PathBuf {
         self.path("run/measured-cfg/policy.rego")
     }
+
+    fn initdata_out(&self) -> PathBuf {
+        self.path("run/measured-cfg/initdata.toml")
+    }
 }
 
 fn document(algorithm: &str) -> String {
@@ -31,6 +35,8 @@ struct Run {
     code: Option<i32>,
     log: String,
     policy: Option<String>,
+    /// The verified document left for the Initializer.
+    document: Option<Vec<u8>>,
 }
 
 impl Run {
@@ -70,6 +76,7 @@ impl Run {
             .strip_prefix("Contrast initdata check failed: ")
             .unwrap();
         assert_eq!(policy, deny_all(reason));
+        assert_eq!(self.document, None, "a refused document is not left behind");
     }
 }
 
@@ -79,11 +86,14 @@ fn run(ws: &Workspace, args: &[&str], host_data: Option<&str>, tee: &str) -> Run
         .args(args)
         .arg("--policy-out")
         .arg(ws.policy_out())
+        .arg("--initdata-out")
+        .arg(ws.initdata_out())
         .env("CONTRAST_LOG_LEVEL", "info")
         .env("CONTRAST_SIMULATOR_DIR", simulator_dir())
         .env("CONTRAST_SIMULATED_TEE", tee)
         .env_remove("CONTRAST_SIMULATED_HOST_DATA")
-        .env_remove("CONTRAST_POLICY_OUT");
+        .env_remove("CONTRAST_POLICY_OUT")
+        .env_remove("CONTRAST_INITDATA_OUT");
     if let Some(host_data) = host_data {
         command.env("CONTRAST_SIMULATED_HOST_DATA", host_data);
     }
@@ -93,6 +103,7 @@ fn run(ws: &Workspace, args: &[&str], host_data: Option<&str>, tee: &str) -> Run
         code: output.status.code(),
         log: String::from_utf8(output.stderr).unwrap(),
         policy: std::fs::read_to_string(ws.policy_out()).ok(),
+        document: std::fs::read(ws.initdata_out()).ok(),
     }
 }
 
@@ -129,6 +140,8 @@ fn match_on_snp_installs_the_policy() {
         "{line}"
     );
     assert_eq!(run.policy.as_deref(), Some(POLICY));
+    // The verified document's exact bytes are left for the Initializer.
+    assert_eq!(run.document.as_deref(), Some(toml.as_bytes()));
 }
 
 #[test]

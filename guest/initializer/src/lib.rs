@@ -1,7 +1,7 @@
 //! The initializer (contrast-protocol.md §10.1, §4.4): the first init container of every
-//! confidential pod. It makes a fresh P-256 key, proves the pod to the Coordinator over
-//! mutual aTLS (the evidence carries the pod's policy hash), and writes what the
-//! Coordinator returns where the pod's containers read it:
+//! confidential pod. It makes a fresh P-256 key, attests the Coordinator and proves the
+//! pod to it over mutual aTLS (the evidence carries the pod's policy hash), and writes
+//! what the Coordinator returns where the pod's containers read it:
 //!
 //! | path (under the shared volume) | mode | content |
 //! |---|---|---|
@@ -14,26 +14,90 @@
 //! then the done marker (0644). Every file is written atomically (temporary file in the
 //! same directory, fsync, rename, fsync the directory), so a container never reads half a
 //! certificate.
+//!
+//! # Which Coordinator
+//!
+//! Whatever answers at `COORDINATOR_HOST` is chosen by the host, so the Initializer
+//! trusts only the Coordinator the pod's initdata names: `contrast generate` puts the
+//! Coordinator's policy hashes and reference values into every workload's initdata
+//! (`[data]."contrast-coordinator.json"`, a manifest document with only those). The
+//! Initializer reads the initdata document, checks that its digest is the HOST_DATA /
+//! MRCONFIGID of its own fresh evidence (so a file the host swapped is refused, wherever
+//! it was read from), and dials with the validator `contrast set` uses. A server that is
+//! not that Coordinator fails the handshake before the Initializer sends its evidence or
+//! reads an answer, and nothing is written.
 
+use std::error::Error as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use contrast_api::meshapi::mesh_api_client::MeshApiClient;
 use contrast_api::meshapi::{NewMeshCertRequest, NewMeshCertResponse};
-use contrast_atls::{ClientOptions, Issuer, ValidatorSet};
+use contrast_atls::{
+    AtlsError, ClientOptions, DocumentIssuer, ReferenceValidator, ValidatorSet, Verifiers,
+};
+use contrast_guest_evidence::issuer::EvidenceIssuer;
+use contrast_initdata::{CheckError, InitdataSource};
+use contrast_manifest::{COORDINATOR_INITDATA_KEY, Manifest};
 use zeroize::Zeroizing;
+
+/// Where the guest's initdata check leaves the verified initdata document.
+pub const DEFAULT_INITDATA_PATH: &str = contrast_initdata::DEFAULT_INITDATA_OUT;
 
 /// Why one attempt failed.
 #[derive(Debug, thiserror::Error)]
 pub enum InitializerError {
-    /// The aTLS connection failed.
-    #[error("connecting to the Coordinator at {addr}: {source}")]
+    /// The initdata could not be read, or this VM's evidence does not bind it.
+    #[error(
+        "the pod's initdata {path} cannot be trusted, so the Coordinator cannot be checked \
+         (CONTRAST_INITDATA names the file the guest's initdata check verified)"
+    )]
+    Initdata {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        #[source]
+        source: CheckError,
+    },
+    /// The initdata names no Coordinator.
+    #[error(
+        "the pod's initdata has no [data].\"{COORDINATOR_INITDATA_KEY}\" entry, so it names no \
+         Coordinator to trust: run contrast generate over the Coordinator's YAML together \
+         with the workloads"
+    )]
+    NoCoordinatorEntry,
+    /// The initdata's Coordinator entry is unusable.
+    #[error(
+        "the pod's initdata entry [data].\"{COORDINATOR_INITDATA_KEY}\" {problem}: regenerate \
+         the workload with contrast generate"
+    )]
+    CoordinatorEntry {
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The server is not the Coordinator the initdata names.
+    #[error(
+        "refusing the Coordinator at {addr}: it is not the Coordinator the pod's initdata \
+         names (policy {policies}); nothing was sent to it or written"
+    )]
+    Untrusted {
+        /// The mesh API address.
+        addr: String,
+        /// The Coordinator policy hashes the initdata names, comma-separated.
+        policies: String,
+        /// Why the handshake refused it.
+        #[source]
+        source: AtlsError,
+    },
+    /// The aTLS connection failed (the Coordinator is not reachable yet).
+    #[error("connecting to the Coordinator at {addr}")]
     Connect {
         /// The mesh API address.
         addr: String,
         /// What failed.
-        source: contrast_atls::AtlsError,
+        #[source]
+        source: AtlsError,
     },
     /// The Coordinator refused or failed the request.
     #[error("the Coordinator answered {code:?}: {message}")]
@@ -47,16 +111,114 @@ pub enum InitializerError {
     #[error("the Coordinator's answer has no {0}")]
     Incomplete(&'static str),
     /// A file could not be written.
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}")]
     Write {
         /// The file.
         path: String,
         /// The I/O error.
+        #[source]
         source: std::io::Error,
     },
     /// The key could not be made.
     #[error("generating the workload key: {0}")]
     Key(String),
+}
+
+impl InitializerError {
+    /// The error and its causes in one line, for the log.
+    pub fn one_line(&self) -> String {
+        let mut line = self.to_string();
+        let mut cause = self.source();
+        while let Some(e) = cause {
+            line.push_str(": ");
+            line.push_str(&e.to_string());
+            cause = e.source();
+        }
+        line.replace(['\n', '\r'], "; ")
+    }
+}
+
+/// The Coordinator a pod trusts: the validator of the Coordinator its initdata names.
+#[derive(Debug, Clone)]
+pub struct TrustedCoordinator {
+    validators: ValidatorSet,
+    policies: String,
+}
+
+impl TrustedCoordinator {
+    /// Reads the initdata at `path`, checks that its digest is the host data of fresh
+    /// evidence from `evidence` (this VM's launch measured it), and returns the validator
+    /// of the Coordinator its `[data]."contrast-coordinator.json"` entry names.
+    pub fn from_initdata(
+        path: &Path,
+        evidence: &dyn EvidenceIssuer,
+        verifiers: Verifiers,
+    ) -> Result<Self, InitializerError> {
+        let verified =
+            contrast_initdata::verify(&InitdataSource::File(path.to_path_buf()), evidence)
+                .map_err(|source| InitializerError::Initdata {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+        let entry = verified
+            .initdata
+            .data()
+            .get(COORDINATOR_INITDATA_KEY)
+            .ok_or(InitializerError::NoCoordinatorEntry)?;
+        Self::from_entry(entry, verifiers)
+    }
+
+    /// The validator for a `contrast-coordinator.json` entry (already bound by the
+    /// initdata's digest).
+    pub fn from_entry(entry: &str, verifiers: Verifiers) -> Result<Self, InitializerError> {
+        let manifest =
+            Manifest::decode(entry.as_bytes()).map_err(|e| InitializerError::CoordinatorEntry {
+                problem: format!("is not a manifest document ({e})"),
+            })?;
+        let validator =
+            ReferenceValidator::for_coordinator(verifiers, &manifest).ok_or_else(|| {
+                InitializerError::CoordinatorEntry {
+                    problem: "names no policy with role coordinator".to_owned(),
+                }
+            })?;
+        if manifest.reference_values.snp.is_empty() && manifest.reference_values.tdx.is_empty() {
+            return Err(InitializerError::CoordinatorEntry {
+                problem: "has no reference values".to_owned(),
+            });
+        }
+        let policies = manifest
+            .coordinator_policy_hashes()
+            .map(|h| h.as_str().to_owned())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(TrustedCoordinator {
+            validators: ValidatorSet::new(vec![Arc::new(validator)]),
+            policies,
+        })
+    }
+}
+
+/// What the Initializer dials with.
+#[derive(Clone)]
+pub struct Client {
+    /// The mesh API address (`host:7777`).
+    pub addr: String,
+    /// The initdata document the guest's initdata check verified.
+    pub initdata: PathBuf,
+    /// This VM's evidence: for the initdata's binding and for mutual aTLS.
+    pub evidence: Arc<dyn EvidenceIssuer>,
+    /// The roots the Coordinator's evidence is checked against.
+    pub verifiers: Verifiers,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("addr", &self.addr)
+            .field("initdata", &self.initdata)
+            .field("evidence", &self.evidence.name())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where the files go.
@@ -121,62 +283,74 @@ impl WorkloadKey {
     }
 }
 
-/// One attempt: attest, ask for a certificate.
-pub async fn request_certificate(
-    addr: &str,
-    key: &WorkloadKey,
-    issuer: Arc<dyn Issuer>,
-) -> Result<NewMeshCertResponse, InitializerError> {
-    // The Initializer does not check the Coordinator: it only proves itself, and what it
-    // receives is useless to anyone but the holder of its key.
-    let options = ClientOptions::new(ValidatorSet::none())
-        .with_issuer(issuer)
-        .with_client_key(key.der());
-    let (channel, _) = contrast_atls::grpc::channel(addr, options)
-        .await
-        .map_err(|source| InitializerError::Connect {
-            addr: addr.to_string(),
-            source,
-        })?;
-    let response = MeshApiClient::new(channel)
-        .new_mesh_cert(NewMeshCertRequest {})
-        .await
-        .map_err(|status| InitializerError::Refused {
-            code: status.code(),
-            message: status.message().to_string(),
-        })?
-        .into_inner();
-    if response.cert_chain.is_empty() {
-        return Err(InitializerError::Incomplete("certificate chain"));
+impl Client {
+    /// One attempt: check the initdata, attest the Coordinator it names while proving
+    /// the pod, ask for a certificate.
+    pub async fn request_certificate(
+        &self,
+        key: &WorkloadKey,
+    ) -> Result<NewMeshCertResponse, InitializerError> {
+        let coordinator = TrustedCoordinator::from_initdata(
+            &self.initdata,
+            self.evidence.as_ref(),
+            self.verifiers.clone(),
+        )?;
+        let options = ClientOptions::new(coordinator.validators)
+            .with_issuer(Arc::new(DocumentIssuer::new(self.evidence.clone())))
+            .with_client_key(key.der());
+        let (channel, _) = contrast_atls::grpc::channel(&self.addr, options)
+            .await
+            .map_err(|source| {
+                let addr = self.addr.clone();
+                if matches!(source, AtlsError::Io(_) | AtlsError::Timeout { .. }) {
+                    InitializerError::Connect { addr, source }
+                } else {
+                    InitializerError::Untrusted {
+                        addr,
+                        policies: coordinator.policies.clone(),
+                        source,
+                    }
+                }
+            })?;
+        let response = MeshApiClient::new(channel)
+            .new_mesh_cert(NewMeshCertRequest {})
+            .await
+            .map_err(|status| InitializerError::Refused {
+                code: status.code(),
+                message: status.message().to_string(),
+            })?
+            .into_inner();
+        if response.cert_chain.is_empty() {
+            return Err(InitializerError::Incomplete("certificate chain"));
+        }
+        if response.mesh_ca_cert.is_empty() {
+            return Err(InitializerError::Incomplete("mesh CA certificate"));
+        }
+        if response.root_ca_cert.is_empty() {
+            return Err(InitializerError::Incomplete("root CA certificate"));
+        }
+        Ok(response)
     }
-    if response.mesh_ca_cert.is_empty() {
-        return Err(InitializerError::Incomplete("mesh CA certificate"));
-    }
-    if response.root_ca_cert.is_empty() {
-        return Err(InitializerError::Incomplete("root CA certificate"));
-    }
-    Ok(response)
-}
 
-/// Retries [`request_certificate`] every `interval` until it succeeds, logging each
-/// failure in one line.
-pub async fn obtain_certificate(
-    addr: &str,
-    key: &WorkloadKey,
-    issuer: Arc<dyn Issuer>,
-    interval: Duration,
-) -> NewMeshCertResponse {
-    let mut attempt = 0u64;
-    loop {
-        attempt += 1;
-        match request_certificate(addr, key, issuer.clone()).await {
-            Ok(response) => {
-                tracing::info!(attempt, "received the workload certificate");
-                return response;
-            }
-            Err(e) => {
-                tracing::warn!(attempt, retry_in = ?interval, "{e}");
-                tokio::time::sleep(interval).await;
+    /// Retries [`Client::request_certificate`] every `interval` until it succeeds,
+    /// logging each failure in one line.
+    pub async fn obtain_certificate(
+        &self,
+        key: &WorkloadKey,
+        interval: Duration,
+    ) -> NewMeshCertResponse {
+        let mut attempt = 0u64;
+        loop {
+            attempt += 1;
+            match self.request_certificate(key).await {
+                Ok(response) => {
+                    tracing::info!(attempt, "received the workload certificate");
+                    return response;
+                }
+                Err(e) => {
+                    tracing::warn!(attempt, retry_in = ?interval, "{}", e.one_line());
+                    tokio::time::sleep(interval).await;
+                }
             }
         }
     }
@@ -223,7 +397,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Initiali
         std::fs::create_dir_all(dir).map_err(error)?;
     }
     contrast_seedengine::keys::write_file_atomic(path, bytes, mode)
-        .map_err(|e| error(std::io::Error::other(e.to_string())))
+        .map_err(|e| error(std::io::Error::other(e)))
 }
 
 #[cfg(test)]
@@ -258,6 +432,55 @@ mod tests {
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         assert!(reader.join().unwrap() > 0);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn coordinator_entry_refusals_name_the_entry_and_what_is_missing() {
+        let refused = |entry: &str| {
+            TrustedCoordinator::from_entry(entry, Verifiers::real())
+                .unwrap_err()
+                .to_string()
+        };
+        let not_json = refused("{");
+        assert!(not_json.contains("contrast-coordinator.json"), "{not_json}");
+        assert!(not_json.contains("not a manifest document"), "{not_json}");
+
+        let mut manifest = Manifest::default();
+        let no_policy = refused(&String::from_utf8(manifest.encode()).unwrap());
+        assert!(
+            no_policy.contains("no policy with role coordinator"),
+            "{no_policy}"
+        );
+
+        manifest.policies.insert(
+            contrast_manifest::HexString::from_bytes(&[7; 32]),
+            contrast_manifest::PolicyEntry {
+                role: contrast_manifest::ROLE_COORDINATOR.to_owned(),
+                ..Default::default()
+            },
+        );
+        let trust = manifest.coordinator_trust().unwrap();
+        let no_values = refused(&String::from_utf8(trust.encode()).unwrap());
+        assert!(no_values.contains("has no reference values"), "{no_values}");
+    }
+
+    #[test]
+    fn one_line_has_every_cause_and_no_line_break() {
+        let e = InitializerError::Untrusted {
+            addr: "10.0.0.1:7777".to_owned(),
+            policies: "ab".to_owned(),
+            source: AtlsError::Refused {
+                nonce_hex: "00".to_owned(),
+                reasons: vec!["HOST_DATA differs".to_owned(), "second".to_owned()],
+            },
+        };
+        let line = e.one_line();
+        assert!(!line.contains('\n'), "{line}");
+        assert!(
+            line.starts_with("refusing the Coordinator at 10.0.0.1:7777"),
+            "{line}"
+        );
+        assert!(line.contains("HOST_DATA differs; second"), "{line}");
     }
 
     #[test]

@@ -6,20 +6,25 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use contrast_atls::{DocumentIssuer, Issuer};
+use contrast_atls::Verifiers;
 use contrast_guest_evidence::issuer::{EvidenceIssuer, IssuerSettings, select};
 use contrast_initializer::{
-    Layout, WorkloadKey, mesh_address, obtain_certificate, write_done, write_files,
+    Client, DEFAULT_INITDATA_PATH, Layout, WorkloadKey, mesh_address, write_done, write_files,
 };
 
-/// Attests this pod to the Coordinator and writes its mesh certificate, key and workload
-/// secret to the shared volume.
+/// Attests the Coordinator the pod's initdata names, proves this pod to it, and writes
+/// the pod's mesh certificate, key and workload secret to the shared volume.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
     /// The Coordinator (host or host:port; the mesh API port 7777 by default).
     #[arg(long, env = "COORDINATOR_HOST")]
     coordinator_host: String,
+    /// The pod's initdata document, as the guest's initdata check left it (also the
+    /// device's header form or the gzip blob). Its digest must be this VM's HOST_DATA /
+    /// MRCONFIGID; its [data]."contrast-coordinator.json" names the Coordinator to trust.
+    #[arg(long, env = "CONTRAST_INITDATA", default_value = DEFAULT_INITDATA_PATH)]
+    initdata: PathBuf,
     /// The shared volume.
     #[arg(long, env = "CONTRAST_SECRETS_DIR", default_value = "/contrast")]
     secrets_dir: PathBuf,
@@ -48,14 +53,27 @@ struct Args {
     state_dir: PathBuf,
 }
 
-fn issuer(args: &Args) -> anyhow::Result<Arc<dyn Issuer>> {
+fn evidence_issuer(args: &Args) -> anyhow::Result<Arc<dyn EvidenceIssuer>> {
     let evidence: Arc<dyn EvidenceIssuer> = Arc::from(select(&IssuerSettings {
         simulator_dir: args.simulator_dir.clone(),
         simulated_tee: args.simulated_tee.clone(),
         simulated_host_data: args.simulated_host_data.clone(),
     })?);
     tracing::info!(issuer = evidence.name(), "evidence issuer");
-    Ok(Arc::new(DocumentIssuer::new(evidence)))
+    Ok(evidence)
+}
+
+/// The roots the Coordinator's evidence is checked against: the vendors', and the
+/// simulator's on simulated platforms (whose reference values refuse simulated evidence
+/// for a real platform's entry).
+fn verifiers(args: &Args) -> anyhow::Result<Verifiers> {
+    let verifiers = Verifiers::real();
+    let Some(dir) = &args.simulator_dir else {
+        return Ok(verifiers);
+    };
+    let simulator = contrast_simulator::Simulator::open(dir)
+        .with_context(|| format!("opening the simulator at {}", dir.display()))?;
+    Ok(verifiers.with_simulated(simulator.amd.trust_anchor(), simulator.intel.trust_anchor()))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,20 +86,20 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let issuer = issuer(&args)?;
+    let client = Client {
+        addr: mesh_address(&args.coordinator_host),
+        initdata: args.initdata.clone(),
+        evidence: evidence_issuer(&args)?,
+        verifiers: verifiers(&args)?,
+    };
     let key = WorkloadKey::generate()?;
-    let addr = mesh_address(&args.coordinator_host);
     let layout = Layout {
         root: args.secrets_dir.clone(),
         done: args.done_file.clone(),
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let response = runtime.block_on(obtain_certificate(
-        &addr,
-        &key,
-        issuer,
-        Duration::from_secs(args.retry_interval.max(1)),
-    ));
+    let response = runtime
+        .block_on(client.obtain_certificate(&key, Duration::from_secs(args.retry_interval.max(1))));
     write_files(&layout, &key, &response)?;
     tracing::info!(dir = %layout.root.display(), "wrote the workload certificate");
     let Some(device) = &args.cryptsetup_device else {

@@ -1,6 +1,6 @@
-//! The initializer binary against a real Coordinator on loopback (Sim-SNP): the files,
-//! their contents and modes, retrying while the Coordinator is down, and a refusal that
-//! the initializer's log explains.
+//! The initializer binary against a real Coordinator on loopback (Sim-SNP), with initdata
+//! that names it: the files, their contents and modes, retrying while the Coordinator is
+//! down, and a refusal that the initializer's log explains.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,18 +9,25 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use contrast_testkit::{CoordinatorProcess, Deployment, TempDir, random_loopback};
+use contrast_testkit::{CoordinatorProcess, Deployment, TempDir, random_loopback, sha256};
 
 const INITIALIZER: &str = env!("CARGO_BIN_EXE_initializer");
 
-fn initializer(deployment: &Deployment, host: &str, policy: [u8; 32], out: &Path) -> Child {
+/// The Initializer of a pod whose initdata is `initdata` (HOST_DATA: its digest).
+fn initializer(deployment: &Deployment, host: &str, initdata: &[u8], out: &Path) -> Child {
+    let path = out.join("initdata.toml");
+    std::fs::write(&path, initdata).unwrap();
     Command::new(INITIALIZER)
         .env("COORDINATOR_HOST", host)
+        .env("CONTRAST_INITDATA", &path)
         .env("CONTRAST_SECRETS_DIR", out.join("contrast"))
         .env("CONTRAST_DONE_FILE", out.join("done"))
         .env("CONTRAST_RETRY_INTERVAL", "1")
         .env("CONTRAST_SIMULATOR_DIR", &deployment.simulator_dir)
-        .env("CONTRAST_SIMULATED_HOST_DATA", hex::encode(policy))
+        .env(
+            "CONTRAST_SIMULATED_HOST_DATA",
+            hex::encode(sha256(initdata)),
+        )
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(out.join("initializer.log")).unwrap())
         .spawn()
@@ -69,7 +76,7 @@ fn writes_the_files_after_waiting_for_the_coordinator() {
     let mut child = initializer(
         &deployment,
         &ip.to_string(),
-        deployment.policy_hash("web"),
+        &deployment.policies["web"],
         out.path(),
     );
     std::thread::sleep(Duration::from_millis(1500));
@@ -154,10 +161,15 @@ fn a_pod_outside_the_manifest_is_told_why() {
     coordinator.wait_probe("/probe/startup", 200, Duration::from_secs(60));
     set_manifest(&deployment, &coordinator);
     let out = TempDir::new("pod");
+    // Initdata that names the right Coordinator, but whose policy the manifest lacks.
+    let outsider = contrast_testkit::workload_initdata(
+        "package agent_policy\n# not in the manifest\n",
+        &contrast_testkit::coordinator_trust_entry(&deployment.manifest),
+    );
     let mut child = initializer(
         &deployment,
         &coordinator.ip.to_string(),
-        [0x66; 32],
+        &outsider,
         out.path(),
     );
     let log_path = out.path().join("initializer.log");
@@ -202,6 +214,7 @@ fn secure_pv_failure_is_reported_and_blocks_the_done_marker() {
     let mut command = Command::new(INITIALIZER);
     command
         .env("COORDINATOR_HOST", coordinator.ip.to_string())
+        .env("CONTRAST_INITDATA", deployment.initdata_file("web"))
         .env("CONTRAST_SECRETS_DIR", out.path().join("contrast"))
         .env("CONTRAST_DONE_FILE", out.path().join("done"))
         .env("CONTRAST_STATE_DIR", out.path().join("state"))

@@ -17,7 +17,8 @@ TEST=$1
 host_data=$(cat /sys/firmware/qemu_fw_cfg/by_name/opt/contrast/host_data/raw) || fail "no host data in fw_cfg"
 insmod ./fake_tsm.ko host_data="$host_data" measurement="$MEASUREMENT" || fail "fake_tsm.ko did not load"
 CONTRAST_SIMULATOR_DIR=/run/sim CONTRAST_SIMULATED_TEE=snp-tsm \
-    initializer --coordinator-host 10.0.2.2 --secrets-dir /run/contrast --done-file /run/done \
+    initializer --coordinator-host 10.0.2.2 --initdata ./initdata.toml \
+        --secrets-dir /run/contrast --done-file /run/done \
         --retry-interval 1 || fail "the initializer failed"
 [ -e /run/done ] || fail "no done marker"
 echo "CONTRAST-STEP initializer-done=$(cut -d' ' -f1 /proc/uptime)"
@@ -42,7 +43,8 @@ pub(crate) struct InitializerRun {
 
 /// A Coordinator (Sim-SNP) on the host's 127.0.0.1 with a manifest for `web`; a guest whose
 /// fake TSM provider carries `web`'s policy hash as HOST_DATA runs the initializer against
-/// it (the guest's 10.0.2.2 is the host's 127.0.0.1).
+/// it (the guest's 10.0.2.2 is the host's 127.0.0.1) with `web`'s initdata, which names
+/// that Coordinator.
 pub(crate) fn initializer_boot(image: &Image) -> InitializerRun {
     let deployment = Deployment::new(&["web"]);
     let store = TempDir::new("qemu-coordinator");
@@ -73,6 +75,8 @@ pub(crate) fn initializer_boot(image: &Image) -> InitializerRun {
         .network()
         .fw_cfg_string("contrast/host_data", &host_data)
         .file("fake_tsm.ko", fake_tsm_module().unwrap())
+        // The pod's initdata (its digest is the HOST_DATA above), naming the Coordinator.
+        .content("initdata.toml", deployment.policies["web"].clone())
         .simulator(&deployment.simulator_dir)
         .unwrap()
         .script(&format!(
