@@ -169,3 +169,61 @@ fn user_recovery_is_refused_while_a_ready_peer_exists_unless_forced() {
     assert!(contrast(&deployment, &forced).status.success());
     c.wait_probe("/probe/readiness", 200, Duration::from_secs(10));
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Whoever controls a replica's store can put back an older, validly signed latest pointer
+/// (here: the store as it was at generation 1; the same manifest was set again since, so
+/// the manifest bytes the peer sends match). A replica recovering from a peer must not come
+/// up at the older generation: the peer names its latest transition, and the replica's
+/// history must contain it.
+#[test]
+fn peer_recovery_from_a_replayed_older_pointer_refused() {
+    let deployment = Deployment::new(&["web"]);
+    let store_a = TempDir::new("store-a");
+    let store_b = TempDir::new("store-b-replayed");
+    let (ip_a, ip_b) = (random_loopback(), random_loopback());
+    let a = start(&deployment, store_a.path(), ip_a, ip_b, &[]);
+    assert!(
+        contrast(&deployment, &["set", "-c", &a.user_addr(), "resources"])
+            .status
+            .success()
+    );
+    wait_generation(&a, 1);
+    copy_dir(store_a.path(), store_b.path());
+    assert!(
+        contrast(&deployment, &["set", "-c", &a.user_addr(), "resources"])
+            .status
+            .success()
+    );
+    wait_generation(&a, 2);
+
+    let b = start(&deployment, store_b.path(), ip_b, ip_a, &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !b.log_text().contains("rolled back") {
+        assert!(
+            Instant::now() < deadline,
+            "no refusal within 30 s; log:\n{}",
+            b.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        http_get(&b.probe_addr(), "/probe/readiness").map(|(status, _)| status),
+        Some(503),
+        "{}",
+        b.log_text()
+    );
+    assert!(b.log_text().contains("generation 2"), "{}", b.log_text());
+}

@@ -40,7 +40,7 @@ use contrast_simulator::{SnpReportSpec, TdxQuoteSpec};
 pub use error::CoordinatorError;
 use metrics::Metrics;
 use peers::{KubernetesPeers, PeerDiscovery, StaticPeers};
-use state::{StateGuard, Status};
+use state::{ExpectedBy, ExpectedTransition, StateGuard, Status};
 
 /// The Coordinator's shared parts.
 #[derive(Debug)]
@@ -458,9 +458,17 @@ async fn recover_from_peer(coordinator: &Arc<Coordinator>, peer: &str) -> anyhow
         .into_inner();
     let engine = SeedEngine::new(&response.seed, &response.salt)?;
     let mesh_key = contrast_seedengine::keys::p384_from_sec1_pem(&response.mesh_ca_key)?;
+    // A peer of ours names its latest transition; Contrast's peers do not.
+    let expected = <[u8; 32]>::try_from(response.latest_transition_hash.as_slice())
+        .ok()
+        .map(|hash| ExpectedTransition {
+            hash,
+            generation: (response.generation != 0).then_some(response.generation),
+            source: ExpectedBy::Peer,
+        });
     let guard = coordinator.guard.clone();
     let state = tokio::task::spawn_blocking(move || {
-        guard.recover(Arc::new(engine), mesh_key, |_, stored| {
+        guard.recover_expecting(Arc::new(engine), mesh_key, expected, |_, stored| {
             if stored == response.latest_manifest.as_slice() {
                 Ok(())
             } else {

@@ -131,6 +131,8 @@ impl MeshApi for MeshApiService {
             salt: state.seed_engine().salt().to_vec(),
             mesh_ca_key: mesh_ca_key.as_bytes().to_vec(),
             latest_manifest: state.manifest_bytes().to_vec(),
+            latest_transition_hash: state.latest().transition_hash.to_vec(),
+            generation: state.generation() as u64,
         }))
     }
 }

@@ -554,13 +554,25 @@ impl StateGuard {
     }
 }
 
-/// The transition a user last verified, which a recovered history must contain.
+/// The transition a recovered history must contain: the one the user last verified, or a
+/// peer's latest.
 #[derive(Debug, Clone, Copy)]
 pub struct ExpectedTransition {
     /// The transition hash.
     pub hash: [u8; 32],
-    /// Its generation, if the user's workspace knows it (only for the message).
+    /// Its generation, if known (only for the message).
     pub generation: Option<u64>,
+    /// Who expects it: the messages differ.
+    pub source: ExpectedBy,
+}
+
+/// Who holds the transition a recovered history must contain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedBy {
+    /// The user's workspace (`contrast recover`).
+    User,
+    /// The peer Coordinator the secrets come from (peer recovery).
+    Peer,
 }
 
 impl ExpectedTransition {
@@ -577,6 +589,18 @@ impl ExpectedTransition {
         let stored = chain.len() as u64;
         let theirs = hex::encode(latest.transition_hash);
         let ours = hex::encode(self.hash);
+        if self.source == ExpectedBy::Peer {
+            return Err(CoordinatorError::UnexpectedHistory(format!(
+                "the history was rolled back or replaced: the store's latest pointer is \
+                 generation {stored} (transition {theirs}), but the peer Coordinator is at {}\
+                 transition {ours}, which this store's history does not contain; whoever \
+                 controls the store put back an older signed pointer. Refusing to recover \
+                 from the peer",
+                self.generation
+                    .map(|g| format!("generation {g}, "))
+                    .unwrap_or_default()
+            )));
+        }
         Err(CoordinatorError::UnexpectedHistory(match self.generation {
             Some(verified) if stored < verified => format!(
                 "the history was rolled back: the store's latest pointer is generation \

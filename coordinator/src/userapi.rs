@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 
 use crate::Coordinator;
 use crate::error::CoordinatorError;
-use crate::state::{ExpectedTransition, SetManifestInput, seedshare_owner_form};
+use crate::state::{ExpectedBy, ExpectedTransition, SetManifestInput, seedshare_owner_form};
 
 /// The UserAPI service.
 #[derive(Debug, Clone)]
@@ -170,6 +170,7 @@ fn expected_transition(req: &RecoverRequest) -> Result<Option<ExpectedTransition
     Ok(Some(ExpectedTransition {
         hash,
         generation: (req.expected_generation != 0).then_some(req.expected_generation),
+        source: ExpectedBy::User,
     }))
 }
 
