@@ -4,19 +4,15 @@
 //! of the Rego text). A policy's hash is SHA-256 of the decoded document.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-/// The initdata annotation (Gen-1).
-pub(crate) const INITDATA_ANNOTATION: &str = "io.katacontainers.config.hypervisor.cc_init_data";
+use contrast_policy::INITDATA_ANNOTATION;
 /// The policy annotation (Gen-0).
 pub(crate) const POLICY_ANNOTATION: &str = "io.katacontainers.config.agent.policy";
-/// Largest decompressed initdata accepted.
-const MAX_INITDATA: u64 = 16 << 20;
 
 /// Policy documents by lowercase hex SHA-256.
 pub(crate) type Policies = BTreeMap<String, Vec<u8>>;
@@ -102,22 +98,13 @@ fn find_annotations<'a>(value: &'a serde_json::Value, out: &mut Vec<(&'static st
 }
 
 fn decode_annotation(key: &str, value: &str) -> anyhow::Result<Vec<u8>> {
-    let compact: String = value.split_whitespace().collect();
-    let bytes = STANDARD
-        .decode(compact)
-        .context("not base64; run contrast generate again")?;
     if key == POLICY_ANNOTATION {
-        return Ok(bytes);
+        let compact: String = value.split_whitespace().collect();
+        return STANDARD
+            .decode(compact)
+            .context("not base64; run contrast generate again");
     }
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(bytes.as_slice())
-        .take(MAX_INITDATA + 1)
-        .read_to_end(&mut out)
-        .context("not gzip; run contrast generate again")?;
-    if out.len() as u64 > MAX_INITDATA {
-        bail!("the initdata is larger than {MAX_INITDATA} bytes");
-    }
-    Ok(out)
+    Ok(contrast_policy::decode_annotation_value(value)?)
 }
 
 #[cfg(test)]

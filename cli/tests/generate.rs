@@ -6,13 +6,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use base64::Engine as _;
 use contrast_manifest::{COORDINATOR_INITDATA_KEY, Manifest};
 use contrast_testkit::registry::{Registry, RegistrySetup};
 use contrast_testkit::{CoordinatorProcess, Deployment, TempDir, random_loopback};
@@ -231,12 +229,7 @@ fn annotated_policies(dir: &Path) -> Vec<(String, String)> {
             else {
                 continue;
             };
-            let gz = base64::engine::general_purpose::STANDARD
-                .decode(value)
-                .unwrap();
-            let mut toml = String::new();
-            flate2::read::GzDecoder::new(gz.as_slice())
-                .read_to_string(&mut toml)
+            let toml = String::from_utf8(contrast_policy::decode_annotation_value(value).unwrap())
                 .unwrap();
             let hash = hex::encode(contrast_testkit::sha256(toml.as_bytes()));
             eprintln!(

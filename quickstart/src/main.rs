@@ -278,10 +278,8 @@ fn mesh_request(
 }
 
 /// The initdata document of workload `name` in the YAML under `resources`: what the Kata
-/// runtime hands the pod's VM (the annotation is base64 of its gzip).
+/// runtime hands the pod's VM.
 fn initdata_of(resources: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
-    use base64::Engine as _;
-    use std::io::Read as _;
     for entry in std::fs::read_dir(resources)? {
         let path = entry?.path();
         let text = std::fs::read_to_string(&path)
@@ -297,10 +295,7 @@ fn initdata_of(resources: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
             else {
                 continue;
             };
-            let gzip = base64::engine::general_purpose::STANDARD.decode(value)?;
-            let mut toml = Vec::new();
-            flate2::read::GzDecoder::new(gzip.as_slice()).read_to_end(&mut toml)?;
-            return Ok(toml);
+            return Ok(contrast_policy::decode_annotation_value(value)?);
         }
     }
     bail!(

@@ -142,6 +142,46 @@ impl Initdata {
     }
 }
 
+/// Largest initdata document an annotation may decode to.
+pub const MAX_INITDATA_LEN: u64 = 16 << 20;
+
+/// Why an annotation value does not decode to an initdata document.
+#[derive(Debug, thiserror::Error)]
+pub enum AnnotationError {
+    /// Not base64.
+    #[error("the initdata annotation is not base64; run contrast generate again")]
+    NotBase64(#[source] base64::DecodeError),
+    /// Not gzip.
+    #[error("the initdata annotation is not gzip; run contrast generate again")]
+    NotGzip(#[source] std::io::Error),
+    /// Larger than [`MAX_INITDATA_LEN`] once decompressed.
+    #[error(
+        "the initdata annotation decodes to more than {MAX_INITDATA_LEN} bytes; run contrast \
+         generate again"
+    )]
+    TooLarge,
+}
+
+/// The initdata document an annotation value carries: the inverse of
+/// [`Initdata::annotation_value`], for values written by any tool (whitespace ignored, any
+/// gzip header), at most [`MAX_INITDATA_LEN`] bytes.
+pub fn decode_annotation_value(value: &str) -> Result<Vec<u8>, AnnotationError> {
+    use std::io::Read as _;
+    let compact: String = value.split_whitespace().collect();
+    let gzip = base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .map_err(AnnotationError::NotBase64)?;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(gzip.as_slice())
+        .take(MAX_INITDATA_LEN + 1)
+        .read_to_end(&mut out)
+        .map_err(AnnotationError::NotGzip)?;
+    if out.len() as u64 > MAX_INITDATA_LEN {
+        return Err(AnnotationError::TooLarge);
+    }
+    Ok(out)
+}
+
 /// The `[data]` entry that holds the Kata agent policy.
 pub(crate) const POLICY_KEY: &str = "policy.rego";
 

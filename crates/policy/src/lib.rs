@@ -73,7 +73,10 @@ mod spec;
 use std::collections::BTreeMap;
 
 pub use evaluate::{Evaluation, evaluate, evaluate_verbose};
-pub use initdata::{INITDATA_ANNOTATION, Initdata, InitdataError};
+pub use initdata::{
+    AnnotationError, INITDATA_ANNOTATION, Initdata, InitdataError, MAX_INITDATA_LEN,
+    decode_annotation_value,
+};
 pub use requests::expected_requests;
 
 /// The rules every policy starts with (package `agent_policy`). A policy is these

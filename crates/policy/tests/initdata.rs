@@ -149,6 +149,40 @@ fn the_annotation_is_base64_of_gzip_of_the_document() {
     }
 }
 
+/// The reader of annotation values (`contrast set`, the quickstart) gives back the exact
+/// document, and refuses what is not base64, not gzip, or too large, saying what to do.
+#[test]
+fn annotation_values_decode_to_the_document_and_bad_ones_are_refused() {
+    use contrast_policy::{AnnotationError, MAX_INITDATA_LEN, decode_annotation_value};
+    for policy in policies() {
+        let doc = Initdata::from_policy(&policy);
+        let value = doc.annotation_value();
+        assert_eq!(decode_annotation_value(&value).unwrap(), doc.as_bytes());
+        // YAML folding may break the value into lines.
+        let folded: String = value
+            .as_bytes()
+            .chunks(76)
+            .map(|line| format!("{}\n", String::from_utf8_lossy(line)))
+            .collect();
+        assert_eq!(decode_annotation_value(&folded).unwrap(), doc.as_bytes());
+    }
+    let err = decode_annotation_value("!!!").unwrap_err();
+    assert!(matches!(err, AnnotationError::NotBase64(_)), "{err}");
+    assert!(
+        err.to_string().contains("run contrast generate again"),
+        "{err}"
+    );
+    let not_gzip = base64::engine::general_purpose::STANDARD.encode(b"version = 1");
+    let err = decode_annotation_value(&not_gzip).unwrap_err();
+    assert!(matches!(err, AnnotationError::NotGzip(_)), "{err}");
+
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut encoder, &vec![b'#'; MAX_INITDATA_LEN as usize + 1]).unwrap();
+    let bomb = base64::engine::general_purpose::STANDARD.encode(encoder.finish().unwrap());
+    let err = decode_annotation_value(&bomb).unwrap_err();
+    assert!(matches!(err, AnnotationError::TooLarge), "{err}");
+}
+
 #[test]
 fn generating_is_fast() {
     // The CLI generates 1,000 workloads in under 2 s all told, so a pod's policy,
