@@ -4,55 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Command;
 use std::time::Duration;
 
+use common::{CONTRAST, contrast, ok, refused, start};
 use contrast_manifest::{HexString, Manifest};
 use contrast_testkit::{CoordinatorProcess, Deployment, TempDir, new_mesh_cert, random_loopback};
 use x509_parser::prelude::{FromDer, X509Certificate};
-
-const CONTRAST: &str = env!("CARGO_BIN_EXE_contrast");
-
-fn contrast(deployment: &Deployment, args: &[&str]) -> Output {
-    let output = Command::new(CONTRAST)
-        .args(args)
-        .current_dir(deployment.workspace.path())
-        .env("CONTRAST_SIMULATOR_DIR", &deployment.simulator_dir)
-        .output()
-        .unwrap();
-    eprintln!(
-        "contrast {}: {}\nstdout: {}\nstderr: {}",
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-fn ok(output: &Output) {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn refused(output: &Output, needles: &[&str]) {
-    assert!(!output.status.success(), "expected a refusal");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    for needle in needles {
-        assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
-    }
-}
-
-fn start(deployment: &Deployment, store: &Path) -> CoordinatorProcess {
-    let binary = contrast_testkit::coordinator_binary(CONTRAST);
-    let mut process = CoordinatorProcess::start(&binary, deployment, store, random_loopback(), &[]);
-    process.wait_probe("/probe/startup", 200, Duration::from_secs(60));
-    process
-}
 
 /// The Coordinator logs a refused handshake shortly after the client gave up.
 fn wait_for_log(coordinator: &CoordinatorProcess, needle: &str) {

@@ -4,30 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::{CONTRAST, contrast};
 use contrast_testkit::{CoordinatorProcess, Deployment, TempDir, http_get, random_loopback};
-
-const CONTRAST: &str = env!("CARGO_BIN_EXE_contrast");
-
-fn contrast(deployment: &Deployment, args: &[&str]) -> Output {
-    let output = Command::new(CONTRAST)
-        .args(args)
-        .current_dir(deployment.workspace.path())
-        .env("CONTRAST_SIMULATOR_DIR", &deployment.simulator_dir)
-        .output()
-        .unwrap();
-    eprintln!(
-        "contrast {}: {}\n{}{}",
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
 
 fn start(
     deployment: &Deployment,

@@ -5,60 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-use std::path::Path;
-use std::process::{Command, Output};
-use std::time::Duration;
+mod common;
 
+use common::{contrast, ok, refused, start};
 use contrast_manifest::HexString;
 use contrast_seedengine::keys::WorkloadOwnerKey;
-use contrast_testkit::{CoordinatorProcess, Deployment, TempDir, random_loopback};
-
-const CONTRAST: &str = env!("CARGO_BIN_EXE_contrast");
-
-fn contrast(deployment: &Deployment, args: &[&str]) -> Output {
-    let output = Command::new(CONTRAST)
-        .args(args)
-        .current_dir(deployment.workspace.path())
-        .env("CONTRAST_SIMULATOR_DIR", &deployment.simulator_dir)
-        .output()
-        .unwrap();
-    eprintln!(
-        "contrast {}: {}\nstdout: {}\nstderr: {}",
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-fn ok(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn refused(output: &Output, needles: &[&str]) {
-    assert!(
-        !output.status.success(),
-        "expected a refusal, got success:\n{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    for needle in needles {
-        assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
-    }
-}
-
-fn start(deployment: &Deployment, store: &Path) -> CoordinatorProcess {
-    let binary = contrast_testkit::coordinator_binary(CONTRAST);
-    let mut process = CoordinatorProcess::start(&binary, deployment, store, random_loopback(), &[]);
-    process.wait_probe("/probe/startup", 200, Duration::from_secs(60));
-    process
-}
+use contrast_testkit::{Deployment, TempDir};
 
 /// Someone without the user's keys: their own workspace (manifest and owner key) next to
 /// the user's, using the user's resources. Their manifest is the user's with their own

@@ -1,0 +1,57 @@
+//! Helpers the CLI's process tests share: running `contrast` in a deployment's workspace
+//! and starting a Coordinator for it.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::print_stderr)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use contrast_testkit::{CoordinatorProcess, Deployment, random_loopback};
+
+pub const CONTRAST: &str = env!("CARGO_BIN_EXE_contrast");
+
+pub fn contrast(deployment: &Deployment, args: &[&str]) -> Output {
+    let output = Command::new(CONTRAST)
+        .args(args)
+        .current_dir(deployment.workspace.path())
+        .env("CONTRAST_SIMULATOR_DIR", &deployment.simulator_dir)
+        .output()
+        .unwrap();
+    eprintln!(
+        "contrast {}: {}\nstdout: {}\nstderr: {}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+pub fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn refused(output: &Output, needles: &[&str]) {
+    assert!(
+        !output.status.success(),
+        "expected a refusal, got success:\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for needle in needles {
+        assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
+    }
+}
+
+pub fn start(deployment: &Deployment, store: &Path) -> CoordinatorProcess {
+    let binary = contrast_testkit::coordinator_binary(CONTRAST);
+    let mut process = CoordinatorProcess::start(&binary, deployment, store, random_loopback(), &[]);
+    process.wait_probe("/probe/startup", 200, Duration::from_secs(60));
+    process
+}
