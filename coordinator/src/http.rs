@@ -425,6 +425,21 @@ async fn metrics_text(AxumState(coordinator): AxumState<Arc<Coordinator>>) -> Re
 mod tests {
     use super::*;
 
+    /// A burst over the rate is refused until the bucket refills.
+    #[test]
+    fn attestation_requests_over_the_rate_refused() {
+        let rate = RateLimit::per_second(5);
+        for i in 0..5 {
+            assert!(rate.take(), "request {i} of the burst refused");
+        }
+        assert!(
+            !rate.take(),
+            "a sixth request in the same instant was admitted"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(rate.take(), "no token after a quarter second at 5 a second");
+    }
+
     /// Contrast's golden vectors (apitypes/apiv1/reportdata_test.go, see
     /// contrast-protocol.md §6.5): nonce 0x00..0x1f, transition 0xa0..0xbf, capabilities
     /// 0xc0..0xdf, root CA `root-ca`, mesh CA `mesh-ca`.

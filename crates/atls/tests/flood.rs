@@ -205,3 +205,34 @@ async fn second_concurrent_handshake_with_the_same_nonce_refused() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(issuer.calls.load(Ordering::SeqCst), 1);
 }
+
+/// Issuance beyond the queue's limits (here one running, one waiting) is refused at once
+/// with `Busy`, without calling the issuer, and the queue serves again once one ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuance_over_the_queue_limits_refused() {
+    let issuer = Arc::new(SlowIssuer {
+        delay: Duration::from_millis(300),
+        calls: AtomicUsize::new(0),
+    });
+    let queue = Arc::new(contrast_atls::IssuanceQueue::new(1, 1));
+    let first = tokio::spawn({
+        let (queue, issuer) = (queue.clone(), issuer.clone());
+        async move { queue.issue(issuer, [1; 64]).await }
+    });
+    let second = tokio::spawn({
+        let (queue, issuer) = (queue.clone(), issuer.clone());
+        async move { queue.issue(issuer, [2; 64]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let refused = queue.issue(issuer.clone(), [3; 64]).await;
+    assert!(matches!(refused, Err(AtlsError::Busy(_))), "{refused:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "refused only after waiting"
+    );
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    assert_eq!(issuer.calls.load(Ordering::SeqCst), 2);
+    queue.issue(issuer.clone(), [3; 64]).await.unwrap();
+}
