@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use contrast_history::Continuation;
 
 use crate::coordinator::{self, WorkspaceArgs, files};
 
@@ -126,23 +127,26 @@ pub(crate) fn check_extends(
     chain: &[[u8; 32]],
     verified: &VerifiedTransition,
 ) -> anyhow::Result<()> {
-    if verified.transition == contrast_history::ZERO_HASH || chain.contains(&verified.transition) {
-        return Ok(());
-    }
     let generation = chain.len();
     let latest = chain
         .last()
         .map(hex::encode)
         .unwrap_or_else(|| "none".into());
-    match verified.generation {
-        Some(known) if (generation as u64) < known => bail!(
+    match contrast_history::continuation(
+        chain.iter().copied(),
+        generation as u64,
+        verified.transition,
+        verified.generation,
+    ) {
+        Continuation::Extends => Ok(()),
+        Continuation::RolledBack => bail!(
             "the Coordinator's history was rolled back: it is at generation {generation} \
              (transition {latest}) and does not contain the transition you verified last \
              ({}); whoever controls its store put back an older signed pointer. Do not \
              trust this deployment",
             verified.describe()
         ),
-        _ => bail!(
+        Continuation::Replaced => bail!(
             "the Coordinator's history (generation {generation}, transition {latest}) does \
              not contain the transition you verified last ({}): the history was replaced. \
              Do not trust this deployment (only if you started a new deployment yourself, \

@@ -13,7 +13,7 @@ use aws_lc_rs::digest::{SHA256, digest};
 use contrast_atls::{ReferenceValidator, ValidatorSet, Verifiers};
 use contrast_ca::Ca;
 use contrast_history::{
-    History, HistoryError, LatestTransition, Store, ZERO_HASH, next_transition_hash,
+    Continuation, History, HistoryError, LatestTransition, Store, ZERO_HASH, next_transition_hash,
 };
 use contrast_manifest::{HexString, Manifest, PolicyEntry};
 use contrast_seedengine::{SeedEngine, SeedShareDocument, encrypt_seed_shares};
@@ -583,10 +583,16 @@ impl ExpectedTransition {
         chain: &[([u8; 32], contrast_history::Transition)],
         latest: &LatestTransition,
     ) -> Result<(), CoordinatorError> {
-        if self.hash == ZERO_HASH || chain.iter().any(|(hash, _)| *hash == self.hash) {
+        let stored = chain.len() as u64;
+        let continuation = contrast_history::continuation(
+            chain.iter().map(|(hash, _)| *hash),
+            stored,
+            self.hash,
+            self.generation,
+        );
+        if continuation == Continuation::Extends {
             return Ok(());
         }
-        let stored = chain.len() as u64;
         let theirs = hex::encode(latest.transition_hash);
         let ours = hex::encode(self.hash);
         if self.source == ExpectedBy::Peer {
@@ -601,23 +607,25 @@ impl ExpectedTransition {
                     .unwrap_or_default()
             )));
         }
-        Err(CoordinatorError::UnexpectedHistory(match self.generation {
-            Some(verified) if stored < verified => format!(
-                "the history was rolled back: the store's latest pointer is generation \
+        Err(CoordinatorError::UnexpectedHistory(
+            match (continuation, self.generation) {
+                (Continuation::RolledBack, Some(verified)) => format!(
+                    "the history was rolled back: the store's latest pointer is generation \
                  {stored} (transition {theirs}), older than generation {verified} \
                  (transition {ours}) that you verified last; whoever controls the store put \
                  back an older signed pointer. Refusing to recover: restore \
                  transitions/latest to your verified transition"
-            ),
-            verified => format!(
-                "the store's history (generation {stored}, transition {theirs}) does not \
+                ),
+                (_, verified) => format!(
+                    "the store's history (generation {stored}, transition {theirs}) does not \
                  contain the transition you verified last ({}transition {ours}): it was \
                  rolled back or replaced. Refusing to recover",
-                verified
-                    .map(|g| format!("generation {g}, "))
-                    .unwrap_or_default()
-            ),
-        }))
+                    verified
+                        .map(|g| format!("generation {g}, "))
+                        .unwrap_or_default()
+                ),
+            },
+        ))
     }
 }
 

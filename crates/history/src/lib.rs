@@ -23,4 +23,6 @@ pub use history::{DEFAULT_WALK_LIMIT, History, LATEST_KEY};
 pub use latest::LatestTransition;
 pub use mem::MemStore;
 pub use store::{Store, check_compare_and_swap_semantics, validate_key};
-pub use transition::{Transition, ZERO_HASH, next_transition_hash, transition_hash_of};
+pub use transition::{
+    Continuation, Transition, ZERO_HASH, continuation, next_transition_hash, transition_hash_of,
+};

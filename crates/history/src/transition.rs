@@ -71,6 +71,36 @@ pub fn transition_hash_of<'a>(manifests: impl IntoIterator<Item = &'a [u8]>) -> 
     })
 }
 
+/// How a history relates to the transition someone verified (or set, or holds) before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Continuation {
+    /// The history contains that transition (or none was known: [`ZERO_HASH`]).
+    Extends,
+    /// The history is shorter than that transition's generation: whoever controls the
+    /// store put back an older signed latest pointer.
+    RolledBack,
+    /// The history does not contain it: replaced, or rolled back to an unknown depth.
+    Replaced,
+}
+
+/// Whether a history of `generation` transitions with these `hashes` contains `expected`
+/// (of `expected_generation`, when known). The one rule `contrast verify`, `contrast
+/// recover` and peer recovery apply before trusting a history.
+pub fn continuation(
+    hashes: impl IntoIterator<Item = [u8; 32]>,
+    generation: u64,
+    expected: [u8; 32],
+    expected_generation: Option<u64>,
+) -> Continuation {
+    if expected == ZERO_HASH || hashes.into_iter().any(|hash| hash == expected) {
+        Continuation::Extends
+    } else if expected_generation.is_some_and(|known| generation < known) {
+        Continuation::RolledBack
+    } else {
+        Continuation::Replaced
+    }
+}
+
 /// The hash of the transition that makes `manifest_bytes` active after `previous`.
 pub fn next_transition_hash(manifest_bytes: &[u8], previous: [u8; 32]) -> [u8; 32] {
     Transition::for_manifest(manifest_bytes, previous).hash()
@@ -81,6 +111,17 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn continuation_accepts_extensions_and_names_rollbacks_and_replacements() {
+        let chain = [[1; 32], [2; 32], [3; 32]];
+        let at = |expected, generation| continuation(chain, 3, expected, generation);
+        assert_eq!(at([2; 32], Some(2)), Continuation::Extends);
+        assert_eq!(at(ZERO_HASH, None), Continuation::Extends);
+        assert_eq!(at([4; 32], Some(4)), Continuation::RolledBack);
+        assert_eq!(at([9; 32], Some(2)), Continuation::Replaced);
+        assert_eq!(at([9; 32], None), Continuation::Replaced);
+    }
 
     fn unhex32(s: &str) -> [u8; 32] {
         hex::decode(s).unwrap().try_into().unwrap()
