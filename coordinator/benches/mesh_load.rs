@@ -20,6 +20,8 @@
 // A benchmark binary reports to the terminal and fails loudly on set-up errors.
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,8 +36,7 @@ use aws_lc_rs::signature::{
 };
 use contrast_atls::{ClientOptions, Issuer, ValidatorSet};
 use contrast_attestation::snp::SnpVerifier;
-use contrast_coordinator::{Config, Ports};
-use contrast_platforms::Platform;
+use contrast_coordinator::Ports;
 use contrast_testkit::{Deployment, TempDir, new_mesh_cert, random_loopback, set_manifest};
 use rustls::crypto::SupportedKxGroup;
 
@@ -154,19 +155,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let store = TempDir::new("mesh-load-store");
     let ip = random_loopback();
     let ports = Ports::default();
-    let config = Config {
-        store_dir: store.path().to_path_buf(),
-        backend: contrast_coordinator::Backend::Filesystem,
-        listen: ip,
-        ports,
-        platform: Platform::SimSnp,
-        simulator_dir: Some(deployment.simulator_dir.clone()),
-        simulated_host_data: deployment.policy_hash("coordinator"),
-        peers: Vec::new(),
-        recovery_interval: Duration::from_secs(3600),
-        metrics: false,
-        simulated_issue_delay: Duration::ZERO,
-    };
+    let config = common::sim_snp_config(&deployment, store.path(), ip, Duration::ZERO);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let coordinator = tokio::spawn(contrast_coordinator::run(config, async {
         let _ = stop_rx.await;

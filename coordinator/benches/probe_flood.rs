@@ -11,11 +11,12 @@
 // A benchmark binary reports to the terminal and fails loudly on set-up errors.
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use contrast_coordinator::{Config, Ports};
-use contrast_platforms::Platform;
+use contrast_coordinator::Ports;
 use contrast_testkit::{
     Deployment, TempDir, hanging_client_hellos, http_get, random_loopback, set_manifest,
 };
@@ -108,19 +109,12 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let store = TempDir::new("probe-flood-store");
     let ip = random_loopback();
     let ports = Ports::default();
-    let config = Config {
-        store_dir: store.path().to_path_buf(),
-        backend: contrast_coordinator::Backend::Filesystem,
-        listen: ip,
-        ports,
-        platform: Platform::SimSnp,
-        simulator_dir: Some(deployment.simulator_dir.clone()),
-        simulated_host_data: deployment.policy_hash("coordinator"),
-        peers: Vec::new(),
-        recovery_interval: Duration::from_secs(3600),
-        metrics: false,
-        simulated_issue_delay: Duration::from_millis(settings.issue_delay_ms),
-    };
+    let config = common::sim_snp_config(
+        &deployment,
+        store.path(),
+        ip,
+        Duration::from_millis(settings.issue_delay_ms),
+    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let coordinator = tokio::spawn(contrast_coordinator::run(config, async {
         let _ = stop_rx.await;
