@@ -12,7 +12,14 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CONTRAST_REFERENCE_VALUES");
     let source = match std::env::var_os("CONTRAST_REFERENCE_VALUES") {
         Some(path) => PathBuf::from(path),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/reference-values.json"),
+        // Read at run time: a build script compiled in another checkout stays fresh here.
+        None => match std::env::var_os("CARGO_MANIFEST_DIR") {
+            Some(dir) => PathBuf::from(dir).join("assets/reference-values.json"),
+            None => {
+                eprintln!("CARGO_MANIFEST_DIR is not set: run this build script through cargo");
+                std::process::exit(1);
+            }
+        },
     };
     println!("cargo:rerun-if-changed={}", source.display());
     let Some(out_dir) = std::env::var_os("OUT_DIR") else {

@@ -286,8 +286,8 @@ async fn refusals_of_evidence_policies_and_seeds() {
         contrast_simulator::SnpReportSpec::new(contrast_attestation::snp::SnpProduct::Milan);
     spec.host_data = deployment.policy_hash("web");
     spec.measurement = [0x42; 48];
-    let issuer = std::sync::Arc::new(contrast_atls::DocumentIssuer::new(std::sync::Arc::new(
-        contrast_guest_evidence::issuer::simulated_snp(deployment.amd.clone(), spec),
+    let issuer = std::sync::Arc::new(contrast_evidence::DocumentIssuer::new(std::sync::Arc::new(
+        contrast_evidence::issuer::simulated_snp(deployment.amd.clone(), spec),
     )));
     if new_mesh_cert(&coordinator.mesh_addr(), issuer)
         .await

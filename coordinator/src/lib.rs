@@ -27,10 +27,11 @@ use contrast_api::meshapi::mesh_api_server::MeshApiServer;
 use contrast_api::userapi::user_api_server::UserApiServer;
 use contrast_atls::server::AtlsServer;
 use contrast_atls::{
-    ClientOptions, DocumentIssuer, IssuanceQueue, Issuer, ReferenceValidator, ServerOptions,
-    ValidatorSet, Verifiers,
+    ClientOptions, IssuanceQueue, Issuer, ReferenceValidator, ServerOptions, ValidatorSet,
+    Verifiers,
 };
-use contrast_guest_evidence::issuer::{EvidenceIssuer, detect, simulated_snp, simulated_tdx};
+use contrast_evidence::DocumentIssuer;
+use contrast_evidence::issuer::{EvidenceIssuer, detect, simulated_snp, simulated_tdx};
 use contrast_history::{FsStore, Store};
 use contrast_manifest::Manifest;
 use contrast_platforms::{Platform, Tee};

@@ -8,8 +8,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use contrast_guest_evidence::issuer::Tee;
-use contrast_initdata::hostdata::{self, HostData};
+use contrast_evidence::issuer::Tee;
+use contrast_initdata_check::hostdata::{self, HostData};
 use contrast_policy::Initdata;
 use contrast_qemu_tests::{Console, Vm, fake_tsm_module, image, tempdir};
 
@@ -145,7 +145,7 @@ fn initdata_check_installs_the_policy_only_for_the_launch_host_data() {
     )
     .unwrap_err()
     .to_string();
-    let deny_all = contrast_initdata::deny_all(&mismatch);
+    let deny_all = contrast_initdata_check::deny_all(&mismatch);
     assert_eq!(
         step(&console, "mismatching-sha256"),
         hex::encode(contrast_testkit::sha256(deny_all.as_bytes())),

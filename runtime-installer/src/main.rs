@@ -126,7 +126,7 @@ fn run(cli: Cli) -> Result<()> {
 
 fn detect_product() -> Result<SnpProduct> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").context("reading /proc/cpuinfo")?;
-    SnpProduct::from_cpuinfo(&cpuinfo).context(
+    contrast_runtime_installer::snp::product_from_cpuinfo(&cpuinfo).context(
         "this host's CPU is not an SEV-SNP product line (Milan, Genoa, Turin); pass --snp-product",
     )
 }

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -24,64 +23,23 @@ pub const ID_AUTH_LEN: usize = 4096;
 /// ID 16, version 4, guest SVN 4).
 const POLICY_OFFSET: usize = 88;
 
-/// An AMD EPYC product line with SEV-SNP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SnpProduct {
-    /// 3rd generation (Zen 3).
-    Milan,
-    /// 4th generation (Zen 4), Bergamo and Siena included.
-    Genoa,
-    /// 5th generation (Zen 5).
-    Turin,
-}
+pub use contrast_platforms::SnpProduct;
 
-impl SnpProduct {
-    /// The name used as key in the ID block file.
-    pub fn name(self) -> &'static str {
-        match self {
-            SnpProduct::Milan => "Milan",
-            SnpProduct::Genoa => "Genoa",
-            SnpProduct::Turin => "Turin",
-        }
+/// The product line of the CPU `/proc/cpuinfo` describes, if it is an SNP one.
+pub fn product_from_cpuinfo(cpuinfo: &str) -> Option<SnpProduct> {
+    let field = |name: &str| {
+        cpuinfo.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == name).then(|| value.trim().to_owned())
+        })
+    };
+    if field("vendor_id")? != "AuthenticAMD" {
+        return None;
     }
-
-    /// The product line of the CPU `/proc/cpuinfo` describes, if it is an SNP one.
-    pub fn from_cpuinfo(cpuinfo: &str) -> Option<Self> {
-        let field = |name: &str| {
-            cpuinfo.lines().find_map(|line| {
-                let (key, value) = line.split_once(':')?;
-                (key.trim() == name).then(|| value.trim().to_owned())
-            })
-        };
-        if field("vendor_id")? != "AuthenticAMD" {
-            return None;
-        }
-        let family: u32 = field("cpu family")?.parse().ok()?;
-        let model: u32 = field("model")?.parse().ok()?;
-        match (family, model) {
-            (0x19, 0x00..=0x0f) => Some(SnpProduct::Milan),
-            (0x19, 0x10..=0x1f | 0xa0..=0xaf) => Some(SnpProduct::Genoa),
-            (0x1a, _) => Some(SnpProduct::Turin),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for SnpProduct {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for SnpProduct {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [SnpProduct::Milan, SnpProduct::Genoa, SnpProduct::Turin]
-            .into_iter()
-            .find(|p| p.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unknown SNP product {s:?}; expected milan, genoa or turin"))
-    }
+    SnpProduct::from_cpuid(
+        field("cpu family")?.parse().ok()?,
+        field("model")?.parse().ok()?,
+    )
 }
 
 /// The ID block and its authentication structure for one product line.
@@ -159,7 +117,7 @@ pub fn select_id_block(
     let entries: BTreeMap<String, IdBlockEntry> =
         serde_json::from_slice(json).map_err(|e| bad(e.to_string()))?;
     for key in entries.keys() {
-        key.parse::<SnpProduct>().map_err(&bad)?;
+        key.parse::<SnpProduct>().map_err(|e| bad(e.to_string()))?;
     }
     let entry = entries
         .iter()
@@ -198,31 +156,25 @@ mod tests {
     #[test]
     fn product_lines_from_cpuinfo() {
         assert_eq!(
-            SnpProduct::from_cpuinfo(&cpuinfo("AuthenticAMD", 25, 1)),
+            product_from_cpuinfo(&cpuinfo("AuthenticAMD", 25, 1)),
             Some(SnpProduct::Milan)
         );
         assert_eq!(
-            SnpProduct::from_cpuinfo(&cpuinfo("AuthenticAMD", 25, 17)),
+            product_from_cpuinfo(&cpuinfo("AuthenticAMD", 25, 17)),
             Some(SnpProduct::Genoa)
         );
         assert_eq!(
-            SnpProduct::from_cpuinfo(&cpuinfo("AuthenticAMD", 25, 0xa0)),
+            product_from_cpuinfo(&cpuinfo("AuthenticAMD", 25, 0xa0)),
             Some(SnpProduct::Genoa)
         );
         assert_eq!(
-            SnpProduct::from_cpuinfo(&cpuinfo("AuthenticAMD", 26, 2)),
+            product_from_cpuinfo(&cpuinfo("AuthenticAMD", 26, 2)),
             Some(SnpProduct::Turin)
         );
         // Zen 2 (Rome) has no SNP; Intel never.
-        assert_eq!(
-            SnpProduct::from_cpuinfo(&cpuinfo("AuthenticAMD", 23, 49)),
-            None
-        );
-        assert_eq!(
-            SnpProduct::from_cpuinfo(&cpuinfo("GenuineIntel", 6, 143)),
-            None
-        );
-        assert_eq!(SnpProduct::from_cpuinfo(""), None);
+        assert_eq!(product_from_cpuinfo(&cpuinfo("AuthenticAMD", 23, 49)), None);
+        assert_eq!(product_from_cpuinfo(&cpuinfo("GenuineIntel", 6, 143)), None);
+        assert_eq!(product_from_cpuinfo(""), None);
     }
 
     fn block_with_policy(policy: u64) -> Vec<u8> {

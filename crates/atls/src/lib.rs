@@ -26,7 +26,7 @@ use std::time::Duration;
 
 pub use cert::{PeerCertificate, attestation_extensions, verify_self_signed};
 pub use client::{ClientOptions, ClientSession};
-pub use issuer::{DocumentIssuer, IssuanceQueue, Issuer};
+pub use issuer::{IssuanceQueue, Issuer};
 pub use server::{
     AtlsServer, ConnectionLimiter, ConnectionLimits, ConnectionSlot, PeerInfo, ServerOptions,
     ValidatorSource,

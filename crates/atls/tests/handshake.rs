@@ -7,13 +7,13 @@ use std::sync::{Arc, OnceLock};
 
 use contrast_atls::server::AtlsServer;
 use contrast_atls::{
-    ClientOptions, DocumentIssuer, Issuer, ReferenceValidator, ServerOptions, ValidatorSet,
-    Verifiers,
+    ClientOptions, Issuer, ReferenceValidator, ServerOptions, ValidatorSet, Verifiers,
 };
 use contrast_attestation::snp::{
     SnpEndorsements, SnpProduct, suggested_reference_values, verify_report,
 };
-use contrast_guest_evidence::issuer::simulated_snp;
+use contrast_evidence::DocumentIssuer;
+use contrast_evidence::issuer::simulated_snp;
 use contrast_manifest::SnpReferenceValues;
 use contrast_simulator::{SimulatedAmd, SnpReportSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

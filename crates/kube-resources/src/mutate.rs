@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use contrast_service_mesh::config::{ConfigError, ProxyConfig};
+use contrast_mesh_config::{ConfigError, ProxyConfig};
 
 use crate::workload::{Workload, WorkloadError, annotations, is_confidential_runtime_class};
 use crate::yaml::{Map, Node};
@@ -186,7 +186,7 @@ pub fn mutate(
 }
 
 fn mesh_error(resource: &str, error: ConfigError) -> MutateError {
-    use contrast_service_mesh::config::{ADMIN_PORT_ENV, EGRESS_ENV, INGRESS_ENV};
+    use contrast_mesh_config::{ADMIN_PORT_ENV, EGRESS_ENV, INGRESS_ENV};
     let annotation = match &error {
         ConfigError::Entry { variable, .. } | ConfigError::NotUnicode { variable }
             if *variable == EGRESS_ENV =>

@@ -31,7 +31,6 @@ pub use model::{
     HexString, Manifest, PolicyEntry, ROLE_COORDINATOR, ReferenceValues, SnpGuestPolicy,
     SnpPlatformInfo, SnpReferenceValues, SnpTcb, Svn, TdxReferenceValues,
 };
-pub use validate::SNP_PRODUCT_NAMES;
 
 use codec::JsonValue;
 use json::Json;

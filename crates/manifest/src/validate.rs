@@ -1,6 +1,6 @@
 //! Manifest validation: every problem, with its JSON path, in document order.
 
-use contrast_platforms::{Platform, Tee};
+use contrast_platforms::{Platform, SnpProduct, Tee};
 use rsa::pkcs1::DecodeRsaPublicKey;
 use rsa::traits::PublicKeyParts;
 
@@ -13,9 +13,6 @@ use crate::model::{
 
 /// Smallest seed-share owner key we accept. The seed is encrypted to these keys.
 const MIN_SEEDSHARE_KEY_BITS: u32 = 2048;
-
-/// The SEV-SNP product lines whose AMD root keys we know.
-pub const SNP_PRODUCT_NAMES: [&str; 3] = ["Milan", "Genoa", "Turin"];
 
 /// Whether an empty value is something the user must fill in, or simply wrong.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -159,13 +156,16 @@ fn check_snp(entry: &SnpReferenceValues, path: &str, errs: &mut ValidationErrors
     check_platform(&entry.platform, Tee::Snp, path, errs);
 
     let is_turin = entry.product_name == "Turin";
-    if !SNP_PRODUCT_NAMES.contains(&entry.product_name.as_str()) {
+    if SnpProduct::ALL
+        .iter()
+        .all(|p| p.name() != entry.product_name)
+    {
         errs.invalid_at(
             join_path(path, "ProductName"),
             format!(
                 "unknown product name {:?}; expected one of {}",
                 entry.product_name,
-                SNP_PRODUCT_NAMES.join(", ")
+                SnpProduct::ALL.map(SnpProduct::name).join(", ")
             ),
         );
     }

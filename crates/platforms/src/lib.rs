@@ -30,6 +30,80 @@ impl fmt::Display for Tee {
     }
 }
 
+/// An AMD EPYC product line with SEV-SNP. It selects the AMD root key, the TCB layout, the
+/// length of the chip's hardware ID and the SNP ID block of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SnpProduct {
+    /// 3rd generation EPYC (family 19h, Zen 3).
+    Milan,
+    /// 4th generation EPYC (family 19h, Zen 4; Bergamo and Siena included).
+    Genoa,
+    /// 5th generation EPYC (family 1Ah, Zen 5): TCB with FMC, 8-byte hardware ID.
+    Turin,
+}
+
+impl SnpProduct {
+    /// Every product line, oldest first.
+    pub const ALL: [SnpProduct; 3] = [SnpProduct::Milan, SnpProduct::Genoa, SnpProduct::Turin];
+
+    /// The name AMD uses in certificates and KDS paths, and the manifest's `ProductName`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SnpProduct::Milan => "Milan",
+            SnpProduct::Genoa => "Genoa",
+            SnpProduct::Turin => "Turin",
+        }
+    }
+
+    /// Parses a product name as AMD writes it, also the VCEK's stepping form (`Milan-B0`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        let base = name.split('-').next().unwrap_or(name);
+        SnpProduct::ALL.into_iter().find(|p| p.name() == base)
+    }
+
+    /// The product line of a CPUID family and model (a v3+ report carries them; so does
+    /// `/proc/cpuinfo`).
+    pub fn from_cpuid(family: u8, model: u8) -> Option<Self> {
+        match (family, model) {
+            (0x19, 0x00..=0x0f) => Some(SnpProduct::Milan),
+            (0x19, 0x10..=0x1f | 0xa0..=0xaf) => Some(SnpProduct::Genoa),
+            (0x1a, 0x00..=0x11) => Some(SnpProduct::Turin),
+            _ => None,
+        }
+    }
+
+    /// Length of the hardware ID that identifies a chip in its VCEK (`CHIP_ID` prefix).
+    pub fn hw_id_len(self) -> usize {
+        match self {
+            SnpProduct::Turin => 8,
+            SnpProduct::Milan | SnpProduct::Genoa => 64,
+        }
+    }
+}
+
+impl fmt::Display for SnpProduct {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is no SEV-SNP product line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown SNP product {0:?}; expected milan, genoa or turin")]
+pub struct UnknownSnpProduct(pub String);
+
+impl FromStr for SnpProduct {
+    type Err = UnknownSnpProduct;
+
+    /// A product name in any case (`milan`, `Genoa`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SnpProduct::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownSnpProduct(s.to_owned()))
+    }
+}
+
 /// A deployment platform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Platform {

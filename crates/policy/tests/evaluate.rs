@@ -6,7 +6,7 @@
 
 mod common;
 
-use contrast_initdata::policy::{AGENT_REQUESTS, deny_all};
+use contrast_initdata::agent_policy::{AGENT_REQUESTS, deny_all};
 use serde_json::json;
 
 #[test]

@@ -34,16 +34,15 @@ use std::time::Duration;
 
 use contrast_api::meshapi::mesh_api_client::MeshApiClient;
 use contrast_api::meshapi::{NewMeshCertRequest, NewMeshCertResponse};
-use contrast_atls::{
-    AtlsError, ClientOptions, DocumentIssuer, ReferenceValidator, ValidatorSet, Verifiers,
-};
-use contrast_guest_evidence::issuer::EvidenceIssuer;
-use contrast_initdata::{CheckError, InitdataSource};
+use contrast_atls::{AtlsError, ClientOptions, ReferenceValidator, ValidatorSet, Verifiers};
+use contrast_evidence::DocumentIssuer;
+use contrast_evidence::issuer::EvidenceIssuer;
+use contrast_initdata_check::{CheckError, InitdataSource};
 use contrast_manifest::{COORDINATOR_INITDATA_KEY, Manifest};
 use zeroize::Zeroizing;
 
 /// Where the guest's initdata check leaves the verified initdata document.
-pub const DEFAULT_INITDATA_PATH: &str = contrast_initdata::DEFAULT_INITDATA_OUT;
+pub const DEFAULT_INITDATA_PATH: &str = contrast_initdata_check::DEFAULT_INITDATA_OUT;
 
 /// Why one attempt failed.
 #[derive(Debug, thiserror::Error)]
@@ -155,7 +154,7 @@ impl TrustedCoordinator {
         verifiers: Verifiers,
     ) -> Result<Self, InitializerError> {
         let verified =
-            contrast_initdata::verify(&InitdataSource::File(path.to_path_buf()), evidence)
+            contrast_initdata_check::verify(&InitdataSource::File(path.to_path_buf()), evidence)
                 .map_err(|source| InitializerError::Initdata {
                     path: path.display().to_string(),
                     source,

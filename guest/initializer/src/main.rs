@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use contrast_atls::Verifiers;
-use contrast_guest_evidence::issuer::{EvidenceIssuer, IssuerSettings, select};
+use contrast_evidence::issuer::{EvidenceIssuer, IssuerSettings, select};
 use contrast_initializer::{
     Client, DEFAULT_INITDATA_PATH, Layout, WorkloadKey, mesh_address, write_done, write_files,
 };

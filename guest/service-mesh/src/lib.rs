@@ -15,7 +15,6 @@
 //! rules, default-deny removal, readiness file.
 
 mod admin;
-pub mod config;
 pub mod proxy;
 pub mod redirect;
 mod reload;
@@ -25,6 +24,8 @@ pub mod tls;
 pub use config::{
     ConfigError, EgressEntry, IngressConfig, IngressEntry, IngressPortMode, ProxyConfig,
 };
+/// The configuration grammar, shared with the CLI that writes it.
+pub use contrast_mesh_config as config;
 pub use proxy::{IngressUpstream, ProxyError, ProxyOptions, RunningProxy, start};
 pub use redirect::{
     DefaultDeny, Installed, IpFamily, Iptables, KernelIpv6, RedirectError, RedirectRules,

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
-use contrast_guest_evidence::configfs_tsm::{
+use contrast_evidence::configfs_tsm::{
     ConfigfsTsm, ConfigfsTsmError, DEFAULT_REPORT_ROOT, FAKE_TEST_PROVIDER, ReportRequest,
 };
-use contrast_guest_evidence::issuer::{
+use contrast_evidence::issuer::{
     ConfigfsTsmIssuer, EvidenceIssuer, IssueError, IssuerSettings, detect, select,
 };
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail, ensure};
-use contrast_guest_evidence::configfs_tsm::DEFAULT_REPORT_ROOT;
+use contrast_evidence::configfs_tsm::DEFAULT_REPORT_ROOT;
 
 /// Where configfs is mounted.
 const CONFIGFS: &str = "/sys/kernel/config";

@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail, ensure};
 use contrast_attestation::snp::verify_report;
-use contrast_guest_evidence::issuer::{IssuerSettings, Tee, select};
+use contrast_evidence::issuer::{IssuerSettings, Tee, select};
 
 use crate::common::{ensure_configfs, expect_no_report_dirs, fresh_report_data, host_data, step};
 

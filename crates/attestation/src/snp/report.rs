@@ -14,59 +14,7 @@ pub const SIGNED_LEN: usize = 0x2A0;
 const HCL_REPORT_OFFSET: usize = 32;
 const HCL_MAGIC: &[u8; 4] = b"HCLA";
 
-/// An SEV-SNP product line; it selects the AMD root key and the TCB layout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SnpProduct {
-    /// 3rd generation EPYC (family 19h, Zen 3).
-    Milan,
-    /// 4th generation EPYC (family 19h, Zen 4).
-    Genoa,
-    /// 5th generation EPYC (family 1Ah, Zen 5): TCB with FMC, 8-byte hardware ID.
-    Turin,
-}
-
-impl SnpProduct {
-    /// The name AMD uses in certificates and the manifest's `ProductName`.
-    pub fn name(self) -> &'static str {
-        match self {
-            SnpProduct::Milan => "Milan",
-            SnpProduct::Genoa => "Genoa",
-            SnpProduct::Turin => "Turin",
-        }
-    }
-
-    /// Parses a product name, also the VCEK's stepping form (`Milan-B0`).
-    pub fn from_name(name: &str) -> Option<Self> {
-        let base = name.split('-').next().unwrap_or(name);
-        [SnpProduct::Milan, SnpProduct::Genoa, SnpProduct::Turin]
-            .into_iter()
-            .find(|p| p.name() == base)
-    }
-
-    /// The product from the CPUID family and model a v3+ report carries.
-    pub fn from_cpuid(family: u8, model: u8) -> Option<Self> {
-        match (family, model) {
-            (0x19, 0x00..=0x0f) => Some(SnpProduct::Milan),
-            (0x19, 0x10..=0x1f | 0xa0..=0xaf) => Some(SnpProduct::Genoa),
-            (0x1a, 0x00..=0x11) => Some(SnpProduct::Turin),
-            _ => None,
-        }
-    }
-
-    /// Length of the hardware ID that identifies a chip in its VCEK (`CHIP_ID` prefix).
-    pub fn hw_id_len(self) -> usize {
-        match self {
-            SnpProduct::Turin => 8,
-            _ => 64,
-        }
-    }
-}
-
-impl fmt::Display for SnpProduct {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use contrast_platforms::SnpProduct;
 
 /// A TCB version: the security patch levels of the firmware components.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

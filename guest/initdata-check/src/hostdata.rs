@@ -19,7 +19,7 @@
 
 use contrast_attestation::snp::SnpReport;
 use contrast_attestation::tdx::LocalTdReport;
-use contrast_guest_evidence::issuer::{LocalReport, Tee};
+use contrast_evidence::issuer::{LocalReport, Tee};
 
 /// Length of SEV-SNP `HOST_DATA`.
 pub const SNP_HOST_DATA_LEN: usize = 32;

@@ -1,5 +1,5 @@
-//! The policy the Kata agent enforces, and the deny-all policy that replaces it when the
-//! initdata cannot be trusted.
+//! The requests the Kata agent asks its policy about, and the deny-all policy that replaces
+//! the initdata's when the initdata cannot be trusted.
 //!
 //! The agent evaluates `data.agent_policy.<RequestName>` for every ttRPC request with
 //! regorus (peers-and-style.md §2.5). A result of `false` is a refusal, and the agent
@@ -12,14 +12,6 @@
 //! allow.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-use std::path::{Path, PathBuf};
-
-/// Where Contrast's guest puts the verified policy for its Kata agent:
-/// `/run/measured-cfg/policy.rego` (Contrast's `initdata-processor` writes every
-/// `[data]` entry of the verified initdata into `/run/measured-cfg`).
-pub const DEFAULT_POLICY_PATH: &str = "/run/measured-cfg/policy.rego";
 
 /// The longest reason put into a policy; longer ones are cut (a TOML error may quote
 /// the host's input, and the policy is read on every request).
@@ -122,53 +114,6 @@ pub fn deny_all(reason: &str) -> String {
     policy
 }
 
-/// Why a policy could not be written.
-#[derive(Debug, thiserror::Error)]
-#[error("writing the agent policy to {path}: {source} (the Kata agent must not start without it)")]
-pub struct PolicyWriteError {
-    /// The policy path.
-    pub path: PathBuf,
-    /// The I/O error.
-    pub source: std::io::Error,
-}
-
-/// Writes `policy` to `path` atomically (a temporary file in the same directory, fsync,
-/// rename, fsync of the directory), mode 0644, creating the directory (0755) if needed:
-/// the agent never reads half a policy.
-pub fn write_policy(path: &Path, policy: &str) -> Result<(), PolicyWriteError> {
-    let err = |source| PolicyWriteError {
-        path: path.to_owned(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let name = path
-        .file_name()
-        .map_or_else(|| "policy".into(), |n| n.to_string_lossy().into_owned());
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&temp)?;
-        // The umask may have narrowed the mode; the agent may run as another user.
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        file.write_all(policy.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result.map_err(err)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,28 +179,5 @@ mod tests {
         assert!(cut.ends_with(" [cut at 4096 bytes]"));
         assert_eq!(bounded_reason("short"), "short");
         assert!(deny_all(&long).len() < 8 * 1024 + AGENT_REQUESTS.len() * 100);
-    }
-
-    #[test]
-    fn writes_atomically_with_mode_0644() {
-        let dir = std::env::temp_dir().join(format!("initdata-policy-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let path = dir.join("measured-cfg/policy.rego");
-        write_policy(&path, "first").unwrap();
-        write_policy(&path, "second").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "second");
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o644);
-        let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(leftovers, ["policy.rego"]);
-
-        // A path whose parent is a file cannot be written; the error names the path.
-        let blocked = dir.join("measured-cfg/policy.rego/inner");
-        let err = write_policy(&blocked, "x").unwrap_err();
-        assert!(err.to_string().contains("inner"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -12,12 +12,15 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
+/// Which TEE made the evidence: the platforms' one.
+pub use contrast_platforms::Tee;
+
 use contrast_attestation::snp::{ReportError, SnpEndorsements, SnpProduct, SnpReport};
-use contrast_guest_ioctl::{
-    DEFAULT_TDX_GUEST_PATH, SevGuest, SevGuestError, TdxGuest, TdxGuestError,
-};
 use contrast_simulator::{
     SimError, SimulatedAmd, SimulatedIntel, SimulatedSnpReport, SnpReportSpec, TdxQuoteSpec,
+};
+use contrast_tee_ioctl::{
+    DEFAULT_TDX_GUEST_PATH, SevGuest, SevGuestError, TdxGuest, TdxGuestError,
 };
 
 use crate::Provider;
@@ -25,24 +28,6 @@ use crate::configfs_tsm::{
     ConfigfsTsm, ConfigfsTsmError, FakeTestProviderReport, ReportRequest, TsmReport,
 };
 use crate::snp_cert_table::{self, CertKind, CertTableEntry, CertTableError};
-
-/// Which TEE made the evidence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tee {
-    /// AMD SEV-SNP: the evidence is an attestation report.
-    Snp,
-    /// Intel TDX: the evidence is a DCAP quote.
-    Tdx,
-}
-
-impl std::fmt::Display for Tee {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Tee::Snp => "SEV-SNP",
-            Tee::Tdx => "TDX",
-        })
-    }
-}
 
 /// Evidence bound to 64 bytes of report data.
 #[derive(Debug, Clone)]

@@ -19,10 +19,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use contrast_guest_evidence::issuer::{EvidenceIssuer, IssuerSettings, select};
-use contrast_initdata::policy::DEFAULT_POLICY_PATH;
-use contrast_initdata::source::DEFAULT_DEVICE;
-use contrast_initdata::{
+use contrast_evidence::issuer::{EvidenceIssuer, IssuerSettings, select};
+use contrast_initdata_check::policy::DEFAULT_POLICY_PATH;
+use contrast_initdata_check::source::DEFAULT_DEVICE;
+use contrast_initdata_check::{
     CheckError, DEFAULT_INITDATA_OUT, Decision, InitdataSource, install, verify, write_policy,
 };
 

@@ -12,14 +12,13 @@
 //! does the agent get the initdata's policy; otherwise it gets a policy that refuses
 //! every request and says why ([`policy`]).
 
-pub mod document;
 pub mod hostdata;
 pub mod policy;
 pub mod source;
 
-use contrast_guest_evidence::issuer::{EvidenceIssuer, IssueError, Tee};
+use contrast_evidence::issuer::{EvidenceIssuer, IssueError, Tee};
 
-pub use document::{Algorithm, DocumentError, Initdata};
+pub use contrast_initdata::{Algorithm, DocumentError, Initdata, document};
 pub use hostdata::{HostData, HostDataError};
 pub use policy::{PolicyWriteError, deny_all, write_policy};
 pub use source::{InitdataSource, SourceError};

@@ -8,11 +8,11 @@ mod common;
 use std::sync::{Arc, OnceLock};
 
 use common::{Workspace, simulator_dir};
-use contrast_guest_evidence::issuer::{
+use contrast_evidence::issuer::{
     Evidence, EvidenceIssuer, IssueError, LocalReport, Tee, simulated_snp, simulated_tdx,
 };
-use contrast_initdata::source::encode_header_form;
-use contrast_initdata::{
+use contrast_initdata_check::source::encode_header_form;
+use contrast_initdata_check::{
     Algorithm, CheckError, Decision, HostDataError, InitdataSource, check_and_install, deny_all,
     verify,
 };

@@ -10,8 +10,8 @@ use std::process::Command;
 
 use common::{Workspace, simulator_dir};
 
-use contrast_initdata::source::{MAX_COMPRESSED_LEN, encode_header_form, gzip};
-use contrast_initdata::{Algorithm, deny_all};
+use contrast_initdata_check::source::{MAX_COMPRESSED_LEN, encode_header_form, gzip};
+use contrast_initdata_check::{Algorithm, deny_all};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_initdata-check");
 

@@ -9,11 +9,14 @@
 //!
 //! Nothing here verifies anything: the verifier lives in `contrast-attestation`. The legacy
 //! `/dev/sev-guest` and `/dev/tdx_guest` ioctls need `unsafe` and live in
-//! `contrast-guest-ioctl`.
+//! `contrast-tee-ioctl`.
 
 pub mod configfs_tsm;
+pub mod document;
 pub mod issuer;
 pub mod snp_cert_table;
+
+pub use document::DocumentIssuer;
 
 use std::fmt;
 use std::str::FromStr;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use contrast_attestation::snp::{SnpProduct, verify_report};
 use contrast_attestation::tdx::verify_quote;
-use contrast_guest_evidence::issuer::{EvidenceIssuer, Tee, simulated_snp, simulated_tdx};
+use contrast_evidence::issuer::{EvidenceIssuer, Tee, simulated_snp, simulated_tdx};
 use contrast_simulator::{
     SimulatedAmd, SimulatedIntel, SimulatedPlatform, SnpReportSpec, TdxQuoteSpec,
 };

@@ -15,7 +15,7 @@
 //! binding and already in the dependency tree.
 //!
 //! Linux only, with the generic ioctl encoding of x86-64 (the only architecture with
-//! SEV-SNP and TDX guests). Prefer `contrast-guest-evidence`'s configfs-tsm issuer, which
+//! SEV-SNP and TDX guests). Prefer `contrast-evidence`'s configfs-tsm issuer, which
 //! needs no unsafe code; these devices serve kernels older than 6.7 and the TDREPORT, which
 //! configfs-tsm does not offer.
 

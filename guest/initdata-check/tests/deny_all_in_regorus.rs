@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use contrast_initdata::policy::{AGENT_REQUESTS, deny_all};
+use contrast_initdata_check::policy::{AGENT_REQUESTS, deny_all};
 use regorus::{Engine, Value};
 
 const REASON: &str = "initdata digest mismatch: \"quoted\"\nsecond line \\ backslash";

@@ -1,0 +1,10 @@
+//! The initdata document a pod VM is launched with, as both sides read it: the TOML format
+//! and its digest ([`document`]), and the agent policies it carries ([`agent_policy`]).
+//!
+//! The guest's initdata check (`guest/initdata-check`) reads the document from the host and
+//! compares its digest with the TEE's launch field; the CLI writes it (`contrast-policy`).
+
+pub mod agent_policy;
+pub mod document;
+
+pub use document::{Algorithm, DocumentError, INITDATA_VERSION, Initdata, POLICY_KEY};
