@@ -13,7 +13,7 @@ use contrast_manifest::Manifest;
 use rustls::pki_types::PrivateKeyDer;
 use tonic::transport::Channel;
 
-/// File names in the workspace (contrast-protocol.md §9.1).
+/// File names in the workspace (docs/protocol.md §9.1).
 pub(crate) mod files {
     /// The manifest.
     pub(crate) const MANIFEST: &str = "manifest.json";
@@ -223,7 +223,7 @@ pub(crate) fn progress(line: &str) {
     eprintln!("{line}");
 }
 
-/// A gRPC error with the hints of contrast-protocol.md §8.4.
+/// A gRPC error with the hints of docs/protocol.md §8.3.
 pub(crate) fn status_error(status: tonic::Status, permission_hint: &str) -> anyhow::Error {
     let mut message = format!("{:?}: {}", status.code(), status.message());
     if status.code() == tonic::Code::PermissionDenied && !permission_hint.is_empty() {

@@ -1,6 +1,6 @@
-//! `contrast recover`: give a Coordinator in recovery mode its seed back (seed 004;
-//! contrast-protocol.md §9.6). The seed share is decrypted locally with the seed share
-//! owner key, which also authenticates the call.
+//! `contrast recover`: give a Coordinator in recovery mode its seed back (docs/protocol.md
+//! §9.5). The seed share is decrypted locally with the seed share owner key, which also
+//! authenticates the call.
 
 use std::path::PathBuf;
 

@@ -1,5 +1,5 @@
-//! `contrast set`: make the manifest active at the Coordinator (seed 000, 001;
-//! contrast-protocol.md §9.4, §8).
+//! `contrast set`: make the manifest active at the Coordinator (docs/protocol.md
+//! §9.3, §8).
 //!
 //! Authorization is by the workload owner key in the TLS handshake, or by a detached
 //! signature (`-s`) over the blob `set --dry-run` writes to `next-transition`.

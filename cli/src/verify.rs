@@ -1,5 +1,5 @@
 //! `contrast verify`: attest the Coordinator, fetch the manifest history and write it to
-//! `verify/` (contrast-protocol.md §9.5); fails when the active manifest is not the local
+//! `verify/` (docs/protocol.md §9.4); fails when the active manifest is not the local
 //! one, or when the history does not contain the transition this workspace verified or
 //! set last (a rolled back or replaced history).
 

@@ -1,5 +1,5 @@
-//! Plain HTTP: the attestation API on 1314 (contrast-protocol.md §6.5) and probes plus
-//! metrics on 9102 (§6.6).
+//! Plain HTTP: the attestation API on 1314 (docs/protocol.md §6.4) and probes plus
+//! metrics on 9102 (§6.5).
 //!
 //! The attestation API is for clients that cannot do aTLS: they send a nonce and get the
 //! Coordinator's evidence whose report data binds the nonce, the history and both CAs.
@@ -441,7 +441,7 @@ mod tests {
     }
 
     /// Contrast's golden vectors (apitypes/apiv1/reportdata_test.go, see
-    /// contrast-protocol.md §6.5): nonce 0x00..0x1f, transition 0xa0..0xbf, capabilities
+    /// docs/protocol.md §6.4): nonce 0x00..0x1f, transition 0xa0..0xbf, capabilities
     /// 0xc0..0xdf, root CA `root-ca`, mesh CA `mesh-ca`.
     #[test]
     fn report_data_matches_contrasts_golden_vectors() {

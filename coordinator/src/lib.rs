@@ -1,5 +1,5 @@
 //! The Coordinator: the deployment's attestation service and certificate authority
-//! (contrast-protocol.md §2–§8).
+//! (docs/protocol.md §2–§8).
 //!
 //! * [`state`]: the state machine and the manifest history (the only place secrets and
 //!   the history change);
@@ -426,7 +426,7 @@ async fn try_peers(coordinator: &Arc<Coordinator>) {
     }
 }
 
-/// Peer recovery (contrast-protocol.md §7.3): attest the peer against the latest stored
+/// Peer recovery (docs/protocol.md §7.3): attest the peer against the latest stored
 /// manifest's Coordinator policy, prove ourselves to it, receive seed and mesh CA key.
 async fn recover_from_peer(coordinator: &Arc<Coordinator>, peer: &str) -> anyhow::Result<usize> {
     let guard = coordinator.guard.clone();

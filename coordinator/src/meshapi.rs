@@ -1,4 +1,4 @@
-//! MeshAPI on port 7777 (contrast-protocol.md §6.3): workload certificates for attested
+//! MeshAPI on port 7777 (docs/protocol.md §6.3): workload certificates for attested
 //! initializers, and the secrets for attested Coordinator peers. Clients are checked in the
 //! handshake against the active manifest (mutual aTLS).
 

@@ -2,7 +2,7 @@
 //!
 //! Peers are a static list of mesh API addresses (`--peer host:7777`), ready when their
 //! readiness probe answers 200, or on Kubernetes the Ready pods of the Coordinator
-//! StatefulSet (contrast-protocol.md §7.3), found through the API server.
+//! StatefulSet (docs/protocol.md §7.3), found through the API server.
 
 use std::time::Duration;
 

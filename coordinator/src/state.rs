@@ -1,4 +1,4 @@
-//! The Coordinator's state machine (contrast-protocol.md §7): uninitialized, recovery,
+//! The Coordinator's state machine (docs/protocol.md §7): uninitialized, recovery,
 //! ready, stale; manifest updates (§6.2, §8) and the reset/recovery algorithm (§7.2).
 //!
 //! Every change is optimistic: compute from the state read at the start, then
@@ -136,7 +136,7 @@ fn policy_hash(hash: &HexString) -> Option<[u8; 32]> {
     hash.to_bytes()?.try_into().ok()
 }
 
-/// Where the Coordinator is in its life (contrast-protocol.md §7.1).
+/// Where the Coordinator is in its life (docs/protocol.md §7.1).
 #[derive(Debug, Clone)]
 pub enum Status {
     /// No manifest was ever set.
@@ -298,7 +298,7 @@ impl StateGuard {
         Ok(true)
     }
 
-    /// SetManifest (contrast-protocol.md §6.2, §8).
+    /// SetManifest (docs/protocol.md §6.2, §8).
     pub fn set_manifest(
         &self,
         input: SetManifestInput,
@@ -464,7 +464,7 @@ impl StateGuard {
         })
     }
 
-    /// The reset algorithm (contrast-protocol.md §7.2): with secrets from a user or a peer,
+    /// The reset algorithm (docs/protocol.md §7.2): with secrets from a user or a peer,
     /// load the latest manifest, let `authorize` check the secrets' source against it,
     /// verify the latest pointer with the derived signing key, and become ready.
     pub fn recover(

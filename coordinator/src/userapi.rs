@@ -1,4 +1,4 @@
-//! UserAPI on port 1313 (contrast-protocol.md §6.2): SetManifest, GetManifests, Recover.
+//! UserAPI on port 1313 (docs/protocol.md §6.2): SetManifest, GetManifests, Recover.
 //! Clients attest the Coordinator; the Coordinator authenticates them by the public key of
 //! their TLS certificate (workload owner, seed share owner) or a detached signature.
 

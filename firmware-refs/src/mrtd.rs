@@ -1,5 +1,5 @@
 //! TDX MRTD: the TDX module's build-time measurement of the TDVF sections of an OVMF image
-//! (contrast-protocol.md §12.4; TDX module ABI, TDH.MEM.PAGE.ADD and TDH.MR.EXTEND).
+//! (docs/attestation.md §3.1; TDX module ABI, TDH.MEM.PAGE.ADD and TDH.MR.EXTEND).
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,4 +1,4 @@
-//! The embedded reference values (contrast-protocol.md §1.7): runtime handler →
+//! The embedded reference values (docs/attestation.md §1): runtime handler →
 //! `ReferenceValues`, computed from the guest image's artifacts and, always, for the
 //! simulated platforms.
 //!

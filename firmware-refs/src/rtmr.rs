@@ -1,5 +1,5 @@
-//! TDX RTMR0–3 of an OVMF direct boot, as Contrast computes them (contrast-protocol.md
-//! §12.4), and the Authenticode digest of a PE/COFF kernel.
+//! TDX RTMR0–3 of an OVMF direct boot, as Contrast computes them (docs/attestation.md
+//! §3.2), and the Authenticode digest of a PE/COFF kernel.
 //!
 //! RTMR0 depends on QEMU's fw_cfg/ACPI blobs; like Contrast, three of its events are
 //! fixed digests taken from Contrast's tdx-measure (valid for its QEMU configuration).

@@ -1,4 +1,4 @@
-//! The install configuration (`contrast-node-install.json`, contrast-protocol.md §11.3):
+//! The install configuration (`contrast-node-install.json`, docs/runtime.md §3):
 //! which files to fetch, where to put them, and the runtime's kernel parameters.
 
 use std::fmt;

@@ -1,5 +1,5 @@
-//! Adding the runtime handler to containerd's `config.toml` (contrast-protocol.md §11.3
-//! step 4, environment.md §6.2).
+//! Adding the runtime handler to containerd's `config.toml` (docs/runtime.md §5,
+//! docs/environment.md §3).
 //!
 //! The file is edited, not re-serialised: the user's comments, order and formatting stay
 //! as they are, and a second run produces the same bytes. Version 2 files keep the CRI

@@ -1,4 +1,4 @@
-//! The Kata runtime configuration per platform (contrast-protocol.md §11.2–11.3).
+//! The Kata runtime configuration per platform (docs/runtime.md §3–§4).
 //!
 //! Written from scratch rather than patched from a base file: only the keys that make a
 //! confidential, measured VM are set, everything else keeps Kata's defaults. The kernel
@@ -12,7 +12,7 @@ use crate::InstallError;
 use crate::hostpath::join_host;
 use crate::snp::SnpIdBlock;
 
-/// The kernel command line of the guest image (contrast-protocol.md §12.2, non-debug),
+/// The kernel command line of the guest image (docs/runtime.md §7, non-debug),
 /// without the dm-verity arguments the image build appends. The installer image passes
 /// the measured line; this is only the fallback.
 pub const DEFAULT_KERNEL_PARAMS: &str = "tsc=reliable no_timer_check rcupdate.rcu_expedited=1 \
@@ -22,7 +22,8 @@ console=hvc0 console=hvc1 quiet systemd.show_status=false panic=1 nr_cpus=1 seli
 systemd.unit=kata-containers.target systemd.mask=systemd-networkd.service \
 systemd.mask=systemd-networkd.socket scsi_mod.scan=none";
 
-/// The SNP guest policy of the AKS IGVM guest: SMT allowed, reserved bit 17 set (§11.3).
+/// The SNP guest policy of the AKS IGVM guest: SMT allowed, reserved bit 17 set
+/// (docs/runtime.md §4).
 pub const AKS_SNP_GUEST_POLICY: i64 = 0x30000;
 
 /// The runtime handler's shim, under the runtime base directory.

@@ -1,6 +1,6 @@
 //! The node installer: puts the confidential runtime on a Kubernetes node.
 //!
-//! Run by a privileged DaemonSet with the host's root mounted (contrast-protocol.md §11):
+//! Run by a privileged DaemonSet with the host's root mounted (docs/runtime.md §2–§6):
 //! 1. fetches the runtime's files (shim, VMM, firmware, kernel, initrd, image) listed in
 //!    the install configuration, checks their integrity and writes each one atomically
 //!    under the host root ([`fetch`]);

@@ -1,5 +1,5 @@
 //! Restarting the unit that runs containerd, on the host, only when its configuration
-//! changed (contrast-protocol.md §11.3 step 5).
+//! changed (docs/runtime.md §6).
 //!
 //! Commands run in PID 1's mount namespace (`nsenter --target 1 --mount --`; the pod
 //! shares the host's PID namespace), so the host's own systemctl talks to the host's

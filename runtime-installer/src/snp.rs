@@ -1,4 +1,4 @@
-//! SEV-SNP ID blocks for QEMU (contrast-protocol.md §12.3) and the host's product line.
+//! SEV-SNP ID blocks for QEMU (docs/attestation.md §2) and the host's product line.
 //!
 //! The ID block binds the guest policy and the expected launch digest; the digest
 //! depends on the vCPU type, so there is one block per product line (Milan, Genoa,

@@ -1,6 +1,6 @@
 //! Where containerd's configuration lives and which unit runs it: per-platform defaults,
 //! overridden by the optional ConfigMap `contrast-node-installer-target-config`
-//! (contrast-protocol.md §11.2), mounted as a directory with one file per key.
+//! (docs/runtime.md §2), mounted as a directory with one file per key.
 
 use std::fs;
 use std::io;

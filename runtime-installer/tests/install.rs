@@ -292,7 +292,7 @@ fn version_3_layout() {
     install(&installation, &mut Recorder::default()).unwrap();
 
     // containerd 1.6 accepts a version 3 file but ignores its CRI part entirely
-    // (environment.md §6.2), so the dump cannot show our runtime: the version 3 output is
+    // (docs/environment.md §3), so the dump cannot show our runtime: the version 3 output is
     // checked by parsing it back. containerd still has to accept the file.
     containerd_dump(&path);
     let text = fs::read_to_string(&path).unwrap();

@@ -18,7 +18,7 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     // sha256sum: the manifest tests check our hash against an independent tool.
     ("coreutils", "command -v sha256sum"),
     // openssl: cross-checks of certificates, signatures and keys (s_client, s_server,
-    // verify, dgst -sign as the seeds tell users to sign manifest updates).
+    // verify, dgst -sign as users sign manifest updates: docs/protocol.md §8.2).
     ("openssl", "command -v openssl"),
     // iptables: the service mesh's redirect rules (IPv4 and IPv6), applied in network
     // namespaces the test creates.
@@ -69,7 +69,7 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
 /// The Debian release whose backports carry the guest kernel and a QEMU new enough for it.
 const BACKPORTS: &str = "bookworm-backports";
 
-/// Packages from [`BACKPORTS`] (environment.md §1): QEMU 10 and the pinned 6.12 guest
+/// Packages from [`BACKPORTS`] (docs/environment.md §1): QEMU 10 and the pinned 6.12 guest
 /// kernel with its headers (the test-only kernel module is built against them). The kernel
 /// version is pinned by contrast-image; its reference values depend on it.
 const BACKPORTS_PACKAGES: &[(&str, &str)] = &[
@@ -97,7 +97,7 @@ const PYTHON_TOOLS: &[(&str, &str)] = &[
 ];
 
 /// Crates that would bring a second crypto provider or OpenSSL into a binary
-/// (dependencies.md: one provider, aws-lc-rs).
+/// (docs/dependencies.md §1: one provider, aws-lc-rs).
 const FORBIDDEN_CRATES: &[&str] = &["ring", "openssl-sys", "native-tls"];
 
 fn main() -> ExitCode {
@@ -277,7 +277,7 @@ fn install_debian_packages() -> Result<()> {
 }
 
 /// Adds bookworm-backports beside the configured Debian sources, with the same mirror and
-/// keyring (environment.md §1). Returns whether a source was added.
+/// keyring (docs/environment.md §1). Returns whether a source was added.
 fn ensure_backports_source(sudo: Option<&str>) -> Result<bool> {
     let target = std::path::Path::new("/etc/apt/sources.list.d/backports.sources");
     if target.exists() {
@@ -419,7 +419,7 @@ fn check_crypto_provider() -> Result<()> {
         .collect();
     if !found.is_empty() {
         bail!(
-            "a second crypto provider or OpenSSL is compiled in: {} (see dependencies.md: \
+            "a second crypto provider or OpenSSL is compiled in: {} (see docs/dependencies.md: \
              use aws-lc-rs features only)",
             found.join(", ")
         );

@@ -1,6 +1,6 @@
 //! The Coordinator's gRPC APIs, generated from `proto/` at build time.
 //!
-//! Package names, message names and field numbers are Contrast's (contrast-protocol.md
+//! Package names, message names and field numbers are Contrast's (docs/protocol.md
 //! §6.2, §6.3), so a Contrast client can talk to our Coordinator and back.
 
 #![allow(missing_docs, unreachable_pub, missing_debug_implementations)]
@@ -16,7 +16,7 @@ pub mod meshapi {
     tonic::include_proto!("meshapi");
 }
 
-/// The Coordinator's ports (contrast-protocol.md §6.1).
+/// The Coordinator's ports (docs/protocol.md §6.1).
 pub mod ports {
     /// UserAPI (gRPC over aTLS).
     pub const USER_API: u16 = 1313;

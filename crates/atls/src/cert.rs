@@ -1,6 +1,6 @@
 //! The aTLS certificate: self-signed, CN `Contrast`, valid two hours either side of now,
-//! with the attestation document as the raw value of one extension (contrast-protocol.md
-//! §5.4). Also the server nonce's distinguished name.
+//! with the attestation document as the raw value of one extension (docs/protocol.md
+//! §5.2). Also the server nonce's distinguished name.
 
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA384_ASN1, ECDSA_P384_SHA256_ASN1, ECDSA_P384_SHA384_ASN1,

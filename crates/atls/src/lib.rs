@@ -1,4 +1,4 @@
-//! Attested TLS (contrast-protocol.md §5) on rustls.
+//! Attested TLS (docs/protocol.md §5) on rustls.
 //!
 //! A peer proves what it runs by putting an attestation document into an extension of its
 //! self-signed TLS certificate. The document's report data is

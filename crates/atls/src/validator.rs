@@ -23,7 +23,7 @@ pub struct PeerAttestation {
     pub validator: String,
     /// SNP HOST_DATA or TDX MRCONFIGID[0..32]: the hash of the peer's policy.
     pub host_data: [u8; 32],
-    /// The certificate claims of the verified evidence (contrast-protocol.md §5.6).
+    /// The certificate claims of the verified evidence (docs/attestation.md §4).
     pub claims: Vec<Claim>,
     /// Whether the evidence came from the simulator.
     pub simulated: bool,

@@ -1,6 +1,6 @@
 //! The claims a mesh certificate carries about the evidence its holder proved: one X.509
 //! extension per report field, under `1.3.9901.2.1.N` (SNP) and `1.3.9901.2.2.N` (TDX),
-//! with DER INTEGER, BOOLEAN or OCTET STRING values (contrast-protocol.md §5.6).
+//! with DER INTEGER, BOOLEAN or OCTET STRING values (docs/attestation.md §4).
 //!
 //! Built only from verified evidence, so a certificate never states what was not checked.
 

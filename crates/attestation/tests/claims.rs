@@ -1,4 +1,4 @@
-//! Claims built from verified real evidence: the numbering of contrast-protocol.md §5.6,
+//! Claims built from verified real evidence: the numbering of docs/attestation.md §4,
 //! values that decode to the evidence's fields.
 
 #![allow(clippy::unwrap_used)] // a failing unwrap is a failing test

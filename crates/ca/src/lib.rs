@@ -1,4 +1,4 @@
-//! The Coordinator's certificate authority (contrast-protocol.md §4).
+//! The Coordinator's certificate authority (docs/protocol.md §4).
 //!
 //! [`Ca::new`] builds, for one Coordinator state, three certificates:
 //! - the **root CA**, self-signed with the seed-derived root key (the same key across

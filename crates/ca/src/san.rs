@@ -1,5 +1,5 @@
 //! Splitting a policy's SAN list into IP, URI and DNS subject alternative names
-//! (contrast-protocol.md §4.3).
+//! (docs/protocol.md §4.2).
 
 use std::net::IpAddr;
 

@@ -1,4 +1,4 @@
-//! A store in a directory: one file per key (contrast-protocol.md §2.4, filesystem backend).
+//! A store in a directory: one file per key (docs/protocol.md §2.4, filesystem backend).
 
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io::{self, Write};

@@ -1,4 +1,4 @@
-//! The history on top of an untrusted store (contrast-protocol.md §2).
+//! The history on top of an untrusted store (docs/protocol.md §2).
 
 use std::collections::HashSet;
 
@@ -114,7 +114,7 @@ impl<S: Store> History<S> {
     }
 
     /// The latest pointer without checking its signature (`None` for an empty history).
-    /// Only for finding out which manifest to recover against (contrast-protocol.md §7.2
+    /// Only for finding out which manifest to recover against (docs/protocol.md §7.2
     /// step 1); everything else uses [`get_latest`](Self::get_latest).
     pub fn get_latest_unverified(&self) -> Result<Option<LatestTransition>, HistoryError> {
         match self.store.get(LATEST_KEY) {

@@ -1,4 +1,4 @@
-//! The signed latest pointer `transitions/latest` (contrast-protocol.md §2.3).
+//! The signed latest pointer `transitions/latest` (docs/protocol.md §2.3).
 
 use p384::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use p384::ecdsa::{DerSignature, SigningKey, VerifyingKey};
@@ -128,7 +128,7 @@ impl LatestTransition {
     }
 
     /// SHA-256 over the binary form, Contrast's `Digest()` of the latest transition
-    /// (contrast-protocol.md §16 item 3 on where it is used).
+    /// (docs/protocol.md §2.3 on where it is used).
     pub fn digest(&self) -> [u8; 32] {
         sha256(&self.to_bytes())
     }

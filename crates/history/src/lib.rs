@@ -1,4 +1,4 @@
-//! The Coordinator's manifest history (contrast-protocol.md §2).
+//! The Coordinator's manifest history (docs/protocol.md §2).
 //!
 //! Manifests, policies and transitions are stored under their SHA-256 in an untrusted
 //! key/value [`Store`]; the only mutable key, `transitions/latest`, holds a

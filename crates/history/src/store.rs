@@ -1,4 +1,4 @@
-//! The key/value store interface under the history (contrast-protocol.md §2.1, §2.4).
+//! The key/value store interface under the history (docs/protocol.md §2.1, §2.4).
 
 use std::fmt;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Transitions: one step of the manifest history (contrast-protocol.md §2.2).
+//! Transitions: one step of the manifest history (docs/protocol.md §2.2).
 
 use sha2::{Digest, Sha256};
 

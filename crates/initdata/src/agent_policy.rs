@@ -2,7 +2,7 @@
 //! the initdata's when the initdata cannot be trusted.
 //!
 //! The agent evaluates `data.agent_policy.<RequestName>` for every ttRPC request with
-//! regorus (peers-and-style.md §2.5). A result of `false` is a refusal, and the agent
+//! regorus (docs/runtime.md §8). A result of `false` is a refusal, and the agent
 //! puts everything the policy printed during that evaluation into the error it returns
 //! to the runtime ("<Request> is blocked by policy: <prints>"). So the deny-all policy
 //! defines every request as `false` and prints the reason while deciding: whoever looks

@@ -1,4 +1,4 @@
-//! The initdata document (contrast-protocol.md §9.3): a TOML file with `version`,
+//! The initdata document (docs/protocol.md §10.1): a TOML file with `version`,
 //! `algorithm` and a `[data]` table of named strings, one of them `policy.rego`. Its
 //! digest is the named hash over the document's exact bytes, so the bytes are kept as
 //! received next to the parsed fields.

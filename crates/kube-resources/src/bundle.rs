@@ -1,5 +1,5 @@
-//! The resources Contrast ships besides the user's workloads (contrast-protocol.md §7.4,
-//! §11.2): the runtime (RuntimeClass and node-installer DaemonSet), the Coordinator
+//! The resources Contrast ships besides the user's workloads (docs/protocol.md §7.4,
+//! docs/runtime.md §2): the runtime (RuntimeClass and node-installer DaemonSet), the Coordinator
 //! bundle, and the port-forwarder for clusters without a load balancer.
 
 use contrast_platforms::{Platform, RuntimeHandler};
@@ -34,7 +34,7 @@ impl BundleImages {
     }
 }
 
-/// The Coordinator's ports (contrast-protocol.md §6.1).
+/// The Coordinator's ports (docs/protocol.md §6.1).
 pub mod ports {
     /// User API (aTLS gRPC).
     pub const USER_API: u16 = 1313;

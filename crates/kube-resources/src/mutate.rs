@@ -1,5 +1,5 @@
-//! The changes `contrast generate` makes to a confidential workload (contrast-protocol.md
-//! §9.2, §10, §13.1): runtime class, Initializer, service-mesh sidecar, encrypted volume.
+//! The changes `contrast generate` makes to a confidential workload (docs/protocol.md
+//! §9.2, §11, §12.1): runtime class, Initializer, service-mesh sidecar, encrypted volume.
 //! Every change replaces what an earlier run added, so running twice changes nothing.
 
 use std::collections::BTreeMap;
@@ -367,7 +367,7 @@ fn initializer_container(image: &str, mesh_disabled: bool) -> Map {
     container
 }
 
-/// `<device-volume>:<mount-volume>` (§13.1).
+/// `<device-volume>:<mount-volume>` (docs/protocol.md §12.1).
 fn configure_secure_pv(
     spec: &mut Map,
     initializer: &mut Map,

@@ -2,7 +2,7 @@
 
 use crate::yaml::{Map, Node};
 
-/// Annotation keys `contrast generate` reads (contrast-protocol.md §9.8, §10.4, §13.1).
+/// Annotation keys `contrast generate` reads (docs/protocol.md §9.6, §11.4, §12.1).
 pub mod annotations {
     /// Skip the Initializer for this workload (`"true"`).
     pub const SKIP_INITIALIZER: &str = "contrast.edgeless.systems/skip-initializer";

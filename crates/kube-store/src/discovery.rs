@@ -1,4 +1,4 @@
-//! Peer discovery (contrast-protocol.md §7.3) and the Coordinator StatefulSet's owner
+//! Peer discovery (docs/protocol.md §7.3) and the Coordinator StatefulSet's owner
 //! reference (§2.4).
 
 use std::future::Future;

@@ -1,5 +1,5 @@
 //! The Coordinator's history store in Kubernetes ConfigMaps, and peer discovery
-//! (contrast-protocol.md §2.4 and §7.3).
+//! (docs/protocol.md §2.4 and §7.3).
 //!
 //! [`ConfigMapStore`] implements [`contrast_history::Store`]: one ConfigMap
 //! `contrast-store-<class>-<name>` per key, the value in `binaryData[<name>]`, labelled

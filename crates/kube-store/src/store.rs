@@ -1,4 +1,4 @@
-//! The ConfigMap store (contrast-protocol.md §2.4).
+//! The ConfigMap store (docs/protocol.md §2.4).
 
 use std::collections::BTreeMap;
 use std::future::Future;

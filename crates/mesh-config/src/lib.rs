@@ -1,4 +1,5 @@
-//! The service-mesh proxy's configuration, from the sidecar's environment (contrast-protocol.md §10.3, §10.4).
+//! The service-mesh proxy's configuration, from the sidecar's environment (docs/protocol.md
+//! §11.3, §11.4).
 //!
 //! Lists are `##`-separated entries of exactly three `#`-separated fields:
 //! - ingress `<name>#<port>#<disableTLS>`: `false` terminates TLS without requiring a

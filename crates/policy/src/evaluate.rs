@@ -1,4 +1,4 @@
-//! Evaluating a policy the way the Kata agent does (peers-and-style.md §2.5): one regorus
+//! Evaluating a policy the way the Kata agent does (docs/runtime.md §8): one regorus
 //! engine, Rego v0, builtin errors not strict, prints gathered, data seeded with
 //! `{"pstate": {}}`, the request as `input`, and the query
 //! `data.agent_policy.<RequestName>`. The agent raises regorus's policy length limits

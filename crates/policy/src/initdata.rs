@@ -1,4 +1,4 @@
-//! The initdata document that carries a policy (contrast-protocol.md §9.3): TOML with
+//! The initdata document that carries a policy (docs/protocol.md §10.1–§10.2): TOML with
 //! `version`, `algorithm` and `[data]."policy.rego"`, its SHA-256 (the policy hash the
 //! manifest names and the TEE reports), and the annotation value base64(gzip(TOML)).
 //!

@@ -1,4 +1,4 @@
-//! The keys the CLI keeps (contrast-protocol.md §3.3, §3.4), P-384 encodings for the
+//! The keys the CLI keeps (docs/protocol.md §3.3), P-384 encodings for the
 //! certificate authority, and atomic writing of secret files.
 //!
 //! * [`WorkloadOwnerKey`]: ECDSA P-384, `workload-owner.pem` as PEM `EC PRIVATE KEY`

@@ -1,4 +1,4 @@
-//! Secret material (contrast-protocol.md §3).
+//! Secret material (docs/protocol.md §3).
 //!
 //! * [`det_keygen`]: C2SP deterministic ECDSA key generation (the seed-derived P-384 keys).
 //! * [`SeedEngine`]: the seed and salt, the HKDF-SHA256 derivations from them (pod state,

@@ -1,4 +1,4 @@
-//! Seed shares: the seed encrypted to each seedshare owner (contrast-protocol.md §3.3).
+//! Seed shares: the seed encrypted to each seedshare owner (docs/protocol.md §3.2).
 //!
 //! Each entry of the manifest's `SeedshareOwnerPubKeys` (hex of a PKCS#1 DER RSA public
 //! key) gets the seed encrypted with RSA-OAEP, SHA-256 as hash and MGF1 hash, label ASCII

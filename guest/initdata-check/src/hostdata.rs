@@ -3,7 +3,7 @@
 //! The Kata runtime puts the initdata digest into the field the hardware measures at
 //! launch: SEV-SNP `HOST_DATA` (32 bytes) or TDX `MRCONFIGID` (48 bytes). A digest of
 //! another length is fitted the way Kata's runtime fits it (`adjust_digest` in
-//! kata-types' `initdata.rs`; peers-and-style.md §2.3): cut to the field's length when
+//! kata-types' `initdata.rs`; docs/protocol.md §10.4): cut to the field's length when
 //! longer, zero-padded when shorter. So SHA-256 fills HOST_DATA exactly and the first 32
 //! bytes of MRCONFIGID (then 16 zero bytes), SHA-384 fills MRCONFIGID exactly and is cut
 //! to 32 bytes on SNP, SHA-512 is cut on both. We compare the whole field: the padding

@@ -1,4 +1,4 @@
-//! The initdata check (contrast-protocol.md §0.1, §9.3): runs in the pod VM before the
+//! The initdata check (docs/protocol.md §10): runs in the pod VM before the
 //! Kata agent starts (Contrast's `initdata-processor`).
 //!
 //! The host hands the pod's initdata to the VM on a block device, and separately puts

@@ -1,5 +1,5 @@
 //! Where the initdata comes from. The Kata runtime hands it to the guest on a small
-//! virtio block device (contrast-protocol.md §9.3): the magic `initdata` (8 bytes), the
+//! virtio block device (docs/protocol.md §10.3): the magic `initdata` (8 bytes), the
 //! length of what follows as a little-endian u64, then the gzip-compressed TOML; the
 //! rest of the device is padding. Everything on it is chosen by the host, so every length
 //! is checked before anything is allocated or decompressed.

@@ -1,5 +1,5 @@
 //! The deny-all policy in the engine the Kata agent uses (regorus), evaluated the way
-//! the agent evaluates it (peers-and-style.md §2.5): every request is `false`, the
+//! the agent evaluates it (docs/runtime.md §8): every request is `false`, the
 //! reason is among the prints gathered for each refusal, and the debug escape hatch is
 //! off. In Rego v0 (the agent's pinned regorus) and v1 (current regorus).
 

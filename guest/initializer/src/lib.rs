@@ -1,4 +1,4 @@
-//! The initializer (contrast-protocol.md §10.1, §4.4): the first init container of every
+//! The initializer (docs/protocol.md §11.1, §4.3): the first init container of every
 //! confidential pod. It makes a fresh P-256 key, attests the Coordinator and proves the
 //! pod to it over mutual aTLS (the evidence carries the pod's policy hash), and writes
 //! what the Coordinator returns where the pod's containers read it:

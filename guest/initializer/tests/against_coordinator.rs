@@ -195,7 +195,7 @@ fn a_pod_outside_the_manifest_is_told_why() {
     );
 }
 
-/// secure-pv on this machine, which has no device-mapper (environment.md §6.4): the
+/// secure-pv on this machine, which has no device-mapper (docs/environment.md §5): the
 /// certificate files are written, the volume cannot be set up, the initializer says why and
 /// exits non-zero, and the done marker is not written (the pod must not start without its
 /// volume). The working path runs in the QEMU guest.

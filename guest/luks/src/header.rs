@@ -6,7 +6,7 @@
 //!
 //! - [`Profile::Ours`]: what [`crate::format_if_empty`] writes. Every value is pinned, offsets and
 //!   sizes included.
-//! - [`Profile::Contrast`]: what Contrast's `luksFormat` writes (contrast-protocol.md §13.2):
+//! - [`Profile::Contrast`]: what Contrast's `luksFormat` writes (docs/protocol.md §12.2):
 //!   the same cipher, integrity, sector size, keyslot and digest layout, an argon2id
 //!   keyslot, libcryptsetup's default layout (16 KiB metadata, data at 16 MiB). Values
 //!   Contrast's format benchmarks (argon2id time, memory, threads; digest iterations) are

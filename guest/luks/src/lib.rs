@@ -1,5 +1,5 @@
 //! The LUKS helper: an authenticated encrypted volume keyed by the workload secret
-//! (contrast-protocol.md §13.2, done right).
+//! (docs/protocol.md §12.2, done right).
 //!
 //! - **Key**: the keyslot passphrase is derived from the workload secret with HKDF-SHA256
 //!   under a label naming the purpose and the device path ([`secret`] documents it). The

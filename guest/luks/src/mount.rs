@@ -8,7 +8,7 @@ use aws_lc_rs::digest;
 use crate::error::LuksError;
 
 /// Contrast's mapping name: hex of the first 8 bytes of SHA-256(device path ‖ mount
-/// point) (contrast-protocol.md §13.2), so a volume keeps its name across restarts.
+/// point) (docs/protocol.md §12.2), so a volume keeps its name across restarts.
 pub fn mapping_name(device: &str, mount_point: &str) -> String {
     let mut ctx = digest::Context::new(&digest::SHA256);
     ctx.update(device.as_bytes());

@@ -1,7 +1,7 @@
 //! The workload secret and the keyslot passphrases derived from it.
 //!
 //! The Initializer writes the workload secret as 128 lowercase hex characters (64 bytes,
-//! no newline) to `/contrast/secrets/workload-secret-seed` (contrast-protocol.md §4.4).
+//! no newline) to `/contrast/secrets/workload-secret-seed` (docs/protocol.md §4.3).
 //!
 //! Our keyslot passphrase is
 //!
@@ -21,7 +21,7 @@
 //! key that cannot be guessed only costs start-up time.
 //!
 //! Contrast's own volumes use the hex text of the secret itself as passphrase, stretched
-//! with argon2id (contrast-protocol.md §13.2): [`WorkloadSecret::contrast_passphrase`].
+//! with argon2id (docs/protocol.md §12.2): [`WorkloadSecret::contrast_passphrase`].
 
 use std::fmt;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! The mesh proxy against haproxy 2.6 (OpenSSL 3.0), both terminating TLS 1.3 with
 //! required client certificates, with the same mesh certificates, forwarding to the same
 //! kind of plain upstream, measured in the same run with the rounds interleaved
-//! (environment.md §6.3).
+//! (docs/environment.md §4).
 //!
 //! What is measured, per proxy process (schedstat run time summed over its threads,
 //! cross-checked against utime + stime from `/proc/PID/stat`):
@@ -250,7 +250,7 @@ impl Credentials {
 }
 
 fn workload(ca: &Ca, name: &str) -> Credentials {
-    // The Initializer's workload key: ECDSA P-256 (contrast-protocol.md §4.4).
+    // The Initializer's workload key: ECDSA P-256 (docs/protocol.md §4.3).
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let chain_pem = ca
         .new_mesh_cert(

@@ -1,4 +1,4 @@
-//! The service-mesh proxy (contrast-protocol.md §10), in place of Contrast's Envoy sidecar.
+//! The service-mesh proxy (docs/protocol.md §11), in place of Contrast's Envoy sidecar.
 //!
 //! - [`config`]: `CONTRAST_INGRESS_PROXY_CONFIG`, `CONTRAST_EGRESS_PROXY_CONFIG`,
 //!   `CONTRAST_ADMIN_PORT`, with errors that name the entry.

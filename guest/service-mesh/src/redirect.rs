@@ -1,5 +1,5 @@
 //! The transparent redirect rules for the pod's network namespace
-//! (contrast-protocol.md §10.5, §10.2), as data, and applying them with the `iptables`
+//! (docs/protocol.md §11.5, §11.2), as data, and applying them with the `iptables`
 //! tools.
 //!
 //! Mangle table: `PREROUTING -p tcp` jumps to `CONTRAST_INBOUND`, which returns traffic

@@ -1,5 +1,5 @@
 //! The TLS configurations built from the files the Initializer writes
-//! (contrast-protocol.md §4.4): `mesh-ca.pem` is the only trust anchor, `certChain.pem`
+//! (docs/protocol.md §4.3): `mesh-ca.pem` is the only trust anchor, `certChain.pem`
 //! (leaf, then intermediate) and `key.pem` are the workload's identity, presented on both
 //! sides.
 //!

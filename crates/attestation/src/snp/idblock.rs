@@ -1,4 +1,4 @@
-//! Contrast's SEV-SNP ID block and ID authentication block (contrast-protocol.md §12.3):
+//! Contrast's SEV-SNP ID block and ID authentication block (docs/attestation.md §2):
 //! made by firmware-refs for the runtime installer, checked by the reference-value check.
 //!
 //! The ID block names the expected launch digest and guest policy. Nobody holds an ID key:
