@@ -16,7 +16,7 @@ pub mod state;
 pub mod userapi;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -31,12 +31,11 @@ use contrast_atls::{
     Verifiers,
 };
 use contrast_evidence::DocumentIssuer;
-use contrast_evidence::issuer::{EvidenceIssuer, detect, simulated_snp, simulated_tdx};
+use contrast_evidence::issuer::{EvidenceIssuer, IssuerSettings, select};
 use contrast_history::{FsStore, Store};
 use contrast_manifest::Manifest;
 use contrast_platforms::{Platform, Tee};
 use contrast_seedengine::SeedEngine;
-use contrast_simulator::{SnpReportSpec, TdxQuoteSpec};
 
 pub use error::CoordinatorError;
 use metrics::Metrics;
@@ -175,36 +174,33 @@ async fn kubernetes_store(
     Ok(Arc::new(store))
 }
 
-/// Builds the Coordinator's own evidence issuer and the verifiers for its peers.
+/// Builds the Coordinator's own evidence issuer and the verifiers for its peers, with the
+/// guest binaries' one selection: TEE hardware, or on a simulated platform the simulator.
 fn evidence(config: &Config) -> anyhow::Result<(Arc<dyn Issuer>, Verifiers)> {
-    if !config.platform.is_simulated() {
-        let issuer: Arc<dyn EvidenceIssuer> = Arc::from(detect()?);
-        return Ok((Arc::new(DocumentIssuer::new(issuer)), Verifiers::real()));
-    }
-    let dir = config.simulator_dir.as_ref().with_context(|| {
-        format!(
-            "platform {} is simulated: give the simulator's key directory with --simulator-dir",
-            config.platform
-        )
-    })?;
-    let simulator = contrast_simulator::Simulator::open(dir)
-        .with_context(|| format!("opening the simulator at {}", dir.display()))?;
-    let verifiers = Verifiers::real()
-        .with_simulated(simulator.amd.trust_anchor(), simulator.intel.trust_anchor());
-    let evidence: Arc<dyn EvidenceIssuer> = match config.platform.tee() {
-        Tee::Snp => {
-            let mut spec = SnpReportSpec::new(contrast_attestation::snp::SnpProduct::Milan);
-            spec.host_data = config.simulated_host_data;
-            Arc::new(simulated_snp(Arc::new(simulator.amd), spec))
-        }
-        Tee::Tdx => {
-            let mut spec = TdxQuoteSpec::default();
-            spec.mr_config_id[..32].copy_from_slice(&config.simulated_host_data);
-            Arc::new(simulated_tdx(Arc::new(simulator.intel), spec))
-        }
+    let simulator_dir = if config.platform.is_simulated() {
+        Some(config.simulator_dir.as_deref().with_context(|| {
+            format!(
+                "platform {} is simulated: give the simulator's key directory with \
+                 --simulator-dir",
+                config.platform
+            )
+        })?)
+    } else {
+        None
     };
+    let settings = IssuerSettings {
+        simulator_dir: simulator_dir.map(Path::to_owned),
+        simulated_tee: match config.platform.tee() {
+            Tee::Snp => "snp",
+            Tee::Tdx => "tdx",
+        }
+        .to_owned(),
+        simulated_host_data: Some(hex::encode(config.simulated_host_data)),
+    };
+    let evidence: Arc<dyn EvidenceIssuer> = Arc::from(select(&settings)?);
+    let verifiers = contrast_evidence::issuer::verifiers(simulator_dir)?;
     let issuer: Arc<dyn Issuer> = Arc::new(DocumentIssuer::new(evidence));
-    if config.simulated_issue_delay.is_zero() {
+    if simulator_dir.is_none() || config.simulated_issue_delay.is_zero() {
         return Ok((issuer, verifiers));
     }
     Ok((

@@ -79,6 +79,13 @@ fn main() -> anyhow::Result<()> {
         other => anyhow::bail!("--log-format {other}: use text or json"),
     }
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    if args.platform.is_simulated() && !cfg!(feature = "simulated") {
+        anyhow::bail!(
+            "platform {} is simulated, but this Coordinator is built without the simulator \
+             (feature `simulated`): it runs on TEE hardware only; use a hardware platform",
+            args.platform
+        );
+    }
     let simulated_host_data = match &args.simulated_host_data {
         None => [0; 32],
         Some(text) => hex::decode(text)

@@ -50,6 +50,37 @@ pub const GUEST_BINARIES: [&str; 4] = [
     "initdata-check",
 ];
 
+/// The packages of [`GUEST_BINARIES`], in the same order.
+pub const GUEST_PACKAGES: [&str; 4] = [
+    "contrast-initializer",
+    "contrast-service-mesh",
+    "contrast-luks",
+    "contrast-initdata-check",
+];
+
+/// The packages whose binaries ship: the image's ([`GUEST_PACKAGES`]) and the Coordinator's
+/// release image.
+pub const SHIPPED_PACKAGES: [&str; 5] = [
+    "contrast-initializer",
+    "contrast-service-mesh",
+    "contrast-luks",
+    "contrast-initdata-check",
+    "contrast-coordinator",
+];
+
+/// `cargo build` of the shipped binaries as they ship: release profile, default features
+/// only. Built alone, so nothing else in the workspace (the quickstart, the tests' self
+/// dev-dependencies) turns on the `simulated` feature; the binaries land in
+/// `<target>/release`.
+pub fn shipped_build(cargo: &std::ffi::OsStr) -> std::process::Command {
+    let mut command = std::process::Command::new(cargo);
+    command.args(["build", "--release", "--locked", "--bins"]);
+    for package in SHIPPED_PACKAGES {
+        command.args(["-p", package]);
+    }
+    command
+}
+
 /// Kernel modules loaded at boot (with their dependencies, resolved from the kernel's
 /// `modules.dep`). The initramfs loads them all up front: it has no `request_module` helper.
 pub const MODULES: &[&str] = &[

@@ -12,6 +12,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+mod tidy;
+
 /// Debian packages the build and the tests use, each with a shell test that shows it is
 /// there. Later issues add theirs (QEMU, containerd, …) here, and only here.
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
@@ -109,6 +111,7 @@ fn main() -> ExitCode {
         .as_slice()
     {
         ["test"] => test(),
+        ["tidy"] => tidy::tidy(),
         ["quickstart"] => quickstart(),
         ["image"] => image(),
         ["install-deps"] => install_debian_packages(),
@@ -133,7 +136,8 @@ fn usage() {
          quickstart    install what it needs, then run the whole lifecycle on this machine\n  \
          image         build the guest image into target/image, compute its reference values and\n                \
          SNP ID blocks, and build a CLI that embeds them (target/embedded/debug/contrast)\n  \
-         test          install what the tests need, then fmt check, clippy -D warnings, all tests\n  \
+         test          install what the tests need, then fmt check, clippy -D warnings, tidy, all tests\n  \
+         tidy          check the workspace's layering rules (core, host, guest, testing)\n  \
          install-deps  only install the Debian packages the tests need"
     );
 }
@@ -156,8 +160,11 @@ fn test() -> Result<()> {
             "warnings",
         ]))
     })?;
+    step("tidy (layers)", tidy::tidy)?;
     step("one crypto provider", check_crypto_provider)?;
     let python_tools = step_with("python tools", install_python_tools)?;
+    // Built alone (release, default features), as they ship; a test inspects them.
+    step("shipped binaries", build_shipped_binaries)?;
     step("tests", || run_tests(&python_tools))?;
     step("quickstart", run_quickstart)?;
     eprintln!("xtask: all checks passed in {:.0?}", started.elapsed());
@@ -322,11 +329,16 @@ fn image() -> Result<()> {
         .context("cannot resolve the target directory")?;
     let out = std::path::absolute(target_dir().join("image"))
         .context("cannot resolve the target directory")?;
-    step("guest binaries", || {
+    step("image tools", || {
         run(Command::new("cargo").args(["build", "--workspace", "--bins", "--locked"]))
     })?;
+    step("guest binaries, as they ship", build_shipped_binaries)?;
+    let release = std::path::absolute(target_dir().join("release"))
+        .context("cannot resolve the target directory")?;
     step("guest image", || {
         run(Command::new(debug.join("contrast-image"))
+            .arg("--binaries")
+            .arg(&release)
             .arg("--out")
             .arg(&out)
             .arg("--ovmf-snp")
@@ -363,6 +375,13 @@ fn image() -> Result<()> {
         target_dir().join("embedded/debug/contrast").display()
     );
     Ok(())
+}
+
+/// The binaries that ship, without the `simulated` feature, into `<target>/release`.
+fn build_shipped_binaries() -> Result<()> {
+    run(&mut contrast_image::shipped_build(std::ffi::OsStr::new(
+        "cargo",
+    )))
 }
 
 fn run_quickstart() -> Result<()> {

@@ -109,6 +109,7 @@ pub enum ConfigfsTsmError {
         path: PathBuf,
     },
     /// The test-only fake provider was asked for, but another provider is registered.
+    #[cfg(feature = "simulated")]
     #[error(
         "{path} names {found:?}, not the test-only fake provider {FAKE_TEST_PROVIDER:?}: \
          load fake_tsm.ko (QEMU tests only), or use the hardware issuer"
@@ -262,6 +263,7 @@ pub struct TsmReport {
     pub attempts: u32,
 }
 
+#[cfg(feature = "simulated")]
 /// Output of the test-only fake provider ([`FAKE_TEST_PROVIDER`]): an unsigned body laid out
 /// like an SEV-SNP report. Not evidence of anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -285,6 +287,7 @@ enum Accept {
     /// `sev_guest` and `tdx_guest`.
     Hardware,
     /// [`FAKE_TEST_PROVIDER`] only.
+    #[cfg(feature = "simulated")]
     FakeTest,
 }
 
@@ -292,6 +295,7 @@ enum Accept {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Found {
     Hardware(Provider),
+    #[cfg(feature = "simulated")]
     FakeTest,
 }
 
@@ -342,6 +346,7 @@ impl ConfigfsTsm {
         self.issue_with(request, &RealKernel, unique_name)
     }
 
+    #[cfg(feature = "simulated")]
     /// TEST ONLY: the unsigned body of the fake provider [`FAKE_TEST_PROVIDER`], through the
     /// same protocol as [`ConfigfsTsm::issue`]. Every other provider is refused with
     /// [`ConfigfsTsmError::NotTheFakeTestProvider`], so this never returns hardware output.
@@ -367,12 +372,14 @@ impl ConfigfsTsm {
                 attempts: raw.attempts,
             }),
             // read_report refuses it for Accept::Hardware; never turn it into a TsmReport.
+            #[cfg(feature = "simulated")]
             Found::FakeTest => Err(ConfigfsTsmError::FakeTestProvider {
                 path: self.report_root.clone(),
             }),
         }
     }
 
+    #[cfg(feature = "simulated")]
     fn issue_fake_with(
         &self,
         request: &ReportRequest,
@@ -499,7 +506,9 @@ fn read_report(
                 }
             })?)
         }
+        #[cfg(feature = "simulated")]
         Accept::FakeTest if provider_name == FAKE_TEST_PROVIDER => Found::FakeTest,
+        #[cfg(feature = "simulated")]
         Accept::FakeTest => {
             return Err(ConfigfsTsmError::NotTheFakeTestProvider {
                 path: provider_path,

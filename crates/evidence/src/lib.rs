@@ -14,6 +14,8 @@
 pub mod configfs_tsm;
 pub mod document;
 pub mod issuer;
+#[cfg(feature = "simulated")]
+mod simulated;
 pub mod snp_cert_table;
 
 pub use document::DocumentIssuer;

@@ -67,13 +67,9 @@ fn evidence_issuer(args: &Args) -> anyhow::Result<Arc<dyn EvidenceIssuer>> {
 /// simulator's on simulated platforms (whose reference values refuse simulated evidence
 /// for a real platform's entry).
 fn verifiers(args: &Args) -> anyhow::Result<Verifiers> {
-    let verifiers = Verifiers::real();
-    let Some(dir) = &args.simulator_dir else {
-        return Ok(verifiers);
-    };
-    let simulator = contrast_simulator::Simulator::open(dir)
-        .with_context(|| format!("opening the simulator at {}", dir.display()))?;
-    Ok(verifiers.with_simulated(simulator.amd.trust_anchor(), simulator.intel.trust_anchor()))
+    Ok(contrast_evidence::issuer::verifiers(
+        args.simulator_dir.as_deref(),
+    )?)
 }
 
 fn main() -> anyhow::Result<()> {
