@@ -83,10 +83,10 @@ pub enum AtlsError {
     #[error("{0}")]
     Nonce(String),
     /// TLS failed.
-    #[error("TLS: {0}")]
+    #[error("TLS")]
     Tls(#[from] rustls::Error),
     /// Connecting or handshaking failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The handshake took too long.
     #[error("the aTLS handshake with {peer} did not finish within {timeout:?}")]

@@ -97,7 +97,7 @@ pub enum IssueError {
     #[error(transparent)]
     SevGuest(#[from] SevGuestError),
     /// The host's certificate table is malformed.
-    #[error("the host's SNP certificate table: {0}")]
+    #[error("the host's SNP certificate table")]
     CertTable(#[from] CertTableError),
     /// The simulator failed.
     #[error(transparent)]
@@ -274,7 +274,7 @@ pub fn detect() -> Result<Box<dyn EvidenceIssuer>, IssueError> {
         Ok(device) => Ok(Box::new(SevGuestIssuer(device))),
         Err(e) => Err(IssueError::NoTee {
             configfs: configfs_reason,
-            sev_guest: e.to_string(),
+            sev_guest: contrast_platforms::error_chain(&e),
         }),
     }
 }
@@ -348,7 +348,7 @@ pub enum FakeTsmError {
         len: usize,
     },
     /// The outblob is not laid out like an SEV-SNP report.
-    #[error("the fake TSM provider's outblob is not an SEV-SNP report body: {0}")]
+    #[error("the fake TSM provider's outblob is not an SEV-SNP report body")]
     Body(#[from] ReportError),
     /// The body binds other REPORT_DATA than was asked for.
     #[error(
@@ -572,7 +572,7 @@ pub enum SelectError {
     )]
     HostDataNotUsed,
     /// The simulator's key directory could not be opened.
-    #[error("opening the simulator at {dir}: {source}")]
+    #[error("opening the simulator at {dir}")]
     OpenSimulator {
         /// The directory.
         dir: PathBuf,
