@@ -463,6 +463,7 @@ mod tests {
             source: AtlsError::Refused {
                 nonce_hex: "00".to_owned(),
                 reasons: vec!["HOST_DATA differs".to_owned(), "second".to_owned()],
+                policy_mismatch: true,
             },
         };
         let line = e.one_line();
