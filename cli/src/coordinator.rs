@@ -167,7 +167,7 @@ pub(crate) async fn connect(
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(e) => {
-                let hint = attestation_hint(&e.to_string());
+                let hint = attestation_hint(&e);
                 return Err(anyhow::Error::new(e))
                     .with_context(|| format!("connecting to the Coordinator at {address}{hint}"));
             }
@@ -208,8 +208,14 @@ where
     }
 }
 
-fn attestation_hint(message: &str) -> &'static str {
-    if message.contains("HOST_DATA") || message.contains("MRCONFIGID") {
+fn attestation_hint(e: &contrast_atls::AtlsError) -> &'static str {
+    if matches!(
+        e,
+        contrast_atls::AtlsError::Refused {
+            policy_mismatch: true,
+            ..
+        }
+    ) {
         "\nhint: the Coordinator's policy is not the one in the manifest: it runs another \
          version, or contrast generate was not run over its YAML"
     } else {
@@ -251,4 +257,25 @@ pub(crate) fn workload_owner_client_key(
         .with_context(|| format!("{}: not a workload owner key", path.display()))?;
     let der = key.pkcs8_der()?;
     Ok(Some((PrivateKeyDer::Pkcs8(der.to_vec().into()), key)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_hint_follows_the_refusal_not_its_words() {
+        let refused = |policy_mismatch| contrast_atls::AtlsError::Refused {
+            nonce_hex: "00".to_owned(),
+            reasons: vec!["HOST_DATA differs".to_owned()],
+            policy_mismatch,
+        };
+        assert!(attestation_hint(&refused(true)).contains("hint:"));
+        assert_eq!(attestation_hint(&refused(false)), "");
+        let timeout = contrast_atls::AtlsError::Timeout {
+            peer: "MRCONFIGID".to_owned(),
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(attestation_hint(&timeout), "");
+    }
 }

@@ -20,7 +20,7 @@ use contrast_kube_resources::{
     mutate, parse_documents,
 };
 use contrast_manifest::{
-    COORDINATOR_INITDATA_KEY, EmbeddedReferenceValues, HexString, Manifest, PolicyEntry,
+    COORDINATOR_INITDATA_KEY, EmbeddedReferenceValues, ErrorKind, HexString, Manifest, PolicyEntry,
     ROLE_COORDINATOR,
 };
 use contrast_platforms::Platform;
@@ -236,7 +236,7 @@ pub(crate) async fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let no_coordinator = manifest.coordinator_policy_hashes().next().is_none();
     let blocking: Vec<String> = errors
         .invalid()
-        .filter(|e| !(no_coordinator && e.to_string().contains("role 'coordinator'")))
+        .filter(|e| e.kind != ErrorKind::NoCoordinator)
         .map(ToString::to_string)
         .collect();
     if !blocking.is_empty() {

@@ -40,10 +40,10 @@ pub enum CoordinatorError {
     #[error("{0}")]
     InvalidArgument(String),
     /// The history is damaged or the store failed.
-    #[error("manifest history: {0}")]
+    #[error("manifest history")]
     History(#[from] HistoryError),
     /// Certificates could not be made.
-    #[error("certificate authority: {0}")]
+    #[error("certificate authority")]
     Ca(#[from] contrast_ca::CaError),
     /// Something else failed.
     #[error("{0}")]
@@ -53,7 +53,8 @@ pub enum CoordinatorError {
 impl From<CoordinatorError> for tonic::Status {
     fn from(e: CoordinatorError) -> Self {
         use CoordinatorError::*;
-        let message = e.to_string();
+        // The whole chain: History and Ca keep their cause as the source.
+        let message = contrast_platforms::error_chain(&e);
         match e {
             NotInitialized | RecoveryMode | AlreadyRecovered | NoStateToRecover
             | ConcurrentUpdate(_) | UnexpectedHistory(_) | ReadyPeerExists(_) => {

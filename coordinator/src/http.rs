@@ -297,7 +297,12 @@ async fn attest(
         policies,
     } = match history {
         Ok(Ok(found)) => found,
-        Ok(Err(e)) => return error(StatusCode::PRECONDITION_FAILED, e.to_string()),
+        Ok(Err(e)) => {
+            return error(
+                StatusCode::PRECONDITION_FAILED,
+                contrast_platforms::error_chain(&e),
+            );
+        }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let root_ca = state.ca().root_ca_pem().as_bytes().to_vec();
@@ -318,7 +323,12 @@ async fn attest(
         Err(e @ contrast_atls::AtlsError::Busy(_)) => {
             return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
         }
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                contrast_platforms::error_chain(&e),
+            );
+        }
     };
     let attestation_type: Vec<u64> = oid.split('.').filter_map(|a| a.parse().ok()).collect();
     let b64 = |bytes: &[u8]| STANDARD.encode(bytes);
@@ -402,7 +412,10 @@ async fn readiness(AxumState(coordinator): AxumState<Arc<Coordinator>>) -> (Stat
         Ok(Ok(Status::Uninitialized)) => {
             (StatusCode::SERVICE_UNAVAILABLE, "not initialized\n".into())
         }
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{}\n", contrast_platforms::error_chain(&e)),
+        ),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     }
 }

@@ -378,7 +378,10 @@ async fn maintain(coordinator: Arc<Coordinator>, interval: Duration) {
         tokio::time::sleep(interval).await;
         let guard = coordinator.guard.clone();
         match tokio::task::spawn_blocking(move || guard.check_staleness()).await {
-            Ok(Err(e)) => tracing::warn!(error = %e, "checking the history for updates"),
+            Ok(Err(e)) => tracing::warn!(
+                error = %contrast_platforms::error_chain(&e),
+                "checking the history for updates"
+            ),
             Err(e) => tracing::warn!(error = %e, "checking the history for updates"),
             Ok(Ok(_)) => {}
         }
@@ -396,7 +399,10 @@ async fn watch_history(
     while latest.next().await.is_some() {
         let guard = coordinator.guard.clone();
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || guard.check_staleness()).await {
-            tracing::warn!(error = %e, "checking the history after a change");
+            tracing::warn!(
+                error = %contrast_platforms::error_chain(&e),
+                "checking the history after a change"
+            );
         }
         try_peers(&coordinator).await;
     }
@@ -417,7 +423,7 @@ async fn try_peers(coordinator: &Arc<Coordinator>) {
                 coordinator.metrics.set_generation(generation);
                 return;
             }
-            Err(e) => tracing::info!(%peer, error = %e, "peer recovery failed"),
+            Err(e) => tracing::info!(%peer, error = %format!("{e:#}"), "peer recovery failed"),
         }
     }
 }

@@ -84,7 +84,12 @@ impl MeshApi for MeshApiService {
                 (!secret_id.is_empty()).then_some(secret_id.as_str()),
                 &public_key,
             )
-            .map_err(|e| Status::internal(format!("issuing the workload certificate: {e}")))?;
+            .map_err(|e| {
+                Status::internal(format!(
+                    "issuing the workload certificate: {}",
+                    contrast_platforms::error_chain(&e)
+                ))
+            })?;
         let workload_secret = if secret_id.is_empty() {
             Vec::new()
         } else {

@@ -66,7 +66,10 @@ impl KubernetesPeers {
                 .map(|ip| std::net::SocketAddr::new(ip, self.mesh_port).to_string())
                 .collect(),
             Err(e) => {
-                tracing::warn!(error = %e, "listing Coordinator peers");
+                tracing::warn!(
+                    error = %contrast_platforms::error_chain(&e),
+                    "listing Coordinator peers"
+                );
                 Vec::new()
             }
         }

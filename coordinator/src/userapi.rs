@@ -131,8 +131,8 @@ impl UserApi for UserApiService {
         let seed = zeroize::Zeroizing::new(req.seed);
         let engine = SeedEngine::new(&seed, &req.salt)
             .map_err(|e| Status::invalid_argument(format!("seed or salt: {e}")))?;
-        let mesh_key =
-            contrast_ca::generate_mesh_key().map_err(|e| Status::internal(e.to_string()))?;
+        let mesh_key = contrast_ca::generate_mesh_key()
+            .map_err(|e| Status::internal(contrast_platforms::error_chain(&e)))?;
         let coordinator = self.0.clone();
         let state = blocking(move || {
             coordinator.guard.recover_expecting(

@@ -81,7 +81,7 @@ const FOUR_GIB: u64 = 1 << 32;
 #[derive(Debug, thiserror::Error)]
 pub enum OvmfError {
     /// The image could not be read.
-    #[error("reading the OVMF image {path}: {source}")]
+    #[error("reading the OVMF image {path}")]
     Read {
         /// The file.
         path: String,

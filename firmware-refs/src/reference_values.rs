@@ -38,7 +38,7 @@ pub const XFAM: &str = "e702060000000000";
 #[derive(Debug, thiserror::Error)]
 pub enum ReferenceValuesError {
     /// An artifact could not be read.
-    #[error("reading the image artifact {path}: {source}")]
+    #[error("reading the image artifact {path}")]
     Read {
         /// The file.
         path: String,
@@ -54,7 +54,7 @@ pub enum ReferenceValuesError {
     #[error("{0} is not UTF-8 text")]
     CmdlineNotText(String),
     /// An OVMF image is unusable.
-    #[error("{file}: {source}")]
+    #[error("{file}")]
     Ovmf {
         /// The file.
         file: String,
@@ -62,13 +62,13 @@ pub enum ReferenceValuesError {
         source: OvmfError,
     },
     /// The SNP launch digest failed.
-    #[error("ovmf-snp.fd: {0}")]
+    #[error("ovmf-snp.fd")]
     Snp(#[from] SnpError),
     /// MRTD failed.
-    #[error("ovmf-tdx.fd: {0}")]
+    #[error("ovmf-tdx.fd")]
     Mrtd(#[from] MrtdError),
     /// The RTMRs failed.
-    #[error("RTMRs: {0}")]
+    #[error("RTMRs")]
     Rtmr(#[from] RtmrError),
 }
 

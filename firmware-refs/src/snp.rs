@@ -70,7 +70,7 @@ pub enum SnpError {
     #[error("the OVMF kernel hashes table is unusable: {0}")]
     BadKernelHashesTable(String),
     /// An input file could not be read.
-    #[error("reading the {what} {path}: {source}")]
+    #[error("reading the {what} {path}")]
     Read {
         /// `kernel` or `initrd`.
         what: &'static str,

@@ -32,7 +32,7 @@ pub enum ToolError {
         stderr: String,
     },
     /// Talking to the program failed.
-    #[error("{command}: {source}")]
+    #[error("{command}")]
     Io {
         /// The command line.
         command: String,

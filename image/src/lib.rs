@@ -137,7 +137,7 @@ const VERITY_UUID: &str = "c0a7a5e0-0000-4000-8000-000000000002";
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,

@@ -48,10 +48,10 @@ pub enum HarnessError {
     #[error("cargo build --workspace --bins failed: {0}")]
     Cargo(String),
     /// The image build failed.
-    #[error("building the guest image: {0}")]
+    #[error("building the guest image")]
     Image(#[from] contrast_image::ImageError),
     /// A file or process operation failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,
@@ -156,7 +156,7 @@ impl Drop for LockFile {
 pub fn image() -> Result<Image, HarnessError> {
     static IMAGE: OnceLock<Result<Image, String>> = OnceLock::new();
     IMAGE
-        .get_or_init(|| build_shared_image().map_err(|e| e.to_string()))
+        .get_or_init(|| build_shared_image().map_err(|e| contrast_platforms::error_chain(&e)))
         .clone()
         .map_err(|e| HarnessError::Io {
             what: "the shared guest image".into(),
@@ -237,7 +237,7 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 pub fn fake_tsm_module() -> Result<PathBuf, HarnessError> {
     static MODULE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     MODULE
-        .get_or_init(|| build_fake_tsm().map_err(|e| e.to_string()))
+        .get_or_init(|| build_fake_tsm().map_err(|e| contrast_platforms::error_chain(&e)))
         .clone()
         .map_err(HarnessError::Module)
 }

@@ -317,13 +317,15 @@ mod tests {
     fn refuses_unknown_keys() {
         let err =
             InstallConfig::parse(br#"{"files": [], "debugRuntme": true}"#, "c.json").unwrap_err();
-        assert!(err.to_string().contains("debugRuntme"), "{err}");
+        let chain = contrast_platforms::error_chain(&err);
+        assert!(chain.contains("debugRuntme"), "{chain}");
         let err = InstallConfig::parse(
             br#"{"files": [{"url": "file:///a", "path": "/a", "mode": 493}]}"#,
             "c.json",
         )
         .unwrap_err();
-        assert!(err.to_string().contains("mode"), "{err}");
+        let chain = contrast_platforms::error_chain(&err);
+        assert!(chain.contains("mode"), "{chain}");
     }
 
     #[test]

@@ -42,7 +42,7 @@ use crate::snp::SnpIdBlock;
 pub enum InstallError {
     /// The install configuration is not valid JSON of the expected shape.
     #[error(
-        "install configuration {path}: {source}; expected {{\"files\": [{{\"url\", \"path\", \"executable\", \"integrity\"}}], \"QemuExtraKernelParams\", \"debugRuntime\"}}"
+        "install configuration {path}; expected {{\"files\": [{{\"url\", \"path\", \"executable\", \"integrity\"}}], \"QemuExtraKernelParams\", \"debugRuntime\"}}"
     )]
     ParseInstallConfig {
         /// The file.
@@ -117,13 +117,13 @@ pub enum InstallError {
         actual: String,
     },
     /// The HTTP client could not be built.
-    #[error("setting up the HTTP client: {source}")]
+    #[error("setting up the HTTP client")]
     HttpClient {
         /// The client error.
         source: reqwest::Error,
     },
     /// A download failed.
-    #[error("downloading {url}: {source}")]
+    #[error("downloading {url}")]
     Download {
         /// The URL.
         url: String,
@@ -139,7 +139,7 @@ pub enum InstallError {
         status: u16,
     },
     /// A file system operation failed.
-    #[error("{operation} {}: {source}", path.display())]
+    #[error("{operation} {}", path.display())]
     Io {
         /// What was being done.
         operation: &'static str,
@@ -149,7 +149,7 @@ pub enum InstallError {
         source: std::io::Error,
     },
     /// An atomic write of a small file failed.
-    #[error("writing {}: {source}", path.display())]
+    #[error("writing {}", path.display())]
     Write {
         /// The local path.
         path: PathBuf,
@@ -240,7 +240,7 @@ pub enum InstallError {
         rendered: String,
     },
     /// A command could not be started.
-    #[error("running {command}: {source}")]
+    #[error("running {command}")]
     CommandSpawn {
         /// The command line.
         command: String,

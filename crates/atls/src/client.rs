@@ -307,7 +307,10 @@ impl ResolvesClientCert for ClientCertResolver {
         match self.certified_key(root_hint_subjects) {
             Ok(key) => Some(Arc::new(key)),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot answer the aTLS certificate request");
+                tracing::warn!(
+                    error = %contrast_platforms::error_chain(&e),
+                    "cannot answer the aTLS certificate request"
+                );
                 *crate::lock(&self.error) = Some(e);
                 None
             }

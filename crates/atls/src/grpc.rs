@@ -119,7 +119,11 @@ pub fn incoming(
                         let _ = tx.send(Ok(AtlsConnection { stream, info })).await;
                     }
                     Err(e) => {
-                        tracing::info!(peer = %addr, error = %e, "aTLS handshake failed");
+                        tracing::info!(
+                            peer = %addr,
+                            error = %contrast_platforms::error_chain(&e),
+                            "aTLS handshake failed"
+                        );
                         if let Some(hook) = on_failure {
                             hook(&e);
                         }

@@ -31,7 +31,9 @@ pub use server::{
     AtlsServer, ConnectionLimiter, ConnectionLimits, ConnectionSlot, PeerInfo, ServerOptions,
     ValidatorSource,
 };
-pub use validator::{PeerAttestation, ReferenceValidator, Validator, ValidatorSet, Verifiers};
+pub use validator::{
+    PeerAttestation, ReferenceValidator, Rejection, Validator, ValidatorSet, Verifiers,
+};
 
 /// The ALPN prefix that carries the client's nonce (lowercase hex follows).
 pub const ALPN_NONCE_PREFIX: &str = "atls:v1:nonce:";
@@ -69,6 +71,9 @@ pub enum AtlsError {
         nonce_hex: String,
         /// One line per validator tried.
         reasons: Vec<String>,
+        /// Some validator refused the peer's host data: it runs another policy than the
+        /// manifest names (see [`Rejection::policy_mismatch`]).
+        policy_mismatch: bool,
     },
     /// Too much is in progress: a limit on handshakes or evidence issuance was reached.
     #[error("{0}; retry later")]
@@ -83,10 +88,10 @@ pub enum AtlsError {
     #[error("{0}")]
     Nonce(String),
     /// TLS failed.
-    #[error("TLS: {0}")]
+    #[error("TLS")]
     Tls(#[from] rustls::Error),
     /// Connecting or handshaking failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The handshake took too long.
     #[error("the aTLS handshake with {peer} did not finish within {timeout:?}")]

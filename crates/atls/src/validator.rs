@@ -29,6 +29,32 @@ pub struct PeerAttestation {
     pub simulated: bool,
 }
 
+/// Why a validator refused an attestation document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// What is wrong and what to do.
+    pub reason: String,
+    /// The evidence verified, but its host data (SNP HOST_DATA, TDX MRCONFIGID[0..32]: the
+    /// hash of the peer's policy) is none of the accepted policy hashes: the peer runs
+    /// another policy than the manifest names.
+    pub policy_mismatch: bool,
+}
+
+impl From<String> for Rejection {
+    fn from(reason: String) -> Self {
+        Rejection {
+            reason,
+            policy_mismatch: false,
+        }
+    }
+}
+
+impl From<&str> for Rejection {
+    fn from(reason: &str) -> Self {
+        Rejection::from(reason.to_owned())
+    }
+}
+
 /// Checks one attestation document bound to `report_data`.
 pub trait Validator: Send + Sync + Debug {
     /// Whether this validator reads documents under `oid`.
@@ -39,7 +65,7 @@ pub trait Validator: Send + Sync + Debug {
         oid: &str,
         document: &[u8],
         report_data: &[u8; 64],
-    ) -> Result<PeerAttestation, String>;
+    ) -> Result<PeerAttestation, Rejection>;
 }
 
 /// The validators of one side of a handshake; empty means "do not attest the peer".
@@ -73,13 +99,17 @@ impl ValidatorSet {
             return Err(AtlsError::NoAttestation);
         }
         let mut reasons = Vec::new();
+        let mut policy_mismatch = false;
         let mut matched = false;
         for (id, doc) in documents {
             for validator in self.0.iter().filter(|v| v.accepts_oid(id)) {
                 matched = true;
                 match validator.validate(id, doc, report_data) {
                     Ok(peer) => return Ok(peer),
-                    Err(reason) => reasons.push(reason),
+                    Err(rejection) => {
+                        policy_mismatch |= rejection.policy_mismatch;
+                        reasons.push(rejection.reason);
+                    }
                 }
             }
         }
@@ -91,6 +121,7 @@ impl ValidatorSet {
         Err(AtlsError::Refused {
             nonce_hex: hex::encode(nonce),
             reasons,
+            policy_mismatch,
         })
     }
 }
@@ -189,12 +220,20 @@ impl ReferenceValidator {
         self
     }
 
+    /// Whether `host_data` is none of the accepted policy hashes (never when all are
+    /// accepted).
+    fn refuses_host_data(&self, host_data: &[u8; 32]) -> bool {
+        self.host_data
+            .as_ref()
+            .is_some_and(|accepted| !accepted.contains(host_data))
+    }
+
     fn validate_snp(
         &self,
         verifier: &SnpVerifier,
         doc: &[u8],
         report_data: &[u8; 64],
-    ) -> Result<PeerAttestation, String> {
+    ) -> Result<PeerAttestation, Rejection> {
         let (report, endorsements) =
             document::decode_snp(doc).map_err(|e| format!("SNP attestation document: {e}"))?;
         let verified = verifier
@@ -206,8 +245,13 @@ impl ReferenceValidator {
             allow_debug: self.allow_debug,
             ..Default::default()
         };
-        let index = check_snp_reference_values(&verified, &self.snp, &expect)
-            .map_err(|refusal| refusal.to_string())?;
+        let index =
+            check_snp_reference_values(&verified, &self.snp, &expect).map_err(|refusal| {
+                Rejection {
+                    reason: refusal.to_string(),
+                    policy_mismatch: self.refuses_host_data(&verified.report.host_data()),
+                }
+            })?;
         Ok(PeerAttestation {
             validator: format!("{}snp[{index}]", self.label),
             host_data: verified.report.host_data(),
@@ -221,7 +265,7 @@ impl ReferenceValidator {
         verifier: &TdxVerifier,
         doc: &[u8],
         report_data: &[u8; 64],
-    ) -> Result<PeerAttestation, String> {
+    ) -> Result<PeerAttestation, Rejection> {
         let quote =
             document::decode_tdx(doc).map_err(|e| format!("TDX attestation document: {e}"))?;
         let verified = verifier
@@ -233,10 +277,15 @@ impl ReferenceValidator {
             allow_debug: self.allow_debug,
             allow_out_of_date: false,
         };
-        let index = check_tdx_reference_values(&verified, &self.tdx, &expect)
-            .map_err(|refusal| refusal.to_string())?;
         let mut host_data = [0; 32];
         host_data.copy_from_slice(&verified.quote.td_report.mr_config_id[..32]);
+        let index =
+            check_tdx_reference_values(&verified, &self.tdx, &expect).map_err(|refusal| {
+                Rejection {
+                    reason: refusal.to_string(),
+                    policy_mismatch: self.refuses_host_data(&host_data),
+                }
+            })?;
         Ok(PeerAttestation {
             validator: format!("{}tdx[{index}]", self.label),
             host_data,
@@ -261,7 +310,7 @@ impl Validator for ReferenceValidator {
         id: &str,
         doc: &[u8],
         report_data: &[u8; 64],
-    ) -> Result<PeerAttestation, String> {
+    ) -> Result<PeerAttestation, Rejection> {
         match id {
             oid::ATLS_SNP => self.validate_snp(&self.verifiers.snp, doc, report_data),
             oid::ATLS_TDX => self.validate_tdx(&self.verifiers.tdx, doc, report_data),
@@ -273,7 +322,7 @@ impl Validator for ReferenceValidator {
                 Some(v) => self.validate_tdx(v, doc, report_data),
                 None => Err("simulated TDX evidence is accepted only on Sim-TDX".into()),
             },
-            other => Err(format!("no validator for OID {other}")),
+            other => Err(format!("no validator for OID {other}").into()),
         }
     }
 }

@@ -158,6 +158,29 @@ async fn a_server_with_another_policy_or_measurement_is_refused() {
 }
 
 #[tokio::test]
+async fn a_refusal_says_whether_the_policy_differs() {
+    for (host_data, measurement, expected) in [([9; 32], [0; 48], true), ([1; 32], [7; 48], false)]
+    {
+        let (addr, _server) =
+            serve_once(ServerOptions::new(Some(issuer(host_data, measurement)))).await;
+        let err =
+            match contrast_atls::client::connect(&addr, &ClientOptions::new(validators([1; 32])))
+                .await
+            {
+                Ok(_) => panic!("accepted a server that differs"),
+                Err(e) => e,
+            };
+        assert!(
+            matches!(
+                err,
+                contrast_atls::AtlsError::Refused { policy_mismatch, .. } if policy_mismatch == expected
+            ),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_unattested_server_is_refused() {
     let (addr, _server) = serve_once(ServerOptions::new(None)).await;
     let err = exchange(&addr, &ClientOptions::new(validators([1; 32])))

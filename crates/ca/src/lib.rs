@@ -73,7 +73,7 @@ pub enum CaError {
         certificate: &'static str,
     },
     /// rcgen refused to build or sign a certificate.
-    #[error("building the {certificate} certificate failed: {source}")]
+    #[error("building the {certificate} certificate failed")]
     Certificate {
         /// Which certificate.
         certificate: &'static str,

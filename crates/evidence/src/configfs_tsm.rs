@@ -121,7 +121,7 @@ pub enum ConfigfsTsmError {
         found: String,
     },
     /// `provider` names a provider this crate does not know how to read.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     UnknownProvider {
         /// The `provider` file.
         path: PathBuf,
@@ -196,7 +196,7 @@ pub enum ConfigfsTsmError {
     },
     /// The report was read but its directory could not be removed.
     #[error(
-        "could not remove report directory {path}: {source}; remove it with rmdir, a leaked \
+        "could not remove report directory {path}; remove it with rmdir, a leaked \
          report directory keeps the TSM provider from being reloaded"
     )]
     RemoveFailed {
@@ -206,7 +206,7 @@ pub enum ConfigfsTsmError {
         source: io::Error,
     },
     /// Any other I/O failure.
-    #[error("I/O error on {path}: {source}")]
+    #[error("I/O error on {path}")]
     Io {
         /// The path accessed.
         path: PathBuf,

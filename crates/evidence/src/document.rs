@@ -39,10 +39,13 @@ impl DocumentIssuer {
 
 impl Issuer for DocumentIssuer {
     fn issue(&self, report_data: &[u8; 64]) -> Result<(&'static str, Vec<u8>), AtlsError> {
-        let evidence = self
-            .evidence
-            .issue(report_data)
-            .map_err(|e| AtlsError::Issue(format!("{}: {e}", self.evidence.name())))?;
+        let evidence = self.evidence.issue(report_data).map_err(|e| {
+            AtlsError::Issue(format!(
+                "{}: {}",
+                self.evidence.name(),
+                contrast_platforms::error_chain(&e)
+            ))
+        })?;
         let encoded = match evidence.tee {
             Tee::Snp => document::encode_snp(&evidence.raw, &evidence.snp_endorsements(), None),
             Tee::Tdx => document::encode_tdx(&evidence.raw),

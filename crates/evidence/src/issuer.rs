@@ -99,7 +99,7 @@ pub enum IssueError {
     #[error(transparent)]
     SevGuest(#[from] SevGuestError),
     /// The host's certificate table is malformed.
-    #[error("the host's SNP certificate table: {0}")]
+    #[error("the host's SNP certificate table")]
     CertTable(#[from] CertTableError),
     /// The simulator failed.
     #[cfg(feature = "simulated")]
@@ -278,7 +278,7 @@ pub fn detect() -> Result<Box<dyn EvidenceIssuer>, IssueError> {
         Ok(device) => Ok(Box::new(SevGuestIssuer(device))),
         Err(e) => Err(IssueError::NoTee {
             configfs: configfs_reason,
-            sev_guest: e.to_string(),
+            sev_guest: contrast_platforms::error_chain(&e),
         }),
     }
 }
@@ -370,7 +370,7 @@ pub enum SelectError {
     NotSimulated,
     /// The simulator's key directory could not be opened.
     #[cfg(feature = "simulated")]
-    #[error("opening the simulator at {dir}: {source}")]
+    #[error("opening the simulator at {dir}")]
     OpenSimulator {
         /// The directory.
         dir: PathBuf,

@@ -88,7 +88,7 @@ pub enum FakeTsmError {
         len: usize,
     },
     /// The outblob is not laid out like an SEV-SNP report.
-    #[error("the fake TSM provider's outblob is not an SEV-SNP report body: {0}")]
+    #[error("the fake TSM provider's outblob is not an SEV-SNP report body")]
     Body(#[from] ReportError),
     /// The body binds other REPORT_DATA than was asked for.
     #[error(

@@ -32,7 +32,7 @@ pub enum StoreError {
     },
     /// A file system operation of [`FsStore`](crate::FsStore) failed.
     #[error(
-        "history store: cannot {action} {}: {source}; check that the store directory exists, is writable and has free space",
+        "history store: cannot {action} {}; check that the store directory exists, is writable and has free space",
         path.display()
     )]
     Io {
@@ -45,7 +45,7 @@ pub enum StoreError {
         source: io::Error,
     },
     /// A remote store (Kubernetes ConfigMaps) failed or did not answer in time.
-    #[error("history store: cannot {action} {key}: {source}")]
+    #[error("history store: cannot {action} {key}")]
     Backend {
         /// What was being done (`reach the Kubernetes API for`, …).
         action: &'static str,
@@ -149,7 +149,7 @@ pub enum HistoryError {
         transition: String,
     },
     /// Signing the latest pointer failed (only possible with a broken key).
-    #[error("cannot sign transition {transition} with the transaction signing key: {source}")]
+    #[error("cannot sign transition {transition} with the transaction signing key")]
     Sign {
         /// Lowercase hex of the transition hash.
         transition: String,

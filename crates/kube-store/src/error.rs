@@ -10,7 +10,7 @@ use std::time::Duration;
 pub enum KubeStoreError {
     /// The service account's namespace file cannot be read.
     #[error(
-        "cannot read the pod's namespace from {}: {source}; run in a pod with a service account mounted, or give the namespace explicitly",
+        "cannot read the pod's namespace from {}; run in a pod with a service account mounted, or give the namespace explicitly",
         path.display()
     )]
     Namespace {
@@ -31,15 +31,15 @@ pub enum KubeStoreError {
     },
     /// The in-cluster configuration (service account token, API server address) is missing.
     #[error(
-        "cannot load the in-cluster Kubernetes configuration: {0}; the Coordinator needs its service account and KUBERNETES_SERVICE_HOST/PORT"
+        "cannot load the in-cluster Kubernetes configuration; the Coordinator needs its service account and KUBERNETES_SERVICE_HOST/PORT"
     )]
     InCluster(#[source] kube::config::InClusterError),
     /// A Kubernetes client cannot be built from the configuration.
-    #[error("cannot build a Kubernetes client: {0}; check the cluster URL and TLS settings")]
+    #[error("cannot build a Kubernetes client; check the cluster URL and TLS settings")]
     Client(#[source] kube::Error),
     /// A Kubernetes API call failed.
     #[error(
-        "Kubernetes API: cannot {action} {object}: {source}; check the API server and the Coordinator's RBAC role (configmaps get/create/update/watch, pods get/list)"
+        "Kubernetes API: cannot {action} {object}; check the API server and the Coordinator's RBAC role (configmaps get/create/update/watch, pods get/list)"
     )]
     Api {
         /// What was being done (`get`, `create`, `update`, `list`).
@@ -73,7 +73,7 @@ pub enum KubeStoreError {
         pod: String,
     },
     /// The store's background thread cannot be started.
-    #[error("cannot start the ConfigMap store's I/O thread: {0}")]
+    #[error("cannot start the ConfigMap store's I/O thread")]
     Runtime(#[source] io::Error),
     /// The store's background thread has stopped (only after a panic in it).
     #[error("the ConfigMap store's I/O thread has stopped; restart the Coordinator")]

@@ -46,6 +46,10 @@ pub enum ErrorKind {
     Invalid,
     /// A key that binds to no field (Contrast would drop it silently).
     UnknownField,
+    /// No policy has the role `coordinator`. Wrong like [`ErrorKind::Invalid`], except for
+    /// `contrast generate` over workloads without the Coordinator's deployment, which
+    /// writes such a manifest and says what to add.
+    NoCoordinator,
 }
 
 /// One problem found by [`crate::Manifest::validate`].
@@ -65,7 +69,7 @@ impl fmt::Display for ValidationError {
             ErrorKind::ExpectedMissing => {
                 write!(f, "{}: not filled in: {}", self.path, self.message)
             }
-            ErrorKind::Invalid | ErrorKind::UnknownField => {
+            ErrorKind::Invalid | ErrorKind::UnknownField | ErrorKind::NoCoordinator => {
                 write!(f, "{}: {}", self.path, self.message)
             }
         }
@@ -106,6 +110,18 @@ impl ValidationErrors {
         self.0.push(ValidationError {
             path: path.into(),
             kind: ErrorKind::Invalid,
+            message: message.into(),
+        });
+    }
+
+    pub(crate) fn no_coordinator_at(
+        &mut self,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.0.push(ValidationError {
+            path: path.into(),
+            kind: ErrorKind::NoCoordinator,
             message: message.into(),
         });
     }

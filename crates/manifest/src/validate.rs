@@ -32,14 +32,16 @@ pub(crate) fn validate_manifest(manifest: &Manifest, errs: &mut ValidationErrors
         coordinators += usize::from(entry.is_coordinator());
     }
     if coordinators != 1 {
-        errs.invalid_at(
-            "Policies",
-            format!(
-                "expected exactly 1 policy with role 'coordinator', got {coordinators}; \
-                 the Coordinator's policy must be in the manifest once (contrast generate adds \
-                 it from the Coordinator's deployment)"
-            ),
+        let message = format!(
+            "expected exactly 1 policy with role 'coordinator', got {coordinators}; \
+             the Coordinator's policy must be in the manifest once (contrast generate adds \
+             it from the Coordinator's deployment)"
         );
+        if coordinators == 0 {
+            errs.no_coordinator_at("Policies", message);
+        } else {
+            errs.invalid_at("Policies", message);
+        }
     }
 
     check_reference_values(&manifest.reference_values, "ReferenceValues", errs);

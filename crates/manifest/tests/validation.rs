@@ -336,6 +336,26 @@ fn all_problems_are_reported_together_in_document_order() {
 }
 
 #[test]
+fn a_manifest_without_a_coordinator_has_its_own_kind() {
+    let mut m = golden();
+    policy(&mut m, COORDINATOR).role = String::new();
+    let errs = m.validate().unwrap_err();
+    let kinds: Vec<_> = errs.0.iter().map(|e| (e.path.as_str(), e.kind)).collect();
+    assert_eq!(kinds, [("Policies", ErrorKind::NoCoordinator)]);
+    assert_eq!(
+        errs.invalid().count(),
+        1,
+        "still wrong for everyone but generate"
+    );
+    // Two Coordinators are simply wrong.
+    let mut m = golden();
+    policy(&mut m, WEB).role = "coordinator".into();
+    let errs = m.validate().unwrap_err();
+    let kinds: Vec<_> = errs.0.iter().map(|e| (e.path.as_str(), e.kind)).collect();
+    assert_eq!(kinds, [("Policies", ErrorKind::Invalid)]);
+}
+
+#[test]
 fn values_left_for_the_user_are_told_apart_from_wrong_ones() {
     // What `contrast generate` writes for bare-metal platforms: everything but the
     // hardware-dependent values.

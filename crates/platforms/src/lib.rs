@@ -371,6 +371,24 @@ fn parse_runtime_id(hash: &str) -> Option<[u8; 4]> {
     Some(id)
 }
 
+/// An error and all its causes in one line, `: `-separated, as anyhow's `{:#}` prints
+/// them: `reading the manifest m.json: No such file or directory (os error 2)`.
+///
+/// Our errors do not repeat their cause in their own message (the cause is their
+/// [`source`](std::error::Error::source)), so wherever an error leaves as text (a log
+/// field, a gRPC status, a message carried in a `String`) it goes through this, or the
+/// cause is lost.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        line.push_str(": ");
+        line.push_str(&e.to_string());
+        cause = e.source();
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -519,5 +537,23 @@ mod tests {
                 "{name}: error does not name the input: {err}"
             );
         }
+    }
+
+    #[test]
+    fn error_chain_prints_every_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("reading the manifest m.json")]
+        struct Outer {
+            #[source]
+            source: std::io::Error,
+        }
+        let err = Outer {
+            source: std::io::Error::other("disk on fire"),
+        };
+        assert_eq!(
+            error_chain(&err),
+            "reading the manifest m.json: disk on fire"
+        );
+        assert_eq!(error_chain(&err.source), "disk on fire");
     }
 }

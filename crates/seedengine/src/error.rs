@@ -146,7 +146,7 @@ pub enum SeedEngineError {
         what: &'static str,
     },
     /// A file operation failed.
-    #[error("{operation} {path}: {source}")]
+    #[error("{operation} {path}")]
     Io {
         /// What was being done (`creating`, `writing`, `renaming to`, …).
         operation: &'static str,

@@ -57,7 +57,7 @@ impl Simulator {
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     /// A file of the key directory could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file or directory.
         path: String,

@@ -24,7 +24,7 @@ pub enum TdxGuestError {
         path: PathBuf,
     },
     /// Opening the device failed otherwise (for example EACCES: run as root).
-    #[error("cannot open {path}: {source}")]
+    #[error("cannot open {path}")]
     Open {
         /// The device path.
         path: PathBuf,
@@ -32,7 +32,7 @@ pub enum TdxGuestError {
         source: io::Error,
     },
     /// The ioctl failed with another errno (EIO: the TDG.MR.REPORT call failed).
-    #[error("TDX_CMD_GET_REPORT0 on {path} failed: {source}")]
+    #[error("TDX_CMD_GET_REPORT0 on {path} failed")]
     Ioctl {
         /// The device path.
         path: PathBuf,

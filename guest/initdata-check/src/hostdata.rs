@@ -54,10 +54,10 @@ fn field_name(tee: Tee) -> &'static str {
 #[derive(Debug, thiserror::Error)]
 pub enum HostDataError {
     /// The SEV-SNP report does not parse.
-    #[error("the SEV-SNP report from the hardware does not parse: {0}")]
+    #[error("the SEV-SNP report from the hardware does not parse")]
     Report(#[from] contrast_attestation::snp::ReportError),
     /// The TDREPORT does not parse.
-    #[error("the TDREPORT from the TDX module does not parse: {0}")]
+    #[error("the TDREPORT from the TDX module does not parse")]
     TdReport(#[from] contrast_attestation::tdx::TdReportError),
     /// The evidence carries other report data than requested: it is not the answer to
     /// this request.

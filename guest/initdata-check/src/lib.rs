@@ -49,7 +49,7 @@ pub enum CheckError {
     #[error("the evidence issuer could not be set up: {0}")]
     IssuerSetup(String),
     /// The hardware gave no evidence.
-    #[error("asking the TEE for a report to read the host data: {0}")]
+    #[error("asking the TEE for a report to read the host data")]
     Evidence(#[from] IssueError),
     /// The host data could not be read, or does not match.
     #[error(transparent)]
@@ -124,7 +124,10 @@ pub fn verify(
 pub fn install(decision: &Decision, policy_path: &std::path::Path) -> Result<(), PolicyWriteError> {
     match decision {
         Decision::Accepted(verified) => write_policy(policy_path, verified.policy()),
-        Decision::Refused(reason) => write_policy(policy_path, &deny_all(&reason.to_string())),
+        Decision::Refused(reason) => write_policy(
+            policy_path,
+            &deny_all(&contrast_platforms::error_chain(reason)),
+        ),
     }
 }
 

@@ -25,6 +25,7 @@ use contrast_initdata_check::source::DEFAULT_DEVICE;
 use contrast_initdata_check::{
     CheckError, DEFAULT_INITDATA_OUT, Decision, InitdataSource, install, verify, write_policy,
 };
+use contrast_platforms::error_chain;
 
 /// Checks the pod's initdata against the TEE's host data and installs the agent policy.
 #[derive(Debug, Parser)]
@@ -98,7 +99,7 @@ fn main() -> ExitCode {
     if let Err(e) = install(&decision, &args.policy_out) {
         tracing::error!(
             source = %source.path().display(),
-            error = %e,
+            error = %error_chain(&e),
             "initdata check could not install any policy"
         );
         return ExitCode::from(2);
@@ -132,7 +133,7 @@ fn main() -> ExitCode {
         }
         Decision::Refused(reason) => {
             // One line per decision, whatever the parser's message looks like.
-            let reason = reason.to_string().replace(['\n', '\r'], " ");
+            let reason = error_chain(&reason).replace(['\n', '\r'], " ");
             tracing::error!(
                 source = %source.path().display(),
                 policy = %args.policy_out.display(),

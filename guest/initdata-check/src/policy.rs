@@ -14,7 +14,7 @@ pub const DEFAULT_POLICY_PATH: &str = "/run/measured-cfg/policy.rego";
 
 /// Why a policy could not be written.
 #[derive(Debug, thiserror::Error)]
-#[error("writing the agent policy to {path}: {source} (the Kata agent must not start without it)")]
+#[error("writing the agent policy to {path} (the Kata agent must not start without it)")]
 pub struct PolicyWriteError {
     /// The policy path.
     pub path: PathBuf,

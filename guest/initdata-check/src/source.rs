@@ -88,7 +88,7 @@ pub enum SourceError {
         path: PathBuf,
     },
     /// Reading failed.
-    #[error("reading the initdata from {path}: {source}")]
+    #[error("reading the initdata from {path}")]
     Io {
         /// The path.
         path: PathBuf,
@@ -134,7 +134,7 @@ pub enum SourceError {
         limit: u64,
     },
     /// The blob is not valid gzip.
-    #[error("the initdata in {path} is not valid gzip: {source}")]
+    #[error("the initdata in {path} is not valid gzip")]
     Gzip {
         /// The path.
         path: PathBuf,

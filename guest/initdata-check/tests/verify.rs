@@ -247,7 +247,7 @@ fn check_and_install_writes_the_policy_or_the_denial() {
         panic!("accepted a mismatch")
     };
     let written = std::fs::read_to_string(&policy_path).unwrap();
-    assert_eq!(written, deny_all(&reason.to_string()));
+    assert_eq!(written, deny_all(&contrast_platforms::error_chain(&reason)));
     assert!(written.contains("initdata digest mismatch"), "{written}");
 }
 
@@ -298,7 +298,7 @@ fn tdx_initdata_check_ignores_a_quote_the_host_forged() {
         panic!("installed the policy of initdata that a host-made quote vouched for")
     };
     let written = std::fs::read_to_string(&policy_path).unwrap();
-    assert_eq!(written, deny_all(&reason.to_string()));
+    assert_eq!(written, deny_all(&contrast_platforms::error_chain(&reason)));
     assert!(
         !written.contains("default CreateContainerRequest := true"),
         "{written}"

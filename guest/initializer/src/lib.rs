@@ -27,7 +27,6 @@
 //! not that Coordinator fails the handshake before the Initializer sends its evidence or
 //! reads an answer, and nothing is written.
 
-use std::error::Error as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,14 +125,7 @@ pub enum InitializerError {
 impl InitializerError {
     /// The error and its causes in one line, for the log.
     pub fn one_line(&self) -> String {
-        let mut line = self.to_string();
-        let mut cause = self.source();
-        while let Some(e) = cause {
-            line.push_str(": ");
-            line.push_str(&e.to_string());
-            cause = e.source();
-        }
-        line.replace(['\n', '\r'], "; ")
+        contrast_platforms::error_chain(self).replace(['\n', '\r'], "; ")
     }
 }
 
@@ -471,6 +463,7 @@ mod tests {
             source: AtlsError::Refused {
                 nonce_hex: "00".to_owned(),
                 reasons: vec!["HOST_DATA differs".to_owned(), "second".to_owned()],
+                policy_mismatch: true,
             },
         };
         let line = e.one_line();

@@ -28,7 +28,7 @@ pub enum SecretError {
         position: usize,
     },
     /// The file could not be read.
-    #[error("reading the workload secret {path}: {source}")]
+    #[error("reading the workload secret {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -36,7 +36,7 @@ pub enum SecretError {
         source: std::io::Error,
     },
     /// The file's content is not a workload secret.
-    #[error("workload secret file {path}: {source}")]
+    #[error("workload secret file {path}")]
     File {
         /// The file.
         path: PathBuf,
@@ -102,7 +102,7 @@ pub enum LuksError {
     },
     /// Reading the device to look for a LUKS header failed. Nothing was formatted.
     #[error(
-        "reading {device} at offset {offset} to look for a LUKS header failed: {source}; \
+        "reading {device} at offset {offset} to look for a LUKS header failed; \
          nothing was formatted, check that the device is attached and readable"
     )]
     Probe {
@@ -118,7 +118,7 @@ pub enum LuksError {
     Random,
     /// The private directory for the header copy.
     #[error(
-        "creating the private header directory {path}: {source}; the base directory must \
+        "creating the private header directory {path}; the base directory must \
          exist and be writable (a tmpfs such as /run)"
     )]
     PrivateDir {
@@ -130,7 +130,7 @@ pub enum LuksError {
     /// Formatting failed; the device may hold a partial header.
     #[error(
         "formatting {device} (LUKS2, aes-xts-plain64, hmac(sha256) integrity) failed while \
-         {step}: {source}; formatting integrity needs the kernel's device-mapper \
+         {step}; formatting integrity needs the kernel's device-mapper \
          (dm-integrity, dm-crypt) and exclusive access to the device"
     )]
     Format {
@@ -149,7 +149,7 @@ pub enum LuksError {
     },
     /// Copying the header to the private directory failed.
     #[error(
-        "copying the LUKS2 header of {device} failed: {source}; the header is damaged or \
+        "copying the LUKS2 header of {device} failed; the header is damaged or \
          not LUKS2 (LUKS1 volumes are not supported), refusing to format over it"
     )]
     HeaderCopy {
@@ -160,7 +160,7 @@ pub enum LuksError {
     },
     /// libcryptsetup refused the header copy, or could not dump its metadata.
     #[error(
-        "loading the LUKS2 header copy of {device} failed while {step}: {source}; the \
+        "loading the LUKS2 header copy of {device} failed while {step}; the \
          header is damaged, refusing to open it"
     )]
     HeaderLoad {
@@ -172,7 +172,7 @@ pub enum LuksError {
         source: LibcryptErr,
     },
     /// The header's metadata is not an accepted profile.
-    #[error("{device}: {source}")]
+    #[error("{device}")]
     Header {
         /// The device.
         device: PathBuf,
@@ -193,7 +193,7 @@ pub enum LuksError {
         profile: Profile,
     },
     /// The keyslot check failed for another reason.
-    #[error("checking keyslot 0 of {device} failed: {source}")]
+    #[error("checking keyslot 0 of {device} failed")]
     Keyslot {
         /// The device.
         device: PathBuf,
@@ -202,7 +202,7 @@ pub enum LuksError {
     },
     /// Activating the dm-crypt mapping failed.
     #[error(
-        "activating /dev/mapper/{name} failed: {source}; activation needs the kernel's \
+        "activating /dev/mapper/{name} failed; activation needs the kernel's \
          device-mapper (dm-crypt, dm-integrity) and /run/cryptsetup for locking"
     )]
     Activate {
@@ -221,7 +221,7 @@ pub enum LuksError {
         name: String,
     },
     /// An external program (mkfs.ext4, mount) could not be started.
-    #[error("running {program}: {source}; is it installed?")]
+    #[error("running {program}; is it installed?")]
     Spawn {
         /// The program.
         program: String,
@@ -241,14 +241,14 @@ pub enum LuksError {
         stderr: String,
     },
     /// Reading the mount table failed.
-    #[error("reading /proc/self/mountinfo: {source}")]
+    #[error("reading /proc/self/mountinfo")]
     MountInfo {
         /// The I/O error.
         source: std::io::Error,
     },
     /// Initialising the first block of a new volume failed.
     #[error(
-        "initialising the first block of the new volume {mapped}: {source}; the volume has a \
+        "initialising the first block of the new volume {mapped}; the volume has a \
          LUKS header but no file system yet, and the next start formats it again"
     )]
     FirstBlock {

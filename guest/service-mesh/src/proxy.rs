@@ -99,7 +99,7 @@ pub enum ProxyError {
     #[error(transparent)]
     Tls(#[from] TlsError),
     /// A listener could not be set up.
-    #[error("setting up the {listener} listener on {address}: {source}{hint}")]
+    #[error("setting up the {listener} listener on {address}{hint}")]
     Listen {
         /// Which listener.
         listener: String,

@@ -161,7 +161,7 @@ pub struct Installed {
 pub enum RedirectError {
     /// The tool could not be started.
     #[error(
-        "starting {program}: {source}; install iptables (with ip6tables) in the sidecar \
+        "starting {program}; install iptables (with ip6tables) in the sidecar \
          image or pass the tool's path"
     )]
     Spawn {
@@ -423,18 +423,18 @@ mod tests {
             (IpFamily::V6, "ip6tables-restore", "ip6tables"),
         ] {
             let error = tools.apply(family, &rules).unwrap_err();
+            let chain = contrast_platforms::error_chain(&error);
             assert!(
-                error
-                    .to_string()
-                    .starts_with(&format!("starting /nonexistent/{restore}:")),
-                "{error}"
+                chain.starts_with(&format!("starting /nonexistent/{restore};"))
+                    && chain.ends_with("(os error 2)"),
+                "{chain}"
             );
             let error = tools.remove_default_deny(family).unwrap_err();
+            let chain = contrast_platforms::error_chain(&error);
             assert!(
-                error
-                    .to_string()
-                    .starts_with(&format!("starting /nonexistent/{tool}:")),
-                "{error}"
+                chain.starts_with(&format!("starting /nonexistent/{tool};"))
+                    && chain.ends_with("(os error 2)"),
+                "{chain}"
             );
         }
     }

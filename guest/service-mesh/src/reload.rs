@@ -95,7 +95,10 @@ pub(crate) async fn watch_files(
             Err(error) => {
                 refused = Some(fingerprint);
                 stats.tls_reload_failures.increment();
-                warn!(%error, "changed credential files are not usable; keeping the current ones");
+                warn!(
+                    error = %contrast_platforms::error_chain(&error),
+                    "changed credential files are not usable; keeping the current ones"
+                );
             }
         }
     }

@@ -60,7 +60,7 @@ impl TlsPaths {
 pub enum TlsError {
     /// A file could not be read.
     #[error(
-        "reading {path}: {source}; the Initializer writes it (is the contrast-secrets volume \
+        "reading {path}; the Initializer writes it (is the contrast-secrets volume \
          mounted and did the Initializer finish?)"
     )]
     Read {

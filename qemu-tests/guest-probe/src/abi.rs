@@ -13,6 +13,7 @@ use contrast_evidence::configfs_tsm::{
 use contrast_evidence::issuer::{
     ConfigfsTsmIssuer, EvidenceIssuer, IssueError, IssuerSettings, detect, select,
 };
+use contrast_platforms::error_chain;
 
 use crate::common::{ensure_configfs, expect_no_report_dirs, fresh_report_data, host_data, step};
 
@@ -127,7 +128,7 @@ pub(crate) fn with_fake_provider(host_data_hex: &str) -> anyhow::Result<()> {
             "a report came from {}, where mkdir must fail",
             tsm_dir.display()
         ),
-        Err(e) => step(&format!("refused as expected: {e}")),
+        Err(e) => step(&format!("refused as expected: {}", error_chain(&e))),
     }
     ensure!(
         list(tsm_dir)? == before,
@@ -204,7 +205,10 @@ fn refused_by_hardware_paths(tsm: &ConfigfsTsm) -> anyhow::Result<()> {
             report.provider
         ),
         Err(ConfigfsTsmError::FakeTestProvider { .. }) => {}
-        Err(e) => bail!("ConfigfsTsm::issue: expected the fake-provider refusal, got: {e}"),
+        Err(e) => bail!(
+            "ConfigfsTsm::issue: expected the fake-provider refusal, got: {}",
+            error_chain(&e)
+        ),
     }
     let detected = detect().context("detect()")?;
     for (what, issuer) in [
@@ -217,7 +221,10 @@ fn refused_by_hardware_paths(tsm: &ConfigfsTsm) -> anyhow::Result<()> {
         match issuer.issue(&fresh_report_data(0x45)) {
             Ok(_) => bail!("{what} issued evidence from the fake provider"),
             Err(IssueError::ConfigfsTsm(ConfigfsTsmError::FakeTestProvider { .. })) => {}
-            Err(e) => bail!("{what}: expected the fake-provider refusal, got: {e}"),
+            Err(e) => bail!(
+                "{what}: expected the fake-provider refusal, got: {}",
+                error_chain(&e)
+            ),
         }
     }
     Ok(())
@@ -246,14 +253,20 @@ fn provider_errors_while_set() -> anyhow::Result<()> {
     match tsm.issue_from_fake_test_provider(&ReportRequest::new(fresh_report_data(0x23))) {
         Ok(_) => bail!("a report although the provider fails with EBUSY"),
         Err(ConfigfsTsmError::Busy { .. }) => {}
-        Err(e) => bail!("provider EBUSY: expected the busy error, got: {e}"),
+        Err(e) => bail!(
+            "provider EBUSY: expected the busy error, got: {}",
+            error_chain(&e)
+        ),
     }
     expect_no_report_dirs("a provider error (EBUSY)")?;
     set_report_error(EIO)?;
     match tsm.issue_from_fake_test_provider(&ReportRequest::new(fresh_report_data(0x24))) {
         Ok(_) => bail!("a report although the provider fails with EIO"),
         Err(ConfigfsTsmError::Io { ref source, .. }) if source.raw_os_error() == Some(EIO) => {}
-        Err(e) => bail!("provider EIO: expected an I/O error with EIO, got: {e}"),
+        Err(e) => bail!(
+            "provider EIO: expected an I/O error with EIO, got: {}",
+            error_chain(&e)
+        ),
     }
     expect_no_report_dirs("a provider error (EIO)")
 }
@@ -499,7 +512,11 @@ fn requests_under_interference(
                         counts.refused += 1;
                         continue;
                     }
-                    Err(e) => bail!("request {} under interference: {e}", counts.requests),
+                    Err(e) => bail!(
+                        "request {} under interference: {}",
+                        counts.requests,
+                        error_chain(&e)
+                    ),
                 }
             }
             Client::Naive => (naive_request(&report_data, counts.requests)?, 1),

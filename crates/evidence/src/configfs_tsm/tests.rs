@@ -243,7 +243,8 @@ fn refuses_unknown_provider_and_removes_directory() {
         matches!(err, ConfigfsTsmError::UnknownProvider { .. }),
         "{err:?}"
     );
-    assert!(err.to_string().contains("\"unknown\""), "{err}");
+    let chain = contrast_platforms::error_chain(&err);
+    assert!(chain.contains("\"unknown\""), "{chain}");
     // Refused before asking for a report.
     assert!(fake.writes.borrow().is_empty());
     assert!(root.entries().is_empty());
