@@ -427,7 +427,7 @@ pub fn verifiers(simulator_dir: Option<&Path>) -> Result<Verifiers, SelectError>
     }
 }
 
-#[cfg(all(test, feature = "simulated"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::configfs_tsm::FAKE_TEST_PROVIDER;
