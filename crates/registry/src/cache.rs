@@ -200,8 +200,8 @@ impl Cache {
             detail,
         };
         let bytes = self.to_bytes().map_err(refuse)?;
-        contrast_seedengine::keys::write_file_atomic(path, &bytes, 0o644)
-            .map_err(|e| refuse(e.to_string()))?;
+        contrast_atomic_file::write(path, &bytes, 0o644)
+            .map_err(|e| refuse(format!("{e}: {}", e.source)))?;
         self.state().dirty = false;
         Ok(())
     }
