@@ -91,10 +91,7 @@ pub(crate) fn load_manifest(path: &Path) -> anyhow::Result<(Vec<u8>, Manifest)> 
 
 /// Writes a public file atomically, mode 0644, creating its directory.
 pub(crate) fn write_public(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    contrast_seedengine::keys::write_file_atomic(path, bytes, 0o644)
+    contrast_atomic_file::write_creating_dir(path, bytes, 0o644)
         .with_context(|| format!("writing {}", path.display()))
 }
 

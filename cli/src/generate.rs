@@ -662,7 +662,7 @@ fn add_owner_keys(args: &GenerateArgs, manifest: &mut Manifest) -> anyhow::Resul
                     .with_context(|| format!("{}: not a P-384 private key", path.display()))?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     let key = WorkloadOwnerKey::generate()?;
-                    contrast_seedengine::keys::write_secret_file(&path, key.to_pem()?.as_bytes())
+                    contrast_atomic_file::write(&path, key.to_pem()?.as_bytes(), 0o600)
                         .with_context(|| format!("writing {}", path.display()))?;
                     key
                 }
@@ -687,7 +687,7 @@ fn add_owner_keys(args: &GenerateArgs, manifest: &mut Manifest) -> anyhow::Resul
                 .with_context(|| format!("{}: not an RSA key", path.display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = SeedshareOwnerKey::generate()?;
-                contrast_seedengine::keys::write_secret_file(&path, key.to_pem()?.as_bytes())
+                contrast_atomic_file::write(&path, key.to_pem()?.as_bytes(), 0o600)
                     .with_context(|| format!("writing {}", path.display()))?;
                 key.public_key_hex()
             }
@@ -713,7 +713,7 @@ fn write_resources(args: &GenerateArgs, files: &[InputFile]) -> anyhow::Result<(
             let mode = std::fs::metadata(&file.path)
                 .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
                 .unwrap_or(0o644);
-            contrast_seedengine::keys::write_file_atomic(
+            contrast_atomic_file::write(
                 &file.path,
                 emit_documents(&file.documents).as_bytes(),
                 mode,

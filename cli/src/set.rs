@@ -212,7 +212,7 @@ pub(crate) async fn run(args: &SetArgs) -> anyhow::Result<()> {
             salt: doc.salt,
         };
         let path = args.workspace.path(files::SEED_SHARES);
-        contrast_seedengine::keys::write_secret_file(&path, &doc.to_json())
+        contrast_atomic_file::write(&path, &doc.to_json(), 0o600)
             .with_context(|| format!("writing {}", path.display()))?;
         crate::print(&format!(
             "Wrote {}: keep it; with the seed share owner key it recovers the Coordinator",

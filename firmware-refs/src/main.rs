@@ -5,7 +5,6 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool reports
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -140,27 +139,6 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .context("the output path has no file name")?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let mut file =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
-}
-
 fn run(command: Command) -> Result<String> {
     Ok(match command {
         Command::SnpLaunchDigest {
@@ -228,7 +206,7 @@ fn run(command: Command) -> Result<String> {
             let json = format!("{{\n{}\n}}\n", products.join(",\n"));
             match out {
                 Some(path) => {
-                    write_atomically(&path, json.as_bytes())?;
+                    contrast_atomic_file::write(&path, json.as_bytes(), 0o644)?;
                     return Ok(String::new());
                 }
                 None => json.trim_end().to_owned(),
@@ -270,7 +248,7 @@ fn run(command: Command) -> Result<String> {
             let bytes = encode_embedded(&entries);
             match out {
                 Some(path) => {
-                    write_atomically(&path, &bytes)?;
+                    contrast_atomic_file::write(&path, &bytes, 0o644)?;
                     return Ok(String::new());
                 }
                 None => String::from_utf8(bytes)?.trim_end().to_owned(),

@@ -147,6 +147,9 @@ pub enum ImageError {
     /// A host tool failed or is missing.
     #[error(transparent)]
     Tool(#[from] ToolError),
+    /// An artifact could not be written.
+    #[error(transparent)]
+    Write(#[from] contrast_atomic_file::WriteError),
     /// A guest binary is missing from the binaries directory.
     #[error(
         "the guest binary {path} does not exist: build the workspace's binaries first \
@@ -269,13 +272,9 @@ pub fn build(config: &BuildConfig) -> Result<ImageManifest, ImageError> {
     Ok(manifest)
 }
 
-/// Writes through a temporary file and a rename, so a reader never sees half an artifact.
+/// Writes an artifact atomically (a reader never sees half of one), world-readable.
 fn write_file(path: &Path, data: &[u8]) -> Result<(), ImageError> {
-    let tmp = path.with_extension("partial");
-    let mut file = fs::File::create(&tmp).map_err(io(&tmp))?;
-    file.write_all(data).map_err(io(&tmp))?;
-    file.sync_all().map_err(io(&tmp))?;
-    fs::rename(&tmp, path).map_err(io(path))
+    contrast_atomic_file::write(path, data, 0o644).map_err(ImageError::from)
 }
 
 fn sha256_file(path: &Path) -> Result<[u8; 32], ImageError> {

@@ -340,28 +340,14 @@ impl Plan {
                 name.push(format!(".{now}.bak"));
                 let backup = PathBuf::from(name);
                 // The file may hold registry credentials: the backup is for root only.
-                write_atomic(&backup, old.as_bytes(), 0o600)?;
+                contrast_atomic_file::write(&backup, old.as_bytes(), 0o600)?;
                 (mode, Some(backup))
             }
-            None => {
-                if let Some(dir) = target.parent() {
-                    fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
-                }
-                (0o644, None)
-            }
+            None => (0o644, None),
         };
-        write_atomic(target, self.content.as_bytes(), mode)?;
+        contrast_atomic_file::write_creating_dir(target, self.content.as_bytes(), mode)?;
         Ok(PatchOutcome::Written { backup })
     }
-}
-
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), InstallError> {
-    contrast_seedengine::keys::write_file_atomic(path, bytes, mode).map_err(|source| {
-        InstallError::Write {
-            path: path.to_path_buf(),
-            source,
-        }
-    })
 }
 
 /// The file's text, `None` if it does not exist.

@@ -2,100 +2,22 @@
 //!
 //! Images are hundreds of MiB, so content is streamed: hashed while it is written to a
 //! temporary file in the target's directory, which replaces the target (rename) only
-//! once the digest matched and the data is on disk. `contrast_seedengine::keys::
-//! write_file_atomic` does the same for content held in memory; this is its streaming
-//! variant (same temporary-name scheme, so leftovers of either are recognised).
+//! once the digest matched and the data is on disk ([`contrast_atomic_file::AtomicFile`];
+//! a crashed run's temporary files are removed first).
 
 use std::fs;
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aws_lc_rs::digest;
+use contrast_atomic_file::{AtomicFile, remove_stale_temporaries};
 
 use crate::InstallError;
 use crate::config::{Source, Sri, SriAlgorithm};
 
 const CHUNK: usize = 1 << 20;
-
-/// A temporary file next to its target that becomes the target on [`commit`](Self::commit)
-/// and is removed when dropped before that.
-#[derive(Debug)]
-pub struct AtomicFile {
-    file: fs::File,
-    tmp: PathBuf,
-    target: PathBuf,
-    committed: bool,
-}
-
-impl AtomicFile {
-    /// Creates the temporary file for `target` (whose directory must exist).
-    pub fn create(target: &Path) -> Result<Self, InstallError> {
-        let (dir, name) = split(target)?;
-        let mut suffix = [0u8; 8];
-        aws_lc_rs::rand::fill(&mut suffix).map_err(|_| InstallError::Random)?;
-        let tmp = dir.join(format!(".{name}.{}.tmp", hex::encode(suffix)));
-        // create_new: never write through something already at the temporary path.
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_error("creating", &tmp))?;
-        Ok(AtomicFile {
-            file,
-            tmp,
-            target: target.to_path_buf(),
-            committed: false,
-        })
-    }
-
-    /// Appends bytes.
-    pub fn write(&mut self, bytes: &[u8]) -> Result<(), InstallError> {
-        self.file
-            .write_all(bytes)
-            .map_err(io_error("writing", &self.tmp))
-    }
-
-    /// Syncs the data, sets `mode`, renames over the target and syncs the directory.
-    pub fn commit(mut self, mode: u32) -> Result<(), InstallError> {
-        self.file
-            .sync_all()
-            .map_err(io_error("syncing", &self.tmp))?;
-        fs::set_permissions(&self.tmp, fs::Permissions::from_mode(mode))
-            .map_err(io_error("setting the mode of", &self.tmp))?;
-        fs::rename(&self.tmp, &self.target).map_err(io_error("renaming to", &self.target))?;
-        self.committed = true;
-        sync_dir(&self.target)
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = fs::remove_file(&self.tmp);
-        }
-    }
-}
-
-fn split(target: &Path) -> Result<(&Path, String), InstallError> {
-    match (target.parent(), target.file_name()) {
-        (Some(dir), Some(name)) => Ok((dir, name.to_string_lossy().into_owned())),
-        _ => Err(InstallError::Io {
-            operation: "writing",
-            path: target.to_path_buf(),
-            source: io::Error::new(io::ErrorKind::InvalidInput, "not a file path"),
-        }),
-    }
-}
-
-pub(crate) fn sync_dir(path: &Path) -> Result<(), InstallError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error("syncing the directory", dir))
-}
 
 pub(crate) fn io_error(
     operation: &'static str,
@@ -107,39 +29,6 @@ pub(crate) fn io_error(
         path,
         source,
     }
-}
-
-/// Removes temporary files a crashed earlier write of `target` left behind
-/// (`.<name>.<16 hex>.tmp`, the scheme of [`AtomicFile`] and seedengine's writer).
-pub fn remove_stale_temporaries(target: &Path) -> Result<(), InstallError> {
-    let (dir, name) = split(target)?;
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(InstallError::Io {
-                operation: "listing",
-                path: dir.to_path_buf(),
-                source,
-            });
-        }
-    };
-    let prefix = format!(".{name}.");
-    for entry in entries.flatten() {
-        let file_name = entry.file_name();
-        let Some(rest) = file_name
-            .to_str()
-            .and_then(|n| n.strip_prefix(&prefix))
-            .and_then(|n| n.strip_suffix(".tmp"))
-        else {
-            continue;
-        };
-        if rest.len() == 16 && rest.bytes().all(|b| b.is_ascii_hexdigit()) {
-            tracing::info!(path = %entry.path().display(), "removing a stale temporary file");
-            fs::remove_file(entry.path()).map_err(io_error("removing", &entry.path()))?;
-        }
-    }
-    Ok(())
 }
 
 /// Reads remote content for [`fetch`]; created once per run, only when needed.
@@ -312,7 +201,7 @@ pub fn fetch(
     let mut context = digest::Context::new(expected.algorithm.digest_algorithm());
     read_source(source, downloader, &mut |chunk| {
         context.update(chunk);
-        file.write(chunk)
+        file.write_all(chunk).map_err(InstallError::from)
     })?;
     let actual = context.finish();
     if actual.as_ref() != expected.digest.as_slice() {
@@ -413,20 +302,6 @@ mod tests {
         );
         assert_eq!(fs::read(&target).unwrap(), b"old content");
         assert_eq!(listing(&out), ["target"]);
-    }
-
-    #[test]
-    fn stale_temporaries_are_removed_and_others_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("kernel");
-        fs::write(dir.path().join(".kernel.0123456789abcdef.tmp"), b"x").unwrap();
-        fs::write(dir.path().join(".kernel.notours.tmp"), b"x").unwrap();
-        fs::write(dir.path().join(".other.0123456789abcdef.tmp"), b"x").unwrap();
-        remove_stale_temporaries(&target).unwrap();
-        assert_eq!(
-            listing(dir.path()),
-            [".kernel.notours.tmp", ".other.0123456789abcdef.tmp"]
-        );
     }
 
     #[test]

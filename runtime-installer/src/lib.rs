@@ -31,7 +31,7 @@ pub use hostpath::HostRoot;
 pub use restart::{CommandOutput, CommandRunner, SystemRunner};
 pub use target::TargetConfig;
 
-use crate::containerd::{PatchOutcome, RuntimeEntry, read_optional, write_atomic};
+use crate::containerd::{PatchOutcome, RuntimeEntry, read_optional};
 use crate::fetch::{Downloader, FetchOutcome};
 use crate::kata::{KataInputs, RuntimeKind};
 use crate::restart::RestartOutcome;
@@ -148,17 +148,6 @@ pub enum InstallError {
         /// The error.
         source: std::io::Error,
     },
-    /// An atomic write of a small file failed.
-    #[error("writing {}", path.display())]
-    Write {
-        /// The local path.
-        path: PathBuf,
-        /// The writer's error.
-        source: contrast_seedengine::SeedEngineError,
-    },
-    /// The system random generator failed (temporary file names).
-    #[error("the system random number generator failed")]
-    Random,
     /// The platform has no node runtime.
     #[error(
         "platform {platform} has no node runtime to install (simulated platforms run without one)"
@@ -264,6 +253,18 @@ pub enum InstallError {
         /// What systemctl printed.
         stderr: String,
     },
+}
+
+/// An atomic write failed: the step, the path and the operating system's error, as the
+/// installer's other file errors.
+impl From<contrast_atomic_file::WriteError> for InstallError {
+    fn from(e: contrast_atomic_file::WriteError) -> Self {
+        InstallError::Io {
+            operation: e.step,
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 /// Everything one installation needs.
@@ -475,10 +476,7 @@ pub fn install(
     } else if dry_run {
         actions.push(Action::WouldInstall(kata_path));
     } else {
-        if let Some(dir) = kata_local.parent() {
-            std::fs::create_dir_all(dir).map_err(fetch::io_error("creating", dir))?;
-        }
-        write_atomic(&kata_local, kata_text.as_bytes(), 0o644)?;
+        contrast_atomic_file::write_creating_dir(&kata_local, kata_text.as_bytes(), 0o644)?;
         actions.push(Action::KataConfigWritten(kata_path));
     }
 

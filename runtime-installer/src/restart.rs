@@ -19,7 +19,7 @@ use std::process::Command;
 use aws_lc_rs::digest;
 
 use crate::InstallError;
-use crate::containerd::{read_optional, write_atomic};
+use crate::containerd::read_optional;
 
 /// Runs a program and reports its result.
 pub trait CommandRunner: fmt::Debug {
@@ -118,10 +118,7 @@ pub fn restart_if_needed(
     }
     let unit = select_unit(units, runner)?;
     // Before the restart, which may end this process (see the module documentation).
-    if let Some(dir) = state_file.parent() {
-        std::fs::create_dir_all(dir).map_err(crate::fetch::io_error("creating", dir))?;
-    }
-    write_atomic(state_file, state.as_bytes(), 0o644)?;
+    contrast_atomic_file::write_creating_dir(state_file, state.as_bytes(), 0o644)?;
     tracing::info!(%unit, "restarting");
     let output = host_systemctl(runner, &["restart", &unit])?;
     if !output.success {

@@ -7,6 +7,7 @@
 
 use std::fmt::Write as _;
 
+use contrast_go_json::{newline_indent, write_go_string};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// A parsed JSON value.
@@ -85,39 +86,6 @@ impl Json {
             }
         }
     }
-}
-
-fn newline_indent(out: &mut String, depth: usize) {
-    out.push('\n');
-    for _ in 0..depth {
-        out.push_str("  ");
-    }
-}
-
-/// Go's string encoding with HTML escaping on (the `encoding/json` default): `<`, `>` and
-/// `&` become `\u003c`, `\u003e`, `\u0026`; U+2028 and U+2029 are escaped; control
-/// characters use the short escapes Go knows (`\b \f \n \r \t`, Go ≥ 1.22) or `\u00XX`.
-fn write_go_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 impl<'de> Deserialize<'de> for Json {

@@ -200,7 +200,7 @@ impl Cache {
             detail,
         };
         let bytes = self.to_bytes().map_err(refuse)?;
-        contrast_seedengine::keys::write_file_atomic(path, &bytes, 0o644)
+        contrast_atomic_file::write(path, &bytes, 0o644)
             .map_err(|e| refuse(contrast_platforms::error_chain(&e)))?;
         self.state().dirty = false;
         Ok(())

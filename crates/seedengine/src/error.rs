@@ -1,7 +1,5 @@
 //! The crate's error type.
 
-use std::path::PathBuf;
-
 /// Everything that can go wrong with secret material. Messages name the input and say
 /// what to do.
 #[derive(Debug, thiserror::Error)]
@@ -144,16 +142,5 @@ pub enum SeedEngineError {
     KeyGeneration {
         /// Which key.
         what: &'static str,
-    },
-    /// A file operation failed.
-    #[error("{operation} {path}")]
-    Io {
-        /// What was being done (`creating`, `writing`, `renaming to`, …).
-        operation: &'static str,
-        /// The file or directory.
-        path: PathBuf,
-        /// The operating system's error.
-        #[source]
-        source: std::io::Error,
     },
 }

@@ -1,5 +1,5 @@
-//! The keys the CLI keeps (docs/protocol.md §3.3), P-384 encodings for the
-//! certificate authority, and atomic writing of secret files.
+//! The keys the CLI keeps (docs/protocol.md §3.3) and P-384 encodings for the
+//! certificate authority. The CLI writes key files with `contrast_atomic_file` (mode 0600).
 //!
 //! * [`WorkloadOwnerKey`]: ECDSA P-384, `workload-owner.pem` as PEM `EC PRIVATE KEY`
 //!   (SEC1); its manifest digest is SHA-256 over the PKIX DER of the public key.
@@ -9,16 +9,9 @@
 //!   over (public or private).
 //! * [`random_p384`], [`p384_pkcs8_der`], [`p384_to_sec1_pem`], [`p384_from_sec1_pem`]:
 //!   the mesh CA key and the seed-derived keys in the forms rcgen and peer recovery use.
-//! * [`write_secret_file`]: temporary file in the same directory (mode 0600), fsync,
-//!   rename, fsync of the directory.
 //!
 //! PEM is read with RFC 7468's strict grammar (what Go's `pem.EncodeToMemory` and
 //! OpenSSL write); text around the block is refused.
-
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::{digest, rand, rsa as lc_rsa};
@@ -439,71 +432,9 @@ fn wrong_label(what: &'static str, found: &str, expected: &str) -> SeedEngineErr
     }
 }
 
-/// Writes `bytes` to `path` atomically with mode 0600: a new temporary file in the same
-/// directory, fsync, rename over `path`, fsync of the directory. A reader sees the old
-/// content or the new, never a part; an existing file's mode is replaced by 0600.
-pub fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), SeedEngineError> {
-    write_file_atomic(path, bytes, 0o600)
-}
-
-/// Writes `bytes` to `path` so that readers see the old file or the whole new one: a
-/// temporary file with a random name in the same directory (mode 0600 while it is
-/// written), fsync, the final `mode`, rename, fsync the directory. The one atomic write of
-/// the CLI and the guest.
-pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SeedEngineError> {
-    let io = |operation: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| SeedEngineError::Io {
-            operation,
-            path,
-            source,
-        }
-    };
-    let file_name = path.file_name().ok_or_else(|| SeedEngineError::Io {
-        operation: "writing",
-        path: path.to_path_buf(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
-    })?;
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut suffix = [0u8; 8];
-    rand::fill(&mut suffix).map_err(|_| SeedEngineError::Random)?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(".{}.tmp", hex::encode(suffix)));
-    let tmp = dir.join(tmp_name);
-
-    let write = || -> Result<(), SeedEngineError> {
-        // create_new: never follow or reuse something already at the temporary path.
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io("creating", &tmp))?;
-        file.write_all(bytes).map_err(io("writing", &tmp))?;
-        file.sync_all().map_err(io("syncing", &tmp))?;
-        // The final mode only once the content is complete (0400 files are unwritable).
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))
-            .map_err(io("setting the mode of", &tmp))?;
-        fs::rename(&tmp, path).map_err(io("renaming to", path))
-    };
-    if let Err(e) = write() {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    fs::File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("syncing directory", &dir))
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-
-    use std::os::unix::fs::PermissionsExt;
 
     use super::*;
 
@@ -575,35 +506,5 @@ mod tests {
         assert!(err.to_string().contains("`CERTIFICATE`"), "{err}");
         let junk = pem::encode_string(PEM_EC_PRIVATE_KEY, LineEnding::LF, &[0x30, 0x00]).unwrap();
         assert!(WorkloadOwnerKey::from_pem(junk.as_bytes()).is_err());
-    }
-
-    #[test]
-    fn write_secret_file_is_atomic_and_private() {
-        let dir = std::env::temp_dir().join(format!(
-            "contrast-seedengine-write-{}-{}",
-            std::process::id(),
-            hex::encode(random_p384().unwrap().to_bytes())[..8].to_owned()
-        ));
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("secret.pem");
-        fs::write(&path, b"old").unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-
-        write_secret_file(&path, b"new content").unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"new content");
-        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        // No temporary file is left behind.
-        let names: Vec<_> = fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("secret.pem")]);
-
-        // A missing directory is an error naming the path.
-        let err = write_secret_file(&dir.join("missing/secret.pem"), b"x").unwrap_err();
-        assert!(err.to_string().contains("missing"), "{err}");
-        assert!(write_secret_file(Path::new("/"), b"x").is_err());
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

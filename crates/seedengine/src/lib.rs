@@ -6,8 +6,8 @@
 //!   seed-derived P-384 keys (root CA, transaction signing).
 //! * [`seedshare`]: the seed encrypted to each seedshare owner (RSA-OAEP-SHA256, label
 //!   `seedshare`) and the CLI's `seed-shares.json`.
-//! * [`keys`]: the keys the CLI keeps (`workload-owner.pem`, `seedshare-owner.pem`), P-384
-//!   encodings for the CA, and atomic writing of secret files.
+//! * [`keys`]: the keys the CLI keeps (`workload-owner.pem`, `seedshare-owner.pem`) and
+//!   P-384 encodings for the CA.
 
 pub mod det_keygen;
 mod engine;

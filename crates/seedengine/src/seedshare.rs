@@ -15,6 +15,7 @@ use std::marker::PhantomData;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use contrast_go_json::{newline_indent, write_go_string};
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -221,6 +222,7 @@ fn write_share(out: &mut String, share: &SeedShare) {
     let mut first = true;
     if !share.public_key.is_empty() {
         member(out, &mut first, 3, "PublicKey");
+        // Hex never needs escaping; Go's escaping matters only for a key set by hand.
         write_go_string(out, &share.public_key);
     }
     if !share.encrypted_seed.is_empty() {
@@ -242,36 +244,6 @@ fn member(out: &mut String, first: &mut bool, depth: usize, key: &str) {
     newline_indent(out, depth);
     write_go_string(out, key);
     out.push_str(": ");
-}
-
-fn newline_indent(out: &mut String, depth: usize) {
-    out.push('\n');
-    for _ in 0..depth {
-        out.push_str("  ");
-    }
-}
-
-/// A JSON string as Go's `encoding/json` writes it (HTML-safe: `<`, `>`, `&`, U+2028 and
-/// U+2029 as `\uXXXX`). Hex and base64 never need escaping; this matters only for a
-/// `PublicKey` set by hand.
-fn write_go_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || matches!(c, '<' | '>' | '&' | '\u{2028}' | '\u{2029}') => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]

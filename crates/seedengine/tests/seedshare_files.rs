@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use contrast_seedengine::keys::{
-    SeedshareOwnerKey, WorkloadOwnerKey, seedshare_owner_public_key_hex, write_secret_file,
+    SeedshareOwnerKey, WorkloadOwnerKey, seedshare_owner_public_key_hex,
 };
 use contrast_seedengine::{
     SeedEngine, SeedEngineError, SeedShareDocument, decrypt_seed_share, encrypt_seed_shares,
@@ -266,21 +266,4 @@ fn workload_owner_key_must_be_p384() {
     assert!(
         contrast_seedengine::keys::p384_from_sec1_pem(include_bytes!("data/ec-p256.pem")).is_err()
     );
-}
-
-#[test]
-fn seed_shares_file_is_written_private() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = std::env::temp_dir().join(format!(
-        "contrast-seedengine-test-{}-{}",
-        std::process::id(),
-        WorkloadOwnerKey::generate().unwrap().digest_hex()[..8].to_owned()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("seed-shares.json");
-    write_secret_file(&path, SEED_SHARES_JSON).unwrap();
-    assert_eq!(std::fs::read(&path).unwrap(), SEED_SHARES_JSON);
-    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600);
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,11 +1,10 @@
 //! The directory a simulated vendor keeps its root keys in.
 //!
-//! Files are written atomically (temporary file, fsync, rename, fsync of the directory),
-//! private keys with mode 0600, and read back whole.
+//! Files are written atomically (`contrast_atomic_file`: temporary file, fsync, rename,
+//! fsync of the directory), private keys with mode 0600, and read back whole.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
@@ -40,21 +39,8 @@ impl KeyStore {
 
     /// Writes a private key atomically with mode 0600.
     pub fn write_secret(&self, name: &str, bytes: &[u8]) -> Result<(), SimError> {
-        let path = self.dir.join(name);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| SimError::io(&tmp, e))?;
-        file.write_all(bytes).map_err(|e| SimError::io(&tmp, e))?;
-        file.sync_all().map_err(|e| SimError::io(&tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| SimError::io(&path, e))?;
-        fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| SimError::io(&self.dir, e))
+        contrast_atomic_file::write(&self.dir.join(name), bytes, 0o600)
+            .map_err(|e| SimError::io(&e.path, e.source))
     }
 
     /// Reads a private key; the buffer is wiped when dropped.

@@ -1,8 +1,6 @@
 //! Installing the policy the Kata agent enforces: the verified initdata's, or the deny-all
 //! policy ([`deny_all`]) when the initdata cannot be trusted.
 
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 pub use contrast_initdata::agent_policy::{AGENT_REQUESTS, MAX_REASON_LEN, deny_all};
@@ -22,45 +20,22 @@ pub struct PolicyWriteError {
     pub source: std::io::Error,
 }
 
-/// Writes `policy` to `path` atomically (a temporary file in the same directory, fsync,
-/// rename, fsync of the directory), mode 0644, creating the directory (0755) if needed:
-/// the agent never reads half a policy.
+/// Writes `policy` to `path` atomically (`contrast_atomic_file`: a temporary file in the
+/// same directory, fsync, rename, fsync of the directory), mode 0644, creating the
+/// directory (0755) if needed: the agent never reads half a policy.
 pub fn write_policy(path: &Path, policy: &str) -> Result<(), PolicyWriteError> {
-    let err = |source| PolicyWriteError {
-        path: path.to_owned(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let name = path
-        .file_name()
-        .map_or_else(|| "policy".into(), |n| n.to_string_lossy().into_owned());
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&temp)?;
-        // The umask may have narrowed the mode; the agent may run as another user.
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        file.write_all(policy.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result.map_err(err)
+    contrast_atomic_file::write_creating_dir(path, policy.as_bytes(), 0o644).map_err(|e| {
+        PolicyWriteError {
+            path: path.to_owned(),
+            source: e.source,
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     #[test]

@@ -34,6 +34,7 @@ use std::time::Duration;
 use contrast_api::meshapi::mesh_api_client::MeshApiClient;
 use contrast_api::meshapi::{NewMeshCertRequest, NewMeshCertResponse};
 use contrast_atls::{AtlsError, ClientOptions, ReferenceValidator, ValidatorSet, Verifiers};
+use contrast_atomic_file::write_creating_dir;
 use contrast_evidence::DocumentIssuer;
 use contrast_evidence::issuer::EvidenceIssuer;
 use contrast_initdata_check::{CheckError, InitdataSource};
@@ -108,15 +109,9 @@ pub enum InitializerError {
     /// The answer lacks something.
     #[error("the Coordinator's answer has no {0}")]
     Incomplete(&'static str),
-    /// A file could not be written.
-    #[error("writing {path}")]
-    Write {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// A file could not be written (the step and the path; the I/O error is its source).
+    #[error(transparent)]
+    Write(#[from] contrast_atomic_file::WriteError),
     /// The key could not be made.
     #[error("generating the workload key: {0}")]
     Key(String),
@@ -349,7 +344,7 @@ impl Client {
 
 /// Writes the done marker (last, after the files and any encrypted mount).
 pub fn write_done(layout: &Layout) -> Result<(), InitializerError> {
-    write_atomic(&layout.done, b"", 0o644)
+    write_creating_dir(&layout.done, b"", 0o644).map_err(InitializerError::from)
 }
 
 /// Writes the response's files (not the done marker).
@@ -358,17 +353,17 @@ pub fn write_files(
     key: &WorkloadKey,
     response: &NewMeshCertResponse,
 ) -> Result<(), InitializerError> {
-    write_atomic(&layout.tls("mesh-ca.pem"), &response.mesh_ca_cert, 0o444)?;
-    write_atomic(&layout.tls("certChain.pem"), &response.cert_chain, 0o444)?;
-    write_atomic(&layout.tls("key.pem"), key.pkcs8_pem().as_bytes(), 0o400)?;
-    write_atomic(
+    write_creating_dir(&layout.tls("mesh-ca.pem"), &response.mesh_ca_cert, 0o444)?;
+    write_creating_dir(&layout.tls("certChain.pem"), &response.cert_chain, 0o444)?;
+    write_creating_dir(&layout.tls("key.pem"), key.pkcs8_pem().as_bytes(), 0o400)?;
+    write_creating_dir(
         &layout.tls("coordinator-root-ca.pem"),
         &response.root_ca_cert,
         0o444,
     )?;
     if !response.workload_secret.is_empty() {
         let hex = Zeroizing::new(hex::encode(&response.workload_secret));
-        write_atomic(
+        write_creating_dir(
             &layout.secret("workload-secret-seed"),
             hex.as_bytes(),
             0o400,
@@ -377,53 +372,9 @@ pub fn write_files(
     Ok(())
 }
 
-/// Writes `bytes` to `path` with `mode` so that readers see the old file or the whole new
-/// one (the project's one atomic write), creating the directory first.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), InitializerError> {
-    let error = |source| InitializerError::Write {
-        path: path.display().to_string(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(error)?;
-    }
-    contrast_seedengine::keys::write_file_atomic(path, bytes, mode)
-        .map_err(|e| error(std::io::Error::other(e)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt as _;
-
-    #[test]
-    fn a_concurrent_reader_sees_the_old_or_the_whole_new_file_never_a_part() {
-        let dir = std::env::temp_dir().join(format!("initializer-race-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let path = dir.join("certChain.pem");
-        let versions: Vec<Vec<u8>> = (0..50u8).map(|i| vec![b'a' + i % 26; 256 * 1024]).collect();
-        write_atomic(&path, &versions[0], 0o444).unwrap();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let reader = {
-            let (path, stop) = (path.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let mut reads = 0u32;
-                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    let content = std::fs::read(&path).unwrap();
-                    assert_eq!(content.len(), 256 * 1024, "a partial file was visible");
-                    assert!(content.iter().all(|b| *b == content[0]), "mixed content");
-                    reads += 1;
-                }
-                reads
-            })
-        };
-        for version in &versions[1..] {
-            write_atomic(&path, version, 0o444).unwrap();
-        }
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        assert!(reader.join().unwrap() > 0);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn coordinator_entry_refusals_name_the_entry_and_what_is_missing() {
@@ -480,23 +431,5 @@ mod tests {
         assert_eq!(mesh_address("coordinator-ready"), "coordinator-ready:7777");
         assert_eq!(mesh_address("10.0.0.1:7000"), "10.0.0.1:7000");
         assert_eq!(mesh_address("[::1]"), "[::1]:7777");
-    }
-
-    #[test]
-    fn atomic_writes_set_the_mode_and_leave_no_temporary_file() {
-        let dir = std::env::temp_dir().join(format!("initializer-write-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let path = dir.join("sub").join("key.pem");
-        write_atomic(&path, b"first", 0o400).unwrap();
-        write_atomic(&path, b"second", 0o400).unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"second");
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o400);
-        let names: Vec<_> = std::fs::read_dir(dir.join("sub"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("key.pem")]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
