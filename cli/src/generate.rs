@@ -34,7 +34,7 @@ use crate::resources;
 /// The reference values this build embeds, keyed by runtime handler (firmware-refs
 /// `reference-values` writes this file).
 const EMBEDDED_REFERENCE_VALUES: &[u8] =
-    contrast_firmware_refs::reference_values::EMBEDDED_REFERENCE_VALUES.as_bytes();
+    contrast_reference_values::EMBEDDED_REFERENCE_VALUES.as_bytes();
 
 /// The embedded reference values, decoded.
 pub(crate) fn embedded_reference_values() -> anyhow::Result<EmbeddedReferenceValues> {
