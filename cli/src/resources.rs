@@ -10,8 +10,8 @@ use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
+use contrast_initdata::INITDATA_ANNOTATION;
 use contrast_kube_resources::{Node, parse_documents};
-use contrast_policy::INITDATA_ANNOTATION;
 /// The policy annotation (Gen-0).
 pub(crate) const POLICY_ANNOTATION: &str = "io.katacontainers.config.agent.policy";
 
@@ -106,7 +106,7 @@ fn decode_annotation(key: &str, value: &str) -> anyhow::Result<Vec<u8>> {
             .decode(compact)
             .context("not base64; run contrast generate again");
     }
-    Ok(contrast_policy::decode_annotation_value(value)?)
+    Ok(contrast_initdata::decode_annotation_value(value)?)
 }
 
 #[cfg(test)]
