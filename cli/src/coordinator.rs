@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Args;
 use contrast_atls::{ClientOptions, ReferenceValidator, ValidatorSet, Verifiers};
-use contrast_manifest::Manifest;
+use contrast_manifest::{Manifest, ManifestDocument};
 use rustls::pki_types::PrivateKeyDer;
 use tonic::transport::Channel;
 
@@ -73,20 +73,21 @@ impl WorkspaceArgs {
     }
 }
 
-/// The manifest file: its bytes as written and the decoded, validated manifest.
-pub(crate) fn load_manifest(path: &Path) -> anyhow::Result<(Vec<u8>, Manifest)> {
+/// The manifest file: its bytes as written (what is hashed and sent) with the decoded,
+/// validated manifest.
+pub(crate) fn load_manifest(path: &Path) -> anyhow::Result<ManifestDocument> {
     let bytes = std::fs::read(path).with_context(|| {
         format!(
             "reading the manifest {} (run contrast generate first)",
             path.display()
         )
     })?;
-    let manifest = Manifest::decode(&bytes)
+    let document = ManifestDocument::parse(bytes)
         .with_context(|| format!("{}: not a valid manifest", path.display()))?;
-    if let Err(errors) = manifest.validate() {
+    if let Err(errors) = document.manifest().validate() {
         bail!("{}: {errors}", path.display());
     }
-    Ok((bytes, manifest))
+    Ok(document)
 }
 
 /// Writes a public file atomically, mode 0644, creating its directory.

@@ -24,7 +24,7 @@ use contrast_manifest::{
     ROLE_COORDINATOR,
 };
 use contrast_platforms::Platform;
-use contrast_policy::{ImageConfig, Initdata, PodInput};
+use contrast_policy::{ImageConfig, PodInput};
 use contrast_registry::{ResolvedImage, Resolver, ResolverOptions};
 use contrast_seedengine::keys::{SeedshareOwnerKey, WorkloadOwnerKey};
 
@@ -34,7 +34,7 @@ use crate::resources;
 /// The reference values this build embeds, keyed by runtime handler (firmware-refs
 /// `reference-values` writes this file).
 const EMBEDDED_REFERENCE_VALUES: &[u8] =
-    contrast_firmware_refs::reference_values::EMBEDDED_REFERENCE_VALUES.as_bytes();
+    contrast_reference_values::EMBEDDED_REFERENCE_VALUES.as_bytes();
 
 /// The embedded reference values, decoded.
 pub(crate) fn embedded_reference_values() -> anyhow::Result<EmbeddedReferenceValues> {
@@ -357,9 +357,9 @@ impl PolicyPass<'_> {
             .with_context(|| format!("{resource}: generating its policy"))?;
         // The Coordinator's own initdata cannot name its own hash.
         let initdata = if is_coordinator {
-            Initdata::from_policy(&rego)
+            contrast_policy::initdata(&rego)
         } else {
-            Initdata::from_policy_and_data(&rego, &self.data)?
+            contrast_policy::initdata_with_data(&rego, &self.data)?
         };
         let template = workload.pod_template()?;
         set_policy_annotation(template, &initdata.annotation_value());
@@ -615,7 +615,7 @@ fn set_policy_annotation(template: &mut Map, value: &str) {
     if let Some(metadata) = template.map_entry("metadata")
         && let Some(annotations) = metadata.map_entry("annotations")
     {
-        annotations.insert(contrast_policy::INITDATA_ANNOTATION, Node::str(value));
+        annotations.insert(contrast_initdata::INITDATA_ANNOTATION, Node::str(value));
     }
 }
 

@@ -35,7 +35,8 @@ pub(crate) struct RecoverArgs {
 
 pub(crate) async fn run(args: &RecoverArgs) -> anyhow::Result<()> {
     let manifest_path = args.workspace.path(&args.connect.manifest);
-    let (_, manifest) = coordinator::load_manifest(&manifest_path)?;
+    let document = coordinator::load_manifest(&manifest_path)?;
+    let manifest = document.manifest();
     let key_path = args.workspace.path(&args.seedshare_owner_key);
     let key = SeedshareOwnerKey::from_pem(
         &std::fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?,
@@ -50,7 +51,7 @@ pub(crate) async fn run(args: &RecoverArgs) -> anyhow::Result<()> {
     let (seed, salt) = decrypt_seed_share(&shares, &key)
         .with_context(|| format!("decrypting the seed share in {}", shares_path.display()))?;
 
-    let validators = coordinator::coordinator_validators(&manifest, &args.connect)?;
+    let validators = coordinator::coordinator_validators(manifest, &args.connect)?;
     let client_key = PrivateKeyDer::Pkcs1(key.pkcs1_der().to_vec().into());
     let channel = coordinator::connect(&args.connect, validators, Some(client_key)).await?;
     let client = UserApiClient::new(channel);

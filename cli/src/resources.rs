@@ -10,7 +10,8 @@ use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use contrast_policy::INITDATA_ANNOTATION;
+use contrast_initdata::INITDATA_ANNOTATION;
+use contrast_kube_resources::{Node, parse_documents};
 /// The policy annotation (Gen-0).
 pub(crate) const POLICY_ANNOTATION: &str = "io.katacontainers.config.agent.policy";
 
@@ -52,7 +53,8 @@ pub(crate) fn policies(paths: &[PathBuf]) -> anyhow::Result<Policies> {
     for file in yaml_files(paths)? {
         let text = std::fs::read_to_string(&file)
             .with_context(|| format!("reading {}", file.display()))?;
-        let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
+        // The reader generate uses: Kubernetes' YAML semantics, duplicate keys refused.
+        let documents = parse_documents(&text)
             .with_context(|| format!("{}: not valid YAML", file.display()))?;
         for document in &documents {
             let mut annotations = Vec::new();
@@ -72,15 +74,15 @@ pub(crate) fn policies(paths: &[PathBuf]) -> anyhow::Result<Policies> {
 }
 
 /// Finds policy annotations anywhere in a resource (pods, templates, job templates).
-fn find_annotations<'a>(value: &'a serde_json::Value, out: &mut Vec<(&'static str, &'a str)>) {
-    match value {
-        serde_json::Value::Object(map) => {
-            for (key, child) in map {
+fn find_annotations<'a>(node: &'a Node, out: &mut Vec<(&'static str, &'a str)>) {
+    match node {
+        Node::Map(map) => {
+            for (key, child) in map.iter() {
                 if key == "annotations"
-                    && let Some(annotations) = child.as_object()
+                    && let Some(annotations) = child.as_map()
                 {
                     for name in [INITDATA_ANNOTATION, POLICY_ANNOTATION] {
-                        if let Some(text) = annotations.get(name).and_then(|v| v.as_str()) {
+                        if let Some(text) = annotations.get(name).and_then(Node::as_str) {
                             out.push((name, text));
                         }
                     }
@@ -88,7 +90,7 @@ fn find_annotations<'a>(value: &'a serde_json::Value, out: &mut Vec<(&'static st
                 find_annotations(child, out);
             }
         }
-        serde_json::Value::Array(items) => {
+        Node::Seq(items) => {
             for item in items {
                 find_annotations(item, out);
             }
@@ -104,7 +106,7 @@ fn decode_annotation(key: &str, value: &str) -> anyhow::Result<Vec<u8>> {
             .decode(compact)
             .context("not base64; run contrast generate again");
     }
-    Ok(contrast_policy::decode_annotation_value(value)?)
+    Ok(contrast_initdata::decode_annotation_value(value)?)
 }
 
 #[cfg(test)]
@@ -139,6 +141,26 @@ mod tests {
         assert_eq!(
             found[&hash(b"package agent_policy\n")],
             b"package agent_policy\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// set reads YAML as generate does: a key given twice is refused, not resolved.
+    #[test]
+    fn a_key_given_twice_is_refused_with_the_file_named() {
+        let dir =
+            std::env::temp_dir().join(format!("contrast-resources-dup-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let policy = STANDARD.encode(b"package agent_policy\n");
+        let yaml = format!(
+            "metadata:\n  annotations:\n    {POLICY_ANNOTATION}: {policy}\n    \
+             {POLICY_ANNOTATION}: {policy}\n"
+        );
+        std::fs::write(dir.join("twice.yaml"), yaml).unwrap();
+        let err = format!("{:#}", policies(std::slice::from_ref(&dir)).unwrap_err());
+        assert!(
+            err.contains("twice.yaml") && err.contains("not valid YAML"),
+            "{err}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

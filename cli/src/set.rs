@@ -102,7 +102,8 @@ fn check_first_set_shares(
 
 pub(crate) async fn run(args: &SetArgs) -> anyhow::Result<()> {
     let manifest_path = args.workspace.path(&args.connect.manifest);
-    let (manifest_bytes, manifest) = coordinator::load_manifest(&manifest_path)?;
+    let document = coordinator::load_manifest(&manifest_path)?;
+    let manifest = document.manifest();
     let found = resources::policies(&args.paths)?;
     let mut policies = Vec::new();
     for hash in manifest.policies.keys() {
@@ -126,7 +127,7 @@ pub(crate) async fn run(args: &SetArgs) -> anyhow::Result<()> {
 
     let previous = latest_transition(args)?;
     if args.dry_run {
-        let next = hex::encode(next_transition_hash(&manifest_bytes, previous.transition));
+        let next = hex::encode(next_transition_hash(document.raw(), previous.transition));
         let out = args.workspace.path(files::NEXT_TRANSITION);
         coordinator::write_public(&out, next.as_bytes())?;
         crate::print(&format!(
@@ -143,7 +144,7 @@ pub(crate) async fn run(args: &SetArgs) -> anyhow::Result<()> {
     // Always sent, on both authorisation paths: the Coordinator refuses the update if its
     // history does not end here (for a first set: if it has any history).
     let mut request = SetManifestRequest {
-        manifest: manifest_bytes.clone(),
+        manifest: document.raw().to_vec(),
         policies,
         previous_transition_hash: previous.transition.to_vec(),
         ..Default::default()
@@ -180,7 +181,7 @@ pub(crate) async fn run(args: &SetArgs) -> anyhow::Result<()> {
         }
     }
 
-    let validators = coordinator::coordinator_validators(&manifest, &args.connect)?;
+    let validators = coordinator::coordinator_validators(manifest, &args.connect)?;
     let channel = coordinator::connect(&args.connect, validators, client_key).await?;
     let mut client = UserApiClient::new(channel);
     let response = coordinator::retry_unavailable(&args.connect, || {
@@ -195,7 +196,7 @@ pub(crate) async fn run(args: &SetArgs) -> anyhow::Result<()> {
 
     let first_set = previous.transition == ZERO_HASH;
     if first_set {
-        check_first_set_shares(&manifest, response.seed_shares_doc.as_ref())?;
+        check_first_set_shares(manifest, response.seed_shares_doc.as_ref())?;
     }
     coordinator::write_public(&args.workspace.path(files::ROOT_CA), &response.root_ca)?;
     coordinator::write_public(&args.workspace.path(files::MESH_CA), &response.mesh_ca)?;
@@ -221,7 +222,7 @@ pub(crate) async fn run(args: &SetArgs) -> anyhow::Result<()> {
     }
     // The Coordinator checked that its history ended at `previous`, so it now ends here.
     let now = VerifiedTransition {
-        transition: next_transition_hash(&manifest_bytes, previous.transition),
+        transition: next_transition_hash(document.raw(), previous.transition),
         generation: previous.generation.map(|g| g.saturating_add(1)),
     };
     verified::write(&args.workspace, &now)?;

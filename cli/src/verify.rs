@@ -23,8 +23,8 @@ pub(crate) struct VerifyArgs {
 
 pub(crate) async fn run(args: &VerifyArgs) -> anyhow::Result<()> {
     let manifest_path = args.workspace.path(&args.connect.manifest);
-    let (manifest_bytes, manifest) = coordinator::load_manifest(&manifest_path)?;
-    let validators = coordinator::coordinator_validators(&manifest, &args.connect)?;
+    let document = coordinator::load_manifest(&manifest_path)?;
+    let validators = coordinator::coordinator_validators(document.manifest(), &args.connect)?;
     let channel = coordinator::connect(&args.connect, validators, None).await?;
     let client = UserApiClient::new(channel);
     let response = coordinator::retry_unavailable(&args.connect, || {
@@ -85,7 +85,7 @@ pub(crate) async fn run(args: &VerifyArgs) -> anyhow::Result<()> {
     }
 
     match response.manifests.last() {
-        Some(active) if *active == manifest_bytes => {}
+        Some(active) if active.as_slice() == document.raw() => {}
         Some(_) => bail!(
             "the Coordinator's active manifest differs from {}: see {}/manifest.{}.json",
             manifest_path.display(),

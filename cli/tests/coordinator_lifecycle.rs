@@ -439,7 +439,7 @@ fn set_refuses_resources_that_do_not_match_the_manifest() {
     // A policy in the resources that the manifest does not name.
     let extra = format!(
         "metadata:\n  annotations:\n    {}: {}\n",
-        contrast_testkit::INITDATA_ANNOTATION,
+        contrast_initdata::INITDATA_ANNOTATION,
         contrast_testkit::initdata_annotation(b"version = \"0.1.0\"\n# extra\n")
     );
     std::fs::write(deployment.path("resources/extra.yml"), extra).unwrap();

@@ -224,13 +224,15 @@ fn annotated_policies(dir: &Path) -> Vec<(String, String)> {
             } else {
                 &json["spec"]["template"]
             };
-            let Some(value) =
-                template["metadata"]["annotations"][contrast_policy::INITDATA_ANNOTATION].as_str()
+            let Some(value) = template["metadata"]["annotations"]
+                [contrast_initdata::INITDATA_ANNOTATION]
+                .as_str()
             else {
                 continue;
             };
-            let toml = String::from_utf8(contrast_policy::decode_annotation_value(value).unwrap())
-                .unwrap();
+            let toml =
+                String::from_utf8(contrast_initdata::decode_annotation_value(value).unwrap())
+                    .unwrap();
             let hash = hex::encode(contrast_testkit::sha256(toml.as_bytes()));
             eprintln!(
                 "{}: {} policy {hash}",
@@ -498,7 +500,7 @@ fn output_file_manifest_update_and_collisions() {
         4 + 6,
         "app.yml and coordinator.yml documents"
     );
-    assert!(combined.contains(contrast_policy::INITDATA_ANNOTATION));
+    assert!(combined.contains(contrast_initdata::INITDATA_ANNOTATION));
 
     // An existing manifest is updated, not replaced: values the user set stay.
     let path = workspace.join("manifest.json");

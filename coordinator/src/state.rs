@@ -15,7 +15,7 @@ use contrast_ca::Ca;
 use contrast_history::{
     Continuation, History, HistoryError, LatestTransition, Store, ZERO_HASH, next_transition_hash,
 };
-use contrast_manifest::{HexString, Manifest, PolicyEntry};
+use contrast_manifest::{HexString, Manifest, ManifestDocument, PolicyEntry};
 use contrast_seedengine::{SeedEngine, SeedShareDocument, encrypt_seed_shares};
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
@@ -25,8 +25,7 @@ use crate::error::CoordinatorError;
 /// Everything a ready Coordinator serves from: secrets, the active manifest, its CA.
 pub struct State {
     seed_engine: Arc<SeedEngine>,
-    manifest: Manifest,
-    manifest_bytes: Vec<u8>,
+    manifest: ManifestDocument,
     policies: BTreeMap<[u8; 32], PolicyEntry>,
     ca: Ca,
     latest: LatestTransition,
@@ -48,29 +47,28 @@ impl std::fmt::Debug for State {
 impl State {
     fn new(
         seed_engine: Arc<SeedEngine>,
-        manifest: Manifest,
-        manifest_bytes: Vec<u8>,
+        manifest: ManifestDocument,
         ca: Ca,
         latest: LatestTransition,
         generation: usize,
         verifiers: &Verifiers,
     ) -> Self {
         let policies: BTreeMap<[u8; 32], PolicyEntry> = manifest
+            .manifest()
             .policies
             .iter()
             .filter_map(|(hash, entry)| Some((policy_hash(hash)?, entry.clone())))
             .collect();
         let validator = ReferenceValidator::new(
             verifiers.clone(),
-            manifest.reference_values.snp.clone(),
-            manifest.reference_values.tdx.clone(),
+            manifest.manifest().reference_values.snp.clone(),
+            manifest.manifest().reference_values.tdx.clone(),
             Some(policies.keys().copied().collect()),
         )
         .with_label(format!("generation {generation}: "));
         State {
             seed_engine,
             manifest,
-            manifest_bytes,
             policies,
             ca,
             latest,
@@ -87,12 +85,17 @@ impl State {
 
     /// The active manifest.
     pub fn manifest(&self) -> &Manifest {
-        &self.manifest
+        self.manifest.manifest()
     }
 
-    /// The active manifest's bytes as set.
+    /// The active manifest's bytes as set (what its hash is over).
     pub fn manifest_bytes(&self) -> &[u8] {
-        &self.manifest_bytes
+        self.manifest.raw()
+    }
+
+    /// The active manifest with its bytes as set.
+    pub fn manifest_document(&self) -> &ManifestDocument {
+        &self.manifest
     }
 
     /// The policy entry for a host data value.
@@ -308,17 +311,19 @@ impl StateGuard {
             Status::Uninitialized => None,
             Status::Ready(state) => Some(state),
         };
-        let manifest = Manifest::decode(&input.manifest)
+        // Kept with the bytes as received: they are what is hashed and stored.
+        let document = ManifestDocument::parse(input.manifest.clone())
             .map_err(|e| CoordinatorError::InvalidArgument(format!("manifest: {e}")))?;
+        let manifest = document.manifest();
         manifest
             .validate()
             .map_err(|e| CoordinatorError::InvalidArgument(format!("manifest: {e}")))?;
 
         check_previous(before.as_deref(), &input.previous_transition_hash)?;
         if let Some(state) = &before {
-            authorize_update(state, &manifest, &input)?;
+            authorize_update(state, manifest, &input)?;
         }
-        let policies = check_policies(&manifest, &input.policies)?;
+        let policies = check_policies(manifest, &input.policies)?;
 
         let (seed_engine, seed_shares) = match &before {
             Some(state) => (state.seed_engine.clone(), None),
@@ -354,7 +359,7 @@ impl StateGuard {
         let latest = self
             .history
             .append_manifest(
-                &input.manifest,
+                document.raw(),
                 old_latest,
                 seed_engine.transaction_signing_key(),
             )
@@ -362,8 +367,7 @@ impl StateGuard {
         let generation = before.as_ref().map_or(0, |s| s.generation) + 1;
         let state = Arc::new(State::new(
             seed_engine,
-            manifest,
-            input.manifest,
+            document,
             ca,
             latest,
             generation,
@@ -498,10 +502,10 @@ impl StateGuard {
             .ok_or(CoordinatorError::NoStateToRecover)?;
         let transition = self.history.get_transition(unverified.transition_hash)?;
         let manifest_bytes = self.history.get_manifest(transition.manifest_hash)?;
-        let manifest = Manifest::decode(&manifest_bytes).map_err(|e| {
+        let document = ManifestDocument::parse(manifest_bytes).map_err(|e| {
             CoordinatorError::Internal(format!("the latest stored manifest does not decode: {e}"))
         })?;
-        authorize(&manifest, &manifest_bytes)?;
+        authorize(document.manifest(), document.raw())?;
         let verifying_key = seed_engine.transaction_signing_key().verifying_key();
         let latest = match self.history.get_latest(verifying_key) {
             Ok(Some(latest)) => latest,
@@ -529,8 +533,7 @@ impl StateGuard {
         let ca = Ca::new(seed_engine.root_ca_key(), &mesh_key)?;
         let state = Arc::new(State::new(
             seed_engine,
-            manifest,
-            manifest_bytes,
+            document,
             ca,
             latest,
             generation,

@@ -10,7 +10,8 @@
 //!   derives the expected ID-key digest from the same code.
 //! * [`mrtd`], [`rtmr`], [`ccel`]: TDX MRTD from the TDVF sections, RTMR0–3 of a direct
 //!   boot as Contrast computes them, and replay of a CCEL event log.
-//! * [`reference_values`]: the embedded `reference-values.json` keyed by runtime handler.
+//! * [`reference_values`]: the `reference-values.json` keyed by runtime handler, computed from
+//!   an image (the CLI embeds it through `contrast-reference-values`).
 
 pub mod ccel;
 pub use contrast_attestation::snp::idblock;
@@ -25,7 +26,7 @@ pub use ccel::{CcelError, CcelEvent, parse_ccel_table, parse_event_log, replay};
 pub use idblock::{IdBlockError, IdBlocks, id_blocks};
 pub use mrtd::{MrtdError, MrtdOrder, mrtd};
 pub use ovmf::{Ovmf, OvmfError};
-pub use reference_values::{EMBEDDED_REFERENCE_VALUES, ReferenceValuesError};
+pub use reference_values::ReferenceValuesError;
 pub use rtmr::{DirectBoot, RtmrError, rtmrs};
 pub use snp::{
     DirectBootFiles, KernelHashes, SnpError, SnpLaunchConfig, VcpuType, snp_launch_digest,

@@ -21,12 +21,6 @@ use crate::ovmf::{Ovmf, OvmfError};
 use crate::rtmr::{DirectBoot, RtmrError, rtmrs};
 use crate::snp::{KernelHashes, SnpError, SnpLaunchConfig, VcpuType, snp_launch_digest};
 
-/// The reference values this build embeds (written by `firmware-refs reference-values`):
-/// `assets/reference-values.json`, or the file `CONTRAST_REFERENCE_VALUES` named at build
-/// time (see build.rs).
-pub const EMBEDDED_REFERENCE_VALUES: &str =
-    include_str!(concat!(env!("OUT_DIR"), "/reference-values.json"));
-
 /// The guest policy Contrast launches QEMU guests with: SMT allowed, nothing else.
 pub const QEMU_GUEST_POLICY: u64 = 0x30000;
 /// TD attributes of Contrast's TDs: SEPT_VE_DISABLE (bit 28).

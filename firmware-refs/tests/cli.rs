@@ -8,7 +8,7 @@ mod common;
 use std::process::{Command, Output};
 
 use common::{DEBIAN_OVMF, data, debian_ovmf};
-use contrast_firmware_refs::EMBEDDED_REFERENCE_VALUES;
+use contrast_reference_values::EMBEDDED_REFERENCE_VALUES;
 
 fn firmware_refs(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_firmware-refs"))

@@ -12,7 +12,6 @@ use contrast_attestation::snp::{
     SnpEndorsements, SnpExpectations, SnpProduct, check_snp_reference_values, verify_report,
 };
 use contrast_attestation::tdx::{TdxExpectations, check_tdx_reference_values, verify_quote};
-use contrast_firmware_refs::EMBEDDED_REFERENCE_VALUES;
 use contrast_firmware_refs::reference_values::{
     ImageArtifacts, encode_embedded, image_entries, simulated_entries,
 };
@@ -21,6 +20,7 @@ use contrast_manifest::{
     EmbeddedReferenceValues, HexString, Manifest, PolicyEntry, ROLE_COORDINATOR,
 };
 use contrast_platforms::Platform;
+use contrast_reference_values::EMBEDDED_REFERENCE_VALUES;
 use contrast_simulator::{
     SimulatedAmd, SimulatedIntel, SimulatedPlatform, SnpReportSpec, TdxQuoteSpec,
 };
@@ -43,7 +43,7 @@ fn embedded_file_decodes_and_holds_the_simulated_entries() {
             .unwrap_or_else(|| {
                 panic!(
                     "assets/reference-values.json lacks {handler}: regenerate it with \
-                     `firmware-refs reference-values --out firmware-refs/assets/reference-values.json`"
+                     `firmware-refs reference-values --out crates/reference-values/assets/reference-values.json`"
                 )
             });
         assert_eq!(found.encode(), values.encode(), "{handler}");

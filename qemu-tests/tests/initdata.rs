@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use contrast_evidence::issuer::Tee;
 use contrast_initdata_check::hostdata::{self, HostData};
-use contrast_policy::Initdata;
 use contrast_qemu_tests::{Console, Vm, fake_tsm_module, image, tempdir};
 
 /// All cases in one boot: first without a TSM provider, then with the fake provider loaded
@@ -77,8 +76,8 @@ fn initdata_check_installs_the_policy_only_for_the_launch_host_data() {
     let policy = format!(
         "package agent_policy\n\ndefault CreateContainerRequest := true\n# qemu initdata test {marker}\n"
     );
-    let launched = Initdata::from_policy(&policy);
-    let other = Initdata::from_policy(&policy.replace(
+    let launched = contrast_policy::initdata(&policy);
+    let other = contrast_policy::initdata(&policy.replace(
         "CreateContainerRequest := true",
         "ExecProcessRequest := true",
     ));

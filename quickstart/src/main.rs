@@ -290,12 +290,12 @@ fn initdata_of(resources: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
                 continue;
             }
             let Some(value) = json["spec"]["template"]["metadata"]["annotations"]
-                [contrast_policy::INITDATA_ANNOTATION]
+                [contrast_initdata::INITDATA_ANNOTATION]
                 .as_str()
             else {
                 continue;
             };
-            return Ok(contrast_policy::decode_annotation_value(value)?);
+            return Ok(contrast_initdata::decode_annotation_value(value)?);
         }
     }
     bail!(

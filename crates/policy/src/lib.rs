@@ -5,7 +5,7 @@
 //! data [`policy_rego`] derives from the pod spec (after `contrast generate`'s changes)
 //! and the image configs ([`ImageConfig`]). The Kata agent in the pod's VM evaluates it
 //! for every request the host sends (see [`evaluate`]). The policy travels in an
-//! [`Initdata`] document whose SHA-256 is the policy hash: the manifest's key for the
+//! initdata document ([`initdata`]) whose SHA-256 is the policy hash: the manifest's key for the
 //! workload and what the TEE reports as host data.
 //!
 //! # What a policy admits
@@ -63,7 +63,6 @@
 
 mod env;
 mod evaluate;
-mod initdata;
 mod json;
 mod kata;
 mod model;
@@ -72,16 +71,33 @@ mod spec;
 
 use std::collections::BTreeMap;
 
+use contrast_initdata::write::{GeneratedInitdata, InitdataError, InitdataWriter};
+
 pub use evaluate::{Evaluation, evaluate, evaluate_verbose};
-pub use initdata::{
-    AnnotationError, INITDATA_ANNOTATION, Initdata, InitdataError, MAX_INITDATA_LEN,
-    decode_annotation_value,
-};
 pub use requests::expected_requests;
 
 /// The rules every policy starts with (package `agent_policy`). A policy is these
 /// rules, a blank line, and `policy_data := <JSON>`.
 pub const RULES: &str = include_str!("rules.rego");
+
+/// The initdata document for a policy of ours (`contrast_initdata`'s writer, with the
+/// [`RULES`] every such policy starts with escaped and compressed once).
+pub fn initdata(policy_rego: &str) -> GeneratedInitdata {
+    initdata_writer().document(policy_rego)
+}
+
+/// [`initdata`] with further `[data]` entries after the policy, in key order.
+pub fn initdata_with_data(
+    policy_rego: &str,
+    data: &BTreeMap<String, String>,
+) -> Result<GeneratedInitdata, InitdataError> {
+    initdata_writer().document_with_data(policy_rego, data)
+}
+
+fn initdata_writer() -> &'static InitdataWriter {
+    static WRITER: std::sync::OnceLock<InitdataWriter> = std::sync::OnceLock::new();
+    WRITER.get_or_init(|| InitdataWriter::new(RULES))
+}
 
 /// What the image config (the `config` section of the OCI image config JSON) says;
 /// filled in by the caller from the registry.

@@ -8,7 +8,7 @@ mod common;
 use std::io::Read as _;
 
 use base64::Engine as _;
-use contrast_policy::{INITDATA_ANNOTATION, Initdata};
+use contrast_initdata::INITDATA_ANNOTATION;
 
 /// Text that needs every kind of escaping.
 const AWKWARD: &str = "package agent_policy\n\
@@ -41,7 +41,7 @@ fn the_toml_crate_reads_back_the_exact_policy() {
         data: std::collections::BTreeMap<String, String>,
     }
     for policy in policies() {
-        let doc = Initdata::from_policy(&policy);
+        let doc = contrast_policy::initdata(&policy);
         let text = std::str::from_utf8(doc.as_bytes()).unwrap();
         let parsed: Document = toml::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(parsed.version, "0.1.0");
@@ -54,7 +54,7 @@ fn the_toml_crate_reads_back_the_exact_policy() {
 #[test]
 fn the_guests_initdata_check_reads_back_the_exact_policy() {
     for policy in policies() {
-        let doc = Initdata::from_policy(&policy);
+        let doc = contrast_policy::initdata(&policy);
         let parsed = contrast_initdata::Initdata::parse(doc.as_bytes().to_vec()).unwrap();
         assert_eq!(parsed.policy(), Some(policy.as_str()));
         assert_eq!(parsed.algorithm(), contrast_initdata::Algorithm::Sha256);
@@ -69,7 +69,7 @@ fn the_guests_initdata_check_reads_back_further_entries_exactly() {
             ("contrast-coordinator.json".to_owned(), AWKWARD.to_owned()),
             (format!("{AWKWARD} as a key"), policy.clone()),
         ]);
-        let doc = Initdata::from_policy_and_data(&policy, &data).unwrap();
+        let doc = contrast_policy::initdata_with_data(&policy, &data).unwrap();
         let parsed = contrast_initdata::Initdata::parse(doc.as_bytes().to_vec())
             .unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(doc.as_bytes())));
         assert_eq!(parsed.policy(), Some(policy.as_str()));
@@ -93,7 +93,7 @@ fn the_guests_initdata_check_reads_back_further_entries_exactly() {
 #[test]
 fn known_answer() {
     // The bytes, and their SHA-256 through GNU coreutils' sha256sum (printf '%s' ... | sha256sum).
-    let doc = Initdata::from_policy("package agent_policy\n");
+    let doc = contrast_policy::initdata("package agent_policy\n");
     assert_eq!(
         doc.as_bytes(),
         b"version = \"0.1.0\"\nalgorithm = \"sha256\"\n\n[data]\n\"policy.rego\" = \"\"\"\npackage agent_policy\n\"\"\"\n"
@@ -107,12 +107,12 @@ fn known_answer() {
 #[test]
 fn the_same_policy_gives_the_same_bytes_hash_and_annotation() {
     let policy = common::Case::load("web.json").policy();
-    let a = Initdata::from_policy(&policy);
-    let b = Initdata::from_policy(&policy);
+    let a = contrast_policy::initdata(&policy);
+    let b = contrast_policy::initdata(&policy);
     assert_eq!(a, b);
     assert_eq!(a.policy_hash(), b.policy_hash());
     assert_eq!(a.annotation_value(), b.annotation_value());
-    let other = Initdata::from_policy(&format!("{policy} "));
+    let other = contrast_policy::initdata(&format!("{policy} "));
     assert_ne!(a.policy_hash(), other.policy_hash());
     assert_ne!(a.annotation_value(), other.annotation_value());
 }
@@ -125,7 +125,7 @@ fn the_annotation_is_base64_of_gzip_of_the_document() {
     );
     // A generated policy (its shared start is compressed once) and others.
     for policy in policies() {
-        let doc = Initdata::from_policy(&policy);
+        let doc = contrast_policy::initdata(&policy);
         let compressed = base64::engine::general_purpose::STANDARD
             .decode(doc.annotation_value())
             .unwrap();
@@ -153,9 +153,9 @@ fn the_annotation_is_base64_of_gzip_of_the_document() {
 /// document, and refuses what is not base64, not gzip, or too large, saying what to do.
 #[test]
 fn annotation_values_decode_to_the_document_and_bad_ones_are_refused() {
-    use contrast_policy::{AnnotationError, MAX_INITDATA_LEN, decode_annotation_value};
+    use contrast_initdata::{AnnotationError, MAX_INITDATA_LEN, decode_annotation_value};
     for policy in policies() {
-        let doc = Initdata::from_policy(&policy);
+        let doc = contrast_policy::initdata(&policy);
         let value = doc.annotation_value();
         assert_eq!(decode_annotation_value(&value).unwrap(), doc.as_bytes());
         // YAML folding may break the value into lines.
@@ -195,7 +195,7 @@ fn generating_is_fast() {
     let mut total = 0;
     for _ in 0..rounds {
         let policy = contrast_policy::policy_rego(&input).unwrap();
-        let doc = Initdata::from_policy(&policy);
+        let doc = contrast_policy::initdata(&policy);
         total += doc.annotation_value().len() + doc.policy_hash()[0] as usize;
     }
     let per_pod = start.elapsed() / rounds;

@@ -31,8 +31,7 @@ use contrast_manifest::{HexString, Manifest, PolicyEntry, SnpReferenceValues};
 use contrast_seedengine::keys::{SeedshareOwnerKey, WorkloadOwnerKey};
 use contrast_simulator::{SimulatedAmd, Simulator, SnpReportSpec};
 
-/// The initdata annotation `contrast set` reads policies from.
-pub const INITDATA_ANNOTATION: &str = "io.katacontainers.config.hypervisor.cc_init_data";
+use contrast_initdata::INITDATA_ANNOTATION;
 
 /// A fresh directory under the system temp dir, removed on drop.
 #[derive(Debug)]
@@ -282,7 +281,7 @@ pub fn coordinator_trust_entry(manifest: &Manifest) -> (String, String) {
 /// A workload's initdata document with `policy` and the Coordinator `entry`.
 pub fn workload_initdata(policy: &str, entry: &(String, String)) -> Vec<u8> {
     let data = BTreeMap::from([entry.clone()]);
-    contrast_policy::Initdata::from_policy_and_data(policy, &data)
+    contrast_policy::initdata_with_data(policy, &data)
         .unwrap()
         .as_bytes()
         .to_vec()

@@ -7,22 +7,91 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::Arc;
 
 use base64::Engine as _;
 
 /// The pod annotation the Kata runtime reads the initdata from.
 pub const INITDATA_ANNOTATION: &str = "io.katacontainers.config.hypervisor.cc_init_data";
 
-/// An initdata document: the exact TOML bytes whose hash is the policy hash.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Initdata {
-    toml: Vec<u8>,
+use crate::document::POLICY_KEY;
+
+/// Writes the documents of policies that start alike (every generated policy starts with
+/// the same rules): their common start is escaped and compressed once, not per document.
+#[derive(Debug, Clone)]
+pub struct InitdataWriter {
+    prefix: Arc<SharedPrefix>,
 }
 
-impl fmt::Debug for Initdata {
+impl InitdataWriter {
+    /// A writer for policies that start with `shared_policy_start` (others are written
+    /// all the same, only without the shortcut).
+    pub fn new(shared_policy_start: &str) -> Self {
+        let mut toml = String::from(HEADER);
+        push_multiline_basic(&mut toml, shared_policy_start);
+        let deflate = raw_deflate(toml.as_bytes(), flate2::FlushCompress::Full);
+        InitdataWriter {
+            prefix: Arc::new(SharedPrefix {
+                policy_start: shared_policy_start.to_owned(),
+                toml,
+                deflate,
+            }),
+        }
+    }
+
+    /// [`GeneratedInitdata::from_policy`], faster for a policy with the shared start.
+    pub fn document(&self, policy_rego: &str) -> GeneratedInitdata {
+        let mut toml = String::with_capacity(policy_rego.len() + policy_rego.len() / 16 + 96);
+        match policy_rego.strip_prefix(self.prefix.policy_start.as_str()) {
+            Some(rest) => {
+                toml.push_str(&self.prefix.toml);
+                push_multiline_basic(&mut toml, rest);
+            }
+            None => {
+                toml.push_str(HEADER);
+                push_multiline_basic(&mut toml, policy_rego);
+            }
+        }
+        toml.push_str("\"\"\"\n");
+        GeneratedInitdata {
+            toml: toml.into_bytes(),
+            prefix: Some(self.prefix.clone()),
+        }
+    }
+
+    /// [`GeneratedInitdata::from_policy_and_data`], faster for a policy with the shared
+    /// start.
+    pub fn document_with_data(
+        &self,
+        policy_rego: &str,
+        data: &BTreeMap<String, String>,
+    ) -> Result<GeneratedInitdata, InitdataError> {
+        let mut doc = self.document(policy_rego);
+        doc.append_data(data)?;
+        Ok(doc)
+    }
+}
+
+/// An initdata document as `contrast generate` writes it: the exact TOML bytes whose hash
+/// is the policy hash. ([`crate::Initdata`] is a document as read.)
+#[derive(Clone)]
+pub struct GeneratedInitdata {
+    toml: Vec<u8>,
+    /// The writer's shared start, for [`GeneratedInitdata::annotation_value`].
+    prefix: Option<Arc<SharedPrefix>>,
+}
+
+impl PartialEq for GeneratedInitdata {
+    fn eq(&self, other: &Self) -> bool {
+        self.toml == other.toml
+    }
+}
+
+impl Eq for GeneratedInitdata {}
+
+impl fmt::Debug for GeneratedInitdata {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Initdata")
+        f.debug_struct("GeneratedInitdata")
             .field("len", &self.toml.len())
             .field("policy_hash", &hex_string(&self.policy_hash()))
             .finish()
@@ -33,7 +102,7 @@ fn hex_string(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-impl Initdata {
+impl GeneratedInitdata {
     /// The document for a policy:
     ///
     /// ```toml
@@ -49,22 +118,14 @@ impl Initdata {
     /// quotes is not part of the value), with `\` and `"` escaped and every control
     /// character but tab and line feed written as `\uXXXX`, so the value reads back
     /// byte for byte. The same policy always gives the same bytes.
-    pub fn from_policy(policy_rego: &str) -> Initdata {
+    pub fn from_policy(policy_rego: &str) -> GeneratedInitdata {
         let mut toml = String::with_capacity(policy_rego.len() + policy_rego.len() / 16 + 96);
-        // Every generated policy starts with the rules; their escaped form is made once.
-        match policy_rego.strip_prefix(crate::RULES) {
-            Some(rest) => {
-                toml.push_str(&prefix().toml);
-                push_multiline_basic(&mut toml, rest);
-            }
-            None => {
-                toml.push_str(HEADER);
-                push_multiline_basic(&mut toml, policy_rego);
-            }
-        }
+        toml.push_str(HEADER);
+        push_multiline_basic(&mut toml, policy_rego);
         toml.push_str("\"\"\"\n");
-        Initdata {
+        GeneratedInitdata {
             toml: toml.into_bytes(),
+            prefix: None,
         }
     }
 
@@ -81,13 +142,15 @@ impl Initdata {
     pub fn from_policy_and_data(
         policy_rego: &str,
         data: &BTreeMap<String, String>,
-    ) -> Result<Initdata, InitdataError> {
+    ) -> Result<GeneratedInitdata, InitdataError> {
+        let mut doc = GeneratedInitdata::from_policy(policy_rego);
+        doc.append_data(data)?;
+        Ok(doc)
+    }
+
+    fn append_data(&mut self, data: &BTreeMap<String, String>) -> Result<(), InitdataError> {
         if data.contains_key(POLICY_KEY) {
             return Err(InitdataError::PolicyKeyInData);
-        }
-        let mut doc = Initdata::from_policy(policy_rego);
-        if data.is_empty() {
-            return Ok(doc);
         }
         let mut toml = String::new();
         for (key, value) in data {
@@ -96,8 +159,8 @@ impl Initdata {
             push_multiline_basic(&mut toml, value);
             toml.push_str("\"\"\"\n");
         }
-        doc.toml.extend_from_slice(toml.as_bytes());
-        Ok(doc)
+        self.toml.extend_from_slice(toml.as_bytes());
+        Ok(())
     }
 
     /// The TOML bytes.
@@ -123,9 +186,11 @@ impl Initdata {
     /// compressed once: its deflate blocks end on a byte boundary with a fresh
     /// dictionary (a full flush), so the rest's blocks follow them as one valid stream.
     pub fn annotation_value(&self) -> String {
-        let shared = prefix();
-        let (head, rest): (&[u8], &[u8]) = match self.toml.strip_prefix(shared.toml.as_bytes()) {
-            Some(rest) if !shared.deflate.is_empty() => (&shared.deflate, rest),
+        let shared = self.prefix.as_deref();
+        let (head, rest): (&[u8], &[u8]) = match shared
+            .and_then(|shared| Some((shared, self.toml.strip_prefix(shared.toml.as_bytes())?)))
+        {
+            Some((shared, rest)) if !shared.deflate.is_empty() => (&shared.deflate, rest),
             _ => (&[], &self.toml),
         };
         let mut gzip = Vec::with_capacity(self.toml.len() / 3 + 64);
@@ -163,7 +228,7 @@ pub enum AnnotationError {
 }
 
 /// The initdata document an annotation value carries: the inverse of
-/// [`Initdata::annotation_value`], for values written by any tool (whitespace ignored, any
+/// [`GeneratedInitdata::annotation_value`], for values written by any tool (whitespace ignored, any
 /// gzip header), at most [`MAX_INITDATA_LEN`] bytes.
 pub fn decode_annotation_value(value: &str) -> Result<Vec<u8>, AnnotationError> {
     use std::io::Read as _;
@@ -182,9 +247,6 @@ pub fn decode_annotation_value(value: &str) -> Result<Vec<u8>, AnnotationError> 
     Ok(out)
 }
 
-/// The `[data]` entry that holds the Kata agent policy.
-pub(crate) const POLICY_KEY: &str = "policy.rego";
-
 /// Why an initdata document could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum InitdataError {
@@ -200,20 +262,15 @@ pub enum InitdataError {
 const HEADER: &str =
     "version = \"0.1.0\"\nalgorithm = \"sha256\"\n\n[data]\n\"policy.rego\" = \"\"\"\n";
 
-/// The start every generated document shares, and its deflate blocks.
+/// The start a writer's documents share, and its deflate blocks.
+#[derive(Debug)]
 struct SharedPrefix {
+    /// The policy text the documents start with.
+    policy_start: String,
+    /// The document up to the end of that text, escaped.
     toml: String,
+    /// That TOML compressed, ending on a byte boundary with a fresh dictionary.
     deflate: Vec<u8>,
-}
-
-fn prefix() -> &'static SharedPrefix {
-    static PREFIX: OnceLock<SharedPrefix> = OnceLock::new();
-    PREFIX.get_or_init(|| {
-        let mut toml = String::from(HEADER);
-        push_multiline_basic(&mut toml, crate::RULES);
-        let deflate = raw_deflate(toml.as_bytes(), flate2::FlushCompress::Full);
-        SharedPrefix { toml, deflate }
-    })
 }
 
 /// Raw deflate of `data` at the fastest level. `Full`: non-final blocks ending on a
@@ -291,7 +348,7 @@ mod tests {
 
     #[test]
     fn the_document_has_the_three_keys_in_a_fixed_layout() {
-        let doc = Initdata::from_policy("package agent_policy\n");
+        let doc = GeneratedInitdata::from_policy("package agent_policy\n");
         assert_eq!(
             std::str::from_utf8(doc.as_bytes()).unwrap(),
             "version = \"0.1.0\"\nalgorithm = \"sha256\"\n\n[data]\n\"policy.rego\" = \"\"\"\npackage agent_policy\n\"\"\"\n"
@@ -304,14 +361,14 @@ mod tests {
             ("z.json".to_owned(), "{\"a\": 1}\n".to_owned()),
             ("a \"b\"\n".to_owned(), "x".to_owned()),
         ]);
-        let doc = Initdata::from_policy_and_data("package agent_policy\n", &data).unwrap();
+        let doc = GeneratedInitdata::from_policy_and_data("package agent_policy\n", &data).unwrap();
         assert_eq!(
             std::str::from_utf8(doc.as_bytes()).unwrap(),
             "version = \"0.1.0\"\nalgorithm = \"sha256\"\n\n[data]\n\"policy.rego\" = \"\"\"\npackage agent_policy\n\"\"\"\n\
              \"a \\\"b\\\"\\u000A\" = \"\"\"\nx\"\"\"\n\
              \"z.json\" = \"\"\"\n{\\\"a\\\": 1}\n\"\"\"\n"
         );
-        let err = Initdata::from_policy_and_data(
+        let err = GeneratedInitdata::from_policy_and_data(
             "p",
             &BTreeMap::from([(POLICY_KEY.to_owned(), String::new())]),
         )
@@ -328,7 +385,7 @@ mod tests {
 
     #[test]
     fn hash_is_sha256_of_the_bytes() {
-        let doc = Initdata::from_policy("x");
+        let doc = GeneratedInitdata::from_policy("x");
         let want = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, doc.as_bytes());
         assert_eq!(doc.policy_hash().as_slice(), want.as_ref());
         assert!(format!("{doc:?}").contains(&hex_string(&doc.policy_hash())));
