@@ -680,7 +680,7 @@ fn authorize_update(
     input: &SetManifestInput,
 ) -> Result<(), CoordinatorError> {
     let owners: Vec<String> = state
-        .manifest
+        .manifest()
         .workload_owner_key_digests
         .iter()
         .flatten()
@@ -735,7 +735,7 @@ fn authorize_update(
         keys.sort();
         keys
     };
-    if sorted(&state.manifest) != sorted(manifest) {
+    if sorted(state.manifest()) != sorted(manifest) {
         return Err(CoordinatorError::InvalidArgument(
             "SeedshareOwnerPubKeys changed: the seed share owners cannot change after the \
              first manifest (keep the list of the active manifest)"
