@@ -309,20 +309,24 @@ impl FromStr for SimulatedTee {
 }
 
 /// How the guest binaries (`initializer`, `initdata-check`) get evidence: their flags and
-/// environment variables, unparsed, so that every binary refuses them the same way.
-#[derive(Debug, Clone, Default)]
+/// environment variables (one definition, flattened into each binary's arguments),
+/// unparsed, so that every binary refuses them the same way. Without a simulator
+/// directory, TEE hardware ([`detect`]).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct IssuerSettings {
-    /// `--simulator-dir` / `CONTRAST_SIMULATOR_DIR`: use the simulator whose keys are in this
-    /// directory; `None` uses TEE hardware ([`detect`]).
+    /// Use the simulator whose keys are in this directory instead of TEE hardware
+    /// (Sim-SNP, Sim-TDX; builds with the `simulated` feature only).
+    #[arg(long, env = "CONTRAST_SIMULATOR_DIR")]
     pub simulator_dir: Option<PathBuf>,
-    /// `--simulated-tee` / `CONTRAST_SIMULATED_TEE`: `snp`, `tdx` or `snp-tsm` (see
-    /// [`SimulatedTee`]); ignored without a simulator directory, except that `snp-tsm`
-    /// then fails.
+    /// The simulated TEE: snp, tdx, or snp-tsm (QEMU tests only: the fake TSM provider's
+    /// report through the kernel's configfs-tsm, signed by the simulator). Ignored without
+    /// a simulator directory, except that snp-tsm then fails.
+    #[arg(long, env = "CONTRAST_SIMULATED_TEE", default_value = "snp")]
     pub simulated_tee: String,
-    /// `--simulated-host-data` / `CONTRAST_SIMULATED_HOST_DATA`: HOST_DATA (SNP, 64 hex) or
-    /// MRCONFIGID (TDX, 64 hex for the first 32 bytes or 96 for all 48) of the simulated VM.
-    /// Required for `snp` and `tdx`, refused for `snp-tsm` (the kernel's provider supplies
-    /// HOST_DATA there); ignored without a simulator directory.
+    /// HOST_DATA / MRCONFIGID of the simulated VM: 64 hex characters (SNP; on TDX the
+    /// first 32 bytes, then zeros) or 96 (the whole TDX MRCONFIGID). Required for snp and
+    /// tdx, refused with snp-tsm, where the kernel's provider supplies it.
+    #[arg(long, env = "CONTRAST_SIMULATED_HOST_DATA")]
     pub simulated_host_data: Option<String>,
 }
 

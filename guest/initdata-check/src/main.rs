@@ -46,18 +46,8 @@ struct Args {
     /// when it was verified.
     #[arg(long, env = "CONTRAST_INITDATA_OUT", default_value = DEFAULT_INITDATA_OUT)]
     initdata_out: PathBuf,
-    /// Use the simulator in this directory instead of TEE hardware (Sim-SNP, Sim-TDX).
-    #[arg(long, env = "CONTRAST_SIMULATOR_DIR")]
-    simulator_dir: Option<PathBuf>,
-    /// The simulated TEE: snp, tdx, or snp-tsm (QEMU tests only: the fake TSM provider's
-    /// report through the kernel's configfs-tsm, signed by the simulator).
-    #[arg(long, env = "CONTRAST_SIMULATED_TEE", default_value = "snp")]
-    simulated_tee: String,
-    /// HOST_DATA / MRCONFIGID of the simulated VM: 64 hex characters (SNP; on TDX the
-    /// first 32 bytes, then zeros) or 96 (the whole TDX MRCONFIGID); refused with
-    /// snp-tsm, where the kernel's provider supplies it.
-    #[arg(long, env = "CONTRAST_SIMULATED_HOST_DATA")]
-    simulated_host_data: Option<String>,
+    #[command(flatten)]
+    issuer: IssuerSettings,
 }
 
 impl Args {
@@ -71,11 +61,7 @@ impl Args {
 }
 
 fn issuer(args: &Args) -> anyhow::Result<Arc<dyn EvidenceIssuer>> {
-    Ok(Arc::from(select(&IssuerSettings {
-        simulator_dir: args.simulator_dir.clone(),
-        simulated_tee: args.simulated_tee.clone(),
-        simulated_host_data: args.simulated_host_data.clone(),
-    })?))
+    Ok(Arc::from(select(&args.issuer)?))
 }
 
 fn main() -> ExitCode {

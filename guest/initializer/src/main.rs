@@ -34,17 +34,8 @@ struct Args {
     /// Seconds between attempts.
     #[arg(long, env = "CONTRAST_RETRY_INTERVAL", default_value_t = 5)]
     retry_interval: u64,
-    /// Use the simulator in this directory instead of TEE hardware (Sim-SNP, Sim-TDX).
-    #[arg(long, env = "CONTRAST_SIMULATOR_DIR")]
-    simulator_dir: Option<PathBuf>,
-    /// The simulated TEE: snp, tdx, or snp-tsm (QEMU tests only: the fake TSM provider's
-    /// report through the kernel's configfs-tsm, signed by the simulator).
-    #[arg(long, env = "CONTRAST_SIMULATED_TEE", default_value = "snp")]
-    simulated_tee: String,
-    /// HOST_DATA / MRCONFIGID of the simulated VM (64 hex: the pod's policy hash); refused
-    /// with snp-tsm, where the kernel's provider supplies it.
-    #[arg(long, env = "CONTRAST_SIMULATED_HOST_DATA")]
-    simulated_host_data: Option<String>,
+    #[command(flatten)]
+    issuer: IssuerSettings,
     /// The device for an encrypted persistent volume (secure-pv).
     #[arg(long, env = "CRYPTSETUP_DEVICE")]
     cryptsetup_device: Option<PathBuf>,
@@ -54,11 +45,7 @@ struct Args {
 }
 
 fn evidence_issuer(args: &Args) -> anyhow::Result<Arc<dyn EvidenceIssuer>> {
-    let evidence: Arc<dyn EvidenceIssuer> = Arc::from(select(&IssuerSettings {
-        simulator_dir: args.simulator_dir.clone(),
-        simulated_tee: args.simulated_tee.clone(),
-        simulated_host_data: args.simulated_host_data.clone(),
-    })?);
+    let evidence: Arc<dyn EvidenceIssuer> = Arc::from(select(&args.issuer)?);
     tracing::info!(issuer = evidence.name(), "evidence issuer");
     Ok(evidence)
 }
@@ -68,7 +55,7 @@ fn evidence_issuer(args: &Args) -> anyhow::Result<Arc<dyn EvidenceIssuer>> {
 /// for a real platform's entry).
 fn verifiers(args: &Args) -> anyhow::Result<Verifiers> {
     Ok(contrast_evidence::issuer::verifiers(
-        args.simulator_dir.as_deref(),
+        args.issuer.simulator_dir.as_deref(),
     )?)
 }
 
