@@ -79,7 +79,7 @@ pub async fn connect(
         validators: options.validators.clone(),
         nonce,
         signatures: HandshakeSignatures(provider.clone()),
-        outcome: Mutex::new(None),
+        session: Mutex::new(None),
     });
     let resolver = Arc::new(ClientCertResolver::new(options, &provider)?);
     let mut config = ClientConfig::builder_with_provider(provider)
@@ -111,36 +111,36 @@ pub async fn connect(
             });
         }
     };
-    let outcome = crate::lock(&verifier.outcome).take();
+    let session = crate::lock(&verifier.session).take();
     let stream = match result {
         Ok(stream) => stream,
-        // Prefer our own account of what went wrong over rustls's alert text.
+        // Prefer our own account of what went wrong over rustls's alert text: the
+        // verifier's refusal travels in the error, the certificate resolver's (which
+        // rustls gives no error channel) is kept beside it.
         Err(e) => {
-            if let Some(Err(ours)) = outcome {
-                return Err(ours);
-            }
             if let Some(ours) = crate::lock(&resolver.error).take() {
                 return Err(ours);
             }
-            return Err(e);
+            return Err(e.or_verifier_refusal());
         }
     };
-    match outcome {
-        Some(Ok(session)) => Ok((stream, session)),
-        Some(Err(e)) => Err(e),
+    match session {
+        Some(session) => Ok((stream, session)),
         None => Err(AtlsError::Certificate(
             "the server presented no certificate".into(),
         )),
     }
 }
 
-/// Checks the server certificate against our nonce and remembers the verdict.
+/// Checks the server certificate against our nonce. A refusal goes to rustls as the typed
+/// error ([`AtlsError::into_rustls`]); what an accepted certificate established is kept
+/// for after the handshake.
 #[derive(Debug)]
 struct ServerVerifier {
     validators: ValidatorSet,
     nonce: [u8; NONCE_LEN],
     signatures: HandshakeSignatures,
-    outcome: Mutex<Option<Result<ClientSession, AtlsError>>>,
+    session: Mutex<Option<ClientSession>>,
 }
 
 impl ServerVerifier {
@@ -171,13 +171,9 @@ impl ServerCertVerifier for ServerVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let result = self.check(end_entity);
-        let verdict = match &result {
-            Ok(_) => Ok(ServerCertVerified::assertion()),
-            Err(e) => Err(rustls::Error::General(e.to_string())),
-        };
-        *crate::lock(&self.outcome) = Some(result);
-        verdict
+        let session = self.check(end_entity).map_err(AtlsError::into_rustls)?;
+        *crate::lock(&self.session) = Some(session);
+        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -319,5 +315,54 @@ impl ResolvesClientCert for ClientCertResolver {
 
     fn has_certs(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refusal reaches rustls as the typed error, not as its text, and comes back out of
+    /// the handshake's error as that error.
+    #[test]
+    fn a_refused_certificate_travels_to_rustls_as_the_typed_error() {
+        let verifier = ServerVerifier {
+            validators: ValidatorSet::new(Vec::new()),
+            nonce: [0; NONCE_LEN],
+            signatures: HandshakeSignatures(crate::provider()),
+            session: Mutex::new(None),
+        };
+        let garbage = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x01]);
+        let name = ServerName::try_from("contrast-atls").unwrap();
+        let err = verifier
+            .verify_server_cert(&garbage, &[], &name, &[], UnixTime::now())
+            .unwrap_err();
+        let rustls::Error::Other(other) = &err else {
+            panic!("not rustls' Other error: {err:?}");
+        };
+        assert!(
+            matches!(
+                other.0.downcast_ref::<AtlsError>(),
+                Some(AtlsError::Certificate(_))
+            ),
+            "{err:?}"
+        );
+        assert!(crate::lock(&verifier.session).is_none());
+
+        // As tokio-rustls returns it: rustls' error inside an io::Error.
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, err.clone());
+        assert!(matches!(
+            AtlsError::Io(io).or_verifier_refusal(),
+            AtlsError::Certificate(_)
+        ));
+        assert!(matches!(
+            AtlsError::Tls(err).or_verifier_refusal(),
+            AtlsError::Certificate(_)
+        ));
+        // Anything else stays as it was.
+        assert!(matches!(
+            AtlsError::Tls(rustls::Error::General("x".into())).or_verifier_refusal(),
+            AtlsError::Tls(_)
+        ));
     }
 }

@@ -103,6 +103,74 @@ pub enum AtlsError {
     },
 }
 
+impl AtlsError {
+    /// A certificate verifier's refusal as rustls carries it: the typed error itself, as
+    /// rustls' `Other` error, so no cause is flattened into text on the way.
+    pub(crate) fn into_rustls(self) -> rustls::Error {
+        rustls::Error::Other(rustls::OtherError(Arc::new(self)))
+    }
+
+    /// The refusal one of our verifiers handed rustls, when that is why a handshake failed
+    /// (tokio-rustls returns rustls' error inside an `io::Error`); otherwise `self`.
+    pub(crate) fn or_verifier_refusal(self) -> AtlsError {
+        let refusal = match &self {
+            AtlsError::Io(io) => io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .and_then(verifier_refusal),
+            AtlsError::Tls(tls) => verifier_refusal(tls),
+            _ => None,
+        };
+        refusal.unwrap_or(self)
+    }
+
+    /// A copy of a verifier's refusal (rustls shares it behind an `Arc`). Every variant a
+    /// verifier returns copies exactly; an I/O error, which none returns, keeps its kind and
+    /// text.
+    fn duplicate(&self) -> AtlsError {
+        match self {
+            AtlsError::Certificate(s) => AtlsError::Certificate(s.clone()),
+            AtlsError::NoAttestation => AtlsError::NoAttestation,
+            AtlsError::NoMatchingValidator { oids } => {
+                AtlsError::NoMatchingValidator { oids: oids.clone() }
+            }
+            AtlsError::Refused {
+                nonce_hex,
+                reasons,
+                policy_mismatch,
+            } => AtlsError::Refused {
+                nonce_hex: nonce_hex.clone(),
+                reasons: reasons.clone(),
+                policy_mismatch: *policy_mismatch,
+            },
+            AtlsError::Busy(s) => AtlsError::Busy(s.clone()),
+            AtlsError::Issue(s) => AtlsError::Issue(s.clone()),
+            AtlsError::Build(s) => AtlsError::Build(s.clone()),
+            AtlsError::Nonce(s) => AtlsError::Nonce(s.clone()),
+            AtlsError::Tls(e) => AtlsError::Tls(e.clone()),
+            AtlsError::Io(e) => AtlsError::Io(std::io::Error::new(
+                e.kind(),
+                contrast_platforms::error_chain(e),
+            )),
+            AtlsError::Timeout { peer, timeout } => AtlsError::Timeout {
+                peer: peer.clone(),
+                timeout: *timeout,
+            },
+        }
+    }
+}
+
+/// Our refusal inside a rustls error, if it is one.
+fn verifier_refusal(error: &rustls::Error) -> Option<AtlsError> {
+    match error {
+        rustls::Error::Other(other) => other
+            .0
+            .downcast_ref::<AtlsError>()
+            .map(AtlsError::duplicate),
+        _ => None,
+    }
+}
+
 /// The crypto provider every aTLS config uses (aws-lc-rs, the project's only one), with
 /// AES-128-GCM-SHA256 preferred: SHA-256 has hardware support on more CPUs than SHA-384,
 /// and the handshake hashes two certificates of several KiB each.

@@ -301,22 +301,13 @@ impl AtlsServer {
         let config = self.config_for(document)?;
         let verifier = config.1;
         let result = start.into_stream(Arc::new(config.0)).await;
-        let outcome = crate::lock(&verifier.outcome).take();
+        let peer = crate::lock(&verifier.peer).take();
         let stream = match result {
             Ok(stream) => stream,
-            Err(e) => {
-                return Err(match outcome {
-                    Some(Err(ours)) => ours,
-                    _ => e.into(),
-                });
-            }
+            // The verifier's refusal travels in the error; prefer it to rustls's alert.
+            Err(e) => return Err(AtlsError::from(e).or_verifier_refusal()),
         };
-        let info = match outcome {
-            Some(Ok(info)) => info,
-            Some(Err(e)) => return Err(e),
-            None => PeerInfo::default(),
-        };
-        Ok((stream, info))
+        Ok((stream, peer.unwrap_or_default()))
     }
 
     fn config_for(
@@ -337,7 +328,7 @@ impl AtlsServer {
             nonce: server_nonce,
             names: vec![DistinguishedName::from(cert::nonce_name(&server_nonce))],
             signatures: HandshakeSignatures(self.provider.clone()),
-            outcome: Mutex::new(None),
+            peer: Mutex::new(None),
         });
         let mut config = ServerConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()?
@@ -369,7 +360,9 @@ struct ClientVerifier {
     nonce: [u8; NONCE_LEN],
     names: Vec<DistinguishedName>,
     signatures: HandshakeSignatures,
-    outcome: Mutex<Option<Result<PeerInfo, AtlsError>>>,
+    /// What an accepted client certificate established (a refusal goes to rustls as the
+    /// typed error, [`AtlsError::into_rustls`]).
+    peer: Mutex<Option<PeerInfo>>,
 }
 
 impl ClientVerifier {
@@ -417,13 +410,9 @@ impl ClientCertVerifier for ClientVerifier {
         _intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let result = self.check(end_entity);
-        let verdict = match &result {
-            Ok(_) => Ok(ClientCertVerified::assertion()),
-            Err(e) => Err(rustls::Error::General(e.to_string())),
-        };
-        *crate::lock(&self.outcome) = Some(result);
-        verdict
+        let peer = self.check(end_entity).map_err(AtlsError::into_rustls)?;
+        *crate::lock(&self.peer) = Some(peer);
+        Ok(ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
