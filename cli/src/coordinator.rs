@@ -103,10 +103,9 @@ pub(crate) fn coordinator_validators(
 ) -> anyhow::Result<ValidatorSet> {
     let mut verifiers = Verifiers::real();
     if let Some(dir) = &args.simulator_dir {
-        let simulator = contrast_simulator::Simulator::open(dir)
-            .with_context(|| format!("opening the simulator at {}", dir.display()))?;
-        verifiers =
-            verifiers.with_simulated(simulator.amd.trust_anchor(), simulator.intel.trust_anchor());
+        // The simulator's public roots only: the CLI verifies, it never simulates.
+        let (snp, tdx) = contrast_attestation::simulated_anchors::load(dir)?;
+        verifiers = verifiers.with_simulated(snp, tdx);
     }
     let validator = match &args.coordinator_policy_hash {
         Some(text) => {

@@ -9,6 +9,8 @@
 //! - Tools (quickstart, qemu-tests, xtask) may use anything.
 //! - A member used by another member is named in `[workspace.dependencies]`, and used
 //!   through it (`workspace = true`), so each crate has one path and one version.
+//! - The simulator is a dev-dependency or an optional one (behind a `simulated` feature):
+//!   no core, host or guest crate links it unconditionally, so shipped binaries hold none.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -89,7 +91,12 @@ pub(crate) struct Edge {
     pub(crate) kind: Kind,
     /// Whether the manifest says `workspace = true`.
     pub(crate) through_workspace: bool,
+    /// Whether the manifest says `optional = true` (a feature turns it on).
+    pub(crate) optional: bool,
 }
+
+/// The crate only tests, the quickstart and `simulated` features may link.
+const SIMULATOR: &str = "contrast-simulator";
 
 /// The workspace as the rules see it.
 #[derive(Debug, Clone, Default)]
@@ -127,6 +134,14 @@ pub(crate) fn check(workspace: &Workspace) -> Vec<String> {
                 if edge.kind != Kind::Dev =>
             {
                 Some("test support is a dev-dependency only")
+            }
+            (Layer::Core | Layer::Guest | Layer::Host, _)
+                if edge.to == SIMULATOR && edge.kind != Kind::Dev && !edge.optional =>
+            {
+                Some(
+                    "the simulator is a dev-dependency or optional behind a `simulated` \
+                     feature, so shipped binaries hold none",
+                )
             }
             _ => None,
         };
@@ -237,11 +252,16 @@ pub(crate) fn load(root: &Path) -> Result<Workspace> {
                     .get("workspace")
                     .and_then(toml::Value::as_bool)
                     .unwrap_or(false);
+                let optional = spec
+                    .get("optional")
+                    .and_then(toml::Value::as_bool)
+                    .unwrap_or(false);
                 workspace.edges.push(Edge {
                     from: name.clone(),
                     to,
                     kind,
                     through_workspace,
+                    optional,
                 });
             }
         }
@@ -278,6 +298,7 @@ mod tests {
             to: to.to_owned(),
             kind,
             through_workspace: true,
+            optional: false,
         }
     }
 
@@ -289,6 +310,7 @@ mod tests {
             ("host-a", Layer::Host),
             ("testkit", Layer::Testing),
             ("tool-a", Layer::Tool),
+            (SIMULATOR, Layer::Core),
         ];
         Workspace {
             workspace_dependencies: layers.iter().map(|(n, _)| (*n).to_owned()).collect(),
@@ -347,6 +369,22 @@ mod tests {
                 assert!(problems[0].contains("dev-dependency only"), "{problems:?}");
             }
         }
+    }
+
+    #[test]
+    fn the_simulator_outside_dev_and_optional_dependencies_is_refused() {
+        for from in ["core-a", "guest-a", "host-a"] {
+            let problems = check(&workspace(vec![edge(from, SIMULATOR, Kind::Normal)]));
+            assert_eq!(problems.len(), 1, "{from}: {problems:?}");
+            assert!(problems[0].contains("simulated"), "{problems:?}");
+            let mut optional = edge(from, SIMULATOR, Kind::Normal);
+            optional.optional = true;
+            assert_eq!(check(&workspace(vec![optional])), Vec::<String>::new());
+            let dev = edge(from, SIMULATOR, Kind::Dev);
+            assert_eq!(check(&workspace(vec![dev])), Vec::<String>::new());
+        }
+        let tool = edge("tool-a", SIMULATOR, Kind::Normal);
+        assert_eq!(check(&workspace(vec![tool])), Vec::<String>::new());
     }
 
     #[test]

@@ -12,5 +12,6 @@ pub mod document;
 pub mod explain;
 pub mod oid;
 pub mod pem;
+pub mod simulated_anchors;
 pub mod snp;
 pub mod tdx;

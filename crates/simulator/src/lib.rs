@@ -49,7 +49,26 @@ impl Simulator {
             amd
         };
         let intel = SimulatedIntel::open(&store, SimulatedPlatform::default())?;
-        Ok(Simulator { amd, intel })
+        let simulator = Simulator { amd, intel };
+        simulator.write_anchors(&store)?;
+        Ok(simulator)
+    }
+
+    /// Writes the public roots beside the keys where they are missing, for verifiers that
+    /// do not link the simulator ([`contrast_attestation::simulated_anchors`]).
+    fn write_anchors(&self, store: &KeyStore) -> Result<(), SimError> {
+        use contrast_attestation::simulated_anchors::{TDX_ROOT_FILE, snp_file};
+        let mut files = vec![(TDX_ROOT_FILE.to_owned(), self.intel.root_der().to_vec())];
+        for (product, ark, ask) in self.amd.roots_der() {
+            files.push((snp_file(product, "ark"), ark));
+            files.push((snp_file(product, "ask"), ask));
+        }
+        for (name, der) in files {
+            if !store.contains(&name) {
+                store.write_public(&name, &der)?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -294,6 +294,14 @@ impl SimulatedAmd {
         })
     }
 
+    /// Each product line's ARK and ASK certificates (DER).
+    pub fn roots_der(&self) -> Vec<(SnpProduct, Vec<u8>, Vec<u8>)> {
+        self.roots
+            .iter()
+            .map(|r| (r.product, r.ark_der.clone(), r.ask_der.clone()))
+            .collect()
+    }
+
     /// The trust anchor verifiers use for this simulator's evidence.
     pub fn trust_anchor(&self) -> SnpTrustAnchor {
         SnpTrustAnchor::simulated(

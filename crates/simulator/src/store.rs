@@ -43,6 +43,12 @@ impl KeyStore {
             .map_err(|e| SimError::io(&e.path, e.source))
     }
 
+    /// Writes a public file (a certificate) atomically with mode 0644.
+    pub fn write_public(&self, name: &str, bytes: &[u8]) -> Result<(), SimError> {
+        contrast_atomic_file::write(&self.dir.join(name), bytes, 0o644)
+            .map_err(|e| SimError::io(&e.path, e.source))
+    }
+
     /// Reads a private key; the buffer is wiped when dropped.
     pub fn read_secret(&self, name: &str) -> Result<Zeroizing<Vec<u8>>, SimError> {
         let path = self.dir.join(name);
