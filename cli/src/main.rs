@@ -4,6 +4,7 @@ mod attestation_check;
 mod bundle;
 mod coordinator;
 mod generate;
+mod policy_check;
 mod recover;
 mod resources;
 mod set;
@@ -49,6 +50,16 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Give a Coordinator in recovery mode its secret seed back.
     Recover(recover::RecoverArgs),
+    /// Work with Kata agent policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Evaluate a request the Kata agent got against a policy, and for a refusal say
+    /// which checks failed, with expected and actual values. Exits 0 only when allowed.
+    Check(policy_check::CheckArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +102,7 @@ fn main() -> ExitCode {
         Command::Set(args) => online(set::run(args)),
         Command::Verify(args) => online(verify::run(args)),
         Command::Recover(args) => online(recover::run(args)),
+        Command::Policy(PolicyCommand::Check(args)) => policy_check::run(args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

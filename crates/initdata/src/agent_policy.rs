@@ -85,7 +85,8 @@ pub fn bounded_reason(reason: &str) -> String {
 }
 
 /// A policy that refuses every agent request and prints `reason` with each refusal.
-/// Valid as Rego v0 (what the Kata agent's regorus evaluates) and v1.
+/// Valid as Rego v1 (what the Kata agent's pinned regorus evaluates, docs/runtime.md §8)
+/// and v0.
 pub fn deny_all(reason: &str) -> String {
     let mut policy = String::from(
         "# Written by Contrast's initdata check: this pod's initdata could not be verified,\n\

@@ -1,5 +1,6 @@
 //! Evaluating a policy the way the Kata agent does (docs/runtime.md §8): one regorus
-//! engine, Rego v0, builtin errors not strict, prints gathered, data seeded with
+//! engine, Rego v1 (the default of the agent's pinned regorus, which the agent keeps),
+//! builtin errors not strict, prints gathered, data seeded with
 //! `{"pstate": {}}`, the request as `input`, and the query
 //! `data.agent_policy.<RequestName>`. The agent raises regorus's policy length limits
 //! (64 KiB per line, 16 MiB, 200,000 lines); so does this.
@@ -37,24 +38,7 @@ pub fn evaluate_verbose(
             "{request_name:?} is not a request name (such as CreateContainerRequest)"
         )));
     }
-    let mut engine = regorus::Engine::new();
-    engine.set_rego_v0(true);
-    engine.set_strict_builtin_errors(false);
-    engine.set_gather_prints(true);
-    engine.set_policy_length_config(PolicyLengthConfig {
-        max_col: NonZeroU32::new(64 * 1024).unwrap_or(NonZeroU32::MIN),
-        max_file_bytes: NonZeroUsize::new(16 * 1024 * 1024).unwrap_or(NonZeroUsize::MIN),
-        max_lines: NonZeroUsize::new(200_000).unwrap_or(NonZeroUsize::MIN),
-    });
-    engine
-        .add_data(regorus::Value::from_json_str(r#"{"pstate": {}}"#).map_err(evaluation_error)?)
-        .map_err(evaluation_error)?;
-    engine
-        .add_policy("policy.rego".to_owned(), policy_rego.to_owned())
-        .map_err(evaluation_error)?;
-    engine
-        .set_input_json(&input.to_string())
-        .map_err(evaluation_error)?;
+    let mut engine = engine(policy_rego, input)?;
     let results = engine
         .eval_query(format!("data.agent_policy.{request_name}"), false)
         .map_err(evaluation_error)?;
@@ -76,6 +60,59 @@ pub fn evaluate_verbose(
         _ => return Err(evaluation_error("the query gave more than one result")),
     };
     Ok(Evaluation { allowed, prints })
+}
+
+/// The value of a Rego expression over the policy and request, as JSON; `None` when it is
+/// undefined (for explanations: what a rule of the policy computed).
+pub(crate) fn query(
+    policy_rego: &str,
+    input: &serde_json::Value,
+    expression: &str,
+) -> Result<Option<serde_json::Value>, PolicyError> {
+    let mut engine = engine(policy_rego, input)?;
+    let results = engine
+        .eval_query(expression.to_owned(), false)
+        .map_err(evaluation_error)?;
+    let Some(value) = results
+        .result
+        .first()
+        .and_then(|r| r.expressions.first())
+        .map(|e| &e.value)
+    else {
+        return Ok(None);
+    };
+    if *value == regorus::Value::Undefined {
+        return Ok(None);
+    }
+    let json = value.to_json_str().map_err(evaluation_error)?;
+    serde_json::from_str(&json)
+        .map(Some)
+        .map_err(evaluation_error)
+}
+
+/// An engine set up as the agent sets it up, with the policy and the request loaded.
+fn engine(policy_rego: &str, input: &serde_json::Value) -> Result<regorus::Engine, PolicyError> {
+    let mut engine = regorus::Engine::new();
+    // The agent never calls set_rego_v0, and its pinned regorus defaults to v1: a v0-only
+    // policy is refused there, so it is refused here.
+    engine.set_rego_v0(false);
+    engine.set_strict_builtin_errors(false);
+    engine.set_gather_prints(true);
+    engine.set_policy_length_config(PolicyLengthConfig {
+        max_col: NonZeroU32::new(64 * 1024).unwrap_or(NonZeroU32::MIN),
+        max_file_bytes: NonZeroUsize::new(16 * 1024 * 1024).unwrap_or(NonZeroUsize::MIN),
+        max_lines: NonZeroUsize::new(200_000).unwrap_or(NonZeroUsize::MIN),
+    });
+    engine
+        .add_data(regorus::Value::from_json_str(r#"{"pstate": {}}"#).map_err(evaluation_error)?)
+        .map_err(evaluation_error)?;
+    engine
+        .add_policy("policy.rego".to_owned(), policy_rego.to_owned())
+        .map_err(evaluation_error)?;
+    engine
+        .set_input_json(&input.to_string())
+        .map_err(evaluation_error)?;
+    Ok(engine)
 }
 
 /// Evaluates `policy_rego` for one request, as the agent does: true if it would serve

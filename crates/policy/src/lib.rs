@@ -63,6 +63,7 @@
 
 mod env;
 mod evaluate;
+mod explain;
 mod json;
 mod kata;
 mod model;
@@ -74,6 +75,7 @@ use std::collections::BTreeMap;
 use contrast_initdata::write::{GeneratedInitdata, InitdataError, InitdataWriter};
 
 pub use evaluate::{Evaluation, evaluate, evaluate_verbose};
+pub use explain::{Explanation, FailedCheck, explain};
 pub use requests::expected_requests;
 
 /// The rules every policy starts with (package `agent_policy`). A policy is these

@@ -1,6 +1,6 @@
 //! `evaluate` reads policies the way the Kata agent does: the deny-all policy of the
-//! guest's initdata check, our rules in Rego v0 and v1, and every request name the
-//! agent asks about.
+//! guest's initdata check, our rules in Rego v1 (the agent's) and v0, and every request
+//! name the agent asks about.
 
 #![allow(clippy::unwrap_used)]
 
@@ -36,6 +36,23 @@ fn our_rules_decide_every_request_the_agent_asks_about() {
             "{request} has no default"
         );
     }
+}
+
+/// The agent's regorus reads Rego v1 (docs/runtime.md §8): a policy only Rego v0 accepts
+/// (a rule body without `if`) does not load there, so `evaluate` refuses it too.
+#[test]
+fn evaluation_is_rego_v1_as_in_the_agent() {
+    let v1 = "package agent_policy\n\ndefault CreateSandboxRequest := false\n\nCreateSandboxRequest if {\n\ttrue\n}\n";
+    assert!(contrast_policy::evaluate(v1, "CreateSandboxRequest", &json!({})).unwrap());
+    let v0_only = "package agent_policy\n\ndefault CreateSandboxRequest = false\n\nCreateSandboxRequest {\n\ttrue\n}\n";
+    let err = contrast_policy::evaluate(v0_only, "CreateSandboxRequest", &json!({})).unwrap_err();
+    assert!(err.to_string().contains("policy"), "{err}");
+    // The same text is a valid Rego v0 module.
+    let mut engine = regorus::Engine::new();
+    engine.set_rego_v0(true);
+    engine
+        .add_policy("v0.rego".to_owned(), v0_only.to_owned())
+        .unwrap();
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The deny-all policy in the engine the Kata agent uses (regorus), evaluated the way
 //! the agent evaluates it (docs/runtime.md §8): every request is `false`, the
 //! reason is among the prints gathered for each refusal, and the debug escape hatch is
-//! off. In Rego v0 (the agent's pinned regorus) and v1 (current regorus).
+//! off. In Rego v1 (the agent's pinned regorus, docs/runtime.md §8) and v0.
 
 #![allow(clippy::unwrap_used)]
 

@@ -1,0 +1,162 @@
+//! `contrast policy check`: the verdict of the policy for a request the Kata agent got,
+//! and for a refusal each failed check with the expected and the actual value.
+
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output};
+
+use contrast_policy::{ImageConfig, PodInput};
+use serde_json::{Value, json};
+
+const DIGEST: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+struct Pod {
+    spec: Value,
+    images: BTreeMap<String, ImageConfig>,
+}
+
+fn pod() -> Pod {
+    let image = format!("docker.io/library/nginx@{DIGEST}");
+    let spec = json!({
+        "runtimeClassName": "contrast-cc-metal-qemu-snp-0123abcd",
+        "containers": [{"name": "web", "image": image, "args": ["nginx", "-g", "daemon off;"]}],
+    });
+    let config = ImageConfig {
+        digest: DIGEST.to_owned(),
+        entrypoint: vec!["/docker-entrypoint.sh".to_owned()],
+        working_dir: "/".to_owned(),
+        ..ImageConfig::default()
+    };
+    Pod {
+        spec,
+        images: BTreeMap::from([(image, config)]),
+    }
+}
+
+impl Pod {
+    fn input(&self) -> PodInput<'_> {
+        PodInput {
+            name: "web",
+            namespace: "shop",
+            pod_spec: &self.spec,
+            images: &self.images,
+            config_maps: &[],
+            secrets: &[],
+        }
+    }
+}
+
+fn contrast(args: &[&str]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_contrast"))
+        .args(args)
+        .output()
+        .unwrap();
+    eprintln!(
+        "contrast {}: {}\nstdout: {}\nstderr: {}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// The policy's resource file, and the runtime's CreateContainerRequest for `web`.
+fn setup(dir: &std::path::Path) -> (String, Value) {
+    let pod = pod();
+    let policy = contrast_policy::policy_rego(&pod.input()).unwrap();
+    let initdata = contrast_policy::initdata(&policy);
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: shop\n  annotations:\n    {}: {}\nspec: {}\n",
+        contrast_initdata::INITDATA_ANNOTATION,
+        initdata.annotation_value(),
+        pod.spec
+    );
+    std::fs::write(dir.join("web.yaml"), yaml).unwrap();
+    let request = contrast_policy::expected_requests(&pod.input())
+        .unwrap()
+        .into_iter()
+        .find(|(name, r)| {
+            name == "CreateContainerRequest"
+                && r["OCI"]["Annotations"]["io.kubernetes.cri.container-name"] == "web"
+        })
+        .unwrap()
+        .1;
+    (hex::encode(initdata.policy_hash()), request)
+}
+
+#[test]
+fn a_refusal_names_each_failed_check_with_expected_and_actual() {
+    let dir = contrast_testkit::TempDir::new("policy-check");
+    let (hash, request) = setup(dir.path());
+    let resources = dir.path().join("web.yaml");
+
+    // The request the runtime sends is allowed.
+    std::fs::write(dir.path().join("ok.json"), request.to_string()).unwrap();
+    let out = contrast(&[
+        "policy",
+        "check",
+        dir.path().join("ok.json").to_str().unwrap(),
+        "--resources",
+        resources.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("allow"));
+
+    // A host that changes the command is refused, and told where.
+    let mut attacked = request.clone();
+    attacked["OCI"]["Process"]["Args"] = json!(["/bin/sh", "-c", "id"]);
+    let wrapped = json!({"kind": "CreateContainerRequest", "request": attacked});
+    std::fs::write(dir.path().join("attack.json"), wrapped.to_string()).unwrap();
+    let out = contrast(&[
+        "policy",
+        "check",
+        dir.path().join("attack.json").to_str().unwrap(),
+        "--resources",
+        resources.to_str().unwrap(),
+        "--policy-hash",
+        &hash,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("deny"), "{stdout}");
+    assert!(stdout.contains("checked against container web"), "{stdout}");
+    assert!(stdout.contains("  args failed"), "{stdout}");
+    assert!(
+        stdout.contains(r#"actual:   ["/bin/sh","-c","id"]"#),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("expected: {}", request["OCI"]["Process"]["Args"])),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("cwd failed"), "{stdout}");
+}
+
+#[test]
+fn the_policy_must_be_named_when_the_resources_carry_several_or_none() {
+    let dir = contrast_testkit::TempDir::new("policy-check");
+    let (_, request) = setup(dir.path());
+    std::fs::write(dir.path().join("req.json"), request.to_string()).unwrap();
+    let out = contrast(&[
+        "policy",
+        "check",
+        dir.path().join("req.json").to_str().unwrap(),
+        "--resources",
+        dir.path().join("web.yaml").to_str().unwrap(),
+        "--policy-hash",
+        &"ab".repeat(32),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no policy with hash"),
+        "{out:?}"
+    );
+    let out = contrast(&[
+        "policy",
+        "check",
+        dir.path().join("req.json").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
