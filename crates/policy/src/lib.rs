@@ -16,7 +16,10 @@
 //!   setting, root file system mode and mounts. The image is pulled in the guest by a
 //!   reference that must end in `@<digest>`, so the spec must pin images by digest.
 //! - **ExecProcess**: only the commands of exec probes and exec lifecycle handlers,
-//!   with the process of the container that declares them.
+//!   with the user, environment and working directory of the container that declares
+//!   them. Capabilities may be absent (the runtime never sends them; the agent then gives
+//!   the exec the container's) or the container's; NoNewPrivileges is not required (the
+//!   runtime never sets it, see docs/runtime.md §8).
 //! - **CopyFile**: only the runtime's copies of host files below
 //!   `/run/kata-containers/shared/containers/<container id>-<16 characters>-<name>`.
 //! - **SetPolicy** never, nor anything that would let the host change the guest's code,

@@ -61,7 +61,7 @@ pub fn expected_requests(input: &PodInput<'_>) -> Result<Vec<(String, Value)>, P
                     "container_id": container_id,
                     "exec_id": format!("exec-{i}-{n}"),
                     "string_user": null,
-                    "process": process(&data, c, command),
+                    "process": exec_process(&data, c, command),
                 }),
             ));
         }
@@ -299,6 +299,30 @@ fn process(data: &PolicyData, c: &ContainerRules, args: &[String]) -> Value {
         "NoNewPrivileges": c.no_new_privileges,
         "ApparmorProfile": "",
         "OOMScoreAdj": 1000,
+        "SelinuxLabel": "",
+    })
+}
+
+/// The process of an exec as the runtime sends it (`cmdToKataProcess`: terminal, user,
+/// args, env, working directory; everything else left at its protobuf default).
+fn exec_process(data: &PolicyData, c: &ContainerRules, args: &[String]) -> Value {
+    json!({
+        "Terminal": c.terminal,
+        "ConsoleSize": null,
+        "User": {
+            "UID": c.uid,
+            "GID": c.gids.first().copied().unwrap_or(0),
+            "AdditionalGids": c.additional_gids,
+            "Username": "",
+        },
+        "Args": args,
+        "Env": environment(data, c),
+        "Cwd": c.cwd,
+        "Capabilities": null,
+        "Rlimits": [],
+        "NoNewPrivileges": false,
+        "ApparmorProfile": "",
+        "OOMScoreAdj": 0,
         "SelinuxLabel": "",
     })
 }

@@ -616,6 +616,16 @@ fn exec_only_runs_declared_commands_as_declared() {
     let probe = execs[0];
     assert_eq!(probe["process"]["Args"], json!(["cat", "/srv/ready"]));
     assert_allowed(&policy, "ExecProcessRequest", probe);
+    // As the runtime sends it: no capabilities (the agent gives the exec the container's)
+    // and no NoNewPrivileges (kata_agent.go cmdToKataProcess).
+    assert_eq!(probe["process"]["Capabilities"], Value::Null);
+    assert_eq!(probe["process"]["NoNewPrivileges"], json!(false));
+    // Naming the container's own capabilities is allowed too.
+    let create = create_request(&requests, "web");
+    let named = changed(probe, |r| {
+        r["process"]["Capabilities"] = create["OCI"]["Process"]["Capabilities"].clone()
+    });
+    assert_allowed(&policy, "ExecProcessRequest", &named);
 
     for (why, request) in [
         (
@@ -653,10 +663,6 @@ fn exec_only_runs_declared_commands_as_declared() {
             changed(probe, |r| {
                 r["process"]["Capabilities"]["Effective"] = json!(["CAP_SYS_ADMIN"])
             }),
-        ),
-        (
-            "with privilege escalation",
-            changed(probe, |r| r["process"]["NoNewPrivileges"] = json!(false)),
         ),
         (
             "in another directory",
