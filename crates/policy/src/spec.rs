@@ -248,8 +248,19 @@ pub(crate) fn resolve(input: &PodInput<'_>) -> Result<PolicyData, PolicyError> {
         let s = as_obj(s, &path)?;
         check_known(s, &path, SYSCTL_FIELDS)?;
         let name = require_str(s, "name", &path)?;
-        let value = get_str(s, "value", &path)?.unwrap_or_default();
-        sysctls.insert(name.to_owned(), value.to_owned());
+        // YAML writes `value: 1` as a number; the runtime passes its text as the sysctl.
+        let value = match s.get("value") {
+            None | Some(serde_json::Value::Null) => String::new(),
+            Some(serde_json::Value::String(v)) => v.clone(),
+            Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => v.to_string(),
+            Some(_) => {
+                return Err(invalid(
+                    join(&path, "value"),
+                    "must be a string or a number",
+                ));
+            }
+        };
+        sysctls.insert(name.to_owned(), value);
     }
 
     let pod = PodContext {

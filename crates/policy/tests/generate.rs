@@ -826,11 +826,28 @@ fn the_pod_as_a_whole() {
     .unwrap();
     assert_eq!(data["pod"]["share_process_namespace"], json!(true));
     assert_eq!(data["pod"]["sysctls"]["net.core.somaxconn"], "1024");
+
     assert_eq!(
         data["pod"]["optional_env"][0],
         r"^HOSTNAME=db(\.dbs\.prod\.svc\.[-a-z0-9.]+)?$"
     );
     assert_eq!(data["pod"]["namespace"], "prod");
+
+    // YAML writes a number without quotes; it is the same sysctl.
+    let data = generate(&case(
+        json!({}),
+        json!({"securityContext": {"sysctls": [{"name": "net.ipv4.ip_forward", "value": 1}]}}),
+        image_config(),
+    ))
+    .unwrap();
+    assert_eq!(data["pod"]["sysctls"]["net.ipv4.ip_forward"], "1");
+    let err = generate(&case(
+        json!({}),
+        json!({"securityContext": {"sysctls": [{"name": "x", "value": ["1"]}]}}),
+        image_config(),
+    ))
+    .unwrap_err();
+    assert_eq!(path_of(&err), "spec.securityContext.sysctls[0].value");
 }
 
 #[test]
