@@ -333,6 +333,7 @@ impl PolicyPass<'_> {
     ) -> anyhow::Result<()> {
         let resource = workload.display_name();
         let name = workload.name.clone();
+        let generated_name = workload.generated_name;
         let namespace = workload.namespace.clone();
         let secret_id = workload
             .annotation(annotations::WORKLOAD_SECRET_ID)
@@ -346,6 +347,7 @@ impl PolicyPass<'_> {
         let features = features(spec);
         let spec_json = pod_spec_as_created(spec, &claim_templates);
         let input = PodInput {
+            generate_name: generated_name,
             name: &name,
             namespace: &namespace,
             pod_spec: &spec_json,

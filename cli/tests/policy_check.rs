@@ -37,6 +37,7 @@ fn pod() -> Pod {
 impl Pod {
     fn input(&self) -> PodInput<'_> {
         PodInput {
+            generate_name: false,
             name: "web",
             namespace: "shop",
             pod_spec: &self.spec,

@@ -94,6 +94,8 @@ pub struct Workload<'a> {
     pub api_version: String,
     /// `metadata.name` (or `generateName`).
     pub name: String,
+    /// `name` is `metadata.generateName`, a prefix Kubernetes completes.
+    pub generated_name: bool,
     /// `metadata.namespace`, `default` when absent.
     pub namespace: String,
     /// The whole resource.
@@ -227,8 +229,10 @@ fn visit<E>(node: &mut Node, f: &mut impl FnMut(Workload<'_>) -> Result<(), E>) 
     };
     let api_version = map.str("apiVersion").unwrap_or_default().to_owned();
     let metadata = map.get("metadata").and_then(Node::as_map);
-    let name = metadata
-        .and_then(|m| m.str("name").or_else(|| m.str("generateName")))
+    let given = metadata.and_then(|m| m.str("name"));
+    let generated_name = given.is_none() && metadata.and_then(|m| m.str("generateName")).is_some();
+    let name = given
+        .or_else(|| metadata.and_then(|m| m.str("generateName")))
         .unwrap_or_default()
         .to_owned();
     let namespace = metadata
@@ -239,6 +243,7 @@ fn visit<E>(node: &mut Node, f: &mut impl FnMut(Workload<'_>) -> Result<(), E>) 
         kind,
         api_version,
         name,
+        generated_name,
         namespace,
         object: map,
     })

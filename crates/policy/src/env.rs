@@ -562,6 +562,12 @@ pub(crate) fn name_regex(name: &str) -> String {
     format!("^{}(-[a-z0-9]+){{0,2}}$", regex_escape(name))
 }
 
+/// The names of pods a `generateName` prefix makes: the prefix, five characters of
+/// `[a-z0-9]` (the API server's random suffix), then what a controller appends.
+pub(crate) fn generated_name_regex(prefix: &str) -> String {
+    format!("^{}[a-z0-9]{{5}}(-[a-z0-9]+){{0,2}}$", regex_escape(prefix))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -591,6 +597,7 @@ mod tests {
         let spec = serde_json::json!({});
         let images = BTreeMap::new();
         let input = PodInput {
+            generate_name: false,
             name: "web",
             namespace: "default",
             pod_spec: &spec,

@@ -127,8 +127,11 @@ pub struct ImageConfig {
 /// One pod (or pod template) to generate a policy for.
 #[derive(Debug, Clone, Copy)]
 pub struct PodInput<'a> {
-    /// The pod's name, or the name of the workload that owns the template.
+    /// The pod's name, or the name of the workload that owns the template; with
+    /// `generate_name`, the prefix Kubernetes completes.
     pub name: &'a str,
+    /// `name` is `metadata.generateName`: Kubernetes appends five random characters.
+    pub generate_name: bool,
     /// The namespace (`"default"` when the resource names none; empty means default).
     pub namespace: &'a str,
     /// The PodSpec object, after `contrast generate`'s changes.

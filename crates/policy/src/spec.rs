@@ -225,7 +225,14 @@ pub(crate) fn resolve(input: &PodInput<'_>) -> Result<PolicyData, PolicyError> {
     let pod_sc = pod_sc.unwrap_or(&empty);
     check_known(pod_sc, "spec.securityContext", POD_SECURITY_CONTEXT_FIELDS)?;
 
-    let name_regex = env::name_regex(input.name);
+    let (name_regex, name_example) = if input.generate_name {
+        (
+            env::generated_name_regex(input.name),
+            format!("{}x7k2p", input.name),
+        )
+    } else {
+        (env::name_regex(input.name), input.name.to_owned())
+    };
     let (hostname_regex, hostname_example) = hostname(spec, input.name, namespace)?;
     let service_links = get_bool(spec, "enableServiceLinks", "spec")?.unwrap_or(true);
     let (optional_env, optional_env_examples) =
@@ -271,7 +278,7 @@ pub(crate) fn resolve(input: &PodInput<'_>) -> Result<PolicyData, PolicyError> {
             input,
             namespace,
             name_regex: &name_regex,
-            name_example: input.name,
+            name_example: &name_example,
             service_account,
             service_links,
         },
@@ -311,7 +318,7 @@ pub(crate) fn resolve(input: &PodInput<'_>) -> Result<PolicyData, PolicyError> {
                 .unwrap_or(false),
             optional_env,
             sysctls,
-            name_example: input.name.to_owned(),
+            name_example: name_example.clone(),
             hostname_example,
             optional_env_examples,
         },

@@ -1014,3 +1014,34 @@ fn the_policy_checks_the_json_shapes_the_agent_sends() {
         }
     }
 }
+
+/// A pod named by `generateName` gets the API server's five random characters after the
+/// prefix: its requests carry that name, and the policy admits it and no other.
+#[test]
+fn a_generate_name_pod_is_admitted_by_its_generated_name() {
+    let mut case = Case::load("web.json");
+    case.name = "web-".to_owned();
+    let generated = contrast_policy::PodInput {
+        generate_name: true,
+        ..case.input()
+    };
+    let policy = contrast_policy::policy_rego(&generated).unwrap();
+    let requests = contrast_policy::expected_requests(&generated).unwrap();
+    let web = create_request(&requests, "web");
+    assert_eq!(
+        web["OCI"]["Annotations"]["io.kubernetes.cri.sandbox-name"],
+        "web-x7k2p"
+    );
+    for (name, request) in &requests {
+        assert_allowed(&policy, name, request);
+    }
+    for other in ["web-", "web-x7k2", "web-x7k2p9", "web-X7K2P", "other-x7k2p"] {
+        let renamed = changed(&web, |r| {
+            r["OCI"]["Annotations"]["io.kubernetes.cri.sandbox-name"] = json!(other)
+        });
+        assert_denied(&policy, "CreateContainerRequest", &renamed, other);
+    }
+    // Read as a plain name, the prefix admits no generated name.
+    let plain = contrast_policy::policy_rego(&case.input()).unwrap();
+    assert_denied(&plain, "CreateContainerRequest", &web, "a plain name");
+}

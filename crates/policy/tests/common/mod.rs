@@ -37,6 +37,7 @@ impl Case {
 
     pub(crate) fn input(&self) -> PodInput<'_> {
         PodInput {
+            generate_name: false,
             name: &self.name,
             namespace: &self.namespace,
             pod_spec: &self.spec,
