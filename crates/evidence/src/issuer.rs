@@ -372,6 +372,9 @@ pub enum SelectError {
          build with the `simulated` feature)"
     )]
     NotSimulated,
+    /// The simulator's public roots could not be read.
+    #[error(transparent)]
+    Anchors(#[from] contrast_attestation::simulated_anchors::AnchorError),
     /// The simulator's key directory could not be opened.
     #[cfg(feature = "simulated")]
     #[error("opening the simulator at {dir}")]
@@ -417,16 +420,18 @@ fn simulated_issuer(
 }
 
 /// The roots peers' evidence is checked against: the vendors', and with a simulator
-/// directory also the simulator's (simulated platforms only; see
-/// [`contrast_atls::Verifiers::with_simulated`]). A build without the simulator refuses a
-/// simulator directory.
+/// directory also the simulator's public roots, read as every verifier reads them
+/// ([`contrast_attestation::simulated_anchors`]; [`select`] has written them by then), for
+/// the simulated platforms only (see [`contrast_atls::Verifiers::with_simulated`]). A build
+/// without the simulator refuses a simulator directory.
 pub fn verifiers(simulator_dir: Option<&Path>) -> Result<Verifiers, SelectError> {
     let verifiers = Verifiers::real();
     match simulator_dir {
         None => Ok(verifiers),
-        #[cfg(feature = "simulated")]
-        Some(dir) => crate::simulated::with_simulated_anchors(verifiers, dir),
-        #[cfg(not(feature = "simulated"))]
+        Some(dir) if cfg!(feature = "simulated") => {
+            let (snp, tdx) = contrast_attestation::simulated_anchors::load(dir)?;
+            Ok(verifiers.with_simulated(snp, tdx))
+        }
         Some(_) => Err(SelectError::NotSimulated),
     }
 }

@@ -6,7 +6,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use contrast_atls::Verifiers;
 use contrast_attestation::snp::{ReportError, SnpProduct, SnpReport};
 use contrast_simulator::{
     SimulatedAmd, SimulatedIntel, SimulatedSnpReport, SnpReportSpec, TdxQuoteSpec,
@@ -297,17 +296,4 @@ pub(crate) fn select(
             Arc::new(simulator.amd),
         )),
     })
-}
-
-/// `verifiers` that also accept the simulator's evidence for simulated platforms.
-pub(crate) fn with_simulated_anchors(
-    verifiers: Verifiers,
-    dir: &Path,
-) -> Result<Verifiers, SelectError> {
-    let simulator =
-        contrast_simulator::Simulator::open(dir).map_err(|source| SelectError::OpenSimulator {
-            dir: dir.to_owned(),
-            source,
-        })?;
-    Ok(verifiers.with_simulated(simulator.amd.trust_anchor(), simulator.intel.trust_anchor()))
 }
