@@ -33,61 +33,81 @@ pub fn evaluate_verbose(
     request_name: &str,
     input: &serde_json::Value,
 ) -> Result<Evaluation, PolicyError> {
+    check_request_name(request_name)?;
+    LoadedPolicy::new(policy_rego, input)?.decide(request_name)
+}
+
+/// A request name is a Rego rule name of the policy; nothing else goes into the query.
+pub(crate) fn check_request_name(request_name: &str) -> Result<(), PolicyError> {
     if request_name.is_empty() || !request_name.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(evaluation_error(format!(
             "{request_name:?} is not a request name (such as CreateContainerRequest)"
         )));
     }
-    let mut engine = engine(policy_rego, input)?;
-    let results = engine
-        .eval_query(format!("data.agent_policy.{request_name}"), false)
-        .map_err(evaluation_error)?;
-    let prints = engine.take_prints().map_err(evaluation_error)?;
-    let allowed = match results.result.as_slice() {
-        [] => false,
-        [one] => match one.expressions.as_slice() {
-            [expression] => match &expression.value {
-                regorus::Value::Bool(b) => *b,
-                regorus::Value::Undefined => false,
-                other => {
-                    return Err(evaluation_error(format!(
-                        "data.agent_policy.{request_name} is {other}, not true or false"
-                    )));
-                }
-            },
-            _ => return Err(evaluation_error("the query gave more than one expression")),
-        },
-        _ => return Err(evaluation_error("the query gave more than one result")),
-    };
-    Ok(Evaluation { allowed, prints })
+    Ok(())
 }
 
-/// The value of a Rego expression over the policy and request, as JSON; `None` when it is
-/// undefined (for explanations: what a rule of the policy computed).
-pub(crate) fn query(
-    policy_rego: &str,
-    input: &serde_json::Value,
-    expression: &str,
-) -> Result<Option<serde_json::Value>, PolicyError> {
-    let mut engine = engine(policy_rego, input)?;
-    let results = engine
-        .eval_query(expression.to_owned(), false)
-        .map_err(evaluation_error)?;
-    let Some(value) = results
-        .result
-        .first()
-        .and_then(|r| r.expressions.first())
-        .map(|e| &e.value)
-    else {
-        return Ok(None);
-    };
-    if *value == regorus::Value::Undefined {
-        return Ok(None);
+/// A policy and a request in one engine set up as the agent sets it up: the verdict, then
+/// (for explanations) what rules of the policy computed, without parsing it again.
+pub(crate) struct LoadedPolicy(regorus::Engine);
+
+impl LoadedPolicy {
+    pub(crate) fn new(policy_rego: &str, input: &serde_json::Value) -> Result<Self, PolicyError> {
+        engine(policy_rego, input).map(LoadedPolicy)
     }
-    let json = value.to_json_str().map_err(evaluation_error)?;
-    serde_json::from_str(&json)
-        .map(Some)
-        .map_err(evaluation_error)
+
+    /// The agent's verdict on the request ([`check_request_name`] first).
+    pub(crate) fn decide(&mut self, request_name: &str) -> Result<Evaluation, PolicyError> {
+        let engine = &mut self.0;
+        let results = engine
+            .eval_query(format!("data.agent_policy.{request_name}"), false)
+            .map_err(evaluation_error)?;
+        let prints = engine.take_prints().map_err(evaluation_error)?;
+        let allowed = match results.result.as_slice() {
+            [] => false,
+            [one] => match one.expressions.as_slice() {
+                [expression] => match &expression.value {
+                    regorus::Value::Bool(b) => *b,
+                    regorus::Value::Undefined => false,
+                    other => {
+                        return Err(evaluation_error(format!(
+                            "data.agent_policy.{request_name} is {other}, not true or false"
+                        )));
+                    }
+                },
+                _ => return Err(evaluation_error("the query gave more than one expression")),
+            },
+            _ => return Err(evaluation_error("the query gave more than one result")),
+        };
+        Ok(Evaluation { allowed, prints })
+    }
+
+    /// The value of a Rego expression over the policy and request, as JSON; `None` when
+    /// it is undefined.
+    pub(crate) fn query(
+        &mut self,
+        expression: &str,
+    ) -> Result<Option<serde_json::Value>, PolicyError> {
+        let results = self
+            .0
+            .eval_query(expression.to_owned(), false)
+            .map_err(evaluation_error)?;
+        let Some(value) = results
+            .result
+            .first()
+            .and_then(|r| r.expressions.first())
+            .map(|e| &e.value)
+        else {
+            return Ok(None);
+        };
+        if *value == regorus::Value::Undefined {
+            return Ok(None);
+        }
+        let json = value.to_json_str().map_err(evaluation_error)?;
+        serde_json::from_str(&json)
+            .map(Some)
+            .map_err(evaluation_error)
+    }
 }
 
 /// An engine set up as the agent sets it up, with the policy and the request loaded.

@@ -2,15 +2,15 @@
 //! each check of the rules that failed, with what the policy expects and what the request
 //! carries (Contrast's agent only says "blocked by policy").
 //!
-//! The verdict is the agent's ([`crate::evaluate_verbose`]); the checks come from the
+//! The verdict is the agent's (as [`crate::evaluate_verbose`] gives it); the checks come from the
 //! rules' own `create_container_target`, so the explanation cannot disagree with them.
 //! Expected values are read from the policy data the policy carries, actual ones from
 //! the request.
 
 use serde_json::{Value, json};
 
-use crate::evaluate::query;
-use crate::{Evaluation, PolicyError, evaluate_verbose};
+use crate::evaluate::{LoadedPolicy, check_request_name};
+use crate::{Evaluation, PolicyError};
 
 /// One failed check.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +43,10 @@ pub fn explain(
     request_name: &str,
     request: &Value,
 ) -> Result<Explanation, PolicyError> {
-    let evaluation = evaluate_verbose(policy_rego, request_name, request)?;
+    check_request_name(request_name)?;
+    // One engine for the verdict and the explanation: the policy is parsed once.
+    let mut loaded = LoadedPolicy::new(policy_rego, request)?;
+    let evaluation = loaded.decide(request_name)?;
     let mut explanation = Explanation {
         evaluation,
         target: None,
@@ -52,20 +55,16 @@ pub fn explain(
     if explanation.evaluation.allowed || request_name != "CreateContainerRequest" {
         return Ok(explanation);
     }
-    let Some(target) = query(
-        policy_rego,
-        request,
-        "data.agent_policy.create_container_target",
-    )?
-    else {
+    let Some(target) = loaded.query("data.agent_policy.create_container_target")? else {
         return Ok(explanation);
     };
     explanation.target = target
         .get("what")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let policy_data =
-        query(policy_rego, request, "data.agent_policy.policy_data")?.unwrap_or(Value::Null);
+    let policy_data = loaded
+        .query("data.agent_policy.policy_data")?
+        .unwrap_or(Value::Null);
     let pause = explanation.target.as_deref() == Some("the pause container");
     let name = pointer(request, "/OCI/Annotations/io.kubernetes.cri.container-name");
     let container = policy_data

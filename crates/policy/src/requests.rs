@@ -306,25 +306,11 @@ fn process(data: &PolicyData, c: &ContainerRules, args: &[String]) -> Value {
 /// The process of an exec as the runtime sends it (`cmdToKataProcess`: terminal, user,
 /// args, env, working directory; everything else left at its protobuf default).
 fn exec_process(data: &PolicyData, c: &ContainerRules, args: &[String]) -> Value {
-    json!({
-        "Terminal": c.terminal,
-        "ConsoleSize": null,
-        "User": {
-            "UID": c.uid,
-            "GID": c.gids.first().copied().unwrap_or(0),
-            "AdditionalGids": c.additional_gids,
-            "Username": "",
-        },
-        "Args": args,
-        "Env": environment(data, c),
-        "Cwd": c.cwd,
-        "Capabilities": null,
-        "Rlimits": [],
-        "NoNewPrivileges": false,
-        "ApparmorProfile": "",
-        "OOMScoreAdj": 0,
-        "SelinuxLabel": "",
-    })
+    let mut process = process(data, c, args);
+    process["Capabilities"] = Value::Null;
+    process["NoNewPrivileges"] = Value::Bool(false);
+    process["OOMScoreAdj"] = Value::from(0);
+    process
 }
 
 fn create_container(
