@@ -161,3 +161,48 @@ fn the_policy_must_be_named_when_the_resources_carry_several_or_none() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+/// `--policy` takes the policy as Rego text or as the initdata document that carries it;
+/// a document without a policy is refused.
+#[test]
+fn the_policy_is_read_from_a_rego_file_or_an_initdata_document() {
+    let dir = contrast_testkit::TempDir::new("policy-check-file");
+    let (_, request) = setup(dir.path());
+    let pod = pod();
+    let policy = contrast_policy::policy_rego(&pod.input()).unwrap();
+    std::fs::write(dir.path().join("policy.rego"), &policy).unwrap();
+    std::fs::write(
+        dir.path().join("initdata.toml"),
+        contrast_policy::initdata(&policy).as_bytes(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("empty.toml"),
+        "version = \"0.1.0\"\nalgorithm = \"sha256\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("req.json"), request.to_string()).unwrap();
+    let req = dir.path().join("req.json");
+    for file in ["policy.rego", "initdata.toml"] {
+        let out = contrast(&[
+            "policy",
+            "check",
+            req.to_str().unwrap(),
+            "--policy",
+            dir.path().join(file).to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{file}: {out:?}");
+    }
+    let out = contrast(&[
+        "policy",
+        "check",
+        req.to_str().unwrap(),
+        "--policy",
+        dir.path().join("empty.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("carries no policy.rego"),
+        "{out:?}"
+    );
+}
