@@ -26,15 +26,16 @@ fn evaluation_error(message: impl std::fmt::Display) -> PolicyError {
     }
 }
 
-/// Evaluates `policy_rego` for one request, as the agent does, with what it printed.
-/// An undefined result is a refusal, as in the agent.
+/// Evaluates `policy_rego` for one request, as the agent does as the first request of a
+/// sandbox (empty state), with what it printed. An undefined result is a refusal, as in the
+/// agent. [`AgentPolicy`] decides a sequence of requests.
 pub fn evaluate_verbose(
     policy_rego: &str,
     request_name: &str,
     input: &serde_json::Value,
 ) -> Result<Evaluation, PolicyError> {
     check_request_name(request_name)?;
-    LoadedPolicy::new(policy_rego, input)?.decide(request_name)
+    AgentPolicy::new(policy_rego)?.decide(request_name, input)
 }
 
 /// A request name is a Rego rule name of the policy; nothing else goes into the query.
@@ -47,49 +48,117 @@ pub(crate) fn check_request_name(request_name: &str) -> Result<(), PolicyError> 
     Ok(())
 }
 
-/// A policy and a request in one engine set up as the agent sets it up: the verdict, then
-/// (for explanations) what rules of the policy computed, without parsing it again.
-pub(crate) struct LoadedPolicy(regorus::Engine);
+/// A policy as the Kata agent holds it for the life of a sandbox: one engine, set up as the
+/// agent sets it up, that decides the sandbox's requests in order. A rule may answer
+/// `{"allowed": …, "ops": [JSON Patch]}` instead of a boolean; when it allows, the agent
+/// applies `ops` to the engine's data (the policy's state, `data.pstate`) before the next
+/// request, so later verdicts can depend on earlier requests (which container an ID names,
+/// the sandbox's namespace). This does the same.
+pub struct AgentPolicy {
+    engine: regorus::Engine,
+}
 
-impl LoadedPolicy {
-    pub(crate) fn new(policy_rego: &str, input: &serde_json::Value) -> Result<Self, PolicyError> {
-        engine(policy_rego, input).map(LoadedPolicy)
+impl std::fmt::Debug for AgentPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentPolicy").finish_non_exhaustive()
+    }
+}
+
+/// A rule's answer with state changes, as the agent reads it.
+#[derive(serde::Deserialize)]
+struct StatefulAnswer {
+    allowed: bool,
+    ops: Option<json_patch::Patch>,
+}
+
+impl AgentPolicy {
+    /// Loads `policy_rego` into a fresh engine with empty state (`{"pstate": {}}`).
+    pub fn new(policy_rego: &str) -> Result<Self, PolicyError> {
+        engine(policy_rego).map(|engine| AgentPolicy { engine })
     }
 
-    /// The agent's verdict on the request ([`check_request_name`] first).
-    pub(crate) fn decide(&mut self, request_name: &str) -> Result<Evaluation, PolicyError> {
-        let engine = &mut self.0;
-        let results = engine
+    /// The agent's verdict on `input` as a `request_name` request (such as
+    /// `CreateContainerRequest`). An undefined result is a refusal; an answer the agent
+    /// could not read, or state changes it could not apply, are errors (the agent fails
+    /// the request). State changes of an allowed request are kept.
+    pub fn decide(
+        &mut self,
+        request_name: &str,
+        input: &serde_json::Value,
+    ) -> Result<Evaluation, PolicyError> {
+        check_request_name(request_name)?;
+        self.engine
+            .set_input_json(&input.to_string())
+            .map_err(evaluation_error)?;
+        let results = self
+            .engine
             .eval_query(format!("data.agent_policy.{request_name}"), false)
             .map_err(evaluation_error)?;
-        let prints = engine.take_prints().map_err(evaluation_error)?;
-        let allowed = match results.result.as_slice() {
-            [] => false,
+        let prints = self.engine.take_prints().map_err(evaluation_error)?;
+        let value = match results.result.as_slice() {
+            [] => regorus::Value::Undefined,
             [one] => match one.expressions.as_slice() {
-                [expression] => match &expression.value {
-                    regorus::Value::Bool(b) => *b,
-                    regorus::Value::Undefined => false,
-                    other => {
-                        return Err(evaluation_error(format!(
-                            "data.agent_policy.{request_name} is {other}, not true or false"
-                        )));
-                    }
-                },
+                [expression] => expression.value.clone(),
                 _ => return Err(evaluation_error("the query gave more than one expression")),
             },
             _ => return Err(evaluation_error("the query gave more than one result")),
         };
+        let allowed = match value {
+            regorus::Value::Bool(b) => b,
+            regorus::Value::Undefined => false,
+            regorus::Value::Object(_) => {
+                let json = value.to_json_str().map_err(evaluation_error)?;
+                let answer: StatefulAnswer = serde_json::from_str(&json).map_err(|e| {
+                    evaluation_error(format!(
+                        "data.agent_policy.{request_name} is not {{\"allowed\": bool, \"ops\": [JSON Patch]}}: {e}"
+                    ))
+                })?;
+                if answer.allowed
+                    && let Some(ops) = answer.ops
+                {
+                    self.apply(&ops)?;
+                }
+                answer.allowed
+            }
+            other => {
+                return Err(evaluation_error(format!(
+                    "data.agent_policy.{request_name} is {other}, not true, false or {{allowed, ops}}"
+                )));
+            }
+        };
         Ok(Evaluation { allowed, prints })
     }
 
-    /// The value of a Rego expression over the policy and request, as JSON; `None` when
-    /// it is undefined.
+    /// The policy's state (`data.pstate`) as JSON.
+    pub fn state(&self) -> Result<serde_json::Value, PolicyError> {
+        let data = self.engine.get_data();
+        let json = data["pstate"].to_json_str().map_err(evaluation_error)?;
+        serde_json::from_str(&json).map_err(evaluation_error)
+    }
+
+    /// Applies state changes to the engine's data, all or none.
+    fn apply(&mut self, ops: &json_patch::Patch) -> Result<(), PolicyError> {
+        let json = self
+            .engine
+            .get_data()
+            .to_json_str()
+            .map_err(evaluation_error)?;
+        let mut data: serde_json::Value = serde_json::from_str(&json).map_err(evaluation_error)?;
+        json_patch::patch(&mut data, ops)
+            .map_err(|e| evaluation_error(format!("the policy's state changes: {e}")))?;
+        let data = regorus::Value::from_json_str(&data.to_string()).map_err(evaluation_error)?;
+        self.engine.clear_data();
+        self.engine.add_data(data).map_err(evaluation_error)
+    }
+
+    /// The value of a Rego expression over the policy, its state and the last request, as
+    /// JSON; `None` when it is undefined.
     pub(crate) fn query(
         &mut self,
         expression: &str,
     ) -> Result<Option<serde_json::Value>, PolicyError> {
         let results = self
-            .0
+            .engine
             .eval_query(expression.to_owned(), false)
             .map_err(evaluation_error)?;
         let Some(value) = results
@@ -110,8 +179,8 @@ impl LoadedPolicy {
     }
 }
 
-/// An engine set up as the agent sets it up, with the policy and the request loaded.
-fn engine(policy_rego: &str, input: &serde_json::Value) -> Result<regorus::Engine, PolicyError> {
+/// An engine set up as the agent sets it up, with the policy loaded.
+fn engine(policy_rego: &str) -> Result<regorus::Engine, PolicyError> {
     let mut engine = regorus::Engine::new();
     // The agent never calls set_rego_v0, and its pinned regorus defaults to v1: a v0-only
     // policy is refused there, so it is refused here.
@@ -128,9 +197,6 @@ fn engine(policy_rego: &str, input: &serde_json::Value) -> Result<regorus::Engin
         .map_err(evaluation_error)?;
     engine
         .add_policy("policy.rego".to_owned(), policy_rego.to_owned())
-        .map_err(evaluation_error)?;
-    engine
-        .set_input_json(&input.to_string())
         .map_err(evaluation_error)?;
     Ok(engine)
 }

@@ -9,7 +9,7 @@
 
 use serde_json::{Value, json};
 
-use crate::evaluate::{LoadedPolicy, check_request_name};
+use crate::evaluate::{AgentPolicy, check_request_name};
 use crate::{Evaluation, PolicyError};
 
 /// One failed check.
@@ -45,8 +45,8 @@ pub fn explain(
 ) -> Result<Explanation, PolicyError> {
     check_request_name(request_name)?;
     // One engine for the verdict and the explanation: the policy is parsed once.
-    let mut loaded = LoadedPolicy::new(policy_rego, request)?;
-    let evaluation = loaded.decide(request_name)?;
+    let mut loaded = AgentPolicy::new(policy_rego)?;
+    let evaluation = loaded.decide(request_name, request)?;
     let mut explanation = Explanation {
         evaluation,
         target: None,

@@ -77,7 +77,7 @@ use std::collections::BTreeMap;
 
 use contrast_initdata::write::{GeneratedInitdata, InitdataError, InitdataWriter};
 
-pub use evaluate::{Evaluation, evaluate, evaluate_verbose};
+pub use evaluate::{AgentPolicy, Evaluation, evaluate, evaluate_verbose};
 pub use explain::{Explanation, FailedCheck, explain};
 pub use requests::expected_requests;
 

@@ -94,14 +94,14 @@ fn refusals() {
     assert!(err.to_string().contains("not a request name"), "{err}");
     let err = contrast_policy::evaluate(contrast_policy::RULES, "", &json!({})).unwrap_err();
     assert!(err.to_string().contains("not a request name"), "{err}");
-    // A result that is not a boolean is not a decision.
+    // A result that is neither a boolean nor an {allowed, ops} answer is not a decision.
     let err = contrast_policy::evaluate(
-        "package agent_policy\nCreateContainerRequest := {\"allowed\": true}\n",
+        "package agent_policy\nCreateContainerRequest := \"allowed\"\n",
         "CreateContainerRequest",
         &json!({}),
     )
     .unwrap_err();
-    assert!(err.to_string().contains("not true or false"), "{err}");
+    assert!(err.to_string().contains("not true, false or"), "{err}");
     // Undefined is a refusal.
     assert!(
         !contrast_policy::evaluate(
@@ -122,4 +122,96 @@ fn long_lines_are_read_as_the_agent_reads_them() {
     assert!(
         contrast_policy::evaluate(&policy, "CreateContainerRequest", &json!({"v": value})).unwrap()
     );
+}
+
+/// A policy that records which name each container ID was created with, and lets an exec
+/// run only in a container created before it, the way the agent keeps state (`{allowed,
+/// ops}` answers patch `data.pstate`).
+const STATEFUL: &str = r#"package agent_policy
+
+default CreateContainerRequest := false
+
+CreateContainerRequest := {"allowed": input.allow, "ops": [{"op": "add", "path": concat("/", ["", "pstate", input.id]), "value": input.name}]}
+
+default ExecProcessRequest := false
+
+ExecProcessRequest if data.pstate[input.id] == "web"
+
+default RemoveContainerRequest := false
+
+RemoveContainerRequest := {"allowed": true, "ops": [{"op": "remove", "path": concat("/", ["", "pstate", input.id])}]}
+"#;
+
+#[test]
+fn state_changes_of_allowed_requests_are_kept_in_order() {
+    let mut policy = contrast_policy::AgentPolicy::new(STATEFUL).unwrap();
+    let exec = |id: &str| json!({"id": id});
+    assert!(
+        !policy
+            .decide("ExecProcessRequest", &exec("a"))
+            .unwrap()
+            .allowed
+    );
+    let create = json!({"allow": true, "id": "a", "name": "web"});
+    assert!(
+        policy
+            .decide("CreateContainerRequest", &create)
+            .unwrap()
+            .allowed
+    );
+    assert_eq!(policy.state().unwrap(), json!({"a": "web"}));
+    assert!(
+        policy
+            .decide("ExecProcessRequest", &exec("a"))
+            .unwrap()
+            .allowed
+    );
+    assert!(
+        policy
+            .decide("RemoveContainerRequest", &exec("a"))
+            .unwrap()
+            .allowed
+    );
+    assert!(
+        !policy
+            .decide("ExecProcessRequest", &exec("a"))
+            .unwrap()
+            .allowed
+    );
+    // A one-request evaluation starts from empty state, as a fresh sandbox does.
+    assert!(!contrast_policy::evaluate(STATEFUL, "ExecProcessRequest", &exec("a")).unwrap());
+}
+
+#[test]
+fn state_changes_of_refused_requests_are_dropped() {
+    let mut policy = contrast_policy::AgentPolicy::new(STATEFUL).unwrap();
+    let create = json!({"allow": false, "id": "b", "name": "web"});
+    assert!(
+        !policy
+            .decide("CreateContainerRequest", &create)
+            .unwrap()
+            .allowed
+    );
+    assert_eq!(policy.state().unwrap(), json!({}));
+    assert!(
+        !policy
+            .decide("ExecProcessRequest", &json!({"id": "b"}))
+            .unwrap()
+            .allowed
+    );
+}
+
+#[test]
+fn state_changes_that_cannot_be_applied_fail_the_request() {
+    // The agent fails a request whose patch does not apply (here: removing what is not
+    // there), and keeps its state as it was.
+    let mut policy = contrast_policy::AgentPolicy::new(STATEFUL).unwrap();
+    let err = policy
+        .decide("RemoveContainerRequest", &json!({"id": "c"}))
+        .unwrap_err();
+    assert!(err.to_string().contains("state changes"), "{err}");
+    assert_eq!(policy.state().unwrap(), json!({}));
+    let answer = "package agent_policy\n\nCreateContainerRequest := {\"allowed\": \"yes\"}\n";
+    let err = contrast_policy::evaluate(answer, "CreateContainerRequest", &json!({})).unwrap_err();
+    assert!(err.to_string().contains("allowed"), "{err}");
 }
