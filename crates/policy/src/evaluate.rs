@@ -53,15 +53,11 @@ pub(crate) fn check_request_name(request_name: &str) -> Result<(), PolicyError> 
 /// `{"allowed": …, "ops": [JSON Patch]}` instead of a boolean; when it allows, the agent
 /// applies `ops` to the engine's data (the policy's state, `data.pstate`) before the next
 /// request, so later verdicts can depend on earlier requests (which container an ID names,
-/// the sandbox's namespace). This does the same.
+/// the sandbox's namespace). This does the same. A clone is a snapshot of the state: what
+/// each of several requests would do at one point of a sandbox's life.
+#[derive(Debug, Clone)]
 pub struct AgentPolicy {
     engine: regorus::Engine,
-}
-
-impl std::fmt::Debug for AgentPolicy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentPolicy").finish_non_exhaustive()
-    }
 }
 
 /// A rule's answer with state changes, as the agent reads it.

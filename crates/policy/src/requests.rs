@@ -42,15 +42,19 @@ pub fn expected_requests(input: &PodInput<'_>) -> Result<Vec<(String, Value)>, P
             let path = fill(&m.source_example, &sandbox_id, &container_id, i + 1);
             copies.push((
                 "CopyFileRequest".to_owned(),
+                // What the agent hands the policy for a CopyFileRequest: the request
+                // without its data, with the file type read from the mode and a
+                // symlink's target.
                 json!({
                     "path": path,
+                    "file_type": "Regular",
+                    "symlink_target": "",
                     "file_size": 0,
-                    "file_mode": 0o644,
+                    "file_mode": 0o100_644,
                     "dir_mode": 0o755,
                     "uid": 0,
                     "gid": 0,
                     "offset": 0,
-                    "data": [],
                 }),
             ));
         }

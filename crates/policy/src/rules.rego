@@ -19,7 +19,6 @@ default AllowRequestsFailingPolicy := false
 # Requests that give the host nothing it does not already have: lifecycle of the
 # containers the policy admitted, the network the host provides anyway, statistics,
 # and container output (logs are host-visible by design).
-default AddARPNeighborsRequest := true
 default DestroySandboxRequest := true
 default GetOOMEventRequest := true
 default GuestDetailsRequest := true
@@ -60,6 +59,7 @@ default VolumeStatsRequest := false
 default WriteStreamRequest := false
 
 # Requests decided by the rules below.
+default AddARPNeighborsRequest := false
 default CopyFileRequest := false
 default CreateContainerRequest := false
 default CreateSandboxRequest := false
@@ -83,7 +83,10 @@ as_string(x) := x if {
 	is_string(x)
 } else := ""
 
-oci := as_object(object.get(input, "OCI", {}))
+# The request; anything but an object reads as an empty one.
+request := as_object(input)
+
+oci := as_object(object.get(request, "OCI", {}))
 
 process := as_object(object.get(oci, "Process", {}))
 
@@ -91,7 +94,7 @@ linux := as_object(object.get(oci, "Linux", {}))
 
 annotation(key) := as_string(object.get(as_object(object.get(oci, "Annotations", {})), key, ""))
 
-container_id := as_string(object.get(input, "container_id", ""))
+container_id := as_string(object.get(request, "container_id", ""))
 
 sandbox_id := annotation("io.kubernetes.cri.sandbox-id")
 
@@ -131,7 +134,7 @@ sandbox_ok := true if {
 # The image. The guest pulls it itself (storage driver image_guest_pull, source = the
 # image reference), so the reference must name the digest the policy was made for.
 
-storages := as_array(object.get(input, "storages", []))
+storages := as_array(object.get(request, "storages", []))
 
 guest_pulls := [s | some s in storages; s.driver == "image_guest_pull"]
 
@@ -321,7 +324,7 @@ storages_ok(rules) := true if {
 } else := false
 
 devices_ok(c) := true if {
-	every d in as_array(object.get(input, "devices", [])) {
+	every d in as_array(object.get(request, "devices", [])) {
 		d.container_path in c.devices
 	}
 } else := false
@@ -385,7 +388,7 @@ masked_paths_ok(c) := true if {
 pid_namespace_ok := true if {
 	policy_data.pod.share_process_namespace
 } else := true if {
-	object.get(input, "sandbox_pidns", false) == false
+	object.get(request, "sandbox_pidns", false) == false
 } else := false
 
 # ---------------------------------------------------------------------------------------
@@ -436,7 +439,7 @@ pause_storages_ok := true if {
 } else := false
 
 pause_devices_ok := true if {
-	count(as_array(object.get(input, "devices", []))) == 0
+	count(as_array(object.get(request, "devices", []))) == 0
 } else := false
 
 pause_checks := {
@@ -494,10 +497,10 @@ create_container_denial := concat("", [
 # ExecProcessRequest: only the commands of the pod's exec probes and exec lifecycle
 # handlers, with the process of the container that declares them.
 
-exec_process := as_object(object.get(input, "process", {}))
+exec_process := as_object(object.get(request, "process", {}))
 
 exec_allowed if {
-	regex.match(id_pattern, as_string(object.get(input, "container_id", "")))
+	regex.match(id_pattern, as_string(object.get(request, "container_id", "")))
 	some c in policy_data.containers
 	some command in c.exec
 	args_ok(command, exec_process) == true
@@ -529,22 +532,62 @@ ExecProcessRequest := false if {
 # CopyFileRequest: the runtime copies the files it would otherwise share (/etc/hosts,
 # /etc/hostname, /etc/resolv.conf, the termination log, ConfigMap, Secret, projected
 # and downward API volumes) to <shared_dir>/<container id>-<16 characters>-<name>, and
-# below. Nothing else, and no "." or ".." component.
+# below. The agent hands the policy the path, the file type it read from the mode
+# (`Regular`, `Directory`, `Symlink`, `Unknown`) and a symlink's target. Nothing else: no
+# "." or ".." component, no device, FIFO or socket, and symlinks only below the top
+# entry (a ConfigMap volume's `..data` links), pointing down into it: a relative target
+# without "..".
 
 copy_file_pattern := `^/run/kata-containers/shared/containers/[a-z0-9]{64}-[a-z0-9]{16}-[^/]+(/([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+))*$`
 
-CopyFileRequest if {
-	regex.match(copy_file_pattern, as_string(object.get(input, "path", "")))
+copy_file_path := as_string(object.get(request, "path", ""))
+
+copy_file_type := as_string(object.get(request, "file_type", ""))
+
+copy_file_target := as_string(object.get(request, "symlink_target", ""))
+
+# A path component that leaves the directory it is in.
+dot_component(component) if component == "."
+
+dot_component(component) if component == ".."
+
+copy_file_checks := {
+	"path": regex.match(copy_file_pattern, copy_file_path),
+	"file_type": copy_file_type in {"Regular", "Directory", "Symlink"},
+	"symlink": copy_symlink_ok,
 }
 
+copy_symlink_ok := true if {
+	copy_file_type != "Symlink"
+} else := true if {
+	# Below the top entry: a further component after <container id>-<16>-<name>.
+	regex.match(`^/run/kata-containers/shared/containers/[^/]+/.+$`, copy_file_path)
+	copy_file_target != ""
+	not startswith(copy_file_target, "/")
+	every component in split(copy_file_target, "/") {
+		not dot_component(component)
+	}
+} else := false
+
+copy_file_failed := [name | some name, ok in copy_file_checks; ok != true]
+
+# Allowed only when each check is there and true: a check left undefined must not pass.
+copy_file_allowed if {
+	copy_file_checks.path == true
+	copy_file_checks.file_type == true
+	copy_file_checks.symlink == true
+}
+
+CopyFileRequest if copy_file_allowed
+
 CopyFileRequest := false if {
-	not regex.match(copy_file_pattern, as_string(object.get(input, "path", "")))
-	print("CopyFileRequest: only files below", shared_dir, "/<container id>-<16 characters>-<name> may be copied, not", object.get(input, "path", ""))
+	not copy_file_allowed
+	print("CopyFileRequest (only files, directories and links to below themselves, under", concat("", [shared_dir, "/<container id>-<16 characters>-<name>):"]), copy_file_path, "fails these checks:", concat(", ", copy_file_failed))
 }
 
 # ---------------------------------------------------------------------------------------
-# CreateSandboxRequest: no kernel modules, no guest hooks, and only the sandbox's
-# shared memory as storage.
+# CreateSandboxRequest: no kernel modules, no guest hooks, only the sandbox's shared
+# memory as storage, and the sandbox's PID namespace only for a pod that shares it.
 
 sandbox_storage_ok(s) if {
 	s.driver == "ephemeral"
@@ -554,33 +597,68 @@ sandbox_storage_ok(s) if {
 }
 
 CreateSandboxRequest if {
-	count(as_array(object.get(input, "kernel_modules", []))) == 0
-	as_string(object.get(input, "guest_hook_path", "")) == ""
-	every s in as_array(object.get(input, "storages", [])) {
+	count(as_array(object.get(request, "kernel_modules", []))) == 0
+	as_string(object.get(request, "guest_hook_path", "")) == ""
+	every s in as_array(object.get(request, "storages", [])) {
 		sandbox_storage_ok(s)
 	}
+	sandbox_pidns_ok
 }
+
+sandbox_pidns_ok if object.get(request, "sandbox_pidns", false) == false
+
+sandbox_pidns_ok if policy_data.pod.share_process_namespace == true
 
 # ---------------------------------------------------------------------------------------
 # Networking: the host sets up the pod's network (it is untrusted either way), but it
-# must not touch the loopback interface or loopback routes, where the service mesh
-# proxy and the application talk in plain text.
+# must not touch the loopback interface, loopback addresses or routes, where the
+# service mesh proxy and the application talk in plain text.
 
+loopback_address(a) if regex.match(`^127\.`, a)
+
+# ::1 in every spelling (leading zeros, :: or not), and IPv4-mapped 127/8.
+loopback_address(a) if regex.match(`^(?:0{0,4}:){1,7}0{0,3}1(/[0-9]+)?$`, a)
+
+loopback_address(a) if regex.match(`^(?:0{0,4}:){1,5}[fF]{4}:127\.`, a)
+
+# IFF_NOARP (128) is the only interface flag the host may set.
 UpdateInterfaceRequest if {
-	interface := as_object(object.get(input, "interface", {}))
+	interface := as_object(object.get(request, "interface", {}))
 	object.get(interface, "name", "") != "lo"
+	object.get(interface, "hwAddr", "") != "00:00:00:00:00:00"
+	bits.and(object.get(interface, "raw_flags", 0), bits.negate(128)) == 0
+	every a in as_array(object.get(interface, "IPAddresses", [])) {
+		not loopback_address(as_string(object.get(a, "address", "")))
+	}
 }
 
 route_ok(r) if {
 	object.get(r, "device", "") != "lo"
-	dest := as_string(object.get(r, "dest", ""))
-	not startswith(dest, "127.")
-	not startswith(dest, "::1")
+	not loopback_address(as_string(object.get(r, "dest", "")))
+	not loopback_address(as_string(object.get(r, "source", "")))
 }
 
 UpdateRoutesRequest if {
-	routes := as_object(object.get(input, "routes", {}))
+	routes := as_object(object.get(request, "routes", {}))
 	every r in as_array(object.get(routes, "Routes", [])) {
 		route_ok(r)
+	}
+}
+
+# A static neighbour entry: reachable (2) or permanent (128), flags at most NTF_PROXY (8)
+# and NTF_ROUTER (128), never for loopback.
+neighbor_ok(n) if {
+	object.get(n, "device", "") != "lo"
+	to := as_object(object.get(n, "toIPAddress", {}))
+	object.get(to, "mask", "") == ""
+	not loopback_address(as_string(object.get(to, "address", "")))
+	object.get(n, "state", 0) in {2, 128}
+	bits.or(object.get(n, "flags", 0), 136) == 136
+}
+
+AddARPNeighborsRequest if {
+	neighbors := as_object(object.get(request, "neighbors", {}))
+	every n in as_array(object.get(neighbors, "ARPNeighbors", [])) {
+		neighbor_ok(n)
 	}
 }

@@ -745,6 +745,194 @@ fn copy_file_only_to_the_runtime_copies() {
     assert!(prints.contains("/etc/passwd"), "{prints}");
 }
 
+/// The agent tells the policy what kind of file a CopyFile makes and where a symlink
+/// points; only files, directories and links that stay below the copied entry pass.
+#[test]
+fn copy_file_of_devices_and_escaping_symlinks_is_denied() {
+    let case = Case::load("web.json");
+    let policy = case.policy();
+    let requests = case.requests();
+    let copy = request_named(&requests, "CopyFileRequest")[0];
+    let id = format!("{:064x}", 0xc0de_0002_u64);
+    let prefix = format!("/run/kata-containers/shared/containers/{id}-0123456789abcdef-config");
+    let link = |path: &str, target: &str| {
+        changed(copy, |r| {
+            r["path"] = json!(path);
+            r["file_type"] = json!("Symlink");
+            r["symlink_target"] = json!(target);
+        })
+    };
+    assert_allowed(
+        &policy,
+        "CopyFileRequest",
+        &changed(copy, |r| {
+            r["path"] = json!(prefix);
+            r["file_type"] = json!("Directory");
+        }),
+    );
+    assert_allowed(
+        &policy,
+        "CopyFileRequest",
+        &link(&format!("{prefix}/..data"), "..2026_01_01"),
+    );
+    assert_allowed(
+        &policy,
+        "CopyFileRequest",
+        &link(&format!("{prefix}/key"), "..data/key"),
+    );
+    for (why, request) in [
+        (
+            "a device, FIFO or socket",
+            changed(copy, |r| r["file_type"] = json!("Unknown")),
+        ),
+        (
+            "no file type",
+            changed(copy, |r| r["file_type"] = json!(null)),
+        ),
+        (
+            "a symlink at the top of the shared directory",
+            link(&prefix, "key"),
+        ),
+        (
+            "a symlink pointing up",
+            link(&format!("{prefix}/x"), "../abc"),
+        ),
+        (
+            "a symlink pointing up in the middle",
+            link(&format!("{prefix}/x"), "a/../../b"),
+        ),
+        (
+            "a symlink pointing up at the end",
+            link(&format!("{prefix}/x"), "foo/.."),
+        ),
+        (
+            "a symlink to the parent",
+            link(&format!("{prefix}/x"), ".."),
+        ),
+        (
+            "a symlink with an absolute target",
+            link(&format!("{prefix}/x"), "/etc/shadow"),
+        ),
+        (
+            "a symlink without a target",
+            link(&format!("{prefix}/x"), ""),
+        ),
+    ] {
+        assert_denied_by(
+            &policy,
+            "CopyFileRequest",
+            &request,
+            why,
+            if why.contains("symlink") {
+                "symlink"
+            } else {
+                "file_type"
+            },
+        );
+    }
+}
+
+#[test]
+fn the_sandbox_pid_namespace_only_for_a_pod_that_shares_it() {
+    let case = Case::load("web.json");
+    let policy = case.policy();
+    let requests = case.requests();
+    let sandbox = request_named(&requests, "CreateSandboxRequest")[0];
+    assert_eq!(sandbox["sandbox_pidns"], json!(false));
+    assert_denied(
+        &policy,
+        "CreateSandboxRequest",
+        &changed(sandbox, |r| r["sandbox_pidns"] = json!(true)),
+        "a shared PID namespace the pod does not ask for",
+    );
+    let mut shared = case;
+    shared.spec["shareProcessNamespace"] = json!(true);
+    assert_allowed(
+        &shared.policy(),
+        "CreateSandboxRequest",
+        &changed(sandbox, |r| r["sandbox_pidns"] = json!(true)),
+    );
+}
+
+/// What genpolicy refuses of the host's network set-up: loopback in any spelling, flags
+/// beyond IFF_NOARP, a zero hardware address, neighbour entries that are not static.
+#[test]
+fn network_requests_that_reach_loopback_or_set_flags_are_denied() {
+    let policy = Case::load("web.json").policy();
+    let interface = |f: &dyn Fn(&mut Value)| {
+        let mut r = json!({"interface": {"IPAddresses": [{"address": "10.244.0.14", "family": 0, "mask": "24"}, {"address": "fe80::6474:9fff:fe6a:9601", "family": 1, "mask": "64"}], "device": "eth0", "hwAddr": "66:74:9f:6a:96:01", "mtu": 1500, "name": "eth0", "pciPath": "", "raw_flags": 0, "type_": ""}});
+        f(&mut r["interface"]);
+        r
+    };
+    assert_allowed(&policy, "UpdateInterfaceRequest", &interface(&|_| {}));
+    assert_allowed(
+        &policy,
+        "UpdateInterfaceRequest",
+        &interface(&|i| i["raw_flags"] = json!(128)),
+    );
+    for (why, request) in [
+        ("IFF_LOOPBACK", interface(&|i| i["raw_flags"] = json!(8))),
+        ("IFF_NOTRAILERS", interface(&|i| i["raw_flags"] = json!(64))),
+        (
+            "a zero hardware address",
+            interface(&|i| i["hwAddr"] = json!("00:00:00:00:00:00")),
+        ),
+        (
+            "a loopback address",
+            interface(&|i| i["IPAddresses"][0]["address"] = json!("127.0.0.2")),
+        ),
+    ] {
+        assert_denied(&policy, "UpdateInterfaceRequest", &request, why);
+    }
+    let route = |source: &str| json!({"routes": {"Routes": [{"dest": "", "device": "eth0", "family": 0, "gateway": "10.244.0.1", "scope": 0, "source": source}]}});
+    assert_allowed(&policy, "UpdateRoutesRequest", &route(""));
+    assert_allowed(&policy, "UpdateRoutesRequest", &route("10.244.0.14"));
+    for source in [
+        "127.0.0.1",
+        "::1",
+        "00::001",
+        "0:0:0:0:0:0:0:1",
+        "::ffff:127.0.0.1",
+    ] {
+        assert_denied(&policy, "UpdateRoutesRequest", &route(source), source);
+    }
+    let neighbor = |f: &dyn Fn(&mut Value)| {
+        let mut n = json!({"device": "eth0", "flags": 0, "lladdr": "00:00:5e:00:53:01", "state": 128, "toIPAddress": {"address": "10.0.0.1", "family": 0, "mask": ""}});
+        f(&mut n);
+        json!({"neighbors": {"ARPNeighbors": [n]}})
+    };
+    for (why, request) in [
+        ("permanent", neighbor(&|_| {})),
+        ("reachable", neighbor(&|n| n["state"] = json!(2))),
+        ("NTF_PROXY", neighbor(&|n| n["flags"] = json!(8))),
+        ("NTF_ROUTER", neighbor(&|n| n["flags"] = json!(128))),
+    ] {
+        assert!(
+            decide(&policy, "AddARPNeighborsRequest", &request).0,
+            "{why}"
+        );
+    }
+    for (why, request) in [
+        ("on lo", neighbor(&|n| n["device"] = json!("lo"))),
+        (
+            "for a loopback address",
+            neighbor(&|n| n["toIPAddress"]["address"] = json!("127.1.2.3")),
+        ),
+        (
+            "for ::1",
+            neighbor(&|n| n["toIPAddress"]["address"] = json!("::1")),
+        ),
+        (
+            "with a mask",
+            neighbor(&|n| n["toIPAddress"]["mask"] = json!("8")),
+        ),
+        ("incomplete", neighbor(&|n| n["state"] = json!(0))),
+        ("with other flags", neighbor(&|n| n["flags"] = json!(5))),
+    ] {
+        assert_denied(&policy, "AddARPNeighborsRequest", &request, why);
+    }
+}
+
 #[test]
 fn set_policy_and_host_controls_are_always_denied() {
     for file in ["web.json", "mesh.json"] {
