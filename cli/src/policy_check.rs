@@ -14,7 +14,10 @@ use crate::resources;
 #[derive(Debug, Args)]
 pub(crate) struct CheckArgs {
     /// The request as the Kata agent logs it (JSON), or `{"kind": "<Request>", "request":
-    /// {…}}` as genpolicy's test cases write it.
+    /// {…}}` as genpolicy's test cases write it; or the agent's policy log (one such object
+    /// per line, `/tmp/policy.jsonl` in a debug guest): the requests before the last are
+    /// decided in order first, as the agent did, so the last is checked with the state
+    /// they left (which container an exec targets).
     pub request: PathBuf,
     /// The request's type, when the file holds the request alone.
     #[arg(long = "type", default_value = "CreateContainerRequest")]
@@ -33,9 +36,27 @@ pub(crate) struct CheckArgs {
 
 /// Runs the check; `Ok(true)` when the request is allowed.
 pub(crate) fn run(args: &CheckArgs) -> anyhow::Result<bool> {
-    let (request_type, request) = read_request(&args.request, &args.request_type)?;
+    let mut requests = read_requests(&args.request, &args.request_type)?;
+    let Some((request_type, request)) = requests.pop() else {
+        bail!("{}: no request in the file", args.request.display());
+    };
     let policy = read_policy(args)?;
-    let explanation = contrast_policy::explain(&policy, &request_type, &request)
+    let mut agent = contrast_policy::AgentPolicy::new(&policy).context("loading the policy")?;
+    if !requests.is_empty() {
+        let mut allowed = 0;
+        for (n, (kind, earlier)) in requests.iter().enumerate() {
+            let e = agent.decide(kind, earlier).with_context(|| {
+                format!("{}: request {} ({kind})", args.request.display(), n + 1)
+            })?;
+            allowed += usize::from(e.allowed);
+        }
+        crate::print(&format!(
+            "decided the {} earlier requests first ({allowed} allowed)",
+            requests.len()
+        ));
+    }
+    let explanation = agent
+        .explain(&request_type, &request)
         .with_context(|| format!("evaluating {}", args.request.display()))?;
     if explanation.evaluation.allowed {
         crate::print(&format!("allow: the policy allows this {request_type}"));
@@ -56,17 +77,49 @@ pub(crate) fn run(args: &CheckArgs) -> anyhow::Result<bool> {
     Ok(false)
 }
 
-/// The request and its type.
-fn read_request(path: &Path, request_type: &str) -> anyhow::Result<(String, Value)> {
+/// The requests with their types: one JSON request, or the lines of the agent's policy
+/// log.
+fn read_requests(path: &Path, request_type: &str) -> anyhow::Result<Vec<(String, Value)>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the request {}", path.display()))?;
-    let value: Value = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a JSON request", path.display()))?;
-    match (value.get("kind"), value.get("request")) {
-        (Some(Value::String(kind)), Some(request)) => Ok((kind.clone(), request.clone())),
-        _ if value.is_object() => Ok((request_type.to_owned(), value)),
-        _ => bail!("{}: the request must be a JSON object", path.display()),
+    if let Ok(value) = serde_json::from_str::<Value>(&text) {
+        return match (value.get("kind"), value.get("request")) {
+            (Some(Value::String(kind)), Some(request)) => Ok(vec![(kind.clone(), request.clone())]),
+            _ if value.is_object() => Ok(vec![(request_type.to_owned(), value)]),
+            _ => bail!("{}: the request must be a JSON object", path.display()),
+        };
     }
+    let mut requests = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let value: Value = serde_json::from_str(line).with_context(|| {
+            format!(
+                "{} line {}: neither one JSON request nor a policy log line",
+                path.display(),
+                n + 1
+            )
+        })?;
+        let (Some(Value::String(kind)), Some(request)) = (value.get("kind"), value.get("request"))
+        else {
+            bail!(
+                "{} line {}: a policy log line is {{\"kind\": …, \"request\": …}}",
+                path.display(),
+                n + 1
+            );
+        };
+        // The agent logs a stateful answer ({allowed, ops}) under the request's kind too.
+        let answer = request.as_object().is_some_and(|o| {
+            o.get("allowed").is_some_and(Value::is_boolean)
+                && o.keys().all(|k| k == "allowed" || k == "ops")
+        });
+        if !answer {
+            requests.push((kind.clone(), request.clone()));
+        }
+    }
+    Ok(requests)
 }
 
 /// The Rego policy the flags name.

@@ -20,7 +20,12 @@ fn pod() -> Pod {
     let image = format!("docker.io/library/nginx@{DIGEST}");
     let spec = json!({
         "runtimeClassName": "contrast-cc-metal-qemu-snp-0123abcd",
-        "containers": [{"name": "web", "image": image, "args": ["nginx", "-g", "daemon off;"]}],
+        "containers": [{
+            "name": "web",
+            "image": image,
+            "args": ["nginx", "-g", "daemon off;"],
+            "readinessProbe": {"exec": {"command": ["cat", "/tmp/ready"]}},
+        }],
     });
     let config = ImageConfig {
         digest: DIGEST.to_owned(),
@@ -204,5 +209,67 @@ fn the_policy_is_read_from_a_rego_file_or_an_initdata_document() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("carries no policy.rego"),
         "{out:?}"
+    );
+}
+
+/// An exec is decided with the state the sandbox's earlier requests left: checked alone it
+/// targets no container; after the agent's policy log of the pod's creation it is allowed.
+#[test]
+fn an_exec_is_checked_after_the_requests_of_the_policy_log() {
+    let dir = contrast_testkit::TempDir::new("policy-check");
+    setup(dir.path());
+    let resources = dir.path().join("web.yaml");
+    let requests = contrast_policy::expected_requests(&pod().input()).unwrap();
+    let exec = requests
+        .iter()
+        .find(|(name, _)| name == "ExecProcessRequest")
+        .unwrap()
+        .1
+        .clone();
+    let alone = json!({"kind": "ExecProcessRequest", "request": exec});
+    std::fs::write(dir.path().join("exec.json"), alone.to_string()).unwrap();
+    let out = contrast(&[
+        "policy",
+        "check",
+        dir.path().join("exec.json").to_str().unwrap(),
+        "--resources",
+        resources.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("was not created"));
+
+    // The agent's log: each request, and after a stateful allow its answer.
+    let mut log = String::new();
+    for (kind, request) in requests.iter().filter(|(k, _)| k != "ExecProcessRequest") {
+        log.push_str(&json!({"kind": kind, "request": request}).to_string());
+        log.push('\n');
+        if kind == "CreateContainerRequest" {
+            let answer = json!({"allowed": true, "ops": []});
+            log.push_str(&json!({"kind": kind, "request": answer}).to_string());
+            log.push('\n');
+        }
+    }
+    log.push_str(&alone.to_string());
+    log.push('\n');
+    std::fs::write(dir.path().join("policy.jsonl"), log).unwrap();
+    let out = contrast(&[
+        "policy",
+        "check",
+        dir.path().join("policy.jsonl").to_str().unwrap(),
+        "--resources",
+        resources.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let earlier = requests.len() - 1;
+    assert!(
+        stdout.contains(&format!(
+            "decided the {earlier} earlier requests first ({earlier} allowed)"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("allow: the policy allows this ExecProcessRequest"),
+        "{stdout}"
     );
 }

@@ -37,15 +37,35 @@ pub struct Explanation {
 }
 
 /// Evaluates `request` (`request_name`, such as `CreateContainerRequest`) against the
-/// policy and, when it is refused, explains the refusal.
+/// policy as the first request of a sandbox and, when it is refused, explains the refusal.
+/// [`AgentPolicy::explain`] explains a request later in a sandbox's life.
 pub fn explain(
     policy_rego: &str,
     request_name: &str,
     request: &Value,
 ) -> Result<Explanation, PolicyError> {
+    AgentPolicy::new(policy_rego)?.explain(request_name, request)
+}
+
+impl AgentPolicy {
+    /// Decides `request` as [`AgentPolicy::decide`] does (keeping the state changes of an
+    /// allowed request) and, when it is refused, explains the refusal.
+    pub fn explain(
+        &mut self,
+        request_name: &str,
+        request: &Value,
+    ) -> Result<Explanation, PolicyError> {
+        explain_in(self, request_name, request)
+    }
+}
+
+fn explain_in(
+    loaded: &mut AgentPolicy,
+    request_name: &str,
+    request: &Value,
+) -> Result<Explanation, PolicyError> {
     check_request_name(request_name)?;
     // One engine for the verdict and the explanation: the policy is parsed once.
-    let mut loaded = AgentPolicy::new(policy_rego)?;
     let evaluation = loaded.decide(request_name, request)?;
     let mut explanation = Explanation {
         evaluation,
@@ -66,6 +86,7 @@ pub fn explain(
         .query("data.agent_policy.policy_data")?
         .unwrap_or(Value::Null);
     let pause = explanation.target.as_deref() == Some("the pause container");
+    let state = loaded.state()?;
     let name = pointer(request, "/OCI/Annotations/io.kubernetes.cri.container-name");
     let container = policy_data
         .get("containers")
@@ -79,9 +100,9 @@ pub fn explain(
                 continue;
             }
             let (expected, actual) = if pause {
-                pause_fields(check, &policy_data, request)
+                pause_fields(check, &policy_data, &state, request)
             } else {
-                container_fields(check, &container, &policy_data, request)
+                container_fields(check, &container, &policy_data, &state, request)
             };
             explanation.failed.push(FailedCheck {
                 check: check.clone(),
@@ -120,6 +141,7 @@ fn container_fields(
     check: &str,
     container: &Value,
     policy_data: &Value,
+    state: &Value,
     request: &Value,
 ) -> (Value, Value) {
     let field = |name: &str| pointer(container, &format!("/{name}"));
@@ -156,29 +178,46 @@ fn container_fields(
             json!({"uid": field("uid"), "gids": field("gids"), "additional_gids": field("additional_gids")}),
             oci("/Process/User"),
         ),
-        _ => shared_fields(check, policy_data, request),
+        "container_id" => (
+            json!({"created as": pointer(state, &format!("/containers/{}", pointer(request, "/container_id").as_str().unwrap_or_default()))}),
+            json!({"container_id": pointer(request, "/container_id"), "name": field("name")}),
+        ),
+        _ => shared_fields(check, policy_data, state, request),
     }
 }
 
 /// What a check of the pause container compares.
-fn pause_fields(check: &str, policy_data: &Value, request: &Value) -> (Value, Value) {
+fn pause_fields(
+    check: &str,
+    policy_data: &Value,
+    state: &Value,
+    request: &Value,
+) -> (Value, Value) {
     let oci = |path: &str| pointer(request, &format!("/OCI{path}"));
     match check {
         "args" => (pointer(policy_data, "/pause/args"), oci("/Process/Args")),
         "env" => (pointer(policy_data, "/pause/env"), oci("/Process/Env")),
         "mounts" => (pointer(policy_data, "/pause/mounts"), oci("/Mounts")),
-        "devices" => (json!([]), pointer(request, "/devices")),
+        "devices" => (
+            json!([]),
+            json!({"devices": pointer(request, "/devices"), "OCI.Linux.Devices": oci("/Linux/Devices"), "OCI.Linux.Resources.Devices": oci("/Linux/Resources/Devices")}),
+        ),
         "image" | "storages" => (
             json!("one image_guest_pull storage of the sandbox's bundle"),
             pointer(request, "/storages"),
         ),
         "root" => (json!(false), oci("/Root")),
-        _ => shared_fields(check, policy_data, request),
+        _ => shared_fields(check, policy_data, state, request),
     }
 }
 
 /// Checks every container shares.
-fn shared_fields(check: &str, policy_data: &Value, request: &Value) -> (Value, Value) {
+fn shared_fields(
+    check: &str,
+    policy_data: &Value,
+    state: &Value,
+    request: &Value,
+) -> (Value, Value) {
     let oci = |path: &str| pointer(request, &format!("/OCI{path}"));
     match check {
         "hooks" => (Value::Null, oci("/Hooks")),
@@ -190,8 +229,55 @@ fn shared_fields(check: &str, policy_data: &Value, request: &Value) -> (Value, V
             }),
         ),
         "namespaces" => (
-            json!("a new mount namespace (Type mount, no Path)"),
+            json!("ipc, uts and mount, each without a Path (network and cgroup aside)"),
             oci("/Linux/Namespaces"),
+        ),
+        "network_namespace" => (
+            json!({"at most one": true, "the sandbox's": pointer(state, "/network_namespace")}),
+            oci("/Linux/Namespaces"),
+        ),
+        "sandbox_state" => (
+            json!({"sandbox_id": pointer(state, "/sandbox_id"), "sandbox_name": pointer(state, "/sandbox_name")}),
+            json!({
+                "sandbox_id": oci("/Annotations/io.kubernetes.cri.sandbox-id"),
+                "sandbox_name": oci("/Annotations/io.kubernetes.cri.sandbox-name"),
+            }),
+        ),
+        "seccomp" => (Value::Null, oci("/Linux/Seccomp")),
+        "security_labels" => (
+            json!({"SelinuxLabel": "", "MountLabel": "", "ApparmorProfile": ["", "cri-containerd.apparmor.d"]}),
+            json!({
+                "SelinuxLabel": oci("/Process/SelinuxLabel"),
+                "MountLabel": oci("/Linux/MountLabel"),
+                "ApparmorProfile": oci("/Process/ApparmorProfile"),
+            }),
+        ),
+        "id_mappings" => (
+            json!({"UIDMappings": [], "GIDMappings": [], "Username": ""}),
+            json!({
+                "UIDMappings": oci("/Linux/UIDMappings"),
+                "GIDMappings": oci("/Linux/GIDMappings"),
+                "Username": oci("/Process/User/Username"),
+            }),
+        ),
+        "rootfs_propagation" => (json!(""), oci("/Linux/RootfsPropagation")),
+        "resources" => (
+            json!({"BlockIO": null, "Network": null, "Pids": null, "IntelRdt": null}),
+            json!({
+                "BlockIO": oci("/Linux/Resources/BlockIO"),
+                "Network": oci("/Linux/Resources/Network"),
+                "Pids": oci("/Linux/Resources/Pids"),
+                "IntelRdt": oci("/Linux/IntelRdt"),
+            }),
+        ),
+        "request_fields" => (
+            json!({"shared_mounts": [], "string_user": null, "Solaris": null, "Windows": null}),
+            json!({
+                "shared_mounts": pointer(request, "/shared_mounts"),
+                "string_user": pointer(request, "/string_user"),
+                "Solaris": oci("/Solaris"),
+                "Windows": oci("/Windows"),
+            }),
         ),
         "pid_namespace" => (
             pointer(policy_data, "/pod/share_process_namespace"),

@@ -6,7 +6,11 @@
 //! of ours. They are in one place so that a runtime that does it differently needs one
 //! change here.
 
-/// Where the Kata runtime puts container bundles and the files it copies into the guest.
+/// Where the agent puts container bundles: a guest-pulled image's root file system is
+/// `<CONTAINER_BASE>/<container id>/rootfs` (runtime `fs_share_linux.go`, agent `rpc.rs`).
+pub(crate) const CONTAINER_BASE: &str = "/run/kata-containers";
+
+/// Where the Kata runtime puts the files it copies into the guest (and disk emptyDirs).
 pub(crate) const SHARED_DIR: &str = "/run/kata-containers/shared/containers";
 
 /// The sandbox's shared memory, mounted at `/dev/shm` in every container.

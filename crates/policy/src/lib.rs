@@ -15,13 +15,16 @@
 //!   command, working directory, user, environment, capabilities, privilege escalation
 //!   setting, root file system mode and mounts. The image is pulled in the guest by a
 //!   reference that must end in `@<digest>`, so the spec must pin images by digest.
-//! - **ExecProcess**: only the commands of exec probes and exec lifecycle handlers,
-//!   with the user, environment and working directory of the container that declares
-//!   them. Capabilities may be absent (the runtime never sends them; the agent then gives
-//!   the exec the container's) or the container's; NoNewPrivileges is not required (the
-//!   runtime never sets it, see docs/runtime.md §8).
+//! - **ExecProcess**: only the commands of exec probes and exec lifecycle handlers of the
+//!   container the exec targets (the agent's state maps each created container ID to the
+//!   policy's container), with its user, environment and working directory; no
+//!   capabilities named (the runtime never names them; the agent then gives the exec the
+//!   container's), no AppArmor or SELinux label, no user by string. NoNewPrivileges is not
+//!   required (the runtime never sets it, see docs/runtime.md §8).
 //! - **CopyFile**: only the runtime's copies of host files below
-//!   `/run/kata-containers/shared/containers/<container id>-<16 characters>-<name>`.
+//!   `/run/kata-containers/shared/containers/<container id>-<16 characters>-<name>`:
+//!   regular files, directories, and symlinks below the top entry with a relative target
+//!   that does not leave it.
 //! - **SetPolicy** never, nor anything that would let the host change the guest's code,
 //!   time, entropy, firewall or memory, or write into a container's stdin. Container
 //!   output (`ReadStream`) is allowed: logs are host-visible by design.
@@ -55,14 +58,20 @@
 //! groups the runtime would add from the image's `/etc/group` are refused, so declare
 //! them in `supplementalGroups` (or use `supplementalGroupsPolicy: Strict`).
 //!
+//! # State
+//!
+//! The agent keeps the policy's state (`data.pstate`) across a sandbox's requests
+//! ([`AgentPolicy`]). The first CreateContainer records the sandbox's ID, name and
+//! network namespace, which later ones must repeat; each records which of the policy's
+//! containers its ID is, so an exec is held to that container's probes; RemoveContainer
+//! forgets the ID.
+//!
 //! # Not covered
 //!
-//! Requests are judged one by one, without state: the policy cannot tell whether a
-//! container is created twice, or which container an exec targets. The contents of
-//! files the host copies in (ConfigMaps, Secrets, /etc/hosts, resolv.conf) and of
-//! persistent volumes are the host's; use the secure persistent volume for data that
-//! must be protected. Seccomp, AppArmor and SELinux settings and OCI device lists are
-//! not checked.
+//! The contents of files the host copies in (ConfigMaps, Secrets, /etc/hosts,
+//! resolv.conf) and of persistent volumes are the host's; use the secure persistent
+//! volume for data that must be protected. See docs/policy-fields.md for every field of
+//! every request the agent acts on: checked, or why it is harmless to leave free.
 
 mod env;
 mod evaluate;

@@ -105,7 +105,9 @@ fn create_sandbox(data: &PolicyData, sandbox_id: &str) -> Value {
         "hostname": data.pod.hostname_example,
         "dns": [],
         "storages": [shm_storage()],
-        "sandbox_pidns": data.pod.share_process_namespace,
+        // The runtime never sets it here (sandbox.go: SharePidNs is never set); containers
+        // of a pod that shares its PID namespace say so in CreateContainer.
+        "sandbox_pidns": false,
         "sandbox_id": sandbox_id,
         "guest_hook_path": "",
         "kernel_modules": [],
@@ -154,7 +156,7 @@ fn guest_pull(image: &str, annotations: &Value, root: &str) -> Value {
 }
 
 fn root_path(container_id: &str) -> String {
-    format!("{}/{container_id}/rootfs", kata::SHARED_DIR)
+    format!("{}/{container_id}/rootfs", kata::CONTAINER_BASE)
 }
 
 fn linux(data: &PolicyData, masked: bool) -> Value {

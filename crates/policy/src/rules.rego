@@ -27,7 +27,6 @@ default ListRoutesRequest := true
 default OnlineCPUMemRequest := true
 default ReadContainerTerminationMessage := true
 default ReadStreamRequest := true
-default RemoveContainerRequest := true
 default RemoveStaleVirtiofsShareMountsRequest := true
 default SignalProcessRequest := true
 default StartContainerRequest := true
@@ -59,6 +58,7 @@ default VolumeStatsRequest := false
 default WriteStreamRequest := false
 
 # Requests decided by the rules below.
+default RemoveContainerRequest := true
 default AddARPNeighborsRequest := false
 default CopyFileRequest := false
 default CreateContainerRequest := false
@@ -107,10 +107,12 @@ ids_ok := true if {
 	regex.match(id_pattern, sandbox_id)
 } else := false
 
-# Where the Kata runtime puts a container's bundle and the files it copies in.
+# Where the Kata runtime puts the files it copies in.
 shared_dir := "/run/kata-containers/shared/containers"
 
-root_path := concat("/", [shared_dir, container_id, "rootfs"])
+# Where the agent puts a guest-pulled image's root file system (and the pause bundle):
+# <container base>/<container id>/rootfs (the runtime's ShareRootFilesystem for guest pull).
+root_path := concat("/", ["/run/kata-containers", container_id, "rootfs"])
 
 # Pattern templates in policy_data name the container and sandbox as $(cid) and $(sid).
 expand(template) := replace(replace(template, "$(cid)", container_id), "$(sid)", sandbox_id)
@@ -323,10 +325,61 @@ storages_ok(rules) := true if {
 	}
 } else := false
 
-devices_ok(c) := true if {
+resources := as_object(object.get(linux, "Resources", {}))
+
+# The block devices of the pod's volumeDevices, by their paths in the container: as agent
+# devices and in the OCI device list, and no device cgroup rule (the runtime clears it).
+devices_ok(allowed) := true if {
 	every d in as_array(object.get(request, "devices", [])) {
-		d.container_path in c.devices
+		as_object(d).container_path in allowed
 	}
+	every d in as_array(object.get(linux, "Devices", [])) {
+		as_object(d).Path in allowed
+	}
+	count(as_array(object.get(resources, "Devices", []))) == 0
+} else := false
+
+# The runtime turns guest seccomp off (disable_guest_seccomp): a profile would be the
+# host's.
+seccomp_ok := true if {
+	is_null(object.get(linux, "Seccomp", null))
+} else := false
+
+# Guest SELinux is off (disable_guest_selinux) and the guest loads no AppArmor profile but
+# the name containerd gives by default.
+security_labels_ok(p) := true if {
+	object.get(p, "SelinuxLabel", "") == ""
+	object.get(linux, "MountLabel", "") == ""
+	object.get(p, "ApparmorProfile", "") in {"", "cri-containerd.apparmor.d"}
+} else := false
+
+# No user namespace mappings and no user name: the user is the numeric one checked.
+id_mappings_ok := true if {
+	count(as_array(object.get(linux, "UIDMappings", []))) == 0
+	count(as_array(object.get(linux, "GIDMappings", []))) == 0
+	object.get(as_object(object.get(process, "User", {})), "Username", "") == ""
+} else := false
+
+# Root propagation would let mounts flow between the container and the guest.
+rootfs_propagation_ok := true if {
+	object.get(linux, "RootfsPropagation", "") == ""
+} else := false
+
+# Resource controls the runtime clears (the VM is the limit).
+resources_ok := true if {
+	is_null(object.get(resources, "BlockIO", null))
+	is_null(object.get(resources, "Network", null))
+	is_null(object.get(resources, "Pids", null))
+	is_null(object.get(linux, "IntelRdt", null))
+} else := false
+
+# Request fields the runtime never sets: another container's files (shared_mounts), a
+# user by name, other operating systems' sections.
+request_fields_ok := true if {
+	count(as_array(object.get(request, "shared_mounts", []))) == 0
+	is_null(object.get(request, "string_user", null))
+	is_null(object.get(oci, "Solaris", null))
+	is_null(object.get(oci, "Windows", null))
 } else := false
 
 # OCI hooks would run programs of the host's choosing in the guest.
@@ -336,11 +389,36 @@ hooks_ok := true if {
 	}
 } else := false
 
-# Without its own mount namespace a container would see the whole guest.
+# The runtime drops the cgroup, network, time and pid namespaces and empties the paths
+# of the others: a container gets its own IPC, UTS and mount namespace and joins no
+# existing one (the agent puts it in the sandbox's network and, if shared, PID namespace).
+namespace_list := [as_object(ns) | some ns in as_array(object.get(linux, "Namespaces", []))]
+
+namespace_types := [t | some ns in namespace_list; t := as_string(object.get(ns, "Type", "")); not t in {"network", "cgroup"}]
+
+namespace_path_ok(ns) if ns.Type == "network"
+
+namespace_path_ok(ns) if object.get(ns, "Path", "") == ""
+
 namespaces_ok := true if {
-	some ns in as_array(object.get(linux, "Namespaces", []))
-	ns.Type == "mount"
-	object.get(ns, "Path", "") == ""
+	count(namespace_types) == 3
+	{t | some t in namespace_types} == {"ipc", "uts", "mount"}
+	every ns in namespace_list {
+		namespace_path_ok(ns)
+	}
+} else := false
+
+# At most one network namespace, the same for every container of the sandbox.
+network_namespaces := [as_string(object.get(ns, "Path", "")) | some ns in namespace_list; ns.Type == "network"]
+
+network_namespace := "" if {
+	count(network_namespaces) == 0
+} else := network_namespaces[0] if {
+	count(network_namespaces) == 1
+}
+
+network_namespace_ok := true if {
+	state_matches("network_namespace", network_namespace)
 } else := false
 
 sysctls_ok := true if {
@@ -392,24 +470,75 @@ pid_namespace_ok := true if {
 } else := false
 
 # ---------------------------------------------------------------------------------------
+# State. The agent keeps `data.pstate` across the sandbox's requests and applies the JSON
+# Patch `ops` of an allowing `{allowed, ops}` answer. The first CreateContainer records the
+# sandbox's ID, name and network namespace, which every later one must repeat; each
+# CreateContainer records which of the policy's containers its ID is (the pause: ""), so
+# that an exec runs only what that container's probes and hooks run.
+
+pstate := as_object(object.get(data, "pstate", {}))
+
+has_key(o, k) if {
+	_ = o[k]
+}
+
+state_matches(key, value) if not has_key(pstate, key)
+
+state_matches(key, value) if pstate[key] == value
+
+state_op(key, value) := [] if {
+	has_key(pstate, key)
+} else := [{"op": "add", "path": concat("/", ["", "pstate", key]), "value": value}]
+
+containers_state := as_object(object.get(pstate, "containers", {}))
+
+# An ID names one container: created again, it must be the same one.
+container_id_ok(record) := true if {
+	not has_key(containers_state, container_id)
+} else := true if {
+	containers_state[container_id] == record
+} else := false
+
+container_ops(record) := [] if {
+	has_key(containers_state, container_id)
+} else := [{"op": "add", "path": "/pstate/containers", "value": {container_id: record}}] if {
+	not has_key(pstate, "containers")
+} else := [{"op": "add", "path": concat("/", ["", "pstate", "containers", container_id]), "value": record}]
+
+# The sandbox: the one whose pause container came first.
+sandbox_state_ok := true if {
+	state_matches("sandbox_id", sandbox_id)
+	state_matches("sandbox_name", annotation("io.kubernetes.cri.sandbox-name"))
+} else := false
+
+# ---------------------------------------------------------------------------------------
 # CreateContainerRequest
 
 container_checks(c) := {
 	"args": args_ok(c.args, process),
 	"capabilities": capabilities_ok(c, process),
+	"container_id": container_id_ok(c.name),
 	"cwd": cwd_ok(c, process),
-	"devices": devices_ok(c),
+	"devices": devices_ok(c.devices),
 	"env": env_ok(c, process),
 	"hooks": hooks_ok,
+	"id_mappings": id_mappings_ok,
 	"ids": ids_ok,
 	"image": image_ok(c),
 	"masked_paths": masked_paths_ok(c),
 	"mounts": mounts_ok(c.mounts),
 	"namespaces": namespaces_ok,
+	"network_namespace": network_namespace_ok,
 	"no_new_privileges": no_new_privileges_ok(c, process),
 	"pid_namespace": pid_namespace_ok,
+	"request_fields": request_fields_ok,
+	"resources": resources_ok,
 	"root": root_ok(c.read_only_root),
+	"rootfs_propagation": rootfs_propagation_ok,
 	"sandbox": sandbox_ok,
+	"sandbox_state": sandbox_state_ok,
+	"seccomp": seccomp_ok,
+	"security_labels": security_labels_ok(process),
 	"storages": storages_ok(c.storages),
 	"sysctls": sysctls_ok,
 	"user": user_ok(c, process),
@@ -438,28 +567,33 @@ pause_storages_ok := true if {
 	}
 } else := false
 
-pause_devices_ok := true if {
-	count(as_array(object.get(request, "devices", []))) == 0
-} else := false
-
 pause_checks := {
 	"args": args_ok(policy_data.pause.args, process),
-	"devices": pause_devices_ok,
+	"container_id": container_id_ok(""),
+	"devices": devices_ok([]),
 	"env": pause_env_ok,
 	"hooks": hooks_ok,
+	"id_mappings": id_mappings_ok,
 	"ids": ids_ok,
 	"image": pause_image_ok,
 	"mounts": mounts_ok(policy_data.pause.mounts),
 	"namespaces": namespaces_ok,
+	"network_namespace": network_namespace_ok,
+	"request_fields": request_fields_ok,
+	"resources": resources_ok,
 	"root": root_ok(false),
+	"rootfs_propagation": rootfs_propagation_ok,
 	"sandbox": sandbox_ok,
+	"sandbox_state": sandbox_state_ok,
+	"seccomp": seccomp_ok,
+	"security_labels": security_labels_ok(process),
 	"storages": pause_storages_ok,
 	"sysctls": sysctls_ok,
 }
 
-create_container_target := {"what": "the pause container", "checks": pause_checks} if {
+create_container_target := {"what": "the pause container", "record": "", "checks": pause_checks} if {
 	annotation("io.kubernetes.cri.container-type") == "sandbox"
-} else := {"what": concat("", ["container ", c.name]), "checks": container_checks(c)} if {
+} else := {"what": concat("", ["container ", c.name]), "record": c.name, "checks": container_checks(c)} if {
 	annotation("io.kubernetes.cri.container-type") == "container"
 	some c in policy_data.containers
 	c.name == annotation("io.kubernetes.cri.container-name")
@@ -472,7 +606,12 @@ create_container_allowed if {
 	}
 }
 
-CreateContainerRequest if {
+create_container_ops := array.concat(
+	array.concat(state_op("sandbox_id", sandbox_id), state_op("sandbox_name", annotation("io.kubernetes.cri.sandbox-name"))),
+	array.concat(state_op("network_namespace", network_namespace), container_ops(create_container_target.record)),
+)
+
+CreateContainerRequest := {"allowed": true, "ops": create_container_ops} if {
 	create_container_allowed
 }
 
@@ -488,9 +627,9 @@ create_container_denial := concat("", [
 	target := create_container_target
 	failed := [name | some name, ok in target.checks; ok != true]
 } else := concat("", [
-	"CreateContainerRequest: this pod's policy has no ",
-	annotation("io.kubernetes.cri.container-type"), " container named \"",
-	annotation("io.kubernetes.cri.container-name"), "\"",
+	"CreateContainerRequest: this pod's policy has no container named \"",
+	annotation("io.kubernetes.cri.container-name"), "\" (container type \"",
+	annotation("io.kubernetes.cri.container-type"), "\")",
 ])
 
 # ---------------------------------------------------------------------------------------
@@ -499,9 +638,17 @@ create_container_denial := concat("", [
 
 exec_process := as_object(object.get(request, "process", {}))
 
-exec_allowed if {
-	regex.match(id_pattern, as_string(object.get(request, "container_id", "")))
+# The container the exec targets: the one its ID was created as.
+exec_container := c if {
 	some c in policy_data.containers
+	c.name == containers_state[as_string(object.get(request, "container_id", ""))]
+}
+
+exec_allowed if {
+	c := exec_container
+	is_null(object.get(request, "string_user", null))
+	object.get(exec_process, "SelinuxLabel", "") == ""
+	object.get(exec_process, "ApparmorProfile", "") == ""
 	some command in c.exec
 	args_ok(command, exec_process) == true
 	env_ok(c, exec_process) == true
@@ -511,13 +658,13 @@ exec_allowed if {
 }
 
 # The runtime's exec process names no capabilities (kata_agent.go cmdToKataProcess), and
-# the agent then gives it the container's own, checked at CreateContainer; capabilities it
-# does name must be the container's. NoNewPrivileges is not sent either and the agent does
-# not inherit it, so an exec cannot be held to it: what an exec runs is held to the pod's
-# probe and hook commands instead (docs/runtime.md §8).
+# the agent then gives it the container's own, checked at CreateContainer; an exec that
+# names any is not the runtime's (genpolicy refuses it too). NoNewPrivileges is not sent
+# either and the agent does not inherit it, so an exec cannot be held to it: what an exec
+# runs is held to the pod's probe and hook commands instead (docs/runtime.md §8).
 exec_capabilities_ok(c, p) := true if {
 	is_null(object.get(p, "Capabilities", null))
-} else := capabilities_ok(c, p)
+} else := false
 
 ExecProcessRequest if {
 	exec_allowed
@@ -525,7 +672,7 @@ ExecProcessRequest if {
 
 ExecProcessRequest := false if {
 	not exec_allowed
-	print("ExecProcessRequest: the command is not an exec probe or lifecycle handler of this pod, or its process differs from the container's:", object.get(exec_process, "Args", []))
+	print("ExecProcessRequest: the container was not created in this sandbox, or the command is not one of its exec probes or lifecycle handlers, or the process differs from the container's:", object.get(exec_process, "Args", []))
 }
 
 # ---------------------------------------------------------------------------------------
@@ -587,7 +734,8 @@ CopyFileRequest := false if {
 
 # ---------------------------------------------------------------------------------------
 # CreateSandboxRequest: no kernel modules, no guest hooks, only the sandbox's shared
-# memory as storage, and the sandbox's PID namespace only for a pod that shares it.
+# memory as storage, and no PID namespace of the sandbox's (the runtime never asks for
+# one here: containers of a pod that shares it say so in CreateContainer).
 
 sandbox_storage_ok(s) if {
 	s.driver == "ephemeral"
@@ -596,18 +744,32 @@ sandbox_storage_ok(s) if {
 	s.mount_point == "/run/kata-containers/sandbox/shm"
 }
 
-CreateSandboxRequest if {
-	count(as_array(object.get(request, "kernel_modules", []))) == 0
-	as_string(object.get(request, "guest_hook_path", "")) == ""
+sandbox_storages_ok := true if {
 	every s in as_array(object.get(request, "storages", [])) {
 		sandbox_storage_ok(s)
 	}
-	sandbox_pidns_ok
+} else := false
+
+create_sandbox_checks := {
+	"guest_hooks": as_string(object.get(request, "guest_hook_path", "")) == "",
+	"kernel_modules": count(as_array(object.get(request, "kernel_modules", []))) == 0,
+	"pid_namespace": object.get(request, "sandbox_pidns", false) == false,
+	"storages": sandbox_storages_ok,
 }
 
-sandbox_pidns_ok if object.get(request, "sandbox_pidns", false) == false
+create_sandbox_allowed if {
+	create_sandbox_checks.guest_hooks == true
+	create_sandbox_checks.kernel_modules == true
+	create_sandbox_checks.pid_namespace == true
+	create_sandbox_checks.storages == true
+}
 
-sandbox_pidns_ok if policy_data.pod.share_process_namespace == true
+CreateSandboxRequest if create_sandbox_allowed
+
+CreateSandboxRequest := false if {
+	not create_sandbox_allowed
+	print("CreateSandboxRequest fails these checks:", concat(", ", [name | some name, ok in create_sandbox_checks; ok != true]))
+}
 
 # ---------------------------------------------------------------------------------------
 # Networking: the host sets up the pod's network (it is untrusted either way), but it
@@ -661,4 +823,14 @@ AddARPNeighborsRequest if {
 	every n in as_array(object.get(neighbors, "ARPNeighbors", [])) {
 		neighbor_ok(n)
 	}
+}
+
+# ---------------------------------------------------------------------------------------
+# RemoveContainerRequest: allowed (the host may stop what it started); the container's ID
+# is forgotten, so no exec can reach it afterwards.
+
+removed_id := as_string(object.get(request, "container_id", ""))
+
+RemoveContainerRequest := {"allowed": true, "ops": [{"op": "remove", "path": concat("/", ["", "pstate", "containers", removed_id])}]} if {
+	has_key(containers_state, removed_id)
 }

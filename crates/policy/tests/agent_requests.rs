@@ -16,8 +16,15 @@ fn every_request_of_a_faithful_runtime_is_allowed() {
         let policy = case.policy();
         let requests = case.requests();
         assert!(requests.len() > 4, "{file}");
+        // In order, on one engine, as the agent decides them.
+        let mut agent = contrast_policy::AgentPolicy::new(&policy).unwrap();
         for (name, request) in &requests {
-            assert_allowed(&policy, name, request);
+            let e = agent.decide(name, request).unwrap();
+            assert!(
+                e.allowed,
+                "{file}: {name} denied: {:?}\n{request:#}",
+                e.prints
+            );
         }
     }
 }
@@ -96,6 +103,16 @@ fn create_container_denials() {
             changed(&web, |r| {
                 let pull = r["storages"][0].clone();
                 r["storages"].as_array_mut().unwrap().push(pull);
+            }),
+        ),
+        (
+            "the root where a runtime with a shared file system puts it",
+            "image, root",
+            changed(&web, |r| {
+                let id = r["container_id"].as_str().unwrap().to_owned();
+                let shared = format!("/run/kata-containers/shared/containers/{id}/rootfs");
+                r["OCI"]["Root"]["Path"] = json!(shared);
+                r["storages"][0]["mount_point"] = json!(shared);
             }),
         ),
         (
@@ -561,9 +578,7 @@ fn the_pause_container_runs_the_guest_bundle_only() {
             changed(&pause, |r| {
                 let id = format!("{:064x}", 7);
                 r["container_id"] = json!(id);
-                r["OCI"]["Root"]["Path"] = json!(format!(
-                    "/run/kata-containers/shared/containers/{id}/rootfs"
-                ));
+                r["OCI"]["Root"]["Path"] = json!(format!("/run/kata-containers/{id}/rootfs"));
                 r["storages"][0]["mount_point"] = r["OCI"]["Root"]["Path"].clone();
             }),
         ),
@@ -615,17 +630,25 @@ fn exec_only_runs_declared_commands_as_declared() {
     );
     let probe = execs[0];
     assert_eq!(probe["process"]["Args"], json!(["cat", "/srv/ready"]));
+    // An exec runs in a container the sandbox created: not before.
+    assert_denied(
+        &policy,
+        "ExecProcessRequest",
+        probe,
+        "before the container exists",
+    );
+    let policy = case.running();
     assert_allowed(&policy, "ExecProcessRequest", probe);
     // As the runtime sends it: no capabilities (the agent gives the exec the container's)
     // and no NoNewPrivileges (kata_agent.go cmdToKataProcess).
     assert_eq!(probe["process"]["Capabilities"], Value::Null);
     assert_eq!(probe["process"]["NoNewPrivileges"], json!(false));
-    // Naming the container's own capabilities is allowed too.
+    // Naming capabilities, even the container's own, is not what the runtime does.
     let create = create_request(&requests, "web");
     let named = changed(probe, |r| {
         r["process"]["Capabilities"] = create["OCI"]["Process"]["Capabilities"].clone()
     });
-    assert_allowed(&policy, "ExecProcessRequest", &named);
+    assert_denied(&policy, "ExecProcessRequest", &named, "named capabilities");
 
     for (why, request) in [
         (
@@ -680,7 +703,85 @@ fn exec_only_runs_declared_commands_as_declared() {
         "ExecProcessRequest",
         &changed(probe, |r| r["process"]["Args"] = json!(["/bin/sh"])),
     );
-    assert!(prints.contains("not an exec probe"), "{prints}");
+    assert!(prints.contains("not one of its exec probes"), "{prints}");
+}
+
+/// The agent keeps which container each ID was created as: an exec is held to the probes
+/// of the container it targets, and a removed container takes no exec.
+#[test]
+fn exec_is_tied_to_the_container_it_targets() {
+    let case = Case::load("mesh.json");
+    let requests = case.requests();
+    let running = case.running();
+    let execs = request_named(&requests, "ExecProcessRequest");
+    let probe = execs[0];
+    assert_allowed(&running, "ExecProcessRequest", probe);
+    let target = probe["container_id"].as_str().unwrap().to_owned();
+    let sandbox_id = request_named(&requests, "CreateSandboxRequest")[0]["sandbox_id"].clone();
+    let other = requests
+        .iter()
+        .find(|(n, r)| {
+            n == "CreateContainerRequest"
+                && r["container_id"] != json!(target)
+                && r["container_id"] != sandbox_id
+        })
+        .map(|(_, r)| r["container_id"].clone())
+        .unwrap();
+    for (why, request) in [
+        (
+            "a probe of one container in another",
+            changed(probe, |r| r["container_id"] = other.clone()),
+        ),
+        (
+            "in the pause container",
+            changed(probe, |r| r["container_id"] = sandbox_id.clone()),
+        ),
+        (
+            "in a container never created",
+            changed(probe, |r| r["container_id"] = json!(format!("{:064x}", 99))),
+        ),
+        (
+            "as a user named by string",
+            changed(probe, |r| {
+                r["string_user"] = json!({"uid": "0", "gid": "0", "additionalGids": []})
+            }),
+        ),
+        (
+            "with an AppArmor profile",
+            changed(probe, |r| {
+                r["process"]["ApparmorProfile"] = json!("unconfined")
+            }),
+        ),
+        (
+            "with an SELinux label",
+            changed(probe, |r| {
+                r["process"]["SelinuxLabel"] = json!("system_u:system_r:spc_t:s0")
+            }),
+        ),
+    ] {
+        assert_denied(&running, "ExecProcessRequest", &request, why);
+    }
+    let mut removed = running.clone();
+    let remove = json!({"container_id": target, "timeout": 0});
+    assert!(
+        removed
+            .decide("RemoveContainerRequest", &remove)
+            .unwrap()
+            .allowed
+    );
+    assert_denied(
+        &removed,
+        "ExecProcessRequest",
+        probe,
+        "after RemoveContainer",
+    );
+    // Removing what is not there is allowed and changes nothing.
+    assert!(
+        removed
+            .decide("RemoveContainerRequest", &remove)
+            .unwrap()
+            .allowed
+    );
 }
 
 #[test]
@@ -717,6 +818,10 @@ fn copy_file_only_to_the_runtime_copies() {
         (
             "a container's root file system",
             format!("/run/kata-containers/shared/containers/{id}/rootfs/bin/sh"),
+        ),
+        (
+            "a guest-pulled root file system",
+            format!("/run/kata-containers/{id}/rootfs/bin/sh"),
         ),
         (
             "a parent directory",
@@ -833,7 +938,7 @@ fn copy_file_of_devices_and_escaping_symlinks_is_denied() {
 }
 
 #[test]
-fn the_sandbox_pid_namespace_only_for_a_pod_that_shares_it() {
+fn the_sandbox_pid_namespace_is_never_asked_for_in_create_sandbox() {
     let case = Case::load("web.json");
     let policy = case.policy();
     let requests = case.requests();
@@ -845,12 +950,24 @@ fn the_sandbox_pid_namespace_only_for_a_pod_that_shares_it() {
         &changed(sandbox, |r| r["sandbox_pidns"] = json!(true)),
         "a shared PID namespace the pod does not ask for",
     );
+    // The runtime never sets it in CreateSandbox; a pod that shares its PID namespace
+    // says so in each CreateContainer.
     let mut shared = case;
     shared.spec["shareProcessNamespace"] = json!(true);
-    assert_allowed(
+    let shared_requests = shared.requests();
+    assert_eq!(
+        request_named(&shared_requests, "CreateSandboxRequest")[0]["sandbox_pidns"],
+        json!(false)
+    );
+    assert_eq!(
+        create_request(&shared_requests, "web")["sandbox_pidns"],
+        json!(true)
+    );
+    assert_denied(
         &shared.policy(),
         "CreateSandboxRequest",
         &changed(sandbox, |r| r["sandbox_pidns"] = json!(true)),
+        "a PID namespace in CreateSandbox",
     );
 }
 
@@ -1220,8 +1337,9 @@ fn a_generate_name_pod_is_admitted_by_its_generated_name() {
         web["OCI"]["Annotations"]["io.kubernetes.cri.sandbox-name"],
         "web-x7k2p"
     );
+    let mut agent = contrast_policy::AgentPolicy::new(&policy).unwrap();
     for (name, request) in &requests {
-        assert_allowed(&policy, name, request);
+        assert!(agent.decide(name, request).unwrap().allowed, "{name}");
     }
     for other in ["web-", "web-x7k2", "web-x7k2p9", "web-X7K2P", "other-x7k2p"] {
         let renamed = changed(&web, |r| {

@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 #[test]
 fn an_allowed_request_has_no_failed_checks() {
     let case = Case::load("web.json");
-    let policy = case.policy();
+    let mut agent = contrast_policy::AgentPolicy::new(&case.policy()).unwrap();
     for (name, request) in case.requests() {
-        let e = explain(&policy, &name, &request).unwrap();
+        let e = agent.explain(&name, &request).unwrap();
         assert!(e.evaluation.allowed, "{name}");
         assert!(e.failed.is_empty(), "{name}: {:?}", e.failed);
     }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use contrast_policy::{ImageConfig, PodInput};
+use contrast_policy::{AgentPolicy, ImageConfig, PodInput};
 use serde_json::Value;
 
 /// A pod as `contrast generate` passes it.
@@ -54,28 +54,81 @@ impl Case {
     pub(crate) fn requests(&self) -> Vec<(String, Value)> {
         contrast_policy::expected_requests(&self.input()).unwrap()
     }
+
+    /// The policy as the agent holds it once the sandbox and all its containers are
+    /// created (each of those requests allowed): where an exec or a further container is
+    /// decided.
+    pub(crate) fn running(&self) -> AgentPolicy {
+        running(&self.policy(), &self.requests())
+    }
+}
+
+/// `policy` after the sandbox and container creations among `requests`, each allowed.
+pub(crate) fn running(policy: &str, requests: &[(String, Value)]) -> AgentPolicy {
+    let mut agent = AgentPolicy::new(policy).unwrap();
+    for (name, request) in requests {
+        if name == "CreateSandboxRequest" || name == "CreateContainerRequest" {
+            let e = agent.decide(name, request).unwrap();
+            assert!(
+                e.allowed,
+                "{name} denied: {:?}\ninput: {request:#}",
+                e.prints
+            );
+        }
+    }
+    agent
+}
+
+/// A policy to decide one request with: its text (a fresh sandbox) or an [`AgentPolicy`]
+/// at some point of a sandbox's life (a copy decides, the original is unchanged).
+pub(crate) trait Decider {
+    fn agent(&self) -> AgentPolicy;
+}
+
+impl Decider for str {
+    fn agent(&self) -> AgentPolicy {
+        AgentPolicy::new(self).unwrap()
+    }
+}
+
+impl Decider for String {
+    fn agent(&self) -> AgentPolicy {
+        self.as_str().agent()
+    }
+}
+
+impl Decider for AgentPolicy {
+    fn agent(&self) -> AgentPolicy {
+        self.clone()
+    }
 }
 
 /// Whether the policy allows the request; on a surprise the assertion shows what the
 /// policy printed.
-pub(crate) fn decide(policy: &str, name: &str, input: &Value) -> (bool, String) {
-    let e = contrast_policy::evaluate_verbose(policy, name, input).unwrap();
+pub(crate) fn decide<P: Decider + ?Sized>(policy: &P, name: &str, input: &Value) -> (bool, String) {
+    let e = policy.agent().decide(name, input).unwrap();
     (e.allowed, e.prints.join("\n"))
 }
 
-pub(crate) fn assert_allowed(policy: &str, name: &str, input: &Value) {
+pub(crate) fn assert_allowed<P: Decider + ?Sized>(policy: &P, name: &str, input: &Value) {
     let (allowed, prints) = decide(policy, name, input);
     assert!(allowed, "{name} denied: {prints}\ninput: {input:#}");
 }
 
-pub(crate) fn assert_denied(policy: &str, name: &str, input: &Value, why: &str) {
+pub(crate) fn assert_denied<P: Decider + ?Sized>(policy: &P, name: &str, input: &Value, why: &str) {
     let (allowed, _) = decide(policy, name, input);
     assert!(!allowed, "{why}: {name} allowed\ninput: {input:#}");
 }
 
 /// Denied, and what the policy printed names the reason: `failing` is the list of
 /// failed checks exactly as the policy prints it, or a part of another message.
-pub(crate) fn assert_denied_by(policy: &str, name: &str, input: &Value, why: &str, failing: &str) {
+pub(crate) fn assert_denied_by<P: Decider + ?Sized>(
+    policy: &P,
+    name: &str,
+    input: &Value,
+    why: &str,
+    failing: &str,
+) {
     let (allowed, prints) = decide(policy, name, input);
     assert!(!allowed, "{why}: {name} allowed\ninput: {input:#}");
     let listed = prints
