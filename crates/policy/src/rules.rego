@@ -276,9 +276,31 @@ mount_read_only(m) := true if {
 	not "rw" in options
 } else := false
 
+# Mount propagation would let mounts flow between the container and the guest; the
+# cgroup file system takes only the options containerd gives it (and the kernel's
+# cgroup2 defaults a node may add).
+propagation_options := {"shared", "rshared", "slave", "rslave"}
+
+cgroup_options := {"nosuid", "noexec", "nodev", "relatime", "ro", "rw", "nsdelegate", "memory_recursiveprot"}
+
+mount_options_ok(m) if {
+	mount_type(m) != "cgroup"
+	every o in as_array(object.get(m, "options", [])) {
+		not o in propagation_options
+	}
+}
+
+mount_options_ok(m) if {
+	mount_type(m) == "cgroup"
+	every o in as_array(object.get(m, "options", [])) {
+		o in cgroup_options
+	}
+}
+
 mount_matches(r, m) if {
 	m.destination == r.destination
 	mount_type(m) == r.type
+	mount_options_ok(m)
 	regex.match(expand(r.source), as_string(m.source))
 	readonly_ok(r.read_only, mount_read_only(m))
 }
@@ -469,6 +491,32 @@ pid_namespace_ok := true if {
 	object.get(request, "sandbox_pidns", false) == false
 } else := false
 
+# Annotations: those containerd writes (io.kubernetes.cri.*), the two the Kata runtime
+# adds, the sandbox's network namespace path (pause only) and the termination message
+# settings (containers only); no other key, so nothing the agent or a guest component
+# might act on (CDI devices, Kata settings) reaches the guest unless the policy names it.
+kata_container_type := "pod_sandbox" if {
+	annotation("io.kubernetes.cri.container-type") == "sandbox"
+} else := "pod_container"
+
+annotation_allowed(key, _, _) if startswith(key, "io.kubernetes.cri.")
+
+annotation_allowed(key, _, _) if key == "io.katacontainers.pkg.oci.bundle_path"
+
+annotation_allowed("io.katacontainers.pkg.oci.container_type", value, _) if value == kata_container_type
+
+annotation_allowed("nerdctl/network-namespace", value, true) if regex.match(`^/var/run/netns/[-A-Za-z0-9_.]+$`, value)
+
+annotation_allowed("io.kubernetes.container.terminationMessagePath", value, false) if startswith(value, "/")
+
+annotation_allowed("io.kubernetes.container.terminationMessagePolicy", value, false) if value in {"File", "FallbackToLogsOnError"}
+
+annotations_ok(pause) := true if {
+	every key, value in as_object(object.get(oci, "Annotations", {})) {
+		annotation_allowed(key, value, pause)
+	}
+} else := false
+
 # ---------------------------------------------------------------------------------------
 # State. The agent keeps `data.pstate` across the sandbox's requests and applies the JSON
 # Patch `ops` of an allowing `{allowed, ops}` answer. The first CreateContainer records the
@@ -515,6 +563,7 @@ sandbox_state_ok := true if {
 # CreateContainerRequest
 
 container_checks(c) := {
+	"annotations": annotations_ok(false),
 	"args": args_ok(c.args, process),
 	"capabilities": capabilities_ok(c, process),
 	"container_id": container_id_ok(c.name),
@@ -568,6 +617,7 @@ pause_storages_ok := true if {
 } else := false
 
 pause_checks := {
+	"annotations": annotations_ok(true),
 	"args": args_ok(policy_data.pause.args, process),
 	"container_id": container_id_ok(""),
 	"devices": devices_ok([]),

@@ -143,6 +143,32 @@ fn container_mutations(request: &Value) -> Vec<Mutation> {
         mutation("an OCI hook", "hooks", |r| {
             r["OCI"]["Hooks"] = json!({"Prestart": [{"Path": "/bin/sh", "Args": ["sh", "-c", "x"], "Env": [], "Timeout": 0}]});
         }),
+        mutation("a CDI device annotation", "annotations", |r| {
+            r["OCI"]["Annotations"]["cdi.k8s.io/vfio0"] = json!("nvidia.com/gpu=0");
+        }),
+        mutation("a Kata setting as an annotation", "annotations", |r| {
+            r["OCI"]["Annotations"]["io.katacontainers.config.hypervisor.kernel_params"] =
+                json!("init=/bin/sh");
+        }),
+        mutation("the sandbox's Kata container type", "annotations", |r| {
+            r["OCI"]["Annotations"]["io.katacontainers.pkg.oci.container_type"] =
+                json!("pod_sandbox");
+        }),
+        mutation("a shared bind mount", "mounts", |r| {
+            for m in array(&mut r["OCI"]["Mounts"]) {
+                if m["type_"] == "bind" {
+                    array(&mut m["options"]).push(json!("rshared"));
+                    break;
+                }
+            }
+        }),
+        mutation("an extra cgroup mount option", "mounts", |r| {
+            for m in array(&mut r["OCI"]["Mounts"]) {
+                if m["type_"] == "cgroup" {
+                    array(&mut m["options"]).push(json!("memory_hugetlb"));
+                }
+            }
+        }),
         mutation("another namespace", "sandbox", |r| {
             r["OCI"]["Annotations"]["io.kubernetes.cri.sandbox-namespace"] = json!("kube-system");
         }),
