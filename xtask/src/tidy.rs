@@ -277,7 +277,11 @@ fn read_toml(path: &Path) -> Result<toml::Table> {
 
 /// The task: refuses the workspace when a rule is broken.
 pub(crate) fn tidy() -> Result<()> {
-    let workspace = load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))?;
+    // The workspace cargo finds from here, as the other steps do: a path compiled into the
+    // binary would name wherever it was built (a shared target directory serves several
+    // checkouts).
+    let here = std::env::current_dir().context("reading the current directory")?;
+    let workspace = load(&here)?;
     let problems = check(&workspace);
     if problems.is_empty() {
         return Ok(());
