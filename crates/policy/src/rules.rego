@@ -794,6 +794,10 @@ sandbox_storage_ok(s) if {
 	s.mount_point == "/run/kata-containers/sandbox/shm"
 }
 
+sandbox_first := true if {
+	not has_key(pstate, "sandbox_created")
+} else := false
+
 sandbox_storages_ok := true if {
 	every s in as_array(object.get(request, "storages", [])) {
 		sandbox_storage_ok(s)
@@ -803,6 +807,7 @@ sandbox_storages_ok := true if {
 create_sandbox_checks := {
 	"guest_hooks": as_string(object.get(request, "guest_hook_path", "")) == "",
 	"kernel_modules": count(as_array(object.get(request, "kernel_modules", []))) == 0,
+	"once": sandbox_first,
 	"pid_namespace": object.get(request, "sandbox_pidns", false) == false,
 	"storages": sandbox_storages_ok,
 }
@@ -810,11 +815,14 @@ create_sandbox_checks := {
 create_sandbox_allowed if {
 	create_sandbox_checks.guest_hooks == true
 	create_sandbox_checks.kernel_modules == true
+	create_sandbox_checks.once == true
 	create_sandbox_checks.pid_namespace == true
 	create_sandbox_checks.storages == true
 }
 
-CreateSandboxRequest if create_sandbox_allowed
+# Once per sandbox: the agent's handler starts by clearing /run/kata-containers, where
+# the running containers' roots and copied files are.
+CreateSandboxRequest := {"allowed": true, "ops": [{"op": "add", "path": "/pstate/sandbox_created", "value": true}]} if create_sandbox_allowed
 
 CreateSandboxRequest := false if {
 	not create_sandbox_allowed
@@ -833,11 +841,18 @@ loopback_address(a) if regex.match(`^(?:0{0,4}:){1,7}0{0,3}1(/[0-9]+)?$`, a)
 
 loopback_address(a) if regex.match(`^(?:0{0,4}:){1,5}[fF]{4}:127\.`, a)
 
+# The agent finds the interface by its MAC and parses it loosely (0:0:0:0:0:0 is lo's
+# too): six two-digit groups, not all zero.
+hw_address_ok(a) if {
+	regex.match(`^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$`, a)
+	not regex.match(`^00(:00){5}$`, a)
+}
+
 # IFF_NOARP (128) is the only interface flag the host may set.
 UpdateInterfaceRequest if {
 	interface := as_object(object.get(request, "interface", {}))
 	object.get(interface, "name", "") != "lo"
-	object.get(interface, "hwAddr", "") != "00:00:00:00:00:00"
+	hw_address_ok(as_string(object.get(interface, "hwAddr", "")))
 	bits.and(object.get(interface, "raw_flags", 0), bits.negate(128)) == 0
 	every a in as_array(object.get(interface, "IPAddresses", [])) {
 		not loopback_address(as_string(object.get(a, "address", "")))

@@ -995,6 +995,14 @@ fn network_requests_that_reach_loopback_or_set_flags_are_denied() {
             interface(&|i| i["hwAddr"] = json!("00:00:00:00:00:00")),
         ),
         (
+            "a zero hardware address spelt short",
+            interface(&|i| i["hwAddr"] = json!("0:0:0:0:0:0")),
+        ),
+        (
+            "no hardware address",
+            interface(&|i| i["hwAddr"] = json!("")),
+        ),
+        (
             "a loopback address",
             interface(&|i| i["IPAddresses"][0]["address"] = json!("127.0.0.2")),
         ),
@@ -1147,7 +1155,7 @@ fn sandbox_and_network_requests() {
     assert_allowed(
         &policy,
         "UpdateInterfaceRequest",
-        &json!({"interface": {"name": "eth0", "device": "eth0", "IPAddresses": []}}),
+        &json!({"interface": {"name": "eth0", "device": "eth0", "hwAddr": "66:74:9f:6a:96:01", "IPAddresses": []}}),
     );
     assert_denied(
         &policy,

@@ -68,7 +68,10 @@ fn the_policy_is_valid_rego_v0_and_v1() {
             .unwrap();
         engine.set_input_json(&sandbox.to_string()).unwrap();
         let allowed = engine
-            .eval_bool_query("data.agent_policy.CreateSandboxRequest".to_owned(), false)
+            .eval_bool_query(
+                "data.agent_policy.CreateSandboxRequest.allowed".to_owned(),
+                false,
+            )
             .unwrap();
         assert!(allowed, "v0: {v0}");
         let denied = engine

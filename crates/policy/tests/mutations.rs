@@ -496,6 +496,10 @@ fn every_mutation_of_every_legitimate_request_is_denied() {
             assert_refused(&agent, name, &reused, &m);
             total += 1;
         }
+        let sandbox = m_sandbox(&requests);
+        let m = mutation("a second CreateSandbox", "once", |_| {});
+        assert_refused(&agent, "CreateSandboxRequest", &sandbox, &m);
+        total += 1;
         for (why, name, request) in [
             (
                 "SetPolicy",
@@ -519,4 +523,12 @@ fn every_mutation_of_every_legitimate_request_is_denied() {
     // The figure the issue asks for: how many attacks the suite tries (all denied).
     println!("{total} mutations, each denied by the check named for it");
     assert!(total > 150, "{total} mutations");
+}
+
+fn m_sandbox(requests: &[(String, Value)]) -> Value {
+    requests
+        .iter()
+        .find(|(n, _)| n == "CreateSandboxRequest")
+        .map(|(_, r)| r.clone())
+        .unwrap()
 }
