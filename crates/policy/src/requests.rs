@@ -159,7 +159,7 @@ fn root_path(container_id: &str) -> String {
     format!("{}/{container_id}/rootfs", kata::CONTAINER_BASE)
 }
 
-fn linux(data: &PolicyData, masked: bool) -> Value {
+fn linux(data: &PolicyData, masked: bool, container_id: &str) -> Value {
     let (masked_paths, readonly_paths): (&[&str], &[&str]) = if masked {
         (kata::MASKED_PATHS, kata::READONLY_PATHS)
     } else {
@@ -170,7 +170,10 @@ fn linux(data: &PolicyData, masked: bool) -> Value {
         "GIDMappings": [],
         "Sysctl": data.pod.sysctls,
         "Resources": null,
-        "CgroupsPath": "",
+        // containerd with the systemd cgroup driver.
+        "CgroupsPath": format!(
+            "kubepods-besteffort-pod0f0e0d0c_0b0a_4908_8706_050403020100.slice:cri-containerd:{container_id}"
+        ),
         "Namespaces": [
             {"Type": "ipc", "Path": ""},
             {"Type": "uts", "Path": ""},
@@ -244,7 +247,7 @@ fn create_pause(data: &PolicyData, sandbox_id: &str) -> Value {
             "Mounts": data.pause.mounts.iter().map(|m| mount(m, sandbox_id, sandbox_id, 0)).collect::<Vec<_>>(),
             "Hooks": null,
             "Annotations": annotations,
-            "Linux": linux(data, true),
+            "Linux": linux(data, true, sandbox_id),
             "Solaris": null,
             "Windows": null,
             "VM": null,
@@ -360,10 +363,12 @@ fn create_container(
         .iter()
         .enumerate()
         .map(|(i, path)| {
+            // virtio-scsi, the installer's block device driver for QEMU: the agent finds
+            // the disk by its SCSI address (kata_agent.go appendBlockDevice).
             json!({
-                "id": format!("{}", 0xfe00 + i),
-                "type_": "blk",
-                "vm_path": format!("/dev/vd{}", char::from(b'b' + (i % 24) as u8)),
+                "id": format!("0:{}", i + 1),
+                "type_": "scsi",
+                "vm_path": "",
                 "container_path": path,
                 "options": [],
             })
@@ -383,7 +388,7 @@ fn create_container(
             "Mounts": c.mounts.iter().map(|m| mount(m, sandbox_id, container_id, n)).collect::<Vec<_>>(),
             "Hooks": null,
             "Annotations": annotations,
-            "Linux": linux(data, c.require_masked_paths),
+            "Linux": linux(data, c.require_masked_paths, container_id),
             "Solaris": null,
             "Windows": null,
             "VM": null,

@@ -351,9 +351,25 @@ resources := as_object(object.get(linux, "Resources", {}))
 
 # The block devices of the pod's volumeDevices, by their paths in the container: as agent
 # devices and in the OCI device list, and no device cgroup rule (the runtime clears it).
+# The agent finds a virtio-scsi disk by its SCSI address and a virtio-blk one by its PCI
+# path (kata_agent.go appendBlockDevice; the agent ignores the vm_path sent for them);
+# the types whose guest node the host names (mmioblk, nvdimm: any existing node, a
+# decrypted volume's mapper device included) and VFIO are refused.
+agent_device_ok(d, allowed) if {
+	d.container_path in allowed
+	d.type_ == "scsi"
+	regex.match(`^[0-9]+:[0-9]+$`, as_string(d.id))
+}
+
+agent_device_ok(d, allowed) if {
+	d.container_path in allowed
+	d.type_ == "blk"
+	regex.match(`^[0-9a-f]{2}(/[0-9a-f]{2})*$`, as_string(d.id))
+}
+
 devices_ok(allowed) := true if {
 	every d in as_array(object.get(request, "devices", [])) {
-		as_object(d).container_path in allowed
+		agent_device_ok(as_object(d), allowed)
 	}
 	every d in as_array(object.get(linux, "Devices", [])) {
 		as_object(d).Path in allowed
@@ -381,6 +397,39 @@ id_mappings_ok := true if {
 	count(as_array(object.get(linux, "GIDMappings", []))) == 0
 	object.get(as_object(object.get(process, "User", {})), "Username", "") == ""
 } else := false
+
+# Resource limits only constrain the container's own processes, except RLIMIT_CORE: a
+# raised one lets an allowed SignalProcess dump the process's memory into its working
+# directory, which may be a volume the host reads.
+rlimit_ok(r) if as_object(r).Type != "RLIMIT_CORE"
+
+rlimit_ok(r) if {
+	as_object(r).Type == "RLIMIT_CORE"
+	object.get(r, "Hard", 0) == 0
+	object.get(r, "Soft", 0) == 0
+}
+
+rlimits_ok(p) := true if {
+	every r in as_array(object.get(p, "Rlimits", [])) {
+		rlimit_ok(r)
+	}
+} else := false
+
+# The container's cgroup, inside the VM: a cgroupfs path or systemd's slice:prefix:name
+# (the agent turns ':' into '/'), with no "." or ".." component that would put it outside
+# the cgroup file system.
+cgroup_component := `[A-Za-z0-9_@][A-Za-z0-9_.@-]*`
+
+cgroups_path_ok := true if {
+	path := as_string(object.get(linux, "CgroupsPath", ""))
+	cgroups_path_shape(path)
+} else := false
+
+cgroups_path_shape(path) if path == ""
+
+cgroups_path_shape(path) if regex.match(concat("", ["^(/", cgroup_component, ")+$"]), path)
+
+cgroups_path_shape(path) if regex.match(concat("", ["^", cgroup_component, ":", cgroup_component, ":", cgroup_component, "$"]), path)
 
 # Root propagation would let mounts flow between the container and the guest.
 rootfs_propagation_ok := true if {
@@ -566,6 +615,7 @@ container_checks(c) := {
 	"annotations": annotations_ok(false),
 	"args": args_ok(c.args, process),
 	"capabilities": capabilities_ok(c, process),
+	"cgroups_path": cgroups_path_ok,
 	"container_id": container_id_ok(c.name),
 	"cwd": cwd_ok(c, process),
 	"devices": devices_ok(c.devices),
@@ -582,6 +632,7 @@ container_checks(c) := {
 	"pid_namespace": pid_namespace_ok,
 	"request_fields": request_fields_ok,
 	"resources": resources_ok,
+	"rlimits": rlimits_ok(process),
 	"root": root_ok(c.read_only_root),
 	"rootfs_propagation": rootfs_propagation_ok,
 	"sandbox": sandbox_ok,
@@ -619,6 +670,7 @@ pause_storages_ok := true if {
 pause_checks := {
 	"annotations": annotations_ok(true),
 	"args": args_ok(policy_data.pause.args, process),
+	"cgroups_path": cgroups_path_ok,
 	"container_id": container_id_ok(""),
 	"devices": devices_ok([]),
 	"env": pause_env_ok,
@@ -631,6 +683,7 @@ pause_checks := {
 	"network_namespace": network_namespace_ok,
 	"request_fields": request_fields_ok,
 	"resources": resources_ok,
+	"rlimits": rlimits_ok(process),
 	"root": root_ok(false),
 	"rootfs_propagation": rootfs_propagation_ok,
 	"sandbox": sandbox_ok,
@@ -699,6 +752,7 @@ exec_allowed if {
 	is_null(object.get(request, "string_user", null))
 	object.get(exec_process, "SelinuxLabel", "") == ""
 	object.get(exec_process, "ApparmorProfile", "") == ""
+	count(as_array(object.get(exec_process, "Rlimits", []))) == 0
 	some command in c.exec
 	args_ok(command, exec_process) == true
 	env_ok(c, exec_process) == true

@@ -1058,6 +1058,61 @@ fn network_requests_that_reach_loopback_or_set_flags_are_denied() {
     }
 }
 
+/// What the runtime may set that only shapes the container's own limits: a cgroup path in
+/// either driver's form, an open-files limit, a core limit of zero.
+#[test]
+fn cgroup_paths_and_rlimits_of_a_real_runtime_are_allowed() {
+    let case = Case::load("web.json");
+    let requests = case.requests();
+    let web = create_request(&requests, "web");
+    let id = web["container_id"].as_str().unwrap().to_owned();
+    let mut agent = contrast_policy::AgentPolicy::new(&case.policy()).unwrap();
+    for (name, request) in &requests {
+        if request == &web {
+            break;
+        }
+        assert!(agent.decide(name, request).unwrap().allowed, "{name}");
+    }
+    for path in [
+        format!("/kubepods/besteffort/pod0f0e0d0c-0b0a-4908-8706-050403020100/{id}"),
+        format!(
+            "kubepods-burstable-pod0f0e0d0c_0b0a_4908_8706_050403020100.slice:cri-containerd:{id}"
+        ),
+        String::new(),
+    ] {
+        assert_allowed(
+            &agent,
+            "CreateContainerRequest",
+            &changed(&web, |r| r["OCI"]["Linux"]["CgroupsPath"] = json!(path)),
+        );
+    }
+    for rlimits in [
+        json!([{"Type": "RLIMIT_NOFILE", "Hard": 1_048_576, "Soft": 1_048_576}]),
+        json!([{"Type": "RLIMIT_CORE", "Hard": 0, "Soft": 0}]),
+    ] {
+        assert_allowed(
+            &agent,
+            "CreateContainerRequest",
+            &changed(&web, |r| r["OCI"]["Process"]["Rlimits"] = rlimits.clone()),
+        );
+    }
+    for (why, path) in [
+        ("a parent component", "/kubepods/../x"),
+        ("a dot component", "/kubepods/./x"),
+        ("a relative path", "kubepods/x"),
+        ("a dot slice", ".:cri-containerd:x"),
+        ("a slash in a systemd part", "a/b:cri-containerd:x"),
+    ] {
+        assert_denied_by(
+            &agent,
+            "CreateContainerRequest",
+            &changed(&web, |r| r["OCI"]["Linux"]["CgroupsPath"] = json!(path)),
+            why,
+            "cgroups_path",
+        );
+    }
+}
+
 #[test]
 fn set_policy_and_host_controls_are_always_denied() {
     for file in ["web.json", "mesh.json"] {

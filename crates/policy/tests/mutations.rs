@@ -91,6 +91,24 @@ fn container_mutations(request: &Value) -> Vec<Mutation> {
         mutation("an added block device", "devices", |r| {
             array(&mut r["devices"]).push(json!({"id": "fe99", "type_": "blk", "vm_path": "/dev/vdz", "container_path": "/dev/host-disk", "options": []}));
         }),
+        mutation("a core dump limit raised", "rlimits", |r| {
+            array(&mut r["OCI"]["Process"]["Rlimits"])
+                .push(json!({"Type": "RLIMIT_CORE", "Hard": u64::MAX, "Soft": u64::MAX}));
+        }),
+        mutation(
+            "a cgroup outside the cgroup file system",
+            "cgroups_path",
+            |r| {
+                r["OCI"]["Linux"]["CgroupsPath"] = json!("/kubepods/../../../../etc/x");
+            },
+        ),
+        mutation(
+            "a systemd cgroup path leaving its slice",
+            "cgroups_path",
+            |r| {
+                r["OCI"]["Linux"]["CgroupsPath"] = json!("..:cri-containerd:x");
+            },
+        ),
         mutation("a device node of the host's choosing", "devices", |r| {
             array(&mut r["OCI"]["Linux"]["Devices"]).push(json!({"Path": "/dev/mem", "Type": "c", "Major": 1, "Minor": 1, "FileMode": 438, "UID": 0, "GID": 0}));
         }),
@@ -291,6 +309,19 @@ fn container_mutations(request: &Value) -> Vec<Mutation> {
             }
         }));
     }
+    // A declared block device, but one the agent takes by the guest path the host names
+    // (a decrypted volume's mapper device, say).
+    if request["devices"].as_array().is_some_and(|d| !d.is_empty()) {
+        out.push(mutation(
+            "a declared device as a guest node by path (mmioblk)",
+            "devices",
+            |r| {
+                r["devices"][0]["type_"] = json!("mmioblk");
+                r["devices"][0]["id"] = json!("/dev/mapper/state");
+                r["devices"][0]["vm_path"] = json!("/dev/mapper/state");
+            },
+        ));
+    }
     if request["OCI"]["Root"]["Readonly"] == json!(true) {
         out.push(mutation("a writable root", "root", |r| {
             r["OCI"]["Root"]["Readonly"] = json!(false);
@@ -356,6 +387,10 @@ fn exec_mutations() -> Vec<Mutation> {
         }),
         mutation("an extra env var", "ExecProcessRequest", |r| {
             array(&mut r["process"]["Env"]).push(json!("LD_PRELOAD=/tmp/x.so"));
+        }),
+        mutation("with a core dump limit", "ExecProcessRequest", |r| {
+            r["process"]["Rlimits"] =
+                json!([{"Type": "RLIMIT_CORE", "Hard": 1_000_000, "Soft": 1_000_000}]);
         }),
         mutation("in another directory", "ExecProcessRequest", |r| {
             r["process"]["Cwd"] = json!("/contrast/secrets");
