@@ -346,11 +346,13 @@ impl PolicyPass<'_> {
         let image_configs = image_configs(spec, self.resolved);
         let features = features(spec);
         let spec_json = pod_spec_as_created(spec, &claim_templates);
+        let labels = template_labels(workload)?;
         let input = PodInput {
             generate_name: generated_name,
             name: &name,
             namespace: &namespace,
             pod_spec: &spec_json,
+            labels: &labels,
             images: &image_configs,
             config_maps: self.config_maps,
             secrets: self.secrets,
@@ -724,4 +726,24 @@ fn write_resources(args: &GenerateArgs, files: &[InputFile]) -> anyhow::Result<(
         }
     }
     Ok(())
+}
+
+/// The pod template's `metadata.labels` (string values; others are not labels Kubernetes
+/// accepts and are left out).
+fn template_labels(
+    workload: &mut contrast_kube_resources::workload::Workload<'_>,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let template = workload.pod_template()?;
+    let labels = template
+        .get("metadata")
+        .and_then(|m| m.as_map())
+        .and_then(|m| m.get("labels"))
+        .and_then(|l| l.as_map());
+    Ok(labels
+        .map(|l| {
+            l.iter()
+                .filter_map(|(k, v)| Some((k.to_owned(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default())
 }

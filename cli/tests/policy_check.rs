@@ -16,6 +16,8 @@ struct Pod {
     images: BTreeMap<String, ImageConfig>,
 }
 
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+
 fn pod() -> Pod {
     let image = format!("docker.io/library/nginx@{DIGEST}");
     let spec = json!({
@@ -46,6 +48,7 @@ impl Pod {
             name: "web",
             namespace: "shop",
             pod_spec: &self.spec,
+            labels: &NO_LABELS,
             images: &self.images,
             config_maps: &[],
             secrets: &[],

@@ -386,12 +386,18 @@ fn field_ref(ctx: &EnvContext<'_>, source: &Obj, path: &str) -> Result<EnvValue,
         "status.hostIPs" | "status.podIPs" => {
             pattern(format!("^{ip}(,{ip})*$"), "10.0.0.7,fd00::7")
         }
-        // Labels and annotations are set by the (untrusted) control plane, and
-        // controllers add some (pod-template-hash): admitted by shape.
-        f if label_key(f, "metadata.labels").is_some() => pattern(
-            "^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$".to_owned(),
-            "value",
-        ),
+        // A label the resource sets has its value; one it does not set is added by a
+        // controller (pod-template-hash) or the (untrusted) control plane: admitted by
+        // the shape of a label value.
+        f if label_key(f, "metadata.labels").is_some() => {
+            match label_key(f, "metadata.labels").and_then(|k| ctx.input.labels.get(k)) {
+                Some(value) => EnvValue::Exact(value.clone()),
+                None => pattern(
+                    "^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$".to_owned(),
+                    "value",
+                ),
+            }
+        }
         f if label_key(f, "metadata.annotations").is_some() => {
             pattern("(?s)^.*$".to_owned(), "annotation value")
         }
@@ -601,6 +607,7 @@ mod tests {
             name: "web",
             namespace: "default",
             pod_spec: &spec,
+            labels: &BTreeMap::new(),
             images: &images,
             config_maps: &[],
             secrets: &[],

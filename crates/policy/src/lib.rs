@@ -145,6 +145,9 @@ pub struct PodInput<'a> {
     pub namespace: &'a str,
     /// The PodSpec object, after `contrast generate`'s changes.
     pub pod_spec: &'a serde_json::Value,
+    /// The pod's (or template's) `metadata.labels`: a downward-API variable of a label
+    /// listed here must carry its value.
+    pub labels: &'a BTreeMap<String, String>,
     /// Image configs, keyed by the image string exactly as the container spec has it.
     pub images: &'a BTreeMap<String, ImageConfig>,
     /// Whole ConfigMap documents, for `env` and `envFrom` references.

@@ -1113,6 +1113,49 @@ fn cgroup_paths_and_rlimits_of_a_real_runtime_are_allowed() {
     }
 }
 
+/// A downward-API variable of a label the pod sets must carry that label's value (the
+/// control plane could otherwise choose it).
+#[test]
+fn a_label_variable_carries_the_label_value() {
+    let mut case = Case::load("web.json");
+    case.labels = [("tier".to_owned(), "frontend".to_owned())].into();
+    let web = case.spec["containers"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["name"] == "web")
+        .unwrap();
+    web["env"].as_array_mut().unwrap().push(
+        json!({"name": "TIER", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['tier']"}}}),
+    );
+    let requests = case.requests();
+    let create = create_request(&requests, "web");
+    let env = create["OCI"]["Process"]["Env"].as_array().unwrap();
+    assert!(env.contains(&json!("TIER=frontend")), "{env:?}");
+    let mut agent = contrast_policy::AgentPolicy::new(&case.policy()).unwrap();
+    for (name, request) in &requests {
+        if request == &create {
+            break;
+        }
+        assert!(agent.decide(name, request).unwrap().allowed, "{name}");
+    }
+    assert_allowed(&agent, "CreateContainerRequest", &create);
+    let relabelled = changed(&create, |r| {
+        for e in r["OCI"]["Process"]["Env"].as_array_mut().unwrap() {
+            if e == "TIER=frontend" {
+                *e = json!("TIER=backend");
+            }
+        }
+    });
+    assert_denied_by(
+        &agent,
+        "CreateContainerRequest",
+        &relabelled,
+        "another label value",
+        "env",
+    );
+}
+
 #[test]
 fn set_policy_and_host_controls_are_always_denied() {
     for file in ["web.json", "mesh.json"] {

@@ -43,6 +43,7 @@ fn case(container: Value, spec: Value, config: ImageConfig) -> Case {
         name: "app".to_owned(),
         namespace: "prod".to_owned(),
         spec: s,
+        labels: BTreeMap::from([("app".to_owned(), "shop".to_owned())]),
         images: BTreeMap::from([(IMAGE.to_owned(), config)]),
         config_maps: vec![
             json!({"kind": "ConfigMap", "metadata": {"name": "cm", "namespace": "prod"}, "data": {"a": "1", "b": "2", "bad=key": "x"}}),
@@ -236,6 +237,7 @@ fn downward_api_values_known_later_are_patterns() {
         ("IPS", "status.podIPs"),
         ("HOST_IP", "status.hostIP"),
         ("LABEL", "metadata.labels['app']"),
+        ("HASH", "metadata.labels['pod-template-hash']"),
         ("ANNOTATION", "metadata.annotations['note']"),
     ] {
         let mut var = field(path);
@@ -246,6 +248,8 @@ fn downward_api_values_known_later_are_patterns() {
     let c = app(json!({"env": env}));
     assert_eq!(c["env"]["NS"], "prod");
     assert_eq!(c["env"]["SA"], "default");
+    // A label the resource sets carries its value; one a controller adds, any label value.
+    assert_eq!(c["env"]["LABEL"], "shop");
     let patterns = c["env_patterns"].as_object().unwrap();
     assert_eq!(patterns["NAME"], r"^app(-[a-z0-9]+){0,2}$");
     for name in [
@@ -254,7 +258,7 @@ fn downward_api_values_known_later_are_patterns() {
         "IP",
         "IPS",
         "HOST_IP",
-        "LABEL",
+        "HASH",
         "ANNOTATION",
         "CPU",
     ] {
