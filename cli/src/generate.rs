@@ -190,6 +190,7 @@ pub(crate) async fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     // Pass 2: pin, compute policies, annotate; the Coordinator first, since every
     // workload's initdata names the Coordinator's policy hash.
     let mut pass = PolicyPass {
+        platform,
         resolved: &resolved,
         config_maps: &config_maps,
         secrets: &secrets,
@@ -290,6 +291,8 @@ pub(crate) async fn run(args: &GenerateArgs) -> anyhow::Result<()> {
 /// Pass 2 over the confidential workloads: pins their images, computes their policies,
 /// writes the initdata annotations, and collects the manifest's policy entries.
 struct PolicyPass<'a> {
+    /// The platform: its Kata runtime shapes the requests the policies admit.
+    platform: Platform,
     resolved: &'a BTreeMap<String, ResolvedImage>,
     config_maps: &'a [serde_json::Value],
     secrets: &'a [serde_json::Value],
@@ -353,6 +356,7 @@ impl PolicyPass<'_> {
             namespace: &namespace,
             pod_spec: &spec_json,
             labels: &labels,
+            runtime: self.platform.kata_runtime(),
             images: &image_configs,
             config_maps: self.config_maps,
             secrets: self.secrets,

@@ -49,6 +49,7 @@ impl Pod {
             namespace: "shop",
             pod_spec: &self.spec,
             labels: &NO_LABELS,
+            runtime: contrast_platforms::Platform::MetalQemuSnp.kata_runtime(),
             images: &self.images,
             config_maps: &[],
             secrets: &[],

@@ -6,6 +6,7 @@
 //! it byte for byte.
 
 use contrast_platforms::Platform;
+use contrast_platforms::kata::ImagePull;
 use toml_edit::{Array, DocumentMut, Item, Table, Value};
 
 use crate::InstallError;
@@ -95,6 +96,9 @@ pub struct KataInputs<'a> {
 pub fn kata_config(inputs: &KataInputs<'_>) -> Result<String, InstallError> {
     let kind = RuntimeKind::for_platform(inputs.platform)?;
     let gpu = is_gpu(inputs.platform);
+    // What the agent policy expects of the requests (contrast_platforms::kata): written
+    // from the one place the policy generator reads too.
+    let settings = inputs.platform.kata_runtime();
     let base = inputs.base_dir;
     let path = |rest: &str| join_host(base, &[rest]);
 
@@ -134,7 +138,11 @@ pub fn kata_config(inputs: &KataInputs<'_>) -> Result<String, InstallError> {
             );
             set(&mut hypervisor, "rootfs_type", "erofs".into());
             set(&mut hypervisor, "machine_type", "q35".into());
-            set(&mut hypervisor, "block_device_driver", "virtio-scsi".into());
+            set(
+                &mut hypervisor,
+                "block_device_driver",
+                settings.block_device_driver.config_value().into(),
+            );
             set(&mut hypervisor, "block_device_aio", "threads".into());
             set(&mut hypervisor, "disable_image_nvdimm", true.into());
             set(&mut hypervisor, "cpu_features", "pmu=off".into());
@@ -152,7 +160,11 @@ pub fn kata_config(inputs: &KataInputs<'_>) -> Result<String, InstallError> {
                 path("share/kata-containers.img").into(),
             );
             set(&mut hypervisor, "rootfs_type", "ext4".into());
-            set(&mut hypervisor, "block_device_driver", "virtio-blk".into());
+            set(
+                &mut hypervisor,
+                "block_device_driver",
+                settings.block_device_driver.config_value().into(),
+            );
         }
     }
     // Replaced, not appended: the measurement covers exactly this line.
@@ -200,8 +212,12 @@ pub fn kata_config(inputs: &KataInputs<'_>) -> Result<String, InstallError> {
         }
         _ => {}
     }
-    set(&mut hypervisor, "shared_fs", "none".into());
-    set(&mut hypervisor, "disable_guest_selinux", true.into());
+    set(&mut hypervisor, "shared_fs", settings.shared_fs.into());
+    set(
+        &mut hypervisor,
+        "disable_guest_selinux",
+        settings.disable_guest_selinux.into(),
+    );
     // Annotations could change what is measured; only the initdata (the policy, bound to
     // the evidence through HOST_DATA or MRCONFIGID) may come from the pod.
     set(
@@ -210,12 +226,10 @@ pub fn kata_config(inputs: &KataInputs<'_>) -> Result<String, InstallError> {
         strings(&["cc_init_data"]),
     );
     set(&mut hypervisor, "enable_debug", inputs.debug.into());
+    if let Some(hooks) = settings.guest_hook_path {
+        set(&mut hypervisor, "guest_hook_path", hooks.into());
+    }
     if gpu {
-        set(
-            &mut hypervisor,
-            "guest_hook_path",
-            "/usr/share/oci/hooks".into(),
-        );
         set(&mut hypervisor, "cold_plug_vfio", "root-port".into());
     }
 
@@ -240,11 +254,15 @@ pub fn kata_config(inputs: &KataInputs<'_>) -> Result<String, InstallError> {
         "create_container_timeout",
         create_timeout.into(),
     );
-    set(&mut runtime, "disable_guest_seccomp", true.into());
+    set(
+        &mut runtime,
+        "disable_guest_seccomp",
+        settings.disable_guest_seccomp.into(),
+    );
     set(&mut runtime, "internetworking_model", "tcfilter".into());
     set(&mut runtime, "vfio_mode", "guest-kernel".into());
-    if kind != RuntimeKind::ClhSnp {
-        // Images are pulled inside the guest; AKS uses the tardev snapshotter instead.
+    if settings.image_pull == ImagePull::InGuest {
+        // AKS uses the tardev snapshotter instead.
         set(&mut runtime, "experimental_force_guest_pull", true.into());
     }
     if inputs.debug {
@@ -385,6 +403,55 @@ mod tests {
                 .get("experimental_force_guest_pull")
                 .is_none()
         );
+    }
+
+    /// What the agent policy is generated to expect is what the configuration says, for
+    /// every platform with a node runtime: both come from `Platform::kata_runtime`.
+    #[test]
+    fn the_settings_the_policy_depends_on_are_the_platforms() {
+        for platform in Platform::ALL.into_iter().filter(|p| !p.is_simulated()) {
+            let expected = platform.kata_runtime();
+            let doc = parse(&kata_config(&inputs(platform)).unwrap());
+            let vmm = if platform == Platform::AksClhSnp {
+                "clh"
+            } else {
+                "qemu"
+            };
+            let hypervisor = &doc["hypervisor"][vmm];
+            assert_eq!(
+                hypervisor["shared_fs"].as_str(),
+                Some(expected.shared_fs),
+                "{platform}"
+            );
+            assert_eq!(
+                hypervisor["disable_guest_selinux"].as_bool(),
+                Some(expected.disable_guest_selinux),
+                "{platform}"
+            );
+            assert_eq!(
+                hypervisor["block_device_driver"].as_str(),
+                Some(expected.block_device_driver.config_value()),
+                "{platform}"
+            );
+            assert_eq!(
+                hypervisor.get("guest_hook_path").and_then(|v| v.as_str()),
+                expected.guest_hook_path,
+                "{platform}"
+            );
+            assert_eq!(
+                doc["runtime"]["disable_guest_seccomp"].as_bool(),
+                Some(expected.disable_guest_seccomp),
+                "{platform}"
+            );
+            assert_eq!(
+                doc["runtime"]
+                    .get("experimental_force_guest_pull")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false),
+                expected.image_pull == ImagePull::InGuest,
+                "{platform}"
+            );
+        }
     }
 
     #[test]

@@ -12,6 +12,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+pub mod kata;
+
 /// The trusted execution environment a platform runs workloads in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Tee {

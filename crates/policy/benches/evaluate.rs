@@ -32,6 +32,7 @@ fn evaluation(c: &mut Criterion) {
         namespace: doc["namespace"].as_str().unwrap_or_default(),
         pod_spec: &doc["spec"],
         labels: &labels,
+        runtime: contrast_platforms::Platform::MetalQemuSnp.kata_runtime(),
         images: &images,
         config_maps: &config_maps,
         secrets: &secrets,

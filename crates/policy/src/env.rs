@@ -608,6 +608,7 @@ mod tests {
             namespace: "default",
             pod_spec: &spec,
             labels: &BTreeMap::new(),
+            runtime: contrast_platforms::Platform::MetalQemuSnp.kata_runtime(),
             images: &images,
             config_maps: &[],
             secrets: &[],

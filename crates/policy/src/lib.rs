@@ -148,6 +148,9 @@ pub struct PodInput<'a> {
     /// The pod's (or template's) `metadata.labels`: a downward-API variable of a label
     /// listed here must carry its value.
     pub labels: &'a BTreeMap<String, String>,
+    /// The platform's Kata runtime settings (`Platform::kata_runtime`): what the
+    /// requests it sends look like.
+    pub runtime: contrast_platforms::kata::KataRuntime,
     /// Image configs, keyed by the image string exactly as the container spec has it.
     pub images: &'a BTreeMap<String, ImageConfig>,
     /// Whole ConfigMap documents, for `env` and `envFrom` references.

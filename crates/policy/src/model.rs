@@ -39,6 +39,8 @@ pub(crate) struct PodRules {
     pub(crate) name_regex: String,
     /// Whether containers may join the sandbox's PID namespace.
     pub(crate) share_process_namespace: bool,
+    /// The agent device types of block volumes (the platform's block device driver).
+    pub(crate) device_types: Vec<String>,
     /// Patterns for whole `NAME=value` entries the runtime may add to any container's
     /// environment without the pod declaring them (service links, HOSTNAME).
     pub(crate) optional_env: Vec<String>,

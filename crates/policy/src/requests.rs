@@ -363,11 +363,18 @@ fn create_container(
         .iter()
         .enumerate()
         .map(|(i, path)| {
-            // virtio-scsi, the installer's block device driver for QEMU: the agent finds
-            // the disk by its SCSI address (kata_agent.go appendBlockDevice).
+            // The platform's block device driver: the agent finds a virtio-scsi disk by
+            // its SCSI address, a virtio-blk one by its PCI path (kata_agent.go
+            // appendBlockDevice).
+            let device_type = data.pod.device_types.first().map_or("scsi", String::as_str);
+            let id = if device_type == "blk" {
+                format!("{:02x}/00", 2 + i)
+            } else {
+                format!("0:{}", i + 1)
+            };
             json!({
-                "id": format!("0:{}", i + 1),
-                "type_": "scsi",
+                "id": id,
+                "type_": device_type,
                 "vm_path": "",
                 "container_path": path,
                 "options": [],

@@ -357,12 +357,14 @@ resources := as_object(object.get(linux, "Resources", {}))
 # decrypted volume's mapper device included) and VFIO are refused.
 agent_device_ok(d, allowed) if {
 	d.container_path in allowed
+	d.type_ in policy_data.pod.device_types
 	d.type_ == "scsi"
 	regex.match(`^[0-9]+:[0-9]+$`, as_string(d.id))
 }
 
 agent_device_ok(d, allowed) if {
 	d.container_path in allowed
+	d.type_ in policy_data.pod.device_types
 	d.type_ == "blk"
 	regex.match(`^[0-9a-f]{2}(/[0-9a-f]{2})*$`, as_string(d.id))
 }

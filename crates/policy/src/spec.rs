@@ -18,6 +18,7 @@ use crate::model::{
     ContainerRules, DATA_VERSION, MountRule, PauseRules, PodRules, PolicyData, StorageRule,
 };
 use crate::{ImageConfig, PodInput, PolicyError};
+use contrast_platforms::kata::ImagePull;
 
 /// PodSpec fields. Handled: `containers`, `initContainers`, `volumes`,
 /// `securityContext`, `shareProcessNamespace`, `enableServiceLinks`,
@@ -219,6 +220,21 @@ pub(crate) fn resolve(input: &PodInput<'_>) -> Result<PolicyData, PolicyError> {
     } else {
         input.namespace
     };
+    if input.runtime.image_pull != ImagePull::InGuest {
+        return Err(unsupported(
+            "spec.runtimeClassName",
+            "on this platform the node's snapshotter hands the guest the image layers \
+             (tardev), which contrast's policies do not admit yet: use a platform whose guest \
+             pulls images (bare metal with QEMU)",
+        ));
+    }
+    if input.runtime.guest_hook_path.is_some() {
+        return Err(unsupported(
+            "spec.runtimeClassName",
+            "this platform runs OCI hooks in the guest for GPUs, which contrast's policies do \
+             not admit yet: use a platform without GPUs",
+        ));
+    }
 
     let pod_sc = get_obj(spec, "securityContext", "spec")?;
     let empty = Obj::new();
@@ -316,6 +332,13 @@ pub(crate) fn resolve(input: &PodInput<'_>) -> Result<PolicyData, PolicyError> {
             name_regex: name_regex.clone(),
             share_process_namespace: get_bool(spec, "shareProcessNamespace", "spec")?
                 .unwrap_or(false),
+            device_types: vec![
+                input
+                    .runtime
+                    .block_device_driver
+                    .agent_device_type()
+                    .to_owned(),
+            ],
             optional_env,
             sysctls,
             name_example: name_example.clone(),

@@ -1156,6 +1156,44 @@ fn a_label_variable_carries_the_label_value() {
     );
 }
 
+/// With virtio-blk the runtime names a block volume by its PCI path, with virtio-scsi by
+/// its SCSI address: each policy admits its platform's type only.
+#[test]
+fn block_devices_come_as_the_platforms_driver_sends_them() {
+    use contrast_platforms::kata::BlockDeviceDriver;
+    let mut case = Case::load("mesh.json");
+    for (driver, device_type, other) in [
+        (BlockDeviceDriver::VirtioScsi, "scsi", "blk"),
+        (BlockDeviceDriver::VirtioBlk, "blk", "scsi"),
+    ] {
+        case.runtime.block_device_driver = driver;
+        let requests = case.requests();
+        let create = requests
+            .iter()
+            .find(|(n, r)| {
+                n == "CreateContainerRequest"
+                    && r["devices"].as_array().is_some_and(|d| !d.is_empty())
+            })
+            .unwrap()
+            .1
+            .clone();
+        assert_eq!(create["devices"][0]["type_"], device_type);
+        let mut agent = contrast_policy::AgentPolicy::new(&case.policy()).unwrap();
+        for (name, request) in &requests {
+            if request == &create {
+                break;
+            }
+            assert!(agent.decide(name, request).unwrap().allowed, "{name}");
+        }
+        assert_allowed(&agent, "CreateContainerRequest", &create);
+        let swapped = changed(&create, |r| {
+            r["devices"][0]["type_"] = json!(other);
+            r["devices"][0]["id"] = json!(if other == "blk" { "02/00" } else { "0:1" });
+        });
+        assert_denied_by(&agent, "CreateContainerRequest", &swapped, other, "devices");
+    }
+}
+
 #[test]
 fn set_policy_and_host_controls_are_always_denied() {
     for file in ["web.json", "mesh.json"] {

@@ -44,6 +44,7 @@ fn case(container: Value, spec: Value, config: ImageConfig) -> Case {
         namespace: "prod".to_owned(),
         spec: s,
         labels: BTreeMap::from([("app".to_owned(), "shop".to_owned())]),
+        runtime: contrast_platforms::Platform::MetalQemuSnp.kata_runtime(),
         images: BTreeMap::from([(IMAGE.to_owned(), config)]),
         config_maps: vec![
             json!({"kind": "ConfigMap", "metadata": {"name": "cm", "namespace": "prod"}, "data": {"a": "1", "b": "2", "bad=key": "x"}}),
@@ -863,4 +864,43 @@ fn the_same_input_gives_the_same_policy() {
     assert!(a.starts_with(contrast_policy::RULES));
     assert!(a[contrast_policy::RULES.len()..].starts_with("\npolicy_data := {\n"));
     assert!(a.ends_with("}\n"));
+}
+
+/// The platform's Kata runtime decides what the requests look like; a platform whose
+/// requests the rules cannot admit yet is refused when the policy is generated, not when
+/// every container is refused in the pod.
+#[test]
+fn platforms_whose_runtime_the_rules_do_not_admit_are_refused() {
+    use contrast_platforms::Platform;
+    let c = case(json!({}), json!({}), image_config());
+    for platform in [
+        Platform::AksClhSnp,
+        Platform::MetalQemuSnpGpu,
+        Platform::K3sQemuSnpGpu,
+    ] {
+        let input = contrast_policy::PodInput {
+            runtime: platform.kata_runtime(),
+            ..c.input()
+        };
+        let err = contrast_policy::policy_rego(&input)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("spec.runtimeClassName: "),
+            "{platform}: {err}"
+        );
+    }
+    for platform in Platform::ALL {
+        let runtime = platform.kata_runtime();
+        if runtime.image_pull != contrast_platforms::kata::ImagePull::InGuest
+            || runtime.guest_hook_path.is_some()
+        {
+            continue;
+        }
+        let input = contrast_policy::PodInput {
+            runtime,
+            ..c.input()
+        };
+        contrast_policy::policy_rego(&input).unwrap();
+    }
 }

@@ -1,0 +1,98 @@
+//! How the Kata runtime of each platform is configured where the configuration shapes the
+//! requests the agent gets: the node installer writes these settings into the runtime's
+//! configuration, and the agent policy is generated to expect the requests they produce.
+//! One place, so the two cannot drift apart.
+
+use crate::Platform;
+
+/// How a container's image reaches the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImagePull {
+    /// The guest pulls the image itself (`experimental_force_guest_pull`): the agent gets an
+    /// `image_guest_pull` storage naming the image, and the root is
+    /// `/run/kata-containers/<container id>/rootfs`.
+    InGuest,
+    /// The tardev snapshotter on the node hands the guest dm-verity protected layers (AKS).
+    TardevSnapshotter,
+}
+
+/// The hypervisor's block device driver (`block_device_driver`), which decides how the
+/// agent is told about a block volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockDeviceDriver {
+    /// `virtio-scsi`: agent device type `scsi`, found by its SCSI address.
+    VirtioScsi,
+    /// `virtio-blk`: agent device type `blk`, found by its PCI path.
+    VirtioBlk,
+}
+
+impl BlockDeviceDriver {
+    /// The value of `block_device_driver` in the Kata configuration.
+    pub fn config_value(self) -> &'static str {
+        match self {
+            BlockDeviceDriver::VirtioScsi => "virtio-scsi",
+            BlockDeviceDriver::VirtioBlk => "virtio-blk",
+        }
+    }
+
+    /// The agent device type the runtime sends for a block volume
+    /// (kata_agent.go `appendBlockDevice`).
+    pub fn agent_device_type(self) -> &'static str {
+        match self {
+            BlockDeviceDriver::VirtioScsi => "scsi",
+            BlockDeviceDriver::VirtioBlk => "blk",
+        }
+    }
+}
+
+/// The settings of a platform's Kata runtime that the agent policy depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KataRuntime {
+    /// `hypervisor.shared_fs`: always `none` (no host file system in the guest; the runtime
+    /// copies files in with CopyFile).
+    pub shared_fs: &'static str,
+    /// How images reach the guest.
+    pub image_pull: ImagePull,
+    /// `runtime.disable_guest_seccomp`: the runtime sends no seccomp profile.
+    pub disable_guest_seccomp: bool,
+    /// `hypervisor.disable_guest_selinux`: the runtime sends no SELinux label.
+    pub disable_guest_selinux: bool,
+    /// `hypervisor.block_device_driver`.
+    pub block_device_driver: BlockDeviceDriver,
+    /// `hypervisor.guest_hook_path`: OCI hooks in the guest (the GPU platforms' NVIDIA
+    /// hooks); the runtime names it in CreateSandbox.
+    pub guest_hook_path: Option<&'static str>,
+}
+
+impl Platform {
+    /// The settings of this platform's Kata runtime. The simulated platforms have no node
+    /// runtime; their pods are modelled on the bare-metal QEMU one.
+    pub fn kata_runtime(self) -> KataRuntime {
+        let qemu = KataRuntime {
+            shared_fs: "none",
+            image_pull: ImagePull::InGuest,
+            disable_guest_seccomp: true,
+            disable_guest_selinux: true,
+            block_device_driver: BlockDeviceDriver::VirtioScsi,
+            guest_hook_path: None,
+        };
+        match self {
+            Platform::AksClhSnp => KataRuntime {
+                image_pull: ImagePull::TardevSnapshotter,
+                block_device_driver: BlockDeviceDriver::VirtioBlk,
+                ..qemu
+            },
+            Platform::K3sQemuSnpGpu | Platform::MetalQemuSnpGpu => KataRuntime {
+                guest_hook_path: Some("/usr/share/oci/hooks"),
+                ..qemu
+            },
+            Platform::K3sQemuSnp
+            | Platform::K3sQemuTdx
+            | Platform::Rke2QemuTdx
+            | Platform::MetalQemuSnp
+            | Platform::MetalQemuTdx
+            | Platform::SimSnp
+            | Platform::SimTdx => qemu,
+        }
+    }
+}
