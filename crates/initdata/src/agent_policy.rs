@@ -18,10 +18,12 @@ use std::fmt::Write as _;
 pub const MAX_REASON_LEN: usize = 4096;
 
 /// The Kata agent's policy-checked requests: every name its ttRPC service passes to the
-/// policy (`rpc.rs`), and every name kata's sample policies define (`allow-all.rego`,
-/// genpolicy's `rules.rego`), so each refusal carries the reason.
+/// policy (`rpc.rs`: the protobuf message name, so the memory agent's are
+/// `MemAgent*Config` without `Request`), and every name kata's sample policies define
+/// (`allow-all.rego`, genpolicy's `rules.rego`), so each refusal carries the reason.
 pub const AGENT_REQUESTS: &[&str] = &[
     "AddARPNeighborsRequest",
+    "AddSwapPathRequest",
     "AddSwapRequest",
     "CloseStdinRequest",
     "CopyFileRequest",
@@ -36,6 +38,8 @@ pub const AGENT_REQUESTS: &[&str] = &[
     "GuestDetailsRequest",
     "ListInterfacesRequest",
     "ListRoutesRequest",
+    "MemAgentCompactConfig",
+    "MemAgentMemcgConfig",
     "MemHotplugByProbeRequest",
     "OnlineCPUMemRequest",
     "PauseContainerRequest",

@@ -36,11 +36,14 @@ default WaitProcessRequest := true
 
 # Requests the host never gets: they would change the guest's code, time, entropy,
 # firewall, policy or memory, feed input into containers, or read guest internals.
+default AddSwapPathRequest := false
 default AddSwapRequest := false
 default CloseStdinRequest := false
 default GetDiagnosticDataRequest := false
 default GetIPTablesRequest := false
 default GetMetricsRequest := false
+default MemAgentCompactConfig := false
+default MemAgentMemcgConfig := false
 default MemHotplugByProbeRequest := false
 default PauseContainerRequest := false
 default PullImageRequest := false
