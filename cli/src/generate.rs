@@ -338,6 +338,12 @@ impl PolicyPass<'_> {
         let name = workload.name.clone();
         let generated_name = workload.generated_name;
         let namespace = workload.namespace.clone();
+        // Without a namespace in the resource the policy admits the one it is applied to.
+        let policy_namespace = if workload.namespace_given {
+            namespace.clone()
+        } else {
+            String::new()
+        };
         let secret_id = workload
             .annotation(annotations::WORKLOAD_SECRET_ID)
             .unwrap_or_else(|| workload.default_workload_secret_id());
@@ -353,7 +359,7 @@ impl PolicyPass<'_> {
         let input = PodInput {
             generate_name: generated_name,
             name: &name,
-            namespace: &namespace,
+            namespace: &policy_namespace,
             pod_spec: &spec_json,
             labels: &labels,
             runtime: self.platform.kata_runtime(),

@@ -98,6 +98,9 @@ pub struct Workload<'a> {
     pub generated_name: bool,
     /// `metadata.namespace`, `default` when absent.
     pub namespace: String,
+    /// The resource names its namespace; without one, Kubernetes puts it where it is
+    /// applied.
+    pub namespace_given: bool,
     /// The whole resource.
     pub object: &'a mut Map,
 }
@@ -235,16 +238,16 @@ fn visit<E>(node: &mut Node, f: &mut impl FnMut(Workload<'_>) -> Result<(), E>) 
         .or_else(|| metadata.and_then(|m| m.str("generateName")))
         .unwrap_or_default()
         .to_owned();
-    let namespace = metadata
-        .and_then(|m| m.str("namespace"))
-        .unwrap_or("default")
-        .to_owned();
+    let given_namespace = metadata.and_then(|m| m.str("namespace"));
+    let namespace_given = given_namespace.is_some();
+    let namespace = given_namespace.unwrap_or("default").to_owned();
     f(Workload {
         kind,
         api_version,
         name,
         generated_name,
         namespace,
+        namespace_given,
         object: map,
     })
 }

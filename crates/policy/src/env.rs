@@ -28,6 +28,8 @@ pub(crate) enum EnvValue {
         /// A value the pattern admits.
         example: String,
     },
+    /// The namespace the sandbox runs in, for a pod whose resource names none.
+    SandboxNamespace,
 }
 
 /// Variables in the order they were first defined; redefining one replaces its value in
@@ -55,6 +57,8 @@ impl EnvList {
 pub(crate) struct EnvContext<'a> {
     pub(crate) input: &'a PodInput<'a>,
     pub(crate) namespace: &'a str,
+    /// The resource names no namespace: `namespace` is only the example.
+    pub(crate) any_namespace: bool,
     pub(crate) name_regex: &'a str,
     pub(crate) name_example: &'a str,
     pub(crate) service_account: &'a str,
@@ -372,6 +376,7 @@ fn field_ref(ctx: &EnvContext<'_>, source: &Obj, path: &str) -> Result<EnvValue,
     let ip = ip_regex();
     Ok(match field {
         "metadata.name" => pattern(ctx.name_regex.to_owned(), ctx.name_example),
+        "metadata.namespace" if ctx.any_namespace => EnvValue::SandboxNamespace,
         "metadata.namespace" => EnvValue::Exact(ctx.namespace.to_owned()),
         "metadata.uid" => pattern(
             "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$".to_owned(),
@@ -470,7 +475,7 @@ pub(crate) fn expand(
                     let name = &after[1..1 + close];
                     match env.get(name) {
                         Some(EnvValue::Exact(value)) => out.push_str(value),
-                        Some(EnvValue::Pattern { .. }) => {
+                        Some(EnvValue::Pattern { .. } | EnvValue::SandboxNamespace) => {
                             return Err(unsupported(
                                 path,
                                 format!(
@@ -583,6 +588,7 @@ mod tests {
         EnvContext {
             input,
             namespace: "default",
+            any_namespace: false,
             name_regex: "^web$",
             name_example: "web",
             service_account: "default",

@@ -141,7 +141,9 @@ pub struct PodInput<'a> {
     pub name: &'a str,
     /// `name` is `metadata.generateName`: Kubernetes appends five random characters.
     pub generate_name: bool,
-    /// The namespace (`"default"` when the resource names none; empty means default).
+    /// The namespace; empty when the resource names none: Kubernetes puts it where it is
+    /// applied, so the policy admits any namespace, the same for every container of the
+    /// sandbox (the first fixes it).
     pub namespace: &'a str,
     /// The PodSpec object, after `contrast generate`'s changes.
     pub pod_spec: &'a serde_json::Value,

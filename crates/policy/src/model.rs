@@ -32,8 +32,12 @@ pub(crate) struct PolicyData {
 /// What holds for the whole pod.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct PodRules {
-    /// `io.kubernetes.cri.sandbox-namespace` must be this.
+    /// `io.kubernetes.cri.sandbox-namespace` must be this; empty: any namespace (the
+    /// resource names none), the same for the whole sandbox.
     pub(crate) namespace: String,
+    /// The namespace of the example requests.
+    #[serde(skip)]
+    pub(crate) namespace_example: String,
     /// `io.kubernetes.cri.sandbox-name` must match this: the name, or the name with the
     /// suffixes controllers add (`web-7d9f8b6c5d-x2x4z`, `db-0`).
     pub(crate) name_regex: String,
@@ -94,6 +98,9 @@ pub(crate) struct ContainerRules {
     /// Variables whose value is only known at run time (downward API): each must be
     /// present, with a value matching the pattern.
     pub(crate) env_patterns: BTreeMap<String, String>,
+    /// Variables whose value is the sandbox's namespace (`metadata.namespace` of a pod
+    /// whose resource names none): each must be present with that value.
+    pub(crate) env_sandbox_namespace: Vec<String>,
     /// No capability set may hold anything else.
     pub(crate) capabilities: Vec<String>,
     /// `NoNewPrivileges` must be true.

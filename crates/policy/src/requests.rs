@@ -198,7 +198,7 @@ fn sandbox_annotations(data: &PolicyData, sandbox_id: &str) -> serde_json::Map<S
     );
     a.insert(
         "io.kubernetes.cri.sandbox-namespace".into(),
-        data.pod.namespace.clone().into(),
+        data.pod.namespace_example.clone().into(),
     );
     a.insert(
         "io.kubernetes.cri.sandbox-uid".into(),

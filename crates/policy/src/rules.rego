@@ -131,9 +131,28 @@ readonly_ok(required, actual) := true if {
 # The pod.
 
 sandbox_ok := true if {
-	annotation("io.kubernetes.cri.sandbox-namespace") == policy_data.pod.namespace
+	namespace_ok
 	regex.match(policy_data.pod.name_regex, annotation("io.kubernetes.cri.sandbox-name"))
 } else := false
+
+# The resource's namespace; or, for a resource that names none, any namespace (an RFC 1123
+# label), which the first container fixes for the sandbox (sandbox_state).
+namespace_ok if {
+	policy_data.pod.namespace != ""
+	annotation("io.kubernetes.cri.sandbox-namespace") == policy_data.pod.namespace
+}
+
+namespace_ok if {
+	policy_data.pod.namespace == ""
+	regex.match(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`, annotation("io.kubernetes.cri.sandbox-namespace"))
+}
+
+# The namespace the sandbox runs in: the request's (CreateContainer) or, for an exec, the
+# one the sandbox's first container recorded.
+sandbox_namespace := ns if {
+	ns := annotation("io.kubernetes.cri.sandbox-namespace")
+	ns != ""
+} else := as_string(object.get(pstate, "namespace", ""))
 
 # ---------------------------------------------------------------------------------------
 # The image. The guest pulls it itself (storage driver image_guest_pull, source = the
@@ -213,6 +232,9 @@ env_ok(c, p) := true if {
 	every name, _ in c.env_patterns {
 		name in names
 	}
+	every name in c.env_sandbox_namespace {
+		concat("=", [name, sandbox_namespace]) in env
+	}
 } else := false
 
 env_declared(c, name) if {
@@ -223,12 +245,21 @@ env_declared(c, name) if {
 	is_string(c.env_patterns[name])
 }
 
+env_declared(c, name) if {
+	name in c.env_sandbox_namespace
+}
+
 env_entry_ok(c, e) if {
 	c.env[env_name(e)] == env_value(e)
 }
 
 env_entry_ok(c, e) if {
 	regex.match(c.env_patterns[env_name(e)], env_value(e))
+}
+
+env_entry_ok(c, e) if {
+	env_name(e) in c.env_sandbox_namespace
+	env_value(e) == sandbox_namespace
 }
 
 env_entry_ok(c, e) if {
@@ -611,6 +642,7 @@ container_ops(record) := [] if {
 sandbox_state_ok := true if {
 	state_matches("sandbox_id", sandbox_id)
 	state_matches("sandbox_name", annotation("io.kubernetes.cri.sandbox-name"))
+	state_matches("namespace", annotation("io.kubernetes.cri.sandbox-namespace"))
 } else := false
 
 # ---------------------------------------------------------------------------------------
@@ -715,7 +747,10 @@ create_container_allowed if {
 }
 
 create_container_ops := array.concat(
-	array.concat(state_op("sandbox_id", sandbox_id), state_op("sandbox_name", annotation("io.kubernetes.cri.sandbox-name"))),
+	array.concat(
+		array.concat(state_op("sandbox_id", sandbox_id), state_op("sandbox_name", annotation("io.kubernetes.cri.sandbox-name"))),
+		state_op("namespace", annotation("io.kubernetes.cri.sandbox-namespace")),
+	),
 	array.concat(state_op("network_namespace", network_namespace), container_ops(create_container_target.record)),
 )
 

@@ -215,7 +215,10 @@ pub(crate) fn resolve(input: &PodInput<'_>) -> Result<PolicyData, PolicyError> {
     if input.name.is_empty() {
         return Err(invalid("metadata.name", "the pod needs a name"));
     }
-    let namespace = if input.namespace.is_empty() {
+    // Without a namespace in the resource, any namespace is admitted; "default" is the
+    // example the expected requests use.
+    let any_namespace = input.namespace.is_empty();
+    let namespace = if any_namespace {
         "default"
     } else {
         input.namespace
@@ -249,7 +252,8 @@ pub(crate) fn resolve(input: &PodInput<'_>) -> Result<PolicyData, PolicyError> {
     } else {
         (env::name_regex(input.name), input.name.to_owned())
     };
-    let (hostname_regex, hostname_example) = hostname(spec, input.name, namespace)?;
+    let (hostname_regex, hostname_example) =
+        hostname(spec, input.name, (!any_namespace).then_some(namespace))?;
     let service_links = get_bool(spec, "enableServiceLinks", "spec")?.unwrap_or(true);
     let (optional_env, optional_env_examples) =
         env::optional_env(service_links, &hostname_regex, &hostname_example);
@@ -293,6 +297,7 @@ pub(crate) fn resolve(input: &PodInput<'_>) -> Result<PolicyData, PolicyError> {
         env: EnvContext {
             input,
             namespace,
+            any_namespace,
             name_regex: &name_regex,
             name_example: &name_example,
             service_account,
@@ -328,7 +333,12 @@ pub(crate) fn resolve(input: &PodInput<'_>) -> Result<PolicyData, PolicyError> {
     Ok(PolicyData {
         version: DATA_VERSION,
         pod: PodRules {
-            namespace: namespace.to_owned(),
+            namespace: if any_namespace {
+                String::new()
+            } else {
+                namespace.to_owned()
+            },
+            namespace_example: namespace.to_owned(),
             name_regex: name_regex.clone(),
             share_process_namespace: get_bool(spec, "shareProcessNamespace", "spec")?
                 .unwrap_or(false),
@@ -351,7 +361,15 @@ pub(crate) fn resolve(input: &PodInput<'_>) -> Result<PolicyData, PolicyError> {
 }
 
 /// The pod's hostname (HOSTNAME, the OCI hostname) as a pattern, and an example.
-fn hostname(spec: &Obj, name: &str, namespace: &str) -> Result<(String, String), PolicyError> {
+/// A namespace name (an RFC 1123 label).
+const DNS_LABEL: &str = "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?";
+
+/// `namespace` is `None` when the resource names none (any namespace).
+fn hostname(
+    spec: &Obj,
+    name: &str,
+    namespace: Option<&str>,
+) -> Result<(String, String), PolicyError> {
     if get_bool(spec, "hostNetwork", "spec")?.unwrap_or(false) {
         // The node's name: any DNS name.
         return Ok((
@@ -379,8 +397,9 @@ fn hostname(spec: &Obj, name: &str, namespace: &str) -> Result<(String, String),
         regex = format!(
             r"{regex}(\.{}\.{}\.svc\.[-a-z0-9.]+)?",
             regex_escape(sub),
-            regex_escape(namespace)
+            namespace.map_or_else(|| DNS_LABEL.to_owned(), regex_escape)
         );
+        let namespace = namespace.unwrap_or("default");
         example = format!("{example}.{sub}.{namespace}.svc.cluster.local");
     }
     Ok((regex, example))
@@ -503,6 +522,7 @@ fn container(
     }
     let mut exact = BTreeMap::new();
     let mut patterns = BTreeMap::new();
+    let mut sandbox_namespace = Vec::new();
     let mut env_example = Vec::with_capacity(full.entries.len());
     for (k, v) in full.entries {
         match v {
@@ -513,6 +533,10 @@ fn container(
             EnvValue::Pattern { regex, example } => {
                 env_example.push(format!("{k}={example}"));
                 patterns.insert(k, regex);
+            }
+            EnvValue::SandboxNamespace => {
+                env_example.push(format!("{k}={}", pod.env.namespace));
+                sandbox_namespace.push(k);
             }
         }
     }
@@ -558,6 +582,7 @@ fn container(
         additional_gids,
         env: exact,
         env_patterns: patterns,
+        env_sandbox_namespace: sandbox_namespace,
         capabilities,
         no_new_privileges: escalation == Some(false),
         privileged,

@@ -1194,6 +1194,100 @@ fn block_devices_come_as_the_platforms_driver_sends_them() {
     }
 }
 
+/// A resource that names no namespace runs where it is applied (Kubernetes fills the
+/// namespace in): the policy admits any namespace, the one the sandbox's first container
+/// names, and `metadata.namespace` variables carry it.
+#[test]
+fn a_pod_without_a_namespace_runs_in_the_one_it_is_applied_to() {
+    let mut case = Case::load("web.json");
+    case.namespace = String::new();
+    for object in case.config_maps.iter_mut().chain(case.secrets.iter_mut()) {
+        object["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("namespace");
+    }
+    let policy = case.policy();
+    let requests: Vec<(String, Value)> = case
+        .requests()
+        .into_iter()
+        .map(|(name, mut r)| {
+            if let Some(a) = r["OCI"]["Annotations"].as_object_mut() {
+                a.insert(
+                    "io.kubernetes.cri.sandbox-namespace".into(),
+                    json!("team-a"),
+                );
+            }
+            for pointer in ["/OCI/Process/Env", "/process/Env"] {
+                let list = r.pointer_mut(pointer).and_then(Value::as_array_mut);
+                for e in list.into_iter().flatten() {
+                    if e == "POD_NAMESPACE=default" {
+                        *e = json!("POD_NAMESPACE=team-a");
+                    }
+                }
+            }
+            (name, r)
+        })
+        .collect();
+    let web = create_request(&requests, "web");
+    assert!(
+        web["OCI"]["Process"]["Env"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("POD_NAMESPACE=team-a"))
+    );
+    let mut agent = contrast_policy::AgentPolicy::new(&policy).unwrap();
+    let mut before_web = None;
+    for (name, request) in &requests {
+        if request == &web {
+            before_web = Some(agent.clone());
+        }
+        let e = agent.decide(name, request).unwrap();
+        assert!(e.allowed, "{name}: {:?}", e.prints);
+    }
+    let before_web = before_web.unwrap();
+    assert_denied_by(
+        &before_web,
+        "CreateContainerRequest",
+        &changed(&web, |r| {
+            r["OCI"]["Annotations"]["io.kubernetes.cri.sandbox-namespace"] = json!("team-b");
+        }),
+        "a container in another namespace than its sandbox's",
+        "env, sandbox_state",
+    );
+    assert_denied_by(
+        &before_web,
+        "CreateContainerRequest",
+        &changed(&web, |r| {
+            for e in r["OCI"]["Process"]["Env"].as_array_mut().unwrap() {
+                if e == "POD_NAMESPACE=team-a" {
+                    *e = json!("POD_NAMESPACE=default");
+                }
+            }
+        }),
+        "a namespace variable that is not the sandbox's",
+        "env",
+    );
+    assert_denied_by(
+        &policy,
+        "CreateContainerRequest",
+        &changed(&pause_request(&requests), |r| {
+            r["OCI"]["Annotations"]["io.kubernetes.cri.sandbox-namespace"] = json!("Team_B");
+        }),
+        "a namespace that is no namespace name",
+        "sandbox",
+    );
+    // Where the resource names its namespace, only that one.
+    let named = Case::load("web.json");
+    assert_denied_by(
+        &named.policy(),
+        "CreateContainerRequest",
+        &pause_request(&requests),
+        "the resource's namespace is shop",
+        "sandbox",
+    );
+}
+
 #[test]
 fn set_policy_and_host_controls_are_always_denied() {
     for file in ["web.json", "mesh.json"] {
