@@ -259,6 +259,7 @@ pub fn kata_config(inputs: &KataInputs<'_>) -> Result<String, InstallError> {
         "disable_guest_seccomp",
         settings.disable_guest_seccomp.into(),
     );
+    set(&mut runtime, "emptydir_mode", settings.emptydir_mode.into());
     set(&mut runtime, "internetworking_model", "tcfilter".into());
     set(&mut runtime, "vfio_mode", "guest-kernel".into());
     if settings.image_pull == ImagePull::InGuest {
@@ -441,6 +442,11 @@ mod tests {
             assert_eq!(
                 doc["runtime"]["disable_guest_seccomp"].as_bool(),
                 Some(expected.disable_guest_seccomp),
+                "{platform}"
+            );
+            assert_eq!(
+                doc["runtime"]["emptydir_mode"].as_str(),
+                Some(expected.emptydir_mode),
                 "{platform}"
             );
             assert_eq!(

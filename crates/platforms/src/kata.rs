@@ -59,6 +59,10 @@ pub struct KataRuntime {
     pub disable_guest_selinux: bool,
     /// `hypervisor.block_device_driver`.
     pub block_device_driver: BlockDeviceDriver,
+    /// `runtime.emptydir_mode`: `shared-fs`, so a disk emptyDir is a `local` storage in the
+    /// guest (kata's confidential configuration templates default to `block-encrypted`,
+    /// whose requests the policy does not admit).
+    pub emptydir_mode: &'static str,
     /// `hypervisor.guest_hook_path`: OCI hooks in the guest (the GPU platforms' NVIDIA
     /// hooks); the runtime names it in CreateSandbox.
     pub guest_hook_path: Option<&'static str>,
@@ -74,6 +78,7 @@ impl Platform {
             disable_guest_seccomp: true,
             disable_guest_selinux: true,
             block_device_driver: BlockDeviceDriver::VirtioScsi,
+            emptydir_mode: "shared-fs",
             guest_hook_path: None,
         };
         match self {

@@ -231,6 +231,13 @@ pub(crate) fn resolve(input: &PodInput<'_>) -> Result<PolicyData, PolicyError> {
              pulls images (bare metal with QEMU)",
         ));
     }
+    if input.runtime.emptydir_mode != "shared-fs" {
+        return Err(unsupported(
+            "spec.runtimeClassName",
+            "this platform's runtime plugs emptyDir volumes in as block devices, which \
+             contrast's policies do not admit yet",
+        ));
+    }
     if input.runtime.guest_hook_path.is_some() {
         return Err(unsupported(
             "spec.runtimeClassName",
