@@ -1,0 +1,219 @@
+//! AMD's Key Distribution Service: a report's VCEK and its product line's ASK and ARK,
+//! fetched, checked against the pinned ARK by verifying the report with them, and cached.
+//!
+//! Paths (AMD's KDS interface specification, as clients use it):
+//! `/vcek/v1/{Milan|Genoa|Turin}/{hwid}?blSPL=..&teeSPL=..&snpSPL=..&ucodeSPL=..` with the
+//! 64-byte CHIP_ID in hex (Turin: its first 8 bytes, and `fmcSPL` first), and
+//! `/vcek/v1/{product}/cert_chain` (ASK then ARK, PEM). VLEKs cannot be fetched: the host
+//! loads them into the PSP and hands them over itself.
+
+use contrast_attestation::pem;
+use contrast_attestation::snp::{
+    SigningKey, SnpEndorsements, SnpProduct, SnpReport, SnpTrustAnchor, TcbVersion, verify_report,
+};
+
+use crate::CollateralError;
+use crate::cache::DiskCache;
+use crate::fetch::{Fetcher, RetryPolicy};
+
+/// AMD's public KDS.
+pub const DEFAULT_KDS_URL: &str = "https://kdsintf.amd.com";
+
+/// The KDS path of the VCEK for `chip_id` at `tcb` (the report's REPORTED_TCB).
+pub fn vcek_path(product: SnpProduct, chip_id: &[u8; 64], tcb: TcbVersion) -> String {
+    let name = product.name();
+    match product {
+        SnpProduct::Turin => format!(
+            "/vcek/v1/{name}/{}?fmcSPL={}&blSPL={}&teeSPL={}&snpSPL={}&ucodeSPL={}",
+            hex::encode(&chip_id[..product.hw_id_len()]),
+            tcb.fmc.unwrap_or(0),
+            tcb.bootloader,
+            tcb.tee,
+            tcb.snp,
+            tcb.microcode
+        ),
+        SnpProduct::Milan | SnpProduct::Genoa => format!(
+            "/vcek/v1/{name}/{}?blSPL={}&teeSPL={}&snpSPL={}&ucodeSPL={}",
+            hex::encode(&chip_id[..product.hw_id_len()]),
+            tcb.bootloader,
+            tcb.tee,
+            tcb.snp,
+            tcb.microcode
+        ),
+    }
+}
+
+/// The KDS path of the ASK and ARK of `product`.
+pub fn cert_chain_path(product: SnpProduct) -> String {
+    format!("/vcek/v1/{}/cert_chain", product.name())
+}
+
+/// Where KDS answers are cached, by what they are (one file per VCEK and per chain).
+fn vcek_cache_key(product: SnpProduct, chip_id: &[u8; 64], tcb: TcbVersion) -> String {
+    format!(
+        "kds/vcek/{}/{}-{}-{}-{}-{}-{}.der",
+        product.name(),
+        hex::encode(&chip_id[..product.hw_id_len()]),
+        tcb.fmc.unwrap_or(0),
+        tcb.bootloader,
+        tcb.tee,
+        tcb.snp,
+        tcb.microcode
+    )
+}
+
+fn chain_cache_key(product: SnpProduct) -> String {
+    format!("kds/cert_chain/{}.pem", product.name())
+}
+
+/// The product lines to ask KDS for: the report's own (CPUID, report v3 and later), or
+/// else the one its CHIP_ID's length points to (Turin sets only 8 bytes), Milan first.
+fn candidate_products(report: &SnpReport) -> Vec<SnpProduct> {
+    if let Some(product) = report.product_from_cpuid() {
+        return vec![product];
+    }
+    let chip_id = report.chip_id();
+    if chip_id[8..].iter().all(|b| *b == 0) && chip_id[..8].iter().any(|b| *b != 0) {
+        vec![SnpProduct::Turin]
+    } else {
+        vec![SnpProduct::Milan, SnpProduct::Genoa]
+    }
+}
+
+/// AMD's KDS, behind a cache.
+#[derive(Debug, Clone)]
+pub struct Kds {
+    base: String,
+    fetcher: Fetcher,
+    cache: Option<DiskCache>,
+}
+
+impl Kds {
+    /// KDS at `base` (such as [`DEFAULT_KDS_URL`], or a mirror), with an optional cache.
+    pub fn new(
+        base: &str,
+        retry: RetryPolicy,
+        cache: Option<DiskCache>,
+    ) -> Result<Self, CollateralError> {
+        Ok(Kds {
+            base: base.trim_end_matches('/').to_owned(),
+            fetcher: Fetcher::new(retry)?,
+            cache,
+        })
+    }
+
+    /// The certificates that verify `evidence` (a raw or Azure HCL SNP report) under
+    /// `anchor` at `now`: the VCEK for its chip and REPORTED_TCB and its product line's
+    /// ASK and ARK. From the cache when it holds them; else fetched, and cached only once
+    /// the report verified with them (a wrong or forged answer is never kept).
+    pub async fn snp_endorsements(
+        &self,
+        evidence: &[u8],
+        anchor: &SnpTrustAnchor,
+        now: i64,
+    ) -> Result<SnpEndorsements, CollateralError> {
+        let (report, _) = SnpReport::from_bytes_or_hcl(evidence)
+            .map_err(|e| CollateralError::Evidence(e.to_string()))?;
+        if report.signing_key().ok() == Some(SigningKey::Vlek) {
+            return Err(CollateralError::VlekNotFetchable);
+        }
+        if report.mask_chip_key() || report.chip_id().iter().all(|b| *b == 0) {
+            return Err(CollateralError::MaskedChipId);
+        }
+        // Another product line may still be the right one after a 404 or a refused answer;
+        // a refusal says more than a 404 of a line the chip is not of.
+        let mut not_found = None;
+        let mut rejected = None;
+        for product in candidate_products(&report) {
+            match self
+                .for_product(evidence, &report, product, anchor, now)
+                .await
+            {
+                Ok(endorsements) => return Ok(endorsements),
+                Err(e @ CollateralError::Status { status: 404, .. }) => not_found = Some(e),
+                Err(e @ CollateralError::Rejected { .. }) => {
+                    rejected.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(rejected
+            .or(not_found)
+            .unwrap_or(CollateralError::MaskedChipId))
+    }
+
+    async fn for_product(
+        &self,
+        evidence: &[u8],
+        report: &SnpReport,
+        product: SnpProduct,
+        anchor: &SnpTrustAnchor,
+        now: i64,
+    ) -> Result<SnpEndorsements, CollateralError> {
+        let chip_id = report.chip_id();
+        let tcb = TcbVersion::from_bytes(report.reported_tcb_raw(), product);
+        let vcek_key = vcek_cache_key(product, &chip_id, tcb);
+        let chain_key = chain_cache_key(product);
+
+        // The cache first: what it holds is checked like a fresh answer.
+        if let (Some(vcek), Some(chain)) = (self.cached(&vcek_key), self.cached(&chain_key))
+            && let Ok(endorsements) = endorsements(vcek, &chain)
+            && verify_report(evidence, &endorsements, anchor, now).is_ok()
+        {
+            tracing::debug!(%product, "SNP endorsements from the cache");
+            return Ok(endorsements);
+        }
+
+        let vcek_url = format!("{}{}", self.base, vcek_path(product, &chip_id, tcb));
+        let chain_url = format!("{}{}", self.base, cert_chain_path(product));
+        let vcek = self.fetcher.get(&vcek_url).await?;
+        let chain = self.fetcher.get(&chain_url).await?;
+        let endorsements =
+            endorsements(vcek.clone(), &chain).map_err(|reason| CollateralError::Rejected {
+                url: chain_url.clone(),
+                reason,
+            })?;
+        verify_report(evidence, &endorsements, anchor, now).map_err(|e| {
+            CollateralError::Rejected {
+                url: vcek_url.clone(),
+                reason: format!(
+                    "the report does not verify with the certificates KDS returned: {}",
+                    contrast_platforms::error_chain(&e)
+                ),
+            }
+        })?;
+        if let Some(cache) = &self.cache {
+            // A cache that cannot be written costs a fetch next time, nothing else.
+            for (key, bytes) in [(&vcek_key, &vcek), (&chain_key, &chain)] {
+                if let Err(e) = cache.put(key, bytes) {
+                    tracing::warn!(key, error = %contrast_platforms::error_chain(&e), "cannot cache collateral");
+                }
+            }
+        }
+        Ok(endorsements)
+    }
+
+    fn cached(&self, key: &str) -> Option<Vec<u8>> {
+        self.cache.as_ref().and_then(|cache| cache.get(key))
+    }
+}
+
+/// The endorsements from a VCEK (DER) and a KDS `cert_chain` answer (ASK, then ARK, PEM).
+fn endorsements(vcek: Vec<u8>, chain: &[u8]) -> Result<SnpEndorsements, String> {
+    let text =
+        std::str::from_utf8(chain).map_err(|_| "the certificate chain is not text".to_owned())?;
+    let certs = pem::decode_all(text, "CERTIFICATE")
+        .map_err(|e| format!("the certificate chain is not PEM: {e}"))?;
+    let [ask, ark] = <[Vec<u8>; 2]>::try_from(certs).map_err(|certs| {
+        format!(
+            "the certificate chain holds {} certificates, not the ASK and the ARK",
+            certs.len()
+        )
+    })?;
+    Ok(SnpEndorsements {
+        vek: Some(vcek),
+        ask: Some(ask),
+        ark: Some(ark),
+        crl: None,
+    })
+}

@@ -1,0 +1,84 @@
+//! Vendor collateral for attestation, fetched, checked and cached: the one home of it for
+//! the CLI and the Coordinator.
+//!
+//! So far AMD's KDS for SEV-SNP ([`kds::Kds`]): a report's VCEK and its product line's
+//! ASK and ARK. Everything fetched is checked before it is used or kept: the report must
+//! verify with it under the pinned ARK, so an answer from a wrong root, a truncated or a
+//! forged one is refused and never cached. Faults are retried with backoff (honouring
+//! `Retry-After`, which KDS sends with 429) and end in an error that names the URL and
+//! what went wrong.
+
+#![forbid(unsafe_code)]
+
+pub mod cache;
+pub mod fetch;
+pub mod kds;
+
+pub use cache::DiskCache;
+pub use fetch::{Fetcher, RetryPolicy};
+pub use kds::{DEFAULT_KDS_URL, Kds};
+
+/// Why collateral could not be had.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CollateralError {
+    /// The HTTP client could not be set up.
+    #[error("setting up the HTTP client: {0}")]
+    Client(String),
+    /// The service answered with an error status.
+    #[error("{url} answered HTTP {status}")]
+    Status {
+        /// The URL asked.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// No answer (connection refused, timed out, cut short).
+    #[error("{url}: {reason}")]
+    Transport {
+        /// The URL asked.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A body over [`fetch::MAX_BODY`].
+    #[error("{url} sent more than {} bytes: not collateral", fetch::MAX_BODY)]
+    TooLarge {
+        /// The URL asked.
+        url: String,
+    },
+    /// Every attempt failed.
+    #[error("gave up on {url} after {attempts} attempts")]
+    GaveUp {
+        /// The URL asked.
+        url: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last attempt's failure.
+        #[source]
+        last: Box<CollateralError>,
+    },
+    /// The answer is not usable collateral for this evidence.
+    #[error("refused what {url} returned: {reason}")]
+    Rejected {
+        /// The URL asked.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The evidence cannot be read.
+    #[error("the evidence: {0}")]
+    Evidence(String),
+    /// A VLEK-signed report: KDS does not serve VLEKs.
+    #[error(
+        "the report is signed with a VLEK, which KDS does not serve: the host must hand it \
+         over (its certificate table, or --vcek)"
+    )]
+    VlekNotFetchable,
+    /// The report does not name its chip.
+    #[error(
+        "the report's CHIP_ID is masked (MASK_CHIP_ID): KDS cannot be asked for its VCEK; \
+         give the VCEK (--vcek) or use the host's certificate table"
+    )]
+    MaskedChipId,
+}

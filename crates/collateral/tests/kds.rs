@@ -1,0 +1,304 @@
+//! The KDS client against a local server that plays AMD's KDS with real vectors (a
+//! Milan report, its chip's VCEK, Milan's ASK and ARK) and with the faults a real service
+//! shows: 429 with Retry-After, 500, a hang, a truncated body, certificates that do not
+//! belong. Every fault is a named refusal or a retry, never an acceptance, and nothing
+//! refused is cached.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use contrast_attestation::snp::{SnpTrustAnchor, verify_report};
+use contrast_collateral::{CollateralError, DiskCache, Kds, RetryPolicy};
+use contrast_testkit::TempDir;
+
+const REPORT: &[u8] =
+    include_bytes!("../../attestation/tests/data/snp/trustee-milan-v2-report.bin");
+const VCEK: &[u8] = include_bytes!("../../attestation/tests/data/snp/trustee-milan-v2-vcek.der");
+const OTHER_VCEK: &[u8] =
+    include_bytes!("../../attestation/tests/data/snp/gosevguest-milan-v2-vcek.der");
+const CHAIN: &[u8] =
+    include_bytes!("../../attestation/tests/data/snp/gosevguest-milan-ask-ark.pem");
+const VLEK_CHAIN: &[u8] =
+    include_bytes!("../../attestation/tests/data/snp/gosevguest-milan-asvk-ark.pem");
+const VLEK_REPORT: &[u8] =
+    include_bytes!("../../attestation/tests/data/snp/trustee-milan-v3-vlek-report.bin");
+/// When the vectors' certificates are valid.
+const NOW: i64 = 1_750_809_600;
+
+/// What the server does wrong.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    None,
+    /// 429 with `Retry-After: 1` this many times, then answers.
+    TooMany(usize),
+    /// 500 every time.
+    ServerError,
+    /// Never answers.
+    Hang,
+    /// Half the VCEK.
+    Truncated,
+    /// Another chip's VCEK.
+    OtherChip,
+    /// The VLEK signer's chain instead of the VCEK signer's.
+    WrongChain,
+}
+
+#[derive(Clone)]
+struct Kdsd {
+    fault: Arc<Mutex<Fault>>,
+    requests: Arc<AtomicUsize>,
+    throttled: Arc<AtomicUsize>,
+}
+
+async fn serve_kds(
+    State(kds): State<Kdsd>,
+    Path((product, leaf)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    kds.requests.fetch_add(1, Ordering::SeqCst);
+    let fault = *kds.fault.lock().unwrap();
+    match fault {
+        Fault::TooMany(n) if kds.throttled.fetch_add(1, Ordering::SeqCst) < n => {
+            let mut headers = HeaderMap::new();
+            headers.insert("retry-after", "1".parse().unwrap());
+            return (StatusCode::TOO_MANY_REQUESTS, headers).into_response();
+        }
+        Fault::ServerError => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Fault::Hang => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            return StatusCode::OK.into_response();
+        }
+        _ => {}
+    }
+    if product != "Milan" {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    if leaf == "cert_chain" {
+        let chain = if fault == Fault::WrongChain {
+            VLEK_CHAIN
+        } else {
+            CHAIN
+        };
+        return chain.to_vec().into_response();
+    }
+    // The report's chip and REPORTED_TCB (bl 3, tee 0, snp 8, ucode 115), as AMD's KDS
+    // would be asked for them.
+    let chip = hex::encode(&REPORT[0x1A0..0x1E0]);
+    if leaf != chip || query.as_deref() != Some("blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115") {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    match fault {
+        Fault::Truncated => VCEK[..VCEK.len() / 2].to_vec().into_response(),
+        Fault::OtherChip => OTHER_VCEK.to_vec().into_response(),
+        _ => VCEK.to_vec().into_response(),
+    }
+}
+
+struct Server {
+    url: String,
+    state: Kdsd,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(fault: Fault) -> Server {
+        let state = Kdsd {
+            fault: Arc::new(Mutex::new(fault)),
+            requests: Arc::new(AtomicUsize::new(0)),
+            throttled: Arc::new(AtomicUsize::new(0)),
+        };
+        let app = axum::Router::new()
+            .route("/vcek/v1/{product}/{leaf}", axum::routing::get(serve_kds))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Server { url, state, task }
+    }
+
+    fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+}
+
+fn quick() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 3,
+        backoff: Duration::from_millis(10),
+        max_wait: Duration::from_secs(2),
+        timeout: Duration::from_millis(500),
+    }
+}
+
+fn kds(url: &str, cache: &DiskCache) -> Kds {
+    Kds::new(url, quick(), Some(cache.clone())).unwrap()
+}
+
+fn cached_files(dir: &TempDir) -> usize {
+    fn count(path: &std::path::Path) -> usize {
+        std::fs::read_dir(path).map_or(0, |entries| {
+            entries
+                .map(|e| {
+                    let path = e.unwrap().path();
+                    if path.is_dir() { count(&path) } else { 1 }
+                })
+                .sum()
+        })
+    }
+    count(dir.path())
+}
+
+#[tokio::test]
+async fn the_vcek_and_chain_are_fetched_verified_cached_and_then_used_without_kds() {
+    let dir = TempDir::new("kds-cache");
+    let cache = DiskCache::new(dir.path());
+    let server = Server::start(Fault::None).await;
+    let endorsements = kds(&server.url, &cache)
+        .snp_endorsements(REPORT, &SnpTrustAnchor::amd(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(endorsements.vek.as_deref(), Some(VCEK));
+    verify_report(REPORT, &endorsements, &SnpTrustAnchor::amd(), NOW).unwrap();
+    assert_eq!(server.requests(), 2, "the VCEK and the chain");
+    assert_eq!(cached_files(&dir), 2);
+
+    // KDS gone: a new client (a second run of the CLI) is served by the cache.
+    server.task.abort();
+    let again = kds(&server.url, &cache)
+        .snp_endorsements(REPORT, &SnpTrustAnchor::amd(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(again.vek.as_deref(), Some(VCEK));
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
+async fn a_throttling_kds_is_asked_again_after_its_retry_after() {
+    let dir = TempDir::new("kds-cache");
+    let server = Server::start(Fault::TooMany(1)).await;
+    let started = std::time::Instant::now();
+    kds(&server.url, &DiskCache::new(dir.path()))
+        .snp_endorsements(REPORT, &SnpTrustAnchor::amd(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(server.requests(), 3, "429, then the VCEK, then the chain");
+    // The backoff is 10 ms: only Retry-After makes it wait a second.
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
+#[tokio::test]
+async fn a_failing_kds_ends_in_an_error_naming_the_url_and_status() {
+    let dir = TempDir::new("kds-cache");
+    let server = Server::start(Fault::ServerError).await;
+    let err = kds(&server.url, &DiskCache::new(dir.path()))
+        .snp_endorsements(REPORT, &SnpTrustAnchor::amd(), NOW)
+        .await
+        .unwrap_err();
+    let CollateralError::GaveUp {
+        url,
+        attempts,
+        last,
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
+    assert!(url.contains("/vcek/v1/Milan/"), "{url}");
+    assert_eq!(*attempts, 3);
+    assert!(
+        matches!(**last, CollateralError::Status { status: 500, .. }),
+        "{last:?}"
+    );
+    assert_eq!(server.requests(), 3);
+    assert_eq!(cached_files(&dir), 0);
+    let text = contrast_platforms::error_chain(&err);
+    assert!(text.contains("answered HTTP 500"), "{text}");
+}
+
+#[tokio::test]
+async fn a_hanging_kds_times_out() {
+    let dir = TempDir::new("kds-cache");
+    let server = Server::start(Fault::Hang).await;
+    let err = kds(&server.url, &DiskCache::new(dir.path()))
+        .snp_endorsements(REPORT, &SnpTrustAnchor::amd(), NOW)
+        .await
+        .unwrap_err();
+    let text = contrast_platforms::error_chain(&err);
+    assert!(text.contains("timed out"), "{text}");
+    assert_eq!(cached_files(&dir), 0);
+}
+
+#[tokio::test]
+async fn answers_that_do_not_verify_the_report_are_refused_and_not_cached() {
+    for fault in [Fault::Truncated, Fault::OtherChip, Fault::WrongChain] {
+        let dir = TempDir::new("kds-cache");
+        let server = Server::start(fault).await;
+        let err = kds(&server.url, &DiskCache::new(dir.path()))
+            .snp_endorsements(REPORT, &SnpTrustAnchor::amd(), NOW)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, CollateralError::Rejected { .. }),
+            "{fault:?}: {err:?}"
+        );
+        assert_eq!(cached_files(&dir), 0, "{fault:?}");
+    }
+}
+
+/// The cache is not trusted: an entry that does not verify the report (a disk an attacker
+/// wrote to) is ignored and replaced by KDS's answer.
+#[tokio::test]
+async fn a_cache_entry_that_does_not_verify_is_fetched_again() {
+    let dir = TempDir::new("kds-cache");
+    let cache = DiskCache::new(dir.path());
+    let server = Server::start(Fault::None).await;
+    kds(&server.url, &cache)
+        .snp_endorsements(REPORT, &SnpTrustAnchor::amd(), NOW)
+        .await
+        .unwrap();
+    let vcek_file = walk(dir.path())
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "der"))
+        .unwrap();
+    std::fs::write(&vcek_file, OTHER_VCEK).unwrap();
+    let endorsements = kds(&server.url, &cache)
+        .snp_endorsements(REPORT, &SnpTrustAnchor::amd(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(endorsements.vek.as_deref(), Some(VCEK));
+    assert_eq!(server.requests(), 4);
+    assert_eq!(std::fs::read(&vcek_file).unwrap(), VCEK);
+}
+
+#[tokio::test]
+async fn a_vlek_report_is_not_sent_to_kds() {
+    let dir = TempDir::new("kds-cache");
+    let server = Server::start(Fault::None).await;
+    let err = kds(&server.url, &DiskCache::new(dir.path()))
+        .snp_endorsements(VLEK_REPORT, &SnpTrustAnchor::amd(), NOW)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CollateralError::VlekNotFetchable), "{err:?}");
+    assert!(err.to_string().contains("the host must hand it over"));
+    assert_eq!(server.requests(), 0);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
