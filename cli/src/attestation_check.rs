@@ -39,6 +39,15 @@ pub(crate) struct CheckArgs {
     /// TDX collateral (JSON: TCB info, QE identity, CRLs), for the TCB status.
     #[arg(long)]
     collateral: Option<PathBuf>,
+    /// AMD's KDS (or a mirror): where an SNP report's VCEK and chain are fetched when
+    /// neither the command line nor the evidence carries them. Fetched certificates are
+    /// kept only once the report verifies with them, in the cache directory
+    /// (CONTRAST_CACHE_DIR, else $XDG_CACHE_HOME/contrast or ~/.cache/contrast).
+    #[arg(long, env = "CONTRAST_KDS_URL", default_value = contrast_collateral::DEFAULT_KDS_URL)]
+    kds_url: String,
+    /// Fetch nothing: use only the certificates given or carried.
+    #[arg(long)]
+    offline: bool,
     /// The time to verify at (RFC 3339, e.g. 2025-06-25T00:00:00Z); default now.
     #[arg(long)]
     now: Option<String>,
@@ -193,13 +202,18 @@ pub(crate) fn run(args: &CheckArgs) -> Result<bool> {
     };
     let (mut facts, verdict) = match kind {
         Evidence::SnpReport | Evidence::AzureHcl => {
-            let endorsements = snp_endorsements(args, None)?;
-            check_snp(args, &evidence, &endorsements, reference.as_ref(), now)?
+            let mut endorsements = snp_endorsements(args, None)?;
+            let fetched = fetch_vek(args, &evidence, &mut endorsements, now);
+            let (mut facts, verdict) =
+                check_snp(args, &evidence, &endorsements, reference.as_ref(), now)?;
+            note_fetch(&mut facts, fetched);
+            (facts, verdict)
         }
         Evidence::Document(DocumentKind::Snp) => {
             let document =
                 document::decode_snp_document(&evidence).with_context(unreadable_document)?;
-            let endorsements = snp_endorsements(args, Some(document.endorsements))?;
+            let mut endorsements = snp_endorsements(args, Some(document.endorsements))?;
+            let fetched = fetch_vek(args, &document.report, &mut endorsements, now);
             let (mut facts, verdict) = check_snp(
                 args,
                 &document.report,
@@ -213,6 +227,7 @@ pub(crate) fn run(args: &CheckArgs) -> Result<bool> {
                 } else {
                     "document"
                 });
+            note_fetch(&mut facts, fetched);
             facts["CRL from"] = json!(match (&args.crl, &endorsements.crl) {
                 (Some(_), _) => "command line",
                 (None, Some(_)) => "document",
@@ -342,6 +357,59 @@ fn snp_endorsements(
         });
     }
     Ok(endorsements)
+}
+
+/// What fetching the VCEK came to: not tried (certificates given, or --offline), the
+/// certificates (from KDS or its cache), or why not.
+enum Fetched {
+    NotTried,
+    Got,
+    Failed(String),
+}
+
+/// Fetches the VCEK and chain from KDS (through the cache) when no VCEK was given or
+/// carried and fetching is allowed; the fetched certificates replace the chain.
+fn fetch_vek(
+    args: &CheckArgs,
+    evidence: &[u8],
+    endorsements: &mut SnpEndorsements,
+    now: i64,
+) -> Fetched {
+    if endorsements.vek.is_some() || args.offline {
+        return Fetched::NotTried;
+    }
+    let fetched = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|runtime| {
+            let kds = contrast_collateral::Kds::new(
+                &args.kds_url,
+                contrast_collateral::RetryPolicy::default(),
+                contrast_collateral::DiskCache::from_environment(),
+            )
+            .map_err(|e| contrast_platforms::error_chain(&e))?;
+            runtime
+                .block_on(kds.snp_endorsements(evidence, &SnpTrustAnchor::amd(), now))
+                .map_err(|e| contrast_platforms::error_chain(&e))
+        });
+    match fetched {
+        Ok(got) => {
+            endorsements.vek = got.vek;
+            endorsements.ask = got.ask;
+            endorsements.ark = got.ark;
+            Fetched::Got
+        }
+        Err(reason) => Fetched::Failed(reason),
+    }
+}
+
+fn note_fetch(facts: &mut Value, fetched: Fetched) {
+    match fetched {
+        Fetched::NotTried => {}
+        Fetched::Got => facts["certificates from"] = json!("KDS (or its cache)"),
+        Fetched::Failed(reason) => facts["KDS"] = json!(format!("no VCEK: {reason}")),
+    }
 }
 
 fn check_snp(

@@ -445,3 +445,88 @@ fn a_malformed_attestation_document_is_unusable_input_with_the_field_named() {
     std::fs::remove_file(file).unwrap();
     std::fs::remove_file(truncated).unwrap();
 }
+
+/// `contrast` with `env` set (the cache directory of the test).
+fn contrast_with(env: &[(&str, &std::path::Path)], args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_contrast"));
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.args(args).output().unwrap()
+}
+
+/// A report alone: its VCEK and chain come from KDS (here a local one with the real
+/// certificates), are cached once the report verified with them, and a second run needs
+/// no KDS.
+#[test]
+fn a_report_without_a_vcek_is_checked_with_kds_certificates_then_from_the_cache() {
+    use contrast_testkit::kds::{Fault, LocalKds};
+    let cache = contrast_testkit::TempDir::new("kds-cache");
+    let env = [("CONTRAST_CACHE_DIR", cache.path())];
+    let report = vector("snp/trustee-milan-v2-report.bin");
+    let mut kds = LocalKds::start(Fault::None);
+    let url = kds.url().to_owned();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "attestation",
+            "check",
+            &report,
+            "--kds-url",
+            &url,
+            "--now",
+            "2025-06-25T00:00:00Z",
+            "--output",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        contrast_with(&env, &args)
+    };
+    let out = run(&[]);
+    assert!(out.status.success(), "{out:?}");
+    let facts = json(&out);
+    assert_eq!(facts["valid"], true, "{facts:#}");
+    assert_eq!(facts["certificates from"], "KDS (or its cache)");
+    assert_eq!(kds.requests(), 2);
+
+    kds.stop();
+    let out = run(&[]);
+    assert!(
+        out.status.success(),
+        "the cache serves a second run: {out:?}"
+    );
+    assert_eq!(json(&out)["valid"], true);
+
+    // --offline fetches nothing: the VCEK is missing.
+    let out = run(&["--offline"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("no VCEK given"), "{text}");
+    assert!(json(&out).get("KDS").is_none(), "nothing fetched");
+}
+
+#[test]
+fn a_failing_kds_is_named_in_the_refusal() {
+    use contrast_testkit::kds::{Fault, LocalKds};
+    let cache = contrast_testkit::TempDir::new("kds-cache");
+    let kds = LocalKds::start(Fault::ServerError);
+    let out = contrast_with(
+        &[("CONTRAST_CACHE_DIR", cache.path())],
+        &[
+            "attestation",
+            "check",
+            &vector("snp/trustee-milan-v2-report.bin"),
+            "--kds-url",
+            kds.url(),
+            "--now",
+            "2025-06-25T00:00:00Z",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let facts = json(&out);
+    assert_eq!(facts["valid"], false);
+    let reason = facts["KDS"].as_str().unwrap();
+    assert!(reason.contains("/vcek/v1/Milan/"), "{reason}");
+    assert!(reason.contains("answered HTTP 500"), "{reason}");
+}

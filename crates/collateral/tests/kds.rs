@@ -6,128 +6,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use contrast_attestation::snp::{SnpTrustAnchor, verify_report};
 use contrast_collateral::{CollateralError, DiskCache, Kds, RetryPolicy};
 use contrast_testkit::TempDir;
+use contrast_testkit::kds::{Fault, LocalKds, NOW, OTHER_VCEK, REPORT, VCEK};
 
-const REPORT: &[u8] =
-    include_bytes!("../../attestation/tests/data/snp/trustee-milan-v2-report.bin");
-const VCEK: &[u8] = include_bytes!("../../attestation/tests/data/snp/trustee-milan-v2-vcek.der");
-const OTHER_VCEK: &[u8] =
-    include_bytes!("../../attestation/tests/data/snp/gosevguest-milan-v2-vcek.der");
-const CHAIN: &[u8] =
-    include_bytes!("../../attestation/tests/data/snp/gosevguest-milan-ask-ark.pem");
-const VLEK_CHAIN: &[u8] =
-    include_bytes!("../../attestation/tests/data/snp/gosevguest-milan-asvk-ark.pem");
 const VLEK_REPORT: &[u8] =
     include_bytes!("../../attestation/tests/data/snp/trustee-milan-v3-vlek-report.bin");
-/// When the vectors' certificates are valid.
-const NOW: i64 = 1_750_809_600;
-
-/// What the server does wrong.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Fault {
-    None,
-    /// 429 with `Retry-After: 1` this many times, then answers.
-    TooMany(usize),
-    /// 500 every time.
-    ServerError,
-    /// Never answers.
-    Hang,
-    /// Half the VCEK.
-    Truncated,
-    /// Another chip's VCEK.
-    OtherChip,
-    /// The VLEK signer's chain instead of the VCEK signer's.
-    WrongChain,
-}
-
-#[derive(Clone)]
-struct Kdsd {
-    fault: Arc<Mutex<Fault>>,
-    requests: Arc<AtomicUsize>,
-    throttled: Arc<AtomicUsize>,
-}
-
-async fn serve_kds(
-    State(kds): State<Kdsd>,
-    Path((product, leaf)): Path<(String, String)>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    kds.requests.fetch_add(1, Ordering::SeqCst);
-    let fault = *kds.fault.lock().unwrap();
-    match fault {
-        Fault::TooMany(n) if kds.throttled.fetch_add(1, Ordering::SeqCst) < n => {
-            let mut headers = HeaderMap::new();
-            headers.insert("retry-after", "1".parse().unwrap());
-            return (StatusCode::TOO_MANY_REQUESTS, headers).into_response();
-        }
-        Fault::ServerError => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-        Fault::Hang => {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            return StatusCode::OK.into_response();
-        }
-        _ => {}
-    }
-    if product != "Milan" {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    if leaf == "cert_chain" {
-        let chain = if fault == Fault::WrongChain {
-            VLEK_CHAIN
-        } else {
-            CHAIN
-        };
-        return chain.to_vec().into_response();
-    }
-    // The report's chip and REPORTED_TCB (bl 3, tee 0, snp 8, ucode 115), as AMD's KDS
-    // would be asked for them.
-    let chip = hex::encode(&REPORT[0x1A0..0x1E0]);
-    if leaf != chip || query.as_deref() != Some("blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115") {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    match fault {
-        Fault::Truncated => VCEK[..VCEK.len() / 2].to_vec().into_response(),
-        Fault::OtherChip => OTHER_VCEK.to_vec().into_response(),
-        _ => VCEK.to_vec().into_response(),
-    }
-}
-
-struct Server {
-    url: String,
-    state: Kdsd,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Server {
-    async fn start(fault: Fault) -> Server {
-        let state = Kdsd {
-            fault: Arc::new(Mutex::new(fault)),
-            requests: Arc::new(AtomicUsize::new(0)),
-            throttled: Arc::new(AtomicUsize::new(0)),
-        };
-        let app = axum::Router::new()
-            .route("/vcek/v1/{product}/{leaf}", axum::routing::get(serve_kds))
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        Server { url, state, task }
-    }
-
-    fn requests(&self) -> usize {
-        self.state.requests.load(Ordering::SeqCst)
-    }
-}
 
 fn quick() -> RetryPolicy {
     RetryPolicy {
@@ -160,8 +47,8 @@ fn cached_files(dir: &TempDir) -> usize {
 async fn the_vcek_and_chain_are_fetched_verified_cached_and_then_used_without_kds() {
     let dir = TempDir::new("kds-cache");
     let cache = DiskCache::new(dir.path());
-    let server = Server::start(Fault::None).await;
-    let endorsements = kds(&server.url, &cache)
+    let mut server = LocalKds::start(Fault::None);
+    let endorsements = kds(server.url(), &cache)
         .snp_endorsements(REPORT, &SnpTrustAnchor::amd(), NOW)
         .await
         .unwrap();
@@ -171,8 +58,8 @@ async fn the_vcek_and_chain_are_fetched_verified_cached_and_then_used_without_kd
     assert_eq!(cached_files(&dir), 2);
 
     // KDS gone: a new client (a second run of the CLI) is served by the cache.
-    server.task.abort();
-    let again = kds(&server.url, &cache)
+    server.stop();
+    let again = kds(server.url(), &cache)
         .snp_endorsements(REPORT, &SnpTrustAnchor::amd(), NOW)
         .await
         .unwrap();
@@ -183,9 +70,9 @@ async fn the_vcek_and_chain_are_fetched_verified_cached_and_then_used_without_kd
 #[tokio::test]
 async fn a_throttling_kds_is_asked_again_after_its_retry_after() {
     let dir = TempDir::new("kds-cache");
-    let server = Server::start(Fault::TooMany(1)).await;
+    let server = LocalKds::start(Fault::TooMany(1));
     let started = std::time::Instant::now();
-    kds(&server.url, &DiskCache::new(dir.path()))
+    kds(server.url(), &DiskCache::new(dir.path()))
         .snp_endorsements(REPORT, &SnpTrustAnchor::amd(), NOW)
         .await
         .unwrap();
@@ -197,8 +84,8 @@ async fn a_throttling_kds_is_asked_again_after_its_retry_after() {
 #[tokio::test]
 async fn a_failing_kds_ends_in_an_error_naming_the_url_and_status() {
     let dir = TempDir::new("kds-cache");
-    let server = Server::start(Fault::ServerError).await;
-    let err = kds(&server.url, &DiskCache::new(dir.path()))
+    let server = LocalKds::start(Fault::ServerError);
+    let err = kds(server.url(), &DiskCache::new(dir.path()))
         .snp_endorsements(REPORT, &SnpTrustAnchor::amd(), NOW)
         .await
         .unwrap_err();
@@ -225,8 +112,8 @@ async fn a_failing_kds_ends_in_an_error_naming_the_url_and_status() {
 #[tokio::test]
 async fn a_hanging_kds_times_out() {
     let dir = TempDir::new("kds-cache");
-    let server = Server::start(Fault::Hang).await;
-    let err = kds(&server.url, &DiskCache::new(dir.path()))
+    let server = LocalKds::start(Fault::Hang);
+    let err = kds(server.url(), &DiskCache::new(dir.path()))
         .snp_endorsements(REPORT, &SnpTrustAnchor::amd(), NOW)
         .await
         .unwrap_err();
@@ -239,8 +126,8 @@ async fn a_hanging_kds_times_out() {
 async fn answers_that_do_not_verify_the_report_are_refused_and_not_cached() {
     for fault in [Fault::Truncated, Fault::OtherChip, Fault::WrongChain] {
         let dir = TempDir::new("kds-cache");
-        let server = Server::start(fault).await;
-        let err = kds(&server.url, &DiskCache::new(dir.path()))
+        let server = LocalKds::start(fault);
+        let err = kds(server.url(), &DiskCache::new(dir.path()))
             .snp_endorsements(REPORT, &SnpTrustAnchor::amd(), NOW)
             .await
             .unwrap_err();
@@ -258,8 +145,8 @@ async fn answers_that_do_not_verify_the_report_are_refused_and_not_cached() {
 async fn a_cache_entry_that_does_not_verify_is_fetched_again() {
     let dir = TempDir::new("kds-cache");
     let cache = DiskCache::new(dir.path());
-    let server = Server::start(Fault::None).await;
-    kds(&server.url, &cache)
+    let server = LocalKds::start(Fault::None);
+    kds(server.url(), &cache)
         .snp_endorsements(REPORT, &SnpTrustAnchor::amd(), NOW)
         .await
         .unwrap();
@@ -268,7 +155,7 @@ async fn a_cache_entry_that_does_not_verify_is_fetched_again() {
         .find(|p| p.extension().is_some_and(|e| e == "der"))
         .unwrap();
     std::fs::write(&vcek_file, OTHER_VCEK).unwrap();
-    let endorsements = kds(&server.url, &cache)
+    let endorsements = kds(server.url(), &cache)
         .snp_endorsements(REPORT, &SnpTrustAnchor::amd(), NOW)
         .await
         .unwrap();
@@ -280,8 +167,8 @@ async fn a_cache_entry_that_does_not_verify_is_fetched_again() {
 #[tokio::test]
 async fn a_vlek_report_is_not_sent_to_kds() {
     let dir = TempDir::new("kds-cache");
-    let server = Server::start(Fault::None).await;
-    let err = kds(&server.url, &DiskCache::new(dir.path()))
+    let server = LocalKds::start(Fault::None);
+    let err = kds(server.url(), &DiskCache::new(dir.path()))
         .snp_endorsements(VLEK_REPORT, &SnpTrustAnchor::amd(), NOW)
         .await
         .unwrap_err();

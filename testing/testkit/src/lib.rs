@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 pub mod ha;
+pub mod kds;
 pub mod registry;
 
 use std::collections::BTreeMap;
