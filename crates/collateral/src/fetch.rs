@@ -40,7 +40,7 @@ pub struct Fetcher {
 }
 
 enum Attempt {
-    Done(Vec<u8>),
+    Done(Vec<u8>, reqwest::header::HeaderMap),
     /// Worth another try, after at least this long.
     Retry(CollateralError, Option<Duration>),
     Fatal(CollateralError),
@@ -60,12 +60,20 @@ impl Fetcher {
     /// The body at `url` (a 200 answer), after up to `attempts` tries. 404 and other
     /// client errors end at once; 429, 5xx and transport errors are tried again.
     pub async fn get(&self, url: &str) -> Result<Vec<u8>, CollateralError> {
+        self.get_with_headers(url).await.map(|(body, _)| body)
+    }
+
+    /// As [`Fetcher::get`], with the answer's headers (PCS sends issuer chains in them).
+    pub async fn get_with_headers(
+        &self,
+        url: &str,
+    ) -> Result<(Vec<u8>, reqwest::header::HeaderMap), CollateralError> {
         let attempts = self.retry.attempts.max(1);
         let mut wait = self.retry.backoff;
         let mut attempt = 1;
         loop {
             let (error, retry_after) = match self.attempt(url).await {
-                Attempt::Done(body) => return Ok(body),
+                Attempt::Done(body, headers) => return Ok((body, headers)),
                 Attempt::Fatal(error) => return Err(error),
                 Attempt::Retry(error, retry_after) => (error, retry_after),
             };
@@ -98,6 +106,7 @@ impl Fetcher {
             Err(e) => return Attempt::Retry(transport(e), None),
         };
         let status = response.status();
+        let headers = response.headers().clone();
         if !status.is_success() {
             let error = CollateralError::Status {
                 url: url.to_owned(),
@@ -120,7 +129,7 @@ impl Fetcher {
                     }
                     body.extend_from_slice(&chunk);
                 }
-                Ok(None) => return Attempt::Done(body),
+                Ok(None) => return Attempt::Done(body, headers),
                 // A body cut short (the connection closed early) or a read that timed out.
                 Err(e) => return Attempt::Retry(transport(e), None),
             }

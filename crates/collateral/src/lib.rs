@@ -1,8 +1,8 @@
 //! Vendor collateral for attestation, fetched, checked and cached: the one home of it for
 //! the CLI and the Coordinator.
 //!
-//! So far AMD's KDS for SEV-SNP ([`kds::Kds`]): a report's VCEK and its product line's
-//! ASK and ARK. Everything fetched is checked before it is used or kept: the report must
+//! AMD's KDS for SEV-SNP ([`kds::Kds`]: a report's VCEK and its product line's ASK and
+//! ARK) and Intel's PCS for TDX ([`pcs::Pcs`]: TCB info, QE identity, CRLs). Everything fetched is checked before it is used or kept: the report must
 //! verify with it under the pinned ARK, so an answer from a wrong root, a truncated or a
 //! forged one is refused and never cached. Faults are retried with backoff (honouring
 //! `Retry-After`, which KDS sends with 429) and end in an error that names the URL and
@@ -13,10 +13,12 @@
 pub mod cache;
 pub mod fetch;
 pub mod kds;
+pub mod pcs;
 
 pub use cache::DiskCache;
 pub use fetch::{Fetcher, RetryPolicy};
 pub use kds::{DEFAULT_KDS_URL, Kds};
+pub use pcs::{DEFAULT_PCS_URL, Pcs};
 
 /// Why collateral could not be had.
 #[derive(Debug, thiserror::Error)]

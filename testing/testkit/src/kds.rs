@@ -1,6 +1,5 @@
 //! A local AMD KDS for tests: real vectors (a Milan report, its chip's VCEK, Milan's ASK
-//! and ARK) served at KDS's paths on loopback, with the faults a real service shows. It
-//! runs on its own thread and runtime, so synchronous and asynchronous tests can use it.
+//! and ARK) served at KDS's paths on loopback, with the faults a real service shows.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -57,10 +56,8 @@ struct Kdsd {
 /// A running local KDS; stopped when dropped.
 #[derive(Debug)]
 pub struct LocalKds {
-    url: String,
+    background: crate::serve::Background,
     state: Kdsd,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl LocalKds {
@@ -71,42 +68,18 @@ impl LocalKds {
             requests: Arc::new(AtomicUsize::new(0)),
             throttled: Arc::new(AtomicUsize::new(0)),
         };
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding loopback");
-        listener
-            .set_nonblocking(true)
-            .expect("a non-blocking listener");
-        let url = format!("http://{}", listener.local_addr().expect("its address"));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = axum::Router::new()
             .route("/vcek/v1/{product}/{leaf}", axum::routing::get(serve))
             .with_state(state.clone());
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for the local KDS");
-            runtime.block_on(async move {
-                let listener =
-                    tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
-                // Stopping drops the server and, with the runtime, every connection: a
-                // hanging answer does not hold the test up.
-                tokio::select! {
-                    _ = axum::serve(listener, app) => {}
-                    _ = stopped => {}
-                }
-            });
-        });
         LocalKds {
-            url,
+            background: crate::serve::Background::serve(app),
             state,
-            stop: Some(stop),
-            thread: Some(thread),
         }
     }
 
     /// Its base URL (`http://127.0.0.1:<port>`).
     pub fn url(&self) -> &str {
-        &self.url
+        self.background.url()
     }
 
     /// How many requests it got.
@@ -116,18 +89,7 @@ impl LocalKds {
 
     /// Stops it; it refuses connections afterwards.
     pub fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for LocalKds {
-    fn drop(&mut self) {
-        self.stop();
+        self.background.stop();
     }
 }
 

@@ -9,7 +9,9 @@
 
 pub mod ha;
 pub mod kds;
+pub mod pcs;
 pub mod registry;
+pub mod serve;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;

@@ -1,0 +1,263 @@
+//! Intel's Provisioning Certification Service (v4), or a PCCS that mirrors it: the
+//! collateral a TDX quote's TCB status is evaluated with — TCB info for the platform's
+//! FMSPC, the TDX QE identity, the PCK CRL of the CA that issued the PCK certificate, the
+//! root CA CRL, and the issuer chains PCS sends in response headers.
+//!
+//! Paths: `/tdx/certification/v4/tcb?fmspc={FMSPC}` (`{"tcbInfo": …, "signature": hex}`,
+//! chain in `TCB-Info-Issuer-Chain`), `/tdx/certification/v4/qe/identity`
+//! (`{"enclaveIdentity": …, "signature": hex}`, chain in
+//! `SGX-Enclave-Identity-Issuer-Chain`), `/sgx/certification/v4/pckcrl?ca={platform|processor}&encoding=der`
+//! (chain in `SGX-PCK-CRL-Issuer-Chain`); the root CA CRL from a PCCS at
+//! `/sgx/certification/v4/rootcacrl` (hex or DER), from Intel at the root certificate's
+//! distribution point. Headers carry the PEM chains URL-encoded.
+//!
+//! Everything is checked before it is used or kept: the quote must verify with the
+//! collateral under the pinned Intel root at the time asked (signatures over TCB info and
+//! QE identity, their validity windows, the CRLs), so a forged, expired or foreign answer
+//! is refused and not cached. A cached bundle past its `nextUpdate` no longer verifies
+//! and is fetched again.
+
+use contrast_attestation::tdx::{
+    TdxCollateral, TdxQuote, TdxTrustAnchor, pck_platform, verify_quote,
+};
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use crate::CollateralError;
+use crate::cache::DiskCache;
+use crate::fetch::{Fetcher, RetryPolicy};
+
+/// Intel's public PCS.
+pub const DEFAULT_PCS_URL: &str = "https://api.trustedservices.intel.com";
+
+/// Where Intel publishes the SGX root CA's CRL (the root certificate's distribution point).
+pub const INTEL_ROOT_CA_CRL_URL: &str =
+    "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der";
+
+/// Intel's PCS, or a PCCS, behind a cache.
+#[derive(Debug, Clone)]
+pub struct Pcs {
+    base: String,
+    fetcher: Fetcher,
+    cache: Option<DiskCache>,
+}
+
+#[derive(serde::Deserialize)]
+struct TcbInfoResponse<'a> {
+    #[serde(rename = "tcbInfo", borrow)]
+    tcb_info: &'a RawValue,
+    signature: String,
+}
+
+#[derive(serde::Deserialize)]
+struct QeIdentityResponse<'a> {
+    #[serde(rename = "enclaveIdentity", borrow)]
+    enclave_identity: &'a RawValue,
+    signature: String,
+}
+
+/// The platform a quote comes from, as PCS is asked about it.
+struct Platform {
+    /// Upper-case hex, as PCS writes it.
+    fmspc: String,
+    /// `platform` or `processor`: the CA that issued the PCK certificate.
+    ca: &'static str,
+}
+
+fn platform(quote: &TdxQuote) -> Result<Platform, CollateralError> {
+    let text = std::str::from_utf8(&quote.pck_chain_pem)
+        .map_err(|_| CollateralError::Evidence("the PCK chain is not PEM text".to_owned()))?;
+    let certs = contrast_attestation::pem::decode_all(text, "CERTIFICATE")
+        .map_err(|e| CollateralError::Evidence(format!("the PCK chain: {e}")))?;
+    let [leaf, intermediate, ..] = certs.as_slice() else {
+        return Err(CollateralError::Evidence(
+            "the quote's PCK chain has no PCK certificate and CA".to_owned(),
+        ));
+    };
+    let fmspc = pck_platform(leaf).fmspc.ok_or_else(|| {
+        CollateralError::Evidence("the PCK certificate names no FMSPC".to_owned())
+    })?;
+    let (_, ca) = x509_parser::parse_x509_certificate(intermediate)
+        .map_err(|e| CollateralError::Evidence(format!("the PCK CA certificate: {e}")))?;
+    let subject = ca.subject().to_string();
+    let ca = if subject.contains("Processor") {
+        "processor"
+    } else if subject.contains("Platform") {
+        "platform"
+    } else {
+        return Err(CollateralError::Evidence(format!(
+            "the PCK CA {subject} is neither Intel's platform nor processor CA"
+        )));
+    };
+    Ok(Platform {
+        fmspc: hex::encode_upper(fmspc),
+        ca,
+    })
+}
+
+impl Pcs {
+    /// PCS (or a PCCS) at `base`, such as [`DEFAULT_PCS_URL`], with an optional cache.
+    pub fn new(
+        base: &str,
+        retry: RetryPolicy,
+        cache: Option<DiskCache>,
+    ) -> Result<Self, CollateralError> {
+        Ok(Pcs {
+            base: base
+                .trim_end_matches('/')
+                .trim_end_matches("/sgx/certification/v4")
+                .trim_end_matches("/tdx/certification/v4")
+                .to_owned(),
+            fetcher: Fetcher::new(retry)?,
+            cache,
+        })
+    }
+
+    /// The collateral that evaluates `quote`'s TCB status under `anchor` at `now`: from the
+    /// cache while it still verifies the quote, else fetched, and cached once the quote
+    /// verified with it.
+    pub async fn tdx_collateral(
+        &self,
+        quote_bytes: &[u8],
+        anchor: &TdxTrustAnchor,
+        now: i64,
+    ) -> Result<TdxCollateral, CollateralError> {
+        let quote =
+            TdxQuote::parse(quote_bytes).map_err(|e| CollateralError::Evidence(e.to_string()))?;
+        let platform = platform(&quote)?;
+        let key = format!("pcs/tdx/{}-{}.json", platform.fmspc, platform.ca);
+        if let Some(cached) = self.cache.as_ref().and_then(|c| c.get(&key))
+            && let Ok(collateral) = TdxCollateral::from_json(&cached)
+            && verify_quote(quote_bytes, anchor, Some(&collateral), now).is_ok()
+        {
+            tracing::debug!(fmspc = platform.fmspc, "TDX collateral from the cache");
+            return Ok(collateral);
+        }
+
+        let json = self.fetch(&platform).await?;
+        let tcb_url = self.tcb_url(&platform);
+        let collateral =
+            TdxCollateral::from_json(&json).map_err(|e| CollateralError::Rejected {
+                url: tcb_url.clone(),
+                reason: contrast_platforms::error_chain(&e),
+            })?;
+        verify_quote(quote_bytes, anchor, Some(&collateral), now).map_err(|e| {
+            CollateralError::Rejected {
+                url: tcb_url,
+                reason: format!(
+                    "the quote does not verify with the collateral PCS returned: {}",
+                    contrast_platforms::error_chain(&e)
+                ),
+            }
+        })?;
+        if let Some(cache) = &self.cache
+            && let Err(e) = cache.put(&key, &json)
+        {
+            tracing::warn!(key, error = %contrast_platforms::error_chain(&e), "cannot cache collateral");
+        }
+        Ok(collateral)
+    }
+
+    fn tcb_url(&self, platform: &Platform) -> String {
+        format!(
+            "{}/tdx/certification/v4/tcb?fmspc={}",
+            self.base, platform.fmspc
+        )
+    }
+
+    /// The collateral as the JSON `--collateral` reads.
+    async fn fetch(&self, platform: &Platform) -> Result<Vec<u8>, CollateralError> {
+        let crl_url = format!(
+            "{}/sgx/certification/v4/pckcrl?ca={}&encoding=der",
+            self.base, platform.ca
+        );
+        let (pck_crl, pck_crl_chain) = self
+            .fetch_with_chain(&crl_url, &["SGX-PCK-CRL-Issuer-Chain"])
+            .await?;
+
+        let tcb_url = self.tcb_url(platform);
+        let (tcb_body, tcb_chain) = self
+            .fetch_with_chain(
+                &tcb_url,
+                &["TCB-Info-Issuer-Chain", "SGX-TCB-Info-Issuer-Chain"],
+            )
+            .await?;
+        let tcb: TcbInfoResponse<'_> =
+            serde_json::from_slice(&tcb_body).map_err(|e| CollateralError::Rejected {
+                url: tcb_url.clone(),
+                reason: format!("not a TCB info response: {e}"),
+            })?;
+
+        let qe_url = format!("{}/tdx/certification/v4/qe/identity", self.base);
+        let (qe_body, qe_chain) = self
+            .fetch_with_chain(&qe_url, &["SGX-Enclave-Identity-Issuer-Chain"])
+            .await?;
+        let qe: QeIdentityResponse<'_> =
+            serde_json::from_slice(&qe_body).map_err(|e| CollateralError::Rejected {
+                url: qe_url.clone(),
+                reason: format!("not a QE identity response: {e}"),
+            })?;
+
+        let root_ca_crl = self.root_ca_crl().await?;
+
+        let document = json!({
+            "pck_crl_issuer_chain": pck_crl_chain,
+            "root_ca_crl": hex::encode(root_ca_crl),
+            "pck_crl": hex::encode(pck_crl),
+            "tcb_info_issuer_chain": tcb_chain,
+            "tcb_info": tcb.tcb_info.get(),
+            "tcb_info_signature": tcb.signature,
+            "qe_identity_issuer_chain": qe_chain,
+            "qe_identity": qe.enclave_identity.get(),
+            "qe_identity_signature": qe.signature,
+        });
+        serde_json::to_vec(&document).map_err(|e| CollateralError::Rejected {
+            url: tcb_url,
+            reason: e.to_string(),
+        })
+    }
+
+    /// The root CA CRL: a PCCS serves it (hex, or DER); Intel at the distribution point.
+    async fn root_ca_crl(&self) -> Result<Vec<u8>, CollateralError> {
+        let url = if self.base == DEFAULT_PCS_URL {
+            INTEL_ROOT_CA_CRL_URL.to_owned()
+        } else {
+            format!("{}/sgx/certification/v4/rootcacrl", self.base)
+        };
+        let body = self.fetcher.get(&url).await?;
+        // A DER CRL starts with a SEQUENCE; a PCCS sends it hex-encoded.
+        if body.first() == Some(&0x30) {
+            return Ok(body);
+        }
+        std::str::from_utf8(&body)
+            .ok()
+            .and_then(|text| hex::decode(text.trim()).ok())
+            .ok_or_else(|| CollateralError::Rejected {
+                url,
+                reason: "the root CA CRL is neither DER nor hex".to_owned(),
+            })
+    }
+
+    async fn fetch_with_chain(
+        &self,
+        url: &str,
+        headers: &[&str],
+    ) -> Result<(Vec<u8>, String), CollateralError> {
+        let (body, response_headers) = self.fetcher.get_with_headers(url).await?;
+        let chain = headers
+            .iter()
+            .find_map(|name| response_headers.get(*name)?.to_str().ok())
+            .ok_or_else(|| CollateralError::Rejected {
+                url: url.to_owned(),
+                reason: format!("no {} header with the issuer chain", headers.join(" or ")),
+            })?;
+        let chain = percent_encoding::percent_decode_str(chain)
+            .decode_utf8()
+            .map_err(|_| CollateralError::Rejected {
+                url: url.to_owned(),
+                reason: "the issuer chain header is not URL-encoded UTF-8".to_owned(),
+            })?
+            .into_owned();
+        Ok((body, chain))
+    }
+}

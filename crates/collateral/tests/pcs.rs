@@ -1,0 +1,107 @@
+//! The PCS client against a local server that plays Intel's PCS with the real collateral
+//! of a real TDX quote, and with faults: a 500, a tampered TCB info, a missing issuer
+//! chain, collateral past its nextUpdate. Every fault is a named refusal, nothing refused
+//! is cached, and a cached bundle that no longer verifies is not served.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use contrast_attestation::tdx::{TdxTrustAnchor, verify_quote};
+use contrast_collateral::{CollateralError, DiskCache, Pcs, RetryPolicy};
+use contrast_testkit::TempDir;
+use contrast_testkit::pcs::{AFTER_NEXT_UPDATE, Fault, LocalPcs, NOW, QUOTE};
+
+fn quick() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 2,
+        backoff: Duration::from_millis(10),
+        max_wait: Duration::from_secs(2),
+        timeout: Duration::from_secs(2),
+    }
+}
+
+fn pcs(url: &str, dir: &TempDir) -> Pcs {
+    Pcs::new(url, quick(), Some(DiskCache::new(dir.path()))).unwrap()
+}
+
+fn files(dir: &TempDir) -> usize {
+    fn count(path: &std::path::Path) -> usize {
+        std::fs::read_dir(path).map_or(0, |entries| {
+            entries
+                .map(|e| {
+                    let path = e.unwrap().path();
+                    if path.is_dir() { count(&path) } else { 1 }
+                })
+                .sum()
+        })
+    }
+    count(dir.path())
+}
+
+#[tokio::test]
+async fn the_collateral_is_fetched_verified_cached_and_then_used_without_pcs() {
+    let dir = TempDir::new("pcs-cache");
+    let mut server = LocalPcs::start(Fault::None);
+    let collateral = pcs(server.url(), &dir)
+        .tdx_collateral(QUOTE, &TdxTrustAnchor::intel(), NOW)
+        .await
+        .unwrap();
+    let verified = verify_quote(QUOTE, &TdxTrustAnchor::intel(), Some(&collateral), NOW).unwrap();
+    assert_eq!(verified.tcb.unwrap().status, "UpToDate");
+    assert_eq!(
+        server.requests(),
+        4,
+        "PCK CRL, TCB info, QE identity, root CA CRL"
+    );
+    assert_eq!(files(&dir), 1);
+
+    server.stop();
+    pcs(server.url(), &dir)
+        .tdx_collateral(QUOTE, &TdxTrustAnchor::intel(), NOW)
+        .await
+        .unwrap();
+}
+
+/// Collateral past its nextUpdate is not served from the cache, and a PCS that still
+/// sends it is refused: an expired TCB info never evaluates a quote.
+#[tokio::test]
+async fn expired_collateral_is_neither_served_from_the_cache_nor_accepted() {
+    let dir = TempDir::new("pcs-cache");
+    let mut server = LocalPcs::start(Fault::None);
+    pcs(server.url(), &dir)
+        .tdx_collateral(QUOTE, &TdxTrustAnchor::intel(), NOW)
+        .await
+        .unwrap();
+    let err = pcs(server.url(), &dir)
+        .tdx_collateral(QUOTE, &TdxTrustAnchor::intel(), AFTER_NEXT_UPDATE)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CollateralError::Rejected { .. }), "{err:?}");
+    server.stop();
+    let err = pcs(server.url(), &dir)
+        .tdx_collateral(QUOTE, &TdxTrustAnchor::intel(), AFTER_NEXT_UPDATE)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CollateralError::GaveUp { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn faults_are_named_refusals_and_nothing_is_cached() {
+    for (fault, expected) in [
+        (Fault::ServerError, "answered HTTP 500"),
+        (Fault::TamperedTcbInfo, "does not verify"),
+        (Fault::NoIssuerChain, "issuer chain"),
+    ] {
+        let dir = TempDir::new("pcs-cache");
+        let server = LocalPcs::start(fault);
+        let err = pcs(server.url(), &dir)
+            .tdx_collateral(QUOTE, &TdxTrustAnchor::intel(), NOW)
+            .await
+            .unwrap_err();
+        let text = contrast_platforms::error_chain(&err);
+        assert!(text.contains(expected), "{fault:?}: {text}");
+        assert!(text.contains("/certification/v4/"), "{fault:?}: {text}");
+        assert_eq!(files(&dir), 0, "{fault:?}");
+    }
+}
