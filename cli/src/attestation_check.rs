@@ -45,8 +45,12 @@ pub(crate) struct CheckArgs {
     /// (CONTRAST_CACHE_DIR, else $XDG_CACHE_HOME/contrast or ~/.cache/contrast).
     #[arg(long, env = "CONTRAST_KDS_URL", default_value = contrast_collateral::DEFAULT_KDS_URL)]
     kds_url: String,
-    /// Fetch nothing: use only the certificates given or carried.
-    #[arg(long)]
+    /// Intel's PCS (or a PCCS): where a TDX quote's collateral (TCB info, QE identity,
+    /// CRLs) is fetched when --collateral is not given, through the cache directory.
+    #[arg(long, env = "CONTRAST_PCS_URL", default_value = contrast_collateral::DEFAULT_PCS_URL)]
+    pcs_url: String,
+    /// Fetch nothing: use only the certificates and collateral given or carried.
+    #[arg(long, env = "CONTRAST_OFFLINE", value_parser = clap::builder::FalseyValueParser::new())]
     offline: bool,
     /// The time to verify at (RFC 3339, e.g. 2025-06-25T00:00:00Z); default now.
     #[arg(long)]
@@ -404,6 +408,27 @@ fn fetch_vek(
     }
 }
 
+/// The quote's collateral from PCS, through the cache.
+fn fetch_tdx_collateral(
+    args: &CheckArgs,
+    evidence: &[u8],
+    now: i64,
+) -> std::result::Result<TdxCollateral, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let pcs = contrast_collateral::Pcs::new(
+        &args.pcs_url,
+        contrast_collateral::RetryPolicy::default(),
+        contrast_collateral::DiskCache::from_environment(),
+    )
+    .map_err(|e| contrast_platforms::error_chain(&e))?;
+    runtime
+        .block_on(pcs.tdx_collateral(evidence, &TdxTrustAnchor::intel(), now))
+        .map_err(|e| contrast_platforms::error_chain(&e))
+}
+
 fn note_fetch(facts: &mut Value, fetched: Fetched) {
     match fetched {
         Fetched::NotTried => {}
@@ -480,19 +505,37 @@ fn check_tdx(
     reference: Option<&Reference>,
     now: i64,
 ) -> Result<(Value, Verdict)> {
+    let mut fetched = Fetched::NotTried;
     let collateral = match &args.collateral {
         Some(path) => Some(
             TdxCollateral::from_json(&read(path, "collateral")?)
                 .with_context(|| format!("the collateral {}", path.display()))?,
         ),
-        None => None,
+        None if args.offline => None,
+        None => match fetch_tdx_collateral(args, evidence, now) {
+            Ok(collateral) => {
+                fetched = Fetched::Got;
+                Some(collateral)
+            }
+            Err(reason) => {
+                fetched = Fetched::Failed(reason);
+                None
+            }
+        },
     };
     let verified =
         match tdx::verify_quote(evidence, &TdxTrustAnchor::intel(), collateral.as_ref(), now) {
             Ok(verified) => verified,
             Err(e) => return Ok((json!({"tee": "TDX"}), error_verdict(e))),
         };
-    let facts = tdx_facts(&verified);
+    let mut facts = tdx_facts(&verified);
+    match fetched {
+        Fetched::NotTried => {}
+        Fetched::Got => facts["collateral from"] = json!("PCS (or its cache)"),
+        Fetched::Failed(reason) => {
+            facts["PCS"] = json!(format!("no collateral, so no TCB status: {reason}"));
+        }
+    }
     let verdict = match reference {
         None => {
             let mut facts = facts;

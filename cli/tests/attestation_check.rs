@@ -12,8 +12,10 @@ fn vector(path: &str) -> String {
     )
 }
 
+/// `contrast` offline: the checks of given evidence ask no vendor service.
 fn contrast(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_contrast"))
+        .env("CONTRAST_OFFLINE", "1")
         .args(args)
         .output()
         .unwrap()
@@ -449,6 +451,7 @@ fn a_malformed_attestation_document_is_unusable_input_with_the_field_named() {
 /// `contrast` with `env` set (the cache directory of the test).
 fn contrast_with(env: &[(&str, &std::path::Path)], args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_contrast"));
+    command.env_remove("CONTRAST_OFFLINE");
     for (name, value) in env {
         command.env(name, value);
     }
@@ -529,4 +532,45 @@ fn a_failing_kds_is_named_in_the_refusal() {
     let reason = facts["KDS"].as_str().unwrap();
     assert!(reason.contains("/vcek/v1/Milan/"), "{reason}");
     assert!(reason.contains("answered HTTP 500"), "{reason}");
+}
+
+/// A quote alone: its collateral comes from PCS (a local one with the real collateral), so
+/// the TCB status is printed; a second run needs no PCS.
+#[test]
+fn a_quote_without_collateral_gets_its_tcb_status_from_pcs_then_from_the_cache() {
+    use contrast_testkit::pcs::{Fault, LocalPcs};
+    let cache = contrast_testkit::TempDir::new("pcs-cache");
+    let env = [("CONTRAST_CACHE_DIR", cache.path())];
+    let quote = vector("tdx/dcapqvl-quote-v4.dat");
+    let mut pcs = LocalPcs::start(Fault::None);
+    let url = pcs.url().to_owned();
+    let run = || {
+        contrast_with(
+            &env,
+            &[
+                "attestation",
+                "check",
+                &quote,
+                "--pcs-url",
+                &url,
+                "--now",
+                "2025-06-25T00:00:00Z",
+                "--output",
+                "json",
+            ],
+        )
+    };
+    let out = run();
+    assert!(out.status.success(), "{out:?}");
+    let facts = json(&out);
+    assert_eq!(facts["TCB status"], "UpToDate", "{facts:#}");
+    assert_eq!(facts["collateral from"], "PCS (or its cache)");
+
+    pcs.stop();
+    let out = run();
+    assert!(
+        out.status.success(),
+        "the cache serves a second run: {out:?}"
+    );
+    assert_eq!(json(&out)["TCB status"], "UpToDate");
 }
