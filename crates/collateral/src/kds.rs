@@ -13,6 +13,9 @@ use contrast_attestation::snp::{
 };
 
 use crate::CollateralError;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
 use crate::cache::DiskCache;
 use crate::fetch::{Fetcher, RetryPolicy};
 
@@ -80,12 +83,21 @@ fn candidate_products(report: &SnpReport) -> Vec<SnpProduct> {
     }
 }
 
-/// AMD's KDS, behind a cache.
+/// The most endorsements kept in memory (one per chip and TCB); past it the oldest half
+/// is dropped.
+pub const MEMORY_ENTRIES: usize = 4096;
+
+/// Endorsements that verified a report once, by their cache key, in arrival order.
+type Memory = Arc<Mutex<(HashMap<String, SnpEndorsements>, VecDeque<String>)>>;
+
+/// AMD's KDS, behind a cache in memory (for a long-running verifier: a chip's VCEK is
+/// looked up, not verified again; the caller verifies each report with it) and on disk.
 #[derive(Debug, Clone)]
 pub struct Kds {
     base: String,
     fetcher: Fetcher,
     cache: Option<DiskCache>,
+    memory: Memory,
 }
 
 impl Kds {
@@ -99,6 +111,7 @@ impl Kds {
             base: base.trim_end_matches('/').to_owned(),
             fetcher: Fetcher::new(retry)?,
             cache,
+            memory: Memory::default(),
         })
     }
 
@@ -155,12 +168,17 @@ impl Kds {
         let vcek_key = vcek_cache_key(product, &chip_id, tcb);
         let chain_key = chain_cache_key(product);
 
-        // The cache first: what it holds is checked like a fresh answer.
+        // Memory: endorsements that verified a report of this chip and TCB before.
+        if let Some(endorsements) = self.remembered(&vcek_key) {
+            return Ok(endorsements);
+        }
+        // The disk: what it holds is checked like a fresh answer.
         if let (Some(vcek), Some(chain)) = (self.cached(&vcek_key), self.cached(&chain_key))
             && let Ok(endorsements) = endorsements(vcek, &chain)
             && verify_report(evidence, &endorsements, anchor, now).is_ok()
         {
             tracing::debug!(%product, "SNP endorsements from the cache");
+            self.remember(vcek_key, &endorsements);
             return Ok(endorsements);
         }
 
@@ -182,6 +200,7 @@ impl Kds {
                 ),
             }
         })?;
+        self.remember(vcek_key.clone(), &endorsements);
         if let Some(cache) = &self.cache {
             // A cache that cannot be written costs a fetch next time, nothing else.
             for (key, bytes) in [(&vcek_key, &vcek), (&chain_key, &chain)] {
@@ -191,6 +210,24 @@ impl Kds {
             }
         }
         Ok(endorsements)
+    }
+
+    fn remembered(&self, key: &str) -> Option<SnpEndorsements> {
+        let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        memory.0.get(key).cloned()
+    }
+
+    fn remember(&self, key: String, endorsements: &SnpEndorsements) {
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        let (entries, order) = &mut *memory;
+        if entries.len() >= MEMORY_ENTRIES {
+            for old in order.drain(..MEMORY_ENTRIES / 2) {
+                entries.remove(&old);
+            }
+        }
+        if entries.insert(key.clone(), endorsements.clone()).is_none() {
+            order.push_back(key);
+        }
     }
 
     fn cached(&self, key: &str) -> Option<Vec<u8>> {

@@ -189,3 +189,16 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// One client (the Coordinator's) asks KDS once per chip and TCB, even without a disk.
+#[tokio::test]
+async fn a_long_running_client_remembers_what_verified() {
+    let server = LocalKds::start(Fault::None);
+    let kds = Kds::new(server.url(), quick(), None).unwrap();
+    for _ in 0..3 {
+        kds.snp_endorsements(REPORT, &SnpTrustAnchor::amd(), NOW)
+            .await
+            .unwrap();
+    }
+    assert_eq!(server.requests(), 2);
+}
