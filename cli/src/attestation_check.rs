@@ -45,6 +45,11 @@ pub(crate) struct CheckArgs {
     /// (CONTRAST_CACHE_DIR, else $XDG_CACHE_HOME/contrast or ~/.cache/contrast).
     #[arg(long, env = "CONTRAST_KDS_URL", default_value = contrast_collateral::DEFAULT_KDS_URL)]
     kds_url: String,
+    /// Accept certificates from a KDS that serves no CRL (a mirror without CRLs):
+    /// revocation is then not checked. AMD's KDS always serves one, and by default a
+    /// report is checked only with a current CRL.
+    #[arg(long)]
+    crl_optional: bool,
     /// Intel's PCS (or a PCCS): where a TDX quote's collateral (TCB info, QE identity,
     /// CRLs) is fetched when --collateral is not given, through the cache directory.
     #[arg(long, env = "CONTRAST_PCS_URL", default_value = contrast_collateral::DEFAULT_PCS_URL)]
@@ -392,7 +397,12 @@ fn fetch_vek(
                 contrast_collateral::RetryPolicy::default(),
                 contrast_collateral::DiskCache::from_environment(),
             )
-            .map_err(|e| contrast_platforms::error_chain(&e))?;
+            .map_err(|e| contrast_platforms::error_chain(&e))?
+            .with_crl_policy(if args.crl_optional {
+                contrast_collateral::CrlPolicy::IfServed
+            } else {
+                contrast_collateral::CrlPolicy::Required
+            });
             runtime
                 .block_on(kds.snp_endorsements(evidence, &SnpTrustAnchor::amd(), now))
                 .map_err(|e| contrast_platforms::error_chain(&e))
@@ -402,6 +412,10 @@ fn fetch_vek(
             endorsements.vek = got.vek;
             endorsements.ask = got.ask;
             endorsements.ark = got.ark;
+            // A CRL given on the command line stays; else KDS's.
+            if args.crl.is_none() {
+                endorsements.crl = got.crl.or(endorsements.crl.take());
+            }
             Fetched::Got
         }
         Err(reason) => Fetched::Failed(reason),

@@ -470,12 +470,14 @@ fn a_report_without_a_vcek_is_checked_with_kds_certificates_then_from_the_cache(
     let mut kds = LocalKds::start(Fault::None);
     let url = kds.url().to_owned();
     let run = |extra: &[&str]| {
+        // The local KDS has no AMD-signed CRL to serve (none can be made here).
         let mut args = vec![
             "attestation",
             "check",
             &report,
             "--kds-url",
             &url,
+            "--crl-optional",
             "--now",
             "2025-06-25T00:00:00Z",
             "--output",
@@ -489,7 +491,11 @@ fn a_report_without_a_vcek_is_checked_with_kds_certificates_then_from_the_cache(
     let facts = json(&out);
     assert_eq!(facts["valid"], true, "{facts:#}");
     assert_eq!(facts["certificates from"], "KDS (or its cache)");
-    assert_eq!(kds.requests(), 2);
+    assert_eq!(
+        kds.requests(),
+        3,
+        "the VCEK, the chain, the CRL (none served)"
+    );
 
     kds.stop();
     let out = run(&[]);
@@ -505,6 +511,34 @@ fn a_report_without_a_vcek_is_checked_with_kds_certificates_then_from_the_cache(
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("no VCEK given"), "{text}");
     assert!(json(&out).get("KDS").is_none(), "nothing fetched");
+}
+
+/// By default a report is checked only with a current CRL: a KDS that serves none gets a
+/// refusal that says so.
+#[test]
+fn without_a_crl_from_kds_the_report_is_refused_by_default() {
+    use contrast_testkit::kds::{Fault, LocalKds};
+    let cache = contrast_testkit::TempDir::new("kds-cache");
+    let kds = LocalKds::start(Fault::None);
+    let out = contrast_with(
+        &[("CONTRAST_CACHE_DIR", cache.path())],
+        &[
+            "attestation",
+            "check",
+            &vector("snp/trustee-milan-v2-report.bin"),
+            "--kds-url",
+            kds.url(),
+            "--now",
+            "2025-06-25T00:00:00Z",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let facts = json(&out);
+    let reason = facts["KDS"].as_str().unwrap();
+    assert!(reason.contains("/vcek/v1/Milan/crl"), "{reason}");
+    assert!(reason.contains("accepted only with a current"), "{reason}");
 }
 
 #[test]

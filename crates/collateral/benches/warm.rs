@@ -2,8 +2,8 @@
 //! - `offline`: `verify_report` with the certificates at hand (the anchor);
 //! - `warm`: the client's lookup (memory, as in a long-running verifier) and then the same
 //!   verification: the goal is ≥ 90 % of `offline`'s rate;
-//! - `cold`: a new client with an empty cache against a local KDS on loopback (two HTTP
-//!   requests and the check), the latency of a first verification.
+//! - `cold`: a new client with an empty cache against a local KDS on loopback (three HTTP
+//!   requests: VCEK, chain, CRL; and the check), the latency of a first verification.
 //!
 //! `cargo bench -p contrast-collateral --bench warm`
 
@@ -12,7 +12,7 @@
 use std::hint::black_box;
 
 use contrast_attestation::snp::{SnpTrustAnchor, verify_report};
-use contrast_collateral::{Kds, RetryPolicy};
+use contrast_collateral::{CrlPolicy, Kds, RetryPolicy};
 use contrast_testkit::kds::{Fault, LocalKds, NOW, REPORT};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -23,7 +23,13 @@ fn warm_and_cold(c: &mut Criterion) {
         .unwrap();
     let server = LocalKds::start(Fault::None);
     let anchor = SnpTrustAnchor::amd();
-    let kds = Kds::new(server.url(), RetryPolicy::default(), None).unwrap();
+    // The local KDS has no AMD-signed CRL to serve (none can be made here).
+    let client = || {
+        Kds::new(server.url(), RetryPolicy::default(), None)
+            .unwrap()
+            .with_crl_policy(CrlPolicy::IfServed)
+    };
+    let kds = client();
     let endorsements = runtime
         .block_on(kds.snp_endorsements(REPORT, &anchor, NOW))
         .unwrap();
@@ -42,7 +48,7 @@ fn warm_and_cold(c: &mut Criterion) {
     });
     group.bench_function("cold", |b| {
         b.iter(|| {
-            let fresh = Kds::new(server.url(), RetryPolicy::default(), None).unwrap();
+            let fresh = client();
             let got = runtime
                 .block_on(fresh.snp_endorsements(black_box(REPORT), &anchor, NOW))
                 .unwrap();

@@ -46,6 +46,22 @@ pub fn vcek_path(product: SnpProduct, chip_id: &[u8; 64], tcb: TcbVersion) -> St
     }
 }
 
+/// The KDS path of `product`'s CRL (DER, signed by the ARK).
+pub fn crl_path(product: SnpProduct) -> String {
+    format!("/vcek/v1/{}/crl", product.name())
+}
+
+/// Whether a report is accepted without AMD's CRL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrlPolicy {
+    /// The CRL must be had, signed by the ARK, current, and revoke neither the ASK nor the
+    /// VCEK (AMD's KDS always serves one).
+    Required,
+    /// Checked as above when KDS serves one; when it answers 404 (a mirror without CRLs),
+    /// revocation is not checked, and the endorsements say so (`crl` is `None`).
+    IfServed,
+}
+
 /// The KDS path of the ASK and ARK of `product`.
 pub fn cert_chain_path(product: SnpProduct) -> String {
     format!("/vcek/v1/{}/cert_chain", product.name())
@@ -69,6 +85,17 @@ fn chain_cache_key(product: SnpProduct) -> String {
     format!("kds/cert_chain/{}.pem", product.name())
 }
 
+fn crl_cache_key(product: SnpProduct) -> String {
+    format!("kds/crl/{}.der", product.name())
+}
+
+/// The CRL's nextUpdate (Unix time), when it parses and has one.
+fn crl_next_update(crl: &[u8]) -> Option<i64> {
+    use x509_parser::prelude::FromDer as _;
+    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(crl).ok()?;
+    crl.next_update().map(|t| t.timestamp())
+}
+
 /// The product lines to ask KDS for: the report's own (CPUID, report v3 and later), or
 /// else the one its CHIP_ID's length points to (Turin sets only 8 bytes), Milan first.
 fn candidate_products(report: &SnpReport) -> Vec<SnpProduct> {
@@ -90,6 +117,16 @@ pub const MEMORY_ENTRIES: usize = 4096;
 /// Endorsements that verified a report once, by their cache key, in arrival order.
 type Memory = Arc<Mutex<(HashMap<String, SnpEndorsements>, VecDeque<String>)>>;
 
+/// Whether remembered endorsements still serve at `now`: their CRL is not past its next
+/// update (then the CRL is fetched again).
+fn still_current(endorsements: &SnpEndorsements, now: i64) -> bool {
+    endorsements
+        .crl
+        .as_deref()
+        .and_then(crl_next_update)
+        .is_none_or(|next| now <= next)
+}
+
 /// AMD's KDS, behind a cache in memory (for a long-running verifier: a chip's VCEK is
 /// looked up, not verified again; the caller verifies each report with it) and on disk.
 #[derive(Debug, Clone)]
@@ -98,6 +135,7 @@ pub struct Kds {
     fetcher: Fetcher,
     cache: Option<DiskCache>,
     memory: Memory,
+    crl: CrlPolicy,
 }
 
 impl Kds {
@@ -112,13 +150,22 @@ impl Kds {
             fetcher: Fetcher::new(retry)?,
             cache,
             memory: Memory::default(),
+            crl: CrlPolicy::Required,
         })
     }
 
+    /// With `policy` for AMD's CRL (the default is [`CrlPolicy::Required`]).
+    pub fn with_crl_policy(mut self, policy: CrlPolicy) -> Self {
+        self.crl = policy;
+        self
+    }
+
     /// The certificates that verify `evidence` (a raw or Azure HCL SNP report) under
-    /// `anchor` at `now`: the VCEK for its chip and REPORTED_TCB and its product line's
-    /// ASK and ARK. From the cache when it holds them; else fetched, and cached only once
-    /// the report verified with them (a wrong or forged answer is never kept).
+    /// `anchor` at `now`: the VCEK for its chip and REPORTED_TCB, its product line's ASK
+    /// and ARK, and AMD's CRL for the line (see [`CrlPolicy`]). From the cache when it
+    /// holds them and they still verify the report; else fetched, and cached only once the
+    /// report verified with them (a wrong, forged, revoked or out-of-date answer is never
+    /// kept).
     pub async fn snp_endorsements(
         &self,
         evidence: &[u8],
@@ -169,13 +216,21 @@ impl Kds {
         let chain_key = chain_cache_key(product);
 
         // Memory: endorsements that verified a report of this chip and TCB before.
-        if let Some(endorsements) = self.remembered(&vcek_key) {
+        let crl_key = crl_cache_key(product);
+        if let Some(endorsements) = self.remembered(&vcek_key)
+            && still_current(&endorsements, now)
+        {
             return Ok(endorsements);
         }
         // The disk: what it holds is checked like a fresh answer.
         if let (Some(vcek), Some(chain)) = (self.cached(&vcek_key), self.cached(&chain_key))
-            && let Ok(endorsements) = endorsements(vcek, &chain)
-            && verify_report(evidence, &endorsements, anchor, now).is_ok()
+            && let Ok(mut endorsements) = endorsements(vcek, &chain)
+            && let crl = self.cached(&crl_key)
+            && (crl.is_some() || self.crl == CrlPolicy::IfServed)
+            && {
+                endorsements.crl = crl;
+                verify_report(evidence, &endorsements, anchor, now).is_ok()
+            }
         {
             tracing::debug!(%product, "SNP endorsements from the cache");
             self.remember(vcek_key, &endorsements);
@@ -184,13 +239,31 @@ impl Kds {
 
         let vcek_url = format!("{}{}", self.base, vcek_path(product, &chip_id, tcb));
         let chain_url = format!("{}{}", self.base, cert_chain_path(product));
+        let crl_url = format!("{}{}", self.base, crl_path(product));
         let vcek = self.fetcher.get(&vcek_url).await?;
         let chain = self.fetcher.get(&chain_url).await?;
-        let endorsements =
+        let crl = match self.fetcher.get(&crl_url).await {
+            Ok(crl) => Some(crl),
+            Err(CollateralError::Status { status: 404, .. }) if self.crl == CrlPolicy::IfServed => {
+                tracing::warn!(
+                    url = crl_url,
+                    "KDS serves no CRL: revocation is not checked"
+                );
+                None
+            }
+            Err(e) => {
+                return Err(CollateralError::CrlUnavailable {
+                    url: crl_url,
+                    cause: Box::new(e),
+                });
+            }
+        };
+        let mut endorsements =
             endorsements(vcek.clone(), &chain).map_err(|reason| CollateralError::Rejected {
                 url: chain_url.clone(),
                 reason,
             })?;
+        endorsements.crl = crl.clone();
         verify_report(evidence, &endorsements, anchor, now).map_err(|e| {
             CollateralError::Rejected {
                 url: vcek_url.clone(),
@@ -203,7 +276,11 @@ impl Kds {
         self.remember(vcek_key.clone(), &endorsements);
         if let Some(cache) = &self.cache {
             // A cache that cannot be written costs a fetch next time, nothing else.
-            for (key, bytes) in [(&vcek_key, &vcek), (&chain_key, &chain)] {
+            let mut entries = vec![(&vcek_key, &vcek), (&chain_key, &chain)];
+            if let Some(crl) = &crl {
+                entries.push((&crl_key, crl));
+            }
+            for (key, bytes) in entries {
                 if let Err(e) = cache.put(key, bytes) {
                     tracing::warn!(key, error = %contrast_platforms::error_chain(&e), "cannot cache collateral");
                 }

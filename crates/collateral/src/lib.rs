@@ -17,7 +17,7 @@ pub mod pcs;
 
 pub use cache::DiskCache;
 pub use fetch::{Fetcher, RetryPolicy};
-pub use kds::{DEFAULT_KDS_URL, Kds};
+pub use kds::{CrlPolicy, DEFAULT_KDS_URL, Kds};
 pub use pcs::{DEFAULT_PCS_URL, Pcs};
 
 /// Why collateral could not be had.
@@ -67,6 +67,19 @@ pub enum CollateralError {
         url: String,
         /// Why.
         reason: String,
+    },
+    /// AMD's CRL, which is required, could not be had.
+    #[error(
+        "AMD's CRL could not be had from {url}, and a report is accepted only with a current \
+         one (for a KDS mirror without CRLs, choose to accept reports unchecked for \
+         revocation)"
+    )]
+    CrlUnavailable {
+        /// The URL asked.
+        url: String,
+        /// Why not.
+        #[source]
+        cause: Box<CollateralError>,
     },
     /// The evidence cannot be read.
     #[error("the evidence: {0}")]

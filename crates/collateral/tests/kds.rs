@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use contrast_attestation::snp::{SnpTrustAnchor, verify_report};
-use contrast_collateral::{CollateralError, DiskCache, Kds, RetryPolicy};
+use contrast_collateral::{CollateralError, CrlPolicy, DiskCache, Kds, RetryPolicy};
 use contrast_testkit::TempDir;
 use contrast_testkit::kds::{Fault, LocalKds, NOW, OTHER_VCEK, REPORT, VCEK};
 
@@ -25,8 +25,12 @@ fn quick() -> RetryPolicy {
     }
 }
 
+/// A client for the local KDS, which has no AMD-signed CRL to serve (none can be made
+/// here): revocation is checked in `kds_crl.rs`, against the simulated vendor.
 fn kds(url: &str, cache: &DiskCache) -> Kds {
-    Kds::new(url, quick(), Some(cache.clone())).unwrap()
+    Kds::new(url, quick(), Some(cache.clone()))
+        .unwrap()
+        .with_crl_policy(CrlPolicy::IfServed)
 }
 
 fn cached_files(dir: &TempDir) -> usize {
@@ -54,7 +58,7 @@ async fn the_vcek_and_chain_are_fetched_verified_cached_and_then_used_without_kd
         .unwrap();
     assert_eq!(endorsements.vek.as_deref(), Some(VCEK));
     verify_report(REPORT, &endorsements, &SnpTrustAnchor::amd(), NOW).unwrap();
-    assert_eq!(server.requests(), 2, "the VCEK and the chain");
+    assert_eq!(server.requests(), 3, "the VCEK, the chain, the CRL (404)");
     assert_eq!(cached_files(&dir), 2);
 
     // KDS gone: a new client (a second run of the CLI) is served by the cache.
@@ -64,7 +68,23 @@ async fn the_vcek_and_chain_are_fetched_verified_cached_and_then_used_without_kd
         .await
         .unwrap();
     assert_eq!(again.vek.as_deref(), Some(VCEK));
-    assert_eq!(server.requests(), 2);
+    assert_eq!(server.requests(), 3);
+}
+
+/// By default the CRL is required: a KDS that serves none gets a refusal that names it.
+#[tokio::test]
+async fn without_a_crl_a_report_is_refused_unless_that_is_chosen() {
+    let server = LocalKds::start(Fault::None);
+    let err = Kds::new(server.url(), quick(), None)
+        .unwrap()
+        .snp_endorsements(REPORT, &SnpTrustAnchor::amd(), NOW)
+        .await
+        .unwrap_err();
+    let text = contrast_platforms::error_chain(&err);
+    assert!(
+        text.contains("/vcek/v1/Milan/crl answered HTTP 404"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -76,7 +96,11 @@ async fn a_throttling_kds_is_asked_again_after_its_retry_after() {
         .snp_endorsements(REPORT, &SnpTrustAnchor::amd(), NOW)
         .await
         .unwrap();
-    assert_eq!(server.requests(), 3, "429, then the VCEK, then the chain");
+    assert_eq!(
+        server.requests(),
+        4,
+        "429, then the VCEK, the chain, the CRL"
+    );
     // The backoff is 10 ms: only Retry-After makes it wait a second.
     assert!(started.elapsed() >= Duration::from_millis(900));
 }
@@ -160,7 +184,7 @@ async fn a_cache_entry_that_does_not_verify_is_fetched_again() {
         .await
         .unwrap();
     assert_eq!(endorsements.vek.as_deref(), Some(VCEK));
-    assert_eq!(server.requests(), 4);
+    assert_eq!(server.requests(), 6);
     assert_eq!(std::fs::read(&vcek_file).unwrap(), VCEK);
 }
 
@@ -194,11 +218,13 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[tokio::test]
 async fn a_long_running_client_remembers_what_verified() {
     let server = LocalKds::start(Fault::None);
-    let kds = Kds::new(server.url(), quick(), None).unwrap();
+    let kds = Kds::new(server.url(), quick(), None)
+        .unwrap()
+        .with_crl_policy(CrlPolicy::IfServed);
     for _ in 0..3 {
         kds.snp_endorsements(REPORT, &SnpTrustAnchor::amd(), NOW)
             .await
             .unwrap();
     }
-    assert_eq!(server.requests(), 2);
+    assert_eq!(server.requests(), 3);
 }

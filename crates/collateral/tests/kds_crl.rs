@@ -1,0 +1,218 @@
+//! AMD's CRL through the KDS client, against a KDS that serves the simulated vendor's
+//! certificates and CRLs (no AMD-signed CRL can be made here; the verifier is the same
+//! code, only the ARK differs): a current CRL is used and kept, a CRL that revokes the
+//! VCEK or is past its next update is refused and not kept, and a kept CRL past its next
+//! update is fetched again, never served.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use contrast_attestation::snp::{SnpProduct, SnpTrustAnchor};
+use contrast_collateral::{CollateralError, DiskCache, Kds, RetryPolicy};
+use contrast_simulator::snp::{SimulatedAmd, SnpReportSpec};
+use contrast_testkit::TempDir;
+use contrast_testkit::serve::Background;
+use x509_parser::prelude::FromDer as _;
+
+const T0: i64 = 1_800_000_000;
+const HOUR: i64 = 3600;
+
+#[derive(Clone)]
+struct SimKds {
+    vcek: Arc<Vec<u8>>,
+    chain: Arc<String>,
+    crl: Arc<Mutex<Option<Vec<u8>>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+async fn serve(
+    State(kds): State<SimKds>,
+    Path((_product, leaf)): Path<(String, String)>,
+) -> Response {
+    kds.requests.lock().unwrap().push(leaf.clone());
+    match leaf.as_str() {
+        "cert_chain" => kds.chain.as_bytes().to_vec().into_response(),
+        "crl" => match kds.crl.lock().unwrap().clone() {
+            Some(crl) => crl.into_response(),
+            None => StatusCode::NOT_FOUND.into_response(),
+        },
+        _ => kds.vcek.to_vec().into_response(),
+    }
+}
+
+fn pem(der: &[u8]) -> String {
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
+
+struct Setup {
+    amd: SimulatedAmd,
+    report: Vec<u8>,
+    vcek_serial: Vec<u8>,
+    anchor: SnpTrustAnchor,
+    kds: SimKds,
+    server: Background,
+}
+
+fn setup() -> Setup {
+    let amd = SimulatedAmd::generate(&[SnpProduct::Milan]).unwrap();
+    let signed = amd.report(&SnpReportSpec::new(SnpProduct::Milan)).unwrap();
+    let (_, vcek) = x509_parser::certificate::X509Certificate::from_der(&signed.vcek_der).unwrap();
+    let vcek_serial = vcek.raw_serial().to_vec();
+    let kds = SimKds {
+        vcek: Arc::new(signed.vcek_der.clone()),
+        chain: Arc::new(format!("{}{}", pem(&signed.ask_der), pem(&signed.ark_der))),
+        crl: Arc::new(Mutex::new(None)),
+        requests: Arc::new(Mutex::new(Vec::new())),
+    };
+    let app = axum::Router::new()
+        .route("/vcek/v1/{product}/{leaf}", axum::routing::get(serve))
+        .with_state(kds.clone());
+    Setup {
+        anchor: amd.trust_anchor(),
+        report: signed.report,
+        vcek_serial,
+        amd,
+        kds,
+        server: Background::serve(app),
+    }
+}
+
+impl Setup {
+    fn serve_crl(&self, revoked: &[&[u8]], this_update: i64, next_update: i64) {
+        let crl = self
+            .amd
+            .crl(SnpProduct::Milan, revoked, this_update, next_update)
+            .unwrap();
+        *self.kds.crl.lock().unwrap() = Some(crl);
+    }
+
+    fn client(&self, cache: &TempDir) -> Kds {
+        let retry = RetryPolicy {
+            attempts: 1,
+            backoff: Duration::from_millis(10),
+            max_wait: Duration::from_secs(1),
+            timeout: Duration::from_secs(2),
+        };
+        Kds::new(self.server.url(), retry, Some(DiskCache::new(cache.path()))).unwrap()
+    }
+
+    fn crl_requests(&self) -> usize {
+        self.kds
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| *l == "crl")
+            .count()
+    }
+}
+
+#[tokio::test]
+async fn a_current_crl_is_checked_used_and_kept() {
+    let s = setup();
+    let cache = TempDir::new("kds-crl");
+    s.serve_crl(&[&[0x77]], T0 - HOUR, T0 + HOUR);
+    let endorsements = s
+        .client(&cache)
+        .snp_endorsements(&s.report, &s.anchor, T0)
+        .await
+        .unwrap();
+    assert!(endorsements.crl.is_some());
+    assert!(cache.path().join("kds/crl/Milan.der").exists());
+}
+
+#[tokio::test]
+async fn a_revoked_vcek_is_refused_and_nothing_is_kept() {
+    let s = setup();
+    let cache = TempDir::new("kds-crl");
+    s.serve_crl(&[&s.vcek_serial], T0 - HOUR, T0 + HOUR);
+    let err = s
+        .client(&cache)
+        .snp_endorsements(&s.report, &s.anchor, T0)
+        .await
+        .unwrap_err();
+    let text = contrast_platforms::error_chain(&err);
+    assert!(matches!(err, CollateralError::Rejected { .. }), "{text}");
+    assert!(text.contains("revoked"), "{text}");
+    assert!(!cache.path().join("kds").exists());
+}
+
+#[tokio::test]
+async fn a_crl_past_its_next_update_is_refused() {
+    let s = setup();
+    let cache = TempDir::new("kds-crl");
+    s.serve_crl(&[], T0 - 2 * HOUR, T0 - HOUR);
+    let err = s
+        .client(&cache)
+        .snp_endorsements(&s.report, &s.anchor, T0)
+        .await
+        .unwrap_err();
+    let text = contrast_platforms::error_chain(&err);
+    assert!(text.contains("next update"), "{text}");
+    assert!(!cache.path().join("kds").exists());
+}
+
+/// Time passes: the kept CRL is past its next update, so the client (one that remembers,
+/// and a new one reading the disk) fetches a current one; with KDS gone, nothing is
+/// accepted on the old CRL.
+#[tokio::test]
+async fn a_kept_crl_past_its_next_update_is_fetched_again_never_served() {
+    let mut s = setup();
+    let cache = TempDir::new("kds-crl");
+    s.serve_crl(&[], T0 - HOUR, T0 + HOUR);
+    let client = s.client(&cache);
+    client
+        .snp_endorsements(&s.report, &s.anchor, T0)
+        .await
+        .unwrap();
+    assert_eq!(s.crl_requests(), 1);
+
+    let later = T0 + 2 * HOUR;
+    s.serve_crl(&[], T0 + HOUR, T0 + 24 * HOUR);
+    client
+        .snp_endorsements(&s.report, &s.anchor, later)
+        .await
+        .unwrap();
+    assert_eq!(s.crl_requests(), 2, "the remembered CRL expired");
+
+    s.serve_crl(&[], later, later + HOUR);
+    let much_later = later + 30 * HOUR;
+    s.server.stop();
+    let err = s
+        .client(&cache)
+        .snp_endorsements(&s.report, &s.anchor, much_later)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CollateralError::GaveUp { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn no_crl_at_all_is_a_refusal_that_says_so() {
+    let s = setup();
+    let cache = TempDir::new("kds-crl");
+    let err = s
+        .client(&cache)
+        .snp_endorsements(&s.report, &s.anchor, T0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CollateralError::CrlUnavailable { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("accepted only with a current"));
+}
