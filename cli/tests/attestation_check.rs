@@ -513,39 +513,11 @@ fn a_report_without_a_vcek_is_checked_with_kds_certificates_then_from_the_cache(
     assert!(json(&out).get("KDS").is_none(), "nothing fetched");
 }
 
-/// By default a report is checked only with a current CRL: a KDS that serves none gets a
-/// refusal that says so.
-#[test]
-fn without_a_crl_from_kds_the_report_is_refused_by_default() {
-    use contrast_testkit::kds::{Fault, LocalKds};
+/// Why KDS gave no certificates for the real Milan report, when it behaves as `fault`
+/// (the check refuses the report and says why in the `KDS` fact).
+fn kds_refusal(fault: contrast_testkit::kds::Fault) -> String {
     let cache = contrast_testkit::TempDir::new("kds-cache");
-    let kds = LocalKds::start(Fault::None);
-    let out = contrast_with(
-        &[("CONTRAST_CACHE_DIR", cache.path())],
-        &[
-            "attestation",
-            "check",
-            &vector("snp/trustee-milan-v2-report.bin"),
-            "--kds-url",
-            kds.url(),
-            "--now",
-            "2025-06-25T00:00:00Z",
-            "--output",
-            "json",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let facts = json(&out);
-    let reason = facts["KDS"].as_str().unwrap();
-    assert!(reason.contains("/vcek/v1/Milan/crl"), "{reason}");
-    assert!(reason.contains("accepted only with a current"), "{reason}");
-}
-
-#[test]
-fn a_failing_kds_is_named_in_the_refusal() {
-    use contrast_testkit::kds::{Fault, LocalKds};
-    let cache = contrast_testkit::TempDir::new("kds-cache");
-    let kds = LocalKds::start(Fault::ServerError);
+    let kds = contrast_testkit::kds::LocalKds::start(fault);
     let out = contrast_with(
         &[("CONTRAST_CACHE_DIR", cache.path())],
         &[
@@ -563,7 +535,21 @@ fn a_failing_kds_is_named_in_the_refusal() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let facts = json(&out);
     assert_eq!(facts["valid"], false);
-    let reason = facts["KDS"].as_str().unwrap();
+    facts["KDS"].as_str().unwrap().to_owned()
+}
+
+/// By default a report is checked only with a current CRL: a KDS that serves none gets a
+/// refusal that says so.
+#[test]
+fn without_a_crl_from_kds_the_report_is_refused_by_default() {
+    let reason = kds_refusal(contrast_testkit::kds::Fault::None);
+    assert!(reason.contains("/vcek/v1/Milan/crl"), "{reason}");
+    assert!(reason.contains("accepted only with a current"), "{reason}");
+}
+
+#[test]
+fn a_failing_kds_is_named_in_the_refusal() {
+    let reason = kds_refusal(contrast_testkit::kds::Fault::ServerError);
     assert!(reason.contains("/vcek/v1/Milan/"), "{reason}");
     assert!(reason.contains("answered HTTP 500"), "{reason}");
 }

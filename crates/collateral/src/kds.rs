@@ -24,26 +24,20 @@ pub const DEFAULT_KDS_URL: &str = "https://kdsintf.amd.com";
 
 /// The KDS path of the VCEK for `chip_id` at `tcb` (the report's REPORTED_TCB).
 pub fn vcek_path(product: SnpProduct, chip_id: &[u8; 64], tcb: TcbVersion) -> String {
-    let name = product.name();
-    match product {
-        SnpProduct::Turin => format!(
-            "/vcek/v1/{name}/{}?fmcSPL={}&blSPL={}&teeSPL={}&snpSPL={}&ucodeSPL={}",
-            hex::encode(&chip_id[..product.hw_id_len()]),
-            tcb.fmc.unwrap_or(0),
-            tcb.bootloader,
-            tcb.tee,
-            tcb.snp,
-            tcb.microcode
-        ),
-        SnpProduct::Milan | SnpProduct::Genoa => format!(
-            "/vcek/v1/{name}/{}?blSPL={}&teeSPL={}&snpSPL={}&ucodeSPL={}",
-            hex::encode(&chip_id[..product.hw_id_len()]),
-            tcb.bootloader,
-            tcb.tee,
-            tcb.snp,
-            tcb.microcode
-        ),
-    }
+    // Turin adds the FMC's SPL, first.
+    let fmc = match product {
+        SnpProduct::Turin => format!("fmcSPL={}&", tcb.fmc.unwrap_or(0)),
+        SnpProduct::Milan | SnpProduct::Genoa => String::new(),
+    };
+    format!(
+        "/vcek/v1/{}/{}?{fmc}blSPL={}&teeSPL={}&snpSPL={}&ucodeSPL={}",
+        product.name(),
+        hex::encode(&chip_id[..product.hw_id_len()]),
+        tcb.bootloader,
+        tcb.tee,
+        tcb.snp,
+        tcb.microcode
+    )
 }
 
 /// The KDS path of `product`'s CRL (DER, signed by the ARK).

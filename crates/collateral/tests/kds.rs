@@ -33,20 +33,6 @@ fn kds(url: &str, cache: &DiskCache) -> Kds {
         .with_crl_policy(CrlPolicy::IfServed)
 }
 
-fn cached_files(dir: &TempDir) -> usize {
-    fn count(path: &std::path::Path) -> usize {
-        std::fs::read_dir(path).map_or(0, |entries| {
-            entries
-                .map(|e| {
-                    let path = e.unwrap().path();
-                    if path.is_dir() { count(&path) } else { 1 }
-                })
-                .sum()
-        })
-    }
-    count(dir.path())
-}
-
 #[tokio::test]
 async fn the_vcek_and_chain_are_fetched_verified_cached_and_then_used_without_kds() {
     let dir = TempDir::new("kds-cache");
@@ -59,7 +45,7 @@ async fn the_vcek_and_chain_are_fetched_verified_cached_and_then_used_without_kd
     assert_eq!(endorsements.vek.as_deref(), Some(VCEK));
     verify_report(REPORT, &endorsements, &SnpTrustAnchor::amd(), NOW).unwrap();
     assert_eq!(server.requests(), 3, "the VCEK, the chain, the CRL (404)");
-    assert_eq!(cached_files(&dir), 2);
+    assert_eq!(dir.files().len(), 2);
 
     // KDS gone: a new client (a second run of the CLI) is served by the cache.
     server.stop();
@@ -128,7 +114,7 @@ async fn a_failing_kds_ends_in_an_error_naming_the_url_and_status() {
         "{last:?}"
     );
     assert_eq!(server.requests(), 3);
-    assert_eq!(cached_files(&dir), 0);
+    assert_eq!(dir.files().len(), 0);
     let text = contrast_platforms::error_chain(&err);
     assert!(text.contains("answered HTTP 500"), "{text}");
 }
@@ -143,7 +129,7 @@ async fn a_hanging_kds_times_out() {
         .unwrap_err();
     let text = contrast_platforms::error_chain(&err);
     assert!(text.contains("timed out"), "{text}");
-    assert_eq!(cached_files(&dir), 0);
+    assert_eq!(dir.files().len(), 0);
 }
 
 #[tokio::test]
@@ -159,7 +145,7 @@ async fn answers_that_do_not_verify_the_report_are_refused_and_not_cached() {
             matches!(err, CollateralError::Rejected { .. }),
             "{fault:?}: {err:?}"
         );
-        assert_eq!(cached_files(&dir), 0, "{fault:?}");
+        assert_eq!(dir.files().len(), 0, "{fault:?}");
     }
 }
 
@@ -174,7 +160,8 @@ async fn a_cache_entry_that_does_not_verify_is_fetched_again() {
         .snp_endorsements(REPORT, &SnpTrustAnchor::amd(), NOW)
         .await
         .unwrap();
-    let vcek_file = walk(dir.path())
+    let vcek_file = dir
+        .files()
         .into_iter()
         .find(|p| p.extension().is_some_and(|e| e == "der"))
         .unwrap();
@@ -199,19 +186,6 @@ async fn a_vlek_report_is_not_sent_to_kds() {
     assert!(matches!(err, CollateralError::VlekNotFetchable), "{err:?}");
     assert!(err.to_string().contains("the host must hand it over"));
     assert_eq!(server.requests(), 0);
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 /// One client (the Coordinator's) asks KDS once per chip and TCB, even without a disk.

@@ -25,20 +25,6 @@ fn pcs(url: &str, dir: &TempDir) -> Pcs {
     Pcs::new(url, quick(), Some(DiskCache::new(dir.path()))).unwrap()
 }
 
-fn files(dir: &TempDir) -> usize {
-    fn count(path: &std::path::Path) -> usize {
-        std::fs::read_dir(path).map_or(0, |entries| {
-            entries
-                .map(|e| {
-                    let path = e.unwrap().path();
-                    if path.is_dir() { count(&path) } else { 1 }
-                })
-                .sum()
-        })
-    }
-    count(dir.path())
-}
-
 #[tokio::test]
 async fn the_collateral_is_fetched_verified_cached_and_then_used_without_pcs() {
     let dir = TempDir::new("pcs-cache");
@@ -54,7 +40,7 @@ async fn the_collateral_is_fetched_verified_cached_and_then_used_without_pcs() {
         4,
         "PCK CRL, TCB info, QE identity, root CA CRL"
     );
-    assert_eq!(files(&dir), 1);
+    assert_eq!(dir.files().len(), 1);
 
     server.stop();
     pcs(server.url(), &dir)
@@ -102,6 +88,6 @@ async fn faults_are_named_refusals_and_nothing_is_cached() {
         let text = contrast_platforms::error_chain(&err);
         assert!(text.contains(expected), "{fault:?}: {text}");
         assert!(text.contains("/certification/v4/"), "{fault:?}: {text}");
-        assert_eq!(files(&dir), 0, "{fault:?}");
+        assert_eq!(dir.files().len(), 0, "{fault:?}");
     }
 }

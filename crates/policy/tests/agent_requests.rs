@@ -1066,13 +1066,7 @@ fn cgroup_paths_and_rlimits_of_a_real_runtime_are_allowed() {
     let requests = case.requests();
     let web = create_request(&requests, "web");
     let id = web["container_id"].as_str().unwrap().to_owned();
-    let mut agent = contrast_policy::AgentPolicy::new(&case.policy()).unwrap();
-    for (name, request) in &requests {
-        if request == &web {
-            break;
-        }
-        assert!(agent.decide(name, request).unwrap().allowed, "{name}");
-    }
+    let agent = before(&case.policy(), &requests, &web);
     for path in [
         format!("/kubepods/besteffort/pod0f0e0d0c-0b0a-4908-8706-050403020100/{id}"),
         format!(
@@ -1132,13 +1126,7 @@ fn a_label_variable_carries_the_label_value() {
     let create = create_request(&requests, "web");
     let env = create["OCI"]["Process"]["Env"].as_array().unwrap();
     assert!(env.contains(&json!("TIER=frontend")), "{env:?}");
-    let mut agent = contrast_policy::AgentPolicy::new(&case.policy()).unwrap();
-    for (name, request) in &requests {
-        if request == &create {
-            break;
-        }
-        assert!(agent.decide(name, request).unwrap().allowed, "{name}");
-    }
+    let agent = before(&case.policy(), &requests, &create);
     assert_allowed(&agent, "CreateContainerRequest", &create);
     let relabelled = changed(&create, |r| {
         for e in r["OCI"]["Process"]["Env"].as_array_mut().unwrap() {
@@ -1178,13 +1166,7 @@ fn block_devices_come_as_the_platforms_driver_sends_them() {
             .1
             .clone();
         assert_eq!(create["devices"][0]["type_"], device_type);
-        let mut agent = contrast_policy::AgentPolicy::new(&case.policy()).unwrap();
-        for (name, request) in &requests {
-            if request == &create {
-                break;
-            }
-            assert!(agent.decide(name, request).unwrap().allowed, "{name}");
-        }
+        let agent = before(&case.policy(), &requests, &create);
         assert_allowed(&agent, "CreateContainerRequest", &create);
         let swapped = changed(&create, |r| {
             r["devices"][0]["type_"] = json!(other);

@@ -85,6 +85,24 @@ pub(crate) fn running(policy: &str, requests: &[(String, Value)]) -> AgentPolicy
     agent
 }
 
+/// `policy` after every request of `requests` before `stop`, each allowed: where `stop`
+/// is decided in the sandbox's life.
+pub(crate) fn before(policy: &str, requests: &[(String, Value)], stop: &Value) -> AgentPolicy {
+    let mut agent = AgentPolicy::new(policy).unwrap();
+    for (name, request) in requests {
+        if request == stop {
+            return agent;
+        }
+        let e = agent.decide(name, request).unwrap();
+        assert!(
+            e.allowed,
+            "{name} denied: {:?}\ninput: {request:#}",
+            e.prints
+        );
+    }
+    panic!("the request is not among the requests")
+}
+
 /// A policy to decide one request with: its text (a fresh sandbox) or an [`AgentPolicy`]
 /// at some point of a sandbox's life (a copy decides, the original is unchanged).
 pub(crate) trait Decider {
