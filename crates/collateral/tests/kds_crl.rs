@@ -111,6 +111,14 @@ impl Setup {
         Kds::new(self.server.url(), retry, Some(DiskCache::new(cache.path()))).unwrap()
     }
 
+    /// Why the client refuses the report at `now`.
+    async fn refusal(&self, cache: &TempDir, now: i64) -> CollateralError {
+        self.client(cache)
+            .snp_endorsements(&self.report, &self.anchor, now)
+            .await
+            .unwrap_err()
+    }
+
     fn crl_requests(&self) -> usize {
         self.kds
             .requests
@@ -141,11 +149,7 @@ async fn a_revoked_vcek_is_refused_and_nothing_is_kept() {
     let s = setup();
     let cache = TempDir::new("kds-crl");
     s.serve_crl(&[&s.vcek_serial], T0 - HOUR, T0 + HOUR);
-    let err = s
-        .client(&cache)
-        .snp_endorsements(&s.report, &s.anchor, T0)
-        .await
-        .unwrap_err();
+    let err = s.refusal(&cache, T0).await;
     let text = contrast_platforms::error_chain(&err);
     assert!(matches!(err, CollateralError::Rejected { .. }), "{text}");
     assert!(text.contains("revoked"), "{text}");
@@ -157,11 +161,7 @@ async fn a_crl_past_its_next_update_is_refused() {
     let s = setup();
     let cache = TempDir::new("kds-crl");
     s.serve_crl(&[], T0 - 2 * HOUR, T0 - HOUR);
-    let err = s
-        .client(&cache)
-        .snp_endorsements(&s.report, &s.anchor, T0)
-        .await
-        .unwrap_err();
+    let err = s.refusal(&cache, T0).await;
     let text = contrast_platforms::error_chain(&err);
     assert!(text.contains("next update"), "{text}");
     assert!(!cache.path().join("kds").exists());
@@ -193,11 +193,7 @@ async fn a_kept_crl_past_its_next_update_is_fetched_again_never_served() {
     s.serve_crl(&[], later, later + HOUR);
     let much_later = later + 30 * HOUR;
     s.server.stop();
-    let err = s
-        .client(&cache)
-        .snp_endorsements(&s.report, &s.anchor, much_later)
-        .await
-        .unwrap_err();
+    let err = s.refusal(&cache, much_later).await;
     assert!(matches!(err, CollateralError::GaveUp { .. }), "{err:?}");
 }
 
@@ -205,11 +201,7 @@ async fn a_kept_crl_past_its_next_update_is_fetched_again_never_served() {
 async fn no_crl_at_all_is_a_refusal_that_says_so() {
     let s = setup();
     let cache = TempDir::new("kds-crl");
-    let err = s
-        .client(&cache)
-        .snp_endorsements(&s.report, &s.anchor, T0)
-        .await
-        .unwrap_err();
+    let err = s.refusal(&cache, T0).await;
     assert!(
         matches!(err, CollateralError::CrlUnavailable { .. }),
         "{err:?}"
