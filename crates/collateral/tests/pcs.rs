@@ -78,6 +78,7 @@ async fn faults_are_named_refusals_and_nothing_is_cached() {
         (Fault::ServerError, "answered HTTP 500"),
         (Fault::TamperedTcbInfo, "does not verify"),
         (Fault::NoIssuerChain, "issuer chain"),
+        (Fault::ForeignIssuerChain, "does not verify"),
     ] {
         let dir = TempDir::new("pcs-cache");
         let server = LocalPcs::start(fault);

@@ -33,7 +33,13 @@ pub enum Fault {
     TamperedTcbInfo,
     /// No issuer chain header.
     NoIssuerChain,
+    /// The TCB info's issuer chain from another root (AMD's Milan ASK and ARK).
+    ForeignIssuerChain,
 }
+
+/// Certificates of another vendor's root, for [`Fault::ForeignIssuerChain`].
+const FOREIGN_CHAIN: &str =
+    include_str!("../../../crates/attestation/tests/data/snp/gosevguest-milan-ask-ark.pem");
 
 #[derive(Debug, Clone)]
 struct Pcsd {
@@ -138,12 +144,12 @@ async fn tcb(
         r#"{{"tcbInfo":{tcb_info},"signature":"{}"}}"#,
         field(&pcs, "tcb_info_signature")
     );
-    with_chain(
-        &pcs,
-        "tcb-info-issuer-chain",
-        field(&pcs, "tcb_info_issuer_chain"),
-        body.into_bytes(),
-    )
+    let chain = if pcs.fault == Fault::ForeignIssuerChain {
+        FOREIGN_CHAIN
+    } else {
+        field(&pcs, "tcb_info_issuer_chain")
+    };
+    with_chain(&pcs, "tcb-info-issuer-chain", chain, body.into_bytes())
 }
 
 async fn qe_identity(State(pcs): State<Pcsd>) -> Response {
