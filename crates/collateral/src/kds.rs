@@ -108,18 +108,14 @@ fn candidate_products(report: &SnpReport) -> Vec<SnpProduct> {
 /// is dropped.
 pub const MEMORY_ENTRIES: usize = 4096;
 
-/// Endorsements that verified a report once, by their cache key, in arrival order.
-type Memory = Arc<Mutex<(HashMap<String, SnpEndorsements>, VecDeque<String>)>>;
-
-/// Whether remembered endorsements still serve at `now`: their CRL is not past its next
-/// update (then the CRL is fetched again).
-fn still_current(endorsements: &SnpEndorsements, now: i64) -> bool {
-    endorsements
-        .crl
-        .as_deref()
-        .and_then(crl_next_update)
-        .is_none_or(|next| now <= next)
-}
+/// Endorsements that verified a report once, with their CRL's next update (read once),
+/// by their cache key; and the keys in arrival order.
+type Memory = Arc<
+    Mutex<(
+        HashMap<String, (SnpEndorsements, Option<i64>)>,
+        VecDeque<String>,
+    )>,
+>;
 
 /// AMD's KDS, behind a cache in memory (for a long-running verifier: a chip's VCEK is
 /// looked up, not verified again; the caller verifies each report with it) and on disk.
@@ -211,9 +207,7 @@ impl Kds {
 
         // Memory: endorsements that verified a report of this chip and TCB before.
         let crl_key = crl_cache_key(product);
-        if let Some(endorsements) = self.remembered(&vcek_key)
-            && still_current(&endorsements, now)
-        {
+        if let Some(endorsements) = self.remembered(&vcek_key, now) {
             return Ok(endorsements);
         }
         // The disk: what it holds is checked like a fresh answer.
@@ -283,9 +277,14 @@ impl Kds {
         Ok(endorsements)
     }
 
-    fn remembered(&self, key: &str) -> Option<SnpEndorsements> {
+    /// Remembered endorsements that still serve at `now`: their CRL is not past its next
+    /// update (else the CRL is fetched again).
+    fn remembered(&self, key: &str, now: i64) -> Option<SnpEndorsements> {
         let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        memory.0.get(key).cloned()
+        let (endorsements, crl_next_update) = memory.0.get(key)?;
+        crl_next_update
+            .is_none_or(|next| now <= next)
+            .then(|| endorsements.clone())
     }
 
     fn remember(&self, key: String, endorsements: &SnpEndorsements) {
@@ -296,7 +295,11 @@ impl Kds {
                 entries.remove(&old);
             }
         }
-        if entries.insert(key.clone(), endorsements.clone()).is_none() {
+        let next_update = endorsements.crl.as_deref().and_then(crl_next_update);
+        if entries
+            .insert(key.clone(), (endorsements.clone(), next_update))
+            .is_none()
+        {
             order.push_back(key);
         }
     }
