@@ -1,8 +1,8 @@
 //! A local AMD KDS for tests: real vectors (a Milan report, its chip's VCEK, Milan's ASK
 //! and ARK) served at KDS's paths on loopback, with the faults a real service shows.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Path, RawQuery, State};
@@ -48,7 +48,7 @@ pub enum Fault {
 
 #[derive(Debug, Clone)]
 struct Kdsd {
-    fault: Arc<Mutex<Fault>>,
+    fault: Fault,
     requests: Arc<AtomicUsize>,
     throttled: Arc<AtomicUsize>,
 }
@@ -64,7 +64,7 @@ impl LocalKds {
     /// Starts a KDS on a free loopback port.
     pub fn start(fault: Fault) -> LocalKds {
         let state = Kdsd {
-            fault: Arc::new(Mutex::new(fault)),
+            fault,
             requests: Arc::new(AtomicUsize::new(0)),
             throttled: Arc::new(AtomicUsize::new(0)),
         };
@@ -99,7 +99,7 @@ async fn serve(
     RawQuery(query): RawQuery,
 ) -> Response {
     kds.requests.fetch_add(1, Ordering::SeqCst);
-    let fault = *kds.fault.lock().unwrap_or_else(|e| e.into_inner());
+    let fault = kds.fault;
     match fault {
         Fault::TooMany(n) if kds.throttled.fetch_add(1, Ordering::SeqCst) < n => {
             let mut headers = HeaderMap::new();
