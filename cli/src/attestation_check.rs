@@ -387,26 +387,21 @@ fn fetch_vek(
     if endorsements.vek.is_some() || args.offline {
         return Fetched::NotTried;
     }
-    let fetched = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
-        .and_then(|runtime| {
-            let kds = contrast_collateral::Kds::new(
-                &args.kds_url,
-                contrast_collateral::RetryPolicy::default(),
-                contrast_collateral::DiskCache::from_environment(),
-            )
-            .map_err(|e| contrast_platforms::error_chain(&e))?
-            .with_crl_policy(if args.crl_optional {
-                contrast_collateral::CrlPolicy::IfServed
-            } else {
-                contrast_collateral::CrlPolicy::Required
-            });
-            runtime
-                .block_on(kds.snp_endorsements(evidence, &SnpTrustAnchor::amd(), now))
-                .map_err(|e| contrast_platforms::error_chain(&e))
-        });
+    let crl = if args.crl_optional {
+        contrast_collateral::CrlPolicy::IfServed
+    } else {
+        contrast_collateral::CrlPolicy::Required
+    };
+    let fetched = fetch(async {
+        contrast_collateral::Kds::new(
+            &args.kds_url,
+            contrast_collateral::RetryPolicy::default(),
+            contrast_collateral::DiskCache::from_environment(),
+        )?
+        .with_crl_policy(crl)
+        .snp_endorsements(evidence, &SnpTrustAnchor::amd(), now)
+        .await
+    });
     match fetched {
         Ok(got) => {
             endorsements.vek = got.vek;
@@ -428,18 +423,30 @@ fn fetch_tdx_collateral(
     evidence: &[u8],
     now: i64,
 ) -> std::result::Result<TdxCollateral, String> {
+    fetch(async {
+        contrast_collateral::Pcs::new(
+            &args.pcs_url,
+            contrast_collateral::RetryPolicy::default(),
+            contrast_collateral::DiskCache::from_environment(),
+        )?
+        .tdx_collateral(evidence, &TdxTrustAnchor::intel(), now)
+        .await
+    })
+}
+
+/// Runs a collateral fetch to its end (the check is otherwise synchronous); a failure as
+/// the one line the check prints.
+fn fetch<T>(
+    fetch: impl std::future::Future<
+        Output = std::result::Result<T, contrast_collateral::CollateralError>,
+    >,
+) -> std::result::Result<T, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let pcs = contrast_collateral::Pcs::new(
-        &args.pcs_url,
-        contrast_collateral::RetryPolicy::default(),
-        contrast_collateral::DiskCache::from_environment(),
-    )
-    .map_err(|e| contrast_platforms::error_chain(&e))?;
     runtime
-        .block_on(pcs.tdx_collateral(evidence, &TdxTrustAnchor::intel(), now))
+        .block_on(fetch)
         .map_err(|e| contrast_platforms::error_chain(&e))
 }
 
