@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -18,23 +20,13 @@ use contrast_testkit::{CoordinatorProcess, Deployment, TempDir, random_loopback}
 const CONTRAST: &str = env!("CARGO_BIN_EXE_contrast");
 
 fn contrast(workspace: &Path, args: &[&str]) -> Output {
-    let output = Command::new(CONTRAST)
-        .args(args)
-        .current_dir(workspace)
-        .env(
+    common::run_logged(
+        Command::new(CONTRAST).current_dir(workspace).env(
             "CONTRAST_SIMULATOR_DIR",
             contrast_testkit::shared_simulator_dir(),
-        )
-        .output()
-        .unwrap();
-    eprintln!(
-        "contrast {}: {}\nstdout: {}\nstderr: {}",
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+        ),
+        args,
+    )
 }
 
 fn ok(output: &Output) -> String {

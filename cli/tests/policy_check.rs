@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
 
@@ -58,18 +60,7 @@ impl Pod {
 }
 
 fn contrast(args: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_contrast"))
-        .args(args)
-        .output()
-        .unwrap();
-    eprintln!(
-        "contrast {}: {}\nstdout: {}\nstderr: {}",
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+    common::run_logged(&mut Command::new(env!("CARGO_BIN_EXE_contrast")), args)
 }
 
 /// The policy's resource file, and the runtime's CreateContainerRequest for `web`.

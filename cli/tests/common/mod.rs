@@ -12,12 +12,18 @@ use contrast_testkit::{CoordinatorProcess, Deployment, random_loopback};
 pub const CONTRAST: &str = env!("CARGO_BIN_EXE_contrast");
 
 pub fn contrast(deployment: &Deployment, args: &[&str]) -> Output {
-    let output = Command::new(CONTRAST)
-        .args(args)
-        .current_dir(deployment.workspace.path())
-        .env("CONTRAST_SIMULATOR_DIR", &deployment.simulator_dir)
-        .output()
-        .unwrap();
+    run_logged(
+        Command::new(CONTRAST)
+            .current_dir(deployment.workspace.path())
+            .env("CONTRAST_SIMULATOR_DIR", &deployment.simulator_dir),
+        args,
+    )
+}
+
+/// Runs `command` (contrast, set up) with `args`, and logs what it printed, so a failing
+/// test shows it.
+pub fn run_logged(command: &mut Command, args: &[&str]) -> Output {
+    let output = command.args(args).output().unwrap();
     eprintln!(
         "contrast {}: {}\nstdout: {}\nstderr: {}",
         args.join(" "),
