@@ -184,3 +184,18 @@ pub(crate) fn pause_request(requests: &[(String, Value)]) -> Value {
         .map(|(_, r)| r.clone())
         .unwrap()
 }
+
+/// `request` with `change` applied.
+pub(crate) fn changed(request: &Value, change: impl FnOnce(&mut Value)) -> Value {
+    let mut r = request.clone();
+    change(&mut r);
+    r
+}
+
+pub(crate) fn request_named<'a>(requests: &'a [(String, Value)], name: &str) -> Vec<&'a Value> {
+    requests
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, r)| r)
+        .collect()
+}
