@@ -16,6 +16,7 @@ use contrast_attestation::tdx::{
 use contrast_manifest::{Manifest, ReferenceValues};
 use serde_json::{Value, json};
 
+use crate::collateral::CollateralArgs;
 use crate::time::parse_rfc3339;
 
 /// Arguments of `contrast attestation check`.
@@ -39,24 +40,8 @@ pub(crate) struct CheckArgs {
     /// TDX collateral (JSON: TCB info, QE identity, CRLs), for the TCB status.
     #[arg(long)]
     collateral: Option<PathBuf>,
-    /// AMD's KDS (or a mirror): where an SNP report's VCEK and chain are fetched when
-    /// neither the command line nor the evidence carries them. Fetched certificates are
-    /// kept only once the report verifies with them, in the cache directory
-    /// (CONTRAST_CACHE_DIR, else $XDG_CACHE_HOME/contrast or ~/.cache/contrast).
-    #[arg(long, env = "CONTRAST_KDS_URL", default_value = contrast_collateral::DEFAULT_KDS_URL)]
-    kds_url: String,
-    /// Accept certificates from a KDS that serves no CRL (a mirror without CRLs):
-    /// revocation is then not checked. AMD's KDS always serves one, and by default a
-    /// report is checked only with a current CRL.
-    #[arg(long)]
-    crl_optional: bool,
-    /// Intel's PCS (or a PCCS): where a TDX quote's collateral (TCB info, QE identity,
-    /// CRLs) is fetched when --collateral is not given, through the cache directory.
-    #[arg(long, env = "CONTRAST_PCS_URL", default_value = contrast_collateral::DEFAULT_PCS_URL)]
-    pcs_url: String,
-    /// Fetch nothing: use only the certificates and collateral given or carried.
-    #[arg(long, env = "CONTRAST_OFFLINE", value_parser = clap::builder::FalseyValueParser::new())]
-    offline: bool,
+    #[command(flatten)]
+    fetching: CollateralArgs,
     /// The time to verify at (RFC 3339, e.g. 2025-06-25T00:00:00Z); default now.
     #[arg(long)]
     now: Option<String>,
@@ -376,44 +361,28 @@ enum Fetched {
     Failed(String),
 }
 
-/// Fetches the VCEK and chain from KDS (through the cache) when no VCEK was given or
-/// carried and fetching is allowed; the fetched certificates replace the chain.
+/// Completes the endorsements from KDS (through the cache) when fetching is allowed and
+/// the VCEK or AMD's CRL was neither given nor carried; a CRL given on the command line
+/// stays.
 fn fetch_vek(
     args: &CheckArgs,
     evidence: &[u8],
     endorsements: &mut SnpEndorsements,
     now: i64,
 ) -> Fetched {
-    if endorsements.vek.is_some() || args.offline {
+    let complete = endorsements.vek.is_some() && endorsements.crl.is_some();
+    if complete || args.fetching.offline {
         return Fetched::NotTried;
     }
-    let crl = if args.crl_optional {
-        contrast_collateral::CrlPolicy::IfServed
-    } else {
-        contrast_collateral::CrlPolicy::Required
-    };
-    let fetched = fetch(async {
-        contrast_collateral::Kds::new(
-            &args.kds_url,
-            contrast_collateral::RetryPolicy::default(),
-            contrast_collateral::DiskCache::from_environment(),
-        )?
-        .with_crl_policy(crl)
-        .snp_endorsements(evidence, &SnpTrustAnchor::amd(), now)
-        .await
+    let fetched = args.fetching.source().and_then(|source| {
+        Ok(source.complete_snp(evidence, endorsements.clone(), &SnpTrustAnchor::amd(), now)?)
     });
     match fetched {
         Ok(got) => {
-            endorsements.vek = got.vek;
-            endorsements.ask = got.ask;
-            endorsements.ark = got.ark;
-            // A CRL given on the command line stays; else KDS's.
-            if args.crl.is_none() {
-                endorsements.crl = got.crl.or(endorsements.crl.take());
-            }
+            *endorsements = got;
             Fetched::Got
         }
-        Err(reason) => Fetched::Failed(reason),
+        Err(e) => Fetched::Failed(format!("{e:#}")),
     }
 }
 
@@ -423,38 +392,17 @@ fn fetch_tdx_collateral(
     evidence: &[u8],
     now: i64,
 ) -> std::result::Result<TdxCollateral, String> {
-    fetch(async {
-        contrast_collateral::Pcs::new(
-            &args.pcs_url,
-            contrast_collateral::RetryPolicy::default(),
-            contrast_collateral::DiskCache::from_environment(),
-        )?
-        .tdx_collateral(evidence, &TdxTrustAnchor::intel(), now)
-        .await
-    })
-}
-
-/// Runs a collateral fetch to its end (the check is otherwise synchronous); a failure as
-/// the one line the check prints.
-fn fetch<T>(
-    fetch: impl std::future::Future<
-        Output = std::result::Result<T, contrast_collateral::CollateralError>,
-    >,
-) -> std::result::Result<T, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime
-        .block_on(fetch)
-        .map_err(|e| contrast_platforms::error_chain(&e))
+    args.fetching
+        .source()
+        .and_then(|source| Ok(source.tdx(evidence, &TdxTrustAnchor::intel(), now)?))
+        .map_err(|e| format!("{e:#}"))
 }
 
 fn note_fetch(facts: &mut Value, fetched: Fetched) {
     match fetched {
         Fetched::NotTried => {}
         Fetched::Got => facts["certificates from"] = json!("KDS (or its cache)"),
-        Fetched::Failed(reason) => facts["KDS"] = json!(format!("no VCEK: {reason}")),
+        Fetched::Failed(reason) => facts["KDS"] = json!(format!("nothing fetched: {reason}")),
     }
 }
 
@@ -474,7 +422,13 @@ fn check_snp(
             return Ok((facts, error_verdict(e)));
         }
     };
-    let facts = snp_facts(&verified);
+    let mut facts = snp_facts(&verified);
+    facts["revocation"] = json!(if endorsements.crl.is_some() {
+        "checked against AMD's CRL"
+    } else {
+        "NOT checked: no CRL given, carried or fetched (the Coordinator and contrast \
+         set/verify/recover refuse such a report)"
+    });
     let verdict = match reference {
         None => {
             let mut facts = facts;
@@ -532,7 +486,7 @@ fn check_tdx(
             TdxCollateral::from_json(&read(path, "collateral")?)
                 .with_context(|| format!("the collateral {}", path.display()))?,
         ),
-        None if args.offline => None,
+        None if args.fetching.offline => None,
         None => match fetch_tdx_collateral(args, evidence, now) {
             Ok(collateral) => {
                 fetched = Fetched::Got;

@@ -56,6 +56,9 @@ pub(crate) struct ConnectArgs {
     /// platforms (Sim-SNP, Sim-TDX) of the manifest.
     #[arg(long, env = "CONTRAST_SIMULATOR_DIR")]
     pub simulator_dir: Option<PathBuf>,
+    /// Where the Coordinator's collateral comes from when its evidence does not carry it.
+    #[command(flatten)]
+    pub fetching: crate::collateral::CollateralArgs,
 }
 
 /// Global flags.
@@ -101,10 +104,14 @@ pub(crate) fn coordinator_validators(
     manifest: &Manifest,
     args: &ConnectArgs,
 ) -> anyhow::Result<ValidatorSet> {
-    let mut verifiers = Verifiers::real();
+    let source = args.fetching.source()?;
+    let mut verifiers = Verifiers::real()
+        .with_collateral(source)
+        .accept_snp_without_crl(args.fetching.crl_optional);
     if let Some(dir) = &args.simulator_dir {
         // The simulator's public roots only: the CLI verifies, it never simulates.
         let (snp, tdx) = contrast_attestation::simulated_anchors::load(dir)?;
+        // The simulator's evidence carries its CRL; it serves no KDS or PCS (yet).
         verifiers = verifiers.with_simulated(snp, tdx);
     }
     let validator = match &args.coordinator_policy_hash {

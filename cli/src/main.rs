@@ -2,6 +2,7 @@
 
 mod attestation_check;
 mod bundle;
+mod collateral;
 mod coordinator;
 mod generate;
 mod policy_check;

@@ -30,8 +30,11 @@ use contrast_atls::{
     ClientOptions, IssuanceQueue, Issuer, ReferenceValidator, ServerOptions, ValidatorSet,
     Verifiers,
 };
+use contrast_attestation::snp::SnpTrustAnchor;
+use contrast_collateral::{Collateral, CollateralSettings};
 use contrast_evidence::DocumentIssuer;
-use contrast_evidence::issuer::{EvidenceIssuer, IssuerSettings, select};
+use contrast_evidence::issuer::{Evidence, EvidenceIssuer, IssueError, IssuerSettings, select};
+use contrast_evidence::snp_cert_table::{CertKind, CertTableEntry};
 use contrast_history::{FsStore, Store};
 use contrast_manifest::Manifest;
 use contrast_platforms::{Platform, Tee};
@@ -113,6 +116,9 @@ pub struct Config {
     /// How long the simulated TEE takes per evidence, blocking its caller as the guest
     /// firmware does (real SNP reports and TDX quotes take from milliseconds to seconds).
     pub simulated_issue_delay: Duration,
+    /// Where AMD's and Intel's collateral comes from (kept in memory): for the evidence
+    /// of workloads and peers, and for this Coordinator's own certificate table.
+    pub collateral: CollateralSettings,
 }
 
 /// Where the Coordinator keeps its history and finds its peers.
@@ -197,8 +203,20 @@ fn evidence(config: &Config) -> anyhow::Result<(Arc<dyn Issuer>, Verifiers)> {
         .to_owned(),
         simulated_host_data: Some(hex::encode(config.simulated_host_data)),
     };
-    let evidence: Arc<dyn EvidenceIssuer> = Arc::from(select(&settings)?);
-    let verifiers = contrast_evidence::issuer::verifiers(simulator_dir)?;
+    let collateral = Arc::new(
+        Collateral::new(config.collateral.clone()).context("setting up collateral fetching")?,
+    );
+    let mut evidence: Arc<dyn EvidenceIssuer> = Arc::from(select(&settings)?);
+    // The simulator's evidence carries its CRL; it serves no KDS or PCS (yet), so the
+    // simulated TDX TCB status is not evaluated.
+    let verifiers =
+        contrast_evidence::issuer::verifiers(simulator_dir)?.with_collateral(collateral.clone());
+    if simulator_dir.is_none() {
+        evidence = Arc::new(WithCollateral {
+            evidence,
+            collateral,
+        });
+    }
     let issuer: Arc<dyn Issuer> = Arc::new(DocumentIssuer::new(evidence));
     if simulator_dir.is_none() || config.simulated_issue_delay.is_zero() {
         return Ok((issuer, verifiers));
@@ -210,6 +228,78 @@ fn evidence(config: &Config) -> anyhow::Result<(Arc<dyn Issuer>, Verifiers)> {
         }),
         verifiers,
     ))
+}
+
+/// The Coordinator's own SEV-SNP evidence with what its host left out of the certificate
+/// table (the VCEK and its chain on many bare-metal hosts, AMD's CRL on most) added from
+/// KDS, so that clients verify it without reaching AMD themselves. When KDS cannot be had,
+/// the evidence goes out as the host made it, and clients fetch what they need.
+struct WithCollateral {
+    evidence: Arc<dyn EvidenceIssuer>,
+    collateral: Arc<Collateral>,
+}
+
+impl std::fmt::Debug for WithCollateral {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithCollateral")
+            .field("evidence", &self.evidence.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EvidenceIssuer for WithCollateral {
+    fn issue(&self, report_data: &[u8; 64]) -> Result<Evidence, IssueError> {
+        let mut evidence = self.evidence.issue(report_data)?;
+        if evidence.tee != Tee::Snp {
+            return Ok(evidence);
+        }
+        let carried = evidence.snp_endorsements();
+        let now = contrast_atls::unix_now();
+        match self.collateral.complete_snp(
+            &evidence.raw,
+            carried.clone(),
+            &SnpTrustAnchor::amd(),
+            now,
+        ) {
+            Ok(completed) => add_missing_certificates(&mut evidence, &carried, completed),
+            Err(e) => tracing::warn!(
+                error = %contrast_platforms::error_chain(&e),
+                "cannot complete this Coordinator's certificate table from KDS: clients fetch \
+                 what it lacks themselves"
+            ),
+        }
+        Ok(evidence)
+    }
+
+    fn name(&self) -> &'static str {
+        self.evidence.name()
+    }
+
+    fn local_report(
+        &self,
+        report_data: &[u8; 64],
+    ) -> Result<contrast_evidence::issuer::LocalReport, IssueError> {
+        self.evidence.local_report(report_data)
+    }
+}
+
+/// Adds to `evidence`'s certificate table what `completed` has and `carried` had not.
+fn add_missing_certificates(
+    evidence: &mut Evidence,
+    carried: &contrast_attestation::snp::SnpEndorsements,
+    completed: contrast_attestation::snp::SnpEndorsements,
+) {
+    // KDS serves VCEKs only (a VLEK comes from the host, so a fetched key is a VCEK).
+    for (kind, had, got) in [
+        (CertKind::Vcek, &carried.vek, completed.vek),
+        (CertKind::Ask, &carried.ask, completed.ask),
+        (CertKind::Ark, &carried.ark, completed.ark),
+        (CertKind::Crl, &carried.crl, completed.crl),
+    ] {
+        if let (None, Some(der)) = (had, got) {
+            evidence.certificates.push(CertTableEntry { kind, der });
+        }
+    }
 }
 
 /// A simulated TEE as slow as hardware can be: it blocks for `delay` per evidence.
@@ -483,4 +573,66 @@ async fn recover_from_peer(coordinator: &Arc<Coordinator>, peer: &str) -> anyhow
     })
     .await??;
     Ok(state.generation())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use contrast_collateral::{CrlPolicy, RetryPolicy};
+    use contrast_testkit::kds::{Fault, LocalKds, REPORT, VCEK};
+
+    /// A bare-metal host whose certificate table is empty: the report alone.
+    struct BareHost;
+
+    impl EvidenceIssuer for BareHost {
+        fn issue(&self, _report_data: &[u8; 64]) -> Result<Evidence, IssueError> {
+            Ok(Evidence {
+                tee: Tee::Snp,
+                raw: REPORT.to_vec(),
+                certificates: Vec::new(),
+                simulated: false,
+            })
+        }
+
+        fn name(&self) -> &'static str {
+            "bare-host"
+        }
+    }
+
+    fn with_collateral(kds: &LocalKds) -> WithCollateral {
+        let settings = CollateralSettings {
+            kds_url: kds.url().to_owned(),
+            // The local KDS serves AMD's real certificates, and no AMD-signed CRL can be
+            // made here.
+            crl: CrlPolicy::IfServed,
+            retry: RetryPolicy {
+                attempts: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        WithCollateral {
+            evidence: Arc::new(BareHost),
+            collateral: Arc::new(Collateral::new(settings).unwrap()),
+        }
+    }
+
+    #[test]
+    fn own_evidence_gets_the_certificates_its_host_left_out() {
+        let kds = LocalKds::start(Fault::None);
+        let evidence = with_collateral(&kds).issue(&[0; 64]).unwrap();
+        let kinds: Vec<_> = evidence.certificates.iter().map(|c| c.kind).collect();
+        assert_eq!(kinds, [CertKind::Vcek, CertKind::Ask, CertKind::Ark]);
+        assert_eq!(evidence.certificates[0].der, VCEK);
+    }
+
+    #[test]
+    fn own_evidence_goes_out_as_the_host_made_it_when_kds_cannot_be_had() {
+        let kds = LocalKds::start(Fault::ServerError);
+        let evidence = with_collateral(&kds).issue(&[0; 64]).unwrap();
+        assert!(evidence.certificates.is_empty());
+        assert_eq!(evidence.raw, REPORT);
+    }
 }

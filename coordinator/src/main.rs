@@ -60,6 +60,14 @@ struct Args {
     /// StatefulSet) or `none`.
     #[arg(long, env = "CONTRAST_STORE_OWNER", default_value = "statefulset")]
     store_owner: String,
+    /// AMD's KDS (or a mirror): where the VCEK, its chain and AMD's CRL are fetched when
+    /// evidence comes without them.
+    #[arg(long, env = "CONTRAST_KDS_URL", default_value = contrast_collateral::DEFAULT_KDS_URL)]
+    kds_url: String,
+    /// Intel's PCS (or a PCCS): where a TDX quote's TCB info, QE identity and CRLs are
+    /// fetched.
+    #[arg(long, env = "CONTRAST_PCS_URL", default_value = contrast_collateral::DEFAULT_PCS_URL)]
+    pcs_url: String,
     /// Log format: text or json.
     #[arg(long, env = "CONTRAST_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -125,6 +133,11 @@ fn main() -> anyhow::Result<()> {
         recovery_interval: Duration::from_secs(args.recovery_interval.max(1)),
         metrics: std::env::var_os("CONTRAST_METRICS").is_some(),
         simulated_issue_delay: Duration::from_millis(args.simulated_issue_delay_ms),
+        collateral: contrast_collateral::CollateralSettings {
+            kds_url: args.kds_url,
+            pcs_url: args.pcs_url,
+            ..Default::default()
+        },
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {

@@ -29,5 +29,6 @@ pub(crate) fn sim_snp_config(
         recovery_interval: Duration::from_secs(3600),
         metrics: false,
         simulated_issue_delay: issue_delay,
+        collateral: Default::default(),
     }
 }

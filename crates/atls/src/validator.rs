@@ -5,6 +5,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use contrast_attestation::claims::{Claim, snp_claims, tdx_claims};
+use contrast_attestation::collateral::CollateralSource;
 use contrast_attestation::snp::{
     SnpExpectations, SnpTrustAnchor, SnpVerifier, check_snp_reference_values,
 };
@@ -127,13 +128,23 @@ impl ValidatorSet {
 }
 
 /// The evidence verifiers, shared so their certificate-chain caches live as long as the
-/// process: the real vendors' roots always, the simulator's only when configured.
+/// process: the real vendors' roots always, the simulator's only when configured; and
+/// where the collateral the evidence does not carry comes from.
+///
+/// An SEV-SNP report is accepted only with a current CRL of AMD's (carried, or from the
+/// collateral source), unless [`Verifiers::accept_snp_without_crl`] says otherwise. A TDX
+/// quote's TCB status is evaluated whenever a collateral source is configured, and a quote
+/// whose collateral cannot be had is then refused; without a source (a guest that cannot
+/// reach Intel) the status is not evaluated.
 #[derive(Debug, Clone)]
 pub struct Verifiers {
     snp: Arc<SnpVerifier>,
     tdx: Arc<TdxVerifier>,
     simulated_snp: Option<Arc<SnpVerifier>>,
     simulated_tdx: Option<Arc<TdxVerifier>>,
+    collateral: Option<Arc<dyn CollateralSource>>,
+    simulated_collateral: Option<Arc<dyn CollateralSource>>,
+    require_snp_crl: bool,
 }
 
 impl Verifiers {
@@ -144,7 +155,30 @@ impl Verifiers {
             tdx: Arc::new(TdxVerifier::new(TdxTrustAnchor::intel())),
             simulated_snp: None,
             simulated_tdx: None,
+            collateral: None,
+            simulated_collateral: None,
+            require_snp_crl: true,
         }
+    }
+
+    /// Complete the vendors' evidence from `source` (AMD's KDS, Intel's PCS).
+    pub fn with_collateral(mut self, source: Arc<dyn CollateralSource>) -> Self {
+        self.collateral = Some(source);
+        self
+    }
+
+    /// Complete the simulator's evidence from `source` (the simulated vendor's KDS and
+    /// PCS).
+    pub fn with_simulated_collateral(mut self, source: Arc<dyn CollateralSource>) -> Self {
+        self.simulated_collateral = Some(source);
+        self
+    }
+
+    /// Accept an SEV-SNP report whose revocation cannot be checked (no CRL carried or
+    /// fetched): for a KDS mirror that serves none. Off by default.
+    pub fn accept_snp_without_crl(mut self, accept: bool) -> Self {
+        self.require_snp_crl = !accept;
+        self
     }
 
     /// Also accept evidence under the simulated OIDs, checked against these roots. The
@@ -231,13 +265,33 @@ impl ReferenceValidator {
     fn validate_snp(
         &self,
         verifier: &SnpVerifier,
+        collateral: Option<&Arc<dyn CollateralSource>>,
         doc: &[u8],
         report_data: &[u8; 64],
     ) -> Result<PeerAttestation, Rejection> {
-        let (report, endorsements) =
+        let (report, carried) =
             document::decode_snp(doc).map_err(|e| format!("SNP attestation document: {e}"))?;
+        let now = crate::unix_now();
+        let endorsements = match collateral {
+            Some(source) => source
+                .snp_endorsements(&report, carried, verifier.anchor(), now)
+                .map_err(|e| {
+                    format!(
+                        "SNP collateral: {}",
+                        contrast_platforms::error_chain(e.as_ref())
+                    )
+                })?,
+            None => carried,
+        };
+        if endorsements.crl.is_none() && self.verifiers.require_snp_crl {
+            return Err(Rejection::from(
+                "SNP report: it comes without AMD's CRL and none could be fetched, so its \
+                 revocation cannot be checked: give the verifier access to AMD's KDS (or a \
+                 mirror), or have the host put the CRL into its certificate table",
+            ));
+        }
         let verified = verifier
-            .verify(&report, &endorsements, crate::unix_now())
+            .verify(&report, &endorsements, now)
             .map_err(|e| format!("SNP report: {e}"))?;
         let expect = SnpExpectations {
             report_data: Some(*report_data),
@@ -263,13 +317,24 @@ impl ReferenceValidator {
     fn validate_tdx(
         &self,
         verifier: &TdxVerifier,
+        collateral: Option<&Arc<dyn CollateralSource>>,
         doc: &[u8],
         report_data: &[u8; 64],
     ) -> Result<PeerAttestation, Rejection> {
         let quote =
             document::decode_tdx(doc).map_err(|e| format!("TDX attestation document: {e}"))?;
+        let now = crate::unix_now();
+        let collateral = collateral
+            .map(|source| source.tdx_collateral(&quote, verifier.anchor(), now))
+            .transpose()
+            .map_err(|e| {
+                format!(
+                    "TDX collateral (the TCB status cannot be evaluated without it): {}",
+                    contrast_platforms::error_chain(e.as_ref())
+                )
+            })?;
         let verified = verifier
-            .verify(&quote, None, crate::unix_now())
+            .verify(&quote, collateral.as_ref(), now)
             .map_err(|e| format!("TDX quote: {e}"))?;
         let expect = TdxExpectations {
             report_data: Some(*report_data),
@@ -312,14 +377,34 @@ impl Validator for ReferenceValidator {
         report_data: &[u8; 64],
     ) -> Result<PeerAttestation, Rejection> {
         match id {
-            oid::ATLS_SNP => self.validate_snp(&self.verifiers.snp, doc, report_data),
-            oid::ATLS_TDX => self.validate_tdx(&self.verifiers.tdx, doc, report_data),
+            oid::ATLS_SNP => self.validate_snp(
+                &self.verifiers.snp,
+                self.verifiers.collateral.as_ref(),
+                doc,
+                report_data,
+            ),
+            oid::ATLS_TDX => self.validate_tdx(
+                &self.verifiers.tdx,
+                self.verifiers.collateral.as_ref(),
+                doc,
+                report_data,
+            ),
             oid::ATLS_SIMULATED_SNP => match &self.verifiers.simulated_snp {
-                Some(v) => self.validate_snp(v, doc, report_data),
+                Some(v) => self.validate_snp(
+                    v,
+                    self.verifiers.simulated_collateral.as_ref(),
+                    doc,
+                    report_data,
+                ),
                 None => Err("simulated SNP evidence is accepted only on Sim-SNP".into()),
             },
             oid::ATLS_SIMULATED_TDX => match &self.verifiers.simulated_tdx {
-                Some(v) => self.validate_tdx(v, doc, report_data),
+                Some(v) => self.validate_tdx(
+                    v,
+                    self.verifiers.simulated_collateral.as_ref(),
+                    doc,
+                    report_data,
+                ),
                 None => Err("simulated TDX evidence is accepted only on Sim-TDX".into()),
             },
             other => Err(format!("no validator for OID {other}").into()),

@@ -7,6 +7,7 @@
 
 mod chain_cache;
 pub mod claims;
+pub mod collateral;
 pub mod der;
 pub mod document;
 pub mod explain;

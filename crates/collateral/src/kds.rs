@@ -40,9 +40,17 @@ pub fn vcek_path(product: SnpProduct, chip_id: &[u8; 64], tcb: TcbVersion) -> St
     )
 }
 
-/// The KDS path of `product`'s CRL (DER, signed by the ARK).
-pub fn crl_path(product: SnpProduct) -> String {
-    format!("/vcek/v1/{}/crl", product.name())
+/// The KDS path of `product`'s CRL (DER, signed by the ARK) for reports signed by a
+/// `signer` key: the VCEK line's or the VLEK line's.
+pub fn crl_path(product: SnpProduct, signer: SigningKey) -> String {
+    format!("/{}/v1/{}/crl", kind_path(signer), product.name())
+}
+
+fn kind_path(signer: SigningKey) -> &'static str {
+    match signer {
+        SigningKey::Vcek => "vcek",
+        SigningKey::Vlek => "vlek",
+    }
 }
 
 /// Whether a report is accepted without AMD's CRL.
@@ -79,8 +87,11 @@ fn chain_cache_key(product: SnpProduct) -> String {
     format!("kds/cert_chain/{}.pem", product.name())
 }
 
-fn crl_cache_key(product: SnpProduct) -> String {
-    format!("kds/crl/{}.der", product.name())
+fn crl_cache_key(product: SnpProduct, signer: SigningKey) -> String {
+    match signer {
+        SigningKey::Vcek => format!("kds/crl/{}.der", product.name()),
+        SigningKey::Vlek => format!("kds/crl/vlek-{}.der", product.name()),
+    }
 }
 
 /// The CRL's nextUpdate (Unix time), when it parses and has one.
@@ -108,6 +119,9 @@ fn candidate_products(report: &SnpReport) -> Vec<SnpProduct> {
 /// is dropped.
 pub const MEMORY_ENTRIES: usize = 4096;
 
+/// The CRLs kept in memory, by cache key, with their next update.
+type CrlMemory = Arc<Mutex<HashMap<String, (Vec<u8>, Option<i64>)>>>;
+
 /// Endorsements that verified a report once, with their CRL's next update (read once),
 /// by their cache key; and the keys in arrival order.
 type Memory = Arc<
@@ -125,6 +139,7 @@ pub struct Kds {
     fetcher: Fetcher,
     cache: Option<DiskCache>,
     memory: Memory,
+    crls: CrlMemory,
     crl: CrlPolicy,
 }
 
@@ -140,6 +155,7 @@ impl Kds {
             fetcher: Fetcher::new(retry)?,
             cache,
             memory: Memory::default(),
+            crls: CrlMemory::default(),
             crl: CrlPolicy::Required,
         })
     }
@@ -206,7 +222,7 @@ impl Kds {
         let chain_key = chain_cache_key(product);
 
         // Memory: endorsements that verified a report of this chip and TCB before.
-        let crl_key = crl_cache_key(product);
+        let crl_key = crl_cache_key(product, SigningKey::Vcek);
         if let Some(endorsements) = self.remembered(&vcek_key, now) {
             return Ok(endorsements);
         }
@@ -227,7 +243,7 @@ impl Kds {
 
         let vcek_url = format!("{}{}", self.base, vcek_path(product, &chip_id, tcb));
         let chain_url = format!("{}{}", self.base, cert_chain_path(product));
-        let crl_url = format!("{}{}", self.base, crl_path(product));
+        let crl_url = format!("{}{}", self.base, crl_path(product, SigningKey::Vcek));
         let vcek = self.fetcher.get(&vcek_url).await?;
         let chain = self.fetcher.get(&chain_url).await?;
         let crl = match self.fetcher.get(&crl_url).await {
@@ -275,6 +291,90 @@ impl Kds {
             }
         }
         Ok(endorsements)
+    }
+
+    /// AMD's CRL for a report that carries its certificates but not the CRL (a host's
+    /// certificate table usually holds none): its product line's CRL, for its signer's
+    /// kind (VCEK or VLEK), from memory or the disk while it is current, else fetched. A
+    /// CRL is kept only once the report verified with it and `carried` under `anchor` at
+    /// `now`, so a forged or stale answer, or one that revokes the report's chain, is
+    /// refused and never kept. `None` only under [`CrlPolicy::IfServed`], when KDS serves
+    /// no CRL.
+    pub async fn crl_for(
+        &self,
+        evidence: &[u8],
+        carried: &SnpEndorsements,
+        anchor: &SnpTrustAnchor,
+        now: i64,
+    ) -> Result<Option<Vec<u8>>, CollateralError> {
+        // The carried chain names the product line and the signer's kind.
+        let bare = SnpEndorsements {
+            crl: None,
+            ..carried.clone()
+        };
+        let verified = verify_report(evidence, &bare, anchor, now).map_err(|e| {
+            CollateralError::Evidence(format!(
+                "the report does not verify with the certificates it carries: {}",
+                contrast_platforms::error_chain(&e)
+            ))
+        })?;
+        let (product, signer) = (verified.product, verified.signing_key);
+        let key = crl_cache_key(product, signer);
+        let with = |crl: &[u8]| SnpEndorsements {
+            crl: Some(crl.to_vec()),
+            ..bare.clone()
+        };
+
+        let remembered = {
+            let crls = self.crls.lock().unwrap_or_else(|e| e.into_inner());
+            crls.get(&key)
+                .filter(|(_, next)| next.is_none_or(|next| now <= next))
+                .map(|(crl, _)| crl.clone())
+        };
+        let cached = remembered.or_else(|| self.cached(&key));
+        if let Some(crl) = cached
+            && verify_report(evidence, &with(&crl), anchor, now).is_ok()
+        {
+            self.remember_crl(key, &crl);
+            return Ok(Some(crl));
+        }
+
+        let url = format!("{}{}", self.base, crl_path(product, signer));
+        let crl = match self.fetcher.get(&url).await {
+            Ok(crl) => crl,
+            Err(CollateralError::Status { status: 404, .. }) if self.crl == CrlPolicy::IfServed => {
+                tracing::warn!(url, "KDS serves no CRL: revocation is not checked");
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(CollateralError::CrlUnavailable {
+                    url,
+                    cause: Box::new(e),
+                });
+            }
+        };
+        verify_report(evidence, &with(&crl), anchor, now).map_err(|e| {
+            CollateralError::Rejected {
+                url: url.clone(),
+                reason: format!(
+                    "the report does not verify with the CRL KDS returned: {}",
+                    contrast_platforms::error_chain(&e)
+                ),
+            }
+        })?;
+        if let Some(cache) = &self.cache
+            && let Err(e) = cache.put(&key, &crl)
+        {
+            tracing::warn!(key, error = %contrast_platforms::error_chain(&e), "cannot cache collateral");
+        }
+        self.remember_crl(key, &crl);
+        Ok(Some(crl))
+    }
+
+    fn remember_crl(&self, key: String, crl: &[u8]) {
+        let next_update = crl_next_update(crl);
+        let mut crls = self.crls.lock().unwrap_or_else(|e| e.into_inner());
+        crls.insert(key, (crl.to_vec(), next_update));
     }
 
     /// Remembered endorsements that still serve at `now`: their CRL is not past its next

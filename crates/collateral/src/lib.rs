@@ -14,11 +14,13 @@ pub mod cache;
 pub mod fetch;
 pub mod kds;
 pub mod pcs;
+pub mod source;
 
 pub use cache::DiskCache;
 pub use fetch::{Fetcher, RetryPolicy};
 pub use kds::{CrlPolicy, DEFAULT_KDS_URL, Kds};
 pub use pcs::{DEFAULT_PCS_URL, Pcs};
+pub use source::{Collateral, CollateralSettings};
 
 /// Why collateral could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +92,9 @@ pub enum CollateralError {
          over (its certificate table, or --vcek)"
     )]
     VlekNotFetchable,
+    /// Fetching is off, and the evidence does not carry what is needed.
+    #[error("offline: nothing is fetched, and the evidence does not carry its collateral")]
+    Offline,
     /// The report does not name its chip.
     #[error(
         "the report's CHIP_ID is masked (MASK_CHIP_ID): KDS cannot be asked for its VCEK; \

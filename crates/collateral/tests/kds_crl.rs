@@ -208,3 +208,141 @@ async fn no_crl_at_all_is_a_refusal_that_says_so() {
     );
     assert!(err.to_string().contains("accepted only with a current"));
 }
+
+/// The endorsements a host's certificate table carries: the VCEK, ASK and ARK, no CRL.
+fn carried(s: &Setup) -> contrast_attestation::snp::SnpEndorsements {
+    let signed = s
+        .amd
+        .report(&SnpReportSpec::new(SnpProduct::Milan))
+        .unwrap();
+    contrast_attestation::snp::SnpEndorsements {
+        vek: Some(s.kds.vcek.to_vec()),
+        ask: Some(signed.ask_der),
+        ark: Some(signed.ark_der),
+        crl: None,
+    }
+}
+
+fn source(s: &Setup, cache: &TempDir) -> contrast_collateral::Collateral {
+    contrast_collateral::Collateral::new(contrast_collateral::CollateralSettings {
+        kds_url: s.server.url().to_owned(),
+        cache: Some(DiskCache::new(cache.path())),
+        retry: RetryPolicy {
+            attempts: 1,
+            backoff: Duration::from_millis(10),
+            max_wait: Duration::from_secs(1),
+            timeout: Duration::from_secs(2),
+        },
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// A report whose host carried its chain but no CRL gets the line's CRL from KDS, checked
+/// and kept: a second source (a restarted CLI) reads it from the disk with KDS gone.
+#[test]
+fn a_carried_chain_without_a_crl_is_completed_from_kds_and_kept() {
+    let mut s = setup();
+    let cache = TempDir::new("kds-crl");
+    s.serve_crl(&[&[0x77]], T0 - HOUR, T0 + HOUR);
+    let completed = source(&s, &cache)
+        .complete_snp(&s.report, carried(&s), &s.anchor, T0)
+        .unwrap();
+    assert!(completed.crl.is_some());
+    assert_eq!(completed.vek.as_deref(), Some(&s.kds.vcek[..]));
+    assert_eq!(s.crl_requests(), 1);
+    assert_eq!(
+        s.kds.requests.lock().unwrap().len(),
+        1,
+        "only the CRL was asked for"
+    );
+
+    s.server.stop();
+    let again = source(&s, &cache)
+        .complete_snp(&s.report, carried(&s), &s.anchor, T0 + 60)
+        .unwrap();
+    assert_eq!(again.crl, completed.crl);
+}
+
+#[test]
+fn a_fetched_crl_that_revokes_the_carried_vcek_is_refused_and_not_kept() {
+    let s = setup();
+    let cache = TempDir::new("kds-crl");
+    s.serve_crl(&[&s.vcek_serial], T0 - HOUR, T0 + HOUR);
+    let err = source(&s, &cache)
+        .complete_snp(&s.report, carried(&s), &s.anchor, T0)
+        .unwrap_err();
+    let text = contrast_platforms::error_chain(&err);
+    assert!(text.contains("revoked"), "{text}");
+    assert!(!cache.path().join("kds").exists());
+}
+
+#[test]
+fn a_carried_chain_and_no_crl_from_kds_is_a_refusal_that_says_so() {
+    let s = setup();
+    let cache = TempDir::new("kds-crl");
+    let err = source(&s, &cache)
+        .complete_snp(&s.report, carried(&s), &s.anchor, T0)
+        .unwrap_err();
+    assert!(
+        matches!(err, CollateralError::CrlUnavailable { .. }),
+        "{err:?}"
+    );
+}
+
+/// A verifier calls the source from inside the handshake, on an async worker: the fetch
+/// runs on the source's own thread, from a multi-thread runtime and a current-thread one.
+#[test]
+fn the_source_answers_from_inside_either_kind_of_runtime() {
+    let s = setup();
+    let cache = TempDir::new("kds-crl");
+    s.serve_crl(&[], T0 - HOUR, T0 + HOUR);
+    let source = Arc::new(source(&s, &cache));
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (src, report, anchor, with) = (
+        source.clone(),
+        s.report.clone(),
+        s.anchor.clone(),
+        carried(&s),
+    );
+    let got = multi
+        .block_on(multi.spawn(async move { src.complete_snp(&report, with, &anchor, T0) }))
+        .unwrap()
+        .unwrap();
+    assert!(got.crl.is_some());
+
+    let single = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // A new source: nothing remembered, the disk holds the CRL; the fetch path is the same.
+    std::fs::remove_dir_all(cache.path().join("kds")).unwrap();
+    let fresh = Arc::new(self::source(&s, &cache));
+    let got = single
+        .block_on(async { fresh.complete_snp(&s.report, carried(&s), &s.anchor, T0) })
+        .unwrap();
+    assert!(got.crl.is_some());
+    assert_eq!(s.crl_requests(), 2);
+}
+
+#[test]
+fn offline_the_carried_endorsements_are_returned_unchanged() {
+    let s = setup();
+    let cache = TempDir::new("kds-crl");
+    let offline = contrast_collateral::Collateral::new(contrast_collateral::CollateralSettings {
+        kds_url: s.server.url().to_owned(),
+        offline: true,
+        cache: Some(DiskCache::new(cache.path())),
+        ..Default::default()
+    })
+    .unwrap();
+    let got = offline
+        .complete_snp(&s.report, carried(&s), &s.anchor, T0)
+        .unwrap();
+    assert!(got.crl.is_none());
+    assert!(s.kds.requests.lock().unwrap().is_empty());
+}

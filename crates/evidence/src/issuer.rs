@@ -529,7 +529,10 @@ mod tests {
         assert_eq!(evidence.tee, Tee::Snp);
         assert!(evidence.simulated);
         let kinds: Vec<_> = evidence.certificates.iter().map(|c| c.kind).collect();
-        assert_eq!(kinds, [CertKind::Vcek, CertKind::Ask, CertKind::Ark]);
+        assert_eq!(
+            kinds,
+            [CertKind::Vcek, CertKind::Ask, CertKind::Ark, CertKind::Crl]
+        );
         let endorsements = evidence.snp_endorsements();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -56,12 +56,13 @@ impl EvidenceIssuer for SimulatedSnpIssuer {
     }
 }
 
-/// A simulated report with the VCEK, ASK and ARK attached, as a real host attaches them.
+/// A simulated report with the VCEK, ASK, ARK and CRL attached, as a host attaches them.
 fn simulated_snp_evidence(signed: SimulatedSnpReport) -> Evidence {
     let certificates = [
         (CertKind::Vcek, signed.vcek_der),
         (CertKind::Ask, signed.ask_der),
         (CertKind::Ark, signed.ark_der),
+        (CertKind::Crl, signed.crl_der),
     ]
     .into_iter()
     .map(|(kind, der)| CertTableEntry { kind, der })

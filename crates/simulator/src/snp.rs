@@ -107,7 +107,13 @@ pub struct SimulatedAmd {
     /// VCEKs already issued, so a chip signs every report with the same key as real
     /// hardware does (and verifiers' chain caches work as they would in production).
     vceks: std::sync::Mutex<std::collections::HashMap<VcekId, Vcek>>,
+    /// Each product line's current CRL and its next update, signed once per window (an
+    /// RSA-4096 signature is too slow to make per report).
+    crls: std::sync::Mutex<std::collections::HashMap<SnpProduct, (Vec<u8>, i64)>>,
 }
+
+/// How long a simulated CRL is current, as AMD's: a week.
+const CRL_LIFETIME: i64 = 7 * 24 * 3600;
 
 impl std::fmt::Debug for SimulatedAmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -177,7 +183,8 @@ impl SnpReportSpec {
     }
 }
 
-/// A signed report and the VCEK that signed it.
+/// A signed report, the VCEK that signed it and its product line's certificates and CRL,
+/// as a host's certificate table carries them.
 #[derive(Debug, Clone)]
 pub struct SimulatedSnpReport {
     /// The 1184-byte report.
@@ -188,6 +195,8 @@ pub struct SimulatedSnpReport {
     pub ask_der: Vec<u8>,
     /// The ARK certificate (DER).
     pub ark_der: Vec<u8>,
+    /// The product line's current CRL, revoking nothing (DER).
+    pub crl_der: Vec<u8>,
 }
 
 fn cpuid(product: SnpProduct) -> (u8, u8) {
@@ -212,6 +221,7 @@ impl SimulatedAmd {
         Ok(SimulatedAmd {
             roots,
             vceks: Default::default(),
+            crls: Default::default(),
         })
     }
 
@@ -291,6 +301,7 @@ impl SimulatedAmd {
         Ok(SimulatedAmd {
             roots,
             vceks: Default::default(),
+            crls: Default::default(),
         })
     }
 
@@ -451,7 +462,28 @@ impl SimulatedAmd {
             vcek_der,
             ask_der: root.ask_der.clone(),
             ark_der: root.ark_der.clone(),
+            crl_der: self.current_crl(spec.product, unix_now())?,
         })
+    }
+
+    /// `product`'s CRL current at `now`, revoking nothing: issued an hour before `now` for
+    /// a week, and issued anew a day before it runs out.
+    pub fn current_crl(&self, product: SnpProduct, now: i64) -> Result<Vec<u8>, SimError> {
+        let mut crls = self
+            .crls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((crl, next_update)) = crls.get(&product)
+            && now + 24 * 3600 < *next_update
+            && now >= next_update - CRL_LIFETIME
+        {
+            return Ok(crl.clone());
+        }
+        let this_update = now - 3600;
+        let next_update = this_update + CRL_LIFETIME;
+        let crl = self.crl(product, &[], this_update, next_update)?;
+        crls.insert(product, (crl.clone(), next_update));
+        Ok(crl)
     }
 
     /// A CRL issued by the product's ARK, revoking the given serial numbers, current from
@@ -484,4 +516,10 @@ impl SimulatedAmd {
         let signature = sign_rsa_pss(&root.ark_key, &tbs)?;
         Ok(der::seq(&[tbs, algorithm, der::bit_string(&signature)]))
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -389,6 +389,11 @@ impl TdxVerifier {
         }
     }
 
+    /// The trust anchor.
+    pub fn anchor(&self) -> &TdxTrustAnchor {
+        &self.anchor
+    }
+
     /// As [`verify_quote`], with the PCK chain taken from the cache when seen before.
     pub fn verify(
         &self,

@@ -1,0 +1,194 @@
+//! [`Collateral`]: KDS and PCS behind the verifiers' blocking seam
+//! ([`contrast_attestation::collateral::CollateralSource`]), for the CLI and the
+//! Coordinator alike.
+
+use std::future::Future;
+
+use contrast_attestation::collateral::{CollateralSource, CollateralSourceError};
+use contrast_attestation::snp::{SnpEndorsements, SnpTrustAnchor};
+use contrast_attestation::tdx::{TdxCollateral, TdxTrustAnchor};
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::sync::oneshot;
+
+use crate::{
+    CollateralError, CrlPolicy, DEFAULT_KDS_URL, DEFAULT_PCS_URL, DiskCache, Kds, Pcs, RetryPolicy,
+};
+
+/// Where collateral comes from and what is accepted without it.
+#[derive(Debug, Clone)]
+pub struct CollateralSettings {
+    /// AMD's KDS or a mirror.
+    pub kds_url: String,
+    /// Intel's PCS or a PCCS.
+    pub pcs_url: String,
+    /// Fetch nothing: only what the evidence carries (and, for TDX, nothing) is used.
+    pub offline: bool,
+    /// Whether a KDS without CRLs is accepted (see [`CrlPolicy`]).
+    pub crl: CrlPolicy,
+    /// The disk cache (the CLI's); `None` keeps answers in memory only (the Coordinator).
+    pub cache: Option<DiskCache>,
+    /// How hard to try.
+    pub retry: RetryPolicy,
+}
+
+impl Default for CollateralSettings {
+    /// The vendors' public services, CRL required, no disk cache.
+    fn default() -> Self {
+        CollateralSettings {
+            kds_url: DEFAULT_KDS_URL.to_owned(),
+            pcs_url: DEFAULT_PCS_URL.to_owned(),
+            offline: false,
+            crl: CrlPolicy::Required,
+            cache: None,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Collateral from KDS and PCS for verifiers that run synchronously: the fetches run on a
+/// runtime thread of its own, so a verifier may ask from any thread or runtime. What
+/// verified once is kept in memory (and on disk with a cache directory), so a warm source
+/// answers without a request.
+#[derive(Debug)]
+pub struct Collateral {
+    kds: Kds,
+    pcs: Pcs,
+    offline: bool,
+    worker: Worker,
+}
+
+impl Collateral {
+    /// A source with `settings`.
+    pub fn new(settings: CollateralSettings) -> Result<Self, CollateralError> {
+        Ok(Collateral {
+            kds: Kds::new(&settings.kds_url, settings.retry, settings.cache.clone())?
+                .with_crl_policy(settings.crl),
+            pcs: Pcs::new(&settings.pcs_url, settings.retry, settings.cache)?,
+            offline: settings.offline,
+            worker: Worker::start()?,
+        })
+    }
+
+    /// As [`CollateralSource::snp_endorsements`], with the typed error.
+    pub fn complete_snp(
+        &self,
+        report: &[u8],
+        mut carried: SnpEndorsements,
+        anchor: &SnpTrustAnchor,
+        now: i64,
+    ) -> Result<SnpEndorsements, CollateralError> {
+        if self.offline {
+            return Ok(carried);
+        }
+        if carried.vek.is_none() {
+            let kds = self.kds.clone();
+            let (report, anchor) = (report.to_vec(), anchor.clone());
+            let fetched = self
+                .worker
+                .run(async move { kds.snp_endorsements(&report, &anchor, now).await })?;
+            // A CRL the evidence carried is checked too; KDS's is newer or the same.
+            carried.crl = fetched.crl.or(carried.crl);
+            carried.vek = fetched.vek;
+            carried.ask = fetched.ask;
+            carried.ark = fetched.ark;
+            return Ok(carried);
+        }
+        if carried.crl.is_none() {
+            let kds = self.kds.clone();
+            let (report, anchor, with) = (report.to_vec(), anchor.clone(), carried.clone());
+            carried.crl = self
+                .worker
+                .run(async move { kds.crl_for(&report, &with, &anchor, now).await })?;
+        }
+        Ok(carried)
+    }
+
+    /// As [`CollateralSource::tdx_collateral`], with the typed error.
+    pub fn tdx(
+        &self,
+        quote: &[u8],
+        anchor: &TdxTrustAnchor,
+        now: i64,
+    ) -> Result<TdxCollateral, CollateralError> {
+        if self.offline {
+            return Err(CollateralError::Offline);
+        }
+        let pcs = self.pcs.clone();
+        let (quote, anchor) = (quote.to_vec(), anchor.clone());
+        self.worker
+            .run(async move { pcs.tdx_collateral(&quote, &anchor, now).await })
+    }
+}
+
+impl CollateralSource for Collateral {
+    fn snp_endorsements(
+        &self,
+        report: &[u8],
+        carried: SnpEndorsements,
+        anchor: &SnpTrustAnchor,
+        now: i64,
+    ) -> Result<SnpEndorsements, CollateralSourceError> {
+        Ok(self.complete_snp(report, carried, anchor, now)?)
+    }
+
+    fn tdx_collateral(
+        &self,
+        quote: &[u8],
+        anchor: &TdxTrustAnchor,
+        now: i64,
+    ) -> Result<TdxCollateral, CollateralSourceError> {
+        Ok(self.tdx(quote, anchor, now)?)
+    }
+}
+
+/// The runtime thread the fetches run on; dropping it stops the thread.
+#[derive(Debug)]
+struct Worker {
+    handle: Handle,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Worker {
+    fn start() -> Result<Self, CollateralError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| CollateralError::Client(format!("starting the fetch runtime: {e}")))?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("contrast-collateral".to_owned())
+            .spawn(move || {
+                // Tasks run while block_on waits; the sender's drop ends the wait.
+                let _ = runtime.block_on(stopped);
+                runtime.shutdown_background();
+            })
+            .map_err(|e| CollateralError::Client(format!("starting the fetch thread: {e}")))?;
+        Ok(Worker {
+            handle,
+            _stop: stop,
+        })
+    }
+
+    /// Runs `fetch` on the worker and waits for it, blocking this thread.
+    fn run<T: Send + 'static>(
+        &self,
+        fetch: impl Future<Output = Result<T, CollateralError>> + Send + 'static,
+    ) -> Result<T, CollateralError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.handle.spawn(async move {
+            let _ = tx.send(fetch.await);
+        });
+        let wait = move || {
+            rx.recv()
+                .map_err(|_| CollateralError::Client("the fetch thread has stopped".to_owned()))?
+        };
+        match Handle::try_current() {
+            // Tell a multi-thread runtime this worker thread blocks, so its other tasks move.
+            Ok(current) if current.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        }
+    }
+}
