@@ -2,13 +2,10 @@
 //! ([`contrast_attestation::collateral::CollateralSource`]), for the CLI and the
 //! Coordinator alike.
 
-use std::future::Future;
-
 use contrast_attestation::collateral::{CollateralSource, CollateralSourceError};
 use contrast_attestation::snp::{SnpEndorsements, SnpTrustAnchor};
 use contrast_attestation::tdx::{TdxCollateral, TdxTrustAnchor};
-use tokio::runtime::{Handle, RuntimeFlavor};
-use tokio::sync::oneshot;
+use contrast_runtime_thread::RuntimeThread;
 
 use crate::{
     CollateralError, CrlPolicy, DEFAULT_KDS_URL, DEFAULT_PCS_URL, DiskCache, Kds, Pcs, RetryPolicy,
@@ -54,7 +51,7 @@ pub struct Collateral {
     kds: Kds,
     pcs: Pcs,
     offline: bool,
-    worker: Worker,
+    worker: RuntimeThread,
 }
 
 impl Collateral {
@@ -65,7 +62,8 @@ impl Collateral {
                 .with_crl_policy(settings.crl),
             pcs: Pcs::new(&settings.pcs_url, settings.retry, settings.cache)?,
             offline: settings.offline,
-            worker: Worker::start()?,
+            worker: RuntimeThread::start("contrast-collateral")
+                .map_err(|e| CollateralError::Client(format!("starting the fetch thread: {e}")))?,
         })
     }
 
@@ -83,9 +81,8 @@ impl Collateral {
         if carried.vek.is_none() {
             let kds = self.kds.clone();
             let (report, anchor) = (report.to_vec(), anchor.clone());
-            let fetched = self
-                .worker
-                .run(async move { kds.snp_endorsements(&report, &anchor, now).await })?;
+            let fetched =
+                self.fetch(async move { kds.snp_endorsements(&report, &anchor, now).await })?;
             // A CRL the evidence carried is checked too; KDS's is newer or the same.
             carried.crl = fetched.crl.or(carried.crl);
             carried.vek = fetched.vek;
@@ -96,9 +93,8 @@ impl Collateral {
         if carried.crl.is_none() {
             let kds = self.kds.clone();
             let (report, anchor, with) = (report.to_vec(), anchor.clone(), carried.clone());
-            carried.crl = self
-                .worker
-                .run(async move { kds.crl_for(&report, &with, &anchor, now).await })?;
+            carried.crl =
+                self.fetch(async move { kds.crl_for(&report, &with, &anchor, now).await })?;
         }
         Ok(carried)
     }
@@ -115,8 +111,17 @@ impl Collateral {
         }
         let pcs = self.pcs.clone();
         let (quote, anchor) = (quote.to_vec(), anchor.clone());
+        self.fetch(async move { pcs.tdx_collateral(&quote, &anchor, now).await })
+    }
+
+    /// Runs `fetch` on the fetch thread and waits for it.
+    fn fetch<T: Send + 'static>(
+        &self,
+        fetch: impl std::future::Future<Output = Result<T, CollateralError>> + Send + 'static,
+    ) -> Result<T, CollateralError> {
         self.worker
-            .run(async move { pcs.tdx_collateral(&quote, &anchor, now).await })
+            .block_on(fetch)
+            .map_err(|e| CollateralError::Client(format!("{e}: a collateral fetch panicked")))?
     }
 }
 
@@ -138,57 +143,5 @@ impl CollateralSource for Collateral {
         now: i64,
     ) -> Result<TdxCollateral, CollateralSourceError> {
         Ok(self.tdx(quote, anchor, now)?)
-    }
-}
-
-/// The runtime thread the fetches run on; dropping it stops the thread.
-#[derive(Debug)]
-struct Worker {
-    handle: Handle,
-    _stop: oneshot::Sender<()>,
-}
-
-impl Worker {
-    fn start() -> Result<Self, CollateralError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| CollateralError::Client(format!("starting the fetch runtime: {e}")))?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("contrast-collateral".to_owned())
-            .spawn(move || {
-                // Tasks run while block_on waits; the sender's drop ends the wait.
-                let _ = runtime.block_on(stopped);
-                runtime.shutdown_background();
-            })
-            .map_err(|e| CollateralError::Client(format!("starting the fetch thread: {e}")))?;
-        Ok(Worker {
-            handle,
-            _stop: stop,
-        })
-    }
-
-    /// Runs `fetch` on the worker and waits for it, blocking this thread.
-    fn run<T: Send + 'static>(
-        &self,
-        fetch: impl Future<Output = Result<T, CollateralError>> + Send + 'static,
-    ) -> Result<T, CollateralError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.handle.spawn(async move {
-            let _ = tx.send(fetch.await);
-        });
-        let wait = move || {
-            rx.recv()
-                .map_err(|_| CollateralError::Client("the fetch thread has stopped".to_owned()))?
-        };
-        match Handle::try_current() {
-            // Tell a multi-thread runtime this worker thread blocks, so its other tasks move.
-            Ok(current) if current.runtime_flavor() == RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(wait)
-            }
-            _ => wait(),
-        }
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contrast_history::{Store, StoreError, validate_key};
+use contrast_runtime_thread::RuntimeThread;
 use futures_util::StreamExt as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -16,8 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::Api;
 use kube::api::PostParams;
 use kube::runtime::{WatchStreamExt as _, watcher};
-use tokio::runtime::{Handle, RuntimeFlavor};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::KubeStoreError;
 use crate::discovery::{discover_peers, statefulset_owner, timed};
@@ -119,29 +119,13 @@ impl Default for StoreOptions {
 /// The runtime thread the API calls run on. Dropping it stops the thread.
 #[derive(Debug)]
 struct Worker {
-    handle: Handle,
-    _stop: oneshot::Sender<()>,
+    thread: RuntimeThread,
 }
 
 impl Worker {
     fn start() -> Result<Self, KubeStoreError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(KubeStoreError::Runtime)?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("contrast-kube-store".to_owned())
-            .spawn(move || {
-                // Tasks run while block_on waits; the sender's drop ends the wait.
-                let _ = runtime.block_on(stopped);
-                runtime.shutdown_background();
-            })
-            .map_err(KubeStoreError::Runtime)?;
         Ok(Self {
-            handle,
-            _stop: stop,
+            thread: RuntimeThread::start("contrast-kube-store").map_err(KubeStoreError::Runtime)?,
         })
     }
 
@@ -150,19 +134,9 @@ impl Worker {
         &self,
         call: impl Future<Output = Result<T, KubeStoreError>> + Send + 'static,
     ) -> Result<T, KubeStoreError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.handle.spawn(async move {
-            // The caller may have given up waiting only if its thread died.
-            let _ = tx.send(call.await);
-        });
-        let wait = move || rx.recv().map_err(|_| KubeStoreError::RuntimeGone)?;
-        match Handle::try_current() {
-            // Tell a multi-thread runtime this worker thread blocks, so its other tasks move.
-            Ok(current) if current.runtime_flavor() == RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(wait)
-            }
-            _ => wait(),
-        }
+        self.thread
+            .block_on(call)
+            .map_err(|_| KubeStoreError::RuntimeGone)?
     }
 
     /// Runs `call` on the worker and awaits it from any runtime.
@@ -170,8 +144,8 @@ impl Worker {
         &self,
         call: impl Future<Output = Result<T, KubeStoreError>> + Send + 'static,
     ) -> Result<T, KubeStoreError> {
-        self.handle
-            .spawn(call)
+        self.thread
+            .run(call)
             .await
             .map_err(|_| KubeStoreError::RuntimeGone)?
     }
@@ -408,7 +382,7 @@ impl ConfigMapStore {
     pub fn watch_latest(&self) -> LatestWatch {
         let (tx, rx) = mpsc::channel(16);
         let inner = self.inner.clone();
-        self.worker.handle.spawn(async move {
+        self.worker.thread.handle().spawn(async move {
             let (name, data_key) = match configmap_name(LATEST_KEY) {
                 Ok(names) => names,
                 Err(e) => {
