@@ -93,3 +93,31 @@ mod tests {
         ));
     }
 }
+
+/// Encodes `der` as one PEM block labelled `label`: 64-character lines, LF endings.
+pub fn encode(label: &str, der: &[u8]) -> String {
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in body.as_bytes().chunks(64) {
+        // Base64 is ASCII, so every chunk is text.
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+#[cfg(test)]
+mod encode_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn an_encoded_block_decodes_to_the_same_bytes_with_64_character_lines() {
+        let der: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let text = encode("CERTIFICATE", &der);
+        assert!(text.lines().all(|line| line.len() <= 64));
+        assert_eq!(decode_all(&text, "CERTIFICATE").unwrap(), vec![der]);
+    }
+}

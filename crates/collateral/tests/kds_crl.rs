@@ -12,7 +12,6 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use contrast_attestation::snp::{SnpProduct, SnpTrustAnchor};
 use contrast_collateral::{CollateralError, DiskCache, Kds, RetryPolicy};
 use contrast_simulator::snp::{SimulatedAmd, SnpReportSpec};
@@ -47,16 +46,7 @@ async fn serve(
 }
 
 fn pem(der: &[u8]) -> String {
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = body
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        lines.join("\n")
-    )
+    contrast_attestation::pem::encode("CERTIFICATE", der)
 }
 
 struct Setup {

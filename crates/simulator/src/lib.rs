@@ -9,6 +9,7 @@
 //! Nothing here is secret in a real deployment: the simulator exists for tests, the
 //! quickstart and development.
 
+pub mod kds;
 pub mod snp;
 mod store;
 pub mod tdx;

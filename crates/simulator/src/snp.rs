@@ -101,6 +101,33 @@ type VcekId = (SnpProduct, [u8; 64], [u8; 8]);
 /// At most this many VCEKs are kept (a chip has one per TCB; tests use a handful).
 const MAX_VCEKS: usize = 64;
 
+/// The VCEK key of a chip at a TCB, derived as AMD derives it from the chip's secrets:
+/// here from the product line's ASK key (HMAC-SHA-384 over the chip ID and TCB, then C2SP
+/// det-keygen), so every process that loads the same roots signs with the same VCEK.
+fn vcek_key(
+    root: &ProductRoot,
+    chip_id: &[u8; 64],
+    tcb: TcbVersion,
+) -> Result<EcdsaKeyPair, SimError> {
+    let ask = root
+        .ask_key
+        .as_der()
+        .map_err(|_| SimError::Crypto("RSA private key encoding failed"))?;
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA384, ask.as_ref());
+    let mut context = aws_lc_rs::hmac::Context::with_key(&key);
+    context.update(b"contrast simulated VCEK\0");
+    context.update(root.product.name().as_bytes());
+    context.update(&chip_id[..root.product.hw_id_len()]);
+    context.update(&tcb.to_bytes(root.product));
+    let seed = zeroize::Zeroizing::new(context.sign().as_ref().to_vec());
+    let secret = contrast_seedengine::det_keygen::p384_from_seed(&seed)
+        .map_err(|_| SimError::Crypto("VCEK key derivation failed"))?;
+    let pkcs8 = contrast_seedengine::keys::p384_pkcs8_der(&secret)
+        .map_err(|_| SimError::Crypto("VCEK key encoding failed"))?;
+    EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &pkcs8)
+        .map_err(|_| SimError::Crypto("VCEK key import failed"))
+}
+
 /// The simulated AMD for the product lines it was created with.
 pub struct SimulatedAmd {
     roots: Vec<ProductRoot>,
@@ -338,8 +365,7 @@ impl SimulatedAmd {
         tcb: TcbVersion,
     ) -> Result<(EcdsaKeyPair, Vec<u8>), SimError> {
         let root = self.root(product)?;
-        let key = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING)
-            .map_err(|_| SimError::Crypto("ECDSA key generation failed"))?;
+        let key = vcek_key(root, chip_id, tcb)?;
         let spki = key
             .public_key()
             .as_der()
@@ -401,6 +427,17 @@ impl SimulatedAmd {
         }
         vceks.insert(id, vcek.clone());
         Ok(vcek)
+    }
+
+    /// The VCEK certificate (DER) of a chip at a TCB, as AMD's KDS serves it; the same key
+    /// in every process that loaded these roots.
+    pub fn vcek_der(
+        &self,
+        product: SnpProduct,
+        chip_id: &[u8; 64],
+        tcb: TcbVersion,
+    ) -> Result<Vec<u8>, SimError> {
+        Ok(self.vcek(product, chip_id, tcb)?.1.clone())
     }
 
     /// Builds and signs a report as the hardware would.

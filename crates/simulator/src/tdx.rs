@@ -108,26 +108,7 @@ fn sgx_extension(fmspc: [u8; 6], piid: Option<[u8; 16]>, pce_svn: u16) -> Vec<u8
 }
 
 fn pem(der: &[u8]) -> String {
-    use std::fmt::Write;
-    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut encoded = String::new();
-    for chunk in der.chunks(3) {
-        let n =
-            chunk.iter().fold(0u32, |acc, b| acc << 8 | u32::from(*b)) << (8 * (3 - chunk.len()));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                encoded.push(char::from(B64[(n >> (18 - 6 * i) & 63) as usize]));
-            } else {
-                encoded.push('=');
-            }
-        }
-    }
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in encoded.as_bytes().chunks(64) {
-        let _ = writeln!(out, "{}", String::from_utf8_lossy(line));
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
+    contrast_attestation::pem::encode("CERTIFICATE", der)
 }
 
 /// The simulated Intel of one platform.
