@@ -394,7 +394,11 @@ fn fetch_tdx_collateral(
 ) -> std::result::Result<TdxCollateral, String> {
     args.fetching
         .source()
-        .and_then(|source| Ok(source.tdx(evidence, &TdxTrustAnchor::intel(), now)?))
+        .and_then(|source| {
+            source
+                .tdx(evidence, &TdxTrustAnchor::intel(), now)?
+                .context("no PCS to fetch from")
+        })
         .map_err(|e| format!("{e:#}"))
 }
 

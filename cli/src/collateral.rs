@@ -33,7 +33,7 @@ impl CollateralArgs {
     pub(crate) fn source(&self) -> anyhow::Result<Arc<Collateral>> {
         let settings = CollateralSettings {
             kds_url: self.kds_url.clone(),
-            pcs_url: self.pcs_url.clone(),
+            pcs_url: Some(self.pcs_url.clone()),
             offline: self.offline,
             crl: if self.crl_optional {
                 CrlPolicy::IfServed

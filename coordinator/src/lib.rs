@@ -33,7 +33,9 @@ use contrast_atls::{
 use contrast_attestation::snp::SnpTrustAnchor;
 use contrast_collateral::{Collateral, CollateralSettings};
 use contrast_evidence::DocumentIssuer;
-use contrast_evidence::issuer::{Evidence, EvidenceIssuer, IssueError, IssuerSettings, select};
+use contrast_evidence::issuer::{
+    Evidence, EvidenceIssuer, IssueError, IssuerSettings, SimulatedCertTable, select,
+};
 use contrast_evidence::snp_cert_table::{CertKind, CertTableEntry};
 use contrast_history::{FsStore, Store};
 use contrast_manifest::Manifest;
@@ -119,6 +121,9 @@ pub struct Config {
     /// Where AMD's and Intel's collateral comes from (kept in memory): for the evidence
     /// of workloads and peers, and for this Coordinator's own certificate table.
     pub collateral: CollateralSettings,
+    /// What the simulated host puts into this Coordinator's SEV-SNP certificate table
+    /// (simulated platforms only): what it leaves out comes from the KDS `collateral` names.
+    pub simulated_cert_table: SimulatedCertTable,
 }
 
 /// Where the Coordinator keeps its history and finds its peers.
@@ -202,21 +207,39 @@ fn evidence(config: &Config) -> anyhow::Result<(Arc<dyn Issuer>, Verifiers)> {
         }
         .to_owned(),
         simulated_host_data: Some(hex::encode(config.simulated_host_data)),
+        simulated_cert_table: config.simulated_cert_table,
     };
-    let collateral = Arc::new(
-        Collateral::new(config.collateral.clone()).context("setting up collateral fetching")?,
-    );
-    let mut evidence: Arc<dyn EvidenceIssuer> = Arc::from(select(&settings)?);
-    // The simulator's evidence carries its CRL; it serves no KDS or PCS (yet), so the
-    // simulated TDX TCB status is not evaluated.
-    let verifiers =
-        contrast_evidence::issuer::verifiers(simulator_dir)?.with_collateral(collateral.clone());
-    if simulator_dir.is_none() {
-        evidence = Arc::new(WithCollateral {
-            evidence,
-            collateral,
-        });
-    }
+    let evidence: Arc<dyn EvidenceIssuer> = Arc::from(select(&settings)?);
+    let verifiers = contrast_evidence::issuer::verifiers(simulator_dir)?;
+    // Collateral for the evidence this Coordinator deals with: the vendors', or on a
+    // simulated platform the simulated vendor's (whose KDS the URL then names; it has no
+    // PCS yet, so simulated TDX evidence gets no TCB status).
+    let (verifiers, collateral, anchor) = match simulator_dir {
+        None => {
+            let collateral = Arc::new(
+                Collateral::new(config.collateral.clone())
+                    .context("setting up collateral fetching")?,
+            );
+            let verifiers = verifiers.with_collateral(collateral.clone());
+            (verifiers, collateral, SnpTrustAnchor::amd())
+        }
+        Some(dir) => {
+            let settings = CollateralSettings {
+                pcs_url: None,
+                ..config.collateral.clone()
+            };
+            let collateral =
+                Arc::new(Collateral::new(settings).context("setting up collateral fetching")?);
+            let (anchor, _) = contrast_attestation::simulated_anchors::load(dir)?;
+            let verifiers = verifiers.with_simulated_collateral(collateral.clone());
+            (verifiers, collateral, anchor)
+        }
+    };
+    let evidence = Arc::new(WithCollateral {
+        evidence,
+        collateral,
+        anchor,
+    });
     let issuer: Arc<dyn Issuer> = Arc::new(DocumentIssuer::new(evidence));
     if simulator_dir.is_none() || config.simulated_issue_delay.is_zero() {
         return Ok((issuer, verifiers));
@@ -237,6 +260,8 @@ fn evidence(config: &Config) -> anyhow::Result<(Arc<dyn Issuer>, Verifiers)> {
 struct WithCollateral {
     evidence: Arc<dyn EvidenceIssuer>,
     collateral: Arc<Collateral>,
+    /// The roots the completed table is checked under (AMD's, or the simulator's).
+    anchor: SnpTrustAnchor,
 }
 
 impl std::fmt::Debug for WithCollateral {
@@ -255,12 +280,10 @@ impl EvidenceIssuer for WithCollateral {
         }
         let carried = evidence.snp_endorsements();
         let now = contrast_atls::unix_now();
-        match self.collateral.complete_snp(
-            &evidence.raw,
-            carried.clone(),
-            &SnpTrustAnchor::amd(),
-            now,
-        ) {
+        match self
+            .collateral
+            .complete_snp(&evidence.raw, carried.clone(), &self.anchor, now)
+        {
             Ok(completed) => add_missing_certificates(&mut evidence, &carried, completed),
             Err(e) => tracing::warn!(
                 error = %contrast_platforms::error_chain(&e),
@@ -616,6 +639,7 @@ mod tests {
         WithCollateral {
             evidence: Arc::new(BareHost),
             collateral: Arc::new(Collateral::new(settings).unwrap()),
+            anchor: SnpTrustAnchor::amd(),
         }
     }
 

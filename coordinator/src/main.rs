@@ -61,13 +61,22 @@ struct Args {
     #[arg(long, env = "CONTRAST_STORE_OWNER", default_value = "statefulset")]
     store_owner: String,
     /// AMD's KDS (or a mirror): where the VCEK, its chain and AMD's CRL are fetched when
-    /// evidence comes without them.
+    /// evidence comes without them. On Sim-SNP: the simulated vendor's KDS.
     #[arg(long, env = "CONTRAST_KDS_URL", default_value = contrast_collateral::DEFAULT_KDS_URL)]
     kds_url: String,
     /// Intel's PCS (or a PCCS): where a TDX quote's TCB info, QE identity and CRLs are
     /// fetched.
     #[arg(long, env = "CONTRAST_PCS_URL", default_value = contrast_collateral::DEFAULT_PCS_URL)]
     pcs_url: String,
+    /// What the simulated host puts into the SEV-SNP certificate table (Sim-SNP only):
+    /// full, chain (no CRL) or none; the rest comes from the KDS --kds-url names.
+    #[arg(
+        long,
+        env = "CONTRAST_SIMULATED_CERT_TABLE",
+        value_enum,
+        default_value_t = contrast_evidence::issuer::SimulatedCertTable::Full
+    )]
+    simulated_cert_table: contrast_evidence::issuer::SimulatedCertTable,
     /// Log format: text or json.
     #[arg(long, env = "CONTRAST_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -135,9 +144,10 @@ fn main() -> anyhow::Result<()> {
         simulated_issue_delay: Duration::from_millis(args.simulated_issue_delay_ms),
         collateral: contrast_collateral::CollateralSettings {
             kds_url: args.kds_url,
-            pcs_url: args.pcs_url,
+            pcs_url: Some(args.pcs_url),
             ..Default::default()
         },
+        simulated_cert_table: args.simulated_cert_table,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {

@@ -62,6 +62,8 @@ struct Quickstart {
     ip: IpAddr,
     children: Vec<(String, Child)>,
     step: usize,
+    /// The simulated vendor's KDS, once started.
+    kds: Option<contrast_testkit::serve::Background>,
 }
 
 impl Drop for Quickstart {
@@ -154,6 +156,13 @@ impl Quickstart {
             .arg("--simulator-dir")
             .arg(&self.simulator)
             .args(["--listen", &self.ip.to_string()]);
+        // Its simulated host hands over no certificate table, as many bare-metal hosts:
+        // the Coordinator completes it from the simulated vendor's KDS.
+        if let Some(kds) = &self.kds {
+            command
+                .args(["--kds-url", kds.url()])
+                .args(["--simulated-cert-table", "none"]);
+        }
         self.spawn("coordinator", &mut command)?;
         wait_until(
             Duration::from_secs(60),
@@ -181,6 +190,9 @@ impl Quickstart {
             .env("CONTRAST_RETRY_INTERVAL", "1")
             .env("CONTRAST_SIMULATOR_DIR", &self.simulator)
             .env("CONTRAST_SIMULATED_HOST_DATA", policy_hash)
+            // Its host hands over the VCEK chain but no CRL, as most hosts: the Coordinator
+            // fetches the CRL from the simulated KDS.
+            .env("CONTRAST_SIMULATED_CERT_TABLE", "chain")
             .output()
             .context("running the initializer")?;
         ensure!(
@@ -364,6 +376,7 @@ fn run() -> anyhow::Result<()> {
         ip: contrast_testkit::random_loopback(),
         children: Vec::new(),
         step: 0,
+        kds: None,
     };
     say(&format!(
         "Contrast quickstart — working in {}",
@@ -460,6 +473,16 @@ fn run() -> anyhow::Result<()> {
         .as_str()
         .to_owned();
     q.proved("every pod now has a Kata agent policy; manifest.json lists their hashes and the Sim-SNP reference values");
+
+    q.step("Start the simulated vendor's KDS (AMD's paths: VCEKs, certificate chains, CRLs)");
+    let simulator = contrast_simulator::Simulator::open(&q.simulator)?;
+    let kds = contrast_simulator::kds::SimulatedKds::new(Arc::new(simulator.amd));
+    let kds = contrast_testkit::serve::Background::serve(kds.router());
+    q.proved(&format!(
+        "the KDS serves at {}: the Coordinator fetches what hosts leave out of their certificate tables",
+        kds.url()
+    ));
+    q.kds = Some(kds);
 
     q.step("Start the Coordinator (simulated SEV-SNP, filesystem store)");
     q.start_coordinator(&coordinator_hash)?;

@@ -30,5 +30,6 @@ pub(crate) fn sim_snp_config(
         metrics: false,
         simulated_issue_delay: issue_delay,
         collateral: Default::default(),
+        simulated_cert_table: Default::default(),
     }
 }

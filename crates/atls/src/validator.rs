@@ -133,9 +133,9 @@ impl ValidatorSet {
 ///
 /// An SEV-SNP report is accepted only with a current CRL of AMD's (carried, or from the
 /// collateral source), unless [`Verifiers::accept_snp_without_crl`] says otherwise. A TDX
-/// quote's TCB status is evaluated whenever a collateral source is configured, and a quote
-/// whose collateral cannot be had is then refused; without a source (a guest that cannot
-/// reach Intel) the status is not evaluated.
+/// quote's TCB status is evaluated whenever the collateral source serves TDX collateral,
+/// and a quote whose collateral cannot be had is then refused; without one (a guest that
+/// cannot reach Intel, the simulated vendor so far) the status is not evaluated.
 #[derive(Debug, Clone)]
 pub struct Verifiers {
     snp: Arc<SnpVerifier>,
@@ -327,6 +327,7 @@ impl ReferenceValidator {
         let collateral = collateral
             .map(|source| source.tdx_collateral(&quote, verifier.anchor(), now))
             .transpose()
+            .map(Option::flatten)
             .map_err(|e| {
                 format!(
                     "TDX collateral (the TCB status cannot be evaluated without it): {}",

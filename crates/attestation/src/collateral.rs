@@ -26,11 +26,13 @@ pub trait CollateralSource: Send + Sync + std::fmt::Debug {
         now: i64,
     ) -> Result<SnpEndorsements, CollateralSourceError>;
 
-    /// The DCAP collateral (TCB info, QE identity, CRLs) for `quote` under `anchor` at `now`.
+    /// The DCAP collateral (TCB info, QE identity, CRLs) for `quote` under `anchor` at
+    /// `now`; `None` from a source that serves no TDX collateral (the simulated vendor,
+    /// so far), and then the TCB status is not evaluated.
     fn tdx_collateral(
         &self,
         quote: &[u8],
         anchor: &TdxTrustAnchor,
         now: i64,
-    ) -> Result<TdxCollateral, CollateralSourceError>;
+    ) -> Result<Option<TdxCollateral>, CollateralSourceError>;
 }

@@ -2,6 +2,8 @@
 //! - `offline`: `verify_report` with the certificates at hand (the anchor);
 //! - `warm`: the client's lookup (memory, as in a long-running verifier) and then the same
 //!   verification: the goal is ≥ 90 % of `offline`'s rate;
+//! - `warm_source`: the same through `Collateral`, the blocking seam the verifiers call
+//!   (a hop to its runtime thread and back per report);
 //! - `cold`: a new client with an empty cache against a local KDS on loopback (three HTTP
 //!   requests: VCEK, chain, CRL; and the check), the latency of a first verification.
 //!
@@ -11,8 +13,9 @@
 
 use std::hint::black_box;
 
+use contrast_attestation::snp::SnpEndorsements;
 use contrast_attestation::snp::{SnpTrustAnchor, verify_report};
-use contrast_collateral::{CrlPolicy, Kds, RetryPolicy};
+use contrast_collateral::{Collateral, CollateralSettings, CrlPolicy, Kds, RetryPolicy};
 use contrast_testkit::kds::{Fault, LocalKds, NOW, REPORT};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -42,6 +45,23 @@ fn warm_and_cold(c: &mut Criterion) {
         b.iter(|| {
             let got = runtime
                 .block_on(kds.snp_endorsements(black_box(REPORT), &anchor, NOW))
+                .unwrap();
+            verify_report(REPORT, &got, &anchor, NOW).unwrap()
+        });
+    });
+    let source = Collateral::new(CollateralSettings {
+        kds_url: server.url().to_owned(),
+        crl: CrlPolicy::IfServed,
+        ..Default::default()
+    })
+    .unwrap();
+    source
+        .complete_snp(REPORT, SnpEndorsements::default(), &anchor, NOW)
+        .unwrap();
+    group.bench_function("warm_source", |b| {
+        b.iter(|| {
+            let got = source
+                .complete_snp(black_box(REPORT), SnpEndorsements::default(), &anchor, NOW)
                 .unwrap();
             verify_report(REPORT, &got, &anchor, NOW).unwrap()
         });

@@ -371,6 +371,44 @@ impl Kds {
         Ok(Some(crl))
     }
 
+    /// What memory alone completes `carried` to for `evidence` at `now`, without I/O or a
+    /// check (what memory holds verified a report before, and the verifier checks it
+    /// again): the VCEK, chain and CRL when the host carried no VCEK, else the line's CRL
+    /// when it carried none. `None` when memory cannot, or (for the CRL) the report does
+    /// not name its product line (version 2): then [`Kds::snp_endorsements`] or
+    /// [`Kds::crl_for`] find out.
+    pub fn remembered_for(
+        &self,
+        evidence: &[u8],
+        carried: &SnpEndorsements,
+        now: i64,
+    ) -> Option<SnpEndorsements> {
+        let (report, _) = SnpReport::from_bytes_or_hcl(evidence).ok()?;
+        let signer = report.signing_key().ok()?;
+        if carried.vek.is_none() {
+            if signer != SigningKey::Vcek {
+                return None;
+            }
+            // Only the line that verified this chip's report is remembered under its ID.
+            return candidate_products(&report).into_iter().find_map(|product| {
+                let tcb = TcbVersion::from_bytes(report.reported_tcb_raw(), product);
+                self.remembered(&vcek_cache_key(product, &report.chip_id(), tcb), now)
+            });
+        }
+        let product = report.product_from_cpuid()?;
+        if carried.crl.is_some() {
+            return Some(carried.clone());
+        }
+        let crls = self.crls.lock().unwrap_or_else(|e| e.into_inner());
+        let (crl, _) = crls
+            .get(&crl_cache_key(product, signer))
+            .filter(|(_, next)| next.is_none_or(|next| now <= next))?;
+        Some(SnpEndorsements {
+            crl: Some(crl.clone()),
+            ..carried.clone()
+        })
+    }
+
     fn remember_crl(&self, key: String, crl: &[u8]) {
         let next_update = crl_next_update(crl);
         let mut crls = self.crls.lock().unwrap_or_else(|e| e.into_inner());

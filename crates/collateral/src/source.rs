@@ -16,8 +16,9 @@ use crate::{
 pub struct CollateralSettings {
     /// AMD's KDS or a mirror.
     pub kds_url: String,
-    /// Intel's PCS or a PCCS.
-    pub pcs_url: String,
+    /// Intel's PCS or a PCCS; `None`: no TDX collateral is served (the simulated vendor
+    /// has no PCS yet).
+    pub pcs_url: Option<String>,
     /// Fetch nothing: only what the evidence carries (and, for TDX, nothing) is used.
     pub offline: bool,
     /// Whether a KDS without CRLs is accepted (see [`CrlPolicy`]).
@@ -33,7 +34,7 @@ impl Default for CollateralSettings {
     fn default() -> Self {
         CollateralSettings {
             kds_url: DEFAULT_KDS_URL.to_owned(),
-            pcs_url: DEFAULT_PCS_URL.to_owned(),
+            pcs_url: Some(DEFAULT_PCS_URL.to_owned()),
             offline: false,
             crl: CrlPolicy::Required,
             cache: None,
@@ -49,7 +50,7 @@ impl Default for CollateralSettings {
 #[derive(Debug)]
 pub struct Collateral {
     kds: Kds,
-    pcs: Pcs,
+    pcs: Option<Pcs>,
     offline: bool,
     worker: RuntimeThread,
 }
@@ -60,7 +61,10 @@ impl Collateral {
         Ok(Collateral {
             kds: Kds::new(&settings.kds_url, settings.retry, settings.cache.clone())?
                 .with_crl_policy(settings.crl),
-            pcs: Pcs::new(&settings.pcs_url, settings.retry, settings.cache)?,
+            pcs: settings
+                .pcs_url
+                .map(|url| Pcs::new(&url, settings.retry, settings.cache))
+                .transpose()?,
             offline: settings.offline,
             worker: RuntimeThread::start("contrast-collateral")
                 .map_err(|e| CollateralError::Client(format!("starting the fetch thread: {e}")))?,
@@ -78,17 +82,16 @@ impl Collateral {
         if self.offline {
             return Ok(carried);
         }
+        // A warm source answers from memory on the caller's thread.
+        if let Some(remembered) = self.kds.remembered_for(report, &carried, now) {
+            return Ok(with_chain_of(carried, remembered));
+        }
         if carried.vek.is_none() {
             let kds = self.kds.clone();
             let (report, anchor) = (report.to_vec(), anchor.clone());
             let fetched =
                 self.fetch(async move { kds.snp_endorsements(&report, &anchor, now).await })?;
-            // A CRL the evidence carried is checked too; KDS's is newer or the same.
-            carried.crl = fetched.crl.or(carried.crl);
-            carried.vek = fetched.vek;
-            carried.ask = fetched.ask;
-            carried.ark = fetched.ark;
-            return Ok(carried);
+            return Ok(with_chain_of(carried, fetched));
         }
         if carried.crl.is_none() {
             let kds = self.kds.clone();
@@ -105,13 +108,16 @@ impl Collateral {
         quote: &[u8],
         anchor: &TdxTrustAnchor,
         now: i64,
-    ) -> Result<TdxCollateral, CollateralError> {
+    ) -> Result<Option<TdxCollateral>, CollateralError> {
+        let Some(pcs) = self.pcs.clone() else {
+            return Ok(None);
+        };
         if self.offline {
             return Err(CollateralError::Offline);
         }
-        let pcs = self.pcs.clone();
         let (quote, anchor) = (quote.to_vec(), anchor.clone());
         self.fetch(async move { pcs.tdx_collateral(&quote, &anchor, now).await })
+            .map(Some)
     }
 
     /// Runs `fetch` on the fetch thread and waits for it.
@@ -141,7 +147,20 @@ impl CollateralSource for Collateral {
         quote: &[u8],
         anchor: &TdxTrustAnchor,
         now: i64,
-    ) -> Result<TdxCollateral, CollateralSourceError> {
+    ) -> Result<Option<TdxCollateral>, CollateralSourceError> {
         Ok(self.tdx(quote, anchor, now)?)
+    }
+}
+
+/// `carried` completed with `kds`'s answer: when the host carried no VCEK, KDS's chain
+/// replaces whatever it carried, and KDS's CRL the host's (the host's stays when KDS
+/// served none); else `kds` already is the completed set.
+fn with_chain_of(carried: SnpEndorsements, kds: SnpEndorsements) -> SnpEndorsements {
+    if carried.vek.is_some() {
+        return kds;
+    }
+    SnpEndorsements {
+        crl: kds.crl.or(carried.crl),
+        ..kds
     }
 }

@@ -328,6 +328,27 @@ pub struct IssuerSettings {
     /// tdx, refused with snp-tsm, where the kernel's provider supplies it.
     #[arg(long, env = "CONTRAST_SIMULATED_HOST_DATA")]
     pub simulated_host_data: Option<String>,
+    /// What the simulated host puts into the SEV-SNP certificate table (simulated snp
+    /// only): the rest must come from the simulated vendor's KDS, as on real hosts.
+    #[arg(
+        long,
+        env = "CONTRAST_SIMULATED_CERT_TABLE",
+        value_enum,
+        default_value_t
+    )]
+    pub simulated_cert_table: SimulatedCertTable,
+}
+
+/// What a simulated host hands over with an SEV-SNP report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimulatedCertTable {
+    /// The VCEK, ASK, ARK and the line's CRL.
+    #[default]
+    Full,
+    /// The VCEK, ASK and ARK, no CRL (what most hosts hand over).
+    Chain,
+    /// Nothing (a bare-metal host without a certificate table).
+    None,
 }
 
 /// Why [`select`] could not set up an issuer.
@@ -708,6 +729,7 @@ mod tests {
             simulator_dir: dir.map(PathBuf::from),
             simulated_tee: tee.to_owned(),
             simulated_host_data: host_data.map(str::to_owned),
+            simulated_cert_table: SimulatedCertTable::Full,
         }
     }
 

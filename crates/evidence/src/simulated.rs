@@ -13,8 +13,8 @@ use contrast_simulator::{
 
 use crate::configfs_tsm::{ConfigfsTsm, ConfigfsTsmError, FakeTestProviderReport, ReportRequest};
 use crate::issuer::{
-    Evidence, EvidenceIssuer, IssueError, IssuerSettings, LocalReport, SelectError, SimulatedTee,
-    Tee,
+    Evidence, EvidenceIssuer, IssueError, IssuerSettings, LocalReport, SelectError,
+    SimulatedCertTable, SimulatedTee, Tee,
 };
 use crate::snp_cert_table::{CertKind, CertTableEntry};
 
@@ -23,6 +23,7 @@ use crate::snp_cert_table::{CertKind, CertTableEntry};
 pub struct SimulatedSnpIssuer {
     amd: Arc<SimulatedAmd>,
     template: SnpReportSpec,
+    cert_table: SimulatedCertTable,
 }
 
 impl std::fmt::Debug for SimulatedSnpIssuer {
@@ -35,7 +36,19 @@ impl std::fmt::Debug for SimulatedSnpIssuer {
 
 /// A simulated SEV-SNP issuer (host data, measurement, … from `template`).
 pub fn simulated_snp(amd: Arc<SimulatedAmd>, template: SnpReportSpec) -> SimulatedSnpIssuer {
-    SimulatedSnpIssuer { amd, template }
+    SimulatedSnpIssuer {
+        amd,
+        template,
+        cert_table: SimulatedCertTable::Full,
+    }
+}
+
+impl SimulatedSnpIssuer {
+    /// Hand over only `table` with each report (the full table by default).
+    pub fn with_cert_table(mut self, table: SimulatedCertTable) -> Self {
+        self.cert_table = table;
+        self
+    }
 }
 
 impl EvidenceIssuer for SimulatedSnpIssuer {
@@ -44,7 +57,13 @@ impl EvidenceIssuer for SimulatedSnpIssuer {
             report_data: *report_data,
             ..self.template.clone()
         };
-        Ok(simulated_snp_evidence(self.amd.report(&spec)?))
+        let mut evidence = simulated_snp_evidence(self.amd.report(&spec)?);
+        match self.cert_table {
+            SimulatedCertTable::Full => {}
+            SimulatedCertTable::Chain => evidence.certificates.retain(|e| e.kind != CertKind::Crl),
+            SimulatedCertTable::None => evidence.certificates.clear(),
+        }
+        Ok(evidence)
     }
 
     fn name(&self) -> &'static str {
@@ -285,7 +304,10 @@ pub(crate) fn select(
         SimulatedTee::Snp => {
             let mut spec = SnpReportSpec::new(SnpProduct::Milan);
             spec.host_data.copy_from_slice(&host_data);
-            Box::new(simulated_snp(Arc::new(simulator.amd), spec))
+            Box::new(
+                simulated_snp(Arc::new(simulator.amd), spec)
+                    .with_cert_table(settings.simulated_cert_table),
+            )
         }
         SimulatedTee::Tdx => {
             let mut spec = TdxQuoteSpec::default();

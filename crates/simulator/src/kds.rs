@@ -51,11 +51,6 @@ impl SimulatedKds {
             .with_state(self.clone())
     }
 
-    /// Serves the routes on `listener` until the task is dropped.
-    pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-        axum::serve(listener, self.router()).await
-    }
-
     fn crl(&self, product: SnpProduct) -> Result<Vec<u8>, crate::SimError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

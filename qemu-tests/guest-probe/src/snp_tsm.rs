@@ -32,6 +32,7 @@ pub(crate) fn issue(simulator_dir: &Path, host_data_hex: &str) -> anyhow::Result
         simulator_dir: Some(simulator_dir.to_path_buf()),
         simulated_tee: "snp-tsm".to_owned(),
         simulated_host_data: None,
+        ..IssuerSettings::default()
     })
     .context("selecting the snp-tsm issuer")?;
     ensure!(
