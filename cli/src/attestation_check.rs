@@ -17,7 +17,7 @@ use contrast_manifest::{Manifest, ReferenceValues};
 use serde_json::{Value, json};
 
 use crate::collateral::CollateralArgs;
-use crate::time::parse_rfc3339;
+use contrast_attestation::time::parse_rfc3339;
 
 /// Arguments of `contrast attestation check`.
 #[derive(Debug, clap::Args)]

@@ -12,6 +12,7 @@ pub(crate) struct CollateralArgs {
     /// AMD's KDS (or a mirror): where an SNP report's VCEK, chain and AMD's CRL are
     /// fetched when the evidence does not carry them. What verified is kept in the cache
     /// directory (CONTRAST_CACHE_DIR, else $XDG_CACHE_HOME/contrast or ~/.cache/contrast).
+    /// With --simulator-dir: the simulated vendor's KDS for the simulator's evidence.
     #[arg(long, env = "CONTRAST_KDS_URL", default_value = contrast_collateral::DEFAULT_KDS_URL)]
     pub kds_url: String,
     /// Accept a report from a KDS that serves no CRL (a mirror without CRLs): revocation
@@ -31,7 +32,20 @@ pub(crate) struct CollateralArgs {
 impl CollateralArgs {
     /// The source these flags describe, with the disk cache.
     pub(crate) fn source(&self) -> anyhow::Result<Arc<Collateral>> {
-        let settings = CollateralSettings {
+        Ok(Arc::new(Collateral::new(self.settings())?))
+    }
+
+    /// The source for the simulator's evidence: --kds-url then names the simulated
+    /// vendor's KDS; it has no PCS yet, so simulated TDX evidence gets no TCB status.
+    pub(crate) fn simulated_source(&self) -> anyhow::Result<Arc<Collateral>> {
+        Ok(Arc::new(Collateral::new(CollateralSettings {
+            pcs_url: None,
+            ..self.settings()
+        })?))
+    }
+
+    fn settings(&self) -> CollateralSettings {
+        CollateralSettings {
             kds_url: self.kds_url.clone(),
             pcs_url: Some(self.pcs_url.clone()),
             offline: self.offline,
@@ -42,7 +56,6 @@ impl CollateralArgs {
             },
             cache: DiskCache::from_environment(),
             ..Default::default()
-        };
-        Ok(Arc::new(Collateral::new(settings)?))
+        }
     }
 }

@@ -111,8 +111,9 @@ pub(crate) fn coordinator_validators(
     if let Some(dir) = &args.simulator_dir {
         // The simulator's public roots only: the CLI verifies, it never simulates.
         let (snp, tdx) = contrast_attestation::simulated_anchors::load(dir)?;
-        // The simulator's evidence carries its CRL; it serves no KDS or PCS (yet).
-        verifiers = verifiers.with_simulated(snp, tdx);
+        verifiers = verifiers
+            .with_simulated(snp, tdx)
+            .with_simulated_collateral(args.fetching.simulated_source()?);
     }
     let validator = match &args.coordinator_policy_hash {
         Some(text) => {

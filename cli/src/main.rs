@@ -9,7 +9,6 @@ mod policy_check;
 mod recover;
 mod resources;
 mod set;
-mod time;
 mod verified;
 mod verify;
 

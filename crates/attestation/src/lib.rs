@@ -16,3 +16,4 @@ pub mod pem;
 pub mod simulated_anchors;
 pub mod snp;
 pub mod tdx;
+pub mod time;

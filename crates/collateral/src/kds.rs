@@ -95,7 +95,7 @@ fn crl_cache_key(product: SnpProduct, signer: SigningKey) -> String {
 }
 
 /// The CRL's nextUpdate (Unix time), when it parses and has one.
-fn crl_next_update(crl: &[u8]) -> Option<i64> {
+pub(crate) fn crl_next_update(crl: &[u8]) -> Option<i64> {
     use x509_parser::prelude::FromDer as _;
     let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(crl).ok()?;
     crl.next_update().map(|t| t.timestamp())

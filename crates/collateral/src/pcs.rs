@@ -17,9 +17,13 @@
 //! is refused and not cached. A cached bundle past its `nextUpdate` no longer verifies
 //! and is fetched again.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use contrast_attestation::tdx::{
     TdxCollateral, TdxQuote, TdxTrustAnchor, pck_platform, verify_quote,
 };
+use contrast_attestation::time::parse_rfc3339;
 use serde_json::json;
 use serde_json::value::RawValue;
 
@@ -34,12 +38,22 @@ pub const DEFAULT_PCS_URL: &str = "https://api.trustedservices.intel.com";
 pub const INTEL_ROOT_CA_CRL_URL: &str =
     "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der";
 
-/// Intel's PCS, or a PCCS, behind a cache.
+/// The most collateral bundles kept in memory (one per FMSPC and PCK CA: a fleet has a
+/// handful); past it the memory starts over.
+pub const MEMORY_ENTRIES: usize = 1024;
+
+/// Collateral that verified a quote once, by cache key, with the earliest next update of
+/// its parts (TCB info, QE identity, the two CRLs).
+type Memory = Arc<Mutex<HashMap<String, (TdxCollateral, i64)>>>;
+
+/// Intel's PCS, or a PCCS, behind a cache in memory (for a long-running verifier: asked
+/// again only past the collateral's next update) and on disk.
 #[derive(Debug, Clone)]
 pub struct Pcs {
     base: String,
     fetcher: Fetcher,
     cache: Option<DiskCache>,
+    memory: Memory,
 }
 
 #[derive(serde::Deserialize)]
@@ -95,6 +109,31 @@ fn platform(quote: &TdxQuote) -> Result<Platform, CollateralError> {
     })
 }
 
+fn cache_key(platform: &Platform) -> String {
+    format!("pcs/tdx/{}-{}.json", platform.fmspc, platform.ca)
+}
+
+/// The earliest next update of a collateral document's parts: the TCB info's and QE
+/// identity's `nextUpdate`, the PCK CRL's and the root CA CRL's.
+fn next_update(json: &[u8]) -> Option<i64> {
+    let document: serde_json::Value = serde_json::from_slice(json).ok()?;
+    let signed = |field: &str| -> Option<i64> {
+        let body: serde_json::Value = serde_json::from_str(document.get(field)?.as_str()?).ok()?;
+        parse_rfc3339(body.get("nextUpdate")?.as_str()?).ok()
+    };
+    let crl = |field: &str| -> Option<i64> {
+        crate::kds::crl_next_update(&hex::decode(document.get(field)?.as_str()?).ok()?)
+    };
+    [
+        signed("tcb_info")?,
+        signed("qe_identity")?,
+        crl("pck_crl")?,
+        crl("root_ca_crl")?,
+    ]
+    .into_iter()
+    .min()
+}
+
 impl Pcs {
     /// PCS (or a PCCS) at `base`, such as [`DEFAULT_PCS_URL`], with an optional cache.
     pub fn new(
@@ -110,6 +149,7 @@ impl Pcs {
                 .to_owned(),
             fetcher: Fetcher::new(retry)?,
             cache,
+            memory: Memory::default(),
         })
     }
 
@@ -125,12 +165,16 @@ impl Pcs {
         let quote =
             TdxQuote::parse(quote_bytes).map_err(|e| CollateralError::Evidence(e.to_string()))?;
         let platform = platform(&quote)?;
-        let key = format!("pcs/tdx/{}-{}.json", platform.fmspc, platform.ca);
+        let key = cache_key(&platform);
+        if let Some(collateral) = self.remembered_at(&key, now) {
+            return Ok(collateral);
+        }
         if let Some(cached) = self.cache.as_ref().and_then(|c| c.get(&key))
             && let Ok(collateral) = TdxCollateral::from_json(&cached)
             && verify_quote(quote_bytes, anchor, Some(&collateral), now).is_ok()
         {
             tracing::debug!(fmspc = platform.fmspc, "TDX collateral from the cache");
+            self.remember(key, &collateral, &cached);
             return Ok(collateral);
         }
 
@@ -155,7 +199,34 @@ impl Pcs {
         {
             tracing::warn!(key, error = %contrast_platforms::error_chain(&e), "cannot cache collateral");
         }
+        self.remember(key, &collateral, &json);
         Ok(collateral)
+    }
+
+    /// The collateral memory holds for `quote` at `now`, without I/O or a check (it
+    /// verified a quote of this platform before, and the verifier checks it again).
+    pub fn remembered(&self, quote: &[u8], now: i64) -> Option<TdxCollateral> {
+        let quote = TdxQuote::parse(quote).ok()?;
+        self.remembered_at(&cache_key(&platform(&quote).ok()?), now)
+    }
+
+    fn remembered_at(&self, key: &str, now: i64) -> Option<TdxCollateral> {
+        let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        let (collateral, next_update) = memory.get(key)?;
+        (now <= *next_update).then(|| collateral.clone())
+    }
+
+    /// Keeps `collateral` (whose JSON form is `json`) until its earliest next update; one
+    /// whose dates cannot be read is not kept.
+    fn remember(&self, key: String, collateral: &TdxCollateral, json: &[u8]) {
+        let Some(next_update) = next_update(json) else {
+            return;
+        };
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        if memory.len() >= MEMORY_ENTRIES {
+            memory.clear();
+        }
+        memory.insert(key, (collateral.clone(), next_update));
     }
 
     fn tcb_url(&self, platform: &Platform) -> String {

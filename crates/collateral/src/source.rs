@@ -115,6 +115,10 @@ impl Collateral {
         if self.offline {
             return Err(CollateralError::Offline);
         }
+        // A warm source answers from memory on the caller's thread.
+        if let Some(collateral) = pcs.remembered(quote, now) {
+            return Ok(Some(collateral));
+        }
         let (quote, anchor) = (quote.to_vec(), anchor.clone());
         self.fetch(async move { pcs.tdx_collateral(&quote, &anchor, now).await })
             .map(Some)

@@ -92,3 +92,38 @@ async fn faults_are_named_refusals_and_nothing_is_cached() {
         assert_eq!(dir.files().len(), 0, "{fault:?}");
     }
 }
+
+/// A long-running verifier (the Coordinator keeps no disk cache) asks PCS once per
+/// platform: later quotes are answered from memory until the collateral's earliest
+/// next update, and past it PCS is asked again, never the old bundle served.
+#[tokio::test]
+async fn memory_serves_until_the_next_update_and_not_after() {
+    let mut server = LocalPcs::start(Fault::None);
+    let pcs = Pcs::new(server.url(), quick(), None).unwrap();
+    pcs.tdx_collateral(QUOTE, &TdxTrustAnchor::intel(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(server.requests(), 4);
+    assert!(pcs.remembered(QUOTE, NOW + 3600).is_some());
+
+    server.stop();
+    let remembered = pcs
+        .tdx_collateral(QUOTE, &TdxTrustAnchor::intel(), NOW + 3600)
+        .await
+        .unwrap();
+    let verified = verify_quote(
+        QUOTE,
+        &TdxTrustAnchor::intel(),
+        Some(&remembered),
+        NOW + 3600,
+    )
+    .unwrap();
+    assert_eq!(verified.tcb.unwrap().status, "UpToDate");
+
+    assert!(pcs.remembered(QUOTE, AFTER_NEXT_UPDATE).is_none());
+    let err = pcs
+        .tdx_collateral(QUOTE, &TdxTrustAnchor::intel(), AFTER_NEXT_UPDATE)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CollateralError::GaveUp { .. }), "{err:?}");
+}

@@ -1,10 +1,17 @@
-//! RFC 3339 timestamps (`2025-06-25T00:00:00Z`, `2025-06-25T02:00:00+02:00`) to Unix time.
+//! RFC 3339 timestamps (`2025-06-25T00:00:00Z`, `2025-06-25T02:00:00+02:00`) to Unix time:
+//! the dates of Intel's collateral (`issueDate`, `nextUpdate`) and the CLI's `--now`.
 
-use anyhow::{Context, Result, bail};
+/// A text that is not an RFC 3339 date-time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected RFC 3339, e.g. 2025-06-25T00:00:00Z{detail}")]
+pub struct TimeError {
+    detail: &'static str,
+}
+
+const NOT_RFC3339: TimeError = TimeError { detail: "" };
 
 /// Parses an RFC 3339 date-time; fractional seconds are accepted and dropped.
-pub(crate) fn parse_rfc3339(text: &str) -> Result<i64> {
-    let expected = "expected RFC 3339, e.g. 2025-06-25T00:00:00Z";
+pub fn parse_rfc3339(text: &str) -> Result<i64, TimeError> {
     let bytes = text.as_bytes();
     if bytes.len() < 20
         || bytes[4] != b'-'
@@ -13,14 +20,14 @@ pub(crate) fn parse_rfc3339(text: &str) -> Result<i64> {
         || bytes[13] != b':'
         || bytes[16] != b':'
     {
-        bail!("{expected}");
+        return Err(NOT_RFC3339);
     }
-    let number = |range: std::ops::Range<usize>| -> Result<i64> {
-        let part = text.get(range).context(expected)?;
+    let number = |range: std::ops::Range<usize>| -> Result<i64, TimeError> {
+        let part = text.get(range).ok_or(NOT_RFC3339)?;
         if !part.bytes().all(|b| b.is_ascii_digit()) {
-            bail!("{expected}");
+            return Err(NOT_RFC3339);
         }
-        part.parse().context(expected)
+        part.parse().map_err(|_| NOT_RFC3339)
     };
     let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
     let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
@@ -30,25 +37,31 @@ pub(crate) fn parse_rfc3339(text: &str) -> Result<i64> {
         || minute > 59
         || second > 60
     {
-        bail!("{expected}: a field is out of range");
+        return Err(TimeError {
+            detail: ": a field is out of range",
+        });
     }
     let mut rest = &text[19..];
     if let Some(fraction) = rest.strip_prefix('.') {
         let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
-            bail!("{expected}");
+            return Err(NOT_RFC3339);
         }
         rest = &fraction[digits..];
     }
     let offset = match rest {
         "Z" | "z" => 0,
         _ if rest.len() == 6 && matches!(&rest[..1], "+" | "-") && &rest[3..4] == ":" => {
-            let hours: i64 = rest[1..3].parse().context(expected)?;
-            let minutes: i64 = rest[4..6].parse().context(expected)?;
+            let hours: i64 = rest[1..3].parse().map_err(|_| NOT_RFC3339)?;
+            let minutes: i64 = rest[4..6].parse().map_err(|_| NOT_RFC3339)?;
             let sign = if rest.starts_with('-') { -1 } else { 1 };
             sign * (hours * 3600 + minutes * 60)
         }
-        _ => bail!("{expected}: the zone must be Z or ±HH:MM"),
+        _ => {
+            return Err(TimeError {
+                detail: ": the zone must be Z or ±HH:MM",
+            });
+        }
     };
     Ok(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset)
 }
@@ -66,6 +79,8 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
