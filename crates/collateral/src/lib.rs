@@ -20,7 +20,7 @@ pub use cache::DiskCache;
 pub use fetch::{Fetcher, RetryPolicy};
 pub use kds::{CrlPolicy, DEFAULT_KDS_URL, Kds};
 pub use pcs::{DEFAULT_PCS_URL, Pcs};
-pub use source::{Collateral, CollateralSettings};
+pub use source::{Collateral, CollateralSettings, FetchBudget};
 
 /// Why collateral could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +92,16 @@ pub enum CollateralError {
          over (its certificate table, or --vcek)"
     )]
     VlekNotFetchable,
+    /// Too many lookups past memory in a short time ([`FetchBudget`]).
+    #[error(
+        "too many collateral fetches in a short time: this one is refused; it is allowed \
+         again in {wait:?} (evidence that names new chips or platforms faster than that \
+         waits its turn)"
+    )]
+    OverBudget {
+        /// How long until one more is allowed.
+        wait: std::time::Duration,
+    },
     /// Fetching is off, and the evidence does not carry what is needed.
     #[error("offline: nothing is fetched, and the evidence does not carry its collateral")]
     Offline,

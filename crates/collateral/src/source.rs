@@ -2,9 +2,13 @@
 //! ([`contrast_attestation::collateral::CollateralSource`]), for the CLI and the
 //! Coordinator alike.
 
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use contrast_attestation::collateral::{CollateralSource, CollateralSourceError};
 use contrast_attestation::snp::{SnpEndorsements, SnpTrustAnchor};
 use contrast_attestation::tdx::{TdxCollateral, TdxTrustAnchor};
+
 use contrast_runtime_thread::RuntimeThread;
 
 use crate::{
@@ -27,6 +31,65 @@ pub struct CollateralSettings {
     pub cache: Option<DiskCache>,
     /// How hard to try.
     pub retry: RetryPolicy,
+    /// How many lookups past memory (fetches, and for the CLI disk reads) may run at once
+    /// in a burst, and how long one more takes to become allowed. Evidence from a peer
+    /// not yet authenticated can name any chip or platform, so this bounds what such
+    /// peers make this process ask the vendors (whose rate limits would otherwise stop
+    /// the legitimate fetches too).
+    pub budget: FetchBudget,
+}
+
+/// A token bucket for lookups past memory.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchBudget {
+    /// Lookups allowed in a burst.
+    pub burst: u32,
+    /// The time one more lookup takes to become allowed.
+    pub refill: Duration,
+}
+
+impl Default for FetchBudget {
+    /// 32 at once, then one every 2 s (30 a minute): a fleet's new chips and platforms
+    /// are fetched once each and then served from memory.
+    fn default() -> Self {
+        FetchBudget {
+            burst: 32,
+            refill: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What is left of a [`FetchBudget`].
+#[derive(Debug)]
+struct Bucket {
+    budget: FetchBudget,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(budget: FetchBudget) -> Self {
+        Bucket {
+            budget,
+            tokens: f64::from(budget.burst),
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes one token if there is one; else how long until there is.
+    fn take(&mut self) -> Result<(), Duration> {
+        let now = Instant::now();
+        let refill = self.budget.refill.as_secs_f64().max(f64::MIN_POSITIVE);
+        let earned = now.duration_since(self.last).as_secs_f64() / refill;
+        self.tokens = (self.tokens + earned).min(f64::from(self.budget.burst));
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) * refill))
+        }
+    }
 }
 
 impl Default for CollateralSettings {
@@ -39,6 +102,7 @@ impl Default for CollateralSettings {
             crl: CrlPolicy::Required,
             cache: None,
             retry: RetryPolicy::default(),
+            budget: FetchBudget::default(),
         }
     }
 }
@@ -53,6 +117,7 @@ pub struct Collateral {
     pcs: Option<Pcs>,
     offline: bool,
     worker: RuntimeThread,
+    bucket: Mutex<Bucket>,
 }
 
 impl Collateral {
@@ -68,6 +133,7 @@ impl Collateral {
             offline: settings.offline,
             worker: RuntimeThread::start("contrast-collateral")
                 .map_err(|e| CollateralError::Client(format!("starting the fetch thread: {e}")))?,
+            bucket: Mutex::new(Bucket::new(settings.budget)),
         })
     }
 
@@ -129,6 +195,11 @@ impl Collateral {
         &self,
         fetch: impl std::future::Future<Output = Result<T, CollateralError>> + Send + 'static,
     ) -> Result<T, CollateralError> {
+        self.bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .map_err(|wait| CollateralError::OverBudget { wait })?;
         self.worker
             .block_on(fetch)
             .map_err(|e| CollateralError::Client(format!("{e}: a collateral fetch panicked")))?

@@ -93,3 +93,43 @@ fn a_vcek_the_simulated_kds_revokes_is_refused() {
     assert!(matches!(err, CollateralError::Rejected { .. }), "{text}");
     assert!(text.contains("revoked"), "{text}");
 }
+
+/// Evidence from a peer not yet authenticated can name any chip: reports of ever new chips
+/// make the source ask KDS only as often as its budget allows, then refuse at once, naming
+/// the wait; what memory holds is still served without spending it.
+#[test]
+fn new_chips_past_the_fetch_budget_are_refused_at_once_and_memory_still_serves() {
+    let dir = TempDir::new("sim-kds");
+    let simulator = Simulator::open(dir.path()).unwrap();
+    let anchor = simulator.amd.trust_anchor();
+    let report_of = |chip: u8| {
+        let mut spec = SnpReportSpec::new(SnpProduct::Milan);
+        spec.chip_id = [chip; 64];
+        simulator.amd.report(&spec).unwrap().report
+    };
+    let reports: Vec<Vec<u8>> = (1..=4).map(report_of).collect();
+    let kds = SimulatedKds::new(Arc::new(Simulator::open(dir.path()).unwrap().amd));
+    let server = Background::serve(kds.router());
+    let source = Collateral::new(CollateralSettings {
+        kds_url: server.url().to_owned(),
+        retry: retry(),
+        budget: contrast_collateral::FetchBudget {
+            burst: 2,
+            refill: std::time::Duration::from_secs(3600),
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let complete =
+        |report: &[u8]| source.complete_snp(report, SnpEndorsements::default(), &anchor, now());
+    complete(&reports[0]).unwrap();
+    complete(&reports[1]).unwrap();
+    for report in &reports[2..] {
+        let err = complete(report).unwrap_err();
+        assert!(matches!(err, CollateralError::OverBudget { .. }), "{err:?}");
+        assert!(err.to_string().contains("allowed again in"), "{err}");
+    }
+    // The first chips are remembered: no fetch, no budget.
+    complete(&reports[0]).unwrap();
+    complete(&reports[1]).unwrap();
+}
