@@ -285,6 +285,10 @@ impl EvidenceIssuer for WithCollateral {
             .complete_snp(&evidence.raw, carried.clone(), &self.anchor, now)
         {
             Ok(completed) => add_missing_certificates(&mut evidence, &carried, completed),
+            // Said once when the outage began.
+            Err(e @ contrast_collateral::CollateralError::RecentlyFailed { .. }) => {
+                tracing::debug!(error = %e, "certificate table not completed");
+            }
             Err(e) => tracing::warn!(
                 error = %contrast_platforms::error_chain(&e),
                 "cannot complete this Coordinator's certificate table from KDS: clients fetch \
@@ -652,11 +656,18 @@ mod tests {
         assert_eq!(evidence.certificates[0].der, VCEK);
     }
 
+    /// And during the outage, later evidence does not wait for KDS again.
     #[test]
     fn own_evidence_goes_out_as_the_host_made_it_when_kds_cannot_be_had() {
         let kds = LocalKds::start(Fault::ServerError);
-        let evidence = with_collateral(&kds).issue(&[0; 64]).unwrap();
+        let issuer = with_collateral(&kds);
+        let evidence = issuer.issue(&[0; 64]).unwrap();
         assert!(evidence.certificates.is_empty());
         assert_eq!(evidence.raw, REPORT);
+        let asked = kds.requests();
+        assert!(asked > 0);
+        let again = issuer.issue(&[1; 64]).unwrap();
+        assert!(again.certificates.is_empty());
+        assert_eq!(kds.requests(), asked, "KDS is left alone during the pause");
     }
 }

@@ -92,6 +92,21 @@ pub enum CollateralError {
          over (its certificate table, or --vcek)"
     )]
     VlekNotFetchable,
+    /// The service failed with an outage a moment ago and is left alone for a pause.
+    #[error(
+        "{service} failed {ago:?} ago and is not asked again before {pause:?} have passed \
+         (last failure: {last})"
+    )]
+    RecentlyFailed {
+        /// KDS or PCS.
+        service: &'static str,
+        /// How long ago.
+        ago: std::time::Duration,
+        /// The pause.
+        pause: std::time::Duration,
+        /// The failure, as one line.
+        last: String,
+    },
     /// Too many lookups past memory in a short time ([`FetchBudget`]).
     #[error(
         "too many collateral fetches in a short time: this one is refused; it is allowed \
@@ -111,4 +126,17 @@ pub enum CollateralError {
          give the VCEK (--vcek) or use the host's certificate table"
     )]
     MaskedChipId,
+}
+
+impl CollateralError {
+    /// Whether this says the service is down or overloaded (no answer, 5xx, 429 after the
+    /// retries), rather than that it answered something unusable.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            CollateralError::GaveUp { .. } | CollateralError::Transport { .. } => true,
+            CollateralError::Status { status, .. } => *status == 429 || *status >= 500,
+            CollateralError::CrlUnavailable { cause, .. } => cause.is_outage(),
+            _ => false,
+        }
+    }
 }

@@ -37,6 +37,10 @@ pub struct CollateralSettings {
     /// peers make this process ask the vendors (whose rate limits would otherwise stop
     /// the legitimate fetches too).
     pub budget: FetchBudget,
+    /// How long a service that failed with an outage (no answer, or 5xx or 429 after the
+    /// retries) is not asked again: during an outage every verification that needs it
+    /// fails at once, naming the outage, instead of waiting out the retries.
+    pub outage_pause: Duration,
 }
 
 /// A token bucket for lookups past memory.
@@ -103,6 +107,7 @@ impl Default for CollateralSettings {
             cache: None,
             retry: RetryPolicy::default(),
             budget: FetchBudget::default(),
+            outage_pause: Duration::from_secs(30),
         }
     }
 }
@@ -118,6 +123,31 @@ pub struct Collateral {
     offline: bool,
     worker: RuntimeThread,
     bucket: Mutex<Bucket>,
+    /// Per service: when it last failed with an outage, and how.
+    outages: Mutex<[Option<(Instant, String)>; 2]>,
+    outage_pause: Duration,
+}
+
+/// The services a source asks.
+#[derive(Debug, Clone, Copy)]
+enum Service {
+    Kds = 0,
+    Pcs = 1,
+}
+
+impl Service {
+    fn name(self) -> &'static str {
+        match self {
+            Service::Kds => "KDS",
+            Service::Pcs => "PCS",
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Collateral {
@@ -134,6 +164,8 @@ impl Collateral {
             worker: RuntimeThread::start("contrast-collateral")
                 .map_err(|e| CollateralError::Client(format!("starting the fetch thread: {e}")))?,
             bucket: Mutex::new(Bucket::new(settings.budget)),
+            outages: Mutex::default(),
+            outage_pause: settings.outage_pause,
         })
     }
 
@@ -155,15 +187,17 @@ impl Collateral {
         if carried.vek.is_none() {
             let kds = self.kds.clone();
             let (report, anchor) = (report.to_vec(), anchor.clone());
-            let fetched =
-                self.fetch(async move { kds.snp_endorsements(&report, &anchor, now).await })?;
+            let fetched = self.fetch(Service::Kds, async move {
+                kds.snp_endorsements(&report, &anchor, now).await
+            })?;
             return Ok(with_chain_of(carried, fetched));
         }
         if carried.crl.is_none() {
             let kds = self.kds.clone();
             let (report, anchor, with) = (report.to_vec(), anchor.clone(), carried.clone());
-            carried.crl =
-                self.fetch(async move { kds.crl_for(&report, &with, &anchor, now).await })?;
+            carried.crl = self.fetch(Service::Kds, async move {
+                kds.crl_for(&report, &with, &anchor, now).await
+            })?;
         }
         Ok(carried)
     }
@@ -186,23 +220,51 @@ impl Collateral {
             return Ok(Some(collateral));
         }
         let (quote, anchor) = (quote.to_vec(), anchor.clone());
-        self.fetch(async move { pcs.tdx_collateral(&quote, &anchor, now).await })
-            .map(Some)
+        self.fetch(Service::Pcs, async move {
+            pcs.tdx_collateral(&quote, &anchor, now).await
+        })
+        .map(Some)
     }
 
-    /// Runs `fetch` on the fetch thread and waits for it.
+    /// Runs `fetch` against `service` on the fetch thread and waits for it: not while the
+    /// service is paused after an outage, nor over the budget.
     fn fetch<T: Send + 'static>(
         &self,
+        service: Service,
         fetch: impl std::future::Future<Output = Result<T, CollateralError>> + Send + 'static,
     ) -> Result<T, CollateralError> {
-        self.bucket
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        if let Some((at, last)) = &lock(&self.outages)[service as usize] {
+            let ago = at.elapsed();
+            if ago < self.outage_pause {
+                return Err(CollateralError::RecentlyFailed {
+                    service: service.name(),
+                    ago,
+                    pause: self.outage_pause,
+                    last: last.clone(),
+                });
+            }
+        }
+        lock(&self.bucket)
             .take()
             .map_err(|wait| CollateralError::OverBudget { wait })?;
-        self.worker
+        let result = self
+            .worker
             .block_on(fetch)
-            .map_err(|e| CollateralError::Client(format!("{e}: a collateral fetch panicked")))?
+            .map_err(|e| CollateralError::Client(format!("{e}: a collateral fetch panicked")))?;
+        let outage = match &result {
+            Err(e) if e.is_outage() => {
+                tracing::warn!(
+                    service = service.name(),
+                    error = %contrast_platforms::error_chain(e),
+                    pause = ?self.outage_pause,
+                    "collateral service failing: not asked again during the pause"
+                );
+                Some((Instant::now(), contrast_platforms::error_chain(e)))
+            }
+            _ => None,
+        };
+        lock(&self.outages)[service as usize] = outage;
+        result
     }
 }
 

@@ -202,3 +202,40 @@ async fn a_long_running_client_remembers_what_verified() {
     }
     assert_eq!(server.requests(), 3);
 }
+
+/// During a KDS outage a source fails every verification at once, naming the outage,
+/// instead of waiting out the retries each time; after the pause it asks again.
+#[test]
+fn a_source_leaves_a_failing_kds_alone_for_a_pause() {
+    let server = LocalKds::start(Fault::ServerError);
+    let settings = |pause| contrast_collateral::CollateralSettings {
+        kds_url: server.url().to_owned(),
+        crl: CrlPolicy::IfServed,
+        retry: quick(),
+        outage_pause: pause,
+        ..Default::default()
+    };
+    let source = contrast_collateral::Collateral::new(settings(Duration::from_secs(3600))).unwrap();
+    let complete = |source: &contrast_collateral::Collateral| {
+        source.complete_snp(REPORT, Default::default(), &SnpTrustAnchor::amd(), NOW)
+    };
+    let first = complete(&source).unwrap_err();
+    assert!(first.is_outage(), "{first:?}");
+    let asked = server.requests();
+    let second = complete(&source).unwrap_err();
+    assert!(
+        matches!(
+            second,
+            CollateralError::RecentlyFailed { service: "KDS", .. }
+        ),
+        "{second:?}"
+    );
+    assert!(second.to_string().contains("500"), "{second}");
+    assert_eq!(server.requests(), asked, "not asked during the pause");
+
+    let unpaused = contrast_collateral::Collateral::new(settings(Duration::ZERO)).unwrap();
+    complete(&unpaused).unwrap_err();
+    let before = server.requests();
+    complete(&unpaused).unwrap_err();
+    assert!(server.requests() > before, "asked again after the pause");
+}
