@@ -21,7 +21,8 @@ pub(crate) struct CollateralArgs {
     #[arg(long)]
     pub crl_optional: bool,
     /// Intel's PCS (or a PCCS): where a TDX quote's collateral (TCB info, QE identity,
-    /// CRLs) is fetched, through the cache directory.
+    /// CRLs) is fetched, through the cache directory. With --simulator-dir: the simulated
+    /// vendor's PCS for the simulator's evidence.
     #[arg(long, env = "CONTRAST_PCS_URL", default_value = contrast_collateral::DEFAULT_PCS_URL)]
     pub pcs_url: String,
     /// Fetch nothing: use only the certificates and collateral given or carried.
@@ -35,12 +36,17 @@ impl CollateralArgs {
         Ok(Arc::new(Collateral::new(self.settings())?))
     }
 
-    /// The source for the simulator's evidence: --kds-url then names the simulated
-    /// vendor's KDS; it has no PCS yet, so simulated TDX evidence gets no TCB status.
+    /// The source for the simulator's evidence: --kds-url and --pcs-url then name the
+    /// simulated vendor's services. Intel's PCS never serves simulated quotes, so without a
+    /// simulated PCS the simulated TDX evidence gets no TCB status.
     pub(crate) fn simulated_source(&self) -> anyhow::Result<Arc<Collateral>> {
+        let settings = self.settings();
         Ok(Arc::new(Collateral::new(CollateralSettings {
-            pcs_url: None,
-            ..self.settings()
+            pcs_url: settings
+                .pcs_url
+                .clone()
+                .filter(|url| url != contrast_collateral::DEFAULT_PCS_URL),
+            ..settings
         })?))
     }
 

@@ -212,8 +212,8 @@ fn evidence(config: &Config) -> anyhow::Result<(Arc<dyn Issuer>, Verifiers)> {
     let evidence: Arc<dyn EvidenceIssuer> = Arc::from(select(&settings)?);
     let verifiers = contrast_evidence::issuer::verifiers(simulator_dir)?;
     // Collateral for the evidence this Coordinator deals with: the vendors', or on a
-    // simulated platform the simulated vendor's (whose KDS the URL then names; it has no
-    // PCS yet, so simulated TDX evidence gets no TCB status).
+    // simulated platform the simulated vendor's (whose KDS and PCS the URLs then name;
+    // without a simulated PCS, simulated TDX evidence gets no TCB status).
     let (verifiers, collateral, anchor) = match simulator_dir {
         None => {
             let collateral = Arc::new(
@@ -224,8 +224,14 @@ fn evidence(config: &Config) -> anyhow::Result<(Arc<dyn Issuer>, Verifiers)> {
             (verifiers, collateral, SnpTrustAnchor::amd())
         }
         Some(dir) => {
+            // Intel's PCS never serves collateral for simulated quotes: only a simulated
+            // PCS's URL is used.
             let settings = CollateralSettings {
-                pcs_url: None,
+                pcs_url: config
+                    .collateral
+                    .pcs_url
+                    .clone()
+                    .filter(|url| url != contrast_collateral::DEFAULT_PCS_URL),
                 ..config.collateral.clone()
             };
             let collateral =

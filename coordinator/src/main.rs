@@ -65,7 +65,7 @@ struct Args {
     #[arg(long, env = "CONTRAST_KDS_URL", default_value = contrast_collateral::DEFAULT_KDS_URL)]
     kds_url: String,
     /// Intel's PCS (or a PCCS): where a TDX quote's TCB info, QE identity and CRLs are
-    /// fetched.
+    /// fetched. On Sim-TDX: the simulated vendor's PCS.
     #[arg(long, env = "CONTRAST_PCS_URL", default_value = contrast_collateral::DEFAULT_PCS_URL)]
     pcs_url: String,
     /// What the simulated host puts into the SEV-SNP certificate table (Sim-SNP only):

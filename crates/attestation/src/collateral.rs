@@ -27,8 +27,8 @@ pub trait CollateralSource: Send + Sync + std::fmt::Debug {
     ) -> Result<SnpEndorsements, CollateralSourceError>;
 
     /// The DCAP collateral (TCB info, QE identity, CRLs) for `quote` under `anchor` at
-    /// `now`; `None` from a source that serves no TDX collateral (the simulated vendor,
-    /// so far), and then the TCB status is not evaluated.
+    /// `now`; `None` from a source that serves no TDX collateral (one for the simulator
+    /// without a simulated PCS), and then the TCB status is not evaluated.
     fn tdx_collateral(
         &self,
         quote: &[u8],

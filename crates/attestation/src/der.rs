@@ -115,7 +115,7 @@ pub fn explicit(n: u8, content: &[u8]) -> Vec<u8> {
 pub fn time(unix: i64) -> Vec<u8> {
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = crate::time::civil_from_days(days);
     let clock = format!(
         "{month:02}{day:02}{:02}{:02}{:02}Z",
         secs / 3600,
@@ -127,21 +127,6 @@ pub fn time(unix: i64) -> Vec<u8> {
     } else {
         tlv(0x18, format!("{year:04}{clock}").as_bytes())
     }
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's
-/// algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// A distinguished name from (attribute OID, value) pairs, one RDN each.

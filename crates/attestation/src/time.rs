@@ -66,6 +66,34 @@ pub fn parse_rfc3339(text: &str) -> Result<i64, TimeError> {
     Ok(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset)
 }
 
+/// Unix time `unix` as RFC 3339 in UTC, seconds precision (`2025-06-25T00:00:00Z`), as
+/// Intel writes collateral dates.
+pub fn format_rfc3339(unix: i64) -> String {
+    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's
+/// algorithm).
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
 fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
@@ -99,6 +127,15 @@ mod tests {
             1_750_809_600
         );
         assert_eq!(parse_rfc3339("2000-02-29T12:00:00Z").unwrap(), 951_825_600);
+    }
+
+    #[test]
+    fn formatting_reads_back() {
+        for unix in [0, 951_825_600, 1_750_809_600, 4_102_444_799, -86_401] {
+            let text = format_rfc3339(unix);
+            assert_eq!(parse_rfc3339(&text).unwrap(), unix, "{text}");
+        }
+        assert_eq!(format_rfc3339(1_750_809_600), "2025-06-25T00:00:00Z");
     }
 
     #[test]

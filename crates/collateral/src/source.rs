@@ -20,8 +20,8 @@ use crate::{
 pub struct CollateralSettings {
     /// AMD's KDS or a mirror.
     pub kds_url: String,
-    /// Intel's PCS or a PCCS; `None`: no TDX collateral is served (the simulated vendor
-    /// has no PCS yet).
+    /// Intel's PCS or a PCCS (or the simulated vendor's); `None`: no TDX collateral is
+    /// served, and the TCB status is not evaluated.
     pub pcs_url: Option<String>,
     /// Fetch nothing: only what the evidence carries (and, for TDX, nothing) is used.
     pub offline: bool,

@@ -10,6 +10,7 @@
 //! quickstart and development.
 
 pub mod kds;
+pub mod pcs;
 pub mod snp;
 mod store;
 pub mod tdx;
@@ -18,7 +19,7 @@ use std::path::Path;
 
 pub use snp::{SimulatedAmd, SimulatedSnpReport, SnpReportSpec};
 pub use store::KeyStore;
-pub use tdx::{SimulatedIntel, SimulatedPlatform, SimulatedQe, TdxQuoteSpec};
+pub use tdx::{SimulatedCollateral, SimulatedIntel, SimulatedPlatform, SimulatedQe, TdxQuoteSpec};
 
 /// Both simulated vendors, their keys kept in one directory.
 #[derive(Debug)]

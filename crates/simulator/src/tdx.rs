@@ -74,7 +74,12 @@ fn issue(
         spki_der.to_vec(),
         der::explicit(3, &der::seq(&extensions)),
     ]);
-    let signature = issuer_key
+    sign_tbs(tbs, algorithm, issuer_key)
+}
+
+/// A certificate or CRL: `tbs`, the algorithm and `key`'s ECDSA signature over `tbs`.
+fn sign_tbs(tbs: Vec<u8>, algorithm: Vec<u8>, key: &EcdsaKeyPair) -> Result<Vec<u8>, SimError> {
+    let signature = key
         .sign(&SystemRandom::new(), &tbs)
         .map_err(|_| SimError::Crypto("ECDSA signing failed"))?;
     Ok(der::seq(&[
@@ -117,6 +122,10 @@ pub struct SimulatedIntel {
     pck_ca_der: Vec<u8>,
     pck_key: EcdsaKeyPair,
     pck_der: Vec<u8>,
+    /// The root's and the PCK CA's keys sign the collateral's CRLs and TCB signer.
+    root_key: EcdsaKeyPair,
+    ca_key: EcdsaKeyPair,
+    platform: SimulatedPlatform,
 }
 
 impl std::fmt::Debug for SimulatedIntel {
@@ -225,6 +234,67 @@ impl Default for TdxQuoteSpec {
 }
 
 const FILES: [&str; 3] = ["tdx-root.p8", "tdx-pck-ca.p8", "tdx-pck.p8"];
+const ROOT_CN: &str = "Simulated SGX Root CA";
+const PCK_CA_CN: &str = "Simulated SGX PCK Platform CA";
+
+/// How long simulated collateral is current, as Intel's: 30 days.
+const COLLATERAL_LIFETIME: i64 = 30 * 24 * 3600;
+
+/// What Intel's PCS serves for the simulated platform (docs/attestation.md §6): the TCB
+/// info and TDX QE identity (the exact JSON text signed, and the raw r‖s signature in hex),
+/// their issuer chain, the PCK CRL with its issuer chain, and the root CA's CRL.
+#[derive(Debug, Clone)]
+pub struct SimulatedCollateral {
+    /// The `tcbInfo` JSON text, as signed.
+    pub tcb_info: String,
+    /// Its signature, hex of r‖s.
+    pub tcb_info_signature: String,
+    /// The `enclaveIdentity` JSON text, as signed.
+    pub qe_identity: String,
+    /// Its signature, hex of r‖s.
+    pub qe_identity_signature: String,
+    /// The TCB signing certificate and the root, PEM.
+    pub signer_chain: String,
+    /// The PCK CA's CRL (DER).
+    pub pck_crl: Vec<u8>,
+    /// The PCK CA and the root, PEM.
+    pub pck_crl_chain: String,
+    /// The root CA's CRL (DER).
+    pub root_crl: Vec<u8>,
+    /// The platform's FMSPC, upper-case hex as PCS is asked for it.
+    pub fmspc: String,
+}
+
+/// A CRL as Intel's: v2, ECDSA P-256 with SHA-256, a CRL number (webpki requires an
+/// extension), revoking nothing.
+fn crl(
+    issuer_cn: &str,
+    key: &EcdsaKeyPair,
+    this_update: i64,
+    next_update: i64,
+) -> Result<Vec<u8>, SimError> {
+    let algorithm = der::seq(&[der::oid(oid::ECDSA_SHA256)]);
+    let crl_number = der::extension(CRL_NUMBER, false, &der::uint_u64(1));
+    let tbs = der::seq(&[
+        der::uint_u64(1),
+        algorithm.clone(),
+        intel_style_name(issuer_cn),
+        der::time(this_update),
+        der::time(next_update),
+        der::explicit(0, &der::seq(&[crl_number])),
+    ]);
+    sign_tbs(tbs, algorithm, key)
+}
+
+/// The CRL number extension.
+const CRL_NUMBER: &str = "2.5.29.20";
+
+/// Signs `text` as Intel signs collateral JSON: ECDSA P-256 with SHA-256, raw r‖s in hex.
+fn sign_json(key: &EcdsaKeyPair, text: &str) -> Result<String, SimError> {
+    key.sign(&SystemRandom::new(), text.as_bytes())
+        .map(|signature| hex::encode(signature.as_ref()))
+        .map_err(|_| SimError::Crypto("ECDSA signing failed"))
+}
 
 impl SimulatedIntel {
     /// Creates a new root, PCK CA and PCK for `platform`.
@@ -247,8 +317,7 @@ impl SimulatedIntel {
                 &der::seq(&[der::boolean(true)]),
             )
         };
-        let root_cn = "Simulated SGX Root CA";
-        let ca_cn = "Simulated SGX PCK Platform CA";
+        let (root_cn, ca_cn) = (ROOT_CN, PCK_CA_CN);
         let root_der = issue(
             1,
             root_cn,
@@ -275,6 +344,9 @@ impl SimulatedIntel {
             pck_ca_der,
             pck_key,
             pck_der,
+            root_key,
+            ca_key,
+            platform,
         })
     }
 
@@ -287,6 +359,89 @@ impl SimulatedIntel {
         }
         let read = |i: usize| store.read_secret(FILES[i]);
         Self::certify(&[read(0)?, read(1)?, read(2)?], platform)
+    }
+
+    /// The collateral PCS serves for this platform, current from an hour before `now` for
+    /// 30 days: one TCB level that every simulated quote meets (status UpToDate) and the
+    /// TDX QE identity the quotes' QE reports carry, signed by a fresh TCB signing
+    /// certificate under the root.
+    pub fn collateral(&self, now: i64) -> Result<SimulatedCollateral, SimError> {
+        let (issued, next) = (now - 3600, now - 3600 + COLLATERAL_LIFETIME);
+        let signer_pkcs8 = generate_p256()?;
+        let signer = load_p256(
+            &signer_pkcs8,
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            "TCB signing key",
+        )?;
+        // Not a CA: digitalSignature only, as Intel's TCB signing certificate.
+        let key_usage = der::extension(oid::KEY_USAGE, true, &der::bit_string(&[0x80]));
+        let signer_der = issue(
+            4,
+            ROOT_CN,
+            "Simulated SGX TCB Signing",
+            &spki(&signer)?,
+            vec![key_usage],
+            &self.root_key,
+        )?;
+        let date = contrast_attestation::time::format_rfc3339;
+        let zeros = |n: usize| vec![serde_json::json!({ "svn": 0 }); n];
+        let tcb_info = serde_json::json!({
+            "id": "TDX",
+            "version": 3,
+            "issueDate": date(issued),
+            "nextUpdate": date(next),
+            "fmspc": hex::encode_upper(self.platform.fmspc),
+            "pceId": "0000",
+            "tcbType": 0,
+            "tcbEvaluationDataNumber": 17,
+            "tdxModule": {
+                "mrsigner": hex::encode_upper([0u8; 48]),
+                "attributes": "0000000000000000",
+                "attributesMask": "FFFFFFFFFFFFFFFF",
+            },
+            "tdxModuleIdentities": [],
+            "tcbLevels": [{
+                "tcb": {
+                    "sgxtcbcomponents": zeros(16),
+                    "pcesvn": 0,
+                    "tdxtcbcomponents": zeros(16),
+                },
+                "tcbDate": date(issued),
+                "tcbStatus": "UpToDate",
+            }],
+        })
+        .to_string();
+        let qe = INTEL_TDX_QE;
+        let qe_identity = serde_json::json!({
+            "id": "TD_QE",
+            "version": 2,
+            "issueDate": date(issued),
+            "nextUpdate": date(next),
+            "tcbEvaluationDataNumber": 17,
+            "miscselect": hex::encode_upper(qe.misc_select.to_le_bytes()),
+            "miscselectMask": hex::encode_upper(qe.misc_select_mask.to_le_bytes()),
+            "attributes": hex::encode_upper(qe.attributes),
+            "attributesMask": hex::encode_upper(qe.attributes_mask),
+            "mrsigner": hex::encode_upper(qe.mr_signer),
+            "isvprodid": qe.isv_prod_id,
+            "tcbLevels": [{
+                "tcb": { "isvsvn": 0 },
+                "tcbDate": date(issued),
+                "tcbStatus": "UpToDate",
+            }],
+        })
+        .to_string();
+        Ok(SimulatedCollateral {
+            tcb_info_signature: sign_json(&signer, &tcb_info)?,
+            qe_identity_signature: sign_json(&signer, &qe_identity)?,
+            tcb_info,
+            qe_identity,
+            signer_chain: format!("{}{}", pem(&signer_der), pem(&self.root_der)),
+            pck_crl: crl(PCK_CA_CN, &self.ca_key, issued, next)?,
+            pck_crl_chain: format!("{}{}", pem(&self.pck_ca_der), pem(&self.root_der)),
+            root_crl: crl(ROOT_CN, &self.root_key, issued, next)?,
+            fmspc: hex::encode_upper(self.platform.fmspc),
+        })
     }
 
     /// The trust anchor verifiers use for this simulator's quotes.
