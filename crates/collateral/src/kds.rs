@@ -13,6 +13,7 @@ use contrast_attestation::snp::{
 };
 
 use crate::CollateralError;
+use crate::freshness::{Freshness, Serve, crl_freshness};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -94,13 +95,6 @@ fn crl_cache_key(product: SnpProduct, signer: SigningKey) -> String {
     }
 }
 
-/// The CRL's nextUpdate (Unix time), when it parses and has one.
-pub(crate) fn crl_next_update(crl: &[u8]) -> Option<i64> {
-    use x509_parser::prelude::FromDer as _;
-    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(crl).ok()?;
-    crl.next_update().map(|t| t.timestamp())
-}
-
 /// The product lines to ask KDS for: the report's own (CPUID, report v3 and later), or
 /// else the one its CHIP_ID's length points to (Turin sets only 8 bytes), Milan first.
 fn candidate_products(report: &SnpReport) -> Vec<SnpProduct> {
@@ -119,14 +113,14 @@ fn candidate_products(report: &SnpReport) -> Vec<SnpProduct> {
 /// is dropped.
 pub const MEMORY_ENTRIES: usize = 4096;
 
-/// The CRLs kept in memory, by cache key, with their next update.
-type CrlMemory = Arc<Mutex<HashMap<String, (Vec<u8>, Option<i64>)>>>;
+/// The CRLs kept in memory, by cache key, with their window.
+type CrlMemory = Arc<Mutex<HashMap<String, (Vec<u8>, Freshness)>>>;
 
-/// Endorsements that verified a report once, with their CRL's next update (read once),
-/// by their cache key; and the keys in arrival order.
+/// Endorsements that verified a report once, with their CRL's window (read once), by
+/// their cache key; and the keys in arrival order.
 type Memory = Arc<
     Mutex<(
-        HashMap<String, (SnpEndorsements, Option<i64>)>,
+        HashMap<String, (SnpEndorsements, Freshness)>,
         VecDeque<String>,
     )>,
 >;
@@ -219,15 +213,46 @@ impl Kds {
         let chip_id = report.chip_id();
         let tcb = TcbVersion::from_bytes(report.reported_tcb_raw(), product);
         let vcek_key = vcek_cache_key(product, &chip_id, tcb);
-        let chain_key = chain_cache_key(product);
 
-        // Memory: endorsements that verified a report of this chip and TCB before.
-        let crl_key = crl_cache_key(product, SigningKey::Vcek);
-        if let Some(endorsements) = self.remembered(&vcek_key, now) {
-            return Ok(endorsements);
+        // Memory: endorsements that verified a report of this chip and TCB before; in the
+        // last quarter of their CRL's window they are asked for anew, and serve only while
+        // KDS cannot be reached.
+        let stale = match self.remembered(&vcek_key, now) {
+            Some((endorsements, Serve::Fresh)) => return Ok(endorsements),
+            Some((endorsements, _)) => Some(endorsements),
+            None => None,
+        };
+        let fetched = self
+            .fetch_for_product(evidence, product, anchor, now, stale.is_none())
+            .await;
+        match (fetched, stale) {
+            (Err(e), Some(stale)) if e.is_outage() => {
+                tracing::warn!(error = %contrast_platforms::error_chain(&e), "KDS unreachable: the kept endorsements serve until their CRL runs out");
+                Ok(stale)
+            }
+            (fetched, _) => fetched,
         }
+    }
+
+    /// The disk (when `use_disk`), else KDS, for [`Kds::for_product`].
+    async fn fetch_for_product(
+        &self,
+        evidence: &[u8],
+        product: SnpProduct,
+        anchor: &SnpTrustAnchor,
+        now: i64,
+        use_disk: bool,
+    ) -> Result<SnpEndorsements, CollateralError> {
+        let (report, _) = SnpReport::from_bytes_or_hcl(evidence)
+            .map_err(|e| CollateralError::Evidence(e.to_string()))?;
+        let chip_id = report.chip_id();
+        let tcb = TcbVersion::from_bytes(report.reported_tcb_raw(), product);
+        let vcek_key = vcek_cache_key(product, &chip_id, tcb);
+        let chain_key = chain_cache_key(product);
+        let crl_key = crl_cache_key(product, SigningKey::Vcek);
         // The disk: what it holds is checked like a fresh answer.
-        if let (Some(vcek), Some(chain)) = (self.cached(&vcek_key), self.cached(&chain_key))
+        if use_disk
+            && let (Some(vcek), Some(chain)) = (self.cached(&vcek_key), self.cached(&chain_key))
             && let Ok(mut endorsements) = endorsements(vcek, &chain)
             && let crl = self.cached(&crl_key)
             && (crl.is_some() || self.crl == CrlPolicy::IfServed)
@@ -325,14 +350,26 @@ impl Kds {
             ..bare.clone()
         };
 
+        // Memory, as in `for_product`: in its last quarter a CRL is asked for anew and
+        // serves only while KDS cannot be reached.
         let remembered = {
             let crls = self.crls.lock().unwrap_or_else(|e| e.into_inner());
             crls.get(&key)
-                .filter(|(_, next)| next.is_none_or(|next| now <= next))
-                .map(|(crl, _)| crl.clone())
+                .map(|(crl, freshness)| (crl.clone(), freshness.at(now)))
+                .filter(|(_, serve)| *serve != Serve::Expired)
         };
-        let cached = remembered.or_else(|| self.cached(&key));
-        if let Some(crl) = cached
+        let stale = match remembered {
+            Some((crl, Serve::Fresh))
+                if verify_report(evidence, &with(&crl), anchor, now).is_ok() =>
+            {
+                return Ok(Some(crl));
+            }
+            Some((crl, Serve::Stale)) => Some(crl),
+            _ => None,
+        };
+        if stale.is_none()
+            && let Some(crl) = self.cached(&key)
+            && crl_freshness(&crl).is_some_and(|f| f.at(now) == Serve::Fresh)
             && verify_report(evidence, &with(&crl), anchor, now).is_ok()
         {
             self.remember_crl(key, &crl);
@@ -342,6 +379,14 @@ impl Kds {
         let url = format!("{}{}", self.base, crl_path(product, signer));
         let crl = match self.fetcher.get(&url).await {
             Ok(crl) => crl,
+            Err(e)
+                if e.is_outage()
+                    && let Some(stale) = &stale
+                    && verify_report(evidence, &with(stale), anchor, now).is_ok() =>
+            {
+                tracing::warn!(url, error = %contrast_platforms::error_chain(&e), "KDS unreachable: the kept CRL serves until it runs out");
+                return Ok(Some(stale.clone()));
+            }
             Err(CollateralError::Status { status: 404, .. }) if self.crl == CrlPolicy::IfServed => {
                 tracing::warn!(url, "KDS serves no CRL: revocation is not checked");
                 return Ok(None);
@@ -392,7 +437,10 @@ impl Kds {
             // Only the line that verified this chip's report is remembered under its ID.
             return candidate_products(&report).into_iter().find_map(|product| {
                 let tcb = TcbVersion::from_bytes(report.reported_tcb_raw(), product);
-                self.remembered(&vcek_cache_key(product, &report.chip_id(), tcb), now)
+                match self.remembered(&vcek_cache_key(product, &report.chip_id(), tcb), now) {
+                    Some((endorsements, Serve::Fresh)) => Some(endorsements),
+                    _ => None,
+                }
             });
         }
         let product = report.product_from_cpuid()?;
@@ -402,7 +450,7 @@ impl Kds {
         let crls = self.crls.lock().unwrap_or_else(|e| e.into_inner());
         let (crl, _) = crls
             .get(&crl_cache_key(product, signer))
-            .filter(|(_, next)| next.is_none_or(|next| now <= next))?;
+            .filter(|(_, freshness)| freshness.at(now) == Serve::Fresh)?;
         Some(SnpEndorsements {
             crl: Some(crl.clone()),
             ..carried.clone()
@@ -410,19 +458,20 @@ impl Kds {
     }
 
     fn remember_crl(&self, key: String, crl: &[u8]) {
-        let next_update = crl_next_update(crl);
+        let Some(freshness) = crl_freshness(crl) else {
+            return;
+        };
         let mut crls = self.crls.lock().unwrap_or_else(|e| e.into_inner());
-        crls.insert(key, (crl.to_vec(), next_update));
+        crls.insert(key, (crl.to_vec(), freshness));
     }
 
-    /// Remembered endorsements that still serve at `now`: their CRL is not past its next
-    /// update (else the CRL is fetched again).
-    fn remembered(&self, key: &str, now: i64) -> Option<SnpEndorsements> {
+    /// Remembered endorsements not past their CRL's next update, and what they are good
+    /// for at `now`.
+    fn remembered(&self, key: &str, now: i64) -> Option<(SnpEndorsements, Serve)> {
         let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        let (endorsements, crl_next_update) = memory.0.get(key)?;
-        crl_next_update
-            .is_none_or(|next| now <= next)
-            .then(|| endorsements.clone())
+        let (endorsements, freshness) = memory.0.get(key)?;
+        let serve = freshness.at(now);
+        (serve != Serve::Expired).then(|| (endorsements.clone(), serve))
     }
 
     fn remember(&self, key: String, endorsements: &SnpEndorsements) {
@@ -433,9 +482,16 @@ impl Kds {
                 entries.remove(&old);
             }
         }
-        let next_update = endorsements.crl.as_deref().and_then(crl_next_update);
+        let freshness = match endorsements.crl.as_deref() {
+            None => Freshness::NEVER,
+            Some(crl) => match crl_freshness(crl) {
+                Some(freshness) => freshness,
+                // A CRL without a next update is not kept in memory.
+                None => return,
+            },
+        };
         if entries
-            .insert(key.clone(), (endorsements.clone(), next_update))
+            .insert(key.clone(), (endorsements.clone(), freshness))
             .is_none()
         {
             order.push_back(key);

@@ -12,6 +12,7 @@
 
 pub mod cache;
 pub mod fetch;
+mod freshness;
 pub mod kds;
 pub mod pcs;
 pub mod source;

@@ -24,6 +24,8 @@ use contrast_attestation::tdx::{
     TdxCollateral, TdxQuote, TdxTrustAnchor, pck_platform, verify_quote,
 };
 use contrast_attestation::time::parse_rfc3339;
+
+use crate::freshness::{Freshness, Serve};
 use serde_json::json;
 use serde_json::value::RawValue;
 
@@ -44,7 +46,7 @@ pub const MEMORY_ENTRIES: usize = 1024;
 
 /// Collateral that verified a quote once, by cache key, with the earliest next update of
 /// its parts (TCB info, QE identity, the two CRLs).
-type Memory = Arc<Mutex<HashMap<String, (TdxCollateral, i64)>>>;
+type Memory = Arc<Mutex<HashMap<String, (TdxCollateral, Freshness)>>>;
 
 /// Intel's PCS, or a PCCS, behind a cache in memory (for a long-running verifier: asked
 /// again only past the collateral's next update) and on disk.
@@ -113,25 +115,33 @@ fn cache_key(platform: &Platform) -> String {
     format!("pcs/tdx/{}-{}.json", platform.fmspc, platform.ca)
 }
 
-/// The earliest next update of a collateral document's parts: the TCB info's and QE
-/// identity's `nextUpdate`, the PCK CRL's and the root CA CRL's.
-fn next_update(json: &[u8]) -> Option<i64> {
+/// A collateral document's window: from the latest issue of its signed parts to the
+/// earliest next update of all four (TCB info, QE identity, PCK CRL, root CA CRL).
+fn freshness(json: &[u8]) -> Option<Freshness> {
     let document: serde_json::Value = serde_json::from_slice(json).ok()?;
-    let signed = |field: &str| -> Option<i64> {
+    let signed = |field: &str| -> Option<(i64, i64)> {
         let body: serde_json::Value = serde_json::from_str(document.get(field)?.as_str()?).ok()?;
-        parse_rfc3339(body.get("nextUpdate")?.as_str()?).ok()
+        let date = |key: &str| parse_rfc3339(body.get(key)?.as_str()?).ok();
+        Some((date("issueDate")?, date("nextUpdate")?))
     };
-    let crl = |field: &str| -> Option<i64> {
-        crate::kds::crl_next_update(&hex::decode(document.get(field)?.as_str()?).ok()?)
+    let crl_expires = |field: &str| -> Option<i64> {
+        let der = hex::decode(document.get(field)?.as_str()?).ok()?;
+        use x509_parser::prelude::FromDer as _;
+        let (_, crl) =
+            x509_parser::revocation_list::CertificateRevocationList::from_der(&der).ok()?;
+        Some(crl.next_update()?.timestamp())
     };
-    [
-        signed("tcb_info")?,
-        signed("qe_identity")?,
-        crl("pck_crl")?,
-        crl("root_ca_crl")?,
+    let (tcb_issued, tcb_next) = signed("tcb_info")?;
+    let (qe_issued, qe_next) = signed("qe_identity")?;
+    let expires = [
+        tcb_next,
+        qe_next,
+        crl_expires("pck_crl")?,
+        crl_expires("root_ca_crl")?,
     ]
     .into_iter()
-    .min()
+    .min()?;
+    Some(Freshness::window(tcb_issued.max(qe_issued), expires))
 }
 
 impl Pcs {
@@ -166,10 +176,38 @@ impl Pcs {
             TdxQuote::parse(quote_bytes).map_err(|e| CollateralError::Evidence(e.to_string()))?;
         let platform = platform(&quote)?;
         let key = cache_key(&platform);
-        if let Some(collateral) = self.remembered_at(&key, now) {
-            return Ok(collateral);
+        // In the last quarter of its window the kept collateral is asked for anew, and
+        // serves only while PCS cannot be reached.
+        let stale = match self.remembered_at(&key, now) {
+            Some((collateral, Serve::Fresh)) => return Ok(collateral),
+            Some((collateral, _)) => Some(collateral),
+            None => None,
+        };
+        match (
+            self.fetch_collateral(quote_bytes, &platform, anchor, now, stale.is_none())
+                .await,
+            stale,
+        ) {
+            (Err(e), Some(stale)) if e.is_outage() => {
+                tracing::warn!(error = %contrast_platforms::error_chain(&e), "PCS unreachable: the kept collateral serves until it runs out");
+                Ok(stale)
+            }
+            (fetched, _) => fetched,
         }
-        if let Some(cached) = self.cache.as_ref().and_then(|c| c.get(&key))
+    }
+
+    /// The disk (when `use_disk`), else PCS, for [`Pcs::tdx_collateral`].
+    async fn fetch_collateral(
+        &self,
+        quote_bytes: &[u8],
+        platform: &Platform,
+        anchor: &TdxTrustAnchor,
+        now: i64,
+        use_disk: bool,
+    ) -> Result<TdxCollateral, CollateralError> {
+        let key = cache_key(platform);
+        if use_disk
+            && let Some(cached) = self.cache.as_ref().and_then(|c| c.get(&key))
             && let Ok(collateral) = TdxCollateral::from_json(&cached)
             && verify_quote(quote_bytes, anchor, Some(&collateral), now).is_ok()
         {
@@ -178,8 +216,8 @@ impl Pcs {
             return Ok(collateral);
         }
 
-        let json = self.fetch(&platform).await?;
-        let tcb_url = self.tcb_url(&platform);
+        let json = self.fetch(platform).await?;
+        let tcb_url = self.tcb_url(platform);
         let collateral =
             TdxCollateral::from_json(&json).map_err(|e| CollateralError::Rejected {
                 url: tcb_url.clone(),
@@ -207,26 +245,31 @@ impl Pcs {
     /// verified a quote of this platform before, and the verifier checks it again).
     pub fn remembered(&self, quote: &[u8], now: i64) -> Option<TdxCollateral> {
         let quote = TdxQuote::parse(quote).ok()?;
-        self.remembered_at(&cache_key(&platform(&quote).ok()?), now)
+        match self.remembered_at(&cache_key(&platform(&quote).ok()?), now)? {
+            (collateral, Serve::Fresh) => Some(collateral),
+            _ => None,
+        }
     }
 
-    fn remembered_at(&self, key: &str, now: i64) -> Option<TdxCollateral> {
+    /// Kept collateral not past its end, and what it is good for at `now`.
+    fn remembered_at(&self, key: &str, now: i64) -> Option<(TdxCollateral, Serve)> {
         let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        let (collateral, next_update) = memory.get(key)?;
-        (now <= *next_update).then(|| collateral.clone())
+        let (collateral, freshness) = memory.get(key)?;
+        let serve = freshness.at(now);
+        (serve != Serve::Expired).then(|| (collateral.clone(), serve))
     }
 
     /// Keeps `collateral` (whose JSON form is `json`) until its earliest next update; one
     /// whose dates cannot be read is not kept.
     fn remember(&self, key: String, collateral: &TdxCollateral, json: &[u8]) {
-        let Some(next_update) = next_update(json) else {
+        let Some(freshness) = freshness(json) else {
             return;
         };
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         if memory.len() >= MEMORY_ENTRIES {
             memory.clear();
         }
-        memory.insert(key, (collateral.clone(), next_update));
+        memory.insert(key, (collateral.clone(), freshness));
     }
 
     fn tcb_url(&self, platform: &Platform) -> String {

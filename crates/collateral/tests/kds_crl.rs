@@ -336,3 +336,52 @@ fn offline_the_carried_endorsements_are_returned_unchanged() {
     assert!(got.crl.is_none());
     assert!(s.kds.requests.lock().unwrap().is_empty());
 }
+
+/// A long-running client asks for the CRL anew in the last quarter of the kept one's
+/// window, while the kept one still serves; with KDS down it keeps serving it until it
+/// runs out, and not a second longer.
+#[tokio::test]
+async fn a_kept_crl_is_refreshed_before_it_runs_out_and_serves_while_kds_is_down() {
+    let mut s = setup();
+    s.serve_crl(&[], T0 - HOUR, T0 + HOUR);
+    let client = Kds::new(s.server.url(), quick_retry(), None).unwrap();
+    client
+        .snp_endorsements(&s.report, &s.anchor, T0)
+        .await
+        .unwrap();
+    client
+        .snp_endorsements(&s.report, &s.anchor, T0 + 20 * 60)
+        .await
+        .unwrap();
+    assert_eq!(s.crl_requests(), 1, "fresh: served from memory");
+
+    // The last quarter (from T0 + 30 min): asked anew, the new CRL kept.
+    s.serve_crl(&[], T0 + 30 * 60, T0 + 4 * HOUR);
+    client
+        .snp_endorsements(&s.report, &s.anchor, T0 + 40 * 60)
+        .await
+        .unwrap();
+    assert_eq!(s.crl_requests(), 2, "refreshed ahead of its next update");
+
+    // The new CRL's last quarter starts at T0 + 3 h 7.5 min; KDS is down by then.
+    s.server.stop();
+    let got = client
+        .snp_endorsements(&s.report, &s.anchor, T0 + 3 * HOUR + 30 * 60)
+        .await
+        .unwrap();
+    assert!(got.crl.is_some(), "the kept CRL serves while KDS is down");
+    let err = client
+        .snp_endorsements(&s.report, &s.anchor, T0 + 4 * HOUR + 1)
+        .await
+        .unwrap_err();
+    assert!(err.is_outage(), "{err:?}");
+}
+
+fn quick_retry() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 1,
+        backoff: Duration::from_millis(10),
+        max_wait: Duration::from_secs(1),
+        timeout: Duration::from_secs(2),
+    }
+}

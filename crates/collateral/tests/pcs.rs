@@ -127,3 +127,32 @@ async fn memory_serves_until_the_next_update_and_not_after() {
         .unwrap_err();
     assert!(matches!(err, CollateralError::GaveUp { .. }), "{err:?}");
 }
+
+/// In the last quarter of the kept collateral's window PCS is asked anew; while it is
+/// down the kept collateral serves, until it runs out.
+#[tokio::test]
+async fn kept_collateral_is_refreshed_before_it_runs_out_and_serves_while_pcs_is_down() {
+    // The vector's window: 2025-06-19T10:32:27Z to 2025-07-19T10:00:35Z.
+    const LAST_QUARTER: i64 = 1_752_537_600; // 2025-07-15
+    let mut server = LocalPcs::start(Fault::None);
+    let pcs = Pcs::new(server.url(), quick(), None).unwrap();
+    let anchor = TdxTrustAnchor::intel();
+    pcs.tdx_collateral(QUOTE, &anchor, NOW).await.unwrap();
+    assert_eq!(server.requests(), 4);
+    assert!(
+        pcs.remembered(QUOTE, LAST_QUARTER).is_none(),
+        "stale: not served as fresh"
+    );
+    pcs.tdx_collateral(QUOTE, &anchor, LAST_QUARTER)
+        .await
+        .unwrap();
+    assert_eq!(server.requests(), 8, "asked anew in the last quarter");
+
+    server.stop();
+    let kept = pcs
+        .tdx_collateral(QUOTE, &anchor, LAST_QUARTER)
+        .await
+        .unwrap();
+    let verified = verify_quote(QUOTE, &anchor, Some(&kept), LAST_QUARTER).unwrap();
+    assert_eq!(verified.tcb.unwrap().status, "UpToDate");
+}
