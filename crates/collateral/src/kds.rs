@@ -70,6 +70,11 @@ pub fn cert_chain_path(product: SnpProduct) -> String {
     format!("/vcek/v1/{}/cert_chain", product.name())
 }
 
+/// The KDS path of the ASVK (the VLEK signer) and ARK of `product`.
+pub fn vlek_cert_chain_path(product: SnpProduct) -> String {
+    format!("/vlek/v1/{}/cert_chain", product.name())
+}
+
 /// Where KDS answers are cached, by what they are (one file per VCEK and per chain).
 fn vcek_cache_key(product: SnpProduct, chip_id: &[u8; 64], tcb: TcbVersion) -> String {
     format!(
@@ -316,6 +321,67 @@ impl Kds {
             }
         }
         Ok(endorsements)
+    }
+
+    /// The ASVK and ARK for a report signed with a VLEK the host handed over without its
+    /// chain (KDS serves the chain, never the VLEK): `carried` with them, once the report
+    /// verifies with them under `anchor` at `now`; from the disk, else fetched.
+    pub async fn vlek_chain_for(
+        &self,
+        evidence: &[u8],
+        carried: &SnpEndorsements,
+        anchor: &SnpTrustAnchor,
+        now: i64,
+    ) -> Result<SnpEndorsements, CollateralError> {
+        let (report, _) = SnpReport::from_bytes_or_hcl(evidence)
+            .map_err(|e| CollateralError::Evidence(e.to_string()))?;
+        let with_chain = |chain: &[u8]| -> Result<SnpEndorsements, String> {
+            let mut endorsements = endorsements(carried.vek.clone().unwrap_or_default(), chain)?;
+            endorsements.crl = carried.crl.clone();
+            Ok(endorsements)
+        };
+        let mut refusal = None;
+        // Not the report's product line: 404, or a chain the report does not verify with.
+        for product in candidate_products(&report) {
+            let key = format!("kds/vlek_cert_chain/{}.pem", product.name());
+            if let Some(chain) = self.cached(&key)
+                && let Ok(completed) = with_chain(&chain)
+                && verify_report(evidence, &completed, anchor, now).is_ok()
+            {
+                return Ok(completed);
+            }
+            let url = format!("{}{}", self.base, vlek_cert_chain_path(product));
+            let chain = match self.fetcher.get(&url).await {
+                Ok(chain) => chain,
+                Err(e @ CollateralError::Status { status: 404, .. }) => {
+                    refusal.get_or_insert(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let checked = with_chain(&chain).and_then(|completed| {
+                verify_report(evidence, &completed, anchor, now)
+                    .map(|_| completed)
+                    .map_err(|e| {
+                        format!(
+                            "the report does not verify with the VLEK and the chain KDS returned: {}",
+                            contrast_platforms::error_chain(&e)
+                        )
+                    })
+            });
+            match checked {
+                Ok(completed) => {
+                    if let Some(cache) = &self.cache
+                        && let Err(e) = cache.put(&key, &chain)
+                    {
+                        tracing::warn!(key, error = %contrast_platforms::error_chain(&e), "cannot cache collateral");
+                    }
+                    return Ok(completed);
+                }
+                Err(reason) => refusal = Some(CollateralError::Rejected { url, reason }),
+            }
+        }
+        Err(refusal.unwrap_or(CollateralError::MaskedChipId))
     }
 
     /// AMD's CRL for a report that carries its certificates but not the CRL (a host's

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use contrast_attestation::collateral::{CollateralSource, CollateralSourceError};
-use contrast_attestation::snp::{SnpEndorsements, SnpTrustAnchor};
+use contrast_attestation::snp::{SigningKey, SnpEndorsements, SnpReport, SnpTrustAnchor};
 use contrast_attestation::tdx::{TdxCollateral, TdxTrustAnchor};
 
 use contrast_runtime_thread::RuntimeThread;
@@ -183,6 +183,20 @@ impl Collateral {
         // A warm source answers from memory on the caller's thread.
         if let Some(remembered) = self.kds.remembered_for(report, &carried, now) {
             return Ok(with_chain_of(carried, remembered));
+        }
+        if carried.vek.is_some()
+            && carried.ask.is_none()
+            && SnpReport::from_bytes_or_hcl(report)
+                .is_ok_and(|(r, _)| r.signing_key().ok() == Some(SigningKey::Vlek))
+        {
+            // A VLEK without its chain: the ASVK comes from KDS (the anchor pins ASKs only).
+            let kds = self.kds.clone();
+            let (report_bytes, anchor_owned, with) =
+                (report.to_vec(), anchor.clone(), carried.clone());
+            carried = self.fetch(Service::Kds, async move {
+                kds.vlek_chain_for(&report_bytes, &with, &anchor_owned, now)
+                    .await
+            })?;
         }
         if carried.vek.is_none() {
             let kds = self.kds.clone();

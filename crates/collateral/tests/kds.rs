@@ -239,3 +239,35 @@ fn a_source_leaves_a_failing_kds_alone_for_a_pause() {
     complete(&unpaused).unwrap_err();
     assert!(server.requests() > before, "asked again after the pause");
 }
+
+/// A VLEK the host handed over without its chain: the ASVK and ARK come from KDS's VLEK
+/// path (KDS serves the chain, never the VLEK), and the report verifies through them.
+#[test]
+fn a_carried_vlek_gets_its_asvk_chain_from_kds() {
+    const REPORT: &[u8] =
+        include_bytes!("../../attestation/tests/data/snp/trustee-milan-v3-vlek-report.bin");
+    const VLEK: &[u8] =
+        include_bytes!("../../attestation/tests/data/snp/trustee-milan-v3-vlek.der");
+    let server = LocalKds::start(Fault::None);
+    let source = contrast_collateral::Collateral::new(contrast_collateral::CollateralSettings {
+        kds_url: server.url().to_owned(),
+        // The local KDS has no AMD-signed CRL to serve.
+        crl: CrlPolicy::IfServed,
+        retry: quick(),
+        ..Default::default()
+    })
+    .unwrap();
+    let carried = contrast_attestation::snp::SnpEndorsements {
+        vek: Some(VLEK.to_vec()),
+        ..Default::default()
+    };
+    let got = source
+        .complete_snp(REPORT, carried, &SnpTrustAnchor::amd(), NOW)
+        .unwrap();
+    assert!(got.ask.is_some() && got.ark.is_some());
+    let verified = verify_report(REPORT, &got, &SnpTrustAnchor::amd(), NOW).unwrap();
+    assert_eq!(
+        verified.signing_key,
+        contrast_attestation::snp::SigningKey::Vlek
+    );
+}

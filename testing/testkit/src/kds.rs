@@ -1,5 +1,6 @@
 //! A local AMD KDS for tests: real vectors (a Milan report, its chip's VCEK, Milan's ASK
-//! and ARK) served at KDS's paths on loopback, with the faults a real service shows.
+//! and ARK, and the VLEK line's ASVK and ARK) served at KDS's paths on loopback, with the
+//! faults a real service shows.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -70,6 +71,10 @@ impl LocalKds {
         };
         let app = axum::Router::new()
             .route("/vcek/v1/{product}/{leaf}", axum::routing::get(serve))
+            .route(
+                "/vlek/v1/{product}/cert_chain",
+                axum::routing::get(serve_vlek_chain),
+            )
             .with_state(state.clone());
         LocalKds {
             background: crate::serve::Background::serve(app),
@@ -91,6 +96,15 @@ impl LocalKds {
     pub fn stop(&mut self) {
         self.background.stop();
     }
+}
+
+/// Milan's ASVK and ARK, at `/vlek/v1/Milan/cert_chain`.
+async fn serve_vlek_chain(State(kds): State<Kdsd>, Path(product): Path<String>) -> Response {
+    kds.requests.fetch_add(1, Ordering::SeqCst);
+    if product != "Milan" {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    VLEK_CHAIN.to_vec().into_response()
 }
 
 async fn serve(
