@@ -70,7 +70,12 @@ pub(crate) struct GenerateArgs {
     #[arg(short = 'c', long = "genpolicy-cache-path", default_value = LAYERS_CACHE)]
     pub cache: PathBuf,
     /// Workload owner keys allowed to update the manifest (created when absent).
-    #[arg(short = 'w', long = "add-workload-owner-key", default_values_t = [files::WORKLOAD_OWNER_KEY.to_owned()])]
+    #[arg(
+        short = 'w',
+        long = "add-workload-owner-key",
+        default_values_t = [files::WORKLOAD_OWNER_KEY.to_owned()],
+        conflicts_with = "disable_updates"
+    )]
     pub workload_owner_keys: Vec<String>,
     /// Seed share owner keys that can recover the Coordinator (created when absent).
     #[arg(long = "add-seedshare-owner-key", default_values_t = [files::SEEDSHARE_OWNER_KEY.to_owned()])]

@@ -25,7 +25,9 @@ struct Cli {
         long,
         global = true,
         default_value = "warn",
-        env = "CONTRAST_LOG_LEVEL"
+        env = "CONTRAST_LOG_LEVEL",
+        value_parser = clap::builder::PossibleValuesParser::new(["error", "warn", "info", "debug", "trace"]),
+        ignore_case = true
     )]
     log_level: String,
     #[command(subcommand)]
@@ -84,8 +86,8 @@ fn print(line: &str) {
 #[allow(clippy::print_stderr)] // the binary's error report
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // One of the five levels (clap refuses anything else), in any letter case.
+    let filter = tracing_subscriber::EnvFilter::new(cli.log_level.to_ascii_lowercase());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

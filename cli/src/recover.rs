@@ -31,6 +31,10 @@ pub(crate) struct RecoverArgs {
     /// Recover even if a ready Coordinator peer exists (it keeps the old mesh CA).
     #[arg(long)]
     pub force: bool,
+    /// Accepted and ignored, as Contrast's recover does (scripts pass it): recovery is
+    /// authorised by the seed share owner key.
+    #[arg(long, hide = true)]
+    pub workload_owner_key: Option<PathBuf>,
 }
 
 pub(crate) async fn run(args: &RecoverArgs) -> anyhow::Result<()> {
