@@ -69,7 +69,8 @@ pub(crate) struct GenerateArgs {
     /// The image cache: resolved digests and image configs; makes a second run offline.
     #[arg(short = 'c', long = "genpolicy-cache-path", default_value = LAYERS_CACHE)]
     pub cache: PathBuf,
-    /// Workload owner keys allowed to update the manifest (created when absent).
+    /// Workload owner keys allowed to update the manifest: a private key (created when
+    /// absent) or a public key (`PUBLIC KEY` PEM, for a key kept in an HSM or KMS).
     #[arg(
         short = 'w',
         long = "add-workload-owner-key",
@@ -676,18 +677,26 @@ fn add_owner_keys(args: &GenerateArgs, manifest: &mut Manifest) -> anyhow::Resul
             .unwrap_or_default();
         for name in &args.workload_owner_keys {
             let path = args.workspace.path(name);
-            let key = match std::fs::read(&path) {
-                Ok(pem) => WorkloadOwnerKey::from_pem(&pem)
-                    .with_context(|| format!("{}: not a P-384 private key", path.display()))?,
+            // A private key, or (an HSM's or KMS's) public key only.
+            let public_key_der = match std::fs::read(&path) {
+                Ok(pem) => contrast_seedengine::keys::workload_owner_public_key_der(&pem)
+                    .with_context(|| {
+                        format!(
+                            "{}: neither a P-384 private key nor a P-384 PUBLIC KEY",
+                            path.display()
+                        )
+                    })?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     let key = WorkloadOwnerKey::generate()?;
                     contrast_atomic_file::write(&path, key.to_pem()?.as_bytes(), 0o600)
                         .with_context(|| format!("writing {}", path.display()))?;
-                    key
+                    key.public_key_der().to_vec()
                 }
                 Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
             };
-            digests.push(HexString(key.digest_hex()));
+            digests.push(HexString(
+                contrast_seedengine::keys::workload_owner_key_digest_hex(&public_key_der),
+            ));
         }
         digests.sort_by(|a, b| a.0.cmp(&b.0));
         digests.dedup();

@@ -243,18 +243,8 @@ fn signer_public_key(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
             path.display()
         )
     })?;
-    if let Ok(key) = contrast_seedengine::keys::WorkloadOwnerKey::from_pem(&pem) {
-        return Ok(key.public_key_der().to_vec());
-    }
-    let blocks =
-        contrast_attestation::pem::decode_all(&String::from_utf8_lossy(&pem), "PUBLIC KEY")
-            .with_context(|| format!("{}: no PEM key", path.display()))?;
-    blocks.into_iter().next().with_context(|| {
-        format!(
-            "{}: neither an EC private key nor a PUBLIC KEY",
-            path.display()
-        )
-    })
+    contrast_seedengine::keys::workload_owner_public_key_der(&pem)
+        .with_context(|| format!("{}: not a workload owner key", path.display()))
 }
 
 #[cfg(test)]

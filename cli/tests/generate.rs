@@ -516,6 +516,26 @@ fn output_file_manifest_update_and_collisions() {
     let immutable = Manifest::decode(&std::fs::read(&path).unwrap()).unwrap();
     assert!(immutable.workload_owner_key_digests.is_none());
 
+    // -w with a public key only (a key kept in an HSM): the manifest lists the digest the
+    // private key has.
+    let owner = std::fs::read(workspace.join("workload-owner.pem")).unwrap();
+    let public = contrast_seedengine::keys::workload_owner_public_key_der(&owner).unwrap();
+    std::fs::write(
+        workspace.join("owner.pub"),
+        contrast_attestation::pem::encode("PUBLIC KEY", &public),
+    )
+    .unwrap();
+    ok(&generate(&setup, &["-w", "owner.pub"]));
+    let with_public = Manifest::decode(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        with_public.workload_owner_key_digests.unwrap(),
+        vec![contrast_manifest::HexString(
+            contrast_seedengine::keys::WorkloadOwnerKey::from_pem(&owner)
+                .unwrap()
+                .digest_hex()
+        )]
+    );
+
     // The same workload twice (same name, namespace and spec): a policy hash collision.
     let app = std::fs::read_to_string(resources.join("app.yml")).unwrap();
     std::fs::write(resources.join("copy.yml"), &app).unwrap();

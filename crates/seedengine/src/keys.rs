@@ -345,6 +345,31 @@ impl std::fmt::Debug for SeedshareOwnerKey {
     }
 }
 
+/// The PKIX DER public key of a workload owner key PEM: a private key (as
+/// [`WorkloadOwnerKey::from_pem`] reads it) or a `PUBLIC KEY`, which must be P-384 (the
+/// HSM/KMS flow: the private key never leaves the HSM). A public key is kept as given, so
+/// its digest is the one the Coordinator computes over the key `set` sends.
+pub fn workload_owner_public_key_der(pem_text: &[u8]) -> Result<Vec<u8>, SeedEngineError> {
+    let (label, der) = decode_pem(pem_text, WORKLOAD_OWNER)?;
+    if label == PEM_PUBLIC_KEY {
+        p384::PublicKey::from_public_key_der(&der).map_err(|e| SeedEngineError::KeyDecode {
+            what: WORKLOAD_OWNER,
+            reason: format!(
+                "the `PUBLIC KEY` is not an ECDSA P-384 key ({e}); workload owner keys are P-384"
+            ),
+        })?;
+        return Ok(der.to_vec());
+    }
+    Ok(WorkloadOwnerKey::from_pem(pem_text)?
+        .public_key_der()
+        .to_vec())
+}
+
+/// The `WorkloadOwnerKeyDigests` entry for a PKIX DER public key: SHA-256, lowercase hex.
+pub fn workload_owner_key_digest_hex(public_key_der: &[u8]) -> String {
+    lower_hex(&sha256(public_key_der))
+}
+
 /// The `SeedshareOwnerPubKeys` entry (hex of the PKCS#1 DER public key) for a PEM key:
 /// `PUBLIC KEY` (PKIX; also PKCS#1 bytes under that label, which Contrast takes as-is),
 /// `RSA PUBLIC KEY` (PKCS#1), or a private key (`RSA PRIVATE KEY`, `PRIVATE KEY`). The key
@@ -437,6 +462,36 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn a_workload_owner_public_key_gives_the_private_keys_digest() {
+        let key = WorkloadOwnerKey::generate().unwrap();
+        let public_pem = p384::PublicKey::from_public_key_der(key.public_key_der())
+            .unwrap()
+            .to_public_key_pem(p384::pkcs8::LineEnding::LF)
+            .unwrap();
+        let from_public = workload_owner_public_key_der(public_pem.as_bytes()).unwrap();
+        let from_private = workload_owner_public_key_der(key.to_pem().unwrap().as_bytes()).unwrap();
+        assert_eq!(from_public, from_private);
+        assert_eq!(
+            workload_owner_key_digest_hex(&from_public),
+            key.digest_hex()
+        );
+    }
+
+    #[test]
+    fn a_public_key_that_is_not_p384_is_refused_saying_so() {
+        use aws_lc_rs::encoding::AsDer as _;
+        use aws_lc_rs::signature::KeyPair as _;
+        let p256 = aws_lc_rs::signature::EcdsaKeyPair::generate(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        )
+        .unwrap();
+        let spki = p256.public_key().as_der().unwrap();
+        let pem = pem::encode_string("PUBLIC KEY", LineEnding::LF, spki.as_ref()).unwrap();
+        let err = workload_owner_public_key_der(pem.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("P-384"), "{err}");
+    }
 
     #[test]
     fn p384_pem_round_trip_and_refusals() {
