@@ -139,6 +139,8 @@ pub struct Kds {
     cache: Option<DiskCache>,
     memory: Memory,
     crls: CrlMemory,
+    /// The VLEK lines' ASVK and ARK (KDS `cert_chain` answers) that verified a report.
+    vlek_chains: Arc<Mutex<HashMap<SnpProduct, Vec<u8>>>>,
     crl: CrlPolicy,
 }
 
@@ -155,6 +157,7 @@ impl Kds {
             cache,
             memory: Memory::default(),
             crls: CrlMemory::default(),
+            vlek_chains: Arc::default(),
             crl: CrlPolicy::Required,
         })
     }
@@ -342,12 +345,25 @@ impl Kds {
         };
         let mut refusal = None;
         // Not the report's product line: 404, or a chain the report does not verify with.
+        let remember = |product, chain: &[u8]| {
+            self.vlek_chains
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(product, chain.to_vec());
+        };
         for product in candidate_products(&report) {
             let key = format!("kds/vlek_cert_chain/{}.pem", product.name());
-            if let Some(chain) = self.cached(&key)
+            let remembered = self
+                .vlek_chains
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&product)
+                .cloned();
+            if let Some(chain) = remembered.or_else(|| self.cached(&key))
                 && let Ok(completed) = with_chain(&chain)
                 && verify_report(evidence, &completed, anchor, now).is_ok()
             {
+                remember(product, &chain);
                 return Ok(completed);
             }
             let url = format!("{}{}", self.base, vlek_cert_chain_path(product));
@@ -371,6 +387,7 @@ impl Kds {
             });
             match checked {
                 Ok(completed) => {
+                    remember(product, &chain);
                     if let Some(cache) = &self.cache
                         && let Err(e) = cache.put(&key, &chain)
                     {
@@ -510,17 +527,23 @@ impl Kds {
             });
         }
         let product = report.product_from_cpuid()?;
+        let mut carried = carried.clone();
+        // A VLEK handed over without its ASVK: only with the chain memory holds.
+        if signer == SigningKey::Vlek && carried.ask.is_none() {
+            let chains = self.vlek_chains.lock().unwrap_or_else(|e| e.into_inner());
+            let crl = carried.crl.take();
+            carried = endorsements(carried.vek.clone()?, chains.get(&product)?).ok()?;
+            carried.crl = crl;
+        }
         if carried.crl.is_some() {
-            return Some(carried.clone());
+            return Some(carried);
         }
         let crls = self.crls.lock().unwrap_or_else(|e| e.into_inner());
         let (crl, _) = crls
             .get(&crl_cache_key(product, signer))
             .filter(|(_, freshness)| freshness.at(now) == Serve::Fresh)?;
-        Some(SnpEndorsements {
-            crl: Some(crl.clone()),
-            ..carried.clone()
-        })
+        carried.crl = Some(crl.clone());
+        Some(carried)
     }
 
     fn remember_crl(&self, key: String, crl: &[u8]) {
@@ -587,4 +610,47 @@ fn endorsements(vcek: Vec<u8>, chain: &[u8]) -> Result<SnpEndorsements, String> 
         ark: Some(ark),
         crl: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const VLEK_REPORT: &[u8] =
+        include_bytes!("../../attestation/tests/data/snp/trustee-milan-v3-vlek-report.bin");
+    const VLEK: &[u8] =
+        include_bytes!("../../attestation/tests/data/snp/trustee-milan-v3-vlek.der");
+
+    /// A VLEK handed over without its ASVK is not completed from memory with the CRL
+    /// alone (the verifier would find no ASVK): the chain is looked up first.
+    #[test]
+    fn memory_does_not_complete_a_vlek_without_its_chain() {
+        let kds = Kds::new("http://127.0.0.1:9", RetryPolicy::default(), None).unwrap();
+        let amd = contrast_simulator::SimulatedAmd::generate(&[SnpProduct::Milan]).unwrap();
+        let now = 1_800_000_000;
+        let crl = amd
+            .crl(SnpProduct::Milan, &[], now - 3600, now + 7 * 24 * 3600)
+            .unwrap();
+        kds.remember_crl(crl_cache_key(SnpProduct::Milan, SigningKey::Vlek), &crl);
+        let carried = SnpEndorsements {
+            vek: Some(VLEK.to_vec()),
+            ..Default::default()
+        };
+        assert!(kds.remembered_for(VLEK_REPORT, &carried, now).is_none());
+
+        // With the line's chain remembered too, memory completes it: chain and CRL.
+        let chain = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../attestation/tests/data/snp/gosevguest-milan-asvk-ark.pem"
+        ))
+        .unwrap();
+        kds.vlek_chains
+            .lock()
+            .unwrap()
+            .insert(SnpProduct::Milan, chain.into_bytes());
+        let completed = kds.remembered_for(VLEK_REPORT, &carried, now).unwrap();
+        assert!(completed.ask.is_some() && completed.ark.is_some() && completed.crl.is_some());
+    }
 }
