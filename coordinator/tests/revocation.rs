@@ -9,6 +9,7 @@
 
 mod common;
 
+use contrast_atls::unix_now as now;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,13 +73,6 @@ impl EvidenceIssuer for HostWithCrl {
     fn name(&self) -> &'static str {
         "host-with-crl"
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use contrast_atls::unix_now as now;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use contrast_atls::{Issuer, ReferenceValidator, Validator, Verifiers};
@@ -22,13 +23,6 @@ fn amd() -> Arc<SimulatedAmd> {
     static AMD: OnceLock<Arc<SimulatedAmd>> = OnceLock::new();
     AMD.get_or_init(|| Arc::new(SimulatedAmd::generate(&[SnpProduct::Milan]).unwrap()))
         .clone()
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 /// The simulated VCEKs' serial number (AMD's VCEKs all have serial 0 too).

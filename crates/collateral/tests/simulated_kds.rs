@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use contrast_atls::unix_now as now;
 use std::sync::Arc;
 
 use contrast_attestation::snp::{SnpEndorsements, SnpProduct};
@@ -12,13 +13,6 @@ use contrast_simulator::kds::SimulatedKds;
 use contrast_simulator::{Simulator, SnpReportSpec};
 use contrast_testkit::TempDir;
 use contrast_testkit::serve::Background;
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 fn retry() -> RetryPolicy {
     RetryPolicy {

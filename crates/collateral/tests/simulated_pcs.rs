@@ -3,19 +3,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+use contrast_atls::unix_now as now;
 use contrast_attestation::tdx::verify_quote;
 use contrast_collateral::{Pcs, RetryPolicy};
 use contrast_simulator::pcs::SimulatedPcs;
 use contrast_simulator::{Simulator, TdxQuoteSpec};
 use contrast_testkit::TempDir;
 use contrast_testkit::serve::Background;
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 #[tokio::test]
 async fn a_simulated_quote_gets_its_tcb_status_from_the_simulated_pcs() {

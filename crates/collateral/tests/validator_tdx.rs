@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use contrast_atls::unix_now as now;
 use std::sync::Arc;
 
 use contrast_atls::{Issuer, ReferenceValidator, Validator, Verifiers};
@@ -15,13 +16,6 @@ use contrast_simulator::pcs::SimulatedPcs;
 use contrast_simulator::{Simulator, TdxQuoteSpec};
 use contrast_testkit::TempDir;
 use contrast_testkit::serve::Background;
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 /// What the validator says about the document of a TD of the simulator in `dir`, with
 /// collateral from `pcs_url`.
