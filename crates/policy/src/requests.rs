@@ -48,7 +48,7 @@ pub fn expected_requests(input: &PodInput<'_>) -> Result<Vec<(String, Value)>, P
                 json!({
                     "path": path,
                     "file_type": "Regular",
-                    "symlink_target": "",
+                    "symlink_target": null,
                     "file_size": 0,
                     "file_mode": 0o100_644,
                     "dir_mode": 0o755,
@@ -66,6 +66,9 @@ pub fn expected_requests(input: &PodInput<'_>) -> Result<Vec<(String, Value)>, P
                     "exec_id": format!("exec-{i}-{n}"),
                     "string_user": null,
                     "process": exec_process(&data, c, command),
+                    "stdin_port": 0,
+                    "stdout_port": 0,
+                    "stderr_port": 0,
                 }),
             ));
         }
@@ -97,6 +100,7 @@ fn shm_storage() -> Value {
         "options": ["noexec", "nosuid", "nodev", "mode=1777", "size=67108864"],
         "mount_point": kata::SANDBOX_SHM,
         "fs_group": null,
+        "shared": false,
     })
 }
 
@@ -111,7 +115,6 @@ fn create_sandbox(data: &PolicyData, sandbox_id: &str) -> Value {
         "sandbox_id": sandbox_id,
         "guest_hook_path": "",
         "kernel_modules": [],
-        "guest_userns": false,
     })
 }
 
@@ -139,6 +142,7 @@ fn storage(s: &StorageRule, sandbox_id: &str, container_id: &str, n: usize) -> V
         "options": s.options_example,
         "mount_point": fill(&s.mount_point_example, sandbox_id, container_id, n),
         "fs_group": null,
+        "shared": false,
     })
 }
 
@@ -152,6 +156,7 @@ fn guest_pull(image: &str, annotations: &Value, root: &str) -> Value {
         "options": [],
         "mount_point": root,
         "fs_group": null,
+        "shared": false,
     })
 }
 
@@ -250,10 +255,12 @@ fn create_pause(data: &PolicyData, sandbox_id: &str) -> Value {
             "Linux": linux(data, true, sandbox_id),
             "Solaris": null,
             "Windows": null,
-            "VM": null,
         },
         "sandbox_pidns": false,
         "shared_mounts": [],
+        "stdin_port": 0,
+        "stdout_port": 0,
+        "stderr_port": 0,
     })
 }
 
@@ -398,9 +405,11 @@ fn create_container(
             "Linux": linux(data, c.require_masked_paths, container_id),
             "Solaris": null,
             "Windows": null,
-            "VM": null,
         },
         "sandbox_pidns": data.pod.share_process_namespace,
         "shared_mounts": [],
+        "stdin_port": 0,
+        "stdout_port": 0,
+        "stderr_port": 0,
     })
 }

@@ -1,0 +1,16 @@
+//! The pod VM's agent (see ARCHITECTURE.md): serves the Kata agent's ttRPC API
+//! (`grpc.AgentService`, `grpc.Health`) on vsock port 1024, and asks the pod's policy about
+//! every request before it acts on it.
+
+pub mod policy;
+pub mod proto;
+pub mod serve;
+pub mod service;
+
+pub use policy::{PolicyGate, PolicyLoadError, PolicySource};
+pub use service::{AGENT_VERSION, Agent, HealthService, Sandbox};
+
+/// A ttRPC error status with `code` and `message`.
+pub(crate) fn status(code: ttrpc::Code, message: impl Into<String>) -> ttrpc::Error {
+    ttrpc::Error::RpcStatus(ttrpc::get_status(code, message.into()))
+}

@@ -1,0 +1,50 @@
+//! `contrast-agent`: the pod VM's agent. The image's init starts it after the initdata
+//! check has installed the pod's policy.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use contrast_agent::{Agent, PolicyGate, serve};
+
+/// Serves the Kata agent API; every request is decided by the pod's policy first.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// The policy the initdata check installed.
+    #[arg(
+        long,
+        env = "CONTRAST_AGENT_POLICY",
+        default_value = "/run/measured-cfg/policy.rego"
+    )]
+    policy: PathBuf,
+    /// Where to listen: `vsock://CID:PORT` or `unix:///path`.
+    #[arg(long, default_value = serve::DEFAULT_LISTEN)]
+    listen: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let gate = PolicyGate::from_file(&args.policy)?;
+    tracing::info!(policy = %args.policy.display(), source = ?gate.source(), "policy loaded");
+    let mut server = serve::server(&args.listen, Agent::new(gate))
+        .with_context(|| format!("listening on {}", args.listen))?;
+    server
+        .start()
+        .await
+        .with_context(|| format!("serving on {}", args.listen))?;
+    tracing::info!(listen = %args.listen, "serving the Kata agent API");
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for a signal")?;
+    server.shutdown().await.context("shutting down")?;
+    Ok(())
+}

@@ -1,0 +1,526 @@
+//! The `grpc.AgentService` and `grpc.Health` ttRPC services. Every AgentService method
+//! asks the policy first (as the Kata agent does) and acts only on an allowed request.
+
+use std::sync::{Arc, Mutex};
+
+use ttrpc::Code;
+use ttrpc::r#async::TtrpcContext;
+
+use crate::policy::PolicyGate;
+use crate::proto::agent::*;
+use crate::proto::agent_ttrpc::AgentService;
+use crate::proto::csi::VolumeStatsResponse;
+use crate::proto::empty::Empty;
+use crate::proto::health::{
+    CheckRequest, HealthCheckResponse, VersionCheckResponse, health_check_response::ServingStatus,
+};
+use crate::proto::health_ttrpc::Health;
+use crate::proto::types::Interface;
+use crate::status;
+
+/// The agent's version as `GetGuestDetails` and `Health.Version` report it.
+pub const AGENT_VERSION: &str = concat!("contrast-agent ", env!("CARGO_PKG_VERSION"));
+
+/// The sandbox the runtime created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sandbox {
+    /// `CreateSandboxRequest.sandbox_id`.
+    pub id: String,
+    /// `CreateSandboxRequest.hostname`.
+    pub hostname: String,
+    /// `CreateSandboxRequest.dns`: the lines of the pod's resolv.conf.
+    pub dns: Vec<String>,
+}
+
+/// The agent's state and its policy.
+#[derive(Debug)]
+pub struct Agent {
+    policy: PolicyGate,
+    sandbox: Mutex<Option<Sandbox>>,
+}
+
+impl Agent {
+    /// An agent with no sandbox that enforces `policy`.
+    pub fn new(policy: PolicyGate) -> Arc<Self> {
+        Arc::new(Agent {
+            policy,
+            sandbox: Mutex::new(None),
+        })
+    }
+
+    /// The sandbox, once created.
+    pub fn sandbox(&self) -> Option<Sandbox> {
+        self.sandbox.lock().ok().and_then(|s| s.clone())
+    }
+
+    fn sandbox_slot(&self) -> ttrpc::Result<std::sync::MutexGuard<'_, Option<Sandbox>>> {
+        self.sandbox.lock().map_err(|_| {
+            status(
+                Code::INTERNAL,
+                "the sandbox state was poisoned by an earlier failure",
+            )
+        })
+    }
+}
+
+/// A method of the Kata agent API this agent does not serve yet: the request was allowed
+/// by the policy, and is answered with a clear Unimplemented rather than acted on.
+fn not_yet(method: &str) -> ttrpc::Error {
+    status(
+        Code::UNIMPLEMENTED,
+        format!("/grpc.AgentService/{method} is not served by contrast-agent yet"),
+    )
+}
+
+/// A method a confidential pod does not need (memory agent, swap, iptables, metrics, ...):
+/// refused by design.
+fn not_served(method: &str) -> ttrpc::Error {
+    status(
+        Code::UNIMPLEMENTED,
+        format!(
+            "/grpc.AgentService/{method} is not served by contrast-agent: a confidential pod \
+             does not use it"
+        ),
+    )
+}
+
+#[async_trait::async_trait]
+impl AgentService for Agent {
+    async fn create_sandbox(
+        &self,
+        _ctx: &TtrpcContext,
+        req: CreateSandboxRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.policy.check(&req)?;
+        let mut slot = self.sandbox_slot()?;
+        if let Some(existing) = slot.as_ref() {
+            return Err(status(
+                Code::ALREADY_EXISTS,
+                format!(
+                    "CreateSandbox: sandbox {} already exists; one agent serves one sandbox",
+                    existing.id
+                ),
+            ));
+        }
+        tracing::info!(sandbox = %req.sandbox_id, hostname = %req.hostname, "sandbox created");
+        *slot = Some(Sandbox {
+            id: req.sandbox_id,
+            hostname: req.hostname,
+            dns: req.dns,
+        });
+        Ok(Empty::new())
+    }
+
+    async fn destroy_sandbox(
+        &self,
+        _ctx: &TtrpcContext,
+        req: DestroySandboxRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.policy.check(&req)?;
+        let mut slot = self.sandbox_slot()?;
+        if let Some(sandbox) = slot.take() {
+            tracing::info!(sandbox = %sandbox.id, "sandbox destroyed");
+        }
+        Ok(Empty::new())
+    }
+
+    async fn get_guest_details(
+        &self,
+        _ctx: &TtrpcContext,
+        req: GuestDetailsRequest,
+    ) -> ttrpc::Result<GuestDetailsResponse> {
+        self.policy.check(&req)?;
+        let mut response = GuestDetailsResponse::new();
+        if req.mem_block_size {
+            response.mem_block_size_bytes = memory_block_size();
+        }
+        // No memory hotplug by probe: a confidential VM's memory is fixed at launch.
+        response.support_mem_hotplug_probe = false;
+        let mut details = AgentDetails::new();
+        details.version = AGENT_VERSION.to_owned();
+        details.init_daemon = true;
+        details.storage_handlers = vec!["image_guest_pull".to_owned()];
+        details.supports_seccomp = false;
+        response.agent_details = Some(details).into();
+        Ok(response)
+    }
+
+    async fn remove_stale_virtiofs_share_mounts(
+        &self,
+        _ctx: &TtrpcContext,
+        req: RemoveStaleVirtiofsShareMountsRequest,
+    ) -> ttrpc::Result<Empty> {
+        // The runtime sends this on every container stop. There is no virtio-fs share in
+        // a confidential pod (no shared file system), so nothing is stale.
+        self.policy.check(&req)?;
+        Ok(Empty::new())
+    }
+
+    async fn copy_file(&self, _ctx: &TtrpcContext, req: CopyFileRequest) -> ttrpc::Result<Empty> {
+        self.policy.check_copy_file(&req)?;
+        Err(not_yet("CopyFile"))
+    }
+
+    async fn set_policy(&self, _ctx: &TtrpcContext, req: SetPolicyRequest) -> ttrpc::Result<Empty> {
+        self.policy.set_policy(&req)?;
+        tracing::info!("policy replaced by SetPolicy");
+        Ok(Empty::new())
+    }
+
+    async fn create_container(
+        &self,
+        _ctx: &TtrpcContext,
+        req: CreateContainerRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.policy.check(&req)?;
+        Err(not_yet("CreateContainer"))
+    }
+
+    async fn start_container(
+        &self,
+        _ctx: &TtrpcContext,
+        req: StartContainerRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.policy.check(&req)?;
+        Err(not_yet("StartContainer"))
+    }
+
+    async fn remove_container(
+        &self,
+        _ctx: &TtrpcContext,
+        req: RemoveContainerRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.policy.check(&req)?;
+        Err(not_yet("RemoveContainer"))
+    }
+
+    async fn exec_process(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ExecProcessRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.policy.check(&req)?;
+        Err(not_yet("ExecProcess"))
+    }
+
+    async fn signal_process(
+        &self,
+        _ctx: &TtrpcContext,
+        req: SignalProcessRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.policy.check(&req)?;
+        Err(not_yet("SignalProcess"))
+    }
+
+    async fn wait_process(
+        &self,
+        _ctx: &TtrpcContext,
+        req: WaitProcessRequest,
+    ) -> ttrpc::Result<WaitProcessResponse> {
+        self.policy.check(&req)?;
+        Err(not_yet("WaitProcess"))
+    }
+
+    async fn stats_container(
+        &self,
+        _ctx: &TtrpcContext,
+        req: StatsContainerRequest,
+    ) -> ttrpc::Result<StatsContainerResponse> {
+        self.policy.check(&req)?;
+        Err(not_yet("StatsContainer"))
+    }
+
+    async fn write_stdin(
+        &self,
+        _ctx: &TtrpcContext,
+        req: WriteStreamRequest,
+    ) -> ttrpc::Result<WriteStreamResponse> {
+        self.policy.check(&req)?;
+        Err(not_yet("WriteStdin"))
+    }
+
+    async fn read_stdout(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ReadStreamRequest,
+    ) -> ttrpc::Result<ReadStreamResponse> {
+        self.policy.check(&req)?;
+        Err(not_yet("ReadStdout"))
+    }
+
+    async fn read_stderr(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ReadStreamRequest,
+    ) -> ttrpc::Result<ReadStreamResponse> {
+        self.policy.check(&req)?;
+        Err(not_yet("ReadStderr"))
+    }
+
+    async fn close_stdin(
+        &self,
+        _ctx: &TtrpcContext,
+        req: CloseStdinRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.policy.check(&req)?;
+        Err(not_yet("CloseStdin"))
+    }
+
+    async fn tty_win_resize(
+        &self,
+        _ctx: &TtrpcContext,
+        req: TtyWinResizeRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.policy.check(&req)?;
+        Err(not_yet("TtyWinResize"))
+    }
+
+    async fn update_interface(
+        &self,
+        _ctx: &TtrpcContext,
+        req: UpdateInterfaceRequest,
+    ) -> ttrpc::Result<Interface> {
+        self.policy.check(&req)?;
+        Err(not_yet("UpdateInterface"))
+    }
+
+    async fn update_routes(
+        &self,
+        _ctx: &TtrpcContext,
+        req: UpdateRoutesRequest,
+    ) -> ttrpc::Result<Routes> {
+        self.policy.check(&req)?;
+        Err(not_yet("UpdateRoutes"))
+    }
+
+    async fn list_interfaces(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ListInterfacesRequest,
+    ) -> ttrpc::Result<Interfaces> {
+        self.policy.check(&req)?;
+        Err(not_yet("ListInterfaces"))
+    }
+
+    async fn list_routes(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ListRoutesRequest,
+    ) -> ttrpc::Result<Routes> {
+        self.policy.check(&req)?;
+        Err(not_yet("ListRoutes"))
+    }
+
+    async fn add_arp_neighbors(
+        &self,
+        _ctx: &TtrpcContext,
+        req: AddARPNeighborsRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.policy.check(&req)?;
+        Err(not_yet("AddARPNeighbors"))
+    }
+
+    async fn get_oom_event(
+        &self,
+        _ctx: &TtrpcContext,
+        req: GetOOMEventRequest,
+    ) -> ttrpc::Result<OOMEvent> {
+        self.policy.check(&req)?;
+        Err(not_yet("GetOOMEvent"))
+    }
+
+    async fn online_cpu_mem(
+        &self,
+        _ctx: &TtrpcContext,
+        req: OnlineCPUMemRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.policy.check(&req)?;
+        Err(not_yet("OnlineCPUMem"))
+    }
+
+    async fn get_diagnostic_data(
+        &self,
+        _ctx: &TtrpcContext,
+        req: GetDiagnosticDataRequest,
+    ) -> ttrpc::Result<GetDiagnosticDataResponse> {
+        self.policy.check(&req)?;
+        Err(not_yet("GetDiagnosticData"))
+    }
+
+    async fn update_container(
+        &self,
+        _ctx: &TtrpcContext,
+        req: UpdateContainerRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.policy.check(&req)?;
+        Err(not_yet("UpdateContainer"))
+    }
+
+    async fn update_ephemeral_mounts(
+        &self,
+        _ctx: &TtrpcContext,
+        req: UpdateEphemeralMountsRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.policy.check(&req)?;
+        Err(not_yet("UpdateEphemeralMounts"))
+    }
+
+    async fn pause_container(
+        &self,
+        _ctx: &TtrpcContext,
+        req: PauseContainerRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.policy.check(&req)?;
+        Err(not_served("PauseContainer"))
+    }
+
+    async fn resume_container(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ResumeContainerRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.policy.check(&req)?;
+        Err(not_served("ResumeContainer"))
+    }
+
+    async fn get_ip_tables(
+        &self,
+        _ctx: &TtrpcContext,
+        req: GetIPTablesRequest,
+    ) -> ttrpc::Result<GetIPTablesResponse> {
+        self.policy.check(&req)?;
+        Err(not_served("GetIPTables"))
+    }
+
+    async fn set_ip_tables(
+        &self,
+        _ctx: &TtrpcContext,
+        req: SetIPTablesRequest,
+    ) -> ttrpc::Result<SetIPTablesResponse> {
+        self.policy.check(&req)?;
+        Err(not_served("SetIPTables"))
+    }
+
+    async fn get_metrics(
+        &self,
+        _ctx: &TtrpcContext,
+        req: GetMetricsRequest,
+    ) -> ttrpc::Result<Metrics> {
+        self.policy.check(&req)?;
+        Err(not_served("GetMetrics"))
+    }
+
+    async fn mem_agent_memcg_set(
+        &self,
+        _ctx: &TtrpcContext,
+        req: MemAgentMemcgConfig,
+    ) -> ttrpc::Result<Empty> {
+        self.policy.check(&req)?;
+        Err(not_served("MemAgentMemcgSet"))
+    }
+
+    async fn mem_agent_compact_set(
+        &self,
+        _ctx: &TtrpcContext,
+        req: MemAgentCompactConfig,
+    ) -> ttrpc::Result<Empty> {
+        self.policy.check(&req)?;
+        Err(not_served("MemAgentCompactSet"))
+    }
+
+    async fn reseed_random_dev(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ReseedRandomDevRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.policy.check(&req)?;
+        Err(not_served("ReseedRandomDev"))
+    }
+
+    async fn mem_hotplug_by_probe(
+        &self,
+        _ctx: &TtrpcContext,
+        req: MemHotplugByProbeRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.policy.check(&req)?;
+        Err(not_served("MemHotplugByProbe"))
+    }
+
+    async fn set_guest_date_time(
+        &self,
+        _ctx: &TtrpcContext,
+        req: SetGuestDateTimeRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.policy.check(&req)?;
+        Err(not_served("SetGuestDateTime"))
+    }
+
+    async fn add_swap(&self, _ctx: &TtrpcContext, req: AddSwapRequest) -> ttrpc::Result<Empty> {
+        self.policy.check(&req)?;
+        Err(not_served("AddSwap"))
+    }
+
+    async fn add_swap_path(
+        &self,
+        _ctx: &TtrpcContext,
+        req: AddSwapPathRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.policy.check(&req)?;
+        Err(not_served("AddSwapPath"))
+    }
+
+    async fn get_volume_stats(
+        &self,
+        _ctx: &TtrpcContext,
+        req: VolumeStatsRequest,
+    ) -> ttrpc::Result<VolumeStatsResponse> {
+        self.policy.check(&req)?;
+        Err(not_served("GetVolumeStats"))
+    }
+
+    async fn resize_volume(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ResizeVolumeRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.policy.check(&req)?;
+        Err(not_served("ResizeVolume"))
+    }
+}
+
+/// The guest's memory block size (`/sys/devices/system/memory/block_size_bytes`, hex), or
+/// 0 where the kernel has no memory hotplug.
+fn memory_block_size() -> u64 {
+    std::fs::read_to_string("/sys/devices/system/memory/block_size_bytes")
+        .ok()
+        .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
+        .unwrap_or(0)
+}
+
+/// `grpc.Health`: the runtime's readiness check. Not policy-checked, as in the Kata agent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HealthService;
+
+#[async_trait::async_trait]
+impl Health for HealthService {
+    async fn check(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: CheckRequest,
+    ) -> ttrpc::Result<HealthCheckResponse> {
+        let mut response = HealthCheckResponse::new();
+        response.status = ServingStatus::SERVING.into();
+        Ok(response)
+    }
+
+    async fn version(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: CheckRequest,
+    ) -> ttrpc::Result<VersionCheckResponse> {
+        let mut response = VersionCheckResponse::new();
+        response.agent_version = AGENT_VERSION.to_owned();
+        response.grpc_version = "ttrpc".to_owned();
+        Ok(response)
+    }
+}
