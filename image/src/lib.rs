@@ -43,7 +43,8 @@ pub const KERNEL_VERSION: &str = "6.12.95+deb12-amd64";
 pub const KERNEL_PACKAGE: &str = "linux-image-6.12.95+deb12-amd64";
 
 /// The guest programs the root filesystem carries in `/usr/bin`.
-pub const GUEST_BINARIES: [&str; 4] = [
+pub const GUEST_BINARIES: [&str; 5] = [
+    "contrast-agent",
     "initializer",
     "service-mesh",
     "luks-helper",
@@ -51,7 +52,8 @@ pub const GUEST_BINARIES: [&str; 4] = [
 ];
 
 /// The packages of [`GUEST_BINARIES`], in the same order.
-pub const GUEST_PACKAGES: [&str; 4] = [
+pub const GUEST_PACKAGES: [&str; 5] = [
+    "contrast-agent",
     "contrast-initializer",
     "contrast-service-mesh",
     "contrast-luks",
@@ -60,7 +62,8 @@ pub const GUEST_PACKAGES: [&str; 4] = [
 
 /// The packages whose binaries ship: the image's ([`GUEST_PACKAGES`]) and the Coordinator's
 /// release image.
-pub const SHIPPED_PACKAGES: [&str; 5] = [
+pub const SHIPPED_PACKAGES: [&str; 6] = [
+    "contrast-agent",
     "contrast-initializer",
     "contrast-service-mesh",
     "contrast-luks",
@@ -106,6 +109,8 @@ pub const MODULES: &[&str] = &[
     // networking and values from the host (QEMU fw_cfg)
     "virtio_net",
     "qemu_fw_cfg",
+    // the agent's vsock (pulls in vsock and the common virtio transport)
+    "vmw_vsock_virtio_transport",
 ];
 
 /// The initramfs `/init`.

@@ -15,6 +15,30 @@ if [ -e /sys/class/net/eth0 ]; then
 fi
 echo "contrast-guest: up ($(cat /etc/contrast-image-release))"
 
+# The pod's path: the initdata check installs the policy (the verified initdata's, or a
+# deny-all policy with the reason), then the agent serves the runtime on vsock port 1024.
+# The agent never starts without a policy file from the check. The initdata disk is the
+# virtio-blk device with the serial "initdata" (what the Kata runtime attaches; no udev
+# here, so it is found by its serial).
+start_agent() {
+    device=/dev/disk/by-id/virtio-initdata
+    for serial in /sys/block/vd*/serial; do
+        [ "$(cat "$serial" 2>/dev/null)" = initdata ] || continue
+        disk="${serial%/serial}"
+        device="/dev/${disk##*/}"
+    done
+    initdata-check --device "$device"
+    check=$?
+    if [ "$check" -ge 2 ]; then
+        echo "contrast-guest: the initdata check installed no policy (exit $check); not starting the agent"
+        return 1
+    fi
+    contrast-agent
+    agent=$?
+    echo "contrast-guest: contrast-agent exited with status $agent"
+    return "$agent"
+}
+
 test_name=
 for parameter in $(cat /proc/cmdline); do
     case "$parameter" in
@@ -36,8 +60,19 @@ if [ -n "$test_name" ]; then
     else
         echo "CONTRAST-TEST-FAIL $test_name: no test payload (run.sh on the contrast-test disk)"
     fi
+    # A test of the pod's path: run.sh prepared the guest (a TSM provider, simulator
+    # keys), agent.env names the simulated issuer; then the same path as a production
+    # boot, and after-agent.sh judges it.
+    if [ -e /run/test/agent.env ]; then
+        set -a
+        . /run/test/agent.env
+        set +a
+        start_agent 2>&1
+        echo "CONTRAST-STEP agent-exit=$?"
+        [ -e /run/test/after-agent.sh ] && (cd /run/test && sh ./after-agent.sh "$test_name") 2>&1
+    fi
     sync
     poweroff -f
 fi
-echo "contrast-guest: no workload agent in this image; stopping"
+start_agent
 poweroff -f

@@ -302,12 +302,13 @@ pub struct Vm {
     image: Image,
     test: String,
     payload: Vec<(String, PayloadSource)>,
-    disks: Vec<PathBuf>,
+    disks: Vec<(PathBuf, Option<String>)>,
     rootfs: Option<PathBuf>,
     network: bool,
     memory_mib: u32,
     timeout: Duration,
     fw_cfg_strings: Vec<(String, String)>,
+    vsock: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -325,6 +326,8 @@ pub struct Console {
     pub text: String,
     /// Whether the harness had to kill QEMU.
     pub timed_out: bool,
+    /// Whether the test stopped the VM ([`Vm::boot_until`]).
+    pub stopped: bool,
     /// Wall time of the boot.
     pub elapsed: Duration,
 }
@@ -343,6 +346,7 @@ impl Vm {
             memory_mib: 1024,
             timeout: Duration::from_secs(120),
             fw_cfg_strings: Vec::new(),
+            vsock: None,
         }
     }
 
@@ -391,7 +395,14 @@ impl Vm {
 
     /// Attaches a raw disk image as the next virtio disk (`/dev/vdb`, `/dev/vdc`, …).
     pub fn disk(mut self, path: impl Into<PathBuf>) -> Self {
-        self.disks.push(path.into());
+        self.disks.push((path.into(), None));
+        self
+    }
+
+    /// A read-write virtio disk with this serial (the guest finds it by
+    /// `/sys/block/vd*/serial`; the Kata runtime's initdata disk has the serial `initdata`).
+    pub fn disk_with_serial(mut self, path: impl Into<PathBuf>, serial: &str) -> Self {
+        self.disks.push((path.into(), Some(serial.to_owned())));
         self
     }
 
@@ -407,6 +418,14 @@ impl Vm {
         self
     }
 
+    /// A virtio-vsock device (guest CID 3) served by `vhost-device-vsock` in user space
+    /// (docs/environment.md §7): the host reaches guest port P through the Unix socket
+    /// `<dir>/vm.vsock` with the hybrid-vsock handshake ([`connect_vsock`]).
+    pub fn vsock(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.vsock = Some(dir.into());
+        self
+    }
+
     /// Kills QEMU after this long.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -415,13 +434,27 @@ impl Vm {
 
     /// Boots and returns the console once QEMU exits (or is killed at the timeout).
     pub fn boot(&self) -> Result<Console, HarnessError> {
+        self.boot_until(&std::sync::atomic::AtomicBool::new(false))
+    }
+
+    /// Like [`Vm::boot`], and QEMU is also killed once `stop` is set (by a test that
+    /// drives the guest from the host and has seen what it needs, such as an agent that
+    /// refuses even the request that would end it).
+    pub fn boot_until(
+        &self,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Result<Console, HarnessError> {
         let scratch = tempdir(&format!("qemu-{}", self.test))?;
-        let result = self.boot_in(&scratch);
+        let result = self.boot_in(&scratch, stop);
         let _ = std::fs::remove_dir_all(&scratch);
         result
     }
 
-    fn boot_in(&self, scratch: &Path) -> Result<Console, HarnessError> {
+    fn boot_in(
+        &self,
+        scratch: &Path,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Result<Console, HarnessError> {
         let mut command = Command::new("qemu-system-x86_64");
         command.args(["-accel", "tcg", "-m"]);
         command.arg(self.memory_mib.to_string());
@@ -463,7 +496,10 @@ impl Vm {
                 rootfs.display()
             ))
             .args(["-device", "virtio-blk-pci,drive=root"]);
-        for (index, disk) in self.disks.iter().enumerate() {
+        for (index, (disk, serial)) in self.disks.iter().enumerate() {
+            let serial = serial
+                .as_ref()
+                .map_or_else(String::new, |s| format!(",serial={s}"));
             command
                 .arg("-drive")
                 .arg(format!(
@@ -471,7 +507,7 @@ impl Vm {
                     disk.display()
                 ))
                 .arg("-device")
-                .arg(format!("virtio-blk-pci,drive=disk{index}"));
+                .arg(format!("virtio-blk-pci,drive=disk{index}{serial}"));
         }
         if self.network {
             command.args([
@@ -521,6 +557,27 @@ impl Vm {
                 .arg("-fw_cfg")
                 .arg(format!("name=opt/{name},string={value}"));
         }
+        let _backend = match &self.vsock {
+            Some(dir) => {
+                let backend = VsockBackend::start(scratch, dir)?;
+                // The backend maps the guest's memory: it must be a shared memfd of the
+                // VM's size, or QEMU only warns and the device stays dead.
+                command
+                    .arg("-object")
+                    .arg(format!(
+                        "memory-backend-memfd,id=mem,size={}M,share=on",
+                        self.memory_mib
+                    ))
+                    .args(["-machine", "memory-backend=mem", "-chardev"])
+                    .arg(format!(
+                        "socket,id=vvsock,path={}",
+                        backend.socket.display()
+                    ))
+                    .args(["-device", "vhost-user-vsock-pci,chardev=vvsock"]);
+                Some(backend)
+            }
+            None => None,
+        };
         let started = Instant::now();
         let mut child = command
             .stdin(Stdio::null())
@@ -550,9 +607,16 @@ impl Vm {
             buf
         });
         let mut timed_out = false;
+        let mut stopped = false;
         loop {
             match child.try_wait().map_err(io_err("waiting for QEMU"))? {
                 Some(_) => break,
+                None if stop.load(std::sync::atomic::Ordering::SeqCst) => {
+                    stopped = true;
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
                 None if started.elapsed() > self.timeout => {
                     timed_out = true;
                     let _ = child.kill();
@@ -575,8 +639,124 @@ impl Vm {
             test: self.test.clone(),
             text,
             timed_out,
+            stopped,
             elapsed,
         })
+    }
+}
+
+/// The path of `vhost-device-vsock`: `$CONTRAST_VHOST_DEVICE_VSOCK`, else where the test
+/// command installs it (`<target>/tools/bin`), else `PATH`.
+fn vhost_device_vsock() -> PathBuf {
+    if let Some(path) = std::env::var_os("CONTRAST_VHOST_DEVICE_VSOCK") {
+        return PathBuf::from(path);
+    }
+    if let Ok(profile) = profile_dir()
+        && let Some(target) = profile.parent()
+    {
+        let installed = target.join("tools/bin/vhost-device-vsock");
+        if installed.exists() {
+            return installed;
+        }
+    }
+    PathBuf::from("vhost-device-vsock")
+}
+
+/// A running `vhost-device-vsock`, killed and reaped when dropped.
+struct VsockBackend {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl VsockBackend {
+    fn start(scratch: &Path, dir: &Path) -> Result<Self, HarnessError> {
+        let socket = scratch.join("vhost-vsock.sock");
+        let uds = dir.join("vm.vsock");
+        let _ = std::fs::remove_file(&uds);
+        let binary = vhost_device_vsock();
+        let mut child = Command::new(&binary)
+            .arg("--guest-cid=3")
+            .arg(format!("--socket={}", socket.display()))
+            .arg(format!("--uds-path={}", uds.display()))
+            // Required: with the default 64 KiB, guest packets over 32 KiB are dropped
+            // and the connection hangs (docs/environment.md §7).
+            .arg("--tx-buffer-size=16384")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(io_err(format!(
+                "starting {} (cargo xtask test installs it: cargo install --locked \
+                 vhost-device-vsock@0.3.0)",
+                binary.display()
+            )))?;
+        let started = Instant::now();
+        // QEMU exits at once when the backend's socket is not there yet.
+        while !socket.exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(HarnessError::Io {
+                    what: format!("{} exited with {status} before listening", binary.display()),
+                    source: std::io::Error::other("vhost-device-vsock exited"),
+                });
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(HarnessError::Io {
+                    what: format!("{} did not create {}", binary.display(), socket.display()),
+                    source: std::io::Error::from(std::io::ErrorKind::TimedOut),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(VsockBackend { child, socket })
+    }
+}
+
+impl Drop for VsockBackend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Connects to guest vsock `port` through `<dir>/vm.vsock` (the hybrid-vsock handshake:
+/// `CONNECT <port>\n`, answered `OK <host port>\n`), retrying every 50 ms until the guest
+/// listens or `deadline` passes. The stream is then the guest port's.
+pub fn connect_vsock(
+    dir: &Path,
+    port: u32,
+    deadline: Instant,
+) -> std::io::Result<std::os::unix::net::UnixStream> {
+    use std::io::Write as _;
+    let uds = dir.join("vm.vsock");
+    loop {
+        let attempt = (|| {
+            let mut stream = std::os::unix::net::UnixStream::connect(&uds)?;
+            stream.write_all(format!("CONNECT {port}\n").as_bytes())?;
+            // Byte by byte: nothing after the answer's newline may be consumed.
+            let mut answer = Vec::new();
+            let mut byte = [0u8; 1];
+            while answer.last() != Some(&b'\n') && answer.len() < 64 {
+                if stream.read(&mut byte)? == 0 {
+                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+                }
+                answer.push(byte[0]);
+            }
+            if answer.starts_with(b"OK ") {
+                Ok(stream)
+            } else {
+                Err(std::io::Error::other(format!(
+                    "vsock handshake answered {:?}",
+                    String::from_utf8_lossy(&answer)
+                )))
+            }
+        })();
+        match attempt {
+            Ok(stream) => return Ok(stream),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
     }
 }
 
@@ -652,6 +832,7 @@ mod tests {
             test: "t".into(),
             text: text.into(),
             timed_out,
+            stopped: false,
             elapsed: Duration::from_secs(1),
         }
     }

@@ -163,6 +163,7 @@ fn test() -> Result<()> {
     step("tidy (layers)", tidy::tidy)?;
     step("one crypto provider", check_crypto_provider)?;
     let python_tools = step_with("python tools", install_python_tools)?;
+    step("crates.io tools", install_cargo_tools)?;
     // Built alone (release, default features), as they ship; a test inspects them.
     step("shipped binaries", build_shipped_binaries)?;
     step("tests", || run_tests(&python_tools))?;
@@ -202,6 +203,30 @@ fn install_python_tools() -> Result<PathBuf> {
     pip.args(PYTHON_TOOLS.iter().map(|(spec, _)| *spec));
     run(&mut pip)?;
     Ok(bin)
+}
+
+/// Programs from crates.io the tests run, as `cargo install` specs and binary names:
+/// the QEMU tests' user-space vsock backend (docs/environment.md §7; no /dev/vhost-vsock
+/// here). Installed once into `<target>/tools/bin`, where the harness looks for it.
+const CARGO_TOOLS: &[(&str, &str)] = &[("vhost-device-vsock@0.3.0", "vhost-device-vsock")];
+
+fn install_cargo_tools() -> Result<()> {
+    let root = std::path::absolute(target_dir().join("tools"))
+        .context("cannot resolve the target directory")?;
+    for (spec, binary) in CARGO_TOOLS {
+        if root.join("bin").join(binary).exists() {
+            continue;
+        }
+        run(Command::new("cargo")
+            .args(["install", "--locked", "--quiet", spec, "--root"])
+            .arg(&root)
+            // Its own build directory: the workspace's release build stays as it is.
+            .arg("--target-dir")
+            .arg(root.join("build")))?;
+        // Only the binary is needed; its build takes room on a shared disk.
+        let _ = std::fs::remove_dir_all(root.join("build"));
+    }
+    Ok(())
 }
 
 fn run(command: &mut Command) -> Result<()> {

@@ -1,6 +1,7 @@
 //! `contrast-agent`: the pod VM's agent. The image's init starts it after the initdata
 //! check has installed the pod's policy.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -31,20 +32,32 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour only on a terminal, and not when NO_COLOR asks for none (the VM's
+        // console is a terminal whose text is read back by tools).
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
     let args = Args::parse();
     let gate = PolicyGate::from_file(&args.policy)?;
     tracing::info!(policy = %args.policy.display(), source = ?gate.source(), "policy loaded");
-    let mut server = serve::server(&args.listen, Agent::new(gate))
+    let agent = Agent::new(gate);
+    let mut server = serve::server(&args.listen, agent.clone())
         .with_context(|| format!("listening on {}", args.listen))?;
     server
         .start()
         .await
         .with_context(|| format!("serving on {}", args.listen))?;
     tracing::info!(listen = %args.listen, "serving the Kata agent API");
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for a signal")?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        () = agent.destroyed() => tracing::info!("the sandbox was destroyed; stopping"),
+        _ = terminate.recv() => tracing::info!("SIGTERM; stopping"),
+        result = tokio::signal::ctrl_c() => {
+            result.context("waiting for SIGINT")?;
+            tracing::info!("SIGINT; stopping");
+        }
+    }
+    // Answers in flight (DestroySandbox's own) are sent before the connections close.
     server.shutdown().await.context("shutting down")?;
     Ok(())
 }

@@ -37,6 +37,9 @@ pub struct Sandbox {
 pub struct Agent {
     policy: PolicyGate,
     sandbox: Mutex<Option<Sandbox>>,
+    /// Set by DestroySandbox: the agent's work is done and it exits (as the Kata agent
+    /// does; the VM then stops).
+    destroyed: tokio::sync::watch::Sender<bool>,
 }
 
 impl Agent {
@@ -45,7 +48,15 @@ impl Agent {
         Arc::new(Agent {
             policy,
             sandbox: Mutex::new(None),
+            destroyed: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// Resolves once the runtime has destroyed the sandbox.
+    pub async fn destroyed(&self) {
+        let mut receiver = self.destroyed.subscribe();
+        // The sender lives as long as `self`, so waiting cannot fail.
+        let _ = receiver.wait_for(|destroyed| *destroyed).await;
     }
 
     /// The sandbox, once created.
@@ -121,6 +132,7 @@ impl AgentService for Agent {
         if let Some(sandbox) = slot.take() {
             tracing::info!(sandbox = %sandbox.id, "sandbox destroyed");
         }
+        self.destroyed.send_replace(true);
         Ok(Empty::new())
     }
 

@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use contrast_agent::proto::agent::*;
@@ -13,46 +12,10 @@ use contrast_agent::proto::agent_ttrpc::AgentServiceClient;
 use contrast_agent::proto::health::{CheckRequest, health_check_response::ServingStatus};
 use contrast_agent::proto::health_ttrpc::HealthClient;
 use contrast_agent::{Agent, PolicyGate, PolicySource, serve};
-use contrast_policy::{ImageConfig, PodInput};
-use contrast_testkit::TempDir;
+use contrast_testkit::{TempDir, pod_case as pod};
 use serde_json::Value;
 use ttrpc::Code;
 use ttrpc::context;
-
-/// A pod of the policy crate's test data, its policy and the requests of a faithful runtime.
-struct Pod {
-    policy: String,
-    requests: Vec<(String, Value)>,
-}
-
-fn pod(file: &str) -> Pod {
-    let path = format!(
-        "{}/../../crates/policy/tests/data/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let labels: BTreeMap<String, String> =
-        serde_json::from_value(doc["labels"].clone()).unwrap_or_default();
-    let images: BTreeMap<String, ImageConfig> =
-        serde_json::from_value(doc["images"].clone()).unwrap();
-    let config_maps = doc["config_maps"].as_array().cloned().unwrap_or_default();
-    let secrets = doc["secrets"].as_array().cloned().unwrap_or_default();
-    let input = PodInput {
-        generate_name: false,
-        name: doc["name"].as_str().unwrap(),
-        namespace: doc["namespace"].as_str().unwrap_or_default(),
-        pod_spec: &doc["spec"],
-        labels: &labels,
-        runtime: contrast_platforms::Platform::MetalQemuSnp.kata_runtime(),
-        images: &images,
-        config_maps: &config_maps,
-        secrets: &secrets,
-    };
-    Pod {
-        policy: contrast_policy::policy_rego(&input).unwrap(),
-        requests: contrast_policy::expected_requests(&input).unwrap(),
-    }
-}
 
 /// A running agent on a Unix socket and a client of it.
 struct Running {

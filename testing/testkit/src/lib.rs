@@ -10,8 +10,11 @@
 pub mod ha;
 pub mod kds;
 pub mod pcs;
+pub mod pod_case;
 pub mod registry;
 pub mod serve;
+
+pub use pod_case::{PodCase, pod_case};
 
 use std::collections::BTreeMap;
 use std::io::Write as _;

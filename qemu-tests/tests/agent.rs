@@ -1,0 +1,301 @@
+//! The agent in the measured image, on the pod's own path: the image's init runs the
+//! initdata check on the initdata disk (serial `initdata`, as the Kata runtime attaches
+//! it) against HOST_DATA from the real kernel's configfs-tsm (the fake TSM provider), then
+//! starts `contrast-agent`; the host plays the Kata runtime over virtio-vsock
+//! (`vhost-device-vsock`, hybrid-vsock handshake) with the requests a faithful runtime
+//! sends for a pod (`contrast_policy::expected_requests`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use contrast_agent::proto::agent::{
+    CreateContainerRequest, CreateSandboxRequest, DestroySandboxRequest, ExecProcessRequest,
+    GuestDetailsRequest,
+};
+use contrast_agent::proto::agent_ttrpc::AgentServiceClient;
+use contrast_agent::proto::health::{CheckRequest, health_check_response::ServingStatus};
+use contrast_agent::proto::health_ttrpc::HealthClient;
+use contrast_qemu_tests::{
+    Console, GUEST_SIMULATOR_SETUP, HarnessError, Vm, connect_vsock, fake_tsm_module, image,
+    tempdir,
+};
+use contrast_testkit::{PodCase, pod_case};
+use serde_json::Value;
+use ttrpc::Code;
+use ttrpc::context;
+
+/// run.sh: the test's set-up before the pod's path (simulator keys, the fake TSM provider
+/// with the launch's HOST_DATA).
+fn prepare_script() -> String {
+    format!(
+        r#"
+fail() {{ echo "CONTRAST-TEST-FAIL $1: $2"; exit 1; }}
+{GUEST_SIMULATOR_SETUP}
+insmod /run/test/fake_tsm.ko host_data="$(cat /run/test/host_data)" measurement="$(cat /run/test/measurement)" \
+    || fail "$1" "insmod fake_tsm.ko failed"
+echo "CONTRAST-STEP prepared"
+"#
+    )
+}
+
+/// The environment of the pod's path in this test: the simulated signature on configfs-tsm.
+const AGENT_ENV: &str =
+    "CONTRAST_SIMULATED_TEE=snp-tsm\nCONTRAST_SIMULATOR_DIR=/run/sim\nNO_COLOR=1\n";
+
+/// After the agent exited: which policy the initdata check installed.
+const AFTER_AGENT: &str = r#"
+echo "CONTRAST-STEP policy-sha256=$(sha256sum /run/measured-cfg/policy.rego | cut -d' ' -f1)"
+echo "CONTRAST-TEST-PASS $1"
+"#;
+
+/// A boot of the pod's path with `initdata` on the initdata disk and `host_data` as the
+/// launch's HOST_DATA, running on its own thread until it ends or `stop` is set.
+struct PodVm {
+    scratch: PathBuf,
+    stop: Arc<AtomicBool>,
+    boot: Option<JoinHandle<Result<Console, HarnessError>>>,
+    started: Instant,
+}
+
+impl PodVm {
+    fn start(test: &str, initdata: &[u8], host_data: [u8; 32]) -> PodVm {
+        let image = image().unwrap();
+        let scratch = tempdir(test).unwrap();
+        let module = scratch.join("fake_tsm.ko");
+        std::fs::copy(fake_tsm_module().unwrap(), &module).unwrap();
+        // The disk is a whole number of sectors.
+        let encoded = contrast_initdata_check::source::encode_header_form(initdata, 0);
+        let padding = (4096 - encoded.len() % 4096) % 4096;
+        let disk = scratch.join("initdata.img");
+        std::fs::write(
+            &disk,
+            contrast_initdata_check::source::encode_header_form(initdata, padding),
+        )
+        .unwrap();
+        let vm = Vm::new(&image, test)
+            .script(&prepare_script())
+            .file("fake_tsm.ko", &module)
+            .content("host_data", hex::encode(host_data))
+            .content("measurement", "0".repeat(96))
+            .content("agent.env", AGENT_ENV)
+            .content("after-agent.sh", AFTER_AGENT)
+            .simulator(&contrast_testkit::shared_simulator_dir())
+            .unwrap()
+            .disk_with_serial(&disk, "initdata")
+            .vsock(&scratch)
+            .timeout(Duration::from_secs(300));
+        let stop = Arc::new(AtomicBool::new(false));
+        let boot = {
+            let stop = stop.clone();
+            std::thread::spawn(move || vm.boot_until(&stop))
+        };
+        PodVm {
+            scratch,
+            stop,
+            boot: Some(boot),
+            started: Instant::now(),
+        }
+    }
+
+    /// Connects to the agent's port 1024 once the guest listens; fails with the console
+    /// if the VM ends first.
+    fn connect(&mut self) -> std::os::unix::net::UnixStream {
+        loop {
+            match connect_vsock(&self.scratch, 1024, Instant::now() + Duration::from_secs(2)) {
+                Ok(stream) => return stream,
+                Err(e) => {
+                    if self.boot.as_ref().is_some_and(JoinHandle::is_finished) {
+                        let console = self.finish();
+                        panic!(
+                            "the VM ended before the agent listened ({e}):\n{}",
+                            console.text
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for the VM to end (after `stop`, if the test set it).
+    fn finish(&mut self) -> Console {
+        let console = self
+            .boot
+            .take()
+            .expect("finished once")
+            .join()
+            .expect("the boot thread")
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&self.scratch);
+        console
+    }
+}
+
+/// A ttRPC client over the vsock stream, as the Kata runtime's.
+fn clients(stream: std::os::unix::net::UnixStream) -> (AgentServiceClient, HealthClient) {
+    stream.set_nonblocking(true).unwrap();
+    let stream = tokio::net::UnixStream::from_std(stream).unwrap();
+    let client = ttrpc::r#async::Client::new(ttrpc::r#async::transport::Socket::new(stream));
+    (
+        AgentServiceClient::new(client.clone()),
+        HealthClient::new(client),
+    )
+}
+
+fn ctx() -> ttrpc::context::Context {
+    context::with_timeout(60_000_000_000)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(value: &Value) -> T {
+    serde_json::from_value(value.clone()).unwrap()
+}
+
+fn status<T>(result: ttrpc::Result<T>) -> (Code, String) {
+    match result {
+        Ok(_) => (Code::OK, String::new()),
+        Err(ttrpc::Error::RpcStatus(status)) => (status.code(), status.message.clone()),
+        Err(other) => panic!("not a ttRPC status: {other:?}"),
+    }
+}
+
+/// The web app's CreateContainerRequest with another image digest in its root's storage.
+fn with_other_image(pod: &PodCase) -> Value {
+    let mut request = pod.nth_request("CreateContainerRequest", 1).clone();
+    let source = request["storages"][0]["source"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (name, _) = source.split_once('@').unwrap();
+    request["storages"][0]["source"] = Value::from(format!("{name}@sha256:{}", "9".repeat(64)));
+    request
+}
+
+#[test]
+fn the_agent_serves_the_runtime_under_the_initdata_policy() {
+    let pod = pod_case("web.json");
+    let initdata = contrast_policy::initdata(&pod.policy);
+    let mut vm = PodVm::start("agent", initdata.as_bytes(), initdata.policy_hash());
+    let stream = vm.connect();
+    let reachable = vm.started.elapsed();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (agent, health) = clients(stream);
+        let ready = health.check(ctx(), &CheckRequest::new()).await.unwrap();
+        assert_eq!(ready.status.enum_value(), Ok(ServingStatus::SERVING));
+
+        let mut details = GuestDetailsRequest::new();
+        details.mem_block_size = true;
+        let details = agent.get_guest_details(ctx(), &details).await.unwrap();
+        assert!(details.agent_details.version.starts_with("contrast-agent "));
+
+        let sandbox: CreateSandboxRequest = from_json(pod.request("CreateSandboxRequest"));
+        agent.create_sandbox(ctx(), &sandbox).await.unwrap();
+
+        // A container of another image: refused with the Kata agent's wording.
+        let other: CreateContainerRequest = from_json(&with_other_image(&pod));
+        let (code, message) = status(agent.create_container(ctx(), &other).await);
+        assert_eq!(code, Code::PERMISSION_DENIED, "{message}");
+        assert!(
+            message.starts_with("CreateContainerRequest is blocked by policy"),
+            "{message}"
+        );
+        // The faithful pause container passes the policy (containers are the next step).
+        let pause: CreateContainerRequest = from_json(pod.request("CreateContainerRequest"));
+        let (code, message) = status(agent.create_container(ctx(), &pause).await);
+        assert_eq!(code, Code::UNIMPLEMENTED, "{message}");
+        assert!(
+            message.contains("not served by contrast-agent yet"),
+            "{message}"
+        );
+        // An exec nobody asked for.
+        let mut exec = ExecProcessRequest::new();
+        exec.container_id = sandbox.sandbox_id.clone();
+        exec.exec_id = "intruder".to_owned();
+        let (code, message) = status(agent.exec_process(ctx(), &exec).await);
+        assert_eq!(code, Code::PERMISSION_DENIED, "{message}");
+
+        // The end of the pod: the agent stops, and with it the VM.
+        agent
+            .destroy_sandbox(ctx(), &DestroySandboxRequest::new())
+            .await
+            .unwrap();
+    });
+    let console = vm.finish();
+    console.expect_pass().unwrap();
+    assert_eq!(
+        console.step_value("agent-exit"),
+        Some("0"),
+        "{}",
+        console.text
+    );
+    assert_eq!(
+        console.step_value("policy-sha256"),
+        Some(hex::encode(contrast_testkit::sha256(pod.policy.as_bytes())).as_str()),
+        "the agent did not enforce the initdata's policy:\n{}",
+        console.text
+    );
+    assert!(
+        console.contains("initdata verified: installed its policy"),
+        "{}",
+        console.text
+    );
+    assert!(
+        console
+            .text
+            .lines()
+            .any(|l| l.contains("policy loaded") && l.contains("Initdata")),
+        "{}",
+        console.text
+    );
+    eprintln!(
+        "agent: QEMU start → agent reachable {reachable:?}, whole boot {:?}",
+        console.elapsed
+    );
+}
+
+#[test]
+fn with_initdata_other_than_the_launch_every_request_is_refused() {
+    let pod = pod_case("web.json");
+    let launched = contrast_policy::initdata(&pod.policy);
+    // The host attaches other initdata: a policy that allows everything it wants.
+    let other = contrast_policy::initdata(
+        "package agent_policy\n\ndefault CreateContainerRequest := true\ndefault CreateSandboxRequest := true\ndefault DestroySandboxRequest := true\n",
+    );
+    let mut vm = PodVm::start("agent-mismatch", other.as_bytes(), launched.policy_hash());
+    let stream = vm.connect();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (agent, health) = clients(stream);
+        health.check(ctx(), &CheckRequest::new()).await.unwrap();
+        let sandbox: CreateSandboxRequest = from_json(pod.request("CreateSandboxRequest"));
+        let (code, message) = status(agent.create_sandbox(ctx(), &sandbox).await);
+        assert_eq!(code, Code::PERMISSION_DENIED, "{message}");
+        assert!(
+            message.starts_with("CreateSandboxRequest is blocked by policy"),
+            "{message}"
+        );
+        assert!(message.contains("initdata digest mismatch"), "{message}");
+        let pause: CreateContainerRequest = from_json(pod.request("CreateContainerRequest"));
+        let (code, _) = status(agent.create_container(ctx(), &pause).await);
+        assert_eq!(code, Code::PERMISSION_DENIED);
+        // Not even the end of the sandbox: the test stops the VM itself.
+        let (code, _) = status(
+            agent
+                .destroy_sandbox(ctx(), &DestroySandboxRequest::new())
+                .await,
+        );
+        assert_eq!(code, Code::PERMISSION_DENIED);
+    });
+    vm.stop.store(true, Ordering::SeqCst);
+    let console = vm.finish();
+    assert!(console.stopped, "the VM ended by itself:\n{}", console.text);
+    assert!(
+        console.contains("initdata refused: installed a deny-all policy"),
+        "{}",
+        console.text
+    );
+}
