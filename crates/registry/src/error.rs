@@ -158,6 +158,27 @@ pub enum RegistryError {
         /// The error.
         detail: String,
     },
+
+    /// A pull needs a reference pinned by digest.
+    #[error(
+        "image {image:?} is not pinned by digest; a pull inside the guest takes only \
+         name@sha256:… (contrast generate pins every image)"
+    )]
+    NotPinned {
+        /// The reference as given.
+        image: String,
+    },
+
+    /// A verified layer could not be applied to the root file system.
+    #[error("image {image:?}: applying layer {digest}: {detail}")]
+    Layer {
+        /// The image.
+        image: String,
+        /// The layer's digest.
+        digest: String,
+        /// Why (the [`crate::layer::LayerError`] with its causes).
+        detail: String,
+    },
 }
 
 impl RegistryError {
@@ -171,7 +192,9 @@ impl RegistryError {
             | RegistryError::InvalidContent { image: i, .. }
             | RegistryError::PlatformNotFound { image: i, .. }
             | RegistryError::NotCached { image: i, .. }
-            | RegistryError::CredentialHelper { image: i, .. } => *i = image.to_owned(),
+            | RegistryError::CredentialHelper { image: i, .. }
+            | RegistryError::NotPinned { image: i }
+            | RegistryError::Layer { image: i, .. } => *i = image.to_owned(),
             RegistryError::InvalidReference { .. }
             | RegistryError::InvalidOptions(_)
             | RegistryError::DockerConfig { .. }

@@ -33,12 +33,17 @@
 //! # Not supported
 //! Credential helpers (`credHelpers`, `credsStore`) and `identitytoken` entries of the Docker
 //! config, custom CA certificates (the system trust store is used), HTTP proxies, Docker
-//! schema 1 manifests, digests other than SHA-256, and layer contents (only layer
-//! descriptors are reported).
+//! schema 1 manifests, digests other than SHA-256, and zstd layers.
+//!
+//! # Pulling
+//! [`Resolver::pull`] (the guest's image pull) takes only references pinned by digest,
+//! resolves them as above, then downloads each layer, hashes it against its digest (and
+//! oci-client checks the stream too) and applies it with [`layer::apply`].
 
 pub mod cache;
 mod docker_config;
 mod error;
+pub mod layer;
 mod manifest;
 mod reference;
 
@@ -55,8 +60,8 @@ use oci_client::secrets::RegistryAuth;
 use crate::cache::Cache;
 use crate::docker_config::{DockerConfig, Lookup};
 use crate::manifest::{
-    Descriptor, ImageBlobs, MANIFEST_MEDIA_TYPES, MAX_CONFIG_SIZE, Manifest, Platform, Problem,
-    Resolved, assemble, check_config_descriptor, parse_manifest, select_platform, sha256_digest,
+    ImageBlobs, MANIFEST_MEDIA_TYPES, MAX_CONFIG_SIZE, Manifest, Platform, Problem, Resolved,
+    assemble, check_config_descriptor, parse_manifest, select_platform, sha256_digest,
 };
 
 pub use crate::cache::CACHE_VERSION;
@@ -132,6 +137,15 @@ pub struct ResolvedImage {
     pub layers: Vec<LayerInfo>,
     /// The image config of the platform's image manifest.
     pub config: ImageConfigInfo,
+}
+
+/// An image pulled into a root file system ([`Resolver::pull`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulledImage {
+    /// The image as resolved: digests, layers and config.
+    pub image: ResolvedImage,
+    /// What each layer did, in order.
+    pub layers: Vec<layer::LayerStats>,
 }
 
 /// Resolves image references; see the crate documentation.
@@ -221,6 +235,53 @@ impl Resolver {
             refresh_tags: options.refresh_tags,
             concurrency: options.concurrency,
         })
+    }
+
+    /// Pulls the image `reference` names, which must be pinned by digest, into `root` (an
+    /// empty directory): the manifest (and platform manifest) and config hashed as in
+    /// [`Resolver::resolve`], then each layer downloaded, hashed against its digest and
+    /// applied in order ([`layer::apply`]). Nothing unverified reaches `root`.
+    pub async fn pull(
+        &self,
+        reference: &str,
+        root: &std::path::Path,
+    ) -> Result<PulledImage, RegistryError> {
+        let parsed = ImageReference::parse(reference)?;
+        if parsed.digest().is_none() {
+            return Err(RegistryError::NotPinned {
+                image: reference.to_owned(),
+            });
+        }
+        let image = self.resolve(reference).await?;
+        let mut ctx = self.context(&parsed);
+        let auth = self.auth(&mut ctx)?;
+        let mut layers = Vec::with_capacity(image.layers.len());
+        for (n, layer) in image.layers.iter().enumerate() {
+            let by_digest = oci_client::Reference::with_digest(
+                parsed.registry().to_owned(),
+                parsed.repository().to_owned(),
+                layer.digest.clone(),
+            );
+            if n == 0 {
+                // The manifests may have come from the cache: get a token for the blobs.
+                self.client
+                    .auth(&by_digest, &auth, oci_client::RegistryOperation::Pull)
+                    .await
+                    .map_err(|e| ctx.oci(e, "layer"))?;
+            }
+            let blob = self
+                .pull_blob(&by_digest, &layer.digest, layer.size, &ctx, "layer")
+                .await?;
+            let stats =
+                layer::apply(root, &layer.media_type, &blob).map_err(|e| RegistryError::Layer {
+                    image: reference.to_owned(),
+                    digest: layer.digest.clone(),
+                    detail: contrast_platforms::error_chain(&e),
+                })?;
+            tracing::debug!(image = reference, layer = %layer.digest, ?stats, "layer applied");
+            layers.push(stats);
+        }
+        Ok(PulledImage { image, layers })
     }
 
     /// Resolves one reference: from the cache if it has it, else from the registry (and
@@ -524,7 +585,13 @@ impl Resolver {
         };
         check_config_descriptor(&config).map_err(|detail| ctx.invalid(what, detail))?;
         let config = self
-            .pull_config(&by_digest(&config.digest), &config, ctx)
+            .pull_blob(
+                &by_digest(&config.digest),
+                &config.digest,
+                config.size,
+                ctx,
+                "config",
+            )
             .await?;
         Ok((
             top_digest,
@@ -559,48 +626,45 @@ impl Resolver {
         Ok(bytes.to_vec())
     }
 
-    /// The config blob, at most the size its descriptor gives (the caller hashes it).
-    async fn pull_config(
+    /// A blob (config or layer) of `size` bytes as its descriptor in a hashed manifest
+    /// gives it: no more bytes are read, and it is hashed against `digest`.
+    async fn pull_blob(
         &self,
         reference: &oci_client::Reference,
-        descriptor: &Descriptor,
+        digest: &str,
+        size: u64,
         ctx: &Context<'_>,
+        what: &'static str,
     ) -> Result<Vec<u8>, RegistryError> {
         let mut stream = self
             .client
-            .pull_blob_stream(reference, descriptor.digest.as_str())
+            .pull_blob_stream(reference, digest)
             .await
-            .map_err(|e| ctx.oci(e, "config"))?;
-        let limit = descriptor.size;
-        if stream.content_length.is_some_and(|length| length > limit) {
+            .map_err(|e| ctx.oci(e, what))?;
+        if stream.content_length.is_some_and(|length| length > size) {
             return Err(ctx.invalid(
-                "config",
+                what,
                 format!(
-                    "the registry announces {} bytes for the {limit}-byte config {}",
+                    "the registry announces {} bytes for the {size}-byte {what} {digest}",
                     stream.content_length.unwrap_or_default(),
-                    descriptor.digest
                 ),
             ));
         }
-        // `limit` is at most MAX_CONFIG_SIZE (checked with the descriptor).
-        let mut bytes =
-            Vec::with_capacity(usize::try_from(limit.min(MAX_CONFIG_SIZE)).unwrap_or(0));
+        // Reserve no more than a config's limit up front: the size is the manifest's word.
+        let mut bytes = Vec::with_capacity(usize::try_from(size.min(MAX_CONFIG_SIZE)).unwrap_or(0));
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| ctx.io(e, "config"))?;
-            if (bytes.len() + chunk.len()) as u64 > limit {
+            let chunk = chunk.map_err(|e| ctx.io(e, what))?;
+            if (bytes.len() + chunk.len()) as u64 > size {
                 return Err(ctx.invalid(
-                    "config",
-                    format!(
-                        "the registry sends more than the {limit} bytes of config {}",
-                        descriptor.digest
-                    ),
+                    what,
+                    format!("the registry sends more than the {size} bytes of {what} {digest}"),
                 ));
             }
             bytes.extend_from_slice(&chunk);
         }
         let actual = sha256_digest(&bytes);
-        if actual != descriptor.digest {
-            return Err(ctx.mismatch("config", &descriptor.digest, &actual));
+        if actual != digest {
+            return Err(ctx.mismatch(what, digest, &actual));
         }
         Ok(bytes)
     }

@@ -163,6 +163,22 @@ impl Registry {
         target
     }
 
+    /// Where the registry stores blobs and manifests (`docker/registry/v2/blobs/…`):
+    /// tests change stored content there, as an attacker with the registry's disk could.
+    pub fn storage_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("storage")
+    }
+
+    /// The stored bytes of blob `digest` (`sha256:…`).
+    pub fn blob_path(&self, digest: &str) -> std::path::PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.storage_dir()
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
     /// Kills the registry.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -345,4 +361,79 @@ pub fn skopeo_digest(target: &str, extra: &[&str]) -> String {
     args.extend_from_slice(extra);
     args.push(&destination);
     sha256(&skopeo(&args))
+}
+
+/// An image with several gzip'd layers (given as tar streams), pushed as `<repo>:<tag>`.
+#[derive(Debug, Clone)]
+pub struct LayeredImage {
+    /// The manifest bytes.
+    pub manifest: Vec<u8>,
+    /// The config bytes.
+    pub config: Vec<u8>,
+    /// The gzip'd layers, bottom first.
+    pub layers: Vec<Vec<u8>>,
+}
+
+impl LayeredImage {
+    /// An amd64 image whose config section is `config_section` and whose layers are `tars`.
+    pub fn new(config_section: &str, tars: &[Vec<u8>]) -> LayeredImage {
+        let layers: Vec<Vec<u8>> = tars
+            .iter()
+            .map(|tar| {
+                let mut gz =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                gz.write_all(tar).unwrap();
+                gz.finish().unwrap()
+            })
+            .collect();
+        let diff_ids: Vec<String> = tars.iter().map(|t| format!("\"{}\"", sha256(t))).collect();
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","config":{config_section},"rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
+            diff_ids.join(",")
+        )
+        .into_bytes();
+        let descriptors: Vec<String> = layers
+            .iter()
+            .map(|l| {
+                format!(
+                    r#"{{"mediaType":"{OCI_LAYER}","digest":"{}","size":{}}}"#,
+                    sha256(l),
+                    l.len()
+                )
+            })
+            .collect();
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"{OCI_CONFIG}","digest":"{}","size":{}}},"layers":[{}]}}"#,
+            sha256(&config),
+            config.len(),
+            descriptors.join(",")
+        )
+        .into_bytes();
+        LayeredImage {
+            manifest,
+            config,
+            layers,
+        }
+    }
+
+    /// The manifest digest.
+    pub fn digest(&self) -> String {
+        sha256(&self.manifest)
+    }
+
+    /// Pushes it to `registry` as `<repo>:<tag>` through an OCI layout under `scratch`;
+    /// returns `host/repo@digest`.
+    pub fn push(&self, registry: &Registry, scratch: &Path, repo: &str, tag: &str) -> String {
+        let layout = scratch.join(format!("{}-{tag}", repo.replace('/', "_")));
+        let mut blobs: Vec<&[u8]> = vec![&self.config];
+        blobs.extend(self.layers.iter().map(Vec::as_slice));
+        write_layout(&layout, tag, (OCI_MANIFEST, &self.manifest), &blobs);
+        push(
+            &layout,
+            tag,
+            &format!("{}/{repo}:{tag}", registry.host()),
+            &[],
+        );
+        format!("{}/{repo}@{}", registry.host(), self.digest())
+    }
 }

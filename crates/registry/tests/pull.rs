@@ -1,0 +1,319 @@
+//! Guest pull: layers applied with whiteouts, links resolved inside the root, and a pull
+//! from the real registry (Debian's `docker-registry`, filled by `skopeo`) that refuses
+//! content the registry changed.
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::Path;
+
+use contrast_registry::layer::{self, LayerError};
+use contrast_registry::{RegistryError, Resolver, ResolverOptions};
+use contrast_testkit::registry::{LayeredImage, Registry, RegistrySetup};
+
+/// A tar stream built entry by entry.
+struct Tar(tar::Builder<Vec<u8>>);
+
+impl Tar {
+    fn new() -> Tar {
+        Tar(tar::Builder::new(Vec::new()))
+    }
+
+    fn header(kind: tar::EntryType, mode: u32) -> tar::Header {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(1_400_000_000);
+        header.set_size(0);
+        header
+    }
+
+    fn dir(mut self, path: &str) -> Tar {
+        let mut h = Tar::header(tar::EntryType::Directory, 0o755);
+        self.0.append_data(&mut h, path, std::io::empty()).unwrap();
+        self
+    }
+
+    fn file(self, path: &str, content: &str) -> Tar {
+        self.file_owned(path, content, 0o644, 0, 0)
+    }
+
+    fn file_owned(mut self, path: &str, content: &str, mode: u32, uid: u64, gid: u64) -> Tar {
+        let mut h = Tar::header(tar::EntryType::Regular, mode);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        h.set_size(content.len() as u64);
+        self.0
+            .append_data(&mut h, path, content.as_bytes())
+            .unwrap();
+        self
+    }
+
+    fn symlink(mut self, path: &str, target: &str) -> Tar {
+        let mut h = Tar::header(tar::EntryType::Symlink, 0o777);
+        self.0.append_link(&mut h, path, target).unwrap();
+        self
+    }
+
+    fn hardlink(mut self, path: &str, target: &str) -> Tar {
+        let mut h = Tar::header(tar::EntryType::Link, 0o644);
+        self.0.append_link(&mut h, path, target).unwrap();
+        self
+    }
+
+    /// A raw entry whose name the builder would refuse (`..`).
+    fn raw_file(mut self, name: &str, content: &str) -> Tar {
+        let mut h = Tar::header(tar::EntryType::Regular, 0o644);
+        h.set_size(content.len() as u64);
+        let bytes = h.as_old_mut();
+        bytes.name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        self.0.append(&h, content.as_bytes()).unwrap();
+        self
+    }
+
+    fn build(self) -> Vec<u8> {
+        self.0.into_inner().unwrap()
+    }
+}
+
+fn apply(root: &Path, tar: &[u8]) -> Result<layer::LayerStats, LayerError> {
+    layer::apply(root, "application/vnd.oci.image.layer.v1.tar", tar)
+}
+
+fn read(root: &Path, path: &str) -> Option<String> {
+    std::fs::read_to_string(root.join(path)).ok()
+}
+
+fn base() -> Vec<u8> {
+    Tar::new()
+        .dir("etc")
+        .file("etc/a", "a")
+        .file("etc/b", "b")
+        .dir("opt/x")
+        .file("opt/x/old", "old")
+        .dir("opt/x/sub")
+        .file("opt/x/sub/deep", "deep")
+        .dir("usr/lib")
+        .file("usr/lib/libc.so", "libc")
+        .symlink("lib", "usr/lib")
+        .file("replaced", "a file that becomes a directory")
+        .build()
+}
+
+#[test]
+fn layers_apply_in_order_with_whiteouts() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("rootfs");
+    std::fs::create_dir(&root).unwrap();
+    apply(&root, &base()).unwrap();
+    let upper = Tar::new()
+        .file("etc/.wh.a", "")
+        .file("opt/x/.wh..wh..opq", "")
+        .file("opt/x/new", "new")
+        // Through the lower layer's symlink: lands in usr/lib.
+        .file("lib/extra.so", "extra")
+        .hardlink("etc/b-link", "etc/b")
+        .dir("replaced")
+        .file("replaced/inside", "now a directory")
+        .file_owned("srv/secret", "s", 0o600, 1000, 2000)
+        .build();
+    let stats = apply(&root, &upper).unwrap();
+    assert_eq!(stats.whiteouts, 2);
+
+    assert_eq!(read(&root, "etc/a"), None, "the whiteout removes etc/a");
+    assert_eq!(read(&root, "etc/b").as_deref(), Some("b"));
+    assert_eq!(read(&root, "opt/x/new").as_deref(), Some("new"));
+    assert_eq!(
+        read(&root, "opt/x/old"),
+        None,
+        "the opaque directory hides old"
+    );
+    assert!(!root.join("opt/x/sub").exists(), "and everything below it");
+    assert_eq!(read(&root, "usr/lib/extra.so").as_deref(), Some("extra"));
+    assert!(
+        std::fs::symlink_metadata(root.join("lib"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let b = std::fs::metadata(root.join("etc/b")).unwrap();
+    let link = std::fs::metadata(root.join("etc/b-link")).unwrap();
+    assert_eq!(b.ino(), link.ino(), "a hard link, not a copy");
+    assert_eq!(
+        read(&root, "replaced/inside").as_deref(),
+        Some("now a directory")
+    );
+    let secret = std::fs::metadata(root.join("srv/secret")).unwrap();
+    assert_eq!(secret.permissions().mode() & 0o7777, 0o600);
+    assert_eq!((secret.uid(), secret.gid()), (1000, 2000));
+}
+
+#[test]
+fn an_opaque_whiteout_after_new_entries_keeps_them() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("rootfs");
+    std::fs::create_dir(&root).unwrap();
+    apply(&root, &base()).unwrap();
+    let upper = Tar::new()
+        .file("opt/x/sub/fresh", "fresh")
+        .file("opt/x/first", "first")
+        .file("opt/x/.wh..wh..opq", "")
+        .build();
+    apply(&root, &upper).unwrap();
+    assert_eq!(read(&root, "opt/x/first").as_deref(), Some("first"));
+    assert_eq!(read(&root, "opt/x/sub/fresh").as_deref(), Some("fresh"));
+    assert_eq!(read(&root, "opt/x/old"), None);
+    assert_eq!(
+        read(&root, "opt/x/sub/deep"),
+        None,
+        "lower content below a kept directory goes"
+    );
+}
+
+#[test]
+fn a_parent_component_is_refused_and_nothing_lands_outside() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("rootfs");
+    std::fs::create_dir(&root).unwrap();
+    let evil = Tar::new().raw_file("../escaped", "x").build();
+    let err = apply(&root, &evil).unwrap_err();
+    assert!(matches!(err, LayerError::OutsideRoot { .. }), "{err}");
+    assert!(!work.path().join("escaped").exists());
+}
+
+#[test]
+fn symbolic_links_never_lead_out_of_the_root() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("rootfs");
+    std::fs::create_dir(&root).unwrap();
+    let lower = Tar::new()
+        .symlink("absolute", "/")
+        .symlink("relative", "../../..")
+        .symlink("hop", "relative/etc")
+        .build();
+    apply(&root, &lower).unwrap();
+    let upper = Tar::new()
+        .file("absolute/etc/one", "1")
+        .file("relative/etc/two", "2")
+        .file("hop/three", "3")
+        .build();
+    apply(&root, &upper).unwrap();
+    // All three land in the root's own etc, none next to it.
+    for name in ["one", "two", "three"] {
+        assert!(root.join("etc").join(name).exists(), "{name}");
+        assert!(!work.path().join("etc").join(name).exists(), "{name}");
+    }
+    // A loop is an error, not a hang.
+    let looping = Tar::new()
+        .symlink("loop-a", "loop-b")
+        .symlink("loop-b", "loop-a")
+        .file("loop-a/x", "x")
+        .build();
+    let err = apply(&root, &looping).unwrap_err();
+    assert!(matches!(err, LayerError::LinkLoop { .. }), "{err}");
+}
+
+#[test]
+fn hard_links_only_to_files_of_the_image() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("rootfs");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(work.path().join("host-file"), "host").unwrap();
+    for target in ["../host-file", "missing", "etc"] {
+        let tar = Tar::new().dir("etc").hardlink("link", target).build();
+        let err = apply(&root, &tar).unwrap_err();
+        assert!(
+            matches!(err, LayerError::HardLink { .. }),
+            "{target}: {err}"
+        );
+    }
+}
+
+#[test]
+fn zstd_layers_are_refused_by_name() {
+    let work = tempfile::tempdir().unwrap();
+    let err = layer::apply(
+        work.path(),
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        b"",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("tar+zstd"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------
+// From the real registry.
+
+fn resolver(registry: &Registry) -> Resolver {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let docker_config = tempfile::tempdir().unwrap();
+    Resolver::new(ResolverOptions {
+        insecure_registries: vec![registry.host()],
+        docker_config_dir: Some(docker_config.path().to_owned()),
+        ..ResolverOptions::default()
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn pulls_a_pinned_image_layer_by_layer() {
+    let registry = Registry::start(RegistrySetup::default());
+    let work = tempfile::tempdir().unwrap();
+    let upper = Tar::new()
+        .file("etc/.wh.a", "")
+        .file("bin/app", "#!/bin/sh\necho app\n")
+        .build();
+    let image = LayeredImage::new(r#"{"Cmd":["/bin/app"]}"#, &[base(), upper]);
+    let reference = image.push(&registry, work.path(), "guest/app", "v1");
+    let root = work.path().join("rootfs");
+    std::fs::create_dir(&root).unwrap();
+    let pulled = resolver(&registry).pull(&reference, &root).await.unwrap();
+    assert_eq!(pulled.layers.len(), 2);
+    assert_eq!(pulled.image.digest, image.digest());
+    assert_eq!(pulled.image.config.cmd, Some(vec!["/bin/app".to_owned()]));
+    assert_eq!(
+        read(&root, "bin/app").as_deref(),
+        Some("#!/bin/sh\necho app\n")
+    );
+    assert_eq!(read(&root, "etc/a"), None);
+    assert_eq!(read(&root, "etc/b").as_deref(), Some("b"));
+
+    // A tag is not a pin.
+    let tagged = format!("{}/guest/app:v1", registry.host());
+    let err = resolver(&registry).pull(&tagged, &root).await.unwrap_err();
+    assert!(matches!(err, RegistryError::NotPinned { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_layer_changed_in_the_registry_is_refused_before_it_is_applied() {
+    let registry = Registry::start(RegistrySetup::default());
+    let work = tempfile::tempdir().unwrap();
+    let upper = Tar::new().file("bin/app", "the real app").build();
+    let image = LayeredImage::new(r#"{"Cmd":["/bin/app"]}"#, &[base(), upper]);
+    let reference = image.push(&registry, work.path(), "guest/tampered", "v1");
+    // Whoever has the registry's disk swaps the top layer for one of the same size.
+    let evil = LayeredImage::new(
+        "{}",
+        &[Tar::new().file("bin/app", "a backdoored app").build()],
+    );
+    let stored = registry.blob_path(&contrast_testkit::registry::sha256(&image.layers[1]));
+    let mut swapped = evil.layers[0].clone();
+    swapped.resize(image.layers[1].len(), 0);
+    std::fs::write(&stored, &swapped).unwrap();
+
+    let root = work.path().join("rootfs");
+    std::fs::create_dir(&root).unwrap();
+    let err = resolver(&registry)
+        .pull(&reference, &root)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::DigestMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("layer"), "{err}");
+    assert_eq!(
+        read(&root, "bin/app"),
+        None,
+        "nothing of the changed layer is applied"
+    );
+}
