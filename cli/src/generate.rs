@@ -468,6 +468,8 @@ async fn resolve_images(
         refresh_tags: args.refresh_tags,
         platform: ("linux".to_owned(), "amd64".to_owned()),
         concurrency: 8,
+        // The host's own trust store.
+        root_certificates: None,
     })?;
     let show_progress = std::io::stderr().is_terminal();
     let last = AtomicUsize::new(usize::MAX);

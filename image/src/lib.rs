@@ -51,6 +51,10 @@ pub const GUEST_BINARIES: [&str; 5] = [
     "initdata-check",
 ];
 
+/// Where the image keeps the registries' root certificates (Debian's `ca-certificates`),
+/// relative to the root; the agent reads only these.
+pub const CA_BUNDLE: &str = "etc/ssl/certs/ca-certificates.crt";
+
 /// The packages of [`GUEST_BINARIES`], in the same order.
 pub const GUEST_PACKAGES: [&str; 5] = [
     "contrast-agent",
@@ -321,6 +325,9 @@ fn build_rootfs(config: &BuildConfig, work: &Path) -> Result<PathBuf, ImageError
     }
     tree.symlink("usr/sbin/mkfs.ext4", "mke2fs");
     tree.file("etc/mke2fs.conf", system.join("etc/mke2fs.conf"), 0o644);
+    // The agent's only trust anchors for registries (guest pull over HTTPS): Debian's
+    // Mozilla bundle, measured with the rest of the root.
+    tree.file(CA_BUNDLE, system.join(CA_BUNDLE), 0o644);
     tree.content("sbin/init", ROOTFS_INIT.as_bytes().to_vec(), 0o755);
     tree.content(
         "etc/contrast-image-release",

@@ -50,6 +50,9 @@ const AGENT_ENV: &str =
 /// After the agent exited: which policy the initdata check installed.
 const AFTER_AGENT: &str = r#"
 echo "CONTRAST-STEP policy-sha256=$(sha256sum /run/measured-cfg/policy.rego | cut -d' ' -f1)"
+for greeting in /run/kata-containers/*/rootfs/etc/greeting; do
+    [ -e "$greeting" ] && echo "CONTRAST-STEP greeting=$(cat "$greeting")"
+done
 echo "CONTRAST-TEST-PASS $1"
 "#;
 
@@ -64,6 +67,17 @@ struct PodVm {
 
 impl PodVm {
     fn start(test: &str, initdata: &[u8], host_data: [u8; 32]) -> PodVm {
+        PodVm::start_with(test, initdata, host_data, None)
+    }
+
+    /// With QEMU user networking and `registry` (as the guest reaches it) pulled from over
+    /// plain HTTP.
+    fn start_with(
+        test: &str,
+        initdata: &[u8],
+        host_data: [u8; 32],
+        registry: Option<&str>,
+    ) -> PodVm {
         let image = image().unwrap();
         let scratch = tempdir(test).unwrap();
         let module = scratch.join("fake_tsm.ko");
@@ -77,18 +91,25 @@ impl PodVm {
             contrast_initdata_check::source::encode_header_form(initdata, padding),
         )
         .unwrap();
-        let vm = Vm::new(&image, test)
+        let mut env = AGENT_ENV.to_owned();
+        if let Some(registry) = registry {
+            env.push_str(&format!("CONTRAST_AGENT_INSECURE_REGISTRIES={registry}\n"));
+        }
+        let mut vm = Vm::new(&image, test)
             .script(&prepare_script())
             .file("fake_tsm.ko", &module)
             .content("host_data", hex::encode(host_data))
             .content("measurement", "0".repeat(96))
-            .content("agent.env", AGENT_ENV)
+            .content("agent.env", env)
             .content("after-agent.sh", AFTER_AGENT)
             .simulator(&contrast_testkit::shared_simulator_dir())
             .unwrap()
             .disk_with_serial(&disk, "initdata")
             .vsock(&scratch)
             .timeout(Duration::from_secs(300));
+        if registry.is_some() {
+            vm = vm.network();
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let boot = {
             let stop = stop.clone();
@@ -298,4 +319,67 @@ fn with_initdata_other_than_the_launch_every_request_is_refused() {
         "{}",
         console.text
     );
+}
+
+/// The container's root comes from the registry on the host, pulled by digest inside the
+/// guest through QEMU's user network (the host's loopback is 10.0.2.2 there).
+#[test]
+fn the_agent_pulls_the_containers_root_in_the_guest() {
+    use contrast_testkit::registry::{LayeredImage, Registry, RegistrySetup, layer_tar_gz};
+    let registry = Registry::start(RegistrySetup::default());
+    let work = tempdir("agent-pull-layout").unwrap();
+    let image = LayeredImage::new(
+        r#"{"Entrypoint":["/bin/app"]}"#,
+        &[layer_tar_gz("etc/greeting", b"pulled in the guest\n").0],
+    );
+    image.push(&registry, &work, "guest/app", "v1");
+    let guest_registry = format!("10.0.2.2:{}", registry.port);
+    let reference = format!("{guest_registry}/guest/app@{}", image.digest());
+    let pod = contrast_testkit::single_container_pod(&reference, &image.digest(), &["/bin/app"]);
+    let initdata = contrast_policy::initdata(&pod.policy);
+    let mut vm = PodVm::start_with(
+        "agent-pull",
+        initdata.as_bytes(),
+        initdata.policy_hash(),
+        Some(&guest_registry),
+    );
+    let stream = vm.connect();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let pull_time = runtime.block_on(async {
+        let (agent, _) = clients(stream);
+        let sandbox: CreateSandboxRequest = from_json(pod.request("CreateSandboxRequest"));
+        agent.create_sandbox(ctx(), &sandbox).await.unwrap();
+        let pause: CreateContainerRequest = from_json(pod.nth_request("CreateContainerRequest", 0));
+        let (code, message) = status(agent.create_container(ctx(), &pause).await);
+        assert_eq!(code, Code::UNIMPLEMENTED, "{message}");
+        let app: CreateContainerRequest = from_json(pod.nth_request("CreateContainerRequest", 1));
+        let started = Instant::now();
+        let (code, message) = status(agent.create_container(ctx(), &app).await);
+        let pull_time = started.elapsed();
+        assert_eq!(code, Code::UNIMPLEMENTED, "{message}");
+        assert!(
+            message.contains("the root file system is ready"),
+            "{message}"
+        );
+        agent
+            .destroy_sandbox(ctx(), &DestroySandboxRequest::new())
+            .await
+            .unwrap();
+        pull_time
+    });
+    let console = vm.finish();
+    let _ = std::fs::remove_dir_all(&work);
+    console.expect_pass().unwrap();
+    assert_eq!(
+        console.step_value("greeting"),
+        Some("pulled in the guest"),
+        "{}",
+        console.text
+    );
+    assert!(
+        console.contains("image pulled in the guest"),
+        "{}",
+        console.text
+    );
+    eprintln!("agent-pull: CreateContainer with the pull took {pull_time:?}");
 }

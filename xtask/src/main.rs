@@ -64,6 +64,10 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("xz-utils", "command -v xz"),
     ("binutils", "command -v strip"),
     ("cpio", "command -v cpio"),
+    (
+        "ca-certificates",
+        "test -e /etc/ssl/certs/ca-certificates.crt",
+    ),
     // qemu-tests: kbuild for the test-only TSM provider module.
     ("make", "command -v make"),
 ];

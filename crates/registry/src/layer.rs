@@ -146,9 +146,10 @@ pub fn apply_tar(root: &Path, tar: impl Read) -> Result<LayerStats, LayerError> 
         let path = parent.join(&name);
         let header = entry.header();
         let kind = header.entry_type();
-        let mode = header.mode().map_err(LayerError::Tar)? & 0o7777;
-        let uid = header.uid().map_err(LayerError::Tar)?;
-        let gid = header.gid().map_err(LayerError::Tar)?;
+        let old = header.as_old();
+        let mode = numeric(header.mode().map(u64::from), &old.mode)? as u32 & 0o7777;
+        let uid = numeric(header.uid(), &old.uid)?;
+        let gid = numeric(header.gid(), &old.gid)?;
         match kind {
             tar::EntryType::Directory => {
                 let existing = std::fs::symlink_metadata(&path).ok();
@@ -230,6 +231,16 @@ fn keep(written: &mut HashSet<PathBuf>, root: &Path, path: PathBuf) {
         current = p.parent();
     }
     written.insert(path);
+}
+
+/// A header number; an empty field (all NUL or spaces) is 0, as Go's archive/tar (and so
+/// containerd) reads it.
+fn numeric(parsed: std::io::Result<u64>, field: &[u8]) -> Result<u64, LayerError> {
+    match parsed {
+        Ok(n) => Ok(n),
+        Err(_) if field.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+        Err(e) => Err(LayerError::Tar(e)),
+    }
 }
 
 fn uid_u32(id: u64) -> u32 {

@@ -99,6 +99,9 @@ pub struct ResolverOptions {
     /// At most this many images are resolved at the same time by
     /// [`Resolver::resolve_all`]; at least 1.
     pub concurrency: usize,
+    /// A PEM bundle whose certificates are the only trust anchors for HTTPS registries;
+    /// `None`: the system's (the platform verifier). The guest uses its image's bundle.
+    pub root_certificates: Option<PathBuf>,
 }
 
 impl Default for ResolverOptions {
@@ -113,6 +116,7 @@ impl Default for ResolverOptions {
             refresh_tags: false,
             platform: ("linux".to_owned(), "amd64".to_owned()),
             concurrency: 4,
+            root_certificates: None,
         }
     }
 }
@@ -213,8 +217,13 @@ impl Resolver {
         } else {
             DockerConfig::load(options.docker_config_dir.as_deref())?
         };
+        let tls_certs_only = match &options.root_certificates {
+            Some(path) => root_certificates(path)?,
+            None => Vec::new(),
+        };
         let client = oci_client::Client::try_from(ClientConfig {
             protocol: ClientProtocol::HttpsExcept(insecure_registries.clone()),
+            tls_certs_only,
             // Index entries are chosen here, from the raw index.
             platform_resolver: None,
             connect_timeout: Some(CONNECT_TIMEOUT),
@@ -668,6 +677,33 @@ impl Resolver {
         }
         Ok(bytes)
     }
+}
+
+/// The certificates of the PEM bundle at `path`, as oci-client takes them (DER, one by one).
+fn root_certificates(
+    path: &std::path::Path,
+) -> Result<Vec<oci_client::client::Certificate>, RegistryError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let invalid = |detail: String| {
+        RegistryError::InvalidOptions(format!("root certificates {}: {detail}", path.display()))
+    };
+    let certificates = CertificateDer::pem_file_iter(path)
+        .map_err(|e| invalid(e.to_string()))?
+        .map(|c| {
+            c.map(|der| oci_client::client::Certificate {
+                encoding: oci_client::client::CertificateEncoding::Der,
+                data: der.to_vec(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(e.to_string()))?;
+    if certificates.is_empty() {
+        return Err(invalid(
+            "no certificate in the bundle; HTTPS registries could not be verified".to_owned(),
+        ));
+    }
+    Ok(certificates)
 }
 
 /// `registry/repository@digest`: the cache key of content.

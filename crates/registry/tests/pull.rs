@@ -231,6 +231,22 @@ fn hard_links_only_to_files_of_the_image() {
     }
 }
 
+/// Go's archive/tar (containerd) reads an empty number field as 0; so does this.
+#[test]
+fn empty_number_fields_read_as_zero() {
+    let work = tempfile::tempdir().unwrap();
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0o644);
+    header.set_size(2);
+    // uid and gid left as the header starts them: all NUL.
+    builder.append_data(&mut header, "f", &b"ok"[..]).unwrap();
+    apply(work.path(), &builder.into_inner().unwrap()).unwrap();
+    let meta = std::fs::metadata(work.path().join("f")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (0, 0));
+}
+
 #[test]
 fn zstd_layers_are_refused_by_name() {
     let work = tempfile::tempdir().unwrap();
@@ -316,4 +332,51 @@ async fn a_layer_changed_in_the_registry_is_refused_before_it_is_applied() {
         None,
         "nothing of the changed layer is applied"
     );
+}
+
+/// The guest trusts only its image's bundle: an HTTPS registry whose certificate is in the
+/// bundle serves the pull, one whose certificate is not is refused, and a bundle without
+/// certificates is an error at once.
+#[tokio::test]
+async fn https_registries_only_under_the_given_roots() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let registry = Registry::start(RegistrySetup {
+        tls: Some((key.cert.pem(), key.signing_key.serialize_pem())),
+        ..RegistrySetup::default()
+    });
+    let work = tempfile::tempdir().unwrap();
+    let image = LayeredImage::new("{}", &[base()]);
+    let reference = image.push(&registry, work.path(), "guest/tls", "v1");
+    let options = |bundle: &Path| ResolverOptions {
+        docker_config_dir: Some(work.path().to_owned()),
+        root_certificates: Some(bundle.to_owned()),
+        ..ResolverOptions::default()
+    };
+
+    let trusted = work.path().join("trusted.pem");
+    std::fs::write(&trusted, key.cert.pem()).unwrap();
+    let root = work.path().join("rootfs");
+    std::fs::create_dir(&root).unwrap();
+    Resolver::new(options(&trusted))
+        .unwrap()
+        .pull(&reference, &root)
+        .await
+        .unwrap();
+    assert_eq!(read(&root, "etc/b").as_deref(), Some("b"));
+
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let untrusted = work.path().join("untrusted.pem");
+    std::fs::write(&untrusted, other.cert.pem()).unwrap();
+    let err = Resolver::new(options(&untrusted))
+        .unwrap()
+        .resolve(&reference)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Connection { .. }), "{err}");
+
+    let empty = work.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let err = Resolver::new(options(&empty)).err().unwrap();
+    assert!(err.to_string().contains("no certificate"), "{err}");
 }

@@ -6,9 +6,10 @@ pub mod policy;
 pub mod proto;
 pub mod serve;
 pub mod service;
+pub mod storage;
 
 pub use policy::{PolicyGate, PolicyLoadError, PolicySource};
-pub use service::{AGENT_VERSION, Agent, HealthService, Sandbox};
+pub use service::{AGENT_VERSION, Agent, AgentConfig, Container, HealthService, RUN_DIR, Sandbox};
 
 /// A ttRPC error status with `code` and `message`.
 pub(crate) fn status(code: ttrpc::Code, message: impl Into<String>) -> ttrpc::Error {

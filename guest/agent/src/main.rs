@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
-use contrast_agent::{Agent, PolicyGate, serve};
+use contrast_agent::{Agent, AgentConfig, PolicyGate, RUN_DIR, serve};
 
 /// Serves the Kata agent API; every request is decided by the pod's policy first.
 #[derive(Debug, Parser)]
@@ -22,6 +22,20 @@ struct Args {
     /// Where to listen: `vsock://CID:PORT` or `unix:///path`.
     #[arg(long, default_value = serve::DEFAULT_LISTEN)]
     listen: String,
+    /// The containers' bundles (`<dir>/<container ID>/rootfs`).
+    #[arg(long, default_value = RUN_DIR)]
+    run_dir: PathBuf,
+    /// The only root certificates for HTTPS registries (a PEM bundle; the image's).
+    #[arg(long, default_value = "/etc/ssl/certs/ca-certificates.crt")]
+    registry_roots: PathBuf,
+    /// Registries (`host:port`) pulled from over plain HTTP; every layer is still hashed
+    /// against the digest the policy pins. Comma-separated.
+    #[arg(
+        long,
+        env = "CONTRAST_AGENT_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    insecure_registry: Vec<String>,
 }
 
 #[tokio::main]
@@ -39,7 +53,17 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let gate = PolicyGate::from_file(&args.policy)?;
     tracing::info!(policy = %args.policy.display(), source = ?gate.source(), "policy loaded");
-    let agent = Agent::new(gate);
+    // Registries are reached over rustls with aws-lc-rs, the one provider.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let config = AgentConfig {
+        run_dir: args.run_dir.clone(),
+        registry: contrast_registry::ResolverOptions {
+            insecure_registries: args.insecure_registry.clone(),
+            root_certificates: Some(args.registry_roots.clone()),
+            ..contrast_registry::ResolverOptions::default()
+        },
+    };
+    let agent = Agent::new(gate, config);
     let mut server = serve::server(&args.listen, agent.clone())
         .with_context(|| format!("listening on {}", args.listen))?;
     server

@@ -1,6 +1,8 @@
 //! The `grpc.AgentService` and `grpc.Health` ttRPC services. Every AgentService method
 //! asks the policy first (as the Kata agent does) and acts only on an allowed request.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use ttrpc::Code;
@@ -17,6 +19,7 @@ use crate::proto::health::{
 use crate::proto::health_ttrpc::Health;
 use crate::proto::types::Interface;
 use crate::status;
+use crate::storage::{ContainerContext, ImagePullHandler, Prepared, StorageError, StorageHandler};
 
 /// The agent's version as `GetGuestDetails` and `Health.Version` report it.
 pub const AGENT_VERSION: &str = concat!("contrast-agent ", env!("CARGO_PKG_VERSION"));
@@ -32,10 +35,44 @@ pub struct Sandbox {
     pub dns: Vec<String>,
 }
 
+/// Where the agent keeps containers and how it pulls images.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The containers' bundles: `<run_dir>/<container ID>/rootfs` (the Kata agent's
+    /// `/run/kata-containers`, the path the runtime and the policy name).
+    pub run_dir: PathBuf,
+    /// How images are pulled (registries reached over plain HTTP, platform).
+    pub registry: contrast_registry::ResolverOptions,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            run_dir: PathBuf::from(RUN_DIR),
+            registry: contrast_registry::ResolverOptions::default(),
+        }
+    }
+}
+
+/// The Kata agent's container directory.
+pub const RUN_DIR: &str = "/run/kata-containers";
+
+/// A container whose storages are prepared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    /// Its bundle directory.
+    pub bundle: PathBuf,
+    /// What its storages became.
+    pub storages: Vec<Prepared>,
+}
+
 /// The agent's state and its policy.
 #[derive(Debug)]
 pub struct Agent {
     policy: PolicyGate,
+    config: AgentConfig,
+    handlers: Vec<Box<dyn StorageHandler>>,
+    containers: Mutex<BTreeMap<String, Container>>,
     sandbox: Mutex<Option<Sandbox>>,
     /// Set by DestroySandbox: the agent's work is done and it exits (as the Kata agent
     /// does; the VM then stops).
@@ -44,9 +81,14 @@ pub struct Agent {
 
 impl Agent {
     /// An agent with no sandbox that enforces `policy`.
-    pub fn new(policy: PolicyGate) -> Arc<Self> {
+    pub fn new(policy: PolicyGate, config: AgentConfig) -> Arc<Self> {
+        let handlers: Vec<Box<dyn StorageHandler>> =
+            vec![Box::new(ImagePullHandler::new(config.registry.clone()))];
         Arc::new(Agent {
             policy,
+            config,
+            handlers,
+            containers: Mutex::new(BTreeMap::new()),
             sandbox: Mutex::new(None),
             destroyed: tokio::sync::watch::Sender::new(false),
         })
@@ -62,6 +104,82 @@ impl Agent {
     /// The sandbox, once created.
     pub fn sandbox(&self) -> Option<Sandbox> {
         self.sandbox.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// The containers whose storages are prepared, by ID.
+    pub fn containers(&self) -> BTreeMap<String, Container> {
+        self.containers
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
+    }
+
+    /// Prepares a container's storages in its bundle; on any failure the bundle is
+    /// removed again, so nothing half-pulled stays.
+    async fn prepare_container(&self, req: &CreateContainerRequest) -> ttrpc::Result<Container> {
+        let id = &req.container_id;
+        if !valid_id(id) {
+            return Err(status(
+                Code::INVALID_ARGUMENT,
+                format!("CreateContainer: container ID {id:?} is not [A-Za-z0-9][A-Za-z0-9_.-]*"),
+            ));
+        }
+        if self.sandbox().is_none() {
+            return Err(status(
+                Code::FAILED_PRECONDITION,
+                "CreateContainer: no sandbox; the runtime sends CreateSandbox first",
+            ));
+        }
+        if self.containers().contains_key(id) {
+            return Err(status(
+                Code::ALREADY_EXISTS,
+                format!("CreateContainer: container {id} already exists"),
+            ));
+        }
+        let context = ContainerContext {
+            container_id: id.clone(),
+            bundle: self.config.run_dir.join(id),
+        };
+        let mut prepared = Vec::new();
+        for storage in &req.storages {
+            let result = match self.handlers.iter().find(|h| h.driver() == storage.driver) {
+                Some(handler) => handler.add(storage, &context).await,
+                None => Err(StorageError::UnknownDriver {
+                    driver: storage.driver.clone(),
+                }),
+            };
+            match result {
+                Ok(p) => prepared.push(p),
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&context.bundle);
+                    let message = contrast_platforms::error_chain(&e);
+                    tracing::warn!(container = %id, error = %message, "storage refused");
+                    let code = match e {
+                        StorageError::UnknownDriver { .. } => Code::UNIMPLEMENTED,
+                        StorageError::Invalid { .. } => Code::INVALID_ARGUMENT,
+                        StorageError::Pull { .. } | StorageError::Io { .. } => Code::INTERNAL,
+                    };
+                    return Err(status(code, format!("CreateContainer {id}: {message}")));
+                }
+            }
+        }
+        if !prepared
+            .iter()
+            .any(|p| matches!(p, Prepared::PulledRoot { .. } | Prepared::PauseRoot))
+        {
+            let _ = std::fs::remove_dir_all(&context.bundle);
+            return Err(status(
+                Code::INVALID_ARGUMENT,
+                format!(
+                    "CreateContainer {id}: no image_guest_pull storage; a container's root \
+                     comes only from an image pulled in the guest"
+                ),
+            ));
+        }
+        Ok(Container {
+            bundle: context.bundle,
+            storages: prepared,
+        })
     }
 
     fn sandbox_slot(&self) -> ttrpc::Result<std::sync::MutexGuard<'_, Option<Sandbox>>> {
@@ -185,7 +303,18 @@ impl AgentService for Agent {
         req: CreateContainerRequest,
     ) -> ttrpc::Result<Empty> {
         self.policy.check(&req)?;
-        Err(not_yet("CreateContainer"))
+        let container = self.prepare_container(&req).await?;
+        let bundle = container.bundle.display().to_string();
+        if let Ok(mut containers) = self.containers.lock() {
+            containers.insert(req.container_id.clone(), container);
+        }
+        Err(status(
+            Code::UNIMPLEMENTED,
+            format!(
+                "/grpc.AgentService/CreateContainer: the root file system is ready in \
+                 {bundle}; running the container is not served by contrast-agent yet"
+            ),
+        ))
     }
 
     async fn start_container(
@@ -498,6 +627,13 @@ impl AgentService for Agent {
         self.policy.check(&req)?;
         Err(not_served("ResizeVolume"))
     }
+}
+
+/// A container ID as the Kata agent accepts it: a path component, never `..`.
+fn valid_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 /// The guest's memory block size (`/sys/devices/system/memory/block_size_bytes`, hex), or

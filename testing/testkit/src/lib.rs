@@ -14,7 +14,7 @@ pub mod pod_case;
 pub mod registry;
 pub mod serve;
 
-pub use pod_case::{PodCase, pod_case};
+pub use pod_case::{PodCase, pod_case, pod_case_of, single_container_pod};
 
 use std::collections::BTreeMap;
 use std::io::Write as _;

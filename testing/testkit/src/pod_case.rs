@@ -42,6 +42,13 @@ pub fn pod_case(file: &str) -> PodCase {
     );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let doc: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+    pod_case_of(&doc, &path)
+}
+
+/// A pod in the format of `crates/policy/tests/data` (`name`, `namespace`, `spec`,
+/// `images`, …), `what` naming it in panics.
+pub fn pod_case_of(doc: &Value, what: &str) -> PodCase {
+    let path = what;
     let labels: BTreeMap<String, String> =
         serde_json::from_value(doc["labels"].clone()).unwrap_or_default();
     let images: BTreeMap<String, ImageConfig> = serde_json::from_value(doc["images"].clone())
@@ -65,4 +72,30 @@ pub fn pod_case(file: &str) -> PodCase {
         requests: contrast_policy::expected_requests(&input)
             .unwrap_or_else(|e| panic!("{path}: requests: {e}")),
     }
+}
+
+/// A one-container pod (`app`, namespace `default`) running `reference`, an image whose
+/// manifest digest is `digest` and whose entrypoint is `entrypoint`: its policy and the
+/// requests of a faithful runtime.
+pub fn single_container_pod(reference: &str, digest: &str, entrypoint: &[&str]) -> PodCase {
+    let doc = serde_json::json!({
+        "name": "app",
+        "namespace": "default",
+        "spec": {
+            "runtimeClassName": "contrast-cc-metal-qemu-snp-0123abcd",
+            "containers": [{"name": "app", "image": reference}],
+        },
+        "images": {
+            reference: {
+                "digest": digest,
+                "env": ["PATH=/usr/bin:/bin"],
+                "entrypoint": entrypoint,
+                "cmd": [],
+                "working_dir": "",
+                "user": "",
+                "volumes": [],
+            }
+        }
+    });
+    pod_case_of(&doc, "the single-container pod")
 }

@@ -1,0 +1,109 @@
+//! `image_guest_pull`: the container's root file system pulled inside the guest, by
+//! digest, from the image the request's storage names (the Kata runtime's guest pull with
+//! no shared file system; the policy has checked the reference and its digest).
+
+use std::collections::BTreeMap;
+
+use contrast_registry::{Resolver, ResolverOptions};
+
+use super::{ContainerContext, Prepared, StorageError, StorageHandler};
+use crate::proto::agent::Storage;
+
+const DRIVER: &str = "image_guest_pull";
+
+/// The container-type annotations of containerd and CRI-O; `sandbox` marks the pause
+/// container, whose root is the guest's own pause, not a pull.
+const CONTAINER_TYPE_KEYS: [&str; 2] = [
+    "io.kubernetes.cri.container-type",
+    "io.kubernetes.cri-o.ContainerType",
+];
+
+/// Pulls with one [`Resolver`] (no cache: the guest starts empty).
+#[derive(Debug)]
+pub struct ImagePullHandler {
+    options: ResolverOptions,
+}
+
+impl ImagePullHandler {
+    /// A handler that pulls with `options` (insecure registries, platform).
+    pub fn new(options: ResolverOptions) -> Self {
+        ImagePullHandler { options }
+    }
+}
+
+/// `driver_options` as the Kata runtime writes them: one `image_guest_pull=<JSON>` entry
+/// whose `metadata` holds the container's annotations.
+fn metadata(storage: &Storage) -> Result<BTreeMap<String, String>, StorageError> {
+    let invalid = |detail: String| StorageError::Invalid {
+        driver: DRIVER.to_owned(),
+        detail,
+    };
+    let mut found = None;
+    for option in &storage.driver_options {
+        if let Some(json) = option.strip_prefix("image_guest_pull=") {
+            if found.is_some() {
+                return Err(invalid(
+                    "more than one image_guest_pull= driver option".into(),
+                ));
+            }
+            found = Some(json);
+        }
+    }
+    let json = found.ok_or_else(|| invalid("no image_guest_pull= driver option".into()))?;
+    #[derive(serde::Deserialize)]
+    struct Volume {
+        #[serde(default)]
+        metadata: BTreeMap<String, String>,
+    }
+    serde_json::from_str::<Volume>(json)
+        .map(|v| v.metadata)
+        .map_err(|e| {
+            invalid(format!(
+                "the image_guest_pull driver option is not its JSON: {e}"
+            ))
+        })
+}
+
+#[async_trait::async_trait]
+impl StorageHandler for ImagePullHandler {
+    fn driver(&self) -> &'static str {
+        DRIVER
+    }
+
+    async fn add(
+        &self,
+        storage: &Storage,
+        container: &ContainerContext,
+    ) -> Result<Prepared, StorageError> {
+        let metadata = metadata(storage)?;
+        let rootfs = container.rootfs();
+        std::fs::create_dir_all(&rootfs).map_err(|source| StorageError::Io {
+            path: rootfs.clone(),
+            source,
+        })?;
+        if CONTAINER_TYPE_KEYS
+            .iter()
+            .any(|k| metadata.get(*k).map(String::as_str) == Some("sandbox"))
+        {
+            return Ok(Prepared::PauseRoot);
+        }
+        let image = storage.source.clone();
+        let pull_error = |source| StorageError::Pull {
+            image: image.clone(),
+            source: Box::new(source),
+        };
+        let resolver = Resolver::new(self.options.clone()).map_err(pull_error)?;
+        let pulled = resolver.pull(&image, &rootfs).await.map_err(pull_error)?;
+        tracing::info!(
+            container = %container.container_id,
+            %image,
+            layers = pulled.layers.len(),
+            bytes = pulled.layers.iter().map(|l| l.bytes).sum::<u64>(),
+            "image pulled in the guest"
+        );
+        Ok(Prepared::PulledRoot {
+            image,
+            digest: pulled.image.digest,
+        })
+    }
+}

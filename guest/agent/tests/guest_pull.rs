@@ -1,0 +1,145 @@
+//! Guest pull through the agent: a pod generated for an image in a real registry (Debian's
+//! `docker-registry`, filled by `skopeo`), the runtime's requests over ttRPC, and the
+//! container's root pulled by digest into the bundle — or refused, with nothing left, when
+//! the registry's content was changed.
+
+#![allow(clippy::unwrap_used)]
+
+use contrast_agent::proto::agent::{CreateContainerRequest, CreateSandboxRequest};
+use contrast_agent::proto::agent_ttrpc::AgentServiceClient;
+use contrast_agent::{Agent, AgentConfig, PolicyGate, serve};
+use contrast_testkit::registry::{LayeredImage, Registry, RegistrySetup, layer_tar_gz, sha256};
+use contrast_testkit::{PodCase, TempDir, single_container_pod};
+use serde_json::Value;
+use ttrpc::{Code, context};
+
+/// The image's one layer: a file to find in the pulled root.
+fn layer() -> Vec<u8> {
+    layer_tar_gz("etc/greeting", b"pulled in the guest\n").0
+}
+
+fn pod(reference: &str, image: &LayeredImage) -> PodCase {
+    single_container_pod(reference, &image.digest(), &["/bin/app"])
+}
+
+struct Running {
+    dir: TempDir,
+    server: ttrpc::r#async::Server,
+    agent: AgentServiceClient,
+}
+
+async fn start(policy: &str, registry: &Registry) -> Running {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = TempDir::new("agent-pull");
+    std::fs::write(dir.0.join("policy.rego"), policy).unwrap();
+    let gate = PolicyGate::from_file(&dir.0.join("policy.rego")).unwrap();
+    let config = AgentConfig {
+        run_dir: dir.0.join("run"),
+        registry: contrast_registry::ResolverOptions {
+            insecure_registries: vec![registry.host()],
+            docker_config_dir: Some(dir.0.join("no-docker-config")),
+            ..contrast_registry::ResolverOptions::default()
+        },
+    };
+    let address = format!("unix://{}", dir.0.join("agent.sock").display());
+    let mut server = serve::server(&address, Agent::new(gate, config)).unwrap();
+    server.start().await.unwrap();
+    let client = ttrpc::r#async::Client::connect(&address).await.unwrap();
+    Running {
+        dir,
+        server,
+        agent: AgentServiceClient::new(client),
+    }
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(value: &Value) -> T {
+    serde_json::from_value(value.clone()).unwrap()
+}
+
+fn status(result: ttrpc::Result<contrast_agent::proto::empty::Empty>) -> (Code, String) {
+    match result {
+        Ok(_) => (Code::OK, String::new()),
+        Err(ttrpc::Error::RpcStatus(s)) => (s.code(), s.message.clone()),
+        Err(other) => panic!("not a status: {other:?}"),
+    }
+}
+
+async fn create_sandbox_and_pause(running: &Running, pod: &PodCase) {
+    let ctx = || context::with_timeout(60_000_000_000);
+    let sandbox: CreateSandboxRequest = from_json(pod.request("CreateSandboxRequest"));
+    running.agent.create_sandbox(ctx(), &sandbox).await.unwrap();
+    let pause: CreateContainerRequest = from_json(pod.nth_request("CreateContainerRequest", 0));
+    let (code, message) = status(running.agent.create_container(ctx(), &pause).await);
+    assert_eq!(code, Code::UNIMPLEMENTED, "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_containers_root_is_pulled_by_digest_in_the_guest() {
+    let registry = Registry::start(RegistrySetup::default());
+    let work = tempfile::tempdir().unwrap();
+    let image = LayeredImage::new(r#"{"Entrypoint":["/bin/app"]}"#, &[layer()]);
+    let reference = image.push(&registry, work.path(), "guest/app", "v1");
+    let pod = pod(&reference, &image);
+    let running = start(&pod.policy, &registry).await;
+    create_sandbox_and_pause(&running, &pod).await;
+
+    let app: CreateContainerRequest = from_json(pod.nth_request("CreateContainerRequest", 1));
+    let (code, message) = status(
+        running
+            .agent
+            .create_container(context::with_timeout(60_000_000_000), &app)
+            .await,
+    );
+    // The root is there; running it is the next step.
+    assert_eq!(code, Code::UNIMPLEMENTED, "{message}");
+    assert!(
+        message.contains("the root file system is ready"),
+        "{message}"
+    );
+    let rootfs = running
+        .dir
+        .0
+        .join("run")
+        .join(&app.container_id)
+        .join("rootfs");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/greeting")).unwrap(),
+        "pulled in the guest\n"
+    );
+    assert_eq!(
+        app.OCI.Root.Path,
+        format!("/run/kata-containers/{}/rootfs", app.container_id)
+    );
+    let mut running = running;
+    running.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_changed_in_the_registry_leaves_no_root() {
+    let registry = Registry::start(RegistrySetup::default());
+    let work = tempfile::tempdir().unwrap();
+    let image = LayeredImage::new(r#"{"Entrypoint":["/bin/app"]}"#, &[layer()]);
+    let reference = image.push(&registry, work.path(), "guest/changed", "v1");
+    let pod = pod(&reference, &image);
+    // The registry's disk now holds other bytes for the layer (same length).
+    let mut changed = image.layers[0].clone();
+    let last = changed.len() - 1;
+    changed[last] ^= 0xff;
+    std::fs::write(registry.blob_path(&sha256(&image.layers[0])), &changed).unwrap();
+
+    let running = start(&pod.policy, &registry).await;
+    create_sandbox_and_pause(&running, &pod).await;
+    let app: CreateContainerRequest = from_json(pod.nth_request("CreateContainerRequest", 1));
+    let (code, message) = status(
+        running
+            .agent
+            .create_container(context::with_timeout(60_000_000_000), &app)
+            .await,
+    );
+    assert_eq!(code, Code::INTERNAL, "{message}");
+    assert!(message.contains("digest"), "{message}");
+    assert!(
+        !running.dir.0.join("run").join(&app.container_id).exists(),
+        "nothing of the refused image stays"
+    );
+}
