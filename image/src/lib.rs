@@ -318,7 +318,8 @@ fn build_rootfs(config: &BuildConfig, work: &Path) -> Result<PathBuf, ImageError
         tree.file(&format!("usr/bin/{name}"), stripped.clone(), 0o755);
         programs.push(path);
     }
-    for tool in ["usr/sbin/cryptsetup", "usr/sbin/mke2fs"] {
+    // The agent's OCI runtime (guest/agent/src/container: why crun).
+    for tool in ["usr/sbin/cryptsetup", "usr/sbin/mke2fs", "usr/bin/crun"] {
         let path = system.join(tool);
         tree.file(tool, path.clone(), 0o755);
         programs.push(path);

@@ -4,6 +4,8 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
 mount -t configfs configfs /sys/kernel/config 2>/dev/null
+# cgroup v2 for the containers' limits (crun, cgroupfs manager).
+mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
 mkdir -p /run/cryptsetup
 
 ip link set lo up

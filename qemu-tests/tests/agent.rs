@@ -14,8 +14,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use contrast_agent::proto::agent::{
-    CreateContainerRequest, CreateSandboxRequest, DestroySandboxRequest, ExecProcessRequest,
-    GuestDetailsRequest,
+    CopyFileRequest, CreateContainerRequest, CreateSandboxRequest, DestroySandboxRequest,
+    ExecProcessRequest, GuestDetailsRequest, ReadStreamRequest, RemoveContainerRequest,
+    StartContainerRequest, WaitProcessRequest,
 };
 use contrast_agent::proto::agent_ttrpc::AgentServiceClient;
 use contrast_agent::proto::health::{CheckRequest, health_check_response::ServingStatus};
@@ -50,9 +51,6 @@ const AGENT_ENV: &str =
 /// After the agent exited: which policy the initdata check installed.
 const AFTER_AGENT: &str = r#"
 echo "CONTRAST-STEP policy-sha256=$(sha256sum /run/measured-cfg/policy.rego | cut -d' ' -f1)"
-for greeting in /run/kata-containers/*/rootfs/etc/greeting; do
-    [ -e "$greeting" ] && echo "CONTRAST-STEP greeting=$(cat "$greeting")"
-done
 echo "CONTRAST-TEST-PASS $1"
 "#;
 
@@ -224,14 +222,9 @@ fn the_agent_serves_the_runtime_under_the_initdata_policy() {
             message.starts_with("CreateContainerRequest is blocked by policy"),
             "{message}"
         );
-        // The faithful pause container passes the policy (containers are the next step).
+        // The faithful pause container passes the policy and is created.
         let pause: CreateContainerRequest = from_json(pod.request("CreateContainerRequest"));
-        let (code, message) = status(agent.create_container(ctx(), &pause).await);
-        assert_eq!(code, Code::UNIMPLEMENTED, "{message}");
-        assert!(
-            message.contains("not served by contrast-agent yet"),
-            "{message}"
-        );
+        agent.create_container(ctx(), &pause).await.unwrap();
         // An exec nobody asked for.
         let mut exec = ExecProcessRequest::new();
         exec.container_id = sandbox.sandbox_id.clone();
@@ -321,65 +314,146 @@ fn with_initdata_other_than_the_launch_every_request_is_refused() {
     );
 }
 
-/// The container's root comes from the registry on the host, pulled by digest inside the
-/// guest through QEMU's user network (the host's loopback is 10.0.2.2 there).
+/// A one-layer image with the host's static busybox as `/bin/busybox` and `/bin/sh`.
+fn busybox_layer() -> Vec<u8> {
+    let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (busybox-static)");
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0o755);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_size(busybox.len() as u64);
+    builder
+        .append_data(&mut header, "bin/busybox", busybox.as_slice())
+        .unwrap();
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Symlink);
+    link.set_mode(0o777);
+    link.set_uid(0);
+    link.set_gid(0);
+    link.set_size(0);
+    builder.append_link(&mut link, "bin/sh", "busybox").unwrap();
+    builder.into_inner().unwrap()
+}
+
+/// The CopyFile requests the runtime sends for `container`'s copied mounts (its files
+/// under the shared directory), with small contents.
+fn copies_for(container: &CreateContainerRequest) -> Vec<CopyFileRequest> {
+    container
+        .OCI
+        .Mounts
+        .iter()
+        .filter(|m| m.source.starts_with(contrast_agent::copy_file::SHARED_DIR))
+        .map(|m| {
+            let data: &[u8] = match m.destination.as_str() {
+                "/etc/hosts" => b"127.0.0.1 localhost\n",
+                "/etc/hostname" => b"app\n",
+                "/etc/resolv.conf" => b"nameserver 10.0.2.3\n",
+                _ => b"",
+            };
+            let mut copy = CopyFileRequest::new();
+            copy.path = m.source.clone();
+            copy.file_mode = 0o100_644;
+            copy.dir_mode = 0o750;
+            copy.file_size = data.len() as i64;
+            copy.data = data.to_vec();
+            copy
+        })
+        .collect()
+}
+
+/// Reads a stream to its end.
+async fn read_all(agent: &AgentServiceClient, id: &str, stdout: bool) -> String {
+    let mut all = Vec::new();
+    loop {
+        let mut read = ReadStreamRequest::new();
+        read.container_id = id.to_owned();
+        read.len = 32 * 1024;
+        let chunk = if stdout {
+            agent.read_stdout(ctx(), &read).await.unwrap()
+        } else {
+            agent.read_stderr(ctx(), &read).await.unwrap()
+        };
+        if chunk.data.is_empty() {
+            return String::from_utf8_lossy(&all).into_owned();
+        }
+        all.extend_from_slice(&chunk.data);
+    }
+}
+
+/// A pod runs: the app's image is pulled by digest in the guest, crun runs the pause
+/// container and the app in the sandbox's namespaces, the app's output reaches the host
+/// through ReadStdout/ReadStderr and WaitProcess gives its exit code.
 #[test]
-fn the_agent_pulls_the_containers_root_in_the_guest() {
-    use contrast_testkit::registry::{LayeredImage, Registry, RegistrySetup, layer_tar_gz};
+fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
+    use contrast_testkit::registry::{LayeredImage, Registry, RegistrySetup};
     let registry = Registry::start(RegistrySetup::default());
-    let work = tempdir("agent-pull-layout").unwrap();
-    let image = LayeredImage::new(
-        r#"{"Entrypoint":["/bin/app"]}"#,
-        &[layer_tar_gz("etc/greeting", b"pulled in the guest\n").0],
-    );
-    image.push(&registry, &work, "guest/app", "v1");
+    let work = tempdir("agent-run-layout").unwrap();
+    let image = LayeredImage::new(r#"{"Entrypoint":["/bin/sh"]}"#, &[busybox_layer()]);
+    image.push(&registry, &work, "guest/busybox", "v1");
     let guest_registry = format!("10.0.2.2:{}", registry.port);
-    let reference = format!("{guest_registry}/guest/app@{}", image.digest());
-    let pod = contrast_testkit::single_container_pod(&reference, &image.digest(), &["/bin/app"]);
+    let reference = format!("{guest_registry}/guest/busybox@{}", image.digest());
+    let script = "echo hello from the pod; echo \"uts: $(hostname)\"; echo to stderr >&2; exit 3";
+    let pod = contrast_testkit::single_container_pod(
+        &reference,
+        &image.digest(),
+        &["/bin/sh", "-c", script],
+    );
     let initdata = contrast_policy::initdata(&pod.policy);
     let mut vm = PodVm::start_with(
-        "agent-pull",
+        "agent-run",
         initdata.as_bytes(),
         initdata.policy_hash(),
         Some(&guest_registry),
     );
     let stream = vm.connect();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let pull_time = runtime.block_on(async {
+    let (stdout, stderr, exit, elapsed) = runtime.block_on(async {
         let (agent, _) = clients(stream);
+        let started = Instant::now();
         let sandbox: CreateSandboxRequest = from_json(pod.request("CreateSandboxRequest"));
         agent.create_sandbox(ctx(), &sandbox).await.unwrap();
         let pause: CreateContainerRequest = from_json(pod.nth_request("CreateContainerRequest", 0));
-        let (code, message) = status(agent.create_container(ctx(), &pause).await);
-        assert_eq!(code, Code::UNIMPLEMENTED, "{message}");
+        agent.create_container(ctx(), &pause).await.unwrap();
+        for copy in copies_for(&pause) {
+            agent.copy_file(ctx(), &copy).await.unwrap();
+        }
+        let mut start = StartContainerRequest::new();
+        start.container_id = pause.container_id.clone();
+        agent.start_container(ctx(), &start).await.unwrap();
+
         let app: CreateContainerRequest = from_json(pod.nth_request("CreateContainerRequest", 1));
-        let started = Instant::now();
-        let (code, message) = status(agent.create_container(ctx(), &app).await);
-        let pull_time = started.elapsed();
-        assert_eq!(code, Code::UNIMPLEMENTED, "{message}");
-        assert!(
-            message.contains("the root file system is ready"),
-            "{message}"
-        );
+        for copy in copies_for(&app) {
+            agent.copy_file(ctx(), &copy).await.unwrap();
+        }
+        agent.create_container(ctx(), &app).await.unwrap();
+        start.container_id = app.container_id.clone();
+        agent.start_container(ctx(), &start).await.unwrap();
+        let stdout = read_all(&agent, &app.container_id, true).await;
+        let stderr = read_all(&agent, &app.container_id, false).await;
+        let mut wait = WaitProcessRequest::new();
+        wait.container_id = app.container_id.clone();
+        let exit = agent.wait_process(ctx(), &wait).await.unwrap().status;
+        let elapsed = started.elapsed();
+        let mut remove = RemoveContainerRequest::new();
+        remove.container_id = app.container_id.clone();
+        agent.remove_container(ctx(), &remove).await.unwrap();
         agent
             .destroy_sandbox(ctx(), &DestroySandboxRequest::new())
             .await
             .unwrap();
-        pull_time
+        (stdout, stderr, exit, elapsed)
     });
     let console = vm.finish();
     let _ = std::fs::remove_dir_all(&work);
     console.expect_pass().unwrap();
     assert_eq!(
-        console.step_value("greeting"),
-        Some("pulled in the guest"),
-        "{}",
+        stdout, "hello from the pod\nuts: app\n",
+        "stdout; console:\n{}",
         console.text
     );
-    assert!(
-        console.contains("image pulled in the guest"),
-        "{}",
-        console.text
-    );
-    eprintln!("agent-pull: CreateContainer with the pull took {pull_time:?}");
+    assert_eq!(stderr, "to stderr\n", "stderr; console:\n{}", console.text);
+    assert_eq!(exit, 3, "{}", console.text);
+    eprintln!("agent-run: CreateSandbox → app exited in {elapsed:?} (TCG)");
 }

@@ -68,6 +68,8 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
         "ca-certificates",
         "test -e /etc/ssl/certs/ca-certificates.crt",
     ),
+    // The agent's OCI runtime, carried in the image.
+    ("crun", "test -x /usr/bin/crun"),
     // qemu-tests: kbuild for the test-only TSM provider module.
     ("make", "command -v make"),
 ];

@@ -120,8 +120,21 @@ fn create_sandbox(data: &PolicyData, sandbox_id: &str) -> Value {
 
 fn mount(m: &MountRule, sandbox_id: &str, container_id: &str, n: usize) -> Value {
     let access = if m.read_only { "ro" } else { "rw" };
-    let options: Vec<&str> = match m.mount_type.as_str() {
-        "bind" | "local" => vec!["rbind", "rprivate", access],
+    // containerd's options for its default mounts (oci/mounts.go and the CRI's cgroup
+    // mount, as genpolicy's containerd.rs has them): /dev must allow device nodes, so an
+    // OCI runtime can run what these requests describe.
+    let options: Vec<&str> = match (m.mount_type.as_str(), m.destination.as_str()) {
+        ("bind" | "local", _) => vec!["rbind", "rprivate", access],
+        ("tmpfs", "/dev") => vec!["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ("devpts", "/dev/pts") => vec![
+            "nosuid",
+            "noexec",
+            "newinstance",
+            "ptmxmode=0666",
+            "mode=0620",
+            "gid=5",
+        ],
+        ("cgroup", _) => vec!["nosuid", "noexec", "nodev", "relatime", access],
         _ if m.read_only => vec!["nosuid", "noexec", "nodev", "ro"],
         _ => vec!["nosuid", "noexec", "nodev"],
     };

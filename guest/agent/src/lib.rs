@@ -2,6 +2,9 @@
 //! (`grpc.AgentService`, `grpc.Health`) on vsock port 1024, and asks the pod's policy about
 //! every request before it acts on it.
 
+pub mod container;
+pub mod copy_file;
+pub mod mount;
 pub mod policy;
 pub mod proto;
 pub mod serve;

@@ -25,6 +25,12 @@ struct Args {
     /// The containers' bundles (`<dir>/<container ID>/rootfs`).
     #[arg(long, default_value = RUN_DIR)]
     run_dir: PathBuf,
+    /// The OCI runtime.
+    #[arg(long, default_value = "/usr/bin/crun")]
+    crun: PathBuf,
+    /// A static busybox, the pause container's program.
+    #[arg(long, default_value = "/bin/busybox")]
+    pause: PathBuf,
     /// The only root certificates for HTTPS registries (a PEM bundle; the image's).
     #[arg(long, default_value = "/etc/ssl/certs/ca-certificates.crt")]
     registry_roots: PathBuf,
@@ -62,6 +68,8 @@ async fn main() -> anyhow::Result<()> {
             root_certificates: Some(args.registry_roots.clone()),
             ..contrast_registry::ResolverOptions::default()
         },
+        crun: args.crun.clone(),
+        pause: args.pause.clone(),
     };
     let agent = Agent::new(gate, config);
     let mut server = serve::server(&args.listen, agent.clone())

@@ -1,0 +1,285 @@
+//! Running containers with crun, the OCI runtime in the image.
+//!
+//! Why crun: it implements the whole OCI runtime spec the requests use (namespaces,
+//! cgroup v2, capabilities, seccomp, rlimits, masked and read-only paths, mounts), it is
+//! small (≈0.5 MB with its libraries from Debian) and maintained in Debian, and as a
+//! separate process it keeps namespace and mount set-up out of the agent, which is
+//! multi-threaded (youki's libcontainer would fork the agent itself). The agent runs each
+//! process in the foreground (`crun run`, `crun exec`): crun stays its parent, passes its
+//! stdio on and exits with the process's status, so the agent waits on crun alone and
+//! needs no reaper for processes it did not start.
+
+pub mod spec;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::process::{ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::sync::{Mutex, watch};
+
+/// The longest read a ReadStdout/ReadStderr answers (the runtime asks for 32 KiB).
+const MAX_READ: usize = 1 << 20;
+
+/// crun, with its state under the agent's run directory.
+#[derive(Debug, Clone)]
+pub struct Crun {
+    /// The crun binary.
+    pub binary: PathBuf,
+    /// Its state directory (`--root`).
+    pub state: PathBuf,
+}
+
+/// Why crun could not be driven.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// crun could not be started.
+    #[error("starting {binary}")]
+    Spawn {
+        /// The binary.
+        binary: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// crun refused (its own message).
+    #[error("crun {command} {id}: {stderr}")]
+    Refused {
+        /// The crun subcommand.
+        command: &'static str,
+        /// The container.
+        id: String,
+        /// What crun said.
+        stderr: String,
+    },
+    /// The container's process did not come up.
+    #[error("container {id}: crun gave no process ID within 30 s ({detail})")]
+    NoPid {
+        /// The container.
+        id: String,
+        /// What is known.
+        detail: String,
+    },
+}
+
+impl Crun {
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.binary);
+        command.arg("--root").arg(&self.state);
+        command.kill_on_drop(false);
+        command
+    }
+
+    /// Runs the container of `bundle` in the foreground; its init process is the
+    /// returned [`Process`]. Waits until crun has written the process's PID.
+    pub async fn run(&self, id: &str, bundle: &Path, stdin: bool) -> Result<Process, RuntimeError> {
+        let pid_file = bundle.join("init.pid");
+        let _ = std::fs::remove_file(&pid_file);
+        let mut command = self.command();
+        command
+            .arg("run")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(id);
+        let process = Process::spawn(&mut command, &self.binary, stdin)?;
+        let pid = process.wait_for_pid(&pid_file, id).await?;
+        Ok(Process {
+            pid: Some(pid),
+            ..process
+        })
+    }
+
+    /// Runs `process.json` (an OCI `process`) in container `id` in the foreground.
+    pub async fn exec(
+        &self,
+        id: &str,
+        process_json: &Path,
+        stdin: bool,
+    ) -> Result<Process, RuntimeError> {
+        let mut command = self.command();
+        command
+            .arg("exec")
+            .arg("--process")
+            .arg(process_json)
+            .arg(id);
+        Process::spawn(&mut command, &self.binary, stdin)
+    }
+
+    /// Sends `signal` to container `id`'s init process (all of them with `all`).
+    pub async fn kill(&self, id: &str, signal: u32, all: bool) -> Result<(), RuntimeError> {
+        let mut command = self.command();
+        command.arg("kill");
+        if all {
+            command.arg("--all");
+        }
+        command.arg(id).arg(signal.to_string());
+        self.finish(command, "kill", id).await
+    }
+
+    /// Removes container `id`, killing what still runs.
+    pub async fn delete(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut command = self.command();
+        command.arg("delete").arg("--force").arg(id);
+        self.finish(command, "delete", id).await
+    }
+
+    async fn finish(
+        &self,
+        mut command: Command,
+        name: &'static str,
+        id: &str,
+    ) -> Result<(), RuntimeError> {
+        let output = command
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|source| RuntimeError::Spawn {
+                binary: self.binary.clone(),
+                source,
+            })?;
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(RuntimeError::Refused {
+            command: name,
+            id: id.to_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        })
+    }
+}
+
+/// A process of a container: its streams and its exit status.
+#[derive(Debug, Clone)]
+pub struct Process {
+    /// The container init's PID in the VM (for `crun run`), once known.
+    pub pid: Option<u32>,
+    stdin: Arc<Mutex<Option<ChildStdin>>>,
+    stdout: Arc<Mutex<Option<ChildStdout>>>,
+    stderr: Arc<Mutex<Option<ChildStderr>>>,
+    exit: watch::Receiver<Option<i32>>,
+}
+
+impl Process {
+    fn spawn(command: &mut Command, binary: &Path, stdin: bool) -> Result<Process, RuntimeError> {
+        let mut child = command
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| RuntimeError::Spawn {
+                binary: binary.to_owned(),
+                source,
+            })?;
+        let (exit_tx, exit) = watch::channel(None);
+        let process = Process {
+            pid: None,
+            stdin: Arc::new(Mutex::new(child.stdin.take())),
+            stdout: Arc::new(Mutex::new(child.stdout.take())),
+            stderr: Arc::new(Mutex::new(child.stderr.take())),
+            exit,
+        };
+        tokio::spawn(async move {
+            let status = match child.wait().await {
+                Ok(status) => exit_code(status),
+                Err(e) => {
+                    tracing::warn!(error = %e, "waiting for crun failed");
+                    255
+                }
+            };
+            exit_tx.send_replace(Some(status));
+        });
+        Ok(process)
+    }
+
+    async fn wait_for_pid(&self, pid_file: &Path, id: &str) -> Result<u32, RuntimeError> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(pid_file)
+                && let Ok(pid) = text.trim().parse::<u32>()
+            {
+                return Ok(pid);
+            }
+            let exited = *self.exit.borrow();
+            if let Some(status) = exited {
+                let stderr = self.read(false, MAX_READ).await;
+                return Err(RuntimeError::Refused {
+                    command: "run",
+                    id: id.to_owned(),
+                    stderr: format!(
+                        "exited with {status} before the container ran: {}",
+                        String::from_utf8_lossy(&stderr).trim()
+                    ),
+                });
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(RuntimeError::NoPid {
+                    id: id.to_owned(),
+                    detail: format!("{} not written", pid_file.display()),
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The exit status, once the process has ended: its exit code, or 128 + the signal
+    /// that ended it (crun passes on the container's status).
+    pub async fn wait(&self) -> i32 {
+        let mut exit = self.exit.clone();
+        match exit.wait_for(Option::is_some).await {
+            Ok(status) => status.unwrap_or(255),
+            Err(_) => 255,
+        }
+    }
+
+    /// Whether the process has ended.
+    pub fn exited(&self) -> bool {
+        self.exit.borrow().is_some()
+    }
+
+    /// Up to `len` bytes of stdout (or stderr), waiting until some are there; empty at
+    /// the end of the stream.
+    pub async fn read(&self, stdout: bool, len: usize) -> Vec<u8> {
+        let mut buffer = vec![0u8; len.clamp(1, MAX_READ)];
+        let n = if stdout {
+            match self.stdout.lock().await.as_mut() {
+                Some(s) => s.read(&mut buffer).await.unwrap_or(0),
+                None => 0,
+            }
+        } else {
+            match self.stderr.lock().await.as_mut() {
+                Some(s) => s.read(&mut buffer).await.unwrap_or(0),
+                None => 0,
+            }
+        };
+        buffer.truncate(n);
+        buffer
+    }
+
+    /// Writes to stdin; the number of bytes written.
+    pub async fn write(&self, data: &[u8]) -> std::io::Result<usize> {
+        match self.stdin.lock().await.as_mut() {
+            Some(stdin) => stdin.write_all(data).await.map(|()| data.len()),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the process has no stdin (closed, or not asked for)",
+            )),
+        }
+    }
+
+    /// Closes stdin.
+    pub async fn close_stdin(&self) {
+        self.stdin.lock().await.take();
+    }
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt as _;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => 255,
+    }
+}
