@@ -39,6 +39,12 @@ fail() {{ echo "CONTRAST-TEST-FAIL $1: $2"; exit 1; }}
 {GUEST_SIMULATOR_SETUP}
 insmod /run/test/fake_tsm.ko host_data="$(cat /run/test/host_data)" measurement="$(cat /run/test/measurement)" \
     || fail "$1" "insmod fake_tsm.ko failed"
+# The agent's peak resident memory, sampled while it runs (read after it exits).
+(while true; do
+    pid=$(pidof contrast-agent) && grep VmHWM "/proc/$pid/status" > /run/agent-hwm.tmp \
+        && mv /run/agent-hwm.tmp /run/agent-hwm
+    sleep 0.2
+done) &
 echo "CONTRAST-STEP prepared"
 "#
     )
@@ -51,6 +57,7 @@ const AGENT_ENV: &str =
 /// After the agent exited: which policy the initdata check installed.
 const AFTER_AGENT: &str = r#"
 echo "CONTRAST-STEP policy-sha256=$(sha256sum /run/measured-cfg/policy.rego | cut -d' ' -f1)"
+echo "CONTRAST-STEP agent-peak-rss=$(tr -s ' \t' ' ' < /run/agent-hwm 2>/dev/null | cut -d' ' -f2-)"
 echo "CONTRAST-TEST-PASS $1"
 "#;
 
@@ -344,7 +351,13 @@ fn copies_for(container: &CreateContainerRequest) -> Vec<CopyFileRequest> {
         .OCI
         .Mounts
         .iter()
-        .filter(|m| m.source.starts_with(contrast_agent::copy_file::SHARED_DIR))
+        // A copy is one entry directly below the shared directory; a disk emptyDir
+        // (`<sandbox>/rootfs/local/<name>`) is a storage, not a copy.
+        .filter(|m| {
+            m.source
+                .strip_prefix(contrast_agent::copy_file::SHARED_DIR)
+                .is_some_and(|rest| !rest.contains('/'))
+        })
         .map(|m| {
             let data: &[u8] = match m.destination.as_str() {
                 "/etc/hosts" => b"127.0.0.1 localhost\n",
@@ -394,12 +407,43 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
     image.push(&registry, &work, "guest/busybox", "v1");
     let guest_registry = format!("10.0.2.2:{}", registry.port);
     let reference = format!("{guest_registry}/guest/busybox@{}", image.digest());
-    let script = "echo hello from the pod; echo \"uts: $(hostname)\"; echo to stderr >&2; exit 3";
-    let pod = contrast_testkit::single_container_pod(
-        &reference,
-        &image.digest(),
-        &["/bin/sh", "-c", script],
-    );
+    // Both emptyDir kinds: a tmpfs shared by the pod (ephemeral) and a directory (local).
+    let script = "echo hello from the pod; echo \"uts: $(hostname)\"; \
+                  echo memory > /scratch/file && echo disk > /cache/file && \
+                  cat /scratch/file /cache/file; grep -c ' /scratch tmpfs ' /proc/mounts; \
+                  echo to stderr >&2; exit 3";
+    let doc = serde_json::json!({
+        "name": "app",
+        "namespace": "default",
+        "spec": {
+            "runtimeClassName": "contrast-cc-metal-qemu-snp-0123abcd",
+            "containers": [{
+                "name": "app",
+                "image": reference,
+                "command": ["/bin/sh", "-c", script],
+                "volumeMounts": [
+                    {"name": "scratch", "mountPath": "/scratch"},
+                    {"name": "cache", "mountPath": "/cache"},
+                ],
+            }],
+            "volumes": [
+                {"name": "scratch", "emptyDir": {"medium": "Memory"}},
+                {"name": "cache", "emptyDir": {}},
+            ],
+        },
+        "images": {
+            &reference: {
+                "digest": image.digest(),
+                "env": ["PATH=/usr/bin:/bin"],
+                "entrypoint": ["/bin/sh"],
+                "cmd": [],
+                "working_dir": "",
+                "user": "",
+                "volumes": [],
+            }
+        }
+    });
+    let pod = contrast_testkit::pod_case_of(&doc, "the pod with emptyDirs");
     let initdata = contrast_policy::initdata(&pod.policy);
     let mut vm = PodVm::start_with(
         "agent-run",
@@ -449,11 +493,14 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
     let _ = std::fs::remove_dir_all(&work);
     console.expect_pass().unwrap();
     assert_eq!(
-        stdout, "hello from the pod\nuts: app\n",
+        stdout, "hello from the pod\nuts: app\nmemory\ndisk\n1\n",
         "stdout; console:\n{}",
         console.text
     );
     assert_eq!(stderr, "to stderr\n", "stderr; console:\n{}", console.text);
     assert_eq!(exit, 3, "{}", console.text);
-    eprintln!("agent-run: CreateSandbox → app exited in {elapsed:?} (TCG)");
+    eprintln!(
+        "agent-run: CreateSandbox → app exited in {elapsed:?} (TCG); agent peak RSS {}",
+        console.step_value("agent-peak-rss").unwrap_or("?")
+    );
 }

@@ -20,7 +20,10 @@ use crate::proto::health::{
 use crate::proto::health_ttrpc::Health;
 use crate::proto::types::Interface;
 use crate::status;
-use crate::storage::{ContainerContext, ImagePullHandler, Prepared, StorageError, StorageHandler};
+use crate::storage::{
+    ContainerContext, EphemeralHandler, ImagePullHandler, LocalHandler, Prepared, StorageError,
+    StorageHandler,
+};
 
 /// The agent's version as `GetGuestDetails` and `Health.Version` report it.
 pub const AGENT_VERSION: &str = concat!("contrast-agent ", env!("CARGO_PKG_VERSION"));
@@ -103,8 +106,11 @@ pub struct Agent {
 impl Agent {
     /// An agent with no sandbox that enforces `policy`.
     pub fn new(policy: PolicyGate, config: AgentConfig) -> Arc<Self> {
-        let handlers: Vec<Box<dyn StorageHandler>> =
-            vec![Box::new(ImagePullHandler::new(config.registry.clone()))];
+        let handlers: Vec<Box<dyn StorageHandler>> = vec![
+            Box::new(ImagePullHandler::new(config.registry.clone())),
+            Box::new(EphemeralHandler::new(config.run_dir.clone())),
+            Box::new(LocalHandler::new(config.run_dir.clone())),
+        ];
         let crun = Crun {
             binary: config.crun.clone(),
             state: config.run_dir.join("crun"),
@@ -476,6 +482,9 @@ impl AgentService for Agent {
         }
         let sandbox = self.sandbox_slot()?.take();
         if let Some(sandbox) = sandbox {
+            for handler in &self.handlers {
+                handler.teardown();
+            }
             if let Some(shm) = &sandbox.shm {
                 crate::mount::unmount(shm);
             }

@@ -62,7 +62,8 @@ pub fn config_json(spec: &oci::Spec, placement: &Placement<'_>) -> Value {
                     json!({
                         "destination": m.destination,
                         "type": m.type_,
-                        "source": guest_path(&m.source, placement.run_dir),
+                        "source": crate::storage::guest_path(&m.source, placement.run_dir)
+                            .map_or_else(|| m.source.clone(), |p| p.display().to_string()),
                         "options": m.options,
                     })
                 })
@@ -75,16 +76,6 @@ pub fn config_json(spec: &oci::Spec, placement: &Placement<'_>) -> Value {
     }
     config.insert("linux".into(), linux_json(spec.Linux.as_ref(), placement));
     Value::Object(config)
-}
-
-/// A host-named path under `/run/kata-containers` as it lies in this agent.
-fn guest_path(path: &str, run_dir: &Path) -> String {
-    match path.strip_prefix(crate::service::RUN_DIR) {
-        Some(rest) if rest.is_empty() || rest.starts_with('/') => {
-            format!("{}{rest}", run_dir.display())
-        }
-        _ => path.to_owned(),
-    }
 }
 
 /// `process` of the config.

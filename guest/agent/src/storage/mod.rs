@@ -2,11 +2,15 @@
 //! trait, one file per driver (the Kata agent's layout). A driver without a handler is
 //! refused by name; nothing from the host's shared directory becomes a root file system.
 
+mod ephemeral;
 mod image_pull;
+mod local;
 
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
+pub use ephemeral::EphemeralHandler;
 pub use image_pull::ImagePullHandler;
+pub use local::LocalHandler;
 
 use crate::proto::agent::Storage;
 
@@ -64,6 +68,44 @@ pub enum StorageError {
     },
 }
 
+/// A path the runtime names under `/run/kata-containers` as it lies in this agent (below
+/// `run_dir`); `None` for any other path, or one with `.` or `..` components.
+pub fn guest_path(path: &str, run_dir: &Path) -> Option<PathBuf> {
+    let rest = path.strip_prefix(crate::service::RUN_DIR)?;
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return None;
+    }
+    let mut out = run_dir.to_owned();
+    for component in Path::new(rest).components() {
+        match component {
+            Component::RootDir => {}
+            Component::Normal(c) => out.push(c),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// `fsgid=<gid>` among a storage's options: the pod's fsGroup.
+fn fs_group(options: &[String]) -> Result<Option<u32>, String> {
+    match options.iter().find_map(|o| o.strip_prefix("fsgid=")) {
+        Some(gid) => gid
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("fsgid={gid} is not a group ID")),
+        None => Ok(None),
+    }
+}
+
+/// Gives `dir` to group `gid` with the set-group-ID bit, as the Kata agent does for a
+/// volume of a pod with an fsGroup: files made in it belong to that group.
+fn apply_fs_group(dir: &Path, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::os::unix::fs::chown(dir, None, Some(gid))?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o2000))
+}
+
 /// What a prepared storage left for the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prepared {
@@ -76,6 +118,11 @@ pub enum Prepared {
     },
     /// The sandbox's pause container root (no pull: the guest's own pause).
     PauseRoot,
+    /// An emptyDir volume: a tmpfs (`ephemeral`) or a directory (`local`).
+    Volume {
+        /// Where it lies in the guest.
+        path: PathBuf,
+    },
 }
 
 /// One storage driver.
@@ -90,4 +137,7 @@ pub trait StorageHandler: Send + Sync + std::fmt::Debug {
         storage: &Storage,
         container: &ContainerContext,
     ) -> Result<Prepared, StorageError>;
+
+    /// Undoes what the sandbox's storages left (mounts) when the sandbox goes.
+    fn teardown(&self) {}
 }
