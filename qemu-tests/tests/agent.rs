@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 
 use contrast_agent::proto::agent::{
     CopyFileRequest, CreateContainerRequest, CreateSandboxRequest, DestroySandboxRequest,
-    ExecProcessRequest, GuestDetailsRequest, ReadStreamRequest, RemoveContainerRequest,
-    StartContainerRequest, WaitProcessRequest,
+    ExecProcessRequest, GuestDetailsRequest, ReadStreamRequest, RemoveContainerRequest, Routes,
+    StartContainerRequest, UpdateInterfaceRequest, UpdateRoutesRequest, WaitProcessRequest,
 };
 use contrast_agent::proto::agent_ttrpc::AgentServiceClient;
 use contrast_agent::proto::health::{CheckRequest, health_check_response::ServingStatus};
 use contrast_agent::proto::health_ttrpc::HealthClient;
+use contrast_agent::proto::types::{IPAddress, IPFamily, Interface, Route};
 use contrast_qemu_tests::{
     Console, GUEST_SIMULATOR_SETUP, HarnessError, Vm, connect_vsock, fake_tsm_module, image,
     tempdir,
@@ -456,6 +457,28 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
     let (stdout, stderr, exit, elapsed) = runtime.block_on(async {
         let (agent, _) = clients(stream);
         let started = Instant::now();
+        // The pod's network first, as the runtime hands it over (QEMU's user network:
+        // the first NIC's MAC, the host's loopback as 10.0.2.2).
+        let mut address = IPAddress::new();
+        address.family = IPFamily::v4.into();
+        address.address = "10.0.2.15".to_owned();
+        address.mask = "24".to_owned();
+        let mut iface = Interface::new();
+        iface.name = "eth0".to_owned();
+        iface.hwAddr = "52:54:00:12:34:56".to_owned();
+        iface.IPAddresses = vec![address];
+        let mut update = UpdateInterfaceRequest::new();
+        update.interface = Some(iface).into();
+        agent.update_interface(ctx(), &update).await.unwrap();
+        let mut default_route = Route::new();
+        default_route.gateway = "10.0.2.2".to_owned();
+        default_route.device = "eth0".to_owned();
+        let mut routes = Routes::new();
+        routes.Routes = vec![default_route];
+        let mut update = UpdateRoutesRequest::new();
+        update.routes = Some(routes).into();
+        agent.update_routes(ctx(), &update).await.unwrap();
+
         let sandbox: CreateSandboxRequest = from_json(pod.request("CreateSandboxRequest"));
         agent.create_sandbox(ctx(), &sandbox).await.unwrap();
         let pause: CreateContainerRequest = from_json(pod.nth_request("CreateContainerRequest", 0));

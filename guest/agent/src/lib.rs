@@ -5,6 +5,7 @@
 pub mod container;
 pub mod copy_file;
 pub mod mount;
+pub mod network;
 pub mod policy;
 pub mod proto;
 pub mod serve;

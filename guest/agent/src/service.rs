@@ -96,6 +96,7 @@ pub struct Agent {
     config: AgentConfig,
     handlers: Vec<Box<dyn StorageHandler>>,
     crun: Crun,
+    network: tokio::sync::OnceCell<crate::network::Network>,
     containers: Mutex<BTreeMap<String, Container>>,
     sandbox: Mutex<Option<Sandbox>>,
     /// Set by DestroySandbox: the agent's work is done and it exits (as the Kata agent
@@ -120,6 +121,7 @@ impl Agent {
             config,
             handlers,
             crun,
+            network: tokio::sync::OnceCell::new(),
             containers: Mutex::new(BTreeMap::new()),
             sandbox: Mutex::new(None),
             destroyed: tokio::sync::watch::Sender::new(false),
@@ -385,6 +387,14 @@ impl Agent {
         }
         tracing::info!(container = %id, "container removed");
         Ok(())
+    }
+
+    /// The netlink connection, opened on first use.
+    async fn network(&self, method: &str) -> ttrpc::Result<&crate::network::Network> {
+        self.network
+            .get_or_try_init(|| async { crate::network::Network::connect() })
+            .await
+            .map_err(|e| network_error(method, &e))
     }
 
     fn sandbox_slot(&self) -> ttrpc::Result<std::sync::MutexGuard<'_, Option<Sandbox>>> {
@@ -748,7 +758,17 @@ impl AgentService for Agent {
         req: UpdateInterfaceRequest,
     ) -> ttrpc::Result<Interface> {
         self.policy.check(&req)?;
-        Err(not_yet("UpdateInterface"))
+        let iface = req.interface.as_ref().ok_or_else(|| {
+            status(
+                Code::INVALID_ARGUMENT,
+                "UpdateInterface: the request has no interface",
+            )
+        })?;
+        self.network("UpdateInterface")
+            .await?
+            .update_interface(iface)
+            .await
+            .map_err(|e| network_error("UpdateInterface", &e))
     }
 
     async fn update_routes(
@@ -757,7 +777,20 @@ impl AgentService for Agent {
         req: UpdateRoutesRequest,
     ) -> ttrpc::Result<Routes> {
         self.policy.check(&req)?;
-        Err(not_yet("UpdateRoutes"))
+        let list = req
+            .routes
+            .as_ref()
+            .map(|r| r.Routes.clone())
+            .unwrap_or_default();
+        let applied = self
+            .network("UpdateRoutes")
+            .await?
+            .update_routes(&list)
+            .await
+            .map_err(|e| network_error("UpdateRoutes", &e))?;
+        let mut routes = Routes::new();
+        routes.Routes = applied;
+        Ok(routes)
     }
 
     async fn list_interfaces(
@@ -766,7 +799,14 @@ impl AgentService for Agent {
         req: ListInterfacesRequest,
     ) -> ttrpc::Result<Interfaces> {
         self.policy.check(&req)?;
-        Err(not_yet("ListInterfaces"))
+        let mut interfaces = Interfaces::new();
+        interfaces.Interfaces = self
+            .network("ListInterfaces")
+            .await?
+            .list_interfaces()
+            .await
+            .map_err(|e| network_error("ListInterfaces", &e))?;
+        Ok(interfaces)
     }
 
     async fn list_routes(
@@ -775,7 +815,14 @@ impl AgentService for Agent {
         req: ListRoutesRequest,
     ) -> ttrpc::Result<Routes> {
         self.policy.check(&req)?;
-        Err(not_yet("ListRoutes"))
+        let mut routes = Routes::new();
+        routes.Routes = self
+            .network("ListRoutes")
+            .await?
+            .list_routes()
+            .await
+            .map_err(|e| network_error("ListRoutes", &e))?;
+        Ok(routes)
     }
 
     async fn add_arp_neighbors(
@@ -784,7 +831,17 @@ impl AgentService for Agent {
         req: AddARPNeighborsRequest,
     ) -> ttrpc::Result<Empty> {
         self.policy.check(&req)?;
-        Err(not_yet("AddARPNeighbors"))
+        let list = req
+            .neighbors
+            .as_ref()
+            .map(|n| n.ARPNeighbors.clone())
+            .unwrap_or_default();
+        self.network("AddARPNeighbors")
+            .await?
+            .add_arp_neighbors(&list)
+            .await
+            .map_err(|e| network_error("AddARPNeighbors", &e))?;
+        Ok(Empty::new())
     }
 
     async fn get_oom_event(
@@ -953,6 +1010,18 @@ impl AgentService for Agent {
         self.policy.check(&req)?;
         Err(not_served("ResizeVolume"))
     }
+}
+
+fn network_error(method: &str, e: &crate::network::NetworkError) -> ttrpc::Error {
+    let code = match e {
+        crate::network::NetworkError::Invalid { .. } => Code::INVALID_ARGUMENT,
+        crate::network::NetworkError::NoLink(_) => Code::NOT_FOUND,
+        _ => Code::INTERNAL,
+    };
+    status(
+        code,
+        format!("{method}: {}", contrast_platforms::error_chain(e)),
+    )
 }
 
 /// A container ID as the Kata agent accepts it: a path component, never `..`.
