@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use contrast_agent::proto::agent::{
     CopyFileRequest, CreateContainerRequest, CreateSandboxRequest, DestroySandboxRequest,
-    ExecProcessRequest, GuestDetailsRequest, ReadStreamRequest, RemoveContainerRequest, Routes,
-    StartContainerRequest, UpdateInterfaceRequest, UpdateRoutesRequest, WaitProcessRequest,
+    ExecProcessRequest, GetOOMEventRequest, GuestDetailsRequest, ReadStreamRequest,
+    RemoveContainerRequest, Routes, StartContainerRequest, StatsContainerRequest,
+    UpdateInterfaceRequest, UpdateRoutesRequest, WaitProcessRequest,
 };
 use contrast_agent::proto::agent_ttrpc::AgentServiceClient;
 use contrast_agent::proto::health::{CheckRequest, health_check_response::ServingStatus};
@@ -426,6 +427,12 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
                     {"name": "scratch", "mountPath": "/scratch"},
                     {"name": "cache", "mountPath": "/cache"},
                 ],
+            }, {
+                // Asks for more than its limit: the OOM killer ends it.
+                "name": "hog",
+                "image": reference,
+                "command": ["/bin/sh", "-c", "head -c 200000000 /dev/zero | tail"],
+                "resources": {"limits": {"memory": "16Mi"}},
             }],
             "volumes": [
                 {"name": "scratch", "emptyDir": {"medium": "Memory"}},
@@ -506,6 +513,56 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
         let mut remove = RemoveContainerRequest::new();
         remove.container_id = app.container_id.clone();
         agent.remove_container(ctx(), &remove).await.unwrap();
+
+        // The running pause container's cgroup, as the kubelet's statistics read it.
+        let mut stats = StatsContainerRequest::new();
+        stats.container_id = pause.container_id.clone();
+        let stats = agent.stats_container(ctx(), &stats).await.unwrap();
+        let memory = stats
+            .cgroup_stats
+            .memory_stats
+            .usage
+            .as_ref()
+            .unwrap()
+            .usage;
+        assert!(memory > 0, "{stats:?}");
+        assert!(stats.cgroup_stats.pids_stats.current >= 1, "{stats:?}");
+
+        // The hog: killed at its memory limit, reported by GetOOMEvent.
+        let mut hog: CreateContainerRequest =
+            from_json(pod.nth_request("CreateContainerRequest", 2));
+        // The runtime passes the pod's memory limit in the spec (the policy leaves
+        // resources free: docs/policy-fields.md).
+        let mut memory = contrast_agent::proto::oci::LinuxMemory::new();
+        memory.Limit = 16 << 20;
+        let mut resources = contrast_agent::proto::oci::LinuxResources::new();
+        resources.Memory = Some(memory).into();
+        hog.OCI
+            .mut_or_insert_default()
+            .Linux
+            .mut_or_insert_default()
+            .Resources = Some(resources).into();
+        for copy in copies_for(&hog) {
+            agent.copy_file(ctx(), &copy).await.unwrap();
+        }
+        agent.create_container(ctx(), &hog).await.unwrap();
+        let oom = {
+            let agent = agent.clone();
+            tokio::spawn(
+                async move { agent.get_oom_event(ctx(), &GetOOMEventRequest::new()).await },
+            )
+        };
+        start.container_id = hog.container_id.clone();
+        agent.start_container(ctx(), &start).await.unwrap();
+        wait.container_id = hog.container_id.clone();
+        let hog_exit = agent.wait_process(ctx(), &wait).await.unwrap().status;
+        assert_eq!(hog_exit, 137, "killed by SIGKILL");
+        let event = tokio::time::timeout(Duration::from_secs(30), oom)
+            .await
+            .expect("GetOOMEvent answered")
+            .unwrap()
+            .unwrap();
+        assert_eq!(event.container_id, hog.container_id);
         agent
             .destroy_sandbox(ctx(), &DestroySandboxRequest::new())
             .await

@@ -70,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
         },
         crun: args.crun.clone(),
         pause: args.pause.clone(),
+        ..AgentConfig::default()
     };
     let agent = Agent::new(gate, config);
     let mut server = serve::server(&args.listen, agent.clone())

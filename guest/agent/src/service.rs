@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use ttrpc::Code;
 use ttrpc::r#async::TtrpcContext;
 
-use crate::container::{Crun, Process, spec};
+use crate::container::{Crun, Process, cgroup, spec};
 use crate::policy::PolicyGate;
 use crate::proto::agent::*;
 use crate::proto::agent_ttrpc::AgentService;
@@ -50,6 +50,8 @@ pub struct AgentConfig {
     pub run_dir: PathBuf,
     /// How images are pulled (registries reached over plain HTTP, platform).
     pub registry: contrast_registry::ResolverOptions,
+    /// Where cgroup v2 is mounted (statistics and OOM events).
+    pub cgroup_root: PathBuf,
     /// The OCI runtime (crun).
     pub crun: PathBuf,
     /// A static busybox: the pause container's one program (`busybox sleep`).
@@ -61,6 +63,7 @@ impl Default for AgentConfig {
         AgentConfig {
             run_dir: PathBuf::from(RUN_DIR),
             registry: contrast_registry::ResolverOptions::default(),
+            cgroup_root: PathBuf::from(cgroup::CGROUP_ROOT),
             crun: PathBuf::from("/usr/bin/crun"),
             pause: PathBuf::from("/bin/busybox"),
         }
@@ -97,6 +100,8 @@ pub struct Agent {
     handlers: Vec<Box<dyn StorageHandler>>,
     crun: Crun,
     network: tokio::sync::OnceCell<crate::network::Network>,
+    /// The OOM kills of each container's cgroup already reported by GetOOMEvent.
+    oom_seen: Mutex<BTreeMap<String, u64>>,
     containers: Mutex<BTreeMap<String, Container>>,
     sandbox: Mutex<Option<Sandbox>>,
     /// Set by DestroySandbox: the agent's work is done and it exits (as the Kata agent
@@ -122,6 +127,7 @@ impl Agent {
             handlers,
             crun,
             network: tokio::sync::OnceCell::new(),
+            oom_seen: Mutex::new(BTreeMap::new()),
             containers: Mutex::new(BTreeMap::new()),
             sandbox: Mutex::new(None),
             destroyed: tokio::sync::watch::Sender::new(false),
@@ -323,7 +329,7 @@ impl Agent {
             rootfs: &rootfs,
             pause_pid,
             share_pid: container.share_pid,
-            cgroup: format!("/contrast/{id}"),
+            cgroup: cgroup::cgroup_path(id),
             run_dir: &self.config.run_dir,
         };
         let config = spec::config_json(&spec, &placement);
@@ -382,8 +388,12 @@ impl Agent {
             ));
         }
         let _ = std::fs::remove_dir_all(&container.bundle);
+        cgroup::remove(&self.config.cgroup_root, id);
         if let Ok(mut containers) = self.containers.lock() {
             containers.remove(id);
+        }
+        if let Ok(mut seen) = self.oom_seen.lock() {
+            seen.remove(id);
         }
         tracing::info!(container = %id, "container removed");
         Ok(())
@@ -681,7 +691,18 @@ impl AgentService for Agent {
         req: StatsContainerRequest,
     ) -> ttrpc::Result<StatsContainerResponse> {
         self.policy.check(&req)?;
-        Err(not_yet("StatsContainer"))
+        let id = &req.container_id;
+        self.container("StatsContainer", id)?;
+        let dir = cgroup::cgroup_dir(&self.config.cgroup_root, id);
+        if !dir.is_dir() {
+            return Err(status(
+                Code::NOT_FOUND,
+                format!("StatsContainer: container {id} has no cgroup (not running)"),
+            ));
+        }
+        let mut response = StatsContainerResponse::new();
+        response.cgroup_stats = Some(cgroup::stats(&dir)).into();
+        Ok(response)
     }
 
     async fn write_stdin(
@@ -850,7 +871,27 @@ impl AgentService for Agent {
         req: GetOOMEventRequest,
     ) -> ttrpc::Result<OOMEvent> {
         self.policy.check(&req)?;
-        Err(not_yet("GetOOMEvent"))
+        // The runtime asks again and again and waits for the answer: a container whose
+        // cgroup's OOM killer struck since the last answer.
+        loop {
+            let ids: Vec<String> = self.containers().keys().cloned().collect();
+            for id in ids {
+                let kills = cgroup::oom_kills(&cgroup::cgroup_dir(&self.config.cgroup_root, &id));
+                let mut seen = self
+                    .oom_seen
+                    .lock()
+                    .map_err(|_| status(Code::INTERNAL, "GetOOMEvent: state poisoned"))?;
+                let before = seen.entry(id.clone()).or_insert(0);
+                if kills > *before {
+                    *before = kills;
+                    tracing::info!(container = %id, "OOM kill");
+                    let mut event = OOMEvent::new();
+                    event.container_id = id;
+                    return Ok(event);
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
     }
 
     async fn online_cpu_mem(

@@ -9,6 +9,7 @@
 //! stdio on and exits with the process's status, so the agent waits on crun alone and
 //! needs no reaper for processes it did not start.
 
+pub mod cgroup;
 pub mod spec;
 
 use std::path::{Path, PathBuf};
