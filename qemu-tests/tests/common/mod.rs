@@ -2,6 +2,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub(crate) mod pod;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 

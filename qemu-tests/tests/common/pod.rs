@@ -1,0 +1,295 @@
+//! The pod's path in the guest, driven from the host as the Kata runtime drives it: a VM
+//! whose init runs the initdata check and the agent (`PodVm`), a ttRPC client over
+//! virtio-vsock, and the requests' helpers. Shared by tests/agent.rs and the benchmarks.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use contrast_agent::proto::agent::{
+    CopyFileRequest, CreateContainerRequest, ReadStreamRequest, Routes, UpdateInterfaceRequest,
+    UpdateRoutesRequest,
+};
+use contrast_agent::proto::agent_ttrpc::AgentServiceClient;
+use contrast_agent::proto::health_ttrpc::HealthClient;
+use contrast_agent::proto::types::{IPAddress, IPFamily, Interface, Route};
+use contrast_qemu_tests::{
+    Console, GUEST_SIMULATOR_SETUP, HarnessError, Vm, connect_vsock, fake_tsm_module, image,
+    tempdir,
+};
+use contrast_testkit::PodCase;
+use serde_json::Value;
+use ttrpc::Code;
+use ttrpc::context;
+
+/// run.sh: the test's set-up before the pod's path (simulator keys, the fake TSM provider
+/// with the launch's HOST_DATA).
+fn prepare_script() -> String {
+    format!(
+        r#"
+fail() {{ echo "CONTRAST-TEST-FAIL $1: $2"; exit 1; }}
+{GUEST_SIMULATOR_SETUP}
+insmod /run/test/fake_tsm.ko host_data="$(cat /run/test/host_data)" measurement="$(cat /run/test/measurement)" \
+    || fail "$1" "insmod fake_tsm.ko failed"
+# The agent's peak resident memory, sampled while it runs (read after it exits).
+(while true; do
+    pid=$(pidof contrast-agent) && grep VmHWM "/proc/$pid/status" > /run/agent-hwm.tmp \
+        && mv /run/agent-hwm.tmp /run/agent-hwm
+    sleep 0.2
+done) &
+echo "CONTRAST-STEP prepared"
+"#
+    )
+}
+
+/// The environment of the pod's path in this test: the simulated signature on configfs-tsm.
+const AGENT_ENV: &str =
+    "CONTRAST_SIMULATED_TEE=snp-tsm\nCONTRAST_SIMULATOR_DIR=/run/sim\nNO_COLOR=1\n";
+
+/// After the agent exited: which policy the initdata check installed.
+const AFTER_AGENT: &str = r#"
+echo "CONTRAST-STEP policy-sha256=$(sha256sum /run/measured-cfg/policy.rego | cut -d' ' -f1)"
+echo "CONTRAST-STEP agent-peak-rss=$(tr -s ' \t' ' ' < /run/agent-hwm 2>/dev/null | cut -d' ' -f2-)"
+echo "CONTRAST-TEST-PASS $1"
+"#;
+
+/// A boot of the pod's path with `initdata` on the initdata disk and `host_data` as the
+/// launch's HOST_DATA, running on its own thread until it ends or `stop` is set.
+pub(crate) struct PodVm {
+    scratch: PathBuf,
+    pub(crate) stop: Arc<AtomicBool>,
+    boot: Option<JoinHandle<Result<Console, HarnessError>>>,
+    pub(crate) started: Instant,
+}
+
+impl PodVm {
+    pub(crate) fn start(test: &str, initdata: &[u8], host_data: [u8; 32]) -> PodVm {
+        PodVm::start_with(test, initdata, host_data, None)
+    }
+
+    /// With QEMU user networking and `registry` (as the guest reaches it) pulled from over
+    /// plain HTTP.
+    pub(crate) fn start_with(
+        test: &str,
+        initdata: &[u8],
+        host_data: [u8; 32],
+        registry: Option<&str>,
+    ) -> PodVm {
+        let image = image().unwrap();
+        let scratch = tempdir(test).unwrap();
+        let module = scratch.join("fake_tsm.ko");
+        std::fs::copy(fake_tsm_module().unwrap(), &module).unwrap();
+        // The disk is a whole number of sectors.
+        let encoded = contrast_initdata_check::source::encode_header_form(initdata, 0);
+        let padding = (4096 - encoded.len() % 4096) % 4096;
+        let disk = scratch.join("initdata.img");
+        std::fs::write(
+            &disk,
+            contrast_initdata_check::source::encode_header_form(initdata, padding),
+        )
+        .unwrap();
+        let mut env = AGENT_ENV.to_owned();
+        if let Some(registry) = registry {
+            env.push_str(&format!("CONTRAST_AGENT_INSECURE_REGISTRIES={registry}\n"));
+        }
+        let mut vm = Vm::new(&image, test)
+            .script(&prepare_script())
+            .file("fake_tsm.ko", &module)
+            .content("host_data", hex::encode(host_data))
+            .content("measurement", "0".repeat(96))
+            .content("agent.env", env)
+            .content("after-agent.sh", AFTER_AGENT)
+            .simulator(&contrast_testkit::shared_simulator_dir())
+            .unwrap()
+            .disk_with_serial(&disk, "initdata")
+            .vsock(&scratch)
+            .timeout(Duration::from_secs(300));
+        if registry.is_some() {
+            vm = vm.network();
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let boot = {
+            let stop = stop.clone();
+            std::thread::spawn(move || vm.boot_until(&stop))
+        };
+        PodVm {
+            scratch,
+            stop,
+            boot: Some(boot),
+            started: Instant::now(),
+        }
+    }
+
+    /// Connects to the agent's port 1024 once the guest listens; fails with the console
+    /// if the VM ends first.
+    pub(crate) fn connect(&mut self) -> std::os::unix::net::UnixStream {
+        loop {
+            match connect_vsock(&self.scratch, 1024, Instant::now() + Duration::from_secs(2)) {
+                Ok(stream) => return stream,
+                Err(e) => {
+                    if self.boot.as_ref().is_some_and(JoinHandle::is_finished) {
+                        let console = self.finish();
+                        panic!(
+                            "the VM ended before the agent listened ({e}):\n{}",
+                            console.text
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for the VM to end (after `stop`, if the test set it).
+    pub(crate) fn finish(&mut self) -> Console {
+        let console = self
+            .boot
+            .take()
+            .expect("finished once")
+            .join()
+            .expect("the boot thread")
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&self.scratch);
+        console
+    }
+}
+
+/// A ttRPC client over the vsock stream, as the Kata runtime's.
+pub(crate) fn clients(
+    stream: std::os::unix::net::UnixStream,
+) -> (AgentServiceClient, HealthClient) {
+    stream.set_nonblocking(true).unwrap();
+    let stream = tokio::net::UnixStream::from_std(stream).unwrap();
+    let client = ttrpc::r#async::Client::new(ttrpc::r#async::transport::Socket::new(stream));
+    (
+        AgentServiceClient::new(client.clone()),
+        HealthClient::new(client),
+    )
+}
+
+pub(crate) fn ctx() -> ttrpc::context::Context {
+    context::with_timeout(60_000_000_000)
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(value: &Value) -> T {
+    serde_json::from_value(value.clone()).unwrap()
+}
+
+pub(crate) fn status<T>(result: ttrpc::Result<T>) -> (Code, String) {
+    match result {
+        Ok(_) => (Code::OK, String::new()),
+        Err(ttrpc::Error::RpcStatus(status)) => (status.code(), status.message.clone()),
+        Err(other) => panic!("not a ttRPC status: {other:?}"),
+    }
+}
+
+/// The web app's CreateContainerRequest with another image digest in its root's storage.
+pub(crate) fn with_other_image(pod: &PodCase) -> Value {
+    let mut request = pod.nth_request("CreateContainerRequest", 1).clone();
+    let source = request["storages"][0]["source"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (name, _) = source.split_once('@').unwrap();
+    request["storages"][0]["source"] = Value::from(format!("{name}@sha256:{}", "9".repeat(64)));
+    request
+}
+
+/// A one-layer image with the host's static busybox as `/bin/busybox` and `/bin/sh`.
+pub(crate) fn busybox_layer() -> Vec<u8> {
+    let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (busybox-static)");
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0o755);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_size(busybox.len() as u64);
+    builder
+        .append_data(&mut header, "bin/busybox", busybox.as_slice())
+        .unwrap();
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Symlink);
+    link.set_mode(0o777);
+    link.set_uid(0);
+    link.set_gid(0);
+    link.set_size(0);
+    builder.append_link(&mut link, "bin/sh", "busybox").unwrap();
+    builder.into_inner().unwrap()
+}
+
+/// The CopyFile requests the runtime sends for `container`'s copied mounts (its files
+/// under the shared directory), with small contents.
+pub(crate) fn copies_for(container: &CreateContainerRequest) -> Vec<CopyFileRequest> {
+    container
+        .OCI
+        .Mounts
+        .iter()
+        // A copy is one entry directly below the shared directory; a disk emptyDir
+        // (`<sandbox>/rootfs/local/<name>`) is a storage, not a copy.
+        .filter(|m| {
+            m.source
+                .strip_prefix(contrast_agent::copy_file::SHARED_DIR)
+                .is_some_and(|rest| !rest.contains('/'))
+        })
+        .map(|m| {
+            let data: &[u8] = match m.destination.as_str() {
+                "/etc/hosts" => b"127.0.0.1 localhost\n",
+                "/etc/hostname" => b"app\n",
+                "/etc/resolv.conf" => b"nameserver 10.0.2.3\n",
+                _ => b"",
+            };
+            let mut copy = CopyFileRequest::new();
+            copy.path = m.source.clone();
+            copy.file_mode = 0o100_644;
+            copy.dir_mode = 0o750;
+            copy.file_size = data.len() as i64;
+            copy.data = data.to_vec();
+            copy
+        })
+        .collect()
+}
+
+/// Reads a stream to its end.
+pub(crate) async fn read_all(agent: &AgentServiceClient, id: &str, stdout: bool) -> String {
+    let mut all = Vec::new();
+    loop {
+        let mut read = ReadStreamRequest::new();
+        read.container_id = id.to_owned();
+        read.len = 32 * 1024;
+        let chunk = if stdout {
+            agent.read_stdout(ctx(), &read).await.unwrap()
+        } else {
+            agent.read_stderr(ctx(), &read).await.unwrap()
+        };
+        if chunk.data.is_empty() {
+            return String::from_utf8_lossy(&all).into_owned();
+        }
+        all.extend_from_slice(&chunk.data);
+    }
+}
+
+/// The pod's network as the runtime hands it over, for QEMU's user network: the first
+/// NIC's MAC, 10.0.2.15/24, the host's loopback as the gateway 10.0.2.2.
+pub(crate) async fn configure_user_network(agent: &AgentServiceClient) {
+    let mut address = IPAddress::new();
+    address.family = IPFamily::v4.into();
+    address.address = "10.0.2.15".to_owned();
+    address.mask = "24".to_owned();
+    let mut iface = Interface::new();
+    iface.name = "eth0".to_owned();
+    iface.hwAddr = "52:54:00:12:34:56".to_owned();
+    iface.IPAddresses = vec![address];
+    let mut update = UpdateInterfaceRequest::new();
+    update.interface = Some(iface).into();
+    agent.update_interface(ctx(), &update).await.unwrap();
+    let mut default_route = Route::new();
+    default_route.gateway = "10.0.2.2".to_owned();
+    default_route.device = "eth0".to_owned();
+    let mut routes = Routes::new();
+    routes.Routes = vec![default_route];
+    let mut update = UpdateRoutesRequest::new();
+    update.routes = Some(routes).into();
+    agent.update_routes(ctx(), &update).await.unwrap();
+}
