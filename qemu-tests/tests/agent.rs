@@ -51,6 +51,17 @@ fn the_agent_serves_the_runtime_under_the_initdata_policy() {
             message.starts_with("CreateContainerRequest is blocked by policy"),
             "{message}"
         );
+        // The app with one more mount (the VM's root, read-write): refused.
+        let mut mounted = pod.nth_request("CreateContainerRequest", 1).clone();
+        mounted["OCI"]["Mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "destination": "/host", "source": "/", "type_": "bind", "options": ["rbind", "rw"],
+            }));
+        let mounted: CreateContainerRequest = from_json(&mounted);
+        let (code, message) = status(agent.create_container(ctx(), &mounted).await);
+        assert_eq!(code, Code::PERMISSION_DENIED, "{message}");
         // The faithful pause container passes the policy and is created.
         let pause: CreateContainerRequest = from_json(pod.request("CreateContainerRequest"));
         agent.create_container(ctx(), &pause).await.unwrap();
@@ -159,6 +170,7 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
     let script = "echo hello from the pod; echo \"uts: $(hostname)\"; \
                   echo memory > /scratch/file && echo disk > /cache/file && \
                   cat /scratch/file /cache/file; grep -c ' /scratch tmpfs ' /proc/mounts; \
+                  i=0; while [ ! -e /scratch/probed ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; \
                   echo to stderr >&2; exit 3";
     let doc = serde_json::json!({
         "name": "app",
@@ -169,6 +181,8 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
                 "name": "app",
                 "image": reference,
                 "command": ["/bin/sh", "-c", script],
+                // An exec the policy allows: the runtime runs it in the running app.
+                "readinessProbe": {"exec": {"command": ["/bin/sh", "-c", "echo probe; touch /scratch/probed"]}},
                 "volumeMounts": [
                     {"name": "scratch", "mountPath": "/scratch"},
                     {"name": "cache", "mountPath": "/cache"},
@@ -230,6 +244,24 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
         agent.create_container(ctx(), &app).await.unwrap();
         start.container_id = app.container_id.clone();
         agent.start_container(ctx(), &start).await.unwrap();
+        // The readiness probe, exec'd into the running app; the app waits for it.
+        let probe: ExecProcessRequest = from_json(pod.request("ExecProcessRequest"));
+        agent.exec_process(ctx(), &probe).await.unwrap();
+        let probe_out = read_exec(&agent, &app.container_id, &probe.exec_id).await;
+        assert_eq!(probe_out, "probe\n");
+        let mut wait_probe = WaitProcessRequest::new();
+        wait_probe.container_id = app.container_id.clone();
+        wait_probe.exec_id = probe.exec_id.clone();
+        assert_eq!(
+            agent.wait_process(ctx(), &wait_probe).await.unwrap().status,
+            0
+        );
+        // An exec the policy does not know: refused, nothing runs.
+        let mut shell = probe.clone();
+        shell.exec_id = "shell".to_owned();
+        shell.process.mut_or_insert_default().Args = vec!["/bin/sh".to_owned()];
+        let (code, message) = status(agent.exec_process(ctx(), &shell).await);
+        assert_eq!(code, Code::PERMISSION_DENIED, "{message}");
         let stdout = read_all(&agent, &app.container_id, true).await;
         let stderr = read_all(&agent, &app.container_id, false).await;
         let mut wait = WaitProcessRequest::new();
