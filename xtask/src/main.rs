@@ -70,6 +70,8 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ),
     // The agent's OCI runtime, carried in the image.
     ("crun", "test -x /usr/bin/crun"),
+    // The agent's network test reads the kernel back with iproute2's `ip -json`.
+    ("iproute2", "command -v ip"),
     // qemu-tests: kbuild for the test-only TSM provider module.
     ("make", "command -v make"),
 ];
