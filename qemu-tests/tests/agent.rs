@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use common::pod::*;
 use contrast_agent::proto::agent::{
     CreateContainerRequest, CreateSandboxRequest, DestroySandboxRequest, ExecProcessRequest,
-    GetOOMEventRequest, GuestDetailsRequest, RemoveContainerRequest, StartContainerRequest,
-    StatsContainerRequest, WaitProcessRequest,
+    GetOOMEventRequest, GuestDetailsRequest, RemoveContainerRequest, SignalProcessRequest,
+    StartContainerRequest, StatsContainerRequest, WaitProcessRequest,
 };
 use contrast_agent::proto::health::{CheckRequest, health_check_response::ServingStatus};
 use contrast_qemu_tests::tempdir;
@@ -183,6 +183,8 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
                 "command": ["/bin/sh", "-c", script],
                 // An exec the policy allows: the runtime runs it in the running app.
                 "readinessProbe": {"exec": {"command": ["/bin/sh", "-c", "echo probe; touch /scratch/probed"]}},
+                // A long one, ended by a signal.
+                "livenessProbe": {"exec": {"command": ["/bin/sh", "-c", "sleep 600"]}},
                 "volumeMounts": [
                     {"name": "scratch", "mountPath": "/scratch"},
                     {"name": "cache", "mountPath": "/cache"},
@@ -244,8 +246,31 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
         agent.create_container(ctx(), &app).await.unwrap();
         start.container_id = app.container_id.clone();
         agent.start_container(ctx(), &start).await.unwrap();
+        // The liveness probe runs until SignalProcess ends it.
+        let execs: Vec<ExecProcessRequest> = (0..2)
+            .map(|n| from_json(pod.nth_request("ExecProcessRequest", n)))
+            .collect();
+        let is_sleep = |e: &ExecProcessRequest| e.process.Args.iter().any(|a| a == "sleep 600");
+        let sleeper = execs.iter().find(|e| is_sleep(e)).unwrap();
+        agent.exec_process(ctx(), sleeper).await.unwrap();
+        let mut signal = SignalProcessRequest::new();
+        signal.container_id = app.container_id.clone();
+        signal.exec_id = sleeper.exec_id.clone();
+        signal.signal = 9;
+        agent.signal_process(ctx(), &signal).await.unwrap();
+        let mut wait_sleeper = WaitProcessRequest::new();
+        wait_sleeper.container_id = app.container_id.clone();
+        wait_sleeper.exec_id = sleeper.exec_id.clone();
+        assert_eq!(
+            agent
+                .wait_process(ctx(), &wait_sleeper)
+                .await
+                .unwrap()
+                .status,
+            137
+        );
         // The readiness probe, exec'd into the running app; the app waits for it.
-        let probe: ExecProcessRequest = from_json(pod.request("ExecProcessRequest"));
+        let probe = execs.iter().find(|e| !is_sleep(e)).unwrap().clone();
         agent.exec_process(ctx(), &probe).await.unwrap();
         let probe_out = read_exec(&agent, &app.container_id, &probe.exec_id).await;
         assert_eq!(probe_out, "probe\n");

@@ -657,7 +657,17 @@ impl AgentService for Agent {
         let id = &req.container_id;
         self.container("SignalProcess", id)?;
         if !(req.exec_id.is_empty() || req.exec_id == *id) {
-            return Err(not_yet("SignalProcess to an exec'd process"));
+            let process = self.process("SignalProcess", id, &req.exec_id)?;
+            self.crun.signal_exec(&process, req.signal).map_err(|e| {
+                status(
+                    Code::INTERNAL,
+                    format!(
+                        "SignalProcess {id}: {}",
+                        contrast_platforms::error_chain(&e)
+                    ),
+                )
+            })?;
+            return Ok(Empty::new());
         }
         // SIGKILL and SIGTERM end the whole container, as the runtime means them.
         let all = req.signal == 9;

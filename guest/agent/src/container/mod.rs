@@ -100,13 +100,48 @@ impl Crun {
         process_json: &Path,
         stdin: bool,
     ) -> Result<Process, RuntimeError> {
+        let pid_file = process_json.with_extension("pid");
+        let _ = std::fs::remove_file(&pid_file);
         let mut command = self.command();
         command
             .arg("exec")
             .arg("--process")
             .arg(process_json)
+            .arg("--pid-file")
+            .arg(&pid_file)
             .arg(id);
-        Process::spawn(&mut command, &self.binary, stdin)
+        let process = Process::spawn(&mut command, &self.binary, stdin)?;
+        let pid = process.wait_for_pid(&pid_file, id).await?;
+        Ok(Process {
+            pid: Some(pid),
+            ..process
+        })
+    }
+
+    /// Sends `signal` to an exec'd process (by its PID in the VM; crun's `kill` reaches
+    /// only a container's init). One that has ended already is left alone.
+    pub fn signal_exec(&self, process: &Process, signal: u32) -> Result<(), RuntimeError> {
+        if process.exited() {
+            return Ok(());
+        }
+        let (Some(pid), Ok(signal)) = (
+            process.pid.and_then(|p| i32::try_from(p).ok()),
+            nix::sys::signal::Signal::try_from(i32::try_from(signal).unwrap_or(-1)),
+        ) else {
+            return Err(RuntimeError::Refused {
+                command: "signal",
+                id: format!("{:?}", process.pid),
+                stderr: format!("no PID, or {signal} is not a signal"),
+            });
+        };
+        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(e) => Err(RuntimeError::Refused {
+                command: "signal",
+                id: pid.to_string(),
+                stderr: e.to_string(),
+            }),
+        }
     }
 
     /// Sends `signal` to container `id`'s init process (all of them with `all`).
