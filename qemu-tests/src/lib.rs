@@ -662,6 +662,9 @@ fn vhost_device_vsock() -> PathBuf {
     PathBuf::from("vhost-device-vsock")
 }
 
+/// The vsock back end's log in the directory given to [`Vm::vsock`].
+pub const VSOCK_BACKEND_LOG: &str = "vhost-device-vsock.log";
+
 /// A running `vhost-device-vsock`, killed and reaped when dropped.
 struct VsockBackend {
     child: std::process::Child,
@@ -674,6 +677,9 @@ impl VsockBackend {
         let uds = dir.join("vm.vsock");
         let _ = std::fs::remove_file(&uds);
         let binary = vhost_device_vsock();
+        // Its log, for the test to show when the guest's port cannot be reached.
+        let log = std::fs::File::create(dir.join(VSOCK_BACKEND_LOG))
+            .map_err(io_err("creating the vsock back end's log"))?;
         let mut child = Command::new(&binary)
             .arg("--guest-cid=3")
             .arg(format!("--socket={}", socket.display()))
@@ -681,9 +687,10 @@ impl VsockBackend {
             // Required: with the default 64 KiB, guest packets over 32 KiB are dropped
             // and the connection hangs (docs/environment.md §7).
             .arg("--tx-buffer-size=16384")
+            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .map_err(io_err(format!(
                 "starting {} (cargo xtask test installs it: cargo install --locked \

@@ -130,9 +130,14 @@ impl PodVm {
                 Ok(stream) => return stream,
                 Err(e) => {
                     if self.boot.as_ref().is_some_and(JoinHandle::is_finished) {
+                        let backend = std::fs::read_to_string(
+                            self.scratch.join(contrast_qemu_tests::VSOCK_BACKEND_LOG),
+                        )
+                        .unwrap_or_default();
                         let console = self.finish();
                         panic!(
-                            "the VM ended before the agent listened ({e}):\n{}",
+                            "the VM ended before the agent listened ({e}):\n{}\n\
+                             ----- vhost-device-vsock -----\n{backend}",
                             console.text
                         );
                     }
