@@ -44,13 +44,7 @@ fn big_layer(mib: usize) -> Vec<u8> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let mib: usize = args
-        .iter()
-        .position(|a| a == "--mib")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(32);
+    let mib = common::bench_arg("mib", 32);
     let registry = Registry::start(RegistrySetup::default());
     let work = tempdir("bench-pull").unwrap();
     let image = LayeredImage::new("{}", &[big_layer(mib)]);

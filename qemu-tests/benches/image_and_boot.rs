@@ -20,19 +20,8 @@ use std::time::{Duration, Instant};
 
 use contrast_qemu_tests::{Vm, image, profile_dir, tempdir};
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let iterations: usize = args
-        .iter()
-        .position(|a| a == "--iterations")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(3);
+    let iterations = common::bench_arg("iterations", 3);
     let image = image().unwrap();
 
     let (mut builds, mut anchors) = (Vec::new(), Vec::new());
@@ -57,7 +46,7 @@ fn main() {
         anchors.push(started.elapsed().as_secs_f64());
         std::fs::remove_dir_all(out).unwrap();
     }
-    let (build, anchor) = (median(builds), median(anchors));
+    let (build, anchor) = (common::median(builds), common::median(anchors));
     println!(
         "image build: median {build:.2} s; anchor sha256sum of its artifacts {anchor:.3} s; \
          ratio {:.1}x",
@@ -83,7 +72,7 @@ fn main() {
                 .unwrap(),
         );
     }
-    let (ready, done) = (median(ready), median(done));
+    let (ready, done) = (common::median(ready), common::median(done));
     println!(
         "guest uptime: test script reached {ready:.2} s (anchor); initializer done {done:.2} s; \
          ratio {:.2}x; the initializer itself {:.2} s",

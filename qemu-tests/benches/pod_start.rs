@@ -20,19 +20,8 @@ use contrast_agent::proto::agent::{
 use contrast_qemu_tests::{Vm, image, tempdir};
 use contrast_testkit::registry::{LayeredImage, Registry, RegistrySetup};
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let iterations: usize = args
-        .iter()
-        .position(|a| a == "--iterations")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(3);
+    let iterations = common::bench_arg("iterations", 3);
     let image = image().unwrap();
     let registry = Registry::start(RegistrySetup::default());
     let work = tempdir("bench-pod-start").unwrap();
@@ -92,7 +81,7 @@ fn main() {
         pods.push(uptime);
     }
     let _ = std::fs::remove_dir_all(&work);
-    let (plain, pod) = (median(plain), median(pods));
+    let (plain, pod) = (common::median(plain), common::median(pods));
     println!(
         "guest uptime: test script reached {plain:.2} s (anchor, plain boot); pod's app running \
          {pod:.2} s; ratio {:.2}x; the pod's path itself {:.2} s",

@@ -282,6 +282,22 @@ impl Agent {
         }
     }
 
+    /// ReadStdout (`stdout`) or ReadStderr. As in the Kata agent, the policy decides after
+    /// the read, and a refusal only withholds the data.
+    async fn read_stream(
+        &self,
+        req: ReadStreamRequest,
+        stdout: bool,
+    ) -> ttrpc::Result<ReadStreamResponse> {
+        let process = self.process("Read", &req.container_id, &req.exec_id)?;
+        let data = process.read(stdout, req.len as usize).await;
+        let mut response = ReadStreamResponse::new();
+        if self.policy.check(&req).is_ok() {
+            response.data = data;
+        }
+        Ok(response)
+    }
+
     /// The pause container's init PID, once it runs.
     fn pause_pid(&self) -> Option<u32> {
         self.containers
@@ -736,15 +752,7 @@ impl AgentService for Agent {
         _ctx: &TtrpcContext,
         req: ReadStreamRequest,
     ) -> ttrpc::Result<ReadStreamResponse> {
-        let process = self.process("Read", &req.container_id, &req.exec_id)?;
-        let data = process.read(true, req.len as usize).await;
-        // As the Kata agent: the policy decides after the read, and a refusal only
-        // withholds the data.
-        let mut response = ReadStreamResponse::new();
-        if self.policy.check(&req).is_ok() {
-            response.data = data;
-        }
-        Ok(response)
+        self.read_stream(req, true).await
     }
 
     async fn read_stderr(
@@ -752,15 +760,7 @@ impl AgentService for Agent {
         _ctx: &TtrpcContext,
         req: ReadStreamRequest,
     ) -> ttrpc::Result<ReadStreamResponse> {
-        let process = self.process("Read", &req.container_id, &req.exec_id)?;
-        let data = process.read(false, req.len as usize).await;
-        // As the Kata agent: the policy decides after the read, and a refusal only
-        // withholds the data.
-        let mut response = ReadStreamResponse::new();
-        if self.policy.check(&req).is_ok() {
-            response.data = data;
-        }
-        Ok(response)
+        self.read_stream(req, false).await
     }
 
     async fn close_stdin(

@@ -4,6 +4,22 @@
 
 pub(crate) mod pod;
 
+/// The median of benchmark samples.
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// A benchmark's `--<name> N` argument, else `default`.
+pub(crate) fn bench_arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a.strip_prefix("--") == Some(name))
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 

@@ -256,28 +256,22 @@ pub(crate) fn copies_for(container: &CreateContainerRequest) -> Vec<CopyFileRequ
         .collect()
 }
 
-/// Reads a stream to its end.
+/// The init process's stdout (`stdout`) or stderr to its end.
+pub(crate) async fn read_all(agent: &AgentServiceClient, id: &str, stdout: bool) -> String {
+    read_stream(agent, id, "", stdout).await
+}
+
 /// An exec'd process's stdout to its end.
 pub(crate) async fn read_exec(agent: &AgentServiceClient, id: &str, exec_id: &str) -> String {
+    read_stream(agent, id, exec_id, true).await
+}
+
+async fn read_stream(agent: &AgentServiceClient, id: &str, exec_id: &str, stdout: bool) -> String {
     let mut all = Vec::new();
     loop {
         let mut read = ReadStreamRequest::new();
         read.container_id = id.to_owned();
         read.exec_id = exec_id.to_owned();
-        read.len = 32 * 1024;
-        let chunk = agent.read_stdout(ctx(), &read).await.unwrap();
-        if chunk.data.is_empty() {
-            return String::from_utf8_lossy(&all).into_owned();
-        }
-        all.extend_from_slice(&chunk.data);
-    }
-}
-
-pub(crate) async fn read_all(agent: &AgentServiceClient, id: &str, stdout: bool) -> String {
-    let mut all = Vec::new();
-    loop {
-        let mut read = ReadStreamRequest::new();
-        read.container_id = id.to_owned();
         read.len = 32 * 1024;
         let chunk = if stdout {
             agent.read_stdout(ctx(), &read).await.unwrap()

@@ -75,22 +75,10 @@ impl Crun {
     /// Runs the container of `bundle` in the foreground; its init process is the
     /// returned [`Process`]. Waits until crun has written the process's PID.
     pub async fn run(&self, id: &str, bundle: &Path, stdin: bool) -> Result<Process, RuntimeError> {
-        let pid_file = bundle.join("init.pid");
-        let _ = std::fs::remove_file(&pid_file);
         let mut command = self.command();
-        command
-            .arg("run")
-            .arg("--bundle")
-            .arg(bundle)
-            .arg("--pid-file")
-            .arg(&pid_file)
-            .arg(id);
-        let process = Process::spawn(&mut command, &self.binary, stdin)?;
-        let pid = process.wait_for_pid(&pid_file, id).await?;
-        Ok(Process {
-            pid: Some(pid),
-            ..process
-        })
+        command.arg("run").arg("--bundle").arg(bundle);
+        self.foreground(command, "run", &bundle.join("init.pid"), id, stdin)
+            .await
     }
 
     /// Runs `process.json` (an OCI `process`) in container `id` in the foreground.
@@ -100,18 +88,32 @@ impl Crun {
         process_json: &Path,
         stdin: bool,
     ) -> Result<Process, RuntimeError> {
-        let pid_file = process_json.with_extension("pid");
-        let _ = std::fs::remove_file(&pid_file);
         let mut command = self.command();
-        command
-            .arg("exec")
-            .arg("--process")
-            .arg(process_json)
-            .arg("--pid-file")
-            .arg(&pid_file)
-            .arg(id);
+        command.arg("exec").arg("--process").arg(process_json);
+        self.foreground(
+            command,
+            "exec",
+            &process_json.with_extension("pid"),
+            id,
+            stdin,
+        )
+        .await
+    }
+
+    /// Starts `command` (crun's `run` or `exec`, without the container ID) with
+    /// `--pid-file pid_file` for container `id`, and waits until crun has written the PID.
+    async fn foreground(
+        &self,
+        mut command: Command,
+        name: &'static str,
+        pid_file: &Path,
+        id: &str,
+        stdin: bool,
+    ) -> Result<Process, RuntimeError> {
+        let _ = std::fs::remove_file(pid_file);
+        command.arg("--pid-file").arg(pid_file).arg(id);
         let process = Process::spawn(&mut command, &self.binary, stdin)?;
-        let pid = process.wait_for_pid(&pid_file, id).await?;
+        let pid = process.wait_for_pid(pid_file, name, id).await?;
         Ok(Process {
             pid: Some(pid),
             ..process
@@ -230,7 +232,12 @@ impl Process {
         Ok(process)
     }
 
-    async fn wait_for_pid(&self, pid_file: &Path, id: &str) -> Result<u32, RuntimeError> {
+    async fn wait_for_pid(
+        &self,
+        pid_file: &Path,
+        command: &'static str,
+        id: &str,
+    ) -> Result<u32, RuntimeError> {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             if let Ok(text) = std::fs::read_to_string(pid_file)
@@ -242,10 +249,10 @@ impl Process {
             if let Some(status) = exited {
                 let stderr = self.read(false, MAX_READ).await;
                 return Err(RuntimeError::Refused {
-                    command: "run",
+                    command,
                     id: id.to_owned(),
                     stderr: format!(
-                        "exited with {status} before the container ran: {}",
+                        "exited with {status} before the process ran: {}",
                         String::from_utf8_lossy(&stderr).trim()
                     ),
                 });
