@@ -174,7 +174,7 @@ pub(crate) fn busybox_applets(busybox: &Path) -> Result<Vec<String>, ImageError>
 }
 
 /// Copies `from` to `to` without debug sections (a debug build's binaries shrink ~4×).
-pub(crate) fn strip(from: &Path, to: &Path) -> Result<(), ImageError> {
+pub fn strip(from: &Path, to: &Path) -> Result<(), ImageError> {
     run(
         "strip",
         &["--strip-debug", "-o", &path_str(to), &path_str(from)],
@@ -185,7 +185,7 @@ pub(crate) fn strip(from: &Path, to: &Path) -> Result<(), ImageError> {
 
 /// The shared libraries `programs` load (their `ldd` closure, plus libgcc_s, which glibc
 /// loads at run time for thread cancellation without ldd seeing it).
-pub(crate) fn shared_libraries(programs: &[PathBuf]) -> Result<BTreeSet<PathBuf>, ImageError> {
+pub fn shared_libraries(programs: &[PathBuf]) -> Result<BTreeSet<PathBuf>, ImageError> {
     let mut libraries = BTreeSet::new();
     for program in programs {
         let out = match run("ldd", &[&path_str(program)], None) {

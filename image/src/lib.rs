@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-pub use host::ToolError;
+pub use host::{ToolError, shared_libraries, strip};
 
 /// The pinned guest kernel: Debian bookworm-backports' 6.12 build.
 pub const KERNEL_VERSION: &str = "6.12.95+deb12-amd64";

@@ -226,26 +226,9 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
     let (stdout, stderr, exit, elapsed) = runtime.block_on(async {
         let (agent, _) = clients(stream);
         let started = Instant::now();
-        configure_user_network(&agent).await;
-
-        let sandbox: CreateSandboxRequest = from_json(pod.request("CreateSandboxRequest"));
-        agent.create_sandbox(ctx(), &sandbox).await.unwrap();
-        let pause: CreateContainerRequest = from_json(pod.nth_request("CreateContainerRequest", 0));
-        agent.create_container(ctx(), &pause).await.unwrap();
-        for copy in copies_for(&pause) {
-            agent.copy_file(ctx(), &copy).await.unwrap();
-        }
-        let mut start = StartContainerRequest::new();
-        start.container_id = pause.container_id.clone();
-        agent.start_container(ctx(), &start).await.unwrap();
-
+        let pause = start_sandbox(&agent, &pod).await;
         let app: CreateContainerRequest = from_json(pod.nth_request("CreateContainerRequest", 1));
-        for copy in copies_for(&app) {
-            agent.copy_file(ctx(), &copy).await.unwrap();
-        }
-        agent.create_container(ctx(), &app).await.unwrap();
-        start.container_id = app.container_id.clone();
-        agent.start_container(ctx(), &start).await.unwrap();
+        start_container(&agent, &app).await;
         // The liveness probe runs until SignalProcess ends it.
         let execs: Vec<ExecProcessRequest> = (0..2)
             .map(|n| from_json(pod.nth_request("ExecProcessRequest", n)))
@@ -335,6 +318,7 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
                 async move { agent.get_oom_event(ctx(), &GetOOMEventRequest::new()).await },
             )
         };
+        let mut start = StartContainerRequest::new();
         start.container_id = hog.container_id.clone();
         agent.start_container(ctx(), &start).await.unwrap();
         wait.container_id = hog.container_id.clone();

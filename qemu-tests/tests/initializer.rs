@@ -8,10 +8,8 @@
 
 mod common;
 
-use aws_lc_rs::signature::{ECDSA_P384_SHA384_ASN1, UnparsedPublicKey};
-use common::{InitializerRun, initializer_boot};
+use common::{InitializerRun, assert_mesh_certificate, initializer_boot};
 use contrast_qemu_tests::image;
-use x509_parser::prelude::{FromDer as _, X509Certificate};
 
 fn file_from_console<'a>(console: &'a str, name: &str) -> &'a str {
     let begin = format!("CONTRAST-FILE-BEGIN {name}\n");
@@ -19,12 +17,6 @@ fn file_from_console<'a>(console: &'a str, name: &str) -> &'a str {
     let start = console.find(&begin).expect(name) + begin.len();
     let stop = start + console[start..].find(&end).expect(name);
     &console[start..stop]
-}
-
-fn certificates(pem: &str) -> Vec<Vec<u8>> {
-    rustls::pki_types::pem::PemObject::pem_slice_iter(pem.as_bytes())
-        .map(|c: Result<rustls::pki_types::CertificateDer<'static>, _>| c.unwrap().to_vec())
-        .collect()
 }
 
 #[test]
@@ -42,23 +34,10 @@ fn the_initializer_in_the_guest_gets_a_mesh_certificate_from_the_host_coordinato
 
     // The guest's mesh CA is the Coordinator's, and its certificate is signed by it.
     let guest_ca = file_from_console(&console.text, "mesh-ca.pem");
-    let chain = certificates(file_from_console(&console.text, "certChain.pem"));
-    let ca = certificates(guest_ca).remove(0);
-    let (_, ca_cert) = X509Certificate::from_der(&ca).unwrap();
-    let (_, leaf) = X509Certificate::from_der(&chain[0]).unwrap();
-    UnparsedPublicKey::new(
-        &ECDSA_P384_SHA384_ASN1,
-        ca_cert.public_key().subject_public_key.data.as_ref(),
-    )
-    .verify(
-        leaf.tbs_certificate.as_ref(),
-        leaf.signature_value.data.as_ref(),
-    )
-    .expect("the guest's certificate is signed by its mesh CA");
-    let sans = format!("{:?}", leaf.subject_alternative_name());
-    assert!(
-        sans.contains("web"),
-        "the certificate names the workload: {sans}"
+    assert_mesh_certificate(
+        guest_ca,
+        file_from_console(&console.text, "certChain.pem"),
+        "web",
     );
     assert_eq!(
         guest_ca.as_bytes(),

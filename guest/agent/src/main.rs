@@ -19,6 +19,10 @@ struct Args {
         default_value = "/run/measured-cfg/policy.rego"
     )]
     policy: PathBuf,
+    /// The initdata document the initdata check verified; when present, every workload
+    /// container gets it read-only at the same path.
+    #[arg(long, default_value = contrast_agent::container::spec::INITDATA_MOUNT)]
+    initdata: PathBuf,
     /// Where to listen: `vsock://CID:PORT` or `unix:///path`.
     #[arg(long, default_value = serve::DEFAULT_LISTEN)]
     listen: String,
@@ -70,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
         },
         crun: args.crun.clone(),
         pause: args.pause.clone(),
+        initdata: args.initdata.is_file().then(|| args.initdata.clone()),
         ..AgentConfig::default()
     };
     let agent = Agent::new(gate, config);

@@ -56,6 +56,11 @@ pub struct AgentConfig {
     pub crun: PathBuf,
     /// A static busybox: the pause container's one program (`busybox sleep`).
     pub pause: PathBuf,
+    /// The initdata document the initdata check verified, mounted read-only into every
+    /// workload container (`container::spec::INITDATA_MOUNT`); `None` without one.
+    pub initdata: Option<PathBuf>,
+    /// sysfs's `devices/system` (CPUs and memory blocks for OnlineCPUMem).
+    pub sysfs_system: PathBuf,
 }
 
 impl Default for AgentConfig {
@@ -66,6 +71,8 @@ impl Default for AgentConfig {
             cgroup_root: PathBuf::from(cgroup::CGROUP_ROOT),
             crun: PathBuf::from("/usr/bin/crun"),
             pause: PathBuf::from("/bin/busybox"),
+            initdata: None,
+            sysfs_system: PathBuf::from(crate::hotplug::SYSFS_SYSTEM),
         }
     }
 }
@@ -347,6 +354,7 @@ impl Agent {
             share_pid: container.share_pid,
             cgroup: cgroup::cgroup_path(id),
             run_dir: &self.config.run_dir,
+            initdata: self.config.initdata.as_deref(),
         };
         let config = spec::config_json(&spec, &placement);
         let config_path = container.bundle.join("config.json");
@@ -910,7 +918,19 @@ impl AgentService for Agent {
         req: OnlineCPUMemRequest,
     ) -> ttrpc::Result<Empty> {
         self.policy.check(&req)?;
-        Err(not_yet("OnlineCPUMem"))
+        let system = &self.config.sysfs_system;
+        let failed =
+            |e: crate::hotplug::HotplugError| status(Code::INTERNAL, format!("OnlineCPUMem: {e}"));
+        if req.nb_cpus > 0 {
+            crate::hotplug::online_cpus_until(system, req.nb_cpus)
+                .await
+                .map_err(failed)?;
+        }
+        if !req.cpu_only {
+            let blocks = crate::hotplug::online_memory(system).map_err(failed)?;
+            tracing::info!(blocks, "memory blocks brought online");
+        }
+        Ok(Empty::new())
     }
 
     async fn get_diagnostic_data(

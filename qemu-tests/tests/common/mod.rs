@@ -49,6 +49,75 @@ done
 echo "CONTRAST-TEST-PASS $TEST"
 "#;
 
+/// A Coordinator (Sim-SNP) on the host and its state directory.
+pub(crate) struct HostCoordinator {
+    pub(crate) process: CoordinatorProcess,
+    pub(crate) store: TempDir,
+}
+
+/// Starts a Coordinator for `deployment` on the host's 127.0.0.1 and sets its manifest:
+/// QEMU's user network maps the guest's 10.0.2.2 there. It listens on Contrast's fixed
+/// ports, so the tests that start one run one at a time (.config/nextest.toml).
+pub(crate) fn host_coordinator(
+    deployment: &Deployment,
+    runtime: &tokio::runtime::Runtime,
+) -> HostCoordinator {
+    let store = TempDir::new("qemu-coordinator");
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let binary = coordinator_binary(
+        &profile_dir()
+            .unwrap()
+            .join("qemu-guest-probe")
+            .display()
+            .to_string(),
+    );
+    let mut process = CoordinatorProcess::start(&binary, deployment, store.path(), ip, &[]);
+    process.wait_probe("/probe/startup", 200, Duration::from_secs(60));
+    runtime
+        .block_on(contrast_testkit::set_manifest(
+            deployment,
+            &process.user_addr(),
+        ))
+        .unwrap();
+    HostCoordinator { process, store }
+}
+
+/// The certificates of a PEM bundle, in order.
+pub(crate) fn certificates(pem: &str) -> Vec<Vec<u8>> {
+    rustls::pki_types::pem::PemObject::pem_slice_iter(pem.as_bytes())
+        .map(|c: Result<rustls::pki_types::CertificateDer<'static>, _>| c.unwrap().to_vec())
+        .collect()
+}
+
+/// Asserts that the first certificate of `chain_pem` is signed by the single certificate
+/// of `ca_pem` (the mesh CA's P-384 key) and names `workload`.
+pub(crate) fn assert_mesh_certificate(ca_pem: &str, chain_pem: &str, workload: &str) {
+    use aws_lc_rs::signature::{ECDSA_P384_SHA384_ASN1, UnparsedPublicKey};
+    use x509_parser::prelude::{FromDer as _, X509Certificate};
+    let chain = certificates(chain_pem);
+    assert!(
+        !chain.is_empty(),
+        "no certificate in the chain:\n{chain_pem}"
+    );
+    let ca = certificates(ca_pem).remove(0);
+    let (_, ca_cert) = X509Certificate::from_der(&ca).unwrap();
+    let (_, leaf) = X509Certificate::from_der(&chain[0]).unwrap();
+    UnparsedPublicKey::new(
+        &ECDSA_P384_SHA384_ASN1,
+        ca_cert.public_key().subject_public_key.data.as_ref(),
+    )
+    .verify(
+        leaf.tbs_certificate.as_ref(),
+        leaf.signature_value.data.as_ref(),
+    )
+    .expect("the workload's certificate is signed by its mesh CA");
+    let sans = format!("{:?}", leaf.subject_alternative_name());
+    assert!(
+        sans.contains(workload),
+        "the certificate names {workload}: {sans}"
+    );
+}
+
 /// What one boot of the initializer scenario gave.
 pub(crate) struct InitializerRun {
     /// The guest console.
@@ -65,25 +134,11 @@ pub(crate) struct InitializerRun {
 /// that Coordinator.
 pub(crate) fn initializer_boot(image: &Image) -> InitializerRun {
     let deployment = Deployment::new(&["web"]);
-    let store = TempDir::new("qemu-coordinator");
-    // QEMU's user network maps the guest's 10.0.2.2 to the host's 127.0.0.1.
-    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let binary = coordinator_binary(
-        &profile_dir()
-            .unwrap()
-            .join("qemu-guest-probe")
-            .display()
-            .to_string(),
-    );
-    let mut coordinator = CoordinatorProcess::start(&binary, &deployment, store.path(), ip, &[]);
-    coordinator.wait_probe("/probe/startup", 200, Duration::from_secs(60));
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime
-        .block_on(contrast_testkit::set_manifest(
-            &deployment,
-            &coordinator.user_addr(),
-        ))
-        .unwrap();
+    let HostCoordinator {
+        process: mut coordinator,
+        store: _store,
+    } = host_coordinator(&deployment, &runtime);
 
     let host_data = hex::encode(deployment.policy_hash("web"));
     let measurement = &deployment.manifest.reference_values.snp[0]

@@ -9,8 +9,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use contrast_agent::proto::agent::{
-    CopyFileRequest, CreateContainerRequest, ReadStreamRequest, Routes, UpdateInterfaceRequest,
-    UpdateRoutesRequest,
+    CopyFileRequest, CreateContainerRequest, CreateSandboxRequest, ReadStreamRequest, Routes,
+    StartContainerRequest, UpdateInterfaceRequest, UpdateRoutesRequest,
 };
 use contrast_agent::proto::agent_ttrpc::AgentServiceClient;
 use contrast_agent::proto::health_ttrpc::HealthClient;
@@ -55,6 +55,16 @@ echo "CONTRAST-STEP agent-peak-rss=$(tr -s ' \t' ' ' < /run/agent-hwm 2>/dev/nul
 echo "CONTRAST-TEST-PASS $1"
 "#;
 
+/// What the host gives a pod VM beyond its initdata.
+#[derive(Debug, Default)]
+pub(crate) struct Launch<'a> {
+    /// A registry (as the guest reaches it, over QEMU's user network) pulled from over
+    /// plain HTTP; without one the VM has no network.
+    pub(crate) registry: Option<&'a str>,
+    /// The launch measurement (hex) the fake TSM provider reports; zeros without one.
+    pub(crate) measurement: Option<&'a str>,
+}
+
 /// A boot of the pod's path with `initdata` on the initdata disk and `host_data` as the
 /// launch's HOST_DATA, running on its own thread until it ends or `stop` is set.
 pub(crate) struct PodVm {
@@ -77,6 +87,25 @@ impl PodVm {
         host_data: [u8; 32],
         registry: Option<&str>,
     ) -> PodVm {
+        PodVm::launch(
+            test,
+            initdata,
+            host_data,
+            &Launch {
+                registry,
+                ..Launch::default()
+            },
+        )
+    }
+
+    /// As `launch` says.
+    pub(crate) fn launch(
+        test: &str,
+        initdata: &[u8],
+        host_data: [u8; 32],
+        launch: &Launch<'_>,
+    ) -> PodVm {
+        let registry = launch.registry;
         let image = image().unwrap();
         let scratch = tempdir(test).unwrap();
         let module = scratch.join("fake_tsm.ko");
@@ -98,7 +127,12 @@ impl PodVm {
             .script(&prepare_script())
             .file("fake_tsm.ko", &module)
             .content("host_data", hex::encode(host_data))
-            .content("measurement", "0".repeat(96))
+            .content(
+                "measurement",
+                launch
+                    .measurement
+                    .map_or_else(|| "0".repeat(96), str::to_owned),
+            )
             .content("agent.env", env)
             .content("after-agent.sh", AFTER_AGENT)
             .simulator(&contrast_testkit::shared_simulator_dir())
@@ -307,4 +341,88 @@ pub(crate) async fn configure_user_network(agent: &AgentServiceClient) {
     let mut update = UpdateRoutesRequest::new();
     update.routes = Some(routes).into();
     agent.update_routes(ctx(), &update).await.unwrap();
+}
+
+/// A layer with `programs` (this machine's build) at `/usr/bin/<name>` without debug
+/// sections, the shared libraries they load at their paths on this machine, and `files`
+/// (path in the image, content, mode).
+pub(crate) fn program_layer(programs: &[PathBuf], files: &[(String, Vec<u8>, u32)]) -> Vec<u8> {
+    let scratch = tempdir("program-layer").unwrap();
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, data: &[u8], mode: u32| {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(mode);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_size(data.len() as u64);
+        builder.append_data(&mut header, path, data).unwrap();
+    };
+    for program in programs {
+        let name = program.file_name().unwrap().to_string_lossy().into_owned();
+        let stripped = scratch.join(&name);
+        contrast_image::strip(program, &stripped).unwrap();
+        add(
+            &format!("usr/bin/{name}"),
+            &std::fs::read(&stripped).unwrap(),
+            0o755,
+        );
+    }
+    for library in contrast_image::shared_libraries(programs).unwrap() {
+        let inside = library.to_string_lossy().trim_start_matches('/').to_owned();
+        add(&inside, &std::fs::read(&library).unwrap(), 0o755);
+    }
+    for (path, data, mode) in files {
+        add(path, data, *mode);
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    builder.into_inner().unwrap()
+}
+
+/// The pod's CreateContainerRequest for its container `name`.
+pub(crate) fn container_request(pod: &PodCase, name: &str) -> CreateContainerRequest {
+    let request = pod
+        .requests
+        .iter()
+        .find(|(kind, request)| {
+            kind == "CreateContainerRequest"
+                && request["OCI"]["Annotations"]["io.kubernetes.cri.container-name"] == name
+        })
+        .unwrap_or_else(|| panic!("no CreateContainerRequest for the container {name}"));
+    from_json(&request.1)
+}
+
+/// The pod's start as the runtime sends it: the network, CreateSandbox, and the pause
+/// container created, given its copied files and started. Returns the pause container.
+pub(crate) async fn start_sandbox(
+    agent: &AgentServiceClient,
+    pod: &PodCase,
+) -> CreateContainerRequest {
+    configure_user_network(agent).await;
+    let sandbox: CreateSandboxRequest = from_json(pod.request("CreateSandboxRequest"));
+    agent.create_sandbox(ctx(), &sandbox).await.unwrap();
+    let pause: CreateContainerRequest = from_json(pod.nth_request("CreateContainerRequest", 0));
+    agent.create_container(ctx(), &pause).await.unwrap();
+    for copy in copies_for(&pause) {
+        agent.copy_file(ctx(), &copy).await.unwrap();
+    }
+    let mut start = StartContainerRequest::new();
+    start.container_id = pause.container_id.clone();
+    agent.start_container(ctx(), &start).await.unwrap();
+    pause
+}
+
+/// A workload container as the runtime starts it: its copied files, CreateContainer,
+/// StartContainer.
+pub(crate) async fn start_container(
+    agent: &AgentServiceClient,
+    container: &CreateContainerRequest,
+) {
+    for copy in copies_for(container) {
+        agent.copy_file(ctx(), &copy).await.unwrap();
+    }
+    agent.create_container(ctx(), container).await.unwrap();
+    let mut start = StartContainerRequest::new();
+    start.container_id = container.container_id.clone();
+    agent.start_container(ctx(), &start).await.unwrap();
 }

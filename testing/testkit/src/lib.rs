@@ -188,23 +188,9 @@ impl Deployment {
         let owner_key = WorkloadOwnerKey::generate().unwrap();
         let seedshare_key = seedshare_owner_key();
         for (name, document) in &policies {
-            let entry = PolicyEntry {
-                sans: Some(vec![name.clone(), "*".to_string()]),
-                workload_secret_id: if name == "coordinator" {
-                    String::new()
-                } else {
-                    format!("apps/v1/Deployment/default/{name}")
-                },
-                role: if name == "coordinator" {
-                    "coordinator".to_string()
-                } else {
-                    String::new()
-                },
-                ..Default::default()
-            };
             manifest
                 .policies
-                .insert(HexString::from_bytes(&sha256(document)), entry);
+                .insert(HexString::from_bytes(&sha256(document)), policy_entry(name));
         }
         manifest.workload_owner_key_digests = Some(vec![HexString(owner_key.digest_hex())]);
         manifest.seedshare_owner_pub_keys = Some(vec![HexString(seedshare_key.public_key_hex())]);
@@ -221,6 +207,19 @@ impl Deployment {
         deployment.write_resources();
         deployment.write_manifest(&deployment.manifest.clone());
         deployment
+    }
+
+    /// Adds the workload `name` with its initdata `document` (name it with
+    /// [`coordinator_trust_entry`] for an Initializer) to the manifest, and rewrites
+    /// manifest.json and the resources.
+    pub fn add_workload(&mut self, name: &str, document: Vec<u8>) {
+        self.manifest.policies.insert(
+            HexString::from_bytes(&sha256(&document)),
+            policy_entry(name),
+        );
+        self.policies.insert(name.to_owned(), document);
+        self.write_resources();
+        self.write_manifest(&self.manifest.clone());
     }
 
     /// A path in the workspace.
@@ -287,6 +286,26 @@ impl Deployment {
             self.amd.clone(),
             spec,
         ))))
+    }
+}
+
+/// The manifest entry of the policy `name`: the Coordinator's role for `coordinator`,
+/// else a workload named `name` with a workload secret.
+fn policy_entry(name: &str) -> PolicyEntry {
+    let coordinator = name == "coordinator";
+    PolicyEntry {
+        sans: Some(vec![name.to_owned(), "*".to_owned()]),
+        workload_secret_id: if coordinator {
+            String::new()
+        } else {
+            format!("apps/v1/Deployment/default/{name}")
+        },
+        role: if coordinator {
+            "coordinator".to_owned()
+        } else {
+            String::new()
+        },
+        ..Default::default()
     }
 }
 

@@ -25,7 +25,17 @@ pub struct Placement<'a> {
     pub cgroup: String,
     /// Where `/run/kata-containers` lies in this agent (the same path in the guest).
     pub run_dir: &'a Path,
+    /// The initdata document the initdata check verified, if there is one: every
+    /// workload container gets it read-only at [`INITDATA_MOUNT`].
+    pub initdata: Option<&'a Path>,
 }
+
+/// Where a workload container finds the verified initdata document: the path the
+/// Initializer reads by default, the same as in the guest.
+pub const INITDATA_MOUNT: &str = "/run/measured-cfg/initdata.toml";
+
+/// Where a workload container finds configfs (configfs-tsm for its own evidence).
+pub const CONFIGFS_MOUNT: &str = "/sys/kernel/config";
 
 /// `config.json` for `spec` placed as `placement` says. `net.*` sysctls are left out
 /// here: the container shares the VM's network namespace, so the agent applies them
@@ -67,6 +77,7 @@ pub fn config_json(spec: &oci::Spec, placement: &Placement<'_>) -> Value {
                         "options": m.options,
                     })
                 })
+                .chain(guest_mounts(placement))
                 .collect(),
         ),
     );
@@ -76,6 +87,35 @@ pub fn config_json(spec: &oci::Spec, placement: &Placement<'_>) -> Value {
     }
     config.insert("linux".into(), linux_json(spec.Linux.as_ref(), placement));
     Value::Object(config)
+}
+
+/// The mounts the agent adds to every container but the pause container, after the
+/// policy allowed the request (so the policy never sees them), last so that they lie on
+/// top of the spec's `/sys` and `/run`:
+/// - configfs at `/sys/kernel/config`, as Contrast's patched Kata agent mounts it: the
+///   Initializer gets its evidence through configfs-tsm from inside its container;
+/// - the verified initdata document, read-only: the Initializer checks its digest against
+///   its own evidence and dials only the Coordinator it names. It is no secret (the
+///   policy is public) and, being re-checked, need not be trusted either.
+fn guest_mounts(placement: &Placement<'_>) -> Vec<Value> {
+    if placement.pause_pid.is_none() {
+        return Vec::new();
+    }
+    let mut mounts = vec![json!({
+        "destination": CONFIGFS_MOUNT,
+        "type": "configfs",
+        "source": "configfs",
+        "options": ["nosuid", "noexec", "nodev", "relatime"],
+    })];
+    if let Some(initdata) = placement.initdata {
+        mounts.push(json!({
+            "destination": INITDATA_MOUNT,
+            "type": "bind",
+            "source": initdata,
+            "options": ["bind", "ro", "nosuid", "noexec", "nodev"],
+        }));
+    }
+    mounts
 }
 
 /// `process` of the config.
@@ -325,4 +365,65 @@ pub fn net_sysctls(spec: &oci::Spec) -> Vec<(String, String)> {
         .unwrap_or_default();
     sysctls.sort();
     sysctls
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount_destinations(config: &Value) -> Vec<&str> {
+        config["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn workload_containers_get_configfs_and_the_initdata_after_the_specs_mounts() {
+        let mut spec = oci::Spec::new();
+        let mut sys = oci::Mount::new();
+        sys.destination = "/sys".to_owned();
+        sys.type_ = "sysfs".to_owned();
+        sys.source = "sysfs".to_owned();
+        spec.Mounts.push(sys);
+        let rootfs = Path::new("/run/kata-containers/c1/rootfs");
+        let initdata = Path::new("/run/measured-cfg/initdata.toml");
+        let mut placement = Placement {
+            rootfs,
+            pause_pid: Some(7),
+            share_pid: false,
+            cgroup: "/contrast/c1/container".to_owned(),
+            run_dir: Path::new("/run/kata-containers"),
+            initdata: Some(initdata),
+        };
+        let config = config_json(&spec, &placement);
+        assert_eq!(
+            mount_destinations(&config),
+            ["/sys", CONFIGFS_MOUNT, INITDATA_MOUNT]
+        );
+        let initdata_mount = &config["mounts"][2];
+        assert_eq!(initdata_mount["source"], "/run/measured-cfg/initdata.toml");
+        assert!(
+            initdata_mount["options"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("ro"))
+        );
+
+        // Without a verified document: configfs only.
+        placement.initdata = None;
+        assert_eq!(
+            mount_destinations(&config_json(&spec, &placement)),
+            ["/sys", CONFIGFS_MOUNT]
+        );
+        // The pause container gets neither.
+        placement.initdata = Some(initdata);
+        placement.pause_pid = None;
+        assert_eq!(
+            mount_destinations(&config_json(&spec, &placement)),
+            ["/sys"]
+        );
+    }
 }
