@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use common::pod::*;
 use contrast_agent::proto::agent::{
     CreateContainerRequest, CreateSandboxRequest, DestroySandboxRequest, ExecProcessRequest,
-    GetOOMEventRequest, GuestDetailsRequest, RemoveContainerRequest, SignalProcessRequest,
-    StartContainerRequest, StatsContainerRequest, WaitProcessRequest,
+    GetOOMEventRequest, GuestDetailsRequest, ReadStreamRequest, RemoveContainerRequest,
+    SignalProcessRequest, StartContainerRequest, StatsContainerRequest, TtyWinResizeRequest,
+    WaitProcessRequest, WriteStreamRequest,
 };
 use contrast_agent::proto::health::{CheckRequest, health_check_response::ServingStatus};
 use contrast_qemu_tests::tempdir;
@@ -183,6 +184,11 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
                 "command": ["/bin/sh", "-c", script],
                 // An exec the policy allows: the runtime runs it in the running app.
                 "readinessProbe": {"exec": {"command": ["/bin/sh", "-c", "echo probe; touch /scratch/probed"]}},
+                // Run with a terminal: waits until the terminal has a size (busybox's
+                // stty prints none for 0x0), prints it.
+                "startupProbe": {"exec": {"command": ["/bin/sh", "-c",
+                    "i=0; while [ -z \"$(stty size 2>/dev/null)\" ] && [ $i -lt 300 ]; \
+                     do sleep 0.1; i=$((i+1)); done; stty size"]}},
                 // A long one, ended by a signal.
                 "livenessProbe": {"exec": {"command": ["/bin/sh", "-c", "sleep 600"]}},
                 "volumeMounts": [
@@ -230,7 +236,7 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
         let app: CreateContainerRequest = from_json(pod.nth_request("CreateContainerRequest", 1));
         start_container(&agent, &app).await;
         // The liveness probe runs until SignalProcess ends it.
-        let execs: Vec<ExecProcessRequest> = (0..2)
+        let execs: Vec<ExecProcessRequest> = (0..3)
             .map(|n| from_json(pod.nth_request("ExecProcessRequest", n)))
             .collect();
         let is_sleep = |e: &ExecProcessRequest| e.process.Args.iter().any(|a| a == "sleep 600");
@@ -252,8 +258,56 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
                 .status,
             137
         );
+        let command = |text: &str| {
+            execs
+                .iter()
+                .find(|e| e.process.Args.iter().any(|a| a.contains(text)))
+                .unwrap()
+                .clone()
+        };
+        // An exec with a terminal: the size TtyWinResize sets reaches the process, which
+        // prints it on the terminal. Its input stays the pod's: the policy refuses
+        // WriteStdin (as genpolicy's does).
+        let mut tty = command("stty size");
+        tty.process.mut_or_insert_default().Terminal = true;
+        agent.exec_process(ctx(), &tty).await.unwrap();
+        let mut resize = TtyWinResizeRequest::new();
+        resize.container_id = app.container_id.clone();
+        resize.exec_id = tty.exec_id.clone();
+        resize.row = 33;
+        resize.column = 101;
+        agent.tty_win_resize(ctx(), &resize).await.unwrap();
+        let mut line = WriteStreamRequest::new();
+        line.container_id = app.container_id.clone();
+        line.exec_id = tty.exec_id.clone();
+        line.data = b"go\n".to_vec();
+        let (code, message) = status(agent.write_stdin(ctx(), &line).await);
+        assert_eq!(code, Code::PERMISSION_DENIED, "{message}");
+        let mut seen = String::new();
+        while !seen.contains("33 101") {
+            let mut read = ReadStreamRequest::new();
+            read.container_id = app.container_id.clone();
+            read.exec_id = tty.exec_id.clone();
+            read.len = 4096;
+            let chunk = agent.read_stdout(ctx(), &read).await.unwrap();
+            assert!(!chunk.data.is_empty(), "the terminal ended with {seen:?}");
+            seen.push_str(&String::from_utf8_lossy(&chunk.data));
+        }
+        let mut wait_tty = WaitProcessRequest::new();
+        wait_tty.container_id = app.container_id.clone();
+        wait_tty.exec_id = tty.exec_id.clone();
+        assert_eq!(
+            agent.wait_process(ctx(), &wait_tty).await.unwrap().status,
+            0,
+            "{seen:?}"
+        );
+        // The app's own process has no terminal to resize.
+        resize.exec_id = String::new();
+        let (code, message) = status(agent.tty_win_resize(ctx(), &resize).await);
+        assert_eq!(code, Code::FAILED_PRECONDITION, "{message}");
+
         // The readiness probe, exec'd into the running app; the app waits for it.
-        let probe = execs.iter().find(|e| !is_sleep(e)).unwrap().clone();
+        let probe = command("echo probe");
         agent.exec_process(ctx(), &probe).await.unwrap();
         let probe_out = read_exec(&agent, &app.container_id, &probe.exec_id).await;
         assert_eq!(probe_out, "probe\n");

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use ttrpc::Code;
 use ttrpc::r#async::TtrpcContext;
 
-use crate::container::{Crun, Process, cgroup, spec};
+use crate::container::{Crun, Process, ProcessIo, cgroup, spec};
 use crate::policy::PolicyGate;
 use crate::proto::agent::*;
 use crate::proto::agent_ttrpc::AgentService;
@@ -381,7 +381,7 @@ impl Agent {
         }
         let process = self
             .crun
-            .run(id, &container.bundle, false)
+            .run(id, &container.bundle, stdio_of(spec.Process.as_ref()))
             .await
             .map_err(|e| {
                 status(
@@ -443,6 +443,15 @@ impl Agent {
 
 /// A method of the Kata agent API this agent does not serve yet: the request was allowed
 /// by the policy, and is answered with a clear Unimplemented rather than acted on.
+/// A process's stdio as its spec asks: a terminal, else pipes for its output.
+fn stdio_of(process: Option<&crate::proto::oci::Process>) -> ProcessIo {
+    if process.is_some_and(|p| p.Terminal) {
+        ProcessIo::Terminal
+    } else {
+        ProcessIo::Output
+    }
+}
+
 fn not_yet(method: &str) -> ttrpc::Error {
     status(
         Code::UNIMPLEMENTED,
@@ -660,12 +669,16 @@ impl AgentService for Agent {
                 format!("ExecProcess: writing {}: {e}", path.display()),
             )
         })?;
-        let started = self.crun.exec(id, &path, false).await.map_err(|e| {
-            status(
-                Code::INTERNAL,
-                format!("ExecProcess {id}: {}", contrast_platforms::error_chain(&e)),
-            )
-        })?;
+        let started = self
+            .crun
+            .exec(id, &path, stdio_of(Some(process)))
+            .await
+            .map_err(|e| {
+                status(
+                    Code::INTERNAL,
+                    format!("ExecProcess {id}: {}", contrast_platforms::error_chain(&e)),
+                )
+            })?;
         self.update(id, |c| {
             c.execs.insert(req.exec_id.clone(), started);
         });
@@ -788,7 +801,29 @@ impl AgentService for Agent {
         req: TtyWinResizeRequest,
     ) -> ttrpc::Result<Empty> {
         self.policy.check(&req)?;
-        Err(not_yet("TtyWinResize"))
+        let process = self.process("TtyWinResize", &req.container_id, &req.exec_id)?;
+        let terminal = process.terminal.as_ref().ok_or_else(|| {
+            status(
+                Code::FAILED_PRECONDITION,
+                format!(
+                    "TtyWinResize: the process {:?} of container {} has no terminal",
+                    req.exec_id, req.container_id
+                ),
+            )
+        })?;
+        let (Ok(rows), Ok(columns)) = (u16::try_from(req.row), u16::try_from(req.column)) else {
+            return Err(status(
+                Code::INVALID_ARGUMENT,
+                format!(
+                    "TtyWinResize: {}x{} is larger than a terminal can be (65535)",
+                    req.row, req.column
+                ),
+            ));
+        };
+        terminal
+            .resize(rows, columns)
+            .map_err(|e| status(Code::INTERNAL, format!("TtyWinResize: {e}")))?;
+        Ok(Empty::new())
     }
 
     async fn update_interface(

@@ -54,6 +54,14 @@ pub enum RuntimeError {
         /// What crun said.
         stderr: String,
     },
+    /// The process's terminal could not be set up.
+    #[error("container {id}: the terminal: {detail}")]
+    Terminal {
+        /// The container.
+        id: String,
+        /// What failed.
+        detail: String,
+    },
     /// The container's process did not come up.
     #[error("container {id}: crun gave no process ID within 30 s ({detail})")]
     NoPid {
@@ -74,10 +82,15 @@ impl Crun {
 
     /// Runs the container of `bundle` in the foreground; its init process is the
     /// returned [`Process`]. Waits until crun has written the process's PID.
-    pub async fn run(&self, id: &str, bundle: &Path, stdin: bool) -> Result<Process, RuntimeError> {
+    pub async fn run(
+        &self,
+        id: &str,
+        bundle: &Path,
+        io: ProcessIo,
+    ) -> Result<Process, RuntimeError> {
         let mut command = self.command();
         command.arg("run").arg("--bundle").arg(bundle);
-        self.foreground(command, "run", &bundle.join("init.pid"), id, stdin)
+        self.foreground(command, "run", &bundle.join("init.pid"), id, io)
             .await
     }
 
@@ -86,33 +99,46 @@ impl Crun {
         &self,
         id: &str,
         process_json: &Path,
-        stdin: bool,
+        io: ProcessIo,
     ) -> Result<Process, RuntimeError> {
         let mut command = self.command();
         command.arg("exec").arg("--process").arg(process_json);
-        self.foreground(
-            command,
-            "exec",
-            &process_json.with_extension("pid"),
-            id,
-            stdin,
-        )
-        .await
+        self.foreground(command, "exec", &process_json.with_extension("pid"), id, io)
+            .await
     }
 
     /// Starts `command` (crun's `run` or `exec`, without the container ID) with
     /// `--pid-file pid_file` for container `id`, and waits until crun has written the PID.
+    /// A terminal comes from crun's `--console-socket`, a socket beside the PID file.
     async fn foreground(
         &self,
         mut command: Command,
         name: &'static str,
         pid_file: &Path,
         id: &str,
-        stdin: bool,
+        io: ProcessIo,
     ) -> Result<Process, RuntimeError> {
         let _ = std::fs::remove_file(pid_file);
+        let console = if io == ProcessIo::Terminal {
+            let path = pid_file.with_extension("console");
+            let _ = std::fs::remove_file(&path);
+            let listener =
+                tokio::net::UnixListener::bind(&path).map_err(|e| RuntimeError::Terminal {
+                    id: id.to_owned(),
+                    detail: format!("binding {}: {e}", path.display()),
+                })?;
+            command.arg("--console-socket").arg(&path);
+            Some((listener, path))
+        } else {
+            None
+        };
         command.arg("--pid-file").arg(pid_file).arg(id);
-        let process = Process::spawn(&mut command, &self.binary, stdin)?;
+        let mut process = Process::spawn(&mut command, &self.binary, io == ProcessIo::Pipes)?;
+        if let Some((listener, path)) = console {
+            let master = process.receive_terminal(&listener, name, id).await;
+            let _ = std::fs::remove_file(&path);
+            process.terminal = Some(Arc::new(Terminal::new(master?, id)?));
+        }
         let pid = process.wait_for_pid(pid_file, name, id).await?;
         Ok(Process {
             pid: Some(pid),
@@ -189,11 +215,90 @@ impl Crun {
     }
 }
 
+/// How a process's stdio is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessIo {
+    /// stdout and stderr as pipes; no stdin.
+    Output,
+    /// stdin, stdout and stderr as pipes.
+    Pipes,
+    /// A terminal (`process.terminal`): its pty master carries stdin and stdout.
+    Terminal,
+}
+
+/// A process's terminal: the pty master crun passed over its console socket, one handle
+/// for reads and one for writes (so a pending read does not hold up a write) and one for
+/// the window size.
+#[derive(Debug)]
+pub struct Terminal {
+    reader: Mutex<tokio::fs::File>,
+    writer: Mutex<Option<tokio::fs::File>>,
+    master: std::os::fd::OwnedFd,
+}
+
+impl Terminal {
+    fn new(master: std::os::fd::OwnedFd, id: &str) -> Result<Terminal, RuntimeError> {
+        let clone = |fd: &std::os::fd::OwnedFd| {
+            fd.try_clone().map_err(|e| RuntimeError::Terminal {
+                id: id.to_owned(),
+                detail: format!("duplicating the pty master: {e}"),
+            })
+        };
+        let reader = std::fs::File::from(clone(&master)?);
+        let writer = std::fs::File::from(clone(&master)?);
+        Ok(Terminal {
+            reader: Mutex::new(tokio::fs::File::from_std(reader)),
+            writer: Mutex::new(Some(tokio::fs::File::from_std(writer))),
+            master,
+        })
+    }
+
+    /// Sets the window size (TIOCSWINSZ); the process gets SIGWINCH.
+    pub fn resize(&self, rows: u16, columns: u16) -> std::io::Result<()> {
+        rustix::termios::tcsetwinsize(
+            &self.master,
+            rustix::termios::Winsize {
+                ws_row: rows,
+                ws_col: columns,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            },
+        )
+        .map_err(std::io::Error::from)
+    }
+}
+
+/// Receives one file descriptor (SCM_RIGHTS) on `stream`, as crun sends a pty master.
+fn receive_fd(stream: &std::os::unix::net::UnixStream) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut data = [0u8; 256];
+    rustix::net::recvmsg(
+        stream,
+        &mut [std::io::IoSliceMut::new(&mut data)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )?;
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = message
+            && let Some(fd) = fds.next()
+        {
+            return Ok(fd);
+        }
+    }
+    Err(std::io::Error::other(
+        "the message carried no file descriptor",
+    ))
+}
+
 /// A process of a container: its streams and its exit status.
 #[derive(Debug, Clone)]
 pub struct Process {
     /// The container init's PID in the VM (for `crun run`), once known.
     pub pid: Option<u32>,
+    /// Its terminal, when the spec asks for one.
+    pub terminal: Option<Arc<Terminal>>,
     stdin: Arc<Mutex<Option<ChildStdin>>>,
     stdout: Arc<Mutex<Option<ChildStdout>>>,
     stderr: Arc<Mutex<Option<ChildStderr>>>,
@@ -214,6 +319,7 @@ impl Process {
         let (exit_tx, exit) = watch::channel(None);
         let process = Process {
             pid: None,
+            terminal: None,
             stdin: Arc::new(Mutex::new(child.stdin.take())),
             stdout: Arc::new(Mutex::new(child.stdout.take())),
             stderr: Arc::new(Mutex::new(child.stderr.take())),
@@ -230,6 +336,54 @@ impl Process {
             exit_tx.send_replace(Some(status));
         });
         Ok(process)
+    }
+
+    /// Accepts crun's connection on the console socket and takes the pty master it sends;
+    /// fails when crun exits first or takes longer than 30 s.
+    async fn receive_terminal(
+        &self,
+        listener: &tokio::net::UnixListener,
+        command: &'static str,
+        id: &str,
+    ) -> Result<std::os::fd::OwnedFd, RuntimeError> {
+        let failed = |detail: String| RuntimeError::Terminal {
+            id: id.to_owned(),
+            detail,
+        };
+        let mut exit = self.exit.clone();
+        let exited = async move {
+            let _ = exit.wait_for(Option::is_some).await;
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => accepted
+                .map_err(|e| failed(format!("accepting crun's connection: {e}")))?
+                .0,
+            () = exited => {
+                let stderr = self.read(false, MAX_READ).await;
+                return Err(RuntimeError::Refused {
+                    command,
+                    id: id.to_owned(),
+                    stderr: format!(
+                        "exited before it sent the terminal: {}",
+                        String::from_utf8_lossy(&stderr).trim()
+                    ),
+                });
+            }
+            () = tokio::time::sleep(std::time::Duration::from_secs(30)) => {
+                return Err(failed("crun sent no terminal within 30 s".to_owned()));
+            }
+        };
+        let stream = stream
+            .into_std()
+            .map_err(|e| failed(format!("crun's connection: {e}")))?;
+        tokio::task::spawn_blocking(move || {
+            stream.set_nonblocking(false)?;
+            stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+            receive_fd(&stream)
+        })
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(|e| failed(format!("receiving the pty master: {e}")))
     }
 
     async fn wait_for_pid(
@@ -286,7 +440,16 @@ impl Process {
     /// the end of the stream.
     pub async fn read(&self, stdout: bool, len: usize) -> Vec<u8> {
         let mut buffer = vec![0u8; len.clamp(1, MAX_READ)];
-        let n = if stdout {
+        let n = if let Some(terminal) = self.terminal.as_ref().filter(|_| stdout) {
+            // EIO once the process's side has closed: the end of the stream.
+            terminal
+                .reader
+                .lock()
+                .await
+                .read(&mut buffer)
+                .await
+                .unwrap_or(0)
+        } else if stdout {
             match self.stdout.lock().await.as_mut() {
                 Some(s) => s.read(&mut buffer).await.unwrap_or(0),
                 None => 0,
@@ -303,6 +466,18 @@ impl Process {
 
     /// Writes to stdin; the number of bytes written.
     pub async fn write(&self, data: &[u8]) -> std::io::Result<usize> {
+        if let Some(terminal) = &self.terminal {
+            return match terminal.writer.lock().await.as_mut() {
+                Some(writer) => {
+                    writer.write_all(data).await?;
+                    writer.flush().await.map(|()| data.len())
+                }
+                None => Err(std::io::Error::new(
+                    std::io::ErrorKind::BrokenPipe,
+                    "the terminal's input was closed",
+                )),
+            };
+        }
         match self.stdin.lock().await.as_mut() {
             Some(stdin) => stdin.write_all(data).await.map(|()| data.len()),
             None => Err(std::io::Error::new(
@@ -314,6 +489,9 @@ impl Process {
 
     /// Closes stdin.
     pub async fn close_stdin(&self) {
+        if let Some(terminal) = &self.terminal {
+            terminal.writer.lock().await.take();
+        }
         self.stdin.lock().await.take();
     }
 }
