@@ -115,6 +115,34 @@ pub const MODULES: &[&str] = &[
     "qemu_fw_cfg",
     // the agent's vsock (pulls in vsock and the common virtio transport)
     "vmw_vsock_virtio_transport",
+    // netfilter for iptables (nft backend): the pod's default-deny rules and the mesh
+    // sidecar's TPROXY redirect, IPv4 and IPv6
+    "nf_tables",
+    "nft_compat",
+    "nft_ct",
+    "xt_conntrack",
+    "xt_tcpudp",
+    "xt_TPROXY",
+];
+
+/// iptables as the guest runs it: Debian's nft-backed multi-call binary, under the names
+/// the default-deny rules (the image's init, the Initializer) and the mesh sidecar call.
+pub const IPTABLES_BINARY: &str = "usr/sbin/xtables-nft-multi";
+/// The names of [`IPTABLES_BINARY`] in `usr/sbin`.
+pub const IPTABLES_NAMES: [&str; 4] = [
+    "iptables",
+    "ip6tables",
+    "iptables-restore",
+    "ip6tables-restore",
+];
+/// The iptables extensions the rules use (`-j` standard targets, `-m conntrack`,
+/// `-p tcp --dport`, `-j TPROXY`). iptables loads them at run time, so they are listed
+/// here rather than found by `ldd`.
+pub const XTABLES_EXTENSIONS: [&str; 4] = [
+    "usr/lib/x86_64-linux-gnu/xtables/libxt_standard.so",
+    "usr/lib/x86_64-linux-gnu/xtables/libxt_conntrack.so",
+    "usr/lib/x86_64-linux-gnu/xtables/libxt_tcp.so",
+    "usr/lib/x86_64-linux-gnu/xtables/libxt_TPROXY.so",
 ];
 
 /// The initramfs `/init`.
@@ -325,6 +353,15 @@ fn build_rootfs(config: &BuildConfig, work: &Path) -> Result<PathBuf, ImageError
         programs.push(path);
     }
     tree.symlink("usr/sbin/mkfs.ext4", "mke2fs");
+    tree.file(IPTABLES_BINARY, system.join(IPTABLES_BINARY), 0o755);
+    programs.push(system.join(IPTABLES_BINARY));
+    for name in IPTABLES_NAMES {
+        tree.symlink(&format!("usr/sbin/{name}"), "xtables-nft-multi");
+    }
+    for extension in XTABLES_EXTENSIONS {
+        tree.file(extension, system.join(extension), 0o644);
+        programs.push(system.join(extension));
+    }
     tree.file("etc/mke2fs.conf", system.join("etc/mke2fs.conf"), 0o644);
     // The agent's only trust anchors for registries (guest pull over HTTPS): Debian's
     // Mozilla bundle, measured with the rest of the root.

@@ -19,6 +19,16 @@ echo "contrast-guest: up ($(cat /etc/contrast-image-release))"
 # virtio-blk device with the serial "initdata" (what the Kata runtime attaches; no udev
 # here, so it is found by its serial).
 start_agent() {
+    # Nothing new reaches the pod from outside until its mesh sidecar (or, without one,
+    # its Initializer) has its own rules in place and removes this rule, IPv4 and IPv6.
+    # Without it the agent does not start.
+    for tool in iptables ip6tables; do
+        if ! "$tool" -w -A INPUT -m conntrack ! --ctstate ESTABLISHED,RELATED -j DROP; then
+            echo "contrast-guest: $tool could not install the default-deny rule; not starting the agent"
+            return 1
+        fi
+    done
+    echo "contrast-guest: default-deny rules installed"
     device=/dev/disk/by-id/virtio-initdata
     for serial in /sys/block/vd*/serial; do
         [ "$(cat "$serial" 2>/dev/null)" = initdata ] || continue

@@ -400,6 +400,21 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
     );
     assert_eq!(stderr, "to stderr\n", "stderr; console:\n{}", console.text);
     assert_eq!(exit, 3, "{}", console.text);
+    // The pod VM's default-deny rules: installed before the agent, and with neither an
+    // Initializer nor a mesh sidecar in this pod, still there.
+    assert!(
+        console.contains("default-deny rules installed"),
+        "{}",
+        console.text
+    );
+    for tool in ["iptables", "ip6tables"] {
+        assert_eq!(
+            console.step_value(&format!("default-deny-{tool}")),
+            Some("present"),
+            "{}",
+            console.text
+        );
+    }
     eprintln!(
         "agent-run: CreateSandbox → app exited in {elapsed:?} (TCG); agent peak RSS {}",
         console.step_value("agent-peak-rss").unwrap_or("?")

@@ -1,204 +1,358 @@
-//! The Initializer as `contrast generate` injects it, running as the pod's first init
-//! container under the agent: its image is pulled by digest in the guest, it attests
-//! through configfs-tsm (the agent mounts configfs into workload containers, as Contrast's
-//! agent does) to a Coordinator on the host, checking first that the initdata the agent
-//! mounts is the launch's; the app container then reads the certificates it wrote to the
-//! pod's shared `/contrast` volume. The host plays the Kata runtime, as in tests/agent.rs.
+//! Pods as `contrast generate` makes them of plain ones, run by the agent: the Initializer
+//! as the first init container (its image pulled by digest in the guest) attests through
+//! configfs-tsm (the agent mounts configfs into workload containers, as Contrast's agent
+//! does) to a Coordinator on the host, checking first that the initdata the agent mounts
+//! is the launch's; the app reads the certificates it wrote to the pod's `/contrast`
+//! volume. With a service-mesh annotation, the sidecar installs its redirect, lifts the
+//! pod VM's default-deny rules and carries the app's plain connection to a mesh peer on
+//! the host over mTLS. Without one, the Initializer lifts the default-deny rules itself.
+//! The host plays the Kata runtime, as in tests/agent.rs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod common;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use common::peer::{Credentials, peer_on};
 use common::pod::*;
 use common::{HostCoordinator, assert_mesh_certificate, host_coordinator};
 use contrast_agent::proto::agent::{
-    CreateContainerRequest, DestroySandboxRequest, SignalProcessRequest, WaitProcessRequest,
+    CreateContainerRequest, DestroySandboxRequest, ExecProcessRequest, SignalProcessRequest,
+    WaitProcessRequest,
 };
 use contrast_agent::proto::agent_ttrpc::AgentServiceClient;
+use contrast_kube_resources::mutate::{INITIALIZER_NAME, SERVICE_MESH_NAME};
 use contrast_kube_resources::{
     InjectedImages, MutationOptions, emit_documents, for_each_workload, mutate, parse_documents,
 };
-use contrast_qemu_tests::{profile_dir, tempdir};
+use contrast_qemu_tests::{Console, profile_dir, tempdir};
 use contrast_testkit::registry::{LayeredImage, Registry, RegistrySetup};
-use contrast_testkit::{Deployment, coordinator_trust_entry, sha256, workload_initdata};
+use contrast_testkit::{Deployment, PodCase, coordinator_trust_entry, sha256, workload_initdata};
 use serde_json::{Value, json};
+use x509_parser::prelude::{FromDer as _, X509Certificate};
 
-/// The Initializer image's environment: the simulated signature on configfs-tsm, with the
-/// simulator's keys in the image (test-only), and a short retry interval.
-const INITIALIZER_ENV: [&str; 5] = [
-    "PATH=/usr/bin:/bin",
+/// The PATH of the images the test builds (iptables is in /usr/sbin).
+const PATH: &str = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The Initializer image's environment besides PATH: the simulated signature on
+/// configfs-tsm, with the simulator's keys in the image (test-only), and a short retry
+/// interval.
+const INITIALIZER_ENV: [&str; 4] = [
     "CONTRAST_SIMULATED_TEE=snp-tsm",
     "CONTRAST_SIMULATOR_DIR=/sim",
     "CONTRAST_RETRY_INTERVAL=1",
     "NO_COLOR=1",
 ];
 
-/// The app: prints what the Initializer left in the shared volume.
-const APP_SCRIPT: &str = "cat /contrast/tls-config/mesh-ca.pem; echo =====; \
-                          cat /contrast/tls-config/certChain.pem; echo =====; \
-                          stat -c %a /contrast/tls-config/key.pem";
+/// The app of the pod without a mesh: prints what the Initializer left in the volume.
+const READ_CERTIFICATES: &str = "cat /contrast/tls-config/mesh-ca.pem; echo =====; \
+                                 cat /contrast/tls-config/certChain.pem; echo =====; \
+                                 stat -c %a /contrast/tls-config/key.pem";
 
-/// The pod `contrast generate` makes of a one-container Pod running `app_image`, with the
-/// Initializer from `initializer_image`.
-fn generated_pod(app_image: &str, initializer_image: &str) -> Value {
-    let yaml = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: app\n  namespace: default\nspec:\n  \
-         runtimeClassName: contrast-cc\n  containers:\n  - name: app\n    image: {app_image}\n    \
-         command: [\"/bin/sh\", \"-c\", {APP_SCRIPT:?}]\n"
-    );
-    let options = MutationOptions {
-        runtime_handler: "contrast-cc-metal-qemu-snp-0123abcd".to_owned(),
-        skip_initializer: false,
-        skip_service_mesh: false,
-        images: InjectedImages {
-            initializer: initializer_image.to_owned(),
-            service_mesh: "unused.test/mesh@sha256:00".to_owned(),
-        },
-        image_replacements: Default::default(),
-    };
-    let mut docs = parse_documents(&yaml).unwrap();
-    for_each_workload(&mut docs, |mut w| mutate(&mut w, &options).map(|_| ())).unwrap();
-    let pod = docs[0].to_json();
-    assert_eq!(
-        pod["spec"]["initContainers"][0]["name"],
-        contrast_kube_resources::mutate::INITIALIZER_NAME,
-        "{}",
-        emit_documents(&docs)
-    );
-    pod
+/// The egress listener the mesh pod's app connects to.
+const EGRESS_LISTEN: &str = "127.137.0.1:8081";
+
+/// An image in the test's registry, as the guest names it.
+struct PushedImage {
+    reference: String,
+    digest: String,
+    env: Vec<String>,
+    entrypoint: Vec<String>,
 }
 
-fn image_config(digest: &str, env: &[&str], entrypoint: &[&str]) -> Value {
-    json!({
-        "digest": digest,
-        "env": env,
-        "entrypoint": entrypoint,
-        "cmd": [],
-        "working_dir": "",
-        "user": "",
-        "volumes": [],
-    })
+impl PushedImage {
+    fn push(
+        registry: &Registry,
+        work: &std::path::Path,
+        repo: &str,
+        layer: Vec<u8>,
+        env: &[&str],
+        entrypoint: &[&str],
+    ) -> PushedImage {
+        let image = LayeredImage::new(
+            &json!({"Env": env, "Entrypoint": entrypoint}).to_string(),
+            &[layer],
+        );
+        image.push(registry, work, repo, "v1");
+        PushedImage {
+            reference: format!("10.0.2.2:{}/{repo}@{}", registry.port, image.digest()),
+            digest: image.digest(),
+            env: env.iter().map(|e| (*e).to_owned()).collect(),
+            entrypoint: entrypoint.iter().map(|e| (*e).to_owned()).collect(),
+        }
+    }
+
+    /// The image's entry in a pod case's `images`.
+    fn config(&self) -> Value {
+        json!({
+            "digest": self.digest,
+            "env": self.env,
+            "entrypoint": self.entrypoint,
+            "cmd": [],
+            "working_dir": "",
+            "user": "",
+            "volumes": [],
+        })
+    }
 }
 
-/// Starts `container` and waits for it to exit: (exit code, stdout, stderr).
+/// The registry on the host with the three images: the app (busybox), the Initializer
+/// and the mesh sidecar (the test build's binaries, with iptables as the guest image has
+/// it).
+struct Images {
+    registry: Registry,
+    work: std::path::PathBuf,
+    app: PushedImage,
+    initializer: PushedImage,
+    mesh: PushedImage,
+}
+
+impl Images {
+    fn push() -> Images {
+        let registry = Registry::start(RegistrySetup::default());
+        let work = tempdir("pod-attestation-layout").unwrap();
+        let profile = profile_dir().unwrap();
+        let app = PushedImage::push(
+            &registry,
+            &work,
+            "guest/busybox",
+            busybox_layer(),
+            &[PATH],
+            &["/bin/sh"],
+        );
+        let mut layer = LayerBuilder::new()
+            .program(&profile.join("initializer"))
+            .iptables();
+        for entry in std::fs::read_dir(contrast_testkit::shared_simulator_dir()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|x| x == "p8") {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                layer = layer.file(
+                    &format!("sim/{name}"),
+                    &std::fs::read(&path).unwrap(),
+                    0o600,
+                );
+            }
+        }
+        let mut env = vec![PATH];
+        env.extend(INITIALIZER_ENV);
+        let initializer = PushedImage::push(
+            &registry,
+            &work,
+            "guest/initializer",
+            layer.finish(),
+            &env,
+            &["/usr/bin/initializer"],
+        );
+        let mesh = PushedImage::push(
+            &registry,
+            &work,
+            "guest/service-mesh",
+            LayerBuilder::new()
+                .program(&profile.join("service-mesh"))
+                .iptables()
+                .busybox()
+                .finish(),
+            &[PATH, "NO_COLOR=1"],
+            &["/usr/bin/service-mesh"],
+        );
+        Images {
+            registry,
+            work,
+            app,
+            initializer,
+            mesh,
+        }
+    }
+
+    /// The pod `contrast generate` makes of a one-container Pod `app` with `annotations`
+    /// whose app runs `script`; the Initializer dials the Coordinator on the host (QEMU's
+    /// user network has no `coordinator-ready` Service).
+    fn generated_pod(&self, annotations: &str, script: &str) -> PodCase {
+        let yaml = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: app\n  namespace: default\n  \
+             annotations: {{{annotations}}}\nspec:\n  runtimeClassName: contrast-cc\n  \
+             containers:\n  - name: app\n    image: {}\n    command: [\"/bin/sh\", \"-c\", \
+             {script:?}]\n",
+            self.app.reference
+        );
+        let options = MutationOptions {
+            runtime_handler: "contrast-cc-metal-qemu-snp-0123abcd".to_owned(),
+            skip_initializer: false,
+            skip_service_mesh: false,
+            images: InjectedImages {
+                initializer: self.initializer.reference.clone(),
+                service_mesh: self.mesh.reference.clone(),
+            },
+            image_replacements: Default::default(),
+        };
+        let mut docs = parse_documents(&yaml).unwrap();
+        for_each_workload(&mut docs, |mut w| mutate(&mut w, &options).map(|_| ())).unwrap();
+        let mut pod = docs[0].to_json();
+        let initializer = &mut pod["spec"]["initContainers"][0];
+        assert_eq!(
+            initializer["name"],
+            INITIALIZER_NAME,
+            "{}",
+            emit_documents(&docs)
+        );
+        let env = initializer["env"].as_array_mut().unwrap();
+        let host = env
+            .iter_mut()
+            .find(|e| e["name"] == "COORDINATOR_HOST")
+            .unwrap();
+        host["value"] = json!("10.0.2.2");
+        let doc = json!({
+            "name": "app",
+            "namespace": "default",
+            "spec": pod["spec"],
+            "images": {
+                &self.app.reference: self.app.config(),
+                &self.initializer.reference: self.initializer.config(),
+                &self.mesh.reference: self.mesh.config(),
+            },
+        });
+        contrast_testkit::pod_case_of(&doc, "the generated pod")
+    }
+}
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        self.registry.stop();
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
+
+/// Starts `container` and waits for it to exit: (exit code, stdout, stderr). One still
+/// running after `limit` is killed, so that its output reaches the host.
 async fn run_to_exit(
     agent: &AgentServiceClient,
     container: &CreateContainerRequest,
+    limit: Duration,
 ) -> (i32, String, String) {
     start_container(agent, container).await;
     let id = &container.container_id;
+    let guard = {
+        let agent = agent.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            let mut kill = SignalProcessRequest::new();
+            kill.container_id = id;
+            kill.signal = 9;
+            let _ = agent.signal_process(ctx(), &kill).await;
+        })
+    };
     let (stdout, stderr) = tokio::join!(read_all(agent, id, true), read_all(agent, id, false));
     let mut wait = WaitProcessRequest::new();
     wait.container_id = id.clone();
     let status = agent.wait_process(ctx(), &wait).await.unwrap().status;
+    guard.abort();
     (status, stdout, stderr)
 }
 
-#[test]
-fn the_initializer_container_attests_to_the_host_coordinator_and_the_app_reads_its_certificates() {
-    let registry = Registry::start(RegistrySetup::default());
-    let work = tempdir("pod-attestation-layout").unwrap();
-    let guest_registry = format!("10.0.2.2:{}", registry.port);
+/// Runs `exec` (a startup probe) every second until it exits 0, as the kubelet does;
+/// false after `tries`.
+async fn probe_until_ready(
+    agent: &AgentServiceClient,
+    exec: &ExecProcessRequest,
+    tries: u32,
+) -> bool {
+    for n in 0..tries {
+        let mut attempt = exec.clone();
+        attempt.exec_id = format!("{}-{n}", exec.exec_id);
+        if agent.exec_process(ctx(), &attempt).await.is_ok() {
+            let mut wait = WaitProcessRequest::new();
+            wait.container_id = attempt.container_id.clone();
+            wait.exec_id = attempt.exec_id.clone();
+            if agent.wait_process(ctx(), &wait).await.unwrap().status == 0 {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    false
+}
 
-    // The app's image and the Initializer's (the test build's binary, with the simulator).
-    let app = LayeredImage::new(r#"{"Entrypoint":["/bin/sh"]}"#, &[busybox_layer()]);
-    app.push(&registry, &work, "guest/busybox", "v1");
-    let app_ref = format!("{guest_registry}/guest/busybox@{}", app.digest());
-    let simulator = contrast_testkit::shared_simulator_dir();
-    let keys: Vec<(String, Vec<u8>, u32)> = std::fs::read_dir(&simulator)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "p8"))
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (format!("sim/{name}"), std::fs::read(&p).unwrap(), 0o600)
-        })
-        .collect();
-    let layer = program_layer(&[profile_dir().unwrap().join("initializer")], &keys);
-    let initializer = LayeredImage::new(
-        &json!({"Env": INITIALIZER_ENV, "Entrypoint": ["/usr/bin/initializer"]}).to_string(),
-        &[layer],
-    );
-    initializer.push(&registry, &work, "guest/initializer", "v1");
-    let initializer_ref = format!(
-        "{guest_registry}/guest/initializer@{}",
-        initializer.digest()
-    );
+/// What a run of the pod gave.
+struct PodRun {
+    initializer: (i32, String, String),
+    /// The sidecar became ready (`None` without one).
+    mesh_ready: Option<bool>,
+    app: Option<(i32, String, String)>,
+    elapsed: Duration,
+    console: Console,
+    coordinator_log: String,
+}
 
-    // The pod as generate writes it; in QEMU's user network the Coordinator is the host.
-    let mut pod = generated_pod(&app_ref, &initializer_ref);
-    let env = pod["spec"]["initContainers"][0]["env"]
-        .as_array_mut()
-        .unwrap();
-    let host = env
-        .iter_mut()
-        .find(|e| e["name"] == "COORDINATOR_HOST")
-        .unwrap();
-    host["value"] = json!("10.0.2.2");
-    let doc = json!({
-        "name": "app",
-        "namespace": "default",
-        "spec": pod["spec"],
-        "images": {
-            &app_ref: image_config(&app.digest(), &["PATH=/usr/bin:/bin"], &["/bin/sh"]),
-            &initializer_ref: image_config(
-                &initializer.digest(),
-                &INITIALIZER_ENV,
-                &["/usr/bin/initializer"],
-            ),
-        },
-    });
-    let pod = contrast_testkit::pod_case_of(&doc, "the generated pod");
-
-    // The manifest names the pod's initdata, which names the Coordinator.
-    let mut deployment = Deployment::new(&[]);
+/// The pod's workload `app` in `deployment`'s manifest with initdata that names its
+/// Coordinator; returns the initdata.
+fn add_pod(deployment: &mut Deployment, pod: &PodCase) -> Vec<u8> {
     let initdata = workload_initdata(&pod.policy, &coordinator_trust_entry(&deployment.manifest));
     deployment.add_workload("app", initdata.clone());
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let HostCoordinator {
-        process: mut coordinator,
-        store: _store,
-    } = host_coordinator(&deployment, &runtime);
+    initdata
+}
+
+/// A pod VM launched with `initdata` (the Coordinator's manifest names it) and the
+/// runtime's requests for `pod`: the Initializer, the mesh sidecar if the pod has one
+/// (until its startup probe passes), then the app.
+fn run_pod(
+    test: &str,
+    pod: &PodCase,
+    initdata: &[u8],
+    guest_registry: &str,
+    deployment: &Deployment,
+    coordinator: &HostCoordinator,
+    runtime: &tokio::runtime::Runtime,
+) -> PodRun {
     let measurement = deployment.manifest.reference_values.snp[0]
         .trusted_measurement
         .0
         .clone();
-
     let mut vm = PodVm::launch(
-        "pod-attestation",
-        &initdata,
-        sha256(&initdata),
+        test,
+        initdata,
+        sha256(initdata),
         &Launch {
-            registry: Some(&guest_registry),
+            registry: Some(guest_registry),
             measurement: Some(&measurement),
         },
     );
     let stream = vm.connect();
-    let (initializer_run, app_run, elapsed) = runtime.block_on(async {
+    let has_mesh = pod.requests.iter().any(|(kind, request)| {
+        kind == "CreateContainerRequest"
+            && request["OCI"]["Annotations"]["io.kubernetes.cri.container-name"]
+                == SERVICE_MESH_NAME
+    });
+    let (initializer, mesh_ready, app, elapsed) = runtime.block_on(async {
         let (agent, _) = clients(stream);
         let started = Instant::now();
-        start_sandbox(&agent, &pod).await;
-
-        let init = container_request(&pod, contrast_kube_resources::mutate::INITIALIZER_NAME);
-        // The Initializer retries until it is done; a stuck one is ended so that its log
-        // reaches the host.
-        let guard = {
-            let agent = agent.clone();
-            let id = init.container_id.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(std::time::Duration::from_secs(240)).await;
-                let mut kill = SignalProcessRequest::new();
-                kill.container_id = id;
-                kill.signal = 9;
-                let _ = agent.signal_process(ctx(), &kill).await;
-            })
-        };
-        let initializer_run = run_to_exit(&agent, &init).await;
-        guard.abort();
-        let app_run = if initializer_run.0 == 0 {
-            Some(run_to_exit(&agent, &container_request(&pod, "app")).await)
+        start_sandbox(&agent, pod).await;
+        let init = container_request(pod, INITIALIZER_NAME);
+        let initializer = run_to_exit(&agent, &init, Duration::from_secs(240)).await;
+        let mut mesh_ready = None;
+        if initializer.0 == 0 && has_mesh {
+            let sidecar = container_request(pod, SERVICE_MESH_NAME);
+            start_container(&agent, &sidecar).await;
+            let probe: ExecProcessRequest = pod
+                .requests
+                .iter()
+                .filter(|(kind, _)| kind == "ExecProcessRequest")
+                .map(|(_, request)| from_json::<ExecProcessRequest>(request))
+                .find(|e| e.container_id == sidecar.container_id)
+                .expect("the sidecar's startup probe");
+            mesh_ready = Some(probe_until_ready(&agent, &probe, 60).await);
+        }
+        let app = if initializer.0 == 0 && mesh_ready != Some(false) {
+            Some(
+                run_to_exit(
+                    &agent,
+                    &container_request(pod, "app"),
+                    Duration::from_secs(120),
+                )
+                .await,
+            )
         } else {
             None
         };
@@ -207,25 +361,72 @@ fn the_initializer_container_attests_to_the_host_coordinator_and_the_app_reads_i
             .destroy_sandbox(ctx(), &DestroySandboxRequest::new())
             .await
             .unwrap();
-        (initializer_run, app_run, elapsed)
+        (initializer, mesh_ready, app, elapsed)
     });
-    let console = vm.finish();
-    let coordinator_log = coordinator.log_text();
-    let _ = std::fs::remove_dir_all(&work);
-    let (status, _, initializer_log) = &initializer_run;
-    assert_eq!(
-        *status, 0,
-        "the Initializer failed:\n{initializer_log}\n----- coordinator -----\n{coordinator_log}\n\
-         ----- console -----\n{}",
-        console.text
+    PodRun {
+        initializer,
+        mesh_ready,
+        app,
+        elapsed,
+        console: vm.finish(),
+        coordinator_log: coordinator.process.log_text(),
+    }
+}
+
+impl PodRun {
+    /// The app's output, after checking that everything before it succeeded.
+    fn app_stdout(&self) -> &str {
+        let (status, _, log) = &self.initializer;
+        assert_eq!(
+            *status, 0,
+            "the Initializer failed:\n{log}\n----- coordinator -----\n{}\n\
+             ----- console -----\n{}",
+            self.coordinator_log, self.console.text
+        );
+        // Its evidence came through the kernel's configfs-tsm in its container.
+        assert!(log.contains("simulated-signature-tsm"), "{log}");
+        assert_ne!(
+            self.mesh_ready,
+            Some(false),
+            "the sidecar never became ready:\n{}",
+            self.console.text
+        );
+        let (status, stdout, stderr) = self.app.as_ref().unwrap();
+        assert_eq!(
+            *status, 0,
+            "the app failed: {stdout}\n{stderr}\n{}",
+            self.console.text
+        );
+        self.console.expect_pass().unwrap();
+        stdout
+    }
+
+    fn step(&self, key: &str) -> &str {
+        self.console
+            .step_value(key)
+            .unwrap_or_else(|| panic!("no {key} in the console:\n{}", self.console.text))
+    }
+}
+
+#[test]
+fn the_initializer_container_attests_to_the_host_coordinator_and_the_app_reads_its_certificates() {
+    let images = Images::push();
+    let pod = images.generated_pod("", READ_CERTIFICATES);
+    let mut deployment = Deployment::new(&[]);
+    let initdata = add_pod(&mut deployment, &pod);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut coordinator = host_coordinator(&deployment, &runtime);
+    let guest_registry = format!("10.0.2.2:{}", images.registry.port);
+    let run = run_pod(
+        "pod-attestation",
+        &pod,
+        &initdata,
+        &guest_registry,
+        &deployment,
+        &coordinator,
+        &runtime,
     );
-    // Its evidence came through the kernel's configfs-tsm in its container.
-    assert!(
-        initializer_log.contains("simulated-signature-tsm"),
-        "{initializer_log}"
-    );
-    let (status, stdout, stderr) = app_run.unwrap();
-    assert_eq!(status, 0, "the app failed: {stderr}\n{}", console.text);
+    let stdout = run.app_stdout();
     let parts: Vec<&str> = stdout.split("=====\n").collect();
     let [mesh_ca, chain, key_mode] = parts.as_slice() else {
         panic!("the app's output: {stdout}");
@@ -235,18 +436,101 @@ fn the_initializer_container_attests_to_the_host_coordinator_and_the_app_reads_i
     // The mesh CA is the Coordinator's: what it hands a workload of this policy.
     let (_, host_side) = runtime
         .block_on(contrast_testkit::new_mesh_cert(
-            &coordinator.mesh_addr(),
+            &coordinator.process.mesh_addr(),
             deployment.issuer("app"),
         ))
         .unwrap();
-    coordinator.kill();
+    coordinator.process.kill();
     assert_eq!(
         mesh_ca.as_bytes(),
         host_side.mesh_ca_cert.as_slice(),
         "the pod got another mesh CA than the Coordinator's"
     );
-    console.expect_pass().unwrap();
+    // Without a mesh, the Initializer lifted the default-deny rules the pod VM started
+    // with.
+    assert!(
+        run.console.contains("default-deny rules installed"),
+        "{}",
+        run.console.text
+    );
+    assert!(run.initializer.2.contains("default-deny rule removed"));
+    assert_eq!(run.step("default-deny-iptables"), "absent");
+    assert_eq!(run.step("default-deny-ip6tables"), "absent");
     eprintln!(
-        "pod-attestation: CreateSandbox → Initializer done → app exited in {elapsed:?} (TCG)"
+        "pod-attestation: CreateSandbox → Initializer done → app exited in {:?} (TCG)",
+        run.elapsed
+    );
+}
+
+#[test]
+fn the_mesh_sidecar_carries_the_apps_connection_to_a_host_peer_over_mtls() {
+    let images = Images::push();
+    let mut deployment = Deployment::new(&[]);
+    // A mesh peer on the host with a certificate from the same Coordinator.
+    let trust = coordinator_trust_entry(&deployment.manifest);
+    deployment.add_workload(
+        "peer",
+        workload_initdata("package agent_policy\n# the host peer\n", &trust),
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // The peer's port is in the pod's annotation, so it listens before the policy is made.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer_port = listener.local_addr().unwrap().port();
+    let egress = format!("peer#{EGRESS_LISTEN}#10.0.2.2:{peer_port}");
+    let (host, port) = EGRESS_LISTEN.split_once(':').unwrap();
+    let pod = images.generated_pod(
+        &format!("contrast.edgeless.systems/servicemesh-egress: {egress:?}"),
+        &format!("echo hello through the mesh | busybox nc {host} {port}"),
+    );
+    let guest_registry = format!("10.0.2.2:{}", images.registry.port);
+    let initdata = add_pod(&mut deployment, &pod);
+    let mut coordinator = host_coordinator(&deployment, &runtime);
+    let (key_pem, response) = runtime
+        .block_on(contrast_testkit::new_mesh_cert(
+            &coordinator.process.mesh_addr(),
+            deployment.issuer("peer"),
+        ))
+        .unwrap();
+    let credentials = Credentials {
+        mesh_ca_pem: String::from_utf8(response.mesh_ca_cert).unwrap(),
+        chain_pem: String::from_utf8(response.cert_chain).unwrap(),
+        key_pem,
+    };
+    let (_, seen) = runtime.block_on(peer_on(
+        listener,
+        credentials.server_config(),
+        "host peer".to_owned(),
+    ));
+    let run = run_pod(
+        "pod-mesh",
+        &pod,
+        &initdata,
+        &guest_registry,
+        &deployment,
+        &coordinator,
+        &runtime,
+    );
+    coordinator.process.kill();
+    let stdout = run.app_stdout();
+    assert_eq!(
+        stdout.trim(),
+        "host peer got hello through the mesh",
+        "{:?}\n{}",
+        seen.lock().unwrap(),
+        run.console.text
+    );
+    // The peer saw the app's mesh certificate.
+    let seen = seen.lock().unwrap();
+    let (_, leaf) = X509Certificate::from_der(&seen.client_leaves[0]).unwrap();
+    let sans = format!("{:?}", leaf.subject_alternative_name());
+    assert!(sans.contains("app"), "{sans}");
+    // The sidecar's rules replaced the default-deny ones: TPROXY for inbound TCP.
+    assert_eq!(run.step("default-deny-iptables"), "absent");
+    assert_eq!(run.step("default-deny-ip6tables"), "absent");
+    assert_eq!(run.step("mesh-redirect-iptables"), "1");
+    assert_eq!(run.step("mesh-redirect-ip6tables"), "1");
+    eprintln!(
+        "pod-mesh: CreateSandbox → Initializer → sidecar ready → app through the mesh in {:?} (TCG)",
+        run.elapsed
     );
 }

@@ -42,6 +42,31 @@ struct Args {
     /// Where the encrypted volume is mounted.
     #[arg(long, env = "CONTRAST_STATE_DIR", default_value = "/state")]
     state_dir: PathBuf,
+    /// The pod has no service-mesh sidecar (generate says so): once the certificate is
+    /// written, the Initializer removes the pod VM's default-deny rules itself.
+    #[arg(long, env = "CONTRAST_SERVICE_MESH_DISABLED")]
+    service_mesh_disabled: bool,
+}
+
+/// Removes the pod VM's default-deny rules (IPv4, and IPv6 unless the kernel has none),
+/// as the mesh sidecar would after installing its own rules.
+fn remove_default_deny() -> anyhow::Result<()> {
+    use contrast_service_mesh::{DefaultDeny, IpFamily, Iptables, KernelIpv6};
+    let iptables = Iptables::default();
+    let mut families = vec![IpFamily::V4];
+    if KernelIpv6::probe() == KernelIpv6::Present {
+        families.push(IpFamily::V6);
+    }
+    for family in families {
+        let removed = iptables.remove_default_deny(family).with_context(|| {
+            format!("removing the {family:?} default-deny rule (the pod has no service mesh)")
+        })?;
+        match removed {
+            DefaultDeny::Removed => tracing::info!(?family, "default-deny rule removed"),
+            DefaultDeny::NotPresent => tracing::info!(?family, "no default-deny rule to remove"),
+        }
+    }
+    Ok(())
 }
 
 fn evidence_issuer(args: &Args) -> anyhow::Result<Arc<dyn EvidenceIssuer>> {
@@ -85,6 +110,9 @@ fn main() -> anyhow::Result<()> {
         .block_on(client.obtain_certificate(&key, Duration::from_secs(args.retry_interval.max(1))));
     write_files(&layout, &key, &response)?;
     tracing::info!(dir = %layout.root.display(), "wrote the workload certificate");
+    if args.service_mesh_disabled {
+        remove_default_deny()?;
+    }
     let Some(device) = &args.cryptsetup_device else {
         write_done(&layout)?;
         return Ok(());

@@ -2,7 +2,7 @@
 //! whose init runs the initdata check and the agent (`PodVm`), a ttRPC client over
 //! virtio-vsock, and the requests' helpers. Shared by tests/agent.rs and the benchmarks.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
@@ -48,9 +48,18 @@ echo "CONTRAST-STEP prepared"
 const AGENT_ENV: &str =
     "CONTRAST_SIMULATED_TEE=snp-tsm\nCONTRAST_SIMULATOR_DIR=/run/sim\nNO_COLOR=1\n";
 
-/// After the agent exited: which policy the initdata check installed.
+/// After the agent exited: which policy the initdata check installed, and whether the
+/// default-deny rules are still there.
 const AFTER_AGENT: &str = r#"
 echo "CONTRAST-STEP policy-sha256=$(sha256sum /run/measured-cfg/policy.rego | cut -d' ' -f1)"
+for tool in iptables ip6tables; do
+    if "$tool" -w -C INPUT -m conntrack ! --ctstate ESTABLISHED,RELATED -j DROP 2>/dev/null; then
+        echo "CONTRAST-STEP default-deny-$tool=present"
+    else
+        echo "CONTRAST-STEP default-deny-$tool=absent"
+    fi
+    echo "CONTRAST-STEP mesh-redirect-$tool=$("$tool" -w -t mangle -S CONTRAST_IN_REDIRECT 2>/dev/null | grep -c TPROXY)"
+done
 echo "CONTRAST-STEP agent-peak-rss=$(tr -s ' \t' ' ' < /run/agent-hwm 2>/dev/null | cut -d' ' -f2-)"
 echo "CONTRAST-TEST-PASS $1"
 "#;
@@ -235,27 +244,9 @@ pub(crate) fn with_other_image(pod: &PodCase) -> Value {
     request
 }
 
-/// A one-layer image with the host's static busybox as `/bin/busybox` and `/bin/sh`.
+/// A layer with the host's static busybox as `/bin/busybox`, `/bin/sh` and `/bin/test`.
 pub(crate) fn busybox_layer() -> Vec<u8> {
-    let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (busybox-static)");
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_mode(0o755);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_size(busybox.len() as u64);
-    builder
-        .append_data(&mut header, "bin/busybox", busybox.as_slice())
-        .unwrap();
-    let mut link = tar::Header::new_gnu();
-    link.set_entry_type(tar::EntryType::Symlink);
-    link.set_mode(0o777);
-    link.set_uid(0);
-    link.set_gid(0);
-    link.set_size(0);
-    builder.append_link(&mut link, "bin/sh", "busybox").unwrap();
-    builder.into_inner().unwrap()
+    LayerBuilder::new().busybox().finish()
 }
 
 /// The CopyFile requests the runtime sends for `container`'s copied mounts (its files
@@ -343,40 +334,95 @@ pub(crate) async fn configure_user_network(agent: &AgentServiceClient) {
     agent.update_routes(ctx(), &update).await.unwrap();
 }
 
-/// A layer with `programs` (this machine's build) at `/usr/bin/<name>` without debug
-/// sections, the shared libraries they load at their paths on this machine, and `files`
-/// (path in the image, content, mode).
-pub(crate) fn program_layer(programs: &[PathBuf], files: &[(String, Vec<u8>, u32)]) -> Vec<u8> {
-    let scratch = tempdir("program-layer").unwrap();
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, data: &[u8], mode: u32| {
+/// A container image layer of this machine's files: programs of the test build, files
+/// of the installed system, and at the end the shared libraries all of them load (at
+/// their paths on this machine).
+pub(crate) struct LayerBuilder {
+    tar: tar::Builder<Vec<u8>>,
+    loads: Vec<PathBuf>,
+    scratch: PathBuf,
+}
+
+impl LayerBuilder {
+    pub(crate) fn new() -> LayerBuilder {
+        LayerBuilder {
+            tar: tar::Builder::new(Vec::new()),
+            loads: Vec::new(),
+            scratch: tempdir("layer").unwrap(),
+        }
+    }
+
+    /// `data` at `path` with `mode`.
+    pub(crate) fn file(mut self, path: &str, data: &[u8], mode: u32) -> LayerBuilder {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Regular);
         header.set_mode(mode);
         header.set_uid(0);
         header.set_gid(0);
         header.set_size(data.len() as u64);
-        builder.append_data(&mut header, path, data).unwrap();
-    };
-    for program in programs {
+        self.tar.append_data(&mut header, path, data).unwrap();
+        self
+    }
+
+    /// A symbolic link at `path` to `target`.
+    pub(crate) fn symlink(mut self, path: &str, target: &str) -> LayerBuilder {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_mode(0o777);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_size(0);
+        self.tar.append_link(&mut header, path, target).unwrap();
+        self
+    }
+
+    /// `program` (the test build's) at `/usr/bin/<name>`, without debug sections.
+    pub(crate) fn program(mut self, program: &Path) -> LayerBuilder {
         let name = program.file_name().unwrap().to_string_lossy().into_owned();
-        let stripped = scratch.join(&name);
+        let stripped = self.scratch.join(&name);
         contrast_image::strip(program, &stripped).unwrap();
-        add(
-            &format!("usr/bin/{name}"),
-            &std::fs::read(&stripped).unwrap(),
-            0o755,
-        );
+        self.loads.push(program.to_owned());
+        let data = std::fs::read(&stripped).unwrap();
+        self.file(&format!("usr/bin/{name}"), &data, 0o755)
     }
-    for library in contrast_image::shared_libraries(programs).unwrap() {
-        let inside = library.to_string_lossy().trim_start_matches('/').to_owned();
-        add(&inside, &std::fs::read(&library).unwrap(), 0o755);
+
+    /// The installed system's file at `path` (relative to `/`), at the same path.
+    pub(crate) fn system_file(mut self, path: &str) -> LayerBuilder {
+        let source = Path::new("/").join(path);
+        self.loads.push(source.clone());
+        let data = std::fs::read(&source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+        self.file(path, &data, 0o755)
     }
-    for (path, data, mode) in files {
-        add(path, data, *mode);
+
+    /// The static busybox as `/bin/busybox`, with `/bin/sh` and `/bin/test`.
+    pub(crate) fn busybox(self) -> LayerBuilder {
+        self.system_file("bin/busybox")
+            .symlink("bin/sh", "busybox")
+            .symlink("bin/test", "busybox")
     }
-    let _ = std::fs::remove_dir_all(&scratch);
-    builder.into_inner().unwrap()
+
+    /// iptables as the guest image has it (`contrast_image`'s list).
+    pub(crate) fn iptables(mut self) -> LayerBuilder {
+        self = self.system_file(contrast_image::IPTABLES_BINARY);
+        for name in contrast_image::IPTABLES_NAMES {
+            self = self.symlink(&format!("usr/sbin/{name}"), "xtables-nft-multi");
+        }
+        for extension in contrast_image::XTABLES_EXTENSIONS {
+            self = self.system_file(extension);
+        }
+        self
+    }
+
+    /// The tar stream.
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        for library in contrast_image::shared_libraries(&self.loads).unwrap() {
+            let inside = library.to_string_lossy().trim_start_matches('/').to_owned();
+            let data = std::fs::read(&library).unwrap();
+            self = self.file(&inside, &data, 0o755);
+        }
+        let _ = std::fs::remove_dir_all(&self.scratch);
+        self.tar.into_inner().unwrap()
+    }
 }
 
 /// The pod's CreateContainerRequest for its container `name`.
