@@ -305,6 +305,7 @@ pub struct Vm {
     disks: Vec<(PathBuf, Option<String>)>,
     rootfs: Option<PathBuf>,
     network: bool,
+    forwards: Vec<(u16, u16)>,
     memory_mib: u32,
     timeout: Duration,
     fw_cfg_strings: Vec<(String, String)>,
@@ -343,6 +344,7 @@ impl Vm {
             disks: Vec::new(),
             rootfs: None,
             network: false,
+            forwards: Vec::new(),
             memory_mib: 1024,
             timeout: Duration::from_secs(120),
             fw_cfg_strings: Vec::new(),
@@ -415,6 +417,14 @@ impl Vm {
     /// Gives the guest a network (QEMU user networking: the host's 127.0.0.1 is 10.0.2.2).
     pub fn network(mut self) -> Self {
         self.network = true;
+        self
+    }
+
+    /// With [`Vm::network`]: the host's `127.0.0.1:<host_port>` forwards to the guest's
+    /// TCP `port` on its interface (QEMU's `hostfwd`; the guest sees the connection come
+    /// from 10.0.2.2).
+    pub fn forward(mut self, host_port: u16, port: u16) -> Self {
+        self.forwards.push((host_port, port));
         self
     }
 
@@ -510,12 +520,13 @@ impl Vm {
                 .arg(format!("virtio-blk-pci,drive=disk{index}{serial}"));
         }
         if self.network {
-            command.args([
-                "-netdev",
-                "user,id=n0",
-                "-device",
-                "virtio-net-pci,netdev=n0",
-            ]);
+            let mut netdev = "user,id=n0".to_owned();
+            for (host_port, port) in &self.forwards {
+                netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host_port}-:{port}"));
+            }
+            command
+                .args(["-netdev", &netdev])
+                .args(["-device", "virtio-net-pci,netdev=n0"]);
         }
         // The payload travels as a cpio archive on a read-only virtio disk (last, so test
         // disks keep their names /dev/vdb, …); the guest finds it by its serial. (fw_cfg

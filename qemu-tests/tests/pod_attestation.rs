@@ -5,7 +5,9 @@
 //! is the launch's; the app reads the certificates it wrote to the pod's `/contrast`
 //! volume. With a service-mesh annotation, the sidecar installs its redirect, lifts the
 //! pod VM's default-deny rules and carries the app's plain connection to a mesh peer on
-//! the host over mTLS. Without one, the Initializer lifts the default-deny rules itself.
+//! the host over mTLS; from the host (QEMU's port forwarding), only mTLS with a mesh
+//! certificate reaches the app's port. Without a mesh, the Initializer lifts the
+//! default-deny rules itself.
 //! The host plays the Kata runtime, as in tests/agent.rs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
@@ -14,12 +16,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::peer::{Credentials, peer_on};
+use common::peer::{Credentials, mesh_request, peer_on, plain_request};
 use common::pod::*;
 use common::{HostCoordinator, assert_mesh_certificate, host_coordinator};
 use contrast_agent::proto::agent::{
-    CreateContainerRequest, DestroySandboxRequest, ExecProcessRequest, SignalProcessRequest,
-    WaitProcessRequest,
+    CreateContainerRequest, DestroySandboxRequest, ExecProcessRequest, ReadStreamRequest,
+    SignalProcessRequest, WaitProcessRequest,
 };
 use contrast_agent::proto::agent_ttrpc::AgentServiceClient;
 use contrast_kube_resources::mutate::{INITIALIZER_NAME, SERVICE_MESH_NAME};
@@ -275,12 +277,24 @@ async fn probe_until_ready(
     false
 }
 
+/// Each check of the host's by name, with the answer it got or why it got none.
+type HostChecks = Vec<(&'static str, Result<String, String>)>;
+
+/// An app that keeps serving: the host ports forwarded to it, and the host's checks,
+/// which run once it has started (then the pod ends).
+struct Serving {
+    forwards: Vec<(u16, u16)>,
+    checks: Box<dyn FnOnce() -> HostChecks + Send>,
+}
+
 /// What a run of the pod gave.
 struct PodRun {
     initializer: (i32, String, String),
     /// The sidecar became ready (`None` without one).
     mesh_ready: Option<bool>,
     app: Option<(i32, String, String)>,
+    /// What the host's checks found while the app served.
+    host_checks: HostChecks,
     elapsed: Duration,
     console: Console,
     coordinator_log: String,
@@ -297,15 +311,28 @@ fn add_pod(deployment: &mut Deployment, pod: &PodCase) -> Vec<u8> {
 /// A pod VM launched with `initdata` (the Coordinator's manifest names it) and the
 /// runtime's requests for `pod`: the Initializer, the mesh sidecar if the pod has one
 /// (until its startup probe passes), then the app.
+/// The host's side of a pod's run: the registry as the guest names it, the deployment
+/// and its Coordinator, and the runtime the host's clients run on.
+struct HostSide<'a> {
+    guest_registry: &'a str,
+    deployment: &'a Deployment,
+    coordinator: &'a HostCoordinator,
+    runtime: &'a tokio::runtime::Runtime,
+}
+
 fn run_pod(
     test: &str,
     pod: &PodCase,
     initdata: &[u8],
-    guest_registry: &str,
-    deployment: &Deployment,
-    coordinator: &HostCoordinator,
-    runtime: &tokio::runtime::Runtime,
+    host: &HostSide<'_>,
+    serving: Option<Serving>,
 ) -> PodRun {
+    let HostSide {
+        guest_registry,
+        deployment,
+        coordinator,
+        runtime,
+    } = *host;
     let measurement = deployment.manifest.reference_values.snp[0]
         .trusted_measurement
         .0
@@ -317,6 +344,10 @@ fn run_pod(
         &Launch {
             registry: Some(guest_registry),
             measurement: Some(&measurement),
+            forwards: serving
+                .as_ref()
+                .map(|s| s.forwards.clone())
+                .unwrap_or_default(),
         },
     );
     let stream = vm.connect();
@@ -325,7 +356,7 @@ fn run_pod(
             && request["OCI"]["Annotations"]["io.kubernetes.cri.container-name"]
                 == SERVICE_MESH_NAME
     });
-    let (initializer, mesh_ready, app, elapsed) = runtime.block_on(async {
+    let (initializer, mesh_ready, app, host_checks, elapsed) = runtime.block_on(async {
         let (agent, _) = clients(stream);
         let started = Instant::now();
         start_sandbox(&agent, pod).await;
@@ -344,29 +375,39 @@ fn run_pod(
                 .expect("the sidecar's startup probe");
             mesh_ready = Some(probe_until_ready(&agent, &probe, 60).await);
         }
-        let app = if initializer.0 == 0 && mesh_ready != Some(false) {
-            Some(
-                run_to_exit(
-                    &agent,
-                    &container_request(pod, "app"),
-                    Duration::from_secs(120),
-                )
-                .await,
-            )
-        } else {
-            None
+        let ready = initializer.0 == 0 && mesh_ready != Some(false);
+        let app_container = container_request(pod, "app");
+        let (app, host_checks) = match serving {
+            Some(serving) if ready => {
+                // A serving app: the host's checks run while it serves; its output so far
+                // is what it printed before.
+                start_container(&agent, &app_container).await;
+                let checks = tokio::task::spawn_blocking(serving.checks).await.unwrap();
+                let mut read = ReadStreamRequest::new();
+                read.container_id = app_container.container_id.clone();
+                read.len = 4096;
+                let chunk = agent.read_stdout(ctx(), &read).await.unwrap();
+                let stdout = String::from_utf8_lossy(&chunk.data).into_owned();
+                (Some((0, stdout, String::new())), checks)
+            }
+            _ if ready => (
+                Some(run_to_exit(&agent, &app_container, Duration::from_secs(120)).await),
+                Vec::new(),
+            ),
+            _ => (None, Vec::new()),
         };
         let elapsed = started.elapsed();
         agent
             .destroy_sandbox(ctx(), &DestroySandboxRequest::new())
             .await
             .unwrap();
-        (initializer, mesh_ready, app, elapsed)
+        (initializer, mesh_ready, app, host_checks, elapsed)
     });
     PodRun {
         initializer,
         mesh_ready,
         app,
+        host_checks,
         elapsed,
         console: vm.finish(),
         coordinator_log: coordinator.process.log_text(),
@@ -421,10 +462,13 @@ fn the_initializer_container_attests_to_the_host_coordinator_and_the_app_reads_i
         "pod-attestation",
         &pod,
         &initdata,
-        &guest_registry,
-        &deployment,
-        &coordinator,
-        &runtime,
+        &HostSide {
+            guest_registry: &guest_registry,
+            deployment: &deployment,
+            coordinator: &coordinator,
+            runtime: &runtime,
+        },
+        None,
     );
     let stdout = run.app_stdout();
     let parts: Vec<&str> = stdout.split("=====\n").collect();
@@ -462,6 +506,34 @@ fn the_initializer_container_attests_to_the_host_coordinator_and_the_app_reads_i
     );
 }
 
+/// The host's checks of the mesh pod's ingress through the forwarded `addr`: an mTLS
+/// request with a mesh certificate (retried while the pod comes up) reaches the app;
+/// then plain TCP and TLS without a client certificate do not.
+fn ingress_checks(addr: String, mesh_ca_pem: String, client: Credentials) -> HostChecks {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mtls = loop {
+        let answer = mesh_request(&addr, "app", &mesh_ca_pem, Some(&client), "hello over mtls");
+        if answer.as_ref().is_ok_and(|a| a.starts_with("app got")) || Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    vec![
+        ("mtls", mtls),
+        ("plain", plain_request(&addr, "hello in plain text")),
+        (
+            "no-client-certificate",
+            mesh_request(
+                &addr,
+                "app",
+                &mesh_ca_pem,
+                None,
+                "hello without a certificate",
+            ),
+        ),
+    ]
+}
+
 #[test]
 fn the_mesh_sidecar_carries_the_apps_connection_to_a_host_peer_over_mtls() {
     let images = Images::push();
@@ -478,9 +550,14 @@ fn the_mesh_sidecar_carries_the_apps_connection_to_a_host_peer_over_mtls() {
     let peer_port = listener.local_addr().unwrap().port();
     let egress = format!("peer#{EGRESS_LISTEN}#10.0.2.2:{peer_port}");
     let (host, port) = EGRESS_LISTEN.split_once(':').unwrap();
+    // The app asks the peer through its egress, then serves its port 8080 (through the
+    // sidecar's ingress, which requires a mesh client certificate).
     let pod = images.generated_pod(
         &format!("contrast.edgeless.systems/servicemesh-egress: {egress:?}"),
-        &format!("echo hello through the mesh | busybox nc {host} {port}"),
+        &format!(
+            "echo hello through the mesh | busybox nc {host} {port}; \
+             busybox nc -ll -p 8080 -e /bin/sh -c 'read line; echo \"app got $line\"'"
+        ),
     );
     let guest_registry = format!("10.0.2.2:{}", images.registry.port);
     let initdata = add_pod(&mut deployment, &pod);
@@ -501,14 +578,29 @@ fn the_mesh_sidecar_carries_the_apps_connection_to_a_host_peer_over_mtls() {
         credentials.server_config(),
         "host peer".to_owned(),
     ));
+    let ingress_port = contrast_testkit::registry::free_port();
+    let client = Credentials {
+        mesh_ca_pem: credentials.mesh_ca_pem.clone(),
+        chain_pem: credentials.chain_pem.clone(),
+        key_pem: credentials.key_pem.clone(),
+    };
+    let mesh_ca_pem = credentials.mesh_ca_pem.clone();
     let run = run_pod(
         "pod-mesh",
         &pod,
         &initdata,
-        &guest_registry,
-        &deployment,
-        &coordinator,
-        &runtime,
+        &HostSide {
+            guest_registry: &guest_registry,
+            deployment: &deployment,
+            coordinator: &coordinator,
+            runtime: &runtime,
+        },
+        Some(Serving {
+            forwards: vec![(ingress_port, 8080)],
+            checks: Box::new(move || {
+                ingress_checks(format!("127.0.0.1:{ingress_port}"), mesh_ca_pem, client)
+            }),
+        }),
     );
     coordinator.process.kill();
     let stdout = run.app_stdout();
@@ -524,13 +616,28 @@ fn the_mesh_sidecar_carries_the_apps_connection_to_a_host_peer_over_mtls() {
     let (_, leaf) = X509Certificate::from_der(&seen.client_leaves[0]).unwrap();
     let sans = format!("{:?}", leaf.subject_alternative_name());
     assert!(sans.contains("app"), "{sans}");
+    // Inbound: only mTLS with a mesh certificate reaches the app.
+    let checks: std::collections::BTreeMap<_, _> = run.host_checks.iter().cloned().collect();
+    assert_eq!(
+        checks["mtls"],
+        Ok("app got hello over mtls".to_owned()),
+        "{checks:?}\n{}",
+        run.console.text
+    );
+    for refused in ["plain", "no-client-certificate"] {
+        assert!(
+            !format!("{:?}", checks[refused]).contains("app got"),
+            "{refused}: {checks:?}"
+        );
+    }
     // The sidecar's rules replaced the default-deny ones: TPROXY for inbound TCP.
     assert_eq!(run.step("default-deny-iptables"), "absent");
     assert_eq!(run.step("default-deny-ip6tables"), "absent");
     assert_eq!(run.step("mesh-redirect-iptables"), "1");
     assert_eq!(run.step("mesh-redirect-ip6tables"), "1");
     eprintln!(
-        "pod-mesh: CreateSandbox → Initializer → sidecar ready → app through the mesh in {:?} (TCG)",
+        "pod-mesh: CreateSandbox → Initializer → sidecar ready → app through the mesh, \
+         ingress checked, in {:?} (TCG)",
         run.elapsed
     );
 }

@@ -142,3 +142,64 @@ pub(crate) async fn peer_on(
     });
     (address, seen)
 }
+
+/// Sends `line` to `addr` over TLS, trusting only `mesh_ca_pem` for the server named
+/// `server_name`, with `client`'s certificate if given; the first line of the answer.
+pub(crate) fn mesh_request(
+    addr: &str,
+    server_name: &str,
+    mesh_ca_pem: &str,
+    client: Option<&Credentials>,
+    line: &str,
+) -> Result<String, String> {
+    use std::io::{BufRead as _, Write as _};
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(mesh_ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match client {
+        Some(credentials) => builder
+            .with_client_auth_cert(
+                credentials.chain(),
+                PrivateKeyDer::from_pem_slice(credentials.key_pem.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_owned()).unwrap();
+    let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, tcp);
+    tls.write_all(format!("{line}\n").as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let mut reply = String::new();
+    std::io::BufReader::new(tls)
+        .read_line(&mut reply)
+        .map_err(|e| format!("read: {e}"))?;
+    if reply.is_empty() {
+        return Err("closed without an answer".to_owned());
+    }
+    Ok(reply.trim_end().to_owned())
+}
+
+/// Sends `line` to `addr` over plain TCP; what comes back before the connection closes
+/// (lossy UTF-8), or why nothing did.
+pub(crate) fn plain_request(addr: &str, line: &str) -> Result<String, String> {
+    use std::io::{Read as _, Write as _};
+    let mut tcp = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    tcp.write_all(format!("{line}\n").as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let mut reply = Vec::new();
+    tcp.read_to_end(&mut reply)
+        .map_err(|e| format!("read: {e}"))?;
+    Ok(String::from_utf8_lossy(&reply).into_owned())
+}

@@ -72,6 +72,8 @@ pub(crate) struct Launch<'a> {
     pub(crate) registry: Option<&'a str>,
     /// The launch measurement (hex) the fake TSM provider reports; zeros without one.
     pub(crate) measurement: Option<&'a str>,
+    /// With a registry: the host's 127.0.0.1 ports forwarded to guest ports.
+    pub(crate) forwards: Vec<(u16, u16)>,
 }
 
 /// A boot of the pod's path with `initdata` on the initdata disk and `host_data` as the
@@ -151,6 +153,9 @@ impl PodVm {
             .timeout(Duration::from_secs(300));
         if registry.is_some() {
             vm = vm.network();
+            for (host_port, port) in &launch.forwards {
+                vm = vm.forward(*host_port, *port);
+            }
         }
         let stop = Arc::new(AtomicBool::new(false));
         let boot = {
