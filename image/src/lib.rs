@@ -110,6 +110,9 @@ pub const MODULES: &[&str] = &[
     "algif_hash",
     "ext4",
     "crc32c_generic",
+    // the pod's block volumes, as the QEMU platforms' runtime attaches them (virtio-scsi)
+    "virtio_scsi",
+    "sd_mod",
     // networking and values from the host (QEMU fw_cfg)
     "virtio_net",
     "qemu_fw_cfg",

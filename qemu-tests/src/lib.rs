@@ -303,6 +303,7 @@ pub struct Vm {
     test: String,
     payload: Vec<(String, PayloadSource)>,
     disks: Vec<(PathBuf, Option<String>)>,
+    scsi_disks: Vec<PathBuf>,
     rootfs: Option<PathBuf>,
     network: bool,
     forwards: Vec<(u16, u16)>,
@@ -342,6 +343,7 @@ impl Vm {
             test: test.to_owned(),
             payload: Vec::new(),
             disks: Vec::new(),
+            scsi_disks: Vec::new(),
             rootfs: None,
             network: false,
             forwards: Vec::new(),
@@ -403,6 +405,14 @@ impl Vm {
 
     /// A read-write virtio disk with this serial (the guest finds it by
     /// `/sys/block/vd*/serial`; the Kata runtime's initdata disk has the serial `initdata`).
+    /// A writable disk image on a virtio-scsi controller, as the Kata runtime attaches a
+    /// pod's block volume there: SCSI target 0, LUN 1 for the first, 2 for the next, …
+    /// (the runtime's `0:1`, `0:2`, …).
+    pub fn scsi_disk(mut self, path: impl Into<PathBuf>) -> Self {
+        self.scsi_disks.push(path.into());
+        self
+    }
+
     pub fn disk_with_serial(mut self, path: impl Into<PathBuf>, serial: &str) -> Self {
         self.disks.push((path.into(), Some(serial.to_owned())));
         self
@@ -506,6 +516,22 @@ impl Vm {
                 rootfs.display()
             ))
             .args(["-device", "virtio-blk-pci,drive=root"]);
+        if !self.scsi_disks.is_empty() {
+            command.args(["-device", "virtio-scsi-pci,id=scsi0"]);
+        }
+        for (index, disk) in self.scsi_disks.iter().enumerate() {
+            command
+                .arg("-drive")
+                .arg(format!(
+                    "file={},format=raw,if=none,id=scsidisk{index},cache=unsafe",
+                    disk.display()
+                ))
+                .arg("-device")
+                .arg(format!(
+                    "scsi-hd,drive=scsidisk{index},bus=scsi0.0,channel=0,scsi-id=0,lun={}",
+                    index + 1
+                ));
+        }
         for (index, (disk, serial)) in self.disks.iter().enumerate() {
             let serial = serial
                 .as_ref()

@@ -19,7 +19,6 @@ use contrast_agent::proto::agent::{
     WaitProcessRequest, WriteStreamRequest,
 };
 use contrast_agent::proto::health::{CheckRequest, health_check_response::ServingStatus};
-use contrast_qemu_tests::tempdir;
 use contrast_testkit::pod_case;
 use ttrpc::Code;
 
@@ -160,13 +159,9 @@ fn with_initdata_other_than_the_launch_every_request_is_refused() {
 /// through ReadStdout/ReadStderr and WaitProcess gives its exit code.
 #[test]
 fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
-    use contrast_testkit::registry::{LayeredImage, Registry, RegistrySetup};
-    let registry = Registry::start(RegistrySetup::default());
-    let work = tempdir("agent-run-layout").unwrap();
-    let image = LayeredImage::new(r#"{"Entrypoint":["/bin/sh"]}"#, &[busybox_layer()]);
-    image.push(&registry, &work, "guest/busybox", "v1");
-    let guest_registry = format!("10.0.2.2:{}", registry.port);
-    let reference = format!("{guest_registry}/guest/busybox@{}", image.digest());
+    let images = AppRegistry::start("agent-run");
+    let guest_registry = images.guest_registry.clone();
+    let reference = images.app.reference.clone();
     // Both emptyDir kinds: a tmpfs shared by the pod (ephemeral) and a directory (local).
     let script = "echo hello from the pod; echo \"uts: $(hostname)\"; \
                   echo memory > /scratch/file && echo disk > /cache/file && \
@@ -207,17 +202,7 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
                 {"name": "cache", "emptyDir": {}},
             ],
         },
-        "images": {
-            &reference: {
-                "digest": image.digest(),
-                "env": ["PATH=/usr/bin:/bin"],
-                "entrypoint": ["/bin/sh"],
-                "cmd": [],
-                "working_dir": "",
-                "user": "",
-                "volumes": [],
-            }
-        }
+        "images": {&reference: images.app.config()}
     });
     let pod = contrast_testkit::pod_case_of(&doc, "the pod with emptyDirs");
     let initdata = contrast_policy::initdata(&pod.policy);
@@ -391,7 +376,6 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
         (stdout, stderr, exit, elapsed)
     });
     let console = vm.finish();
-    let _ = std::fs::remove_dir_all(&work);
     console.expect_pass().unwrap();
     assert_eq!(
         stdout, "hello from the pod\nuts: app\nmemory\ndisk\n1\n",
@@ -419,4 +403,81 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
         "agent-run: CreateSandbox → app exited in {elapsed:?} (TCG); agent peak RSS {}",
         console.step_value("agent-peak-rss").unwrap_or("?")
     );
+}
+
+/// A pod's block volume (`volumeDevices`), attached as the QEMU platforms' runtime
+/// attaches it (virtio-scsi, target 0, LUN 1): the agent finds the guest's disk at that
+/// address, and the container reads and writes it at its `devicePath`.
+#[test]
+fn a_block_volume_reaches_the_container_as_the_guests_disk() {
+    const MARKER: &[u8] = b"contrast block volume marker";
+    let images = AppRegistry::start("agent-volume");
+    let guest_registry = images.guest_registry.clone();
+    let reference = images.app.reference.clone();
+    let script = format!(
+        "[ -b /dev/csi0 ] && echo block device; head -c {} /dev/csi0; echo; \
+         printf 'written by the pod' | dd of=/dev/csi0 bs=512 seek=8 2>/dev/null && sync",
+        MARKER.len()
+    );
+    let doc = serde_json::json!({
+        "name": "app",
+        "namespace": "default",
+        "spec": {
+            "runtimeClassName": "contrast-cc-metal-qemu-snp-0123abcd",
+            "containers": [{
+                "name": "app",
+                "image": reference,
+                "command": ["/bin/sh", "-c", script],
+                "volumeDevices": [{"name": "data", "devicePath": "/dev/csi0"}],
+            }],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+        },
+        "images": {&reference: images.app.config()}
+    });
+    let pod = contrast_testkit::pod_case_of(&doc, "the pod with a block volume");
+    let volume = images.work.join("volume.img");
+    let mut content = MARKER.to_vec();
+    content.resize(1 << 20, 0);
+    std::fs::write(&volume, &content).unwrap();
+    let initdata = contrast_policy::initdata(&pod.policy);
+    let mut vm = PodVm::launch(
+        "agent-volume",
+        initdata.as_bytes(),
+        initdata.policy_hash(),
+        &Launch {
+            registry: Some(&guest_registry),
+            volumes: vec![volume.clone()],
+            ..Launch::default()
+        },
+    );
+    let stream = vm.connect();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (stdout, stderr, exit) = runtime.block_on(async {
+        let (agent, _) = clients(stream);
+        start_sandbox(&agent, &pod).await;
+        let app: CreateContainerRequest = from_json(pod.nth_request("CreateContainerRequest", 1));
+        assert_eq!(app.devices[0].type_, "scsi", "{:?}", app.devices);
+        start_container(&agent, &app).await;
+        let stdout = read_all(&agent, &app.container_id, true).await;
+        let stderr = read_all(&agent, &app.container_id, false).await;
+        let mut wait = WaitProcessRequest::new();
+        wait.container_id = app.container_id.clone();
+        let exit = agent.wait_process(ctx(), &wait).await.unwrap().status;
+        agent
+            .destroy_sandbox(ctx(), &DestroySandboxRequest::new())
+            .await
+            .unwrap();
+        (stdout, stderr, exit)
+    });
+    let console = vm.finish();
+    let written = std::fs::read(&volume).unwrap();
+    console.expect_pass().unwrap();
+    assert_eq!(exit, 0, "{stderr}\n{}", console.text);
+    assert_eq!(
+        stdout,
+        format!("block device\n{}\n", String::from_utf8_lossy(MARKER)),
+        "{stderr}\n{}",
+        console.text
+    );
+    assert_eq!(&written[4096..4096 + 18], b"written by the pod");
 }

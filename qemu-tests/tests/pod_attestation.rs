@@ -28,10 +28,9 @@ use contrast_kube_resources::mutate::{INITIALIZER_NAME, SERVICE_MESH_NAME};
 use contrast_kube_resources::{
     InjectedImages, MutationOptions, emit_documents, for_each_workload, mutate, parse_documents,
 };
-use contrast_qemu_tests::{Console, profile_dir, tempdir};
-use contrast_testkit::registry::{LayeredImage, Registry, RegistrySetup};
+use contrast_qemu_tests::{Console, profile_dir};
 use contrast_testkit::{Deployment, PodCase, coordinator_trust_entry, sha256, workload_initdata};
-use serde_json::{Value, json};
+use serde_json::json;
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
 /// The PATH of the images the test builds (iptables is in /usr/sbin).
@@ -55,74 +54,20 @@ const READ_CERTIFICATES: &str = "cat /contrast/tls-config/mesh-ca.pem; echo ====
 /// The egress listener the mesh pod's app connects to.
 const EGRESS_LISTEN: &str = "127.137.0.1:8081";
 
-/// An image in the test's registry, as the guest names it.
-struct PushedImage {
-    reference: String,
-    digest: String,
-    env: Vec<String>,
-    entrypoint: Vec<String>,
-}
-
-impl PushedImage {
-    fn push(
-        registry: &Registry,
-        work: &std::path::Path,
-        repo: &str,
-        layer: Vec<u8>,
-        env: &[&str],
-        entrypoint: &[&str],
-    ) -> PushedImage {
-        let image = LayeredImage::new(
-            &json!({"Env": env, "Entrypoint": entrypoint}).to_string(),
-            &[layer],
-        );
-        image.push(registry, work, repo, "v1");
-        PushedImage {
-            reference: format!("10.0.2.2:{}/{repo}@{}", registry.port, image.digest()),
-            digest: image.digest(),
-            env: env.iter().map(|e| (*e).to_owned()).collect(),
-            entrypoint: entrypoint.iter().map(|e| (*e).to_owned()).collect(),
-        }
-    }
-
-    /// The image's entry in a pod case's `images`.
-    fn config(&self) -> Value {
-        json!({
-            "digest": self.digest,
-            "env": self.env,
-            "entrypoint": self.entrypoint,
-            "cmd": [],
-            "working_dir": "",
-            "user": "",
-            "volumes": [],
-        })
-    }
-}
-
 /// The registry on the host with the three images: the app (busybox), the Initializer
 /// and the mesh sidecar (the test build's binaries, with iptables as the guest image has
 /// it).
 struct Images {
-    registry: Registry,
-    work: std::path::PathBuf,
-    app: PushedImage,
+    base: AppRegistry,
     initializer: PushedImage,
     mesh: PushedImage,
 }
 
 impl Images {
     fn push() -> Images {
-        let registry = Registry::start(RegistrySetup::default());
-        let work = tempdir("pod-attestation-layout").unwrap();
+        let base = AppRegistry::start("pod-attestation");
+        let (registry, work) = (&base.registry, &base.work);
         let profile = profile_dir().unwrap();
-        let app = PushedImage::push(
-            &registry,
-            &work,
-            "guest/busybox",
-            busybox_layer(),
-            &[PATH],
-            &["/bin/sh"],
-        );
         let mut layer = LayerBuilder::new()
             .program(&profile.join("initializer"))
             .iptables();
@@ -140,16 +85,16 @@ impl Images {
         let mut env = vec![PATH];
         env.extend(INITIALIZER_ENV);
         let initializer = PushedImage::push(
-            &registry,
-            &work,
+            registry,
+            work,
             "guest/initializer",
             layer.finish(),
             &env,
             &["/usr/bin/initializer"],
         );
         let mesh = PushedImage::push(
-            &registry,
-            &work,
+            registry,
+            work,
             "guest/service-mesh",
             LayerBuilder::new()
                 .program(&profile.join("service-mesh"))
@@ -160,11 +105,9 @@ impl Images {
             &["/usr/bin/service-mesh"],
         );
         Images {
-            registry,
-            work,
-            app,
             initializer,
             mesh,
+            base,
         }
     }
 
@@ -177,7 +120,7 @@ impl Images {
              annotations: {{{annotations}}}\nspec:\n  runtimeClassName: contrast-cc\n  \
              containers:\n  - name: app\n    image: {}\n    command: [\"/bin/sh\", \"-c\", \
              {script:?}]\n",
-            self.app.reference
+            self.base.app.reference
         );
         let options = MutationOptions {
             runtime_handler: "contrast-cc-metal-qemu-snp-0123abcd".to_owned(),
@@ -210,19 +153,12 @@ impl Images {
             "namespace": "default",
             "spec": pod["spec"],
             "images": {
-                &self.app.reference: self.app.config(),
+                &self.base.app.reference: self.base.app.config(),
                 &self.initializer.reference: self.initializer.config(),
                 &self.mesh.reference: self.mesh.config(),
             },
         });
         contrast_testkit::pod_case_of(&doc, "the generated pod")
-    }
-}
-
-impl Drop for Images {
-    fn drop(&mut self) {
-        self.registry.stop();
-        let _ = std::fs::remove_dir_all(&self.work);
     }
 }
 
@@ -348,6 +284,7 @@ fn run_pod(
                 .as_ref()
                 .map(|s| s.forwards.clone())
                 .unwrap_or_default(),
+            ..Launch::default()
         },
     );
     let stream = vm.connect();
@@ -457,7 +394,7 @@ fn the_initializer_container_attests_to_the_host_coordinator_and_the_app_reads_i
     let initdata = add_pod(&mut deployment, &pod);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut coordinator = host_coordinator(&deployment, &runtime);
-    let guest_registry = format!("10.0.2.2:{}", images.registry.port);
+    let guest_registry = format!("10.0.2.2:{}", images.base.registry.port);
     let run = run_pod(
         "pod-attestation",
         &pod,
@@ -559,7 +496,7 @@ fn the_mesh_sidecar_carries_the_apps_connection_to_a_host_peer_over_mtls() {
              busybox nc -ll -p 8080 -e /bin/sh -c 'read line; echo \"app got $line\"'"
         ),
     );
-    let guest_registry = format!("10.0.2.2:{}", images.registry.port);
+    let guest_registry = format!("10.0.2.2:{}", images.base.registry.port);
     let initdata = add_pod(&mut deployment, &pod);
     let mut coordinator = host_coordinator(&deployment, &runtime);
     let (key_pem, response) = runtime

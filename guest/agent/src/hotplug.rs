@@ -10,9 +10,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Where the kernel lists CPUs and memory blocks.
-pub const SYSFS_SYSTEM: &str = "/sys/devices/system";
-
 /// How often, and how long apart, the CPUs' state is checked again (5 s in all, as the
 /// Kata agent waits).
 const CPU_TRIES: u32 = 100;

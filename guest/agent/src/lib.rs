@@ -4,6 +4,7 @@
 
 pub mod container;
 pub mod copy_file;
+pub mod device;
 pub mod hotplug;
 pub mod mount;
 pub mod network;

@@ -59,8 +59,8 @@ pub struct AgentConfig {
     /// The initdata document the initdata check verified, mounted read-only into every
     /// workload container (`container::spec::INITDATA_MOUNT`); `None` without one.
     pub initdata: Option<PathBuf>,
-    /// sysfs's `devices/system` (CPUs and memory blocks for OnlineCPUMem).
-    pub sysfs_system: PathBuf,
+    /// Where sysfs is mounted (block devices; CPUs and memory blocks for OnlineCPUMem).
+    pub sysfs: PathBuf,
 }
 
 impl Default for AgentConfig {
@@ -72,7 +72,7 @@ impl Default for AgentConfig {
             crun: PathBuf::from("/usr/bin/crun"),
             pause: PathBuf::from("/bin/busybox"),
             initdata: None,
-            sysfs_system: PathBuf::from(crate::hotplug::SYSFS_SYSTEM),
+            sysfs: PathBuf::from("/sys"),
         }
     }
 }
@@ -238,12 +238,33 @@ impl Agent {
                 ));
             }
         }
-        let spec = req.OCI.as_ref().cloned().ok_or_else(|| {
-            status(
+        let Some(mut spec) = req.OCI.as_ref().cloned() else {
+            let _ = std::fs::remove_dir_all(&context.bundle);
+            return Err(status(
                 Code::INVALID_ARGUMENT,
                 format!("CreateContainer {id}: the request has no OCI spec"),
-            )
-        })?;
+            ));
+        };
+        for device in &req.devices {
+            match crate::device::find(&self.config.sysfs, device, crate::device::DEVICE_WAIT).await
+            {
+                Ok(found) => {
+                    tracing::info!(container = %id, path = %device.container_path,
+                        disk = %found.name, "block device");
+                    crate::device::apply(&mut spec, &device.container_path, &found);
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&context.bundle);
+                    let code = match e {
+                        crate::device::DeviceError::Unsupported { .. } => Code::UNIMPLEMENTED,
+                        crate::device::DeviceError::BadAddress { .. } => Code::INVALID_ARGUMENT,
+                        crate::device::DeviceError::NotFound { .. } => Code::NOT_FOUND,
+                        crate::device::DeviceError::Io { .. } => Code::INTERNAL,
+                    };
+                    return Err(status(code, format!("CreateContainer {id}: {e}")));
+                }
+            }
+        }
         Ok(Container {
             bundle: context.bundle,
             storages: prepared,
@@ -953,7 +974,7 @@ impl AgentService for Agent {
         req: OnlineCPUMemRequest,
     ) -> ttrpc::Result<Empty> {
         self.policy.check(&req)?;
-        let system = &self.config.sysfs_system;
+        let system = &self.config.sysfs.join("devices/system");
         let failed =
             |e: crate::hotplug::HotplugError| status(Code::INTERNAL, format!("OnlineCPUMem: {e}"));
         if req.nb_cpus > 0 {

@@ -15,7 +15,7 @@ use ttrpc::context;
 /// A sysfs `devices/system` with the boot CPU and `cpus` hot-plugged offline CPUs, and
 /// memory blocks in `memory` states.
 fn system(dir: &Path, cpus: u32, memory: &[&str]) -> PathBuf {
-    let system = dir.join("system");
+    let system = dir.join("sys/devices/system");
     std::fs::create_dir_all(system.join("cpu/cpu0")).unwrap();
     for n in 1..=cpus {
         let cpu = system.join(format!("cpu/cpu{n}"));
@@ -34,13 +34,14 @@ fn system(dir: &Path, cpus: u32, memory: &[&str]) -> PathBuf {
     system
 }
 
-async fn agent(dir: &Path, system: &Path) -> (ttrpc::r#async::Server, AgentServiceClient) {
+/// The agent with `<dir>/sys` as its sysfs.
+async fn agent(dir: &Path) -> (ttrpc::r#async::Server, AgentServiceClient) {
     let policy = dir.join("policy.rego");
     std::fs::write(&policy, pod_case("web.json").policy).unwrap();
     let address = format!("unix://{}", dir.join("agent.sock").display());
     let config = AgentConfig {
         run_dir: dir.join("run"),
-        sysfs_system: system.to_owned(),
+        sysfs: dir.join("sys"),
         ..AgentConfig::default()
     };
     let mut server = serve::server(
@@ -64,7 +65,7 @@ fn online(path: &Path) -> String {
 async fn online_cpu_mem_brings_the_asked_cpus_and_all_memory_online() {
     let dir = TempDir::new("agent-hotplug");
     let system = system(&dir.0, 4, &["1", "0", "0"]);
-    let (mut server, agent) = agent(&dir.0, &system).await;
+    let (mut server, agent) = agent(&dir.0).await;
 
     // Three CPUs in all: two of the four offline ones come online, lowest first.
     let mut request = OnlineCPUMemRequest::new();

@@ -20,7 +20,8 @@ use contrast_qemu_tests::{
     tempdir,
 };
 use contrast_testkit::PodCase;
-use serde_json::Value;
+use contrast_testkit::registry::{LayeredImage, Registry};
+use serde_json::{Value, json};
 use ttrpc::Code;
 use ttrpc::context;
 
@@ -74,6 +75,8 @@ pub(crate) struct Launch<'a> {
     pub(crate) measurement: Option<&'a str>,
     /// With a registry: the host's 127.0.0.1 ports forwarded to guest ports.
     pub(crate) forwards: Vec<(u16, u16)>,
+    /// Disk images attached as the pod's block volumes (virtio-scsi, `0:1`, `0:2`, …).
+    pub(crate) volumes: Vec<PathBuf>,
 }
 
 /// A boot of the pod's path with `initdata` on the initdata disk and `host_data` as the
@@ -151,6 +154,9 @@ impl PodVm {
             .disk_with_serial(&disk, "initdata")
             .vsock(&scratch)
             .timeout(Duration::from_secs(300));
+        for volume in &launch.volumes {
+            vm = vm.scsi_disk(volume);
+        }
         if registry.is_some() {
             vm = vm.network();
             for (host_port, port) in &launch.forwards {
@@ -476,4 +482,93 @@ pub(crate) async fn start_container(
     let mut start = StartContainerRequest::new();
     start.container_id = container.container_id.clone();
     agent.start_container(ctx(), &start).await.unwrap();
+}
+
+/// An image's entry in a pod case's `images` (what generate reads from its config).
+pub(crate) fn image_config(digest: &str, env: &[&str], entrypoint: &[&str]) -> Value {
+    serde_json::json!({
+        "digest": digest,
+        "env": env,
+        "entrypoint": entrypoint,
+        "cmd": [],
+        "working_dir": "",
+        "user": "",
+        "volumes": [],
+    })
+}
+
+/// An image in the test's registry, as the guest names it.
+pub(crate) struct PushedImage {
+    pub(crate) reference: String,
+    pub(crate) digest: String,
+    env: Vec<String>,
+    entrypoint: Vec<String>,
+}
+
+impl PushedImage {
+    pub(crate) fn push(
+        registry: &Registry,
+        work: &Path,
+        repo: &str,
+        layer: Vec<u8>,
+        env: &[&str],
+        entrypoint: &[&str],
+    ) -> PushedImage {
+        let image = LayeredImage::new(
+            &json!({"Env": env, "Entrypoint": entrypoint}).to_string(),
+            &[layer],
+        );
+        image.push(registry, work, repo, "v1");
+        PushedImage {
+            reference: format!("10.0.2.2:{}/{repo}@{}", registry.port, image.digest()),
+            digest: image.digest(),
+            env: env.iter().map(|e| (*e).to_owned()).collect(),
+            entrypoint: entrypoint.iter().map(|e| (*e).to_owned()).collect(),
+        }
+    }
+
+    /// The image's entry in a pod case's `images`.
+    pub(crate) fn config(&self) -> Value {
+        let env: Vec<&str> = self.env.iter().map(String::as_str).collect();
+        let entrypoint: Vec<&str> = self.entrypoint.iter().map(String::as_str).collect();
+        image_config(&self.digest, &env, &entrypoint)
+    }
+}
+
+/// A registry on the host with the busybox app image (`guest/busybox`), as the guest
+/// reaches it over QEMU's user network; its layout directory goes with it.
+pub(crate) struct AppRegistry {
+    pub(crate) registry: Registry,
+    pub(crate) work: PathBuf,
+    /// `10.0.2.2:<port>`.
+    pub(crate) guest_registry: String,
+    pub(crate) app: PushedImage,
+}
+
+impl AppRegistry {
+    pub(crate) fn start(test: &str) -> AppRegistry {
+        let registry = Registry::start(contrast_testkit::registry::RegistrySetup::default());
+        let work = tempdir(&format!("{test}-layout")).unwrap();
+        let app = PushedImage::push(
+            &registry,
+            &work,
+            "guest/busybox",
+            busybox_layer(),
+            &["PATH=/usr/bin:/bin"],
+            &["/bin/sh"],
+        );
+        AppRegistry {
+            guest_registry: format!("10.0.2.2:{}", registry.port),
+            registry,
+            work,
+            app,
+        }
+    }
+}
+
+impl Drop for AppRegistry {
+    fn drop(&mut self) {
+        self.registry.stop();
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
 }

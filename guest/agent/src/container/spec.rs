@@ -296,6 +296,23 @@ fn resources_json(resources: &oci::LinuxResources) -> Value {
     if let Some(limit) = resources.Pids.as_ref().and_then(|p| positive(p.Limit)) {
         out.insert("pids".into(), json!({"limit": limit}));
     }
+    if !resources.Devices.is_empty() {
+        out.insert(
+            "devices".into(),
+            Value::Array(
+                resources
+                    .Devices
+                    .iter()
+                    .map(|d| {
+                        json!({
+                            "allow": d.Allow, "type": d.Type, "major": d.Major,
+                            "minor": d.Minor, "access": d.Access,
+                        })
+                    })
+                    .collect(),
+            ),
+        );
+    }
     if !resources.HugepageLimits.is_empty() {
         out.insert(
             "hugepageLimits".into(),
