@@ -264,6 +264,26 @@ pub(crate) fn workload_owner_client_key(
     Ok(Some((PrivateKeyDer::Pkcs8(der.to_vec().into()), key)))
 }
 
+/// Warns (on stderr) when `key`, read from `path`, is not among the manifest's workload
+/// owner keys: the Coordinator will refuse what it signs or presents.
+pub(crate) fn warn_unless_owner(
+    manifest: &Manifest,
+    key: &contrast_seedengine::keys::WorkloadOwnerKey,
+    path: &Path,
+) {
+    let listed = manifest
+        .workload_owner_key_digests
+        .iter()
+        .flatten()
+        .any(|d| d.as_str().eq_ignore_ascii_case(&key.digest_hex()));
+    if !listed {
+        progress(&format!(
+            "warning: {} is not a workload owner key of this manifest",
+            path.display()
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

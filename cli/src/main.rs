@@ -9,6 +9,7 @@ mod policy_check;
 mod recover;
 mod resources;
 mod set;
+mod sign;
 mod verified;
 mod verify;
 
@@ -48,6 +49,9 @@ enum Command {
     Coordinator(bundle::BundleArgs),
     /// Set the manifest at the Coordinator (or, with --dry-run, write the blob to sign).
     Set(set::SetArgs),
+    /// Sign the manifest's next transition hash with the workload owner key (or, with
+    /// --prepare, write it for an external signer), for `set -s`.
+    Sign(sign::SignArgs),
     /// Attest the Coordinator and write its manifest history to verify/.
     Verify(verify::VerifyArgs),
     /// Give a Coordinator in recovery mode its secret seed back.
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
         Command::Coordinator(args) => bundle::coordinator(args),
         Command::Generate(args) => online(generate::run(args)),
         Command::Set(args) => online(set::run(args)),
+        Command::Sign(args) => sign::run(args),
         Command::Verify(args) => online(verify::run(args)),
         Command::Recover(args) => online(recover::run(args)),
         Command::Policy(PolicyCommand::Check(args)) => policy_check::run(args),

@@ -45,30 +45,6 @@ pub(crate) struct SetArgs {
     pub paths: Vec<PathBuf>,
 }
 
-/// The latest transition the next one builds on: `--latest-transition`, else the one the
-/// workspace verified or set last, else none (a first set: all zero, generation 0).
-fn latest_transition(args: &SetArgs) -> anyhow::Result<VerifiedTransition> {
-    let recorded = verified::read(&args.workspace)?;
-    let Some(text) = &args.latest_transition else {
-        return Ok(recorded.unwrap_or(VerifiedTransition {
-            transition: ZERO_HASH,
-            generation: Some(0),
-        }));
-    };
-    let transition = verified::parse_transition(text, "--latest-transition")?;
-    let generation = if transition == ZERO_HASH {
-        Some(0)
-    } else {
-        recorded
-            .filter(|r| r.transition == transition)
-            .and_then(|r| r.generation)
-    };
-    Ok(VerifiedTransition {
-        transition,
-        generation,
-    })
-}
-
 /// A first set must start the history: the Coordinator returns a seed share for every
 /// seed share owner of the manifest. Without them, the manifest did not land as the first
 /// one (a Coordinator that does not check PreviousTransitionHash, and someone set a
@@ -125,7 +101,7 @@ pub(crate) async fn run(args: &SetArgs) -> anyhow::Result<()> {
         );
     }
 
-    let previous = latest_transition(args)?;
+    let previous = verified::latest_or_first(&args.workspace, args.latest_transition.as_deref())?;
     if args.dry_run {
         let next = hex::encode(next_transition_hash(document.raw(), previous.transition));
         let out = args.workspace.path(files::NEXT_TRANSITION);
@@ -161,17 +137,7 @@ pub(crate) async fn run(args: &SetArgs) -> anyhow::Result<()> {
     } else {
         match coordinator::workload_owner_client_key(&owner_path)? {
             Some((der, key)) => {
-                let listed = manifest
-                    .workload_owner_key_digests
-                    .iter()
-                    .flatten()
-                    .any(|d| d.as_str().eq_ignore_ascii_case(&key.digest_hex()));
-                if !listed {
-                    coordinator::progress(&format!(
-                        "warning: {} is not a workload owner key of this manifest",
-                        owner_path.display()
-                    ));
-                }
+                coordinator::warn_unless_owner(manifest, &key, &owner_path);
                 client_key = Some(der);
                 permission_hint = "Ensure you are using a trusted workload owner key";
             }

@@ -156,6 +156,33 @@ pub(crate) fn check_extends(
     }
 }
 
+/// The latest transition the next one builds on: `given` (`--latest-transition`), else the
+/// one the workspace verified or set last, else none (a first set: all zero, generation 0).
+pub(crate) fn latest_or_first(
+    workspace: &WorkspaceArgs,
+    given: Option<&str>,
+) -> anyhow::Result<VerifiedTransition> {
+    let recorded = read(workspace)?;
+    let Some(text) = given else {
+        return Ok(recorded.unwrap_or(VerifiedTransition {
+            transition: contrast_history::ZERO_HASH,
+            generation: Some(0),
+        }));
+    };
+    let transition = parse_transition(text, "--latest-transition")?;
+    let generation = if transition == contrast_history::ZERO_HASH {
+        Some(0)
+    } else {
+        recorded
+            .filter(|r| r.transition == transition)
+            .and_then(|r| r.generation)
+    };
+    Ok(VerifiedTransition {
+        transition,
+        generation,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -215,6 +215,65 @@ async fn updates_by_key_and_by_signature_rotate_the_mesh_ca() {
             "corresponds to the latest transition hash",
         ],
     );
+    // Contrast's spelling: `sign --prepare` writes the same blob as `set --dry-run`, and
+    // `sign` makes a signature the Coordinator accepts (the key given by path, relative
+    // to where the command runs, as the user typed it).
+    let mut rotated = manifest.clone();
+    rotated.policies.get_mut(&web).unwrap().sans = Some(vec!["web".into()]);
+    deployment.write_manifest(&rotated);
+    ok(&contrast(&deployment, &["set", "--dry-run", "resources"]));
+    ok(&contrast(
+        &deployment,
+        &["sign", "--prepare", "--out", "prepared-transition"],
+    ));
+    assert_eq!(
+        std::fs::read(deployment.path("prepared-transition")).unwrap(),
+        std::fs::read(deployment.path("next-transition")).unwrap(),
+        "sign --prepare and set --dry-run disagree"
+    );
+    let signed = contrast(
+        &deployment,
+        &[
+            "sign",
+            "--workload-owner-key",
+            "hsm-only.pem",
+            "--out",
+            "sign.sig",
+        ],
+    );
+    ok(&signed);
+    assert!(String::from_utf8_lossy(&signed.stdout).contains("sign.sig"));
+    ok(&contrast(
+        &deployment,
+        &[
+            "set",
+            "-c",
+            &addr,
+            "-s",
+            "sign.sig",
+            "-w",
+            "owner.pub",
+            "resources",
+        ],
+    ));
+    ok(&contrast(&deployment, &["verify", "-c", &addr]));
+    assert!(deployment.path("verify/manifest.3.json").exists());
+    // Signing needs the private key: a public one is refused with the reason.
+    refused(
+        &contrast(
+            &deployment,
+            &[
+                "sign",
+                "--workload-owner-key",
+                "owner.pub",
+                "--out",
+                "x.sig",
+            ],
+        ),
+        &["owner.pub", "not a workload owner key"],
+    );
+    deployment.write_manifest(&manifest);
+
     // Without any key file: told to give one.
     refused(
         &contrast(&deployment, &["set", "-c", &addr, "resources"]),

@@ -137,6 +137,14 @@ pub enum SeedEngineError {
         /// The encoder's error.
         reason: String,
     },
+    /// Signing failed.
+    #[error("signing with the {what} failed: {reason}")]
+    Signing {
+        /// Which key.
+        what: &'static str,
+        /// The signer's error.
+        reason: String,
+    },
     /// Key generation failed.
     #[error("generating the {what} failed; check the system random number generator")]
     KeyGeneration {

@@ -183,6 +183,22 @@ impl WorkloadOwnerKey {
     pub fn digest_hex(&self) -> String {
         lower_hex(&self.digest())
     }
+
+    /// A detached signature of `message` as Contrast's `sign` (and `openssl dgst -sha256
+    /// -sign`) makes it: ECDSA P-384 over the message's SHA-256 digest, DER. p384's ECDSA
+    /// makes it (RFC 6979 nonces): aws-lc-rs signs with P-384 only over SHA-384, and the
+    /// protocol fixes SHA-256 (docs/dependencies.md §1).
+    pub fn sign_sha256(&self, message: &[u8]) -> Result<Vec<u8>, SeedEngineError> {
+        use p384::ecdsa::signature::hazmat::PrehashSigner as _;
+        let key = p384::ecdsa::SigningKey::from(&self.key);
+        let signature: p384::ecdsa::Signature =
+            key.sign_prehash(&sha256(message))
+                .map_err(|e| SeedEngineError::Signing {
+                    what: WORKLOAD_OWNER,
+                    reason: e.to_string(),
+                })?;
+        Ok(signature.to_der().as_bytes().to_vec())
+    }
 }
 
 impl std::fmt::Debug for WorkloadOwnerKey {
@@ -476,6 +492,32 @@ mod tests {
         assert_eq!(
             workload_owner_key_digest_hex(&from_public),
             key.digest_hex()
+        );
+    }
+
+    #[test]
+    fn the_transition_signature_verifies_as_the_coordinator_checks_it() {
+        let key = WorkloadOwnerKey::generate().unwrap();
+        let message = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let signature = key.sign_sha256(message).unwrap();
+        // The SubjectPublicKeyInfo ends with the uncompressed point (0x04, X, Y).
+        let spki = key.public_key_der();
+        let point = &spki[spki.len() - 97..];
+        assert_eq!(point[0], 4);
+        let public = aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P384_SHA256_ASN1,
+            point,
+        );
+        public.verify(message, &signature).unwrap();
+        // Another message, or the SHA-384 variant, does not verify.
+        assert!(public.verify(b"another transition", &signature).is_err());
+        assert!(
+            aws_lc_rs::signature::UnparsedPublicKey::new(
+                &aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1,
+                point,
+            )
+            .verify(message, &signature)
+            .is_err()
         );
     }
 
