@@ -175,18 +175,7 @@ async fn the_http_attestation_api_binds_nonce_history_and_cas() {
     );
 
     let document = b64(&json["raw_attestation_doc"]);
-    let (report, endorsements) = contrast_attestation::document::decode_snp(&document).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let verified = contrast_attestation::snp::verify_report(
-        &report,
-        &endorsements,
-        &deployment.amd.trust_anchor(),
-        now,
-    )
-    .unwrap();
+    let verified = contrast_testkit::verify_snp_document(&deployment.amd, &document);
     let transition = contrast_history::transition_hash_of(manifests.iter().map(Vec::as_slice));
     let expected =
         contrast_coordinator::http::report_data(&nonce, &transition, &root_ca, &mesh_ca, None);

@@ -1,5 +1,6 @@
 //! The LUKS helper in the guest, on the real kernel's dm-crypt and dm-integrity: a volume
-//! formatted in one boot reopens in the next with its data; a header the host changed
+//! formatted in one boot reopens in the next with its data (first through Contrast's
+//! `initializer cryptsetup`, held until SIGTERM, then the helper); a header the host changed
 //! between boots is refused and not formatted over; the wrong workload secret is refused.
 //!
 //! The disk is a sparse file on the host, attached as `/dev/vdb`; the workload secret
@@ -66,13 +67,36 @@ echo "CONTRAST-STEP mapping=$map"
 echo "CONTRAST-TEST-PASS $name"
 "#;
 
-/// Boot 2 of the reopen test: same disk, same secret.
+/// Boot 2 of the reopen test: same disk, same secret. First Contrast's `initializer
+/// cryptsetup -d -m` with the secret where the Initializer writes it: it mounts the
+/// volume, holds it until SIGTERM, then unmounts and closes it; then the helper reopens
+/// it and reads what both wrote.
 const REOPEN_AND_READ: &str = r#"
+mkdir -p /run/contrast/secrets
+cp /run/test/secret /run/contrast/secrets/workload-secret-seed
+CONTRAST_SECRETS_DIR=/run/contrast initializer cryptsetup -d /dev/vdb -m /run/state >/run/init.log 2>&1 &
+pid=$!
+i=0
+while ! grep -q " /run/state " /proc/mounts; do
+    kill -0 "$pid" 2>/dev/null || { cat /run/init.log; fail "initializer cryptsetup exited before mounting"; }
+    i=$((i + 1)); [ "$i" -le 600 ] || fail "initializer cryptsetup did not mount in 60 s"
+    sleep 0.1
+done
+content=$(cat /run/state/hello.txt) || fail "initializer cryptsetup: the file written in the first boot is missing"
+[ "$content" = "__CONTENT__" ] || fail "initializer cryptsetup read back '$content'"
+echo "by the initializer" > /run/state/second.txt || fail "writing through initializer cryptsetup"
+sync
+kill -TERM "$pid"
+wait "$pid" || { cat /run/init.log; fail "initializer cryptsetup failed on SIGTERM"; }
+sed 's/^/[initializer] /' /run/init.log
+grep -q " /run/state " /proc/mounts && fail "initializer cryptsetup left /run/state mounted"
+[ -e "/dev/mapper/$map" ] && fail "initializer cryptsetup left /dev/mapper/$map open"
 open /dev/vdb /run/test/secret || fail "reopening the volume failed (exit $rc)"
 grep -q 'formatted (LUKS2' /run/out && fail "the helper formatted a disk that has a LUKS header"
 grep -q 'secure mount ready' /run/out || fail "the helper did not report the mount ready"
 content=$(cat /run/state/hello.txt) || fail "the file written in the first boot is missing"
 [ "$content" = "__CONTENT__" ] || fail "read back '$content', expected '__CONTENT__'"
+[ "$(cat /run/state/second.txt)" = "by the initializer" ] || fail "the initializer's file is missing"
 close
 echo "CONTRAST-TEST-PASS $name"
 "#;

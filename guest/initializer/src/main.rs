@@ -15,11 +15,11 @@ use contrast_initializer::{
 /// Attests the Coordinator the pod's initdata names, proves this pod to it, and writes
 /// the pod's mesh certificate, key and workload secret to the shared volume.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, subcommand_negates_reqs = true)]
 struct Args {
     /// The Coordinator (host or host:port; the mesh API port 7777 by default).
-    #[arg(long, env = "COORDINATOR_HOST")]
-    coordinator_host: String,
+    #[arg(long, env = "COORDINATOR_HOST", required = true)]
+    coordinator_host: Option<String>,
     /// The pod's initdata document, as the guest's initdata check left it (also the
     /// device's header form or the gzip blob). Its digest must be this VM's HOST_DATA /
     /// MRCONFIGID; its [data]."contrast-coordinator.json" names the Coordinator to trust.
@@ -46,6 +46,84 @@ struct Args {
     /// written, the Initializer removes the pod VM's default-deny rules itself.
     #[arg(long, env = "CONTRAST_SERVICE_MESH_DISABLED")]
     service_mesh_disabled: bool,
+    #[command(subcommand)]
+    command: Option<Subcommand>,
+}
+
+/// What the Initializer does besides its own run (Contrast's subcommands).
+#[derive(Debug, clap::Subcommand)]
+enum Subcommand {
+    /// Write this pod's attestation document (report data all zero), base64, to stdout:
+    /// what the Initializer would present in its aTLS handshake.
+    Report,
+    /// Open the encrypted volume on a device with this pod's workload secret (from the
+    /// secrets directory the Initializer wrote), formatting it if it has no LUKS header,
+    /// mount it, and keep it until SIGTERM; then unmount and close it.
+    Cryptsetup {
+        /// The block device.
+        #[arg(short = 'd', long)]
+        device_path: PathBuf,
+        /// Where to mount the decrypted file system.
+        #[arg(short = 'm', long)]
+        mount_point: PathBuf,
+    },
+}
+
+/// `initializer report`: the attestation document for all-zero report data, base64
+/// (standard alphabet, no line breaks), as Contrast's `initializer report` writes it.
+fn report(args: &Args) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    use contrast_atls::Issuer as _;
+    use std::io::Write as _;
+    let issuer = contrast_evidence::DocumentIssuer::new(evidence_issuer(args)?);
+    let (_, document) = issuer
+        .issue(&[0; 64])
+        .context("issuing this pod's attestation document")?;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(
+            base64::engine::general_purpose::STANDARD
+                .encode(document)
+                .as_bytes(),
+        )
+        .and_then(|()| stdout.flush())
+        .context("writing the report to stdout")
+}
+
+/// `initializer cryptsetup`: the secure volume with the workload secret the Initializer
+/// wrote, held until SIGTERM.
+fn cryptsetup(
+    args: &Args,
+    device: &std::path::Path,
+    mount_point: &std::path::Path,
+) -> anyhow::Result<()> {
+    let layout = Layout {
+        root: args.secrets_dir.clone(),
+        done: args.done_file.clone(),
+    };
+    let secret_file = layout.secret("workload-secret-seed");
+    let secret = contrast_luks::WorkloadSecret::read_file(&secret_file).with_context(|| {
+        format!(
+            "reading the workload secret {} (written by the Initializer when the pod's \
+             policy has a WorkloadSecretID)",
+            secret_file.display()
+        )
+    })?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let outcome = open_volume(device, mount_point, &secret)?;
+    runtime.block_on(terminated())?;
+    tear_down(mount_point, &outcome)
+}
+
+/// Opens (formatting it first if it has no LUKS header) and mounts the volume on `device`.
+fn open_volume(
+    device: &std::path::Path,
+    mount_point: &std::path::Path,
+    secret: &contrast_luks::WorkloadSecret,
+) -> anyhow::Result<contrast_luks::Outcome> {
+    contrast_luks::SecureMount::new(device, mount_point)
+        .run(secret)
+        .with_context(|| format!("setting up the encrypted volume on {}", device.display()))
 }
 
 /// Removes the pod VM's default-deny rules (IPv4, and IPv6 unless the kernel has none),
@@ -94,8 +172,20 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    match &args.command {
+        Some(Subcommand::Report) => return report(&args),
+        Some(Subcommand::Cryptsetup {
+            device_path,
+            mount_point,
+        }) => return cryptsetup(&args, device_path, mount_point),
+        None => {}
+    }
+    // Required without a subcommand (clap enforces it).
+    let Some(coordinator_host) = &args.coordinator_host else {
+        bail!("COORDINATOR_HOST is not set");
+    };
     let client = Client {
-        addr: mesh_address(&args.coordinator_host),
+        addr: mesh_address(coordinator_host),
         initdata: args.initdata.clone(),
         evidence: evidence_issuer(&args)?,
         verifiers: verifiers(&args)?,
@@ -131,10 +221,7 @@ fn main() -> anyhow::Result<()> {
             )
         })?;
     let secret = contrast_luks::WorkloadSecret::from_bytes(secret);
-    let mount = contrast_luks::SecureMount::new(device, &args.state_dir);
-    let outcome = mount
-        .run(&secret)
-        .with_context(|| format!("setting up the encrypted volume on {}", device.display()))?;
+    let outcome = open_volume(device, &args.state_dir, &secret)?;
     write_done(&layout)?;
     runtime.block_on(terminated())?;
     tear_down(&args.state_dir, &outcome)

@@ -334,6 +334,21 @@ fn seedshare_owner_key() -> SeedshareOwnerKey {
     SeedshareOwnerKey::generate().unwrap()
 }
 
+/// Decodes an SNP attestation document (as aTLS carries it) and verifies its report
+/// against `amd`'s root, now.
+pub fn verify_snp_document(
+    amd: &SimulatedAmd,
+    document: &[u8],
+) -> contrast_attestation::snp::VerifiedSnpReport {
+    let (report, endorsements) = contrast_attestation::document::decode_snp(document).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    contrast_attestation::snp::verify_report(&report, &endorsements, &amd.trust_anchor(), now)
+        .unwrap()
+}
+
 /// Reference values that accept the simulator's default Milan report.
 pub fn snp_reference_values(amd: &SimulatedAmd) -> SnpReferenceValues {
     let report = amd.report(&SnpReportSpec::new(SnpProduct::Milan)).unwrap();
