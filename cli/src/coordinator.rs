@@ -43,9 +43,10 @@ pub(crate) struct ConnectArgs {
     /// The Coordinator's user API, host:port.
     #[arg(short = 'c', long = "coordinator")]
     pub coordinator: Option<String>,
-    /// The manifest whose reference values attest the Coordinator.
-    #[arg(short = 'm', long, default_value = files::MANIFEST)]
-    pub manifest: PathBuf,
+    /// The manifest whose reference values attest the Coordinator [default:
+    /// manifest.json in the workspace].
+    #[arg(short = 'm', long)]
+    pub manifest: Option<PathBuf>,
     /// The Coordinator's policy hash (64 hex), instead of the manifest's coordinator entry.
     #[arg(long)]
     pub coordinator_policy_hash: Option<String>,
@@ -61,18 +62,39 @@ pub(crate) struct ConnectArgs {
     pub fetching: crate::collateral::CollateralArgs,
 }
 
-/// Global flags.
-#[derive(Debug, Clone, Args)]
+/// The workspace: where the files a command reads and writes by default live
+/// (`--workspace-dir`, a global flag given before or after the subcommand, as in
+/// Contrast). A path the user gives is taken as given, relative to the current directory.
+#[derive(Debug, Clone)]
 pub(crate) struct WorkspaceArgs {
-    /// The directory relative file names refer to.
-    #[arg(long, global = true, default_value = ".")]
+    /// The directory.
     pub workspace_dir: PathBuf,
+}
+
+impl Default for WorkspaceArgs {
+    fn default() -> Self {
+        WorkspaceArgs {
+            workspace_dir: PathBuf::from("."),
+        }
+    }
 }
 
 impl WorkspaceArgs {
     /// `name` inside the workspace (absolute paths stay as they are).
     pub(crate) fn path(&self, name: impl AsRef<Path>) -> PathBuf {
         self.workspace_dir.join(name)
+    }
+
+    /// The path the user gave, as given; else the default `name` in the workspace.
+    pub(crate) fn resolve(&self, given: Option<&Path>, name: &str) -> PathBuf {
+        given.map_or_else(|| self.path(name), Path::to_path_buf)
+    }
+}
+
+impl ConnectArgs {
+    /// The manifest: `-m` as given, else manifest.json in the workspace.
+    pub(crate) fn manifest_path(&self, workspace: &WorkspaceArgs) -> PathBuf {
+        workspace.resolve(self.manifest.as_deref(), files::MANIFEST)
     }
 }
 

@@ -57,30 +57,33 @@ pub(crate) fn default_images() -> InjectedImages {
 /// `contrast generate` flags.
 #[derive(Debug, Args)]
 pub(crate) struct GenerateArgs {
-    #[command(flatten)]
+    /// Set from the global `--workspace-dir`.
+    #[arg(skip)]
     pub workspace: WorkspaceArgs,
     /// The platform whose reference values go into the manifest (e.g. metal-qemu-snp,
     /// sim-snp); its runtime handler replaces the runtimeClassName contrast-cc.
     #[arg(long = "reference-values", value_name = "PLATFORM")]
     pub reference_values: String,
-    /// The manifest to create or update.
-    #[arg(short = 'm', long, default_value = files::MANIFEST)]
-    pub manifest: PathBuf,
-    /// The image cache: resolved digests and image configs; makes a second run offline.
-    #[arg(short = 'c', long = "genpolicy-cache-path", default_value = LAYERS_CACHE)]
-    pub cache: PathBuf,
+    /// The manifest to create or update [default: manifest.json in the workspace].
+    #[arg(short = 'm', long)]
+    pub manifest: Option<PathBuf>,
+    /// The image cache: resolved digests and image configs; makes a second run offline
+    /// [default: layers-cache.json in the workspace].
+    #[arg(short = 'c', long = "genpolicy-cache-path")]
+    pub cache: Option<PathBuf>,
     /// Workload owner keys allowed to update the manifest: a private key (created when
-    /// absent) or a public key (`PUBLIC KEY` PEM, for a key kept in an HSM or KMS).
+    /// absent) or a public key (`PUBLIC KEY` PEM, for a key kept in an HSM or KMS)
+    /// [default: workload-owner.pem in the workspace].
     #[arg(
         short = 'w',
         long = "add-workload-owner-key",
-        default_values_t = [files::WORKLOAD_OWNER_KEY.to_owned()],
         conflicts_with = "disable_updates"
     )]
-    pub workload_owner_keys: Vec<String>,
-    /// Seed share owner keys that can recover the Coordinator (created when absent).
-    #[arg(long = "add-seedshare-owner-key", default_values_t = [files::SEEDSHARE_OWNER_KEY.to_owned()])]
-    pub seedshare_owner_keys: Vec<String>,
+    pub workload_owner_keys: Vec<PathBuf>,
+    /// Seed share owner keys that can recover the Coordinator (created when absent)
+    /// [default: seedshare-owner.pem in the workspace].
+    #[arg(long = "add-seedshare-owner-key")]
+    pub seedshare_owner_keys: Vec<PathBuf>,
     /// Make the deployment immutable: no workload owner key in the manifest.
     #[arg(short = 'd', long)]
     pub disable_updates: bool,
@@ -190,7 +193,9 @@ pub(crate) async fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let resolved = resolve_images(args, &images).await?;
 
     // The manifest first: its reference values go into every workload's initdata.
-    let manifest_path = args.workspace.path(&args.manifest);
+    let manifest_path = args
+        .workspace
+        .resolve(args.manifest.as_deref(), files::MANIFEST);
     let mut manifest = load_or_create_manifest(&manifest_path, &embedded, platform)?;
 
     // Pass 2: pin, compute policies, annotate; the Coordinator first, since every
@@ -461,7 +466,7 @@ async fn resolve_images(
     images: &[String],
 ) -> anyhow::Result<BTreeMap<String, ResolvedImage>> {
     let resolver = Resolver::new(ResolverOptions {
-        cache_path: Some(args.workspace.path(&args.cache)),
+        cache_path: Some(args.workspace.resolve(args.cache.as_deref(), LAYERS_CACHE)),
         insecure_registries: args.insecure_registries.clone(),
         docker_config_dir: None,
         offline: args.offline,
@@ -669,6 +674,15 @@ fn load_or_create_manifest(
     }
 }
 
+/// The owner key files: those given, as given; else the default one in the workspace.
+fn owner_key_paths(args: &GenerateArgs, given: &[PathBuf], default: &str) -> Vec<PathBuf> {
+    if given.is_empty() {
+        vec![args.workspace.path(default)]
+    } else {
+        given.to_vec()
+    }
+}
+
 /// Creates missing owner keys (0600) and lists them in the manifest, sorted and
 /// deduplicated; keys already listed stay.
 fn add_owner_keys(args: &GenerateArgs, manifest: &mut Manifest) -> anyhow::Result<()> {
@@ -677,8 +691,7 @@ fn add_owner_keys(args: &GenerateArgs, manifest: &mut Manifest) -> anyhow::Resul
             .workload_owner_key_digests
             .clone()
             .unwrap_or_default();
-        for name in &args.workload_owner_keys {
-            let path = args.workspace.path(name);
+        for path in owner_key_paths(args, &args.workload_owner_keys, files::WORKLOAD_OWNER_KEY) {
             // A private key, or (an HSM's or KMS's) public key only.
             let public_key_der = match std::fs::read(&path) {
                 Ok(pem) => contrast_seedengine::keys::workload_owner_public_key_der(&pem)
@@ -710,8 +723,7 @@ fn add_owner_keys(args: &GenerateArgs, manifest: &mut Manifest) -> anyhow::Resul
         .seedshare_owner_pub_keys
         .clone()
         .unwrap_or_default();
-    for name in &args.seedshare_owner_keys {
-        let path = args.workspace.path(name);
+    for path in owner_key_paths(args, &args.seedshare_owner_keys, files::SEEDSHARE_OWNER_KEY) {
         let public = match std::fs::read(&path) {
             Ok(pem) => contrast_seedengine::keys::seedshare_owner_public_key_hex(&pem)
                 .with_context(|| format!("{}: not an RSA key", path.display()))?,

@@ -31,6 +31,10 @@ struct Cli {
         ignore_case = true
     )]
     log_level: String,
+    /// The directory the default files are in (manifest.json, keys, verify/, …); paths
+    /// given on the command line are taken as given.
+    #[arg(long, global = true, default_value = ".")]
+    workspace_dir: std::path::PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -89,7 +93,21 @@ fn print(line: &str) {
 
 #[allow(clippy::print_stderr)] // the binary's error report
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    let workspace = coordinator::WorkspaceArgs {
+        workspace_dir: cli.workspace_dir.clone(),
+    };
+    match &mut cli.command {
+        Command::Generate(args) => args.workspace = workspace,
+        Command::Set(args) => args.workspace = workspace,
+        Command::Sign(args) => args.workspace = workspace,
+        Command::Verify(args) => args.workspace = workspace,
+        Command::Recover(args) => args.workspace = workspace,
+        Command::Attestation(_)
+        | Command::Runtime(_)
+        | Command::Coordinator(_)
+        | Command::Policy(_) => {}
+    }
     // One of the five levels (clap refuses anything else), in any letter case.
     let filter = tracing_subscriber::EnvFilter::new(cli.log_level.to_ascii_lowercase());
     tracing_subscriber::fmt()

@@ -20,14 +20,15 @@ use crate::verified;
 pub(crate) struct RecoverArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
-    #[command(flatten)]
+    /// Set from the global `--workspace-dir`.
+    #[arg(skip)]
     pub workspace: WorkspaceArgs,
     /// The seed share owner's private key.
-    #[arg(long, default_value = files::SEEDSHARE_OWNER_KEY)]
-    pub seedshare_owner_key: PathBuf,
+    #[arg(long)]
+    pub seedshare_owner_key: Option<PathBuf>,
     /// The seed shares written by the first contrast set.
-    #[arg(long = "seed", default_value = files::SEED_SHARES)]
-    pub seed_shares: PathBuf,
+    #[arg(long = "seed")]
+    pub seed_shares: Option<PathBuf>,
     /// Recover even if a ready Coordinator peer exists (it keeps the old mesh CA).
     #[arg(long)]
     pub force: bool,
@@ -38,15 +39,20 @@ pub(crate) struct RecoverArgs {
 }
 
 pub(crate) async fn run(args: &RecoverArgs) -> anyhow::Result<()> {
-    let manifest_path = args.workspace.path(&args.connect.manifest);
+    let manifest_path = args.connect.manifest_path(&args.workspace);
     let document = coordinator::load_manifest(&manifest_path)?;
     let manifest = document.manifest();
-    let key_path = args.workspace.path(&args.seedshare_owner_key);
+    let key_path = args.workspace.resolve(
+        args.seedshare_owner_key.as_deref(),
+        files::SEEDSHARE_OWNER_KEY,
+    );
     let key = SeedshareOwnerKey::from_pem(
         &std::fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?,
     )
     .with_context(|| format!("{}: not a seed share owner key", key_path.display()))?;
-    let shares_path = args.workspace.path(&args.seed_shares);
+    let shares_path = args
+        .workspace
+        .resolve(args.seed_shares.as_deref(), files::SEED_SHARES);
     let shares = SeedShareDocument::from_json(
         &std::fs::read(&shares_path)
             .with_context(|| format!("reading {}", shares_path.display()))?,

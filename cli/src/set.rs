@@ -23,12 +23,14 @@ use crate::verified::{self, VerifiedTransition};
 pub(crate) struct SetArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
-    #[command(flatten)]
+    /// Set from the global `--workspace-dir`.
+    #[arg(skip)]
     pub workspace: WorkspaceArgs,
     /// The workload owner key: presented to the Coordinator, or (with -s) the public key
     /// the signature is checked with (a private or a public key PEM).
-    #[arg(short = 'w', long, default_value = files::WORKLOAD_OWNER_KEY)]
-    pub workload_owner_key: PathBuf,
+    /// [default: workload-owner.pem in the workspace]
+    #[arg(short = 'w', long)]
+    pub workload_owner_key: Option<PathBuf>,
     /// Write the blob to sign to `next-transition` and stop, without contacting the
     /// Coordinator.
     #[arg(long)]
@@ -77,7 +79,7 @@ fn check_first_set_shares(
 }
 
 pub(crate) async fn run(args: &SetArgs) -> anyhow::Result<()> {
-    let manifest_path = args.workspace.path(&args.connect.manifest);
+    let manifest_path = args.connect.manifest_path(&args.workspace);
     let document = coordinator::load_manifest(&manifest_path)?;
     let manifest = document.manifest();
     let found = resources::policies(&args.paths)?;
@@ -116,7 +118,10 @@ pub(crate) async fn run(args: &SetArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let owner_path = args.workspace.path(&args.workload_owner_key);
+    let owner_path = args.workspace.resolve(
+        args.workload_owner_key.as_deref(),
+        files::WORKLOAD_OWNER_KEY,
+    );
     // Always sent, on both authorisation paths: the Coordinator refuses the update if its
     // history does not end here (for a first set: if it has any history).
     let mut request = SetManifestRequest {
@@ -128,7 +133,7 @@ pub(crate) async fn run(args: &SetArgs) -> anyhow::Result<()> {
     let mut client_key = None;
     let permission_hint;
     if let Some(signature) = &args.signature {
-        let signature_path = args.workspace.path(signature);
+        let signature_path = signature.clone();
         request.signature = std::fs::read(&signature_path)
             .with_context(|| format!("reading the signature {}", signature_path.display()))?;
         request.signer_public_key = signer_public_key(&owner_path)?;

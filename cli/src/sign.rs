@@ -16,7 +16,8 @@ use crate::verified;
 /// `contrast sign` flags (Contrast's names).
 #[derive(Debug, Args)]
 pub(crate) struct SignArgs {
-    #[command(flatten)]
+    /// Set from the global `--workspace-dir`.
+    #[arg(skip)]
     pub workspace: WorkspaceArgs,
     /// The manifest to sign [default: manifest.json in the workspace].
     #[arg(short = 'm', long)]
@@ -38,9 +39,8 @@ pub(crate) struct SignArgs {
 
 pub(crate) fn run(args: &SignArgs) -> anyhow::Result<bool> {
     let manifest_path = args
-        .manifest
-        .clone()
-        .unwrap_or_else(|| args.workspace.path(files::MANIFEST));
+        .workspace
+        .resolve(args.manifest.as_deref(), files::MANIFEST);
     let document = coordinator::load_manifest(&manifest_path)?;
     let previous = verified::latest_or_first(&args.workspace, args.latest_transition.as_deref())?;
     let next = hex::encode(next_transition_hash(document.raw(), previous.transition));
@@ -52,10 +52,10 @@ pub(crate) fn run(args: &SignArgs) -> anyhow::Result<bool> {
         ));
         return Ok(true);
     }
-    let key_path = args
-        .workload_owner_key
-        .clone()
-        .unwrap_or_else(|| args.workspace.path(files::WORKLOAD_OWNER_KEY));
+    let key_path = args.workspace.resolve(
+        args.workload_owner_key.as_deref(),
+        files::WORKLOAD_OWNER_KEY,
+    );
     let Some((_, key)) = coordinator::workload_owner_client_key(&key_path)? else {
         anyhow::bail!(
             "no workload owner key at {}; give it with --workload-owner-key, or sign the \

@@ -17,12 +17,13 @@ use crate::verified::{self, VerifiedTransition};
 pub(crate) struct VerifyArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
-    #[command(flatten)]
+    /// Set from the global `--workspace-dir`.
+    #[arg(skip)]
     pub workspace: WorkspaceArgs,
 }
 
 pub(crate) async fn run(args: &VerifyArgs) -> anyhow::Result<()> {
-    let manifest_path = args.workspace.path(&args.connect.manifest);
+    let manifest_path = args.connect.manifest_path(&args.workspace);
     let document = coordinator::load_manifest(&manifest_path)?;
     let validators = coordinator::coordinator_validators(document.manifest(), &args.connect)?;
     let channel = coordinator::connect(&args.connect, validators, None).await?;
