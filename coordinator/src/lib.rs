@@ -423,6 +423,11 @@ pub async fn run(
     let user_incoming = contrast_atls::grpc::incoming(user_listener, user_server, None);
     let user = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(15)))
+        .layer(metrics::GrpcMetricsLayer::new(
+            coordinator.metrics.clone(),
+            userapi::SERVICE,
+            userapi::METHODS,
+        ))
         .add_service(UserApiServer::new(userapi::UserApiService(
             coordinator.clone(),
         )))
@@ -440,6 +445,11 @@ pub async fn run(
     let mesh_incoming = contrast_atls::grpc::incoming(mesh_listener, mesh_server, Some(on_failure));
     let mesh = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(15)))
+        .layer(metrics::GrpcMetricsLayer::new(
+            coordinator.metrics.clone(),
+            meshapi::SERVICE,
+            meshapi::METHODS,
+        ))
         .add_service(MeshApiServer::new(meshapi::MeshApiService(
             coordinator.clone(),
         )))

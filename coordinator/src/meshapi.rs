@@ -18,6 +18,13 @@ use crate::state::{State, StateGuard};
 #[derive(Debug, Clone)]
 pub struct MeshApiService(pub Arc<Coordinator>);
 
+/// The gRPC service name (its proto package's), as its metrics label it.
+pub(crate) const SERVICE: &str = <contrast_api::meshapi::mesh_api_server::MeshApiServer<
+    MeshApiService,
+> as tonic::server::NamedService>::NAME;
+/// Its methods.
+pub(crate) const METHODS: &[&str] = &["NewMeshCert", "Recover"];
+
 /// The mesh server's validators: those of the state that is active when a handshake starts.
 #[derive(Debug)]
 pub struct MeshValidators(pub Arc<StateGuard>);

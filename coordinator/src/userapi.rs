@@ -21,6 +21,13 @@ use crate::state::{ExpectedBy, ExpectedTransition, SetManifestInput, seedshare_o
 #[derive(Debug, Clone)]
 pub struct UserApiService(pub Arc<Coordinator>);
 
+/// The gRPC service name (its proto package's), as its metrics label it.
+pub(crate) const SERVICE: &str = <contrast_api::userapi::user_api_server::UserApiServer<
+    UserApiService,
+> as tonic::server::NamedService>::NAME;
+/// Its methods.
+pub(crate) const METHODS: &[&str] = &["SetManifest", "GetManifests", "Recover"];
+
 fn caller_key<T>(request: &Request<T>) -> Option<Vec<u8>> {
     request
         .extensions()
