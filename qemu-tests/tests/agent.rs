@@ -460,13 +460,8 @@ fn a_block_volume_reaches_the_container_as_the_guests_disk() {
         start_container(&agent, &app).await;
         let stdout = read_all(&agent, &app.container_id, true).await;
         let stderr = read_all(&agent, &app.container_id, false).await;
-        let mut wait = WaitProcessRequest::new();
-        wait.container_id = app.container_id.clone();
-        let exit = agent.wait_process(ctx(), &wait).await.unwrap().status;
-        agent
-            .destroy_sandbox(ctx(), &DestroySandboxRequest::new())
-            .await
-            .unwrap();
+        let exit = wait_exit(&agent, &app.container_id).await;
+        destroy_sandbox(&agent).await;
         (stdout, stderr, exit)
     });
     let console = vm.finish();
@@ -480,4 +475,72 @@ fn a_block_volume_reaches_the_container_as_the_guests_disk() {
         console.text
     );
     assert_eq!(&written[4096..4096 + 18], b"written by the pod");
+}
+
+/// A policy that refuses ReadStreamRequest: the agent still drains the container's output
+/// (so the container does not block on a full pipe) but answers with no data, as the Kata
+/// agent redacts it; the container runs to its end.
+#[test]
+fn output_the_policy_refuses_is_withheld() {
+    let images = AppRegistry::start("agent-redact");
+    let guest_registry = images.guest_registry.clone();
+    let reference = images.app.reference.clone();
+    let doc = serde_json::json!({
+        "name": "app",
+        "namespace": "default",
+        "spec": {
+            "runtimeClassName": "contrast-cc-metal-qemu-snp-0123abcd",
+            "containers": [{
+                "name": "app",
+                "image": reference,
+                "command": ["/bin/sh", "-c", "echo a secret line; echo another >&2"],
+            }],
+        },
+        "images": {&reference: images.app.config()}
+    });
+    let mut pod = contrast_testkit::pod_case_of(&doc, "the pod whose output is private");
+    let allowing = "default ReadStreamRequest := true";
+    assert!(
+        pod.policy.contains(allowing),
+        "the generated policy changed"
+    );
+    pod.policy = pod
+        .policy
+        .replace(allowing, "default ReadStreamRequest := false");
+    let initdata = contrast_policy::initdata(&pod.policy);
+    let mut vm = PodVm::launch(
+        "agent-redact",
+        initdata.as_bytes(),
+        initdata.policy_hash(),
+        &Launch {
+            registry: Some(&guest_registry),
+            ..Launch::default()
+        },
+    );
+    let stream = vm.connect();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (stdout, stderr, exit) = runtime.block_on(async {
+        let (agent, _) = clients(stream);
+        start_sandbox(&agent, &pod).await;
+        let app: CreateContainerRequest = from_json(pod.nth_request("CreateContainerRequest", 1));
+        start_container(&agent, &app).await;
+        let mut read = ReadStreamRequest::new();
+        read.container_id = app.container_id.clone();
+        read.len = 4096;
+        // Each read waits for output (or the end), then answers without it.
+        let stdout = agent.read_stdout(ctx(), &read).await.unwrap().data;
+        let stderr = agent.read_stderr(ctx(), &read).await.unwrap().data;
+        let exit = wait_exit(&agent, &app.container_id).await;
+        destroy_sandbox(&agent).await;
+        (stdout, stderr, exit)
+    });
+    let console = vm.finish();
+    console.expect_pass().unwrap();
+    assert_eq!(exit, 0, "{}", console.text);
+    assert!(stdout.is_empty(), "stdout reached the host: {stdout:?}");
+    assert!(stderr.is_empty(), "stderr reached the host: {stderr:?}");
+    assert!(
+        !console.text.contains("a secret line"),
+        "the output reached the console"
+    );
 }

@@ -9,8 +9,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use contrast_agent::proto::agent::{
-    CopyFileRequest, CreateContainerRequest, CreateSandboxRequest, ReadStreamRequest, Routes,
-    StartContainerRequest, UpdateInterfaceRequest, UpdateRoutesRequest,
+    CopyFileRequest, CreateContainerRequest, CreateSandboxRequest, DestroySandboxRequest,
+    ReadStreamRequest, Routes, StartContainerRequest, UpdateInterfaceRequest, UpdateRoutesRequest,
+    WaitProcessRequest,
 };
 use contrast_agent::proto::agent_ttrpc::AgentServiceClient;
 use contrast_agent::proto::health_ttrpc::HealthClient;
@@ -571,4 +572,19 @@ impl Drop for AppRegistry {
         self.registry.stop();
         let _ = std::fs::remove_dir_all(&self.work);
     }
+}
+
+/// WaitProcess for container `id`'s init process: its exit status.
+pub(crate) async fn wait_exit(agent: &AgentServiceClient, id: &str) -> i32 {
+    let mut wait = WaitProcessRequest::new();
+    wait.container_id = id.to_owned();
+    agent.wait_process(ctx(), &wait).await.unwrap().status
+}
+
+/// DestroySandbox: the end of the pod (the agent exits, and the VM with it).
+pub(crate) async fn destroy_sandbox(agent: &AgentServiceClient) {
+    agent
+        .destroy_sandbox(ctx(), &DestroySandboxRequest::new())
+        .await
+        .unwrap();
 }
