@@ -70,7 +70,7 @@ pub enum DeviceError {
         container_path: String,
     },
     /// sysfs could not be read.
-    #[error("{path}: {source}")]
+    #[error("reading {path}")]
     Io {
         /// The file.
         path: PathBuf,

@@ -19,7 +19,7 @@ const CPU_RETRY: Duration = Duration::from_millis(50);
 #[derive(Debug, thiserror::Error)]
 pub enum HotplugError {
     /// A sysfs file or directory could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("reading or writing {path}")]
     Io {
         /// The file.
         path: PathBuf,

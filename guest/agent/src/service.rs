@@ -261,7 +261,13 @@ impl Agent {
                         crate::device::DeviceError::NotFound { .. } => Code::NOT_FOUND,
                         crate::device::DeviceError::Io { .. } => Code::INTERNAL,
                     };
-                    return Err(status(code, format!("CreateContainer {id}: {e}")));
+                    return Err(status(
+                        code,
+                        format!(
+                            "CreateContainer {id}: {}",
+                            contrast_platforms::error_chain(&e)
+                        ),
+                    ));
                 }
             }
         }
@@ -404,15 +410,7 @@ impl Agent {
             .crun
             .run(id, &container.bundle, stdio_of(spec.Process.as_ref()))
             .await
-            .map_err(|e| {
-                status(
-                    Code::INTERNAL,
-                    format!(
-                        "StartContainer {id}: {}",
-                        contrast_platforms::error_chain(&e)
-                    ),
-                )
-            })?;
+            .map_err(|e| internal(&format!("StartContainer {id}"), &e))?;
         tracing::info!(container = %id, pid = ?process.pid, "container started");
         self.update(id, |c| c.init = Some(process));
         Ok(())
@@ -424,13 +422,7 @@ impl Agent {
         if container.init.is_some()
             && let Err(e) = self.crun.delete(id).await
         {
-            return Err(status(
-                Code::INTERNAL,
-                format!(
-                    "RemoveContainer {id}: {}",
-                    contrast_platforms::error_chain(&e)
-                ),
-            ));
+            return Err(internal(&format!("RemoveContainer {id}"), &e));
         }
         let _ = std::fs::remove_dir_all(&container.bundle);
         cgroup::remove(&self.config.cgroup_root, id);
@@ -517,12 +509,7 @@ impl AgentService for Agent {
         {
             Some(storage) => Some(
                 crate::mount::tmpfs(&self.config.run_dir.join("sandbox/shm"), &storage.options)
-                    .map_err(|e| {
-                        status(
-                            Code::INTERNAL,
-                            format!("CreateSandbox: {}", contrast_platforms::error_chain(&e)),
-                        )
-                    })?,
+                    .map_err(|e| internal("CreateSandbox", &e))?,
             ),
             None => None,
         };
@@ -694,12 +681,7 @@ impl AgentService for Agent {
             .crun
             .exec(id, &path, stdio_of(Some(process)))
             .await
-            .map_err(|e| {
-                status(
-                    Code::INTERNAL,
-                    format!("ExecProcess {id}: {}", contrast_platforms::error_chain(&e)),
-                )
-            })?;
+            .map_err(|e| internal(&format!("ExecProcess {id}"), &e))?;
         self.update(id, |c| {
             c.execs.insert(req.exec_id.clone(), started);
         });
@@ -716,28 +698,17 @@ impl AgentService for Agent {
         self.container("SignalProcess", id)?;
         if !(req.exec_id.is_empty() || req.exec_id == *id) {
             let process = self.process("SignalProcess", id, &req.exec_id)?;
-            self.crun.signal_exec(&process, req.signal).map_err(|e| {
-                status(
-                    Code::INTERNAL,
-                    format!(
-                        "SignalProcess {id}: {}",
-                        contrast_platforms::error_chain(&e)
-                    ),
-                )
-            })?;
+            self.crun
+                .signal_exec(&process, req.signal)
+                .map_err(|e| internal(&format!("SignalProcess {id}"), &e))?;
             return Ok(Empty::new());
         }
-        // SIGKILL and SIGTERM end the whole container, as the runtime means them.
+        // SIGKILL ends every process of the container, as the runtime means it.
         let all = req.signal == 9;
-        self.crun.kill(id, req.signal, all).await.map_err(|e| {
-            status(
-                Code::INTERNAL,
-                format!(
-                    "SignalProcess {id}: {}",
-                    contrast_platforms::error_chain(&e)
-                ),
-            )
-        })?;
+        self.crun
+            .kill(id, req.signal, all)
+            .await
+            .map_err(|e| internal(&format!("SignalProcess {id}"), &e))?;
         Ok(Empty::new())
     }
 
@@ -843,7 +814,7 @@ impl AgentService for Agent {
         };
         terminal
             .resize(rows, columns)
-            .map_err(|e| status(Code::INTERNAL, format!("TtyWinResize: {e}")))?;
+            .map_err(|e| internal("TtyWinResize", &e))?;
         Ok(Empty::new())
     }
 
@@ -975,8 +946,7 @@ impl AgentService for Agent {
     ) -> ttrpc::Result<Empty> {
         self.policy.check(&req)?;
         let system = &self.config.sysfs.join("devices/system");
-        let failed =
-            |e: crate::hotplug::HotplugError| status(Code::INTERNAL, format!("OnlineCPUMem: {e}"));
+        let failed = |e: crate::hotplug::HotplugError| internal("OnlineCPUMem", &e);
         if req.nb_cpus > 0 {
             crate::hotplug::online_cpus_until(system, req.nb_cpus)
                 .await
@@ -1137,6 +1107,14 @@ impl AgentService for Agent {
         self.policy.check(&req)?;
         Err(not_served("ResizeVolume"))
     }
+}
+
+/// INTERNAL "`<what>`: `<the error and its causes>`": something in the guest failed.
+fn internal(what: &str, e: &dyn std::error::Error) -> ttrpc::Error {
+    status(
+        Code::INTERNAL,
+        format!("{what}: {}", contrast_platforms::error_chain(e)),
+    )
 }
 
 fn network_error(method: &str, e: &crate::network::NetworkError) -> ttrpc::Error {
