@@ -793,6 +793,15 @@ impl AgentService for Agent {
         req: TtyWinResizeRequest,
     ) -> ttrpc::Result<Empty> {
         self.policy.check(&req)?;
+        let (Ok(rows), Ok(columns)) = (u16::try_from(req.row), u16::try_from(req.column)) else {
+            return Err(status(
+                Code::INVALID_ARGUMENT,
+                format!(
+                    "TtyWinResize: {}x{} is larger than a terminal can be (65535)",
+                    req.row, req.column
+                ),
+            ));
+        };
         let process = self.process("TtyWinResize", &req.container_id, &req.exec_id)?;
         let terminal = process.terminal.as_ref().ok_or_else(|| {
             status(
@@ -803,15 +812,6 @@ impl AgentService for Agent {
                 ),
             )
         })?;
-        let (Ok(rows), Ok(columns)) = (u16::try_from(req.row), u16::try_from(req.column)) else {
-            return Err(status(
-                Code::INVALID_ARGUMENT,
-                format!(
-                    "TtyWinResize: {}x{} is larger than a terminal can be (65535)",
-                    req.row, req.column
-                ),
-            ));
-        };
         terminal
             .resize(rows, columns)
             .map_err(|e| internal("TtyWinResize", &e))?;

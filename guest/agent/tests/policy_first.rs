@@ -376,6 +376,32 @@ async fn a_symlink_target_that_is_not_utf8_is_refused_before_the_policy() {
     agent.stop().await;
 }
 
+#[tokio::test]
+async fn a_terminal_size_no_terminal_can_have_is_refused() {
+    let agent = Running::start(Some(&allowing(&["TtyWinResizeRequest"]))).await;
+    let mut resize = TtyWinResizeRequest::new();
+    resize.container_id = "app".to_owned();
+    resize.row = 70_000;
+    resize.column = 80;
+    let result = agent
+        .agent
+        .tty_win_resize(context::with_timeout(0), &resize)
+        .await
+        .map(drop);
+    let (code, message) = status_of(&result).unwrap();
+    assert_eq!(code, Code::INVALID_ARGUMENT, "{message}");
+    assert!(message.contains("70000x80"), "{message}");
+    // A size that fits reaches the lookup: there is no such process.
+    resize.row = 24;
+    let result = agent
+        .agent
+        .tty_win_resize(context::with_timeout(0), &resize)
+        .await
+        .map(drop);
+    assert_eq!(status_of(&result).unwrap().0, Code::NOT_FOUND);
+    agent.stop().await;
+}
+
 #[test]
 fn a_missing_policy_is_not_the_initdata_policy() {
     let dir = TempDir::new("agent-gate");
