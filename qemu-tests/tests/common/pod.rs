@@ -485,19 +485,6 @@ pub(crate) async fn start_container(
     agent.start_container(ctx(), &start).await.unwrap();
 }
 
-/// An image's entry in a pod case's `images` (what generate reads from its config).
-pub(crate) fn image_config(digest: &str, env: &[&str], entrypoint: &[&str]) -> Value {
-    serde_json::json!({
-        "digest": digest,
-        "env": env,
-        "entrypoint": entrypoint,
-        "cmd": [],
-        "working_dir": "",
-        "user": "",
-        "volumes": [],
-    })
-}
-
 /// An image in the test's registry, as the guest names it.
 pub(crate) struct PushedImage {
     pub(crate) reference: String,
@@ -530,9 +517,15 @@ impl PushedImage {
 
     /// The image's entry in a pod case's `images`.
     pub(crate) fn config(&self) -> Value {
-        let env: Vec<&str> = self.env.iter().map(String::as_str).collect();
-        let entrypoint: Vec<&str> = self.entrypoint.iter().map(String::as_str).collect();
-        image_config(&self.digest, &env, &entrypoint)
+        json!({
+            "digest": self.digest,
+            "env": self.env,
+            "entrypoint": self.entrypoint,
+            "cmd": [],
+            "working_dir": "",
+            "user": "",
+            "volumes": [],
+        })
     }
 }
 
