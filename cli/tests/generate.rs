@@ -237,24 +237,6 @@ fn annotated_policies(dir: &Path) -> Vec<(String, String)> {
     out
 }
 
-fn python_tool(name: &str) -> PathBuf {
-    if let Some(dir) = std::env::var_os("CONTRAST_PYTHON_TOOLS") {
-        let path = Path::new(&dir).join(name);
-        if path.exists() {
-            return path;
-        }
-    }
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(name))
-                .find(|p| p.exists())
-        })
-        .unwrap_or_else(|| {
-            panic!("{name} not found in CONTRAST_PYTHON_TOOLS or PATH: run `cargo xtask test`")
-        })
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn generate_then_set_at_a_simulated_coordinator() {
     let mut setup = setup();
@@ -327,7 +309,7 @@ async fn generate_then_set_at_a_simulated_coordinator() {
     assert_eq!(read_tree(&resources), before);
 
     // Kubernetes' own schemas accept what we wrote.
-    let validate = Command::new(python_tool("kubernetes-validate"))
+    let validate = Command::new(contrast_testkit::python_tool("kubernetes-validate"))
         .args(["--strict", "--quiet", "-k", "1.33.0"])
         .args(before.keys())
         .output()

@@ -12,10 +12,8 @@
 //! runtime cannot fail liveness.
 
 use std::io;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest::{SHA256, digest};
@@ -27,9 +25,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use contrast_atls::{ConnectionLimiter, ConnectionLimits, ConnectionSlot};
+use contrast_atls::{ConnectionLimiter, ConnectionLimits, ConnectionSlot, StreamWith};
 use serde_json::json;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::Coordinator;
@@ -83,7 +80,7 @@ impl axum::serve::Listener for LimitedListener {
                     return (
                         LimitedStream {
                             stream,
-                            _slot: slot,
+                            attached: slot,
                         },
                         addr,
                     );
@@ -99,39 +96,7 @@ impl axum::serve::Listener for LimitedListener {
 }
 
 /// A connection admitted by a [`LimitedListener`]; its place is given back when it closes.
-#[derive(Debug)]
-pub struct LimitedStream {
-    stream: TcpStream,
-    _slot: ConnectionSlot,
-}
-
-impl AsyncRead for LimitedStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for LimitedStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
+pub type LimitedStream = StreamWith<TcpStream, ConnectionSlot>;
 
 /// A token bucket: `rate` tokens a second, at most `rate` saved up.
 #[derive(Debug)]

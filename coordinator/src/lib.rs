@@ -5,6 +5,7 @@
 //!   the history change);
 //! * [`userapi`] (1313) and [`meshapi`] (7777): gRPC over aTLS;
 //! * [`http`]: the attestation API (1314), probes and metrics (9102);
+//! * [`transit`] (8200): the Vault-compatible transit engine;
 //! * [`peers`]: finding ready Coordinator peers, and peer recovery.
 
 pub mod error;
@@ -13,6 +14,7 @@ pub mod meshapi;
 pub mod metrics;
 pub mod peers;
 pub mod state;
+pub mod transit;
 pub mod userapi;
 
 use std::net::{IpAddr, SocketAddr};
@@ -76,6 +78,8 @@ pub struct Ports {
     pub http: u16,
     /// Probes and metrics.
     pub probes: u16,
+    /// The transit engine.
+    pub transit: u16,
 }
 
 impl Default for Ports {
@@ -86,6 +90,7 @@ impl Default for Ports {
             mesh: MESH_API,
             http: HTTP_ATTESTATION,
             probes: PROBES,
+            transit: TRANSIT,
         }
     }
 }
@@ -408,6 +413,7 @@ pub async fn run(
     let user_listener = bind(config.ports.user).await?;
     let mesh_listener = bind(config.ports.mesh).await?;
     let http_listener = bind(config.ports.http).await?;
+    let transit_listener = bind(config.ports.transit).await?;
     // Served from a runtime of its own (see http::serve_probes).
     let probe_listener = bind(config.ports.probes)
         .await?
@@ -460,6 +466,12 @@ pub async fn run(
         http::attestation_router(coordinator.clone()),
     )
     .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let transit = axum::serve(
+        transit::TransitListener::new(transit_listener, coordinator.guard.clone())?,
+        transit::router(coordinator.clone())
+            .into_make_service_with_connect_info::<transit::TransitPeer>(),
+    )
+    .with_graceful_shutdown(stopped(stop_rx.clone()));
     let probes = http::serve_probes(
         probe_listener,
         http::probes_router(coordinator.clone(), config.metrics),
@@ -483,6 +495,7 @@ pub async fn run(
         async { user.await.context("user API") },
         async { mesh.await.context("mesh API") },
         async { http.await.context("HTTP API") },
+        async { transit.await.context("transit engine") },
         async {
             probes
                 .await

@@ -257,6 +257,12 @@ impl StateGuard {
         }
     }
 
+    /// The ready state if this Coordinator holds one, without reading the store (for work
+    /// on behalf of callers not yet authenticated).
+    pub fn active(&self) -> Option<Arc<State>> {
+        self.current().filter(|state| !state.is_stale())
+    }
+
     /// The ready state, or why there is none.
     pub fn ready(&self) -> Result<Arc<State>, CoordinatorError> {
         match self.status()? {

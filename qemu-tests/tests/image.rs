@@ -59,15 +59,6 @@ fn two_builds_from_the_same_inputs_are_byte_identical() {
     }
 }
 
-fn python_tool(name: &str) -> PathBuf {
-    std::env::var_os("CONTRAST_PYTHON_TOOLS")
-        .map(|dir| PathBuf::from(dir).join(name))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("{name} not found in $CONTRAST_PYTHON_TOOLS: run `cargo xtask test`, which installs it")
-        })
-}
-
 fn firmware_fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../firmware-refs/tests/data")
@@ -112,7 +103,7 @@ fn reference_values_of_the_image_match_sev_snp_measure_and_name_the_runtime() {
         .unwrap();
     let milan = snp.snp.iter().find(|v| v.product_name == "Milan").unwrap();
     let cmdline = std::fs::read_to_string(dir.join("cmdline")).unwrap();
-    let output = Command::new(python_tool("sev-snp-measure"))
+    let output = Command::new(contrast_testkit::python_tool("sev-snp-measure"))
         .args(["--mode", "snp", "--vcpus", "1", "--vcpu-type", "EPYC-Milan"])
         .args(["--vmm-type", "QEMU", "--guest-features", "0x1"])
         .arg("--ovmf")

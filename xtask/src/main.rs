@@ -99,11 +99,13 @@ const BACKPORTS_PACKAGES: &[(&str, &str)] = &[
 
 /// Python tools the tests compare against, installed from PyPI into a virtual environment
 /// under the target directory; tests find them through `CONTRAST_PYTHON_TOOLS`.
-const PYTHON_TOOLS: &[(&str, &str)] = &[
+const PYTHON_TOOLS: &[&str] = &[
     // The reference for SNP launch digests (firmware-refs must be byte-identical).
-    ("sev-snp-measure==0.0.13", "sev-snp-measure"),
+    "sev-snp-measure==0.0.13",
     // Kubernetes' own schemas for every YAML the CLI emits.
-    ("kubernetes-validate==1.37.0", "kubernetes-validate"),
+    "kubernetes-validate==1.37.0",
+    // A Vault client library: the Coordinator's transit engine is tested with it.
+    "hvac==2.4.0",
 ];
 
 /// Crates that would bring a second crypto provider or OpenSSL into a binary
@@ -202,14 +204,19 @@ fn install_python_tools() -> Result<PathBuf> {
     let venv = std::path::absolute(target_dir().join("python-tools"))
         .context("cannot resolve the target directory")?;
     let bin = venv.join("bin");
-    if PYTHON_TOOLS.iter().all(|(_, tool)| bin.join(tool).exists()) {
+    // What the environment holds, written once pip succeeded: a changed list reinstalls.
+    let installed = venv.join("contrast-tools.txt");
+    let wanted = PYTHON_TOOLS.join("\n");
+    if std::fs::read_to_string(&installed).is_ok_and(|have| have == wanted) {
         return Ok(bin);
     }
     run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
     let mut pip = Command::new(bin.join("pip"));
     pip.args(["install", "--quiet", "--disable-pip-version-check"]);
-    pip.args(PYTHON_TOOLS.iter().map(|(spec, _)| *spec));
+    pip.args(PYTHON_TOOLS);
     run(&mut pip)?;
+    std::fs::write(&installed, wanted)
+        .with_context(|| format!("writing {}", installed.display()))?;
     Ok(bin)
 }
 

@@ -26,4 +26,6 @@ pub mod ports {
     pub const MESH_API: u16 = 7777;
     /// Probes and metrics.
     pub const PROBES: u16 = 9102;
+    /// The transit engine (HTTPS with mesh mutual TLS).
+    pub const TRANSIT: u16 = 8200;
 }

@@ -3,12 +3,9 @@
 //! dials with aTLS.
 
 use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tonic::transport::server::Connected;
@@ -17,59 +14,16 @@ use tonic::transport::{Channel, Endpoint};
 use crate::AtlsError;
 use crate::client::{self, ClientOptions, ClientSession};
 use crate::server::{AtlsServer, PeerInfo};
+use crate::stream::StreamWith;
 
 /// A server-side aTLS connection with what the handshake established about the client.
-#[derive(Debug)]
-pub struct AtlsConnection {
-    stream: tokio_rustls::server::TlsStream<TcpStream>,
-    info: PeerInfo,
-}
+pub type AtlsConnection = StreamWith<tokio_rustls::server::TlsStream<TcpStream>, PeerInfo>;
 
 impl Connected for AtlsConnection {
     type ConnectInfo = PeerInfo;
 
     fn connect_info(&self) -> PeerInfo {
-        self.info.clone()
-    }
-}
-
-impl AsyncRead for AtlsConnection {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for AtlsConnection {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        self.attached.clone()
     }
 }
 
@@ -116,7 +70,12 @@ pub fn incoming(
             tokio::spawn(async move {
                 match server.accept_admitted(tcp, slot).await {
                     Ok((stream, info)) => {
-                        let _ = tx.send(Ok(AtlsConnection { stream, info })).await;
+                        let _ = tx
+                            .send(Ok(AtlsConnection {
+                                stream,
+                                attached: info,
+                            }))
+                            .await;
                     }
                     Err(e) => {
                         tracing::info!(

@@ -19,6 +19,7 @@ pub mod client;
 pub mod grpc;
 pub mod issuer;
 pub mod server;
+pub mod stream;
 pub mod validator;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use server::{
     AtlsServer, ConnectionLimiter, ConnectionLimits, ConnectionSlot, PeerInfo, ServerOptions,
     ValidatorSource,
 };
+pub use stream::StreamWith;
 pub use validator::{
     PeerAttestation, ReferenceValidator, Rejection, Validator, ValidatorSet, Verifiers,
 };

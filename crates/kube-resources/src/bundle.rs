@@ -44,6 +44,8 @@ pub mod ports {
     pub const MESH_API: u16 = 7777;
     /// Probes and metrics.
     pub const PROBES: u16 = 9102;
+    /// Transit engine (HTTPS, mesh mutual TLS).
+    pub const TRANSIT: u16 = 8200;
 }
 
 fn s(value: &str) -> Node {
@@ -247,6 +249,10 @@ fn coordinator_ports() -> Node {
             ("name", s("meshapi")),
             ("containerPort", int(ports::MESH_API)),
         ]),
+        m([
+            ("name", s("transitapi")),
+            ("containerPort", int(ports::TRANSIT)),
+        ]),
     ])
 }
 
@@ -262,6 +268,7 @@ fn service_ports() -> Node {
         port("userapi", ports::USER_API),
         port("httpapi", ports::HTTP_API),
         port("meshapi", ports::MESH_API),
+        port("transitapi", ports::TRANSIT),
     ])
 }
 
@@ -407,10 +414,17 @@ pub fn coordinator(
                                 ("labels", labels(name)),
                                 (
                                     "annotations",
-                                    m([(
-                                        annotations::POD_ROLE,
-                                        s(contrast_manifest::ROLE_COORDINATOR),
-                                    )]),
+                                    m([
+                                        (
+                                            annotations::POD_ROLE,
+                                            s(contrast_manifest::ROLE_COORDINATOR),
+                                        ),
+                                        // Prometheus's Kubernetes discovery finds the
+                                        // metrics (served with CONTRAST_METRICS set).
+                                        ("prometheus.io/scrape", s("true")),
+                                        ("prometheus.io/port", s(&ports::PROBES.to_string())),
+                                        ("prometheus.io/path", s("/metrics")),
+                                    ]),
                                 ),
                             ]),
                         ),

@@ -114,6 +114,30 @@ pub fn random_loopback() -> IpAddr {
     ))
 }
 
+/// A program from the Python tools `cargo xtask test` installs from PyPI
+/// (`$CONTRAST_PYTHON_TOOLS`, the `bin` of their virtual environment), else from PATH.
+/// Never skipped: a missing tool fails the test.
+pub fn python_tool(name: &str) -> PathBuf {
+    let from_env =
+        std::env::var_os("CONTRAST_PYTHON_TOOLS").map(|dir| PathBuf::from(dir).join(name));
+    let from_path = || {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        })
+    };
+    from_env
+        .filter(|p| p.is_file())
+        .or_else(from_path)
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} not found in $CONTRAST_PYTHON_TOOLS or PATH: run `cargo xtask test`, \
+                 which installs the Python tools from PyPI and sets CONTRAST_PYTHON_TOOLS"
+            )
+        })
+}
+
 /// base64(gzip(data)): how an initdata annotation carries a policy document.
 pub fn initdata_annotation(document: &[u8]) -> String {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
