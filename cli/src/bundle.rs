@@ -31,7 +31,8 @@ fn platform_and_handler(args: &BundleArgs) -> anyhow::Result<(Platform, RuntimeH
     Ok((platform, handler))
 }
 
-fn images() -> BundleImages {
+/// The images of the shipped resources in this build.
+pub(crate) fn images() -> BundleImages {
     BundleImages::for_version(env!("CARGO_PKG_VERSION"))
 }
 

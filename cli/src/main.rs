@@ -12,10 +12,11 @@ mod set;
 mod sign;
 mod verified;
 mod verify;
+mod version;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 /// Make a Kubernetes deployment confidential and verify it.
 #[derive(Debug, Parser)]
@@ -93,7 +94,10 @@ fn print(line: &str) {
 
 #[allow(clippy::print_stderr)] // the binary's error report
 fn main() -> ExitCode {
-    let mut cli = Cli::parse();
+    // `--version` says what this build deploys (`-V` only the version). The text lives as
+    // long as the process, as clap's `&'static str` wants.
+    let command = Cli::command().long_version(&*version::long_version().leak());
+    let mut cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     let workspace = coordinator::WorkspaceArgs {
         workspace_dir: cli.workspace_dir.clone(),
     };

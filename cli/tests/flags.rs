@@ -71,3 +71,76 @@ fn recover_accepts_and_ignores_a_workload_owner_key() {
     assert!(!stderr.contains("unexpected argument"), "{stderr}");
     assert!(stderr.contains("manifest"), "{stderr}");
 }
+
+/// `--version` says what this build deploys, as Contrast's does: every image the shipped
+/// resources and `generate` name, and for each platform the runtime handler `contrast
+/// runtime` installs, or that this build has none.
+#[test]
+fn version_names_the_images_and_each_platforms_runtime_handler() {
+    let run = |args: &[&str]| {
+        let output = Command::new(CONTRAST).args(args).output().unwrap();
+        (
+            output.status.success(),
+            String::from_utf8(output.stdout).unwrap(),
+        )
+    };
+    let (ok, text) = run(&["--version"]);
+    assert!(ok);
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(text.starts_with(&format!("contrast {version}\n")), "{text}");
+    let images = |yaml: &str| -> Vec<String> {
+        yaml.lines()
+            .filter_map(|line| line.trim().strip_prefix("image: "))
+            .map(|image| image.trim_matches('"').to_owned())
+            .collect()
+    };
+    let mut named = 0;
+    for platform in contrast_platforms::Platform::ALL {
+        let name = platform.name();
+        let section = text
+            .split(&format!("reference values for {name} platform:\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no section for {name}:\n{text}"));
+        let section = section.split("\nreference values for").next().unwrap();
+        let (installed, runtime) = run(&["runtime", "--platform", name]);
+        if !installed {
+            assert!(
+                section.starts_with("    none in this build"),
+                "{name}: {section}"
+            );
+            continue;
+        }
+        let handler = runtime
+            .lines()
+            .find_map(|line| line.strip_prefix("handler: "))
+            .unwrap();
+        assert!(
+            section.starts_with(&format!(
+                "    runtime handler:{}{handler}\n",
+                " ".repeat(10)
+            )),
+            "{name}: {section}"
+        );
+        let (_, coordinator) = run(&["coordinator", "--platform", name]);
+        for image in images(&runtime).into_iter().chain(images(&coordinator)) {
+            assert!(
+                text.contains(&format!("\n    {image}\n")),
+                "{image}:\n{text}"
+            );
+            named += 1;
+        }
+    }
+    assert!(
+        named > 0,
+        "no platform of this build installs anything:\n{text}"
+    );
+    for injected in ["initializer", "service-mesh-proxy"] {
+        assert!(
+            text.contains(&format!("/{injected}:v{version}\n")),
+            "{injected}:\n{text}"
+        );
+    }
+    let (ok, short) = run(&["-V"]);
+    assert!(ok);
+    assert_eq!(short, format!("contrast {version}\n"));
+}
