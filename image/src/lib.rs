@@ -26,6 +26,8 @@
 
 pub mod cpio;
 mod host;
+pub mod oci;
+pub mod release;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -190,6 +192,9 @@ pub enum ImageError {
     /// An artifact could not be written.
     #[error(transparent)]
     Write(#[from] contrast_atomic_file::WriteError),
+    /// Pushing to the registry failed.
+    #[error(transparent)]
+    Registry(#[from] contrast_registry::RegistryError),
     /// A guest binary is missing from the binaries directory.
     #[error(
         "the guest binary {path} does not exist: build the workspace's binaries first \

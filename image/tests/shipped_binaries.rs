@@ -8,7 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use contrast_image::{GUEST_BINARIES, shipped_build};
+use contrast_image::GUEST_BINARIES;
+
+mod common;
+use common::{cargo, shipped, target_dir};
 
 /// Byte strings only simulator or fake-provider code puts into a binary: the simulator
 /// crate's symbol and source path prefixes, and the fake TSM provider's issuance.
@@ -18,36 +21,6 @@ const MARKERS: [&str; 4] = [
     "issue_from_fake_test_provider",
     "not the test-only fake provider",
 ];
-
-/// `target`: the directory this test binary sits under (`<target>/debug/deps/<test>`).
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.ancestors()
-        .nth(3)
-        .expect("test binary under <target>/<profile>/deps")
-        .to_owned()
-}
-
-fn cargo() -> std::ffi::OsString {
-    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
-}
-
-/// Builds the shipped binaries (once per test process) and returns `<target>/release`.
-fn shipped() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let target = target_dir();
-            let status = shipped_build(&cargo())
-                .env("CARGO_TARGET_DIR", &target)
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("running cargo build");
-            assert!(status.success(), "building the shipped binaries: {status}");
-            target.join("release")
-        })
-        .clone()
-}
 
 fn markers_in(binary: &Path) -> Vec<&'static str> {
     let bytes = std::fs::read(binary).unwrap_or_else(|e| panic!("{}: {e}", binary.display()));

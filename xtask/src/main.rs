@@ -124,6 +124,7 @@ fn main() -> ExitCode {
         ["tidy"] => tidy::tidy(),
         ["quickstart"] => quickstart(),
         ["image"] => image(),
+        ["release", rest @ ..] => release(rest),
         ["install-deps"] => install_debian_packages(),
         _ => {
             usage();
@@ -146,6 +147,9 @@ fn usage() {
          quickstart    install what it needs, then run the whole lifecycle on this machine\n  \
          image         build the guest image into target/image, compute its reference values and\n                \
          SNP ID blocks, and build a CLI that embeds them (target/embedded/debug/contrast)\n  \
+         release --registry HOST[:PORT]/PREFIX --out DIR [--insecure-registry]\n                \
+         build the shipped binaries and their container images (Coordinator, Initializer,\n                \
+         service-mesh proxy), push them, and write an OCI layout and release.json to DIR\n  \
          test          install what the tests need, then fmt check, clippy -D warnings, tidy, all tests\n  \
          tidy          check the workspace's layering rules (core, host, guest, testing)\n  \
          install-deps  only install the Debian packages the tests need"
@@ -414,6 +418,42 @@ fn image() -> Result<()> {
         out.display(),
         target_dir().join("embedded/debug/contrast").display()
     );
+    Ok(())
+}
+
+/// `cargo xtask release`: the shipped binaries, then their images pushed and written out.
+fn release(args: &[&str]) -> Result<()> {
+    let mut registry = None;
+    let mut out = None;
+    let mut insecure_registry = false;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match *arg {
+            "--registry" => registry = rest.next().map(|v| (*v).to_owned()),
+            "--out" => out = rest.next().map(PathBuf::from),
+            "--insecure-registry" => insecure_registry = true,
+            other => anyhow::bail!(
+                "release: unknown argument {other:?}; usage: cargo xtask release --registry \
+                 HOST[:PORT]/PREFIX --out DIR [--insecure-registry]"
+            ),
+        }
+    }
+    let (Some(registry), Some(out)) = (registry, out) else {
+        anyhow::bail!("release: give --registry HOST[:PORT]/PREFIX and --out DIR");
+    };
+    step("shipped binaries", build_shipped_binaries)?;
+    let config = contrast_image::release::ReleaseConfig {
+        binaries: std::path::absolute(target_dir().join("release"))
+            .context("cannot resolve the target directory")?,
+        registry,
+        insecure_registry,
+        out: std::path::absolute(&out).context("cannot resolve --out")?,
+    };
+    let release = step_with("images", || Ok(contrast_image::release::release(&config)?))?;
+    for (component, image) in &release.images {
+        eprintln!("xtask: {component}: {image}");
+    }
+    eprintln!("xtask: {}", config.out.join("release.json").display());
     Ok(())
 }
 

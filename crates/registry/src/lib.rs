@@ -66,7 +66,9 @@ use crate::manifest::{
 
 pub use crate::cache::CACHE_VERSION;
 pub use crate::error::RegistryError;
-pub use crate::manifest::{ImageConfigInfo, LayerInfo};
+pub use crate::manifest::{
+    ImageConfigInfo, LayerInfo, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST,
+};
 pub use crate::reference::{DEFAULT_TAG, DOCKER_HUB, ImageReference};
 
 /// Time allowed to establish a connection to a registry.
@@ -480,6 +482,52 @@ impl Resolver {
                 ),
             })
         })
+    }
+
+    /// Pushes an image to `reference` (a tag, without digest): each of `blobs` (the
+    /// config and the layers, addressed by their SHA-256), then `manifest` byte for byte
+    /// with `media_type`, so the image's digest is that of `manifest`, which is returned.
+    /// Credentials come from the Docker config as for pulls.
+    pub async fn push(
+        &self,
+        reference: &str,
+        blobs: &[&[u8]],
+        manifest: &[u8],
+        media_type: &str,
+    ) -> Result<String, RegistryError> {
+        let parsed = ImageReference::parse(reference)?;
+        if parsed.digest().is_some() {
+            return Err(RegistryError::InvalidOptions(format!(
+                "push {reference:?}: push to a tag; the digest follows from the manifest"
+            )));
+        }
+        let mut ctx = self.context(&parsed);
+        let auth = self.auth(&mut ctx)?;
+        let target = oci_client::Reference::with_tag(
+            parsed.registry().to_owned(),
+            parsed.repository().to_owned(),
+            parsed.effective_tag().to_owned(),
+        );
+        self.client
+            .auth(&target, &auth, oci_client::RegistryOperation::Push)
+            .await
+            .map_err(|e| ctx.oci(e, "push authorization"))?;
+        for blob in blobs {
+            self.client
+                .push_blob(&target, blob.to_vec(), &sha256_digest(blob))
+                .await
+                .map_err(|e| ctx.oci(e, "blob"))?;
+        }
+        let content_type = reqwest::header::HeaderValue::from_str(media_type).map_err(|_| {
+            RegistryError::InvalidOptions(format!(
+                "media type {media_type:?} is not a header value"
+            ))
+        })?;
+        self.client
+            .push_manifest_raw(&target, manifest.to_vec(), content_type)
+            .await
+            .map_err(|e| ctx.oci(e, "manifest"))?;
+        Ok(sha256_digest(manifest))
     }
 
     fn context<'a>(&'a self, reference: &'a ImageReference) -> Context<'a> {

@@ -12,16 +12,18 @@ use serde::Deserialize;
 use crate::reference::parse_digest;
 
 /// OCI image manifest.
-pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// OCI image index.
-pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// Docker image manifest, schema 2.
 pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Docker manifest list.
 pub(crate) const DOCKER_MANIFEST_LIST: &str =
     "application/vnd.docker.distribution.manifest.list.v2+json";
 /// OCI image config.
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// OCI layer, a gzip'd tar.
+pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// Docker image config.
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 

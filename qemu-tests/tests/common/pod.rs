@@ -346,64 +346,45 @@ pub(crate) async fn configure_user_network(agent: &AgentServiceClient) {
     agent.update_routes(ctx(), &update).await.unwrap();
 }
 
-/// A container image layer of this machine's files: programs of the test build, files
-/// of the installed system, and at the end the shared libraries all of them load (at
-/// their paths on this machine).
+/// A container image layer of this machine's files (`contrast_image::oci::Layer`, what a
+/// release builds its images with): programs of the test build, files of the installed
+/// system, and at the end the shared libraries all of them load.
 pub(crate) struct LayerBuilder {
-    tar: tar::Builder<Vec<u8>>,
-    loads: Vec<PathBuf>,
+    layer: contrast_image::oci::Layer,
     scratch: PathBuf,
 }
 
 impl LayerBuilder {
     pub(crate) fn new() -> LayerBuilder {
         LayerBuilder {
-            tar: tar::Builder::new(Vec::new()),
-            loads: Vec::new(),
+            layer: contrast_image::oci::Layer::new(),
             scratch: tempdir("layer").unwrap(),
         }
     }
 
     /// `data` at `path` with `mode`.
     pub(crate) fn file(mut self, path: &str, data: &[u8], mode: u32) -> LayerBuilder {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_mode(mode);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_size(data.len() as u64);
-        self.tar.append_data(&mut header, path, data).unwrap();
+        self.layer.file(path, data.to_vec(), mode);
         self
     }
 
     /// A symbolic link at `path` to `target`.
     pub(crate) fn symlink(mut self, path: &str, target: &str) -> LayerBuilder {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Symlink);
-        header.set_mode(0o777);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_size(0);
-        self.tar.append_link(&mut header, path, target).unwrap();
+        self.layer.symlink(path, target);
         self
     }
 
     /// `program` (the test build's) at `/usr/bin/<name>`, without debug sections.
     pub(crate) fn program(mut self, program: &Path) -> LayerBuilder {
         let name = program.file_name().unwrap().to_string_lossy().into_owned();
-        let stripped = self.scratch.join(&name);
-        contrast_image::strip(program, &stripped).unwrap();
-        self.loads.push(program.to_owned());
-        let data = std::fs::read(&stripped).unwrap();
-        self.file(&format!("usr/bin/{name}"), &data, 0o755)
+        self.layer.program(program, &name, &self.scratch).unwrap();
+        self
     }
 
     /// The installed system's file at `path` (relative to `/`), at the same path.
     pub(crate) fn system_file(mut self, path: &str) -> LayerBuilder {
-        let source = Path::new("/").join(path);
-        self.loads.push(source.clone());
-        let data = std::fs::read(&source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
-        self.file(path, &data, 0o755)
+        self.layer.system_file(path, 0o755).unwrap();
+        self
     }
 
     /// The static busybox as `/bin/busybox`, with `/bin/sh` and `/bin/test`.
@@ -415,25 +396,15 @@ impl LayerBuilder {
 
     /// iptables as the guest image has it (`contrast_image`'s list).
     pub(crate) fn iptables(mut self) -> LayerBuilder {
-        self = self.system_file(contrast_image::IPTABLES_BINARY);
-        for name in contrast_image::IPTABLES_NAMES {
-            self = self.symlink(&format!("usr/sbin/{name}"), "xtables-nft-multi");
-        }
-        for extension in contrast_image::XTABLES_EXTENSIONS {
-            self = self.system_file(extension);
-        }
+        self.layer.iptables().unwrap();
         self
     }
 
     /// The tar stream.
-    pub(crate) fn finish(mut self) -> Vec<u8> {
-        for library in contrast_image::shared_libraries(&self.loads).unwrap() {
-            let inside = library.to_string_lossy().trim_start_matches('/').to_owned();
-            let data = std::fs::read(&library).unwrap();
-            self = self.file(&inside, &data, 0o755);
-        }
+    pub(crate) fn finish(self) -> Vec<u8> {
+        let tar = self.layer.tar().unwrap();
         let _ = std::fs::remove_dir_all(&self.scratch);
-        self.tar.into_inner().unwrap()
+        tar
     }
 }
 

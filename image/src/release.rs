@@ -1,0 +1,156 @@
+//! A release's container images: the Coordinator, the Initializer and the service-mesh
+//! proxy as reproducible OCI images ([`crate::oci`]) of the shipped binaries, written as
+//! an OCI layout and pushed to a registry with our registry client; `release.json` names
+//! each by digest.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::ImageError;
+use contrast_registry::OCI_MANIFEST;
+
+use crate::oci::{Image, Layer, RunConfig};
+
+/// A component of the release that is a container image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Component {
+    /// The image's repository name under the release's registry prefix.
+    pub name: &'static str,
+    /// The shipped binary it runs, at `/usr/bin/<program>`.
+    pub program: &'static str,
+    /// Whether it carries iptables (it changes the pod VM's rules: the default-deny rule,
+    /// the mesh redirection).
+    pub iptables: bool,
+    /// Whether it carries the system's CA bundle (it talks HTTPS to AMD's and Intel's
+    /// services).
+    pub ca_certificates: bool,
+}
+
+/// The images a release builds.
+pub const COMPONENTS: [Component; 3] = [
+    Component {
+        name: "coordinator",
+        program: "coordinator",
+        iptables: true,
+        ca_certificates: true,
+    },
+    Component {
+        name: "initializer",
+        program: "initializer",
+        iptables: true,
+        ca_certificates: false,
+    },
+    Component {
+        name: "service-mesh-proxy",
+        program: "service-mesh",
+        iptables: true,
+        ca_certificates: false,
+    },
+];
+
+/// Where a release's programs come from and where it goes.
+#[derive(Debug, Clone)]
+pub struct ReleaseConfig {
+    /// The directory holding the shipped binaries (`<target>/release`).
+    pub binaries: PathBuf,
+    /// `host[:port]/prefix`: the images are pushed to `<registry>/<component>:v<version>`.
+    pub registry: String,
+    /// Reach the registry over plain HTTP (a local registry).
+    pub insecure_registry: bool,
+    /// The output directory: `oci/` (an OCI layout of every image) and `release.json`.
+    pub out: PathBuf,
+}
+
+/// What a release made (`release.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Release {
+    /// The version (the workspace's).
+    pub version: String,
+    /// Component → `<registry>/<component>@sha256:…`.
+    pub images: BTreeMap<String, String>,
+}
+
+/// The image of `component`, from the programs in `binaries`.
+pub fn component_image(
+    component: &Component,
+    binaries: &Path,
+    scratch: &Path,
+) -> Result<Image, ImageError> {
+    let program = binaries.join(component.program);
+    if !program.exists() {
+        return Err(ImageError::MissingBinary { path: program });
+    }
+    let mut layer = Layer::new();
+    layer.program(&program, component.program, scratch)?;
+    if component.iptables {
+        layer.iptables()?;
+    }
+    if component.ca_certificates {
+        layer.ca_certificates()?;
+    }
+    let run = RunConfig {
+        entrypoint: vec![format!("/usr/bin/{}", component.program)],
+        env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()],
+        // Root: each of them changes the pod VM's packet filter (with NET_ADMIN).
+        user: "0:0".to_owned(),
+        working_dir: "/".to_owned(),
+    };
+    Image::new(&layer.tar()?, &run)
+}
+
+/// Builds every image of [`COMPONENTS`], writes them to `<out>/oci`, pushes them and
+/// writes `<out>/release.json`.
+pub fn release(config: &ReleaseConfig) -> Result<Release, ImageError> {
+    let version = env!("CARGO_PKG_VERSION");
+    let registry = config.registry.trim_end_matches('/');
+    let host = registry.split('/').next().unwrap_or_default();
+    let scratch = config.out.join("scratch");
+    std::fs::create_dir_all(&scratch).map_err(|source| ImageError::Io {
+        path: scratch.clone(),
+        source,
+    })?;
+    let mut images = Vec::new();
+    for component in &COMPONENTS {
+        images.push((
+            component.name,
+            component_image(component, &config.binaries, &scratch)?,
+        ));
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    let named: Vec<(&str, &Image)> = images.iter().map(|(name, image)| (*name, image)).collect();
+    crate::oci::write_layout(&config.out.join("oci"), &named)?;
+
+    let resolver = contrast_registry::Resolver::new(contrast_registry::ResolverOptions {
+        insecure_registries: if config.insecure_registry {
+            vec![host.to_owned()]
+        } else {
+            Vec::new()
+        },
+        ..contrast_registry::ResolverOptions::default()
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| ImageError::Io {
+            path: PathBuf::from("<tokio runtime>"),
+            source,
+        })?;
+    let mut release = Release {
+        version: version.to_owned(),
+        images: BTreeMap::new(),
+    };
+    for (name, image) in &images {
+        let tag = format!("{registry}/{name}:v{version}");
+        let digest =
+            runtime.block_on(resolver.push(&tag, &image.blobs(), &image.manifest, OCI_MANIFEST))?;
+        release
+            .images
+            .insert((*name).to_owned(), format!("{registry}/{name}@{digest}"));
+    }
+    let mut json = serde_json::to_vec_pretty(&release).unwrap_or_default();
+    json.push(b'\n');
+    contrast_atomic_file::write(&config.out.join("release.json"), &json, 0o644)?;
+    Ok(release)
+}

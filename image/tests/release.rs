@@ -1,0 +1,97 @@
+//! A release against a real registry (Debian's docker-registry on loopback): the
+//! Coordinator's, the Initializer's and the service-mesh proxy's images, built twice from
+//! the shipped binaries, have the same digests; pulled back by digest with our registry
+//! client and unpacked, each runs its entrypoint from its own root (chroot), and iptables
+//! runs where the image carries it.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use contrast_image::release::{COMPONENTS, ReleaseConfig, release};
+use contrast_registry::{Resolver, ResolverOptions};
+use contrast_testkit::TempDir;
+use contrast_testkit::registry::{Registry, RegistrySetup};
+
+/// Runs `program` (a path inside `root`) with `args` from `root` as `/`.
+fn run_in(root: &Path, program: &str, args: &[&str]) -> (bool, String) {
+    let output = Command::new("chroot")
+        .arg(root)
+        .arg(program)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn a_release_pushes_reproducible_images_that_run_from_their_own_root() {
+    let binaries = common::shipped();
+    let registry = Registry::start(RegistrySetup::default());
+    let prefix = format!("127.0.0.1:{}/contrast", registry.port);
+    let first = TempDir::new("release-1");
+    let second = TempDir::new("release-2");
+    let config = |out: &Path| ReleaseConfig {
+        binaries: binaries.clone(),
+        registry: prefix.clone(),
+        insecure_registry: true,
+        out: out.to_owned(),
+    };
+    let one = release(&config(first.path())).unwrap();
+    let two = release(&config(second.path())).unwrap();
+    assert_eq!(one, two, "two builds of the same binaries differ");
+    for file in ["release.json", "oci/index.json"] {
+        assert_eq!(
+            std::fs::read(first.path().join(file)).unwrap(),
+            std::fs::read(second.path().join(file)).unwrap(),
+            "{file} differs between two builds"
+        );
+    }
+    assert_eq!(one.images.len(), COMPONENTS.len());
+
+    let resolver = Resolver::new(ResolverOptions {
+        insecure_registries: vec![format!("127.0.0.1:{}", registry.port)],
+        ..ResolverOptions::default()
+    })
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for component in COMPONENTS {
+        let reference = &one.images[component.name];
+        assert!(
+            reference.starts_with(&format!("{prefix}/{}@sha256:", component.name)),
+            "{reference}"
+        );
+        let root = TempDir::new(component.name);
+        let pulled = runtime
+            .block_on(resolver.pull(reference, root.path()))
+            .unwrap();
+        let entrypoint = format!("/usr/bin/{}", component.program);
+        assert_eq!(
+            pulled.image.config.entrypoint,
+            Some(vec![entrypoint.clone()])
+        );
+        let (ok, text) = run_in(root.path(), &entrypoint, &["--help"]);
+        assert!(ok, "{} --help from its own root:\n{text}", component.name);
+        assert!(text.contains("Usage"), "{}: {text}", component.name);
+        if component.iptables {
+            let (ok, text) = run_in(root.path(), "/usr/sbin/iptables", &["--version"]);
+            assert!(
+                ok,
+                "{}: iptables from its own root:\n{text}",
+                component.name
+            );
+            assert!(text.contains("nf_tables"), "{}: {text}", component.name);
+        }
+        if component.ca_certificates {
+            assert!(root.path().join(contrast_image::CA_BUNDLE).is_file());
+        }
+    }
+}
