@@ -80,6 +80,12 @@ struct Args {
     /// Log format: text or json.
     #[arg(long, env = "CONTRAST_LOG_FORMAT", default_value = "text")]
     log_format: String,
+    /// Lift the pod VM's default-deny rules (IPv4, and IPv6 unless the kernel has none)
+    /// before serving: the Coordinator owns its pod's network (docs/protocol.md §11.2).
+    /// The shipped StatefulSet sets it; never set it on a host, whose packet filter is not
+    /// the pod VM's.
+    #[arg(long, env = "CONTRAST_LIFT_DEFAULT_DENY")]
+    lift_default_deny: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -102,6 +108,15 @@ fn main() -> anyhow::Result<()> {
              (feature `simulated`): it runs on TEE hardware only; use a hardware platform",
             args.platform
         );
+    }
+    if args.lift_default_deny {
+        let lifted = contrast_netfilter::Iptables::default()
+            .lift_default_deny(contrast_netfilter::KernelIpv6::probe())
+            .context(
+                "lifting the pod VM's default-deny rules (--lift-default-deny): the \
+                 Coordinator's container needs iptables and NET_ADMIN",
+            )?;
+        tracing::info!(ipv4 = ?lifted.ipv4, ipv6 = ?lifted.ipv6, "default-deny rules lifted");
     }
     let simulated_host_data = match &args.simulated_host_data {
         None => [0; 32],

@@ -434,7 +434,13 @@ fn the_initializer_container_attests_to_the_host_coordinator_and_the_app_reads_i
         "{}",
         run.console.text
     );
-    assert!(run.initializer.2.contains("default-deny rule removed"));
+    assert!(
+        run.initializer
+            .2
+            .contains("default-deny rules lifted ipv4=Removed ipv6=Some(Removed)"),
+        "{}",
+        run.initializer.2
+    );
     assert_eq!(run.step("default-deny-iptables"), "absent");
     assert_eq!(run.step("default-deny-ip6tables"), "absent");
     eprintln!(

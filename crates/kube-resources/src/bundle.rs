@@ -338,6 +338,11 @@ pub fn coordinator(
                 ]),
                 // The history lives in ConfigMaps; peers are found through the API.
                 m([("name", s("CONTRAST_STORE")), ("value", s("kubernetes"))]),
+                // The Coordinator owns its pod's network (it has NET_ADMIN for this).
+                m([
+                    ("name", s("CONTRAST_LIFT_DEFAULT_DENY")),
+                    ("value", s("true")),
+                ]),
             ]),
         ),
         ("ports", coordinator_ports()),

@@ -129,21 +129,11 @@ fn open_volume(
 /// Removes the pod VM's default-deny rules (IPv4, and IPv6 unless the kernel has none),
 /// as the mesh sidecar would after installing its own rules.
 fn remove_default_deny() -> anyhow::Result<()> {
-    use contrast_service_mesh::{DefaultDeny, IpFamily, Iptables, KernelIpv6};
-    let iptables = Iptables::default();
-    let mut families = vec![IpFamily::V4];
-    if KernelIpv6::probe() == KernelIpv6::Present {
-        families.push(IpFamily::V6);
-    }
-    for family in families {
-        let removed = iptables.remove_default_deny(family).with_context(|| {
-            format!("removing the {family:?} default-deny rule (the pod has no service mesh)")
-        })?;
-        match removed {
-            DefaultDeny::Removed => tracing::info!(?family, "default-deny rule removed"),
-            DefaultDeny::NotPresent => tracing::info!(?family, "no default-deny rule to remove"),
-        }
-    }
+    use contrast_netfilter::{Iptables, KernelIpv6};
+    let lifted = Iptables::default()
+        .lift_default_deny(KernelIpv6::probe())
+        .context("removing the default-deny rules (the pod has no service mesh)")?;
+    tracing::info!(ipv4 = ?lifted.ipv4, ipv6 = ?lifted.ipv6, "default-deny rules lifted");
     Ok(())
 }
 

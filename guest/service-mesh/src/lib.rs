@@ -27,10 +27,7 @@ pub use config::{
 /// The configuration grammar, shared with the CLI that writes it.
 pub use contrast_mesh_config as config;
 pub use proxy::{IngressUpstream, ProxyError, ProxyOptions, RunningProxy, start};
-pub use redirect::{
-    DefaultDeny, Installed, IpFamily, Iptables, KernelIpv6, RedirectError, RedirectRules,
-    TproxyPorts,
-};
+pub use redirect::{Installed, RedirectRules, TproxyPorts, install};
 pub use stats::StatsSnapshot;
 pub use tls::{ClientAuth, MeshTls, TlsError, TlsPaths};
 

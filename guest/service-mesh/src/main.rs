@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use contrast_netfilter::{DefaultDeny, Iptables, KernelIpv6};
 use contrast_service_mesh::config::{DEFAULT_INGRESS_NO_CLIENT_AUTH_PORT, DEFAULT_INGRESS_PORT};
 use contrast_service_mesh::tls::DEFAULT_TLS_DIR;
 use contrast_service_mesh::{
-    DEFAULT_READY_FILE, DefaultDeny, IngressConfig, IngressUpstream, Iptables, KernelIpv6,
-    ProxyConfig, ProxyOptions, RedirectRules, TlsPaths, TproxyPorts,
+    DEFAULT_READY_FILE, IngressConfig, IngressUpstream, ProxyConfig, ProxyOptions, RedirectRules,
+    TlsPaths, TproxyPorts,
 };
 use tracing::info;
 
@@ -122,21 +123,23 @@ async fn run(args: Args, config: ProxyConfig) -> anyhow::Result<()> {
         };
         // Blocking for a few milliseconds at startup; nothing is being served yet that
         // the redirect would send here.
-        let installed = tokio::task::spawn_blocking(move || tools.install(rules.as_ref(), ipv6))
-            .await
-            .context("the iptables task failed")?
-            .context("installing the redirect rules and removing the default-deny rules")?;
+        let installed = tokio::task::spawn_blocking(move || {
+            contrast_service_mesh::install(&tools, rules.as_ref(), ipv6)
+        })
+        .await
+        .context("the iptables task failed")?
+        .context("installing the redirect rules and removing the default-deny rules")?;
         if installed.redirect {
             info!("redirect rules installed");
         } else {
             info!("ingress disabled; no redirect rules");
         }
-        match installed.ipv6_default_deny {
+        match installed.default_deny.ipv6 {
             None => info!("kernel without IPv6; no ip6tables rules needed"),
             Some(DefaultDeny::Removed) => info!("IPv6 default-deny rule removed"),
             Some(DefaultDeny::NotPresent) => info!("IPv6 default-deny rule not present"),
         }
-        match installed.ipv4_default_deny {
+        match installed.default_deny.ipv4 {
             DefaultDeny::Removed => info!("default-deny rule removed"),
             DefaultDeny::NotPresent => info!("default-deny rule not present"),
         }

@@ -15,7 +15,7 @@
 //!
 //! IPv6 gets the same rules with `ip6tables-restore`: the rules match no addresses, so
 //! one text serves both families, and without them a client could reach the workload over
-//! IPv6 (a pod's link-local address is always there) past the mesh. [`Iptables::install`]
+//! IPv6 (a pod's link-local address is always there) past the mesh. [`install`]
 //! does both families in an order that is never less safe than before it started:
 //!
 //! 1. IPv6 rules, then IPv4 rules. If IPv6 fails, nothing of IPv4 has been touched. If
@@ -31,8 +31,7 @@
 //! `ip6tables` is run. IPv6 that is merely switched off by sysctl (`disable_ipv6`) still
 //! gets the rules: anything with `CAP_NET_ADMIN` in the pod can switch it back on.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use contrast_netfilter::{IpFamily, Iptables, IptablesError, KernelIpv6, Lifted};
 
 use crate::config::{IngressEntry, IngressPortMode};
 
@@ -40,18 +39,6 @@ use crate::config::{IngressEntry, IngressPortMode};
 pub const INBOUND_CHAIN: &str = "CONTRAST_INBOUND";
 /// The chain that decides per destination port.
 pub const REDIRECT_CHAIN: &str = "CONTRAST_IN_REDIRECT";
-/// The default-deny rule in `filter/INPUT` that the pod VM installs before the workload
-/// starts; the sidecar removes it once its own rules are in place.
-pub const DEFAULT_DENY_RULE: [&str; 7] = [
-    "-m",
-    "conntrack",
-    "!",
-    "--ctstate",
-    "ESTABLISHED,RELATED",
-    "-j",
-    "DROP",
-];
-
 /// The proxy's two ingress ports, the TPROXY targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TproxyPorts {
@@ -112,241 +99,57 @@ impl RedirectRules {
     }
 }
 
-/// An IP family, with its own set of netfilter tables and tools.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IpFamily {
-    /// IPv4 (`iptables`).
-    V4,
-    /// IPv6 (`ip6tables`).
-    V6,
-}
-
-/// Whether the kernel speaks IPv6 at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KernelIpv6 {
-    /// IPv6 sockets can be created; IPv6 packets may arrive (even if every interface has
-    /// `disable_ipv6` set now: that can be undone).
-    Present,
-    /// No IPv6 in this kernel (`EAFNOSUPPORT`): no IPv6 packet is ever received.
-    Absent,
-}
-
-impl KernelIpv6 {
-    /// Asks the kernel for an IPv6 socket. Only `EAFNOSUPPORT` counts as absent; any other
-    /// failure (out of descriptors, …) counts as present, so the rules are still required.
-    pub fn probe() -> KernelIpv6 {
-        /// Linux's "address family not supported by protocol".
-        const EAFNOSUPPORT: i32 = 97;
-        match socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None) {
-            Err(error) if error.raw_os_error() == Some(EAFNOSUPPORT) => KernelIpv6::Absent,
-            _ => KernelIpv6::Present,
-        }
-    }
-}
-
-/// What [`Iptables::install`] did.
+/// What [`install`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Installed {
     /// Whether redirect rules were written (none when ingress is disabled).
     pub redirect: bool,
-    /// The IPv4 default-deny rule.
-    pub ipv4_default_deny: DefaultDeny,
-    /// The IPv6 default-deny rule; `None` when the kernel has no IPv6 and no `ip6tables`
-    /// was run.
-    pub ipv6_default_deny: Option<DefaultDeny>,
+    /// The default-deny rules.
+    pub default_deny: Lifted,
 }
 
-/// A failed `iptables` invocation.
-#[derive(Debug, thiserror::Error)]
-pub enum RedirectError {
-    /// The tool could not be started.
-    #[error(
-        "starting {program}; install iptables (with ip6tables) in the sidecar \
-         image or pass the tool's path"
-    )]
-    Spawn {
-        /// The program.
-        program: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The tool failed.
-    #[error("{command} failed ({status}): {stderr}")]
-    Failed {
-        /// The command line.
-        command: String,
-        /// Its exit status.
-        status: String,
-        /// What it wrote to stderr.
-        stderr: String,
-    },
-}
-
-/// What removing the default-deny rule found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DefaultDeny {
-    /// The rule was there and is gone.
-    Removed,
-    /// The rule was not there (already removed, e.g. by an earlier run of the sidecar).
-    NotPresent,
-}
-
-/// The `iptables` tools to run (by path or by name on `PATH`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Iptables {
-    /// `iptables`.
-    pub iptables: PathBuf,
-    /// `iptables-restore`.
-    pub iptables_restore: PathBuf,
-    /// `ip6tables`.
-    pub ip6tables: PathBuf,
-    /// `ip6tables-restore`.
-    pub ip6tables_restore: PathBuf,
-}
-
-impl Default for Iptables {
-    fn default() -> Self {
-        Iptables {
-            iptables: PathBuf::from("iptables"),
-            iptables_restore: PathBuf::from("iptables-restore"),
-            ip6tables: PathBuf::from("ip6tables"),
-            ip6tables_restore: PathBuf::from("ip6tables-restore"),
-        }
-    }
-}
-
-impl Iptables {
-    /// Everything the sidecar does to the pod's netfilter tables, in the order the module
-    /// documentation gives: the redirect `rules` (if any) for IPv6, then IPv4, then removal
-    /// of the default-deny rules. IPv6 is left alone only when the kernel has none.
-    pub fn install(
-        &self,
-        rules: Option<&RedirectRules>,
-        ipv6: KernelIpv6,
-    ) -> Result<Installed, RedirectError> {
-        let families: &[IpFamily] = match ipv6 {
-            KernelIpv6::Present => &[IpFamily::V6, IpFamily::V4],
-            KernelIpv6::Absent => &[IpFamily::V4],
-        };
-        if let Some(rules) = rules {
-            for &family in families {
-                self.apply(family, rules)?;
-            }
-        }
-        let ipv4_default_deny = self.remove_default_deny(IpFamily::V4)?;
-        let ipv6_default_deny = match ipv6 {
-            KernelIpv6::Present => Some(self.remove_default_deny(IpFamily::V6)?),
-            KernelIpv6::Absent => None,
-        };
-        Ok(Installed {
-            redirect: rules.is_some(),
-            ipv4_default_deny,
-            ipv6_default_deny,
-        })
-    }
-
-    /// For `family`: writes both chains atomically, then adds the `PREROUTING` jump if it
-    /// is missing.
-    pub fn apply(&self, family: IpFamily, rules: &RedirectRules) -> Result<(), RedirectError> {
-        let (tool, restore) = self.tools(family);
-        let restore_args = ["--noflush", "--wait"];
-        let output = run_with_input(restore, &restore_args, &rules.restore_input)?;
-        expect_success(restore, &restore_args, &output)?;
-
-        let mut check = vec!["--wait", "-t", "mangle", "-C", "PREROUTING"];
-        check.extend(rules.prerouting_jump.iter().map(String::as_str));
-        if !rule_exists(tool, &check)? {
-            let mut append = check.clone();
-            append[3] = "-A";
-            let output = run(tool, &append)?;
-            expect_success(tool, &append, &output)?;
-        }
-        Ok(())
-    }
-
-    /// Removes the default-deny rule from `filter/INPUT` of `family` if it is there.
-    pub fn remove_default_deny(&self, family: IpFamily) -> Result<DefaultDeny, RedirectError> {
-        let (tool, _) = self.tools(family);
-        let mut check = vec!["--wait", "-t", "filter", "-C", "INPUT"];
-        check.extend(DEFAULT_DENY_RULE);
-        if !rule_exists(tool, &check)? {
-            return Ok(DefaultDeny::NotPresent);
-        }
-        let mut delete = check.clone();
-        delete[3] = "-D";
-        let output = run(tool, &delete)?;
-        expect_success(tool, &delete, &output)?;
-        Ok(DefaultDeny::Removed)
-    }
-
-    /// The family's rule tool and restore tool.
-    fn tools(&self, family: IpFamily) -> (&Path, &Path) {
-        match family {
-            IpFamily::V4 => (&self.iptables, &self.iptables_restore),
-            IpFamily::V6 => (&self.ip6tables, &self.ip6tables_restore),
-        }
-    }
-}
-
-/// `iptables -C`: exit status 0 means present, 1 absent, anything else is an error.
-fn rule_exists(tool: &Path, check: &[&str]) -> Result<bool, RedirectError> {
-    let output = run(tool, check)?;
-    match output.status.code() {
-        Some(0) => Ok(true),
-        Some(1) => Ok(false),
-        _ => Err(failed(tool, check, &output)),
-    }
-}
-
-fn run(program: &Path, args: &[&str]) -> Result<Output, RedirectError> {
-    Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|source| RedirectError::Spawn {
-            program: program.display().to_string(),
-            source,
-        })
-}
-
-fn run_with_input(program: &Path, args: &[&str], input: &str) -> Result<Output, RedirectError> {
-    use std::io::Write as _;
-    use std::process::Stdio;
-    let spawn_error = |source| RedirectError::Spawn {
-        program: program.display().to_string(),
-        source,
+/// Everything the sidecar does to the pod's netfilter tables, in the order the module
+/// documentation gives: the redirect `rules` (if any) for IPv6, then IPv4, then removal of
+/// the default-deny rules. IPv6 is left alone only when the kernel has none.
+pub fn install(
+    tools: &Iptables,
+    rules: Option<&RedirectRules>,
+    ipv6: KernelIpv6,
+) -> Result<Installed, IptablesError> {
+    let families: &[IpFamily] = match ipv6 {
+        KernelIpv6::Present => &[IpFamily::V6, IpFamily::V4],
+        KernelIpv6::Absent => &[IpFamily::V4],
     };
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(spawn_error)?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A write error means the tool exited early; its status and stderr say why.
-        let _ = stdin.write_all(input.as_bytes());
+    if let Some(rules) = rules {
+        for &family in families {
+            apply(tools, family, rules)?;
+        }
     }
-    child.wait_with_output().map_err(spawn_error)
+    Ok(Installed {
+        redirect: rules.is_some(),
+        default_deny: tools.lift_default_deny(ipv6)?,
+    })
 }
 
-fn expect_success(program: &Path, args: &[&str], output: &Output) -> Result<(), RedirectError> {
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(failed(program, args, output))
-    }
-}
-
-fn failed(program: &Path, args: &[&str], output: &Output) -> RedirectError {
-    RedirectError::Failed {
-        command: format!("{} {}", program.display(), args.join(" ")),
-        status: output.status.to_string(),
-        stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-    }
+/// For `family`: writes both chains atomically, then adds the `PREROUTING` jump if it is
+/// missing.
+pub fn apply(
+    tools: &Iptables,
+    family: IpFamily,
+    rules: &RedirectRules,
+) -> Result<(), IptablesError> {
+    tools.restore(family, &rules.restore_input)?;
+    let jump: Vec<&str> = rules.prerouting_jump.iter().map(String::as_str).collect();
+    tools.ensure_rule(family, "mangle", "PREROUTING", &jump)?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
+    use contrast_netfilter::DefaultDeny;
+
     use super::*;
 
     const PORTS: TproxyPorts = TproxyPorts {
@@ -422,19 +225,19 @@ mod tests {
             (IpFamily::V4, "iptables-restore", "iptables"),
             (IpFamily::V6, "ip6tables-restore", "ip6tables"),
         ] {
-            let error = tools.apply(family, &rules).unwrap_err();
+            let error = apply(&tools, family, &rules).unwrap_err();
             let chain = contrast_platforms::error_chain(&error);
             assert!(
                 chain.starts_with(&format!("starting /nonexistent/{restore};"))
                     && chain.ends_with("(os error 2)"),
                 "{chain}"
             );
-            let error = tools.remove_default_deny(family).unwrap_err();
+            let error = install(&tools, None, KernelIpv6::Present).unwrap_err();
             let chain = contrast_platforms::error_chain(&error);
             assert!(
-                chain.starts_with(&format!("starting /nonexistent/{tool};"))
+                chain.starts_with("starting /nonexistent/iptables;")
                     && chain.ends_with("(os error 2)"),
-                "{chain}"
+                "{tool}: {chain}"
             );
         }
     }
@@ -449,11 +252,9 @@ mod tests {
             ip6tables: PathBuf::from("false"),
             ip6tables_restore: PathBuf::from("false"),
         };
-        let error = tools
-            .apply(IpFamily::V4, &RedirectRules::new(&[], PORTS))
-            .unwrap_err();
+        let error = apply(&tools, IpFamily::V4, &RedirectRules::new(&[], PORTS)).unwrap_err();
         assert!(
-            matches!(&error, RedirectError::Failed { command, .. } if command == "false --noflush --wait"),
+            matches!(&error, IptablesError::Failed { command, .. } if command == "false --noflush --wait"),
             "{error}"
         );
     }
@@ -505,19 +306,20 @@ mod tests {
             port: 9090,
             mode: IngressPortMode::Bypass,
         }];
-        let installed = fake
-            .tools
-            .install(
-                Some(&RedirectRules::new(&entries, PORTS)),
-                KernelIpv6::Present,
-            )
-            .unwrap();
+        let installed = install(
+            &fake.tools,
+            Some(&RedirectRules::new(&entries, PORTS)),
+            KernelIpv6::Present,
+        )
+        .unwrap();
         assert_eq!(
             installed,
             Installed {
                 redirect: true,
-                ipv4_default_deny: DefaultDeny::NotPresent,
-                ipv6_default_deny: Some(DefaultDeny::NotPresent),
+                default_deny: Lifted {
+                    ipv4: DefaultDeny::NotPresent,
+                    ipv6: Some(DefaultDeny::NotPresent),
+                },
             }
         );
         let chains = "*mangle\n\
@@ -550,12 +352,14 @@ mod tests {
     #[test]
     fn ipv4_left_untouched_when_ip6tables_restore_refused() {
         let fake = FakeTools::new(2);
-        let error = fake
-            .tools
-            .install(Some(&RedirectRules::new(&[], PORTS)), KernelIpv6::Present)
-            .unwrap_err();
+        let error = install(
+            &fake.tools,
+            Some(&RedirectRules::new(&[], PORTS)),
+            KernelIpv6::Present,
+        )
+        .unwrap_err();
         assert!(
-            matches!(&error, RedirectError::Failed { command, .. }
+            matches!(&error, IptablesError::Failed { command, .. }
                 if command.ends_with("ip6tables-restore --noflush --wait")),
             "{error}"
         );
@@ -569,11 +373,13 @@ mod tests {
     #[test]
     fn kernel_without_ipv6_runs_no_ip6tables() {
         let fake = FakeTools::new(0);
-        let installed = fake
-            .tools
-            .install(Some(&RedirectRules::new(&[], PORTS)), KernelIpv6::Absent)
-            .unwrap();
-        assert_eq!(installed.ipv6_default_deny, None);
+        let installed = install(
+            &fake.tools,
+            Some(&RedirectRules::new(&[], PORTS)),
+            KernelIpv6::Absent,
+        )
+        .unwrap();
+        assert_eq!(installed.default_deny.ipv6, None);
         let log = fake.log();
         assert!(log.starts_with("iptables-restore "), "{log}");
         assert!(!log.contains("ip6tables"), "{log}");
@@ -582,7 +388,7 @@ mod tests {
     #[test]
     fn ingress_disabled_removes_both_denies_and_writes_no_rules() {
         let fake = FakeTools::new(0);
-        let installed = fake.tools.install(None, KernelIpv6::Present).unwrap();
+        let installed = install(&fake.tools, None, KernelIpv6::Present).unwrap();
         assert!(!installed.redirect);
         let log = fake.log();
         assert!(!log.contains("restore") && !log.contains("mangle"), "{log}");
