@@ -7,6 +7,7 @@ use clap::Args;
 use contrast_kube_resources::bundle::{self, BundleImages};
 use contrast_kube_resources::emit_documents;
 use contrast_platforms::{Platform, RuntimeHandler};
+use contrast_reference_values::Release;
 
 /// Flags of `contrast runtime` and `contrast coordinator`.
 #[derive(Debug, Args)]
@@ -31,9 +32,42 @@ fn platform_and_handler(args: &BundleArgs) -> anyhow::Result<(Platform, RuntimeH
     Ok((platform, handler))
 }
 
-/// The images of the shipped resources in this build.
-pub(crate) fn images() -> BundleImages {
-    BundleImages::for_version(env!("CARGO_PKG_VERSION"))
+/// The images of the shipped resources in this build: a release's by digest (the node
+/// installer and port-forwarder still by tag), a development build's by tag.
+pub(crate) fn images() -> anyhow::Result<BundleImages> {
+    images_of(embedded_release()?.as_ref())
+}
+
+fn images_of(release: Option<&Release>) -> anyhow::Result<BundleImages> {
+    let mut images = BundleImages::for_version(env!("CARGO_PKG_VERSION"));
+    if let Some(release) = release {
+        images.coordinator = released(release, contrast_reference_values::components::COORDINATOR)?;
+    }
+    Ok(images)
+}
+
+/// The release this CLI was built for (`cargo xtask release`); `None` in a development
+/// build.
+pub(crate) fn embedded_release() -> anyhow::Result<Option<Release>> {
+    let release =
+        Release::embedded().context("the embedded release.json does not parse (a build bug)")?;
+    if let Some(release) = &release {
+        let version = env!("CARGO_PKG_VERSION");
+        anyhow::ensure!(
+            release.version == version,
+            "the embedded release is version {}, this CLI is {version} (a build bug)",
+            release.version
+        );
+    }
+    Ok(release)
+}
+
+/// `component`'s image in `release`, by digest.
+pub(crate) fn released(release: &Release, component: &str) -> anyhow::Result<String> {
+    release
+        .image(component)
+        .map(str::to_owned)
+        .with_context(|| format!("the embedded release has no {component} image (a build bug)"))
 }
 
 /// `contrast runtime`.
@@ -42,7 +76,7 @@ pub(crate) fn runtime(args: &BundleArgs) -> anyhow::Result<bool> {
     crate::print_raw(&emit_documents(&bundle::runtime(
         platform,
         &handler,
-        &images(),
+        &images()?,
     )));
     Ok(true)
 }
@@ -50,10 +84,47 @@ pub(crate) fn runtime(args: &BundleArgs) -> anyhow::Result<bool> {
 /// `contrast coordinator`.
 pub(crate) fn coordinator(args: &BundleArgs) -> anyhow::Result<bool> {
     let (platform, handler) = platform_and_handler(args)?;
-    let mut documents = bundle::coordinator(platform, &handler, &images());
+    let images = images()?;
+    let mut documents = bundle::coordinator(platform, &handler, &images);
     if args.port_forwarder {
-        documents.push(bundle::port_forwarder(&images(), bundle::ports::USER_API));
+        documents.push(bundle::port_forwarder(&images, bundle::ports::USER_API));
     }
     crate::print_raw(&emit_documents(&documents));
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn release(images: &[(&str, &str)]) -> Release {
+        Release {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            images: images
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_release_names_its_images_by_digest_a_development_build_by_tag() {
+        let development = images_of(None).unwrap();
+        assert!(
+            development
+                .coordinator
+                .ends_with(&format!(":v{}", env!("CARGO_PKG_VERSION")))
+        );
+        let pinned = "r.example/contrast/coordinator@sha256:0123";
+        let released = images_of(Some(&release(&[("coordinator", pinned)]))).unwrap();
+        assert_eq!(released.coordinator, pinned);
+        assert_eq!(released.pause, development.pause);
+        let err = images_of(Some(&release(&[]))).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("no coordinator image"),
+            "{err:#}"
+        );
+    }
 }

@@ -45,13 +45,30 @@ pub(crate) fn embedded_reference_values() -> anyhow::Result<EmbeddedReferenceVal
 /// The layers cache file (Contrast's name).
 const LAYERS_CACHE: &str = "layers-cache.json";
 
-/// The images this build injects. Replace them with `--image-replacements`.
-pub(crate) fn default_images() -> InjectedImages {
+/// The images this build injects: a release's by digest, a development build's by tag.
+/// Replace them with `--image-replacements`.
+pub(crate) fn default_images() -> anyhow::Result<InjectedImages> {
+    injected_images_of(crate::bundle::embedded_release()?.as_ref())
+}
+
+fn injected_images_of(
+    release: Option<&contrast_reference_values::Release>,
+) -> anyhow::Result<InjectedImages> {
     let version = env!("CARGO_PKG_VERSION");
-    InjectedImages {
+    let mut images = InjectedImages {
         initializer: format!("ghcr.io/contrast-rs/initializer:v{version}"),
         service_mesh: format!("ghcr.io/contrast-rs/service-mesh-proxy:v{version}"),
+    };
+    if let Some(release) = release {
+        use contrast_reference_values::components::{INITIALIZER, SERVICE_MESH_PROXY};
+        for (component, image) in [
+            (INITIALIZER, &mut images.initializer),
+            (SERVICE_MESH_PROXY, &mut images.service_mesh),
+        ] {
+            *image = crate::bundle::released(release, component)?;
+        }
     }
+    Ok(images)
 }
 
 /// `contrast generate` flags.
@@ -148,7 +165,7 @@ pub(crate) async fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         runtime_handler: handler.to_string(),
         skip_initializer: args.skip_initializer,
         skip_service_mesh: args.skip_service_mesh,
-        images: default_images(),
+        images: default_images()?,
         image_replacements: BTreeMap::new(),
     };
     if let Some(path) = &args.image_replacements {
@@ -784,4 +801,30 @@ fn template_labels(
                 .collect()
         })
         .unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_release_injects_its_initializer_and_mesh_proxy_by_digest() {
+        let initializer = "r.example/contrast/initializer@sha256:01";
+        let mesh = "r.example/contrast/service-mesh-proxy@sha256:02";
+        let release = contrast_reference_values::Release {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            images: [
+                ("initializer".to_owned(), initializer.to_owned()),
+                ("service-mesh-proxy".to_owned(), mesh.to_owned()),
+            ]
+            .into(),
+        };
+        let images = injected_images_of(Some(&release)).unwrap();
+        assert_eq!(images.initializer, initializer);
+        assert_eq!(images.service_mesh, mesh);
+        let development = injected_images_of(None).unwrap();
+        assert!(development.initializer.contains("/initializer:v"));
+    }
 }

@@ -13,8 +13,13 @@ pub(crate) fn long_version() -> String {
         "{}\n\ncontainer image versions:\n",
         env!("CARGO_PKG_VERSION")
     );
-    let bundle = crate::bundle::images();
-    let injected = crate::generate::default_images();
+    let (bundle, injected) = match (crate::bundle::images(), crate::generate::default_images()) {
+        (Ok(bundle), Ok(injected)) => (bundle, injected),
+        (Err(e), _) | (_, Err(e)) => {
+            let _ = writeln!(out, "    {e:#}");
+            return out;
+        }
+    };
     for image in [
         &bundle.coordinator,
         &injected.initializer,

@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
 use crate::ImageError;
+use contrast_reference_values::Release;
+use contrast_reference_values::components::{COORDINATOR, INITIALIZER, SERVICE_MESH_PROXY};
 use contrast_registry::OCI_MANIFEST;
 
 use crate::oci::{Image, Layer, RunConfig};
@@ -31,19 +31,19 @@ pub struct Component {
 /// The images a release builds.
 pub const COMPONENTS: [Component; 3] = [
     Component {
-        name: "coordinator",
+        name: COORDINATOR,
         program: "coordinator",
         iptables: true,
         ca_certificates: true,
     },
     Component {
-        name: "initializer",
+        name: INITIALIZER,
         program: "initializer",
         iptables: true,
         ca_certificates: false,
     },
     Component {
-        name: "service-mesh-proxy",
+        name: SERVICE_MESH_PROXY,
         program: "service-mesh",
         iptables: true,
         ca_certificates: false,
@@ -61,15 +61,6 @@ pub struct ReleaseConfig {
     pub insecure_registry: bool,
     /// The output directory: `oci/` (an OCI layout of every image) and `release.json`.
     pub out: PathBuf,
-}
-
-/// What a release made (`release.json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Release {
-    /// The version (the workspace's).
-    pub version: String,
-    /// Component → `<registry>/<component>@sha256:…`.
-    pub images: BTreeMap<String, String>,
 }
 
 /// The image of `component`, from the programs in `binaries`.

@@ -149,7 +149,8 @@ fn usage() {
          SNP ID blocks, and build a CLI that embeds them (target/embedded/debug/contrast)\n  \
          release --registry HOST[:PORT]/PREFIX --out DIR [--insecure-registry]\n                \
          build the shipped binaries and their container images (Coordinator, Initializer,\n                \
-         service-mesh proxy), push them, and write an OCI layout and release.json to DIR\n  \
+         service-mesh proxy), push them, and write an OCI layout, release.json and a CLI\n                \
+         that deploys them by digest to DIR\n  \
          test          install what the tests need, then fmt check, clippy -D warnings, tidy, all tests\n  \
          tidy          check the workspace's layering rules (core, host, guest, testing)\n  \
          install-deps  only install the Debian packages the tests need"
@@ -453,7 +454,42 @@ fn release(args: &[&str]) -> Result<()> {
     for (component, image) in &release.images {
         eprintln!("xtask: {component}: {image}");
     }
-    eprintln!("xtask: {}", config.out.join("release.json").display());
+    let release_json = config.out.join("release.json");
+    // The target directory `cargo xtask image` builds its CLI in: the embedded files are
+    // build inputs, and the everyday build keeps the development ones. A guest image built
+    // before gives its reference values too.
+    let embedded = target_dir().join("embedded");
+    step("CLI with the release's images", || {
+        let mut cargo = Command::new("cargo");
+        cargo
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "-p",
+                "contrast-cli",
+                "--target-dir",
+            ])
+            .arg(&embedded)
+            .env("CONTRAST_RELEASE", &release_json);
+        let values = std::path::absolute(target_dir().join("image/reference-values.json"))
+            .context("cannot resolve the target directory")?;
+        if values.exists() {
+            cargo.env("CONTRAST_REFERENCE_VALUES", &values);
+        }
+        run(&mut cargo)?;
+        std::fs::copy(
+            embedded.join("release/contrast"),
+            config.out.join("contrast"),
+        )
+        .context("copying the release CLI")?;
+        Ok(())
+    })?;
+    eprintln!(
+        "xtask: {} and the CLI that deploys it, {}",
+        release_json.display(),
+        config.out.join("contrast").display()
+    );
     Ok(())
 }
 
