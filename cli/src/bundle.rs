@@ -33,7 +33,7 @@ fn platform_and_handler(args: &BundleArgs) -> anyhow::Result<(Platform, RuntimeH
 }
 
 /// The images of the shipped resources in this build: a release's by digest (the node
-/// installer and port-forwarder still by tag), a development build's by tag.
+/// installer still by tag), a development build's by tag.
 pub(crate) fn images() -> anyhow::Result<BundleImages> {
     images_of(embedded_release()?.as_ref())
 }
@@ -41,7 +41,9 @@ pub(crate) fn images() -> anyhow::Result<BundleImages> {
 fn images_of(release: Option<&Release>) -> anyhow::Result<BundleImages> {
     let mut images = BundleImages::for_version(env!("CARGO_PKG_VERSION"));
     if let Some(release) = release {
-        images.coordinator = released(release, contrast_reference_values::components::COORDINATOR)?;
+        use contrast_reference_values::components::{COORDINATOR, PORT_FORWARDER};
+        images.coordinator = released(release, COORDINATOR)?;
+        images.port_forwarder = released(release, PORT_FORWARDER)?;
     }
     Ok(images)
 }
@@ -118,8 +120,14 @@ mod tests {
                 .ends_with(&format!(":v{}", env!("CARGO_PKG_VERSION")))
         );
         let pinned = "r.example/contrast/coordinator@sha256:0123";
-        let released = images_of(Some(&release(&[("coordinator", pinned)]))).unwrap();
+        let forwarder = "r.example/contrast/port-forwarder@sha256:4567";
+        let released = images_of(Some(&release(&[
+            ("coordinator", pinned),
+            ("port-forwarder", forwarder),
+        ])))
+        .unwrap();
         assert_eq!(released.coordinator, pinned);
+        assert_eq!(released.port_forwarder, forwarder);
         assert_eq!(released.pause, development.pause);
         let err = images_of(Some(&release(&[]))).unwrap_err();
         assert!(

@@ -66,15 +66,16 @@ pub const GUEST_PACKAGES: [&str; 5] = [
     "contrast-initdata-check",
 ];
 
-/// The packages whose binaries ship: the image's ([`GUEST_PACKAGES`]) and the Coordinator's
-/// release image.
-pub const SHIPPED_PACKAGES: [&str; 6] = [
+/// The packages whose binaries ship: the image's ([`GUEST_PACKAGES`]), and those of the
+/// Coordinator's and the port-forwarder's release images.
+pub const SHIPPED_PACKAGES: [&str; 7] = [
     "contrast-agent",
     "contrast-initializer",
     "contrast-service-mesh",
     "contrast-luks",
     "contrast-initdata-check",
     "contrast-coordinator",
+    "contrast-port-forwarder",
 ];
 
 /// `cargo build` of the shipped binaries as they ship: release profile, default features

@@ -1,5 +1,5 @@
-//! A release's container images: the Coordinator, the Initializer and the service-mesh
-//! proxy as reproducible OCI images ([`crate::oci`]) of the shipped binaries, written as
+//! A release's container images: the Coordinator, the Initializer, the service-mesh proxy
+//! and the port-forwarder as reproducible OCI images ([`crate::oci`]) of the shipped binaries, written as
 //! an OCI layout and pushed to a registry with our registry client; `release.json` names
 //! each by digest.
 
@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use crate::ImageError;
 use contrast_reference_values::Release;
-use contrast_reference_values::components::{COORDINATOR, INITIALIZER, SERVICE_MESH_PROXY};
+use contrast_reference_values::components::{
+    COORDINATOR, INITIALIZER, PORT_FORWARDER, SERVICE_MESH_PROXY,
+};
 use contrast_registry::OCI_MANIFEST;
 
 use crate::oci::{Image, Layer, RunConfig};
@@ -26,27 +28,40 @@ pub struct Component {
     /// Whether it carries the system's CA bundle (it talks HTTPS to AMD's and Intel's
     /// services).
     pub ca_certificates: bool,
+    /// The user it runs as (`uid:gid`): root where it changes the pod VM's packet filter.
+    pub user: &'static str,
 }
 
 /// The images a release builds.
-pub const COMPONENTS: [Component; 3] = [
+pub const COMPONENTS: [Component; 4] = [
     Component {
         name: COORDINATOR,
         program: "coordinator",
         iptables: true,
         ca_certificates: true,
+        user: "0:0",
     },
     Component {
         name: INITIALIZER,
         program: "initializer",
         iptables: true,
         ca_certificates: false,
+        user: "0:0",
     },
     Component {
         name: SERVICE_MESH_PROXY,
         program: "service-mesh",
         iptables: true,
         ca_certificates: false,
+        user: "0:0",
+    },
+    Component {
+        name: PORT_FORWARDER,
+        program: "port-forwarder",
+        iptables: false,
+        ca_certificates: false,
+        // Nothing to do as root: it relays TCP.
+        user: "65532:65532",
     },
 ];
 
@@ -84,8 +99,7 @@ pub fn component_image(
     let run = RunConfig {
         entrypoint: vec![format!("/usr/bin/{}", component.program)],
         env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()],
-        // Root: each of them changes the pod VM's packet filter (with NET_ADMIN).
-        user: "0:0".to_owned(),
+        user: component.user.to_owned(),
         working_dir: "/".to_owned(),
     };
     Image::new(&layer.tar()?, &run)

@@ -48,6 +48,7 @@ const HOST_DIRS: &[&str] = &[
     "runtime-installer",
     "firmware-refs",
     "image",
+    "port-forwarder",
 ];
 /// Test and project tools, by their directory.
 const TOOL_DIRS: &[&str] = &["quickstart", "qemu-tests", "xtask"];

@@ -17,7 +17,7 @@ pub struct BundleImages {
     pub runtime_installer: String,
     /// A pause container (the installer DaemonSet's main container).
     pub pause: String,
-    /// The port-forwarder (socat).
+    /// The port-forwarder (`port-forwarder/`).
     pub port_forwarder: String,
 }
 
@@ -500,9 +500,11 @@ pub fn port_forwarder(images: &BundleImages, port: u16) -> Node {
                     (
                         "command",
                         seq([
-                            s("socat"),
-                            s(&format!("TCP-LISTEN:{port},fork,reuseaddr")),
-                            s(&format!("TCP:coordinator:{port}")),
+                            s("/usr/bin/port-forwarder"),
+                            s("--listen"),
+                            s(&format!("0.0.0.0:{port}")),
+                            s("--to"),
+                            s(&format!("coordinator:{port}")),
                         ]),
                     ),
                     ("ports", seq([m([("containerPort", int(port))])])),

@@ -25,7 +25,7 @@ pub const EMBEDDED_RELEASE: &str = include_str!(concat!(env!("OUT_DIR"), "/relea
 pub struct Release {
     /// The version (the workspace's).
     pub version: String,
-    /// Component (`coordinator`, `initializer`, `service-mesh-proxy`) →
+    /// Component (`coordinator`, `initializer`, `service-mesh-proxy`, `port-forwarder`) →
     /// `<registry>/<component>@sha256:…`.
     pub images: BTreeMap<String, String>,
 }
@@ -53,6 +53,8 @@ pub mod components {
     pub const INITIALIZER: &str = "initializer";
     /// The service-mesh proxy.
     pub const SERVICE_MESH_PROXY: &str = "service-mesh-proxy";
+    /// The port-forwarder (for clusters without a load balancer).
+    pub const PORT_FORWARDER: &str = "port-forwarder";
 }
 
 #[cfg(test)]
