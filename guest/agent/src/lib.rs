@@ -9,7 +9,8 @@ pub mod hotplug;
 pub mod mount;
 pub mod network;
 pub mod policy;
-pub mod proto;
+/// The Kata agent's protocol (`contrast-agent-protocol`), under the name the agent's code uses.
+pub use contrast_agent_protocol::proto;
 pub mod serve;
 pub mod service;
 pub mod storage;

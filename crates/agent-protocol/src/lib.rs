@@ -1,0 +1,9 @@
+//! The Kata agent's ttRPC protocol: the messages and services of kata-containers'
+//! `agent.proto` (and `health.proto`, `oci.proto`, `types.proto`, `csi.proto`; the commit
+//! they come from is in `protos/`), generated in pure Rust by build.rs, with serde as the
+//! Kata agent serialises a request for its policy.
+//!
+//! Core, because both sides speak it: the agent in the pod VM serves it, and the host's
+//! runtime (the QEMU tests today, the node shim next) drives it.
+
+pub mod proto;
