@@ -85,7 +85,7 @@ pub enum IptablesError {
 pub enum DefaultDeny {
     /// The rule was there and is gone.
     Removed,
-    /// The rule was not there (already removed, e.g. by an earlier run of the sidecar).
+    /// The rule was not there (removed before, e.g. by an earlier run, or never installed).
     NotPresent,
 }
 
