@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use contrast_manifest::Manifest;
 use contrast_testkit::registry::{Registry, RegistrySetup};
 
@@ -287,6 +289,61 @@ fn mesh_request(
     BufReader::new(tls).read_line(&mut reply)?;
     ensure!(!reply.is_empty(), "the connection closed without an answer");
     Ok(reply.trim_end().to_owned())
+}
+
+/// A request to the Coordinator's transit engine (port 8200) with the mesh credentials in
+/// `tls_config` (an Initializer's `contrast/tls-config`): `POST
+/// /v1/transit/<action>/<key>` with the JSON `body`. Returns the status and the JSON answer.
+fn transit(
+    coordinator: &str,
+    tls_config: &Path,
+    action: &str,
+    key: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject as _};
+    use std::io::Read as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(tls_config.join("mesh-ca.pem"))? {
+        roots.add(cert?)?;
+    }
+    let chain = CertificateDer::pem_file_iter(tls_config.join("certChain.pem"))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let key_der = PrivateKeyDer::from_pem_file(tls_config.join("key.pem"))?;
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key_der)?;
+    let connection =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("coordinator")?)?;
+    let tcp = TcpStream::connect(coordinator)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut tls = rustls::StreamOwned::new(connection, tcp);
+    let body = body.to_string();
+    // Vault's key names are path segments: the ID's slashes travel percent-encoded.
+    let key = key.replace('/', "%2F");
+    write!(
+        tls,
+        "POST /v1/transit/{action}/{key} HTTP/1.1\r\nHost: coordinator\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = Vec::new();
+    // The server closes after answering; a TLS close without close_notify is fine here.
+    if let Err(e) = tls.read_to_end(&mut response)
+        && response.is_empty()
+    {
+        return Err(e.into());
+    }
+    let response = String::from_utf8_lossy(&response);
+    let status = response
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .context("no HTTP status line in the answer")?;
+    let json = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body)
+        .unwrap_or_default();
+    Ok((status, serde_json::from_str(json).unwrap_or_default()))
 }
 
 /// The initdata document of workload `name` in the YAML under `resources`: what the Kata
@@ -570,6 +627,32 @@ fn run() -> anyhow::Result<()> {
     say(&format!("      with web's certificate: {reply}"));
     q.proved("api's ingress requires a certificate from the mesh CA");
 
+    q.step("The Coordinator's transit engine: db encrypts under a key only db can use");
+    let transit_addr = q.coordinator_addr(8200);
+    let db_tls = work.join("pods/db/contrast/tls-config");
+    let disk_key = "the key of db's encrypted disk";
+    let encrypt = serde_json::json!({ "plaintext": STANDARD.encode(disk_key) });
+    let (status, answer) = transit(&transit_addr, &db_tls, "encrypt", "shop/db", &encrypt)?;
+    ensure!(status == 200, "encrypting failed ({status}): {answer}");
+    let sealed = answer["data"]["ciphertext"]
+        .as_str()
+        .context("no ciphertext in the answer")?
+        .to_owned();
+    say(&format!(
+        "      db's ciphertext: {}…",
+        &sealed[..sealed.len().min(40)]
+    ));
+    let (status, answer) = transit(&transit_addr, &web_secrets, "encrypt", "shop/db", &encrypt)?;
+    ensure!(status == 403, "web used db's key ({status}): {answer}");
+    say(&format!(
+        "      web asking for db's key: {status} {}",
+        answer["errors"][0].as_str().unwrap_or_default()
+    ));
+    q.proved(
+        "Vault's transit API over mutual TLS with mesh certificates (OpenBao can auto-unseal \
+         from it); a key belongs to the workload whose certificate names its workload secret ID",
+    );
+
     let db_secret = std::fs::read(work.join("pods/db/contrast/secrets/workload-secret-seed"))
         .context("db has no workload secret")?;
 
@@ -598,9 +681,20 @@ fn run() -> anyhow::Result<()> {
         secret == db_secret,
         "db's workload secret changed across recovery"
     );
+    let decrypt = serde_json::json!({ "ciphertext": sealed });
+    let (status, answer) = transit(&transit_addr, &db_tls, "decrypt", "shop/db", &decrypt)?;
+    ensure!(
+        status == 200,
+        "decrypting after recovery failed ({status}): {answer}"
+    );
+    let opened = STANDARD.decode(answer["data"]["plaintext"].as_str().unwrap_or_default())?;
+    ensure!(
+        opened == disk_key.as_bytes(),
+        "the transit key changed across recovery"
+    );
     q.proved(
         "recovered from seed-shares.json; all three pods got certificates again, db the same \
-         workload secret (its encrypted data stays readable)",
+         workload secret and transit key (its encrypted data stays readable)",
     );
 
     q.step("A signed manifest update rotates the mesh CA");
