@@ -108,6 +108,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            platforms: Default::default(),
         }
     }
 

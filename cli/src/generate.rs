@@ -820,6 +820,7 @@ mod tests {
                 ("service-mesh-proxy".to_owned(), mesh.to_owned()),
             ]
             .into(),
+            platforms: Default::default(),
         };
         let images = injected_images_of(Some(&release)).unwrap();
         assert_eq!(images.initializer, initializer);

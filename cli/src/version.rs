@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use contrast_manifest::{EmbeddedReferenceValues, Svn};
 use contrast_platforms::Platform;
+use contrast_reference_values::Release;
 
 /// The text after `contrast ` that `--version` prints.
 pub(crate) fn long_version() -> String {
@@ -32,8 +33,10 @@ pub(crate) fn long_version() -> String {
     }
     match crate::generate::embedded_reference_values() {
         Ok(embedded) => {
+            // Its errors were reported with the images above.
+            let release = crate::bundle::embedded_release().ok().flatten();
             for platform in Platform::ALL {
-                platform_section(&mut out, &embedded, platform);
+                platform_section(&mut out, &embedded, release.as_ref(), platform);
             }
         }
         Err(e) => {
@@ -43,7 +46,12 @@ pub(crate) fn long_version() -> String {
     out
 }
 
-fn platform_section(out: &mut String, embedded: &EmbeddedReferenceValues, platform: Platform) {
+fn platform_section(
+    out: &mut String,
+    embedded: &EmbeddedReferenceValues,
+    release: Option<&Release>,
+    platform: Platform,
+) {
     let _ = write!(out, "\nreference values for {platform} platform:\n");
     let (Some(handler), Ok(values)) = (
         embedded.handler(platform),
@@ -61,6 +69,14 @@ fn platform_section(out: &mut String, embedded: &EmbeddedReferenceValues, platfo
         };
     };
     line("runtime handler", &handler);
+    if let Some(entry) = release.and_then(|r| r.platforms.get(platform.name())) {
+        let verdict = if entry.production {
+            "yes".to_owned()
+        } else {
+            format!("no: {}", entry.caveat)
+        };
+        line("production values", &verdict);
+    }
     for snp in &values.snp {
         line("- launch digest", &snp.trusted_measurement);
         line("  product", &snp.product_name);
@@ -98,4 +114,40 @@ fn svn_text(svn: Option<Svn>) -> String {
 
 fn optional(value: Option<impl std::fmt::Display>) -> String {
     value.map_or_else(|| "(no default)".to_owned(), |v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_release_says_per_platform_whether_its_values_are_production_values() {
+        let embedded = crate::generate::embedded_reference_values().unwrap();
+        let handler = embedded.handler(Platform::SimSnp).unwrap();
+        let release = Release {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            images: Default::default(),
+            platforms: [(
+                "Sim-SNP".to_owned(),
+                contrast_reference_values::ReleasePlatform {
+                    runtime_handler: handler.to_string(),
+                    reference_values: serde_json::Value::Null,
+                    production: false,
+                    caveat: "a simulated platform".to_owned(),
+                },
+            )]
+            .into(),
+        };
+        let mut out = String::new();
+        platform_section(&mut out, &embedded, Some(&release), Platform::SimSnp);
+        assert!(
+            out.contains("    production values:        no: a simulated platform\n"),
+            "{out}"
+        );
+        let mut out = String::new();
+        platform_section(&mut out, &embedded, None, Platform::SimSnp);
+        assert!(!out.contains("production values"), "{out}");
+    }
 }

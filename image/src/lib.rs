@@ -196,6 +196,17 @@ pub enum ImageError {
     /// Pushing to the registry failed.
     #[error(transparent)]
     Registry(#[from] contrast_registry::RegistryError),
+    /// A `reference-values.json` for the release does not read as one.
+    #[error(
+        "the reference values {path}: {reason} (give the file firmware-refs \
+         reference-values wrote)"
+    )]
+    ReferenceValues {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A guest binary is missing from the binaries directory.
     #[error(
         "the guest binary {path} does not exist: build the workspace's binaries first \

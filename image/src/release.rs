@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::ImageError;
-use contrast_reference_values::Release;
+use contrast_platforms::{RuntimeHandler, Tee};
 use contrast_reference_values::components::{
     COORDINATOR, INITIALIZER, PORT_FORWARDER, SERVICE_MESH_PROXY,
 };
+use contrast_reference_values::{Release, ReleasePlatform};
 use contrast_registry::OCI_MANIFEST;
 
 use crate::oci::{Image, Layer, RunConfig};
@@ -76,6 +77,9 @@ pub struct ReleaseConfig {
     pub insecure_registry: bool,
     /// The output directory: `oci/` (an OCI layout of every image) and `release.json`.
     pub out: PathBuf,
+    /// The guest image's `reference-values.json` (runtime handler → reference values), as
+    /// `firmware-refs reference-values` wrote it; its platforms go into `release.json`.
+    pub reference_values: Option<PathBuf>,
 }
 
 /// The image of `component`, from the programs in `binaries`.
@@ -145,6 +149,10 @@ pub fn release(config: &ReleaseConfig) -> Result<Release, ImageError> {
     let mut release = Release {
         version: version.to_owned(),
         images: BTreeMap::new(),
+        platforms: match &config.reference_values {
+            Some(path) => platforms(path)?,
+            None => BTreeMap::new(),
+        },
     };
     for (name, image) in &images {
         let tag = format!("{registry}/{name}:v{version}");
@@ -158,4 +166,52 @@ pub fn release(config: &ReleaseConfig) -> Result<Release, ImageError> {
     json.push(b'\n');
     contrast_atomic_file::write(&config.out.join("release.json"), &json, 0o644)?;
     Ok(release)
+}
+
+/// The platforms of a `reference-values.json`, each marked with whether its values may be
+/// deployed on. None may yet: the node installer ships no firmware, and the SNP launch
+/// digest is computed with a stand-in OVMF.
+fn platforms(path: &Path) -> Result<BTreeMap<String, ReleasePlatform>, ImageError> {
+    let invalid = |reason: String| ImageError::ReferenceValues {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read(path).map_err(|source| ImageError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let values: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&text).map_err(|e| invalid(e.to_string()))?;
+    let mut platforms = BTreeMap::new();
+    for (handler, reference_values) in values {
+        let parsed: RuntimeHandler = handler
+            .parse()
+            .map_err(|e| invalid(format!("runtime handler {handler:?}: {e}")))?;
+        let platform = parsed.platform();
+        let caveat = if platform.is_simulated() {
+            "a simulated platform: for tests and the quickstart only"
+        } else {
+            match platform.tee() {
+                Tee::Snp => {
+                    "the launch digest is computed with the sev crate's AmdSev OVMF fixture (a \
+                     stand-in: Debian ships no OVMF with the SEV kernel-hashes table), and the \
+                     node installer ships no firmware yet"
+                }
+                Tee::Tdx => {
+                    "MRTD is computed with Debian's OVMF.fd, and the node installer ships no \
+                     firmware yet, so a node's TDVF may differ"
+                }
+            }
+        };
+        platforms.insert(
+            platform.name().to_owned(),
+            ReleasePlatform {
+                runtime_handler: handler,
+                reference_values,
+                production: false,
+                caveat: caveat.to_owned(),
+            },
+        );
+    }
+    Ok(platforms)
 }

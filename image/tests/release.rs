@@ -39,11 +39,15 @@ fn a_release_pushes_reproducible_images_that_run_from_their_own_root() {
     let prefix = format!("127.0.0.1:{}/contrast", registry.port);
     let first = TempDir::new("release-1");
     let second = TempDir::new("release-2");
+    // The checked-in values of the simulated platforms stand for a guest image's.
+    let values = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/reference-values/assets/reference-values.json");
     let config = |out: &Path| ReleaseConfig {
         binaries: binaries.clone(),
         registry: prefix.clone(),
         insecure_registry: true,
         out: out.to_owned(),
+        reference_values: Some(values.clone()),
     };
     let one = release(&config(first.path())).unwrap();
     let two = release(&config(second.path())).unwrap();
@@ -56,6 +60,23 @@ fn a_release_pushes_reproducible_images_that_run_from_their_own_root() {
         );
     }
     assert_eq!(one.images.len(), COMPONENTS.len());
+    // Every platform of the values, none called production values, each saying why.
+    assert_eq!(
+        one.platforms.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["Sim-SNP", "Sim-TDX"]
+    );
+    for (platform, entry) in &one.platforms {
+        assert!(!entry.production, "{platform}");
+        assert!(
+            entry.caveat.contains("simulated"),
+            "{platform}: {}",
+            entry.caveat
+        );
+        assert!(
+            entry.runtime_handler.starts_with("contrast-cc-sim-"),
+            "{platform}"
+        );
+    }
 
     let resolver = Resolver::new(ResolverOptions {
         insecure_registries: vec![format!("127.0.0.1:{}", registry.port)],

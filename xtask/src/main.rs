@@ -449,6 +449,12 @@ fn release(args: &[&str]) -> Result<()> {
         registry,
         insecure_registry,
         out: std::path::absolute(&out).context("cannot resolve --out")?,
+        // `cargo xtask image`'s values, when it ran: their platforms go into release.json.
+        reference_values: Some(
+            std::path::absolute(target_dir().join("image/reference-values.json"))
+                .context("cannot resolve the target directory")?,
+        )
+        .filter(|path| path.exists()),
     };
     let release = step_with("images", || Ok(contrast_image::release::release(&config)?))?;
     for (component, image) in &release.images {

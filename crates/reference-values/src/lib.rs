@@ -28,6 +28,26 @@ pub struct Release {
     /// Component (`coordinator`, `initializer`, `service-mesh-proxy`, `port-forwarder`) →
     /// `<registry>/<component>@sha256:…`.
     pub images: BTreeMap<String, String>,
+    /// Platform (`Metal-QEMU-SNP`, …) → its runtime and reference values, for the
+    /// platforms whose guest image the release was built with.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub platforms: BTreeMap<String, ReleasePlatform>,
+}
+
+/// What a release says about one platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleasePlatform {
+    /// The runtime handler the node installer installs.
+    pub runtime_handler: String,
+    /// The reference values, as `reference-values.json` has them for that handler.
+    pub reference_values: serde_json::Value,
+    /// Whether these are values to deploy on. False when they were computed from a
+    /// stand-in for the firmware a node runs, or for a simulated platform.
+    pub production: bool,
+    /// Why not, when `production` is false.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub caveat: String,
 }
 
 impl Release {
@@ -70,9 +90,12 @@ mod tests {
 
     #[test]
     fn release_json_round_trips_and_refuses_unknown_keys() {
-        let text = r#"{"version": "1.2.3", "images": {"coordinator": "r/c@sha256:00"}}"#;
+        let text = r#"{"version": "1.2.3", "images": {"coordinator": "r/c@sha256:00"},
+            "platforms": {"Sim-SNP": {"runtime_handler": "contrast-cc-sim-snp-00000000",
+            "reference_values": {"snp": []}, "production": false, "caveat": "simulated"}}}"#;
         let release: Release = serde_json::from_str(text).unwrap();
         assert_eq!(release.image("coordinator"), Some("r/c@sha256:00"));
+        assert!(!release.platforms["Sim-SNP"].production);
         let again: Release =
             serde_json::from_slice(&serde_json::to_vec(&release).unwrap()).unwrap();
         assert_eq!(again, release);
