@@ -105,8 +105,8 @@ impl Layer {
 
     /// The uncompressed tar: the files, the shared libraries they load, and every parent
     /// directory, in path order.
-    pub fn tar(&self) -> Result<Vec<u8>, ImageError> {
-        let mut entries = self.entries.clone();
+    pub fn tar(self) -> Result<Vec<u8>, ImageError> {
+        let mut entries = self.entries;
         for library in crate::shared_libraries(&self.loads)? {
             let inside = library.to_string_lossy().trim_start_matches('/').to_owned();
             let data = read(&library)?;

@@ -1,6 +1,6 @@
-//! The binaries that ship (the measured image's and the Coordinator's), built as they ship,
-//! hold no simulator and no fake-TSM-provider code, and refuse simulated platforms with a
-//! message that says why.
+//! The binaries that ship (the measured image's, the Coordinator's and the
+//! port-forwarder's), built as they ship, hold no simulator and no fake-TSM-provider code,
+//! and refuse simulated platforms with a message that says why.
 //!
 //! `cargo xtask test` builds them before the tests (the same command, so the build here is
 //! a no-op there); run alone, this test builds them itself, into `<target>/release`.
@@ -37,7 +37,10 @@ fn markers_in(binary: &Path) -> Vec<&'static str> {
 #[test]
 fn shipped_binaries_hold_no_simulator_code() {
     let release = shipped();
-    for name in GUEST_BINARIES.into_iter().chain(["coordinator"]) {
+    for name in GUEST_BINARIES
+        .into_iter()
+        .chain(["coordinator", "port-forwarder"])
+    {
         let found = markers_in(&release.join(name));
         assert!(
             found.is_empty(),
