@@ -1,8 +1,9 @@
 //! A release against a real registry (Debian's docker-registry on loopback): the
-//! Coordinator's, the Initializer's and the service-mesh proxy's images, built twice from
-//! the shipped binaries, have the same digests; pulled back by digest with our registry
-//! client and unpacked, each runs its entrypoint from its own root (chroot), and iptables
-//! runs where the image carries it.
+//! Coordinator's, Initializer's, service-mesh proxy's and port-forwarder's images, built
+//! twice from the shipped binaries, have the same digests; pulled back by digest with our
+//! registry client and unpacked, each runs its entrypoint from its own root (chroot), and
+//! iptables runs where the image carries it. skopeo copies each out of the registry and
+//! reads the written OCI layout.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,7 +15,7 @@ use std::process::Command;
 use contrast_image::release::{COMPONENTS, ReleaseConfig, release};
 use contrast_registry::{Resolver, ResolverOptions};
 use contrast_testkit::TempDir;
-use contrast_testkit::registry::{Registry, RegistrySetup};
+use contrast_testkit::registry::{Registry, RegistrySetup, skopeo};
 
 /// Runs `program` (a path inside `root`) with `args` from `root` as `/`.
 fn run_in(root: &Path, program: &str, args: &[&str]) -> (bool, String) {
@@ -86,6 +87,28 @@ fn a_release_pushes_reproducible_images_that_run_from_their_own_root() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     for component in COMPONENTS {
         let reference = &one.images[component.name];
+        // skopeo, a client that is not ours, reads what was pushed and what was written:
+        // it copies the image out of the registry (checking every blob's digest), and the
+        // layout's manifest is the pushed one.
+        let digest = reference.rsplit_once('@').unwrap().1;
+        let copy = TempDir::new(&format!("{}-skopeo", component.name));
+        skopeo(&[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{reference}"),
+            &format!("oci:{}:{}", copy.path().display(), component.name),
+        ]);
+        let layout = format!(
+            "oci:{}:{}",
+            first.path().join("oci").display(),
+            component.name
+        );
+        let manifest = skopeo(&["inspect", "--raw", &layout]);
+        assert_eq!(
+            contrast_testkit::registry::sha256(&manifest),
+            digest,
+            "{layout}"
+        );
         assert!(
             reference.starts_with(&format!("{prefix}/{}@sha256:", component.name)),
             "{reference}"
