@@ -164,3 +164,39 @@ fn the_coordinator_lifts_its_pods_default_deny_rules_only_when_told() {
         let _ = coordinator.wait();
     }
 }
+
+/// Told to lift the rule but without iptables (or NET_ADMIN), a Coordinator in a pod VM
+/// would be unreachable: it stops at once and says what it needs.
+#[test]
+fn without_iptables_the_coordinator_refuses_to_start_naming_what_it_needs() {
+    let deployment = Deployment::new(&[]);
+    let store = TempDir::new("store");
+    let empty = TempDir::new("no-tools");
+    let mut coordinator = Command::new(common::COORDINATOR)
+        .arg("--store-dir")
+        .arg(store.path())
+        .args(["--platform", "Sim-SNP", "--simulator-dir"])
+        .arg(&deployment.simulator_dir)
+        .args(["--listen", "127.0.0.1", "--lift-default-deny"])
+        .env("PATH", empty.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A Coordinator that started anyway would serve until killed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while coordinator.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = coordinator.kill();
+            panic!("the Coordinator started without lifting the rules");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = coordinator.wait_with_output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for needed in ["--lift-default-deny", "iptables", "NET_ADMIN"] {
+        assert!(stderr.contains(needed), "{needed}: {stderr}");
+    }
+    assert!(!stderr.contains("coordinator listening"), "{stderr}");
+}
