@@ -6,4 +6,5 @@
 //! Core, because both sides speak it: the agent in the pod VM serves it, and the host's
 //! runtime (the QEMU tests today, the node shim next) drives it.
 
+pub mod policy_input;
 pub mod proto;

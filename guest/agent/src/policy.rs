@@ -162,42 +162,8 @@ fn internal(name: &str, message: &str) -> ttrpc::Error {
     status(Code::INTERNAL, format!("{name}: internal error: {message}"))
 }
 
-/// The file type the Kata agent's policy sees for a copied file: `file_mode & S_IFMT`.
-fn file_type(file_mode: u32) -> &'static str {
-    const S_IFMT: u32 = 0o170_000;
-    match file_mode & S_IFMT {
-        0o100_000 => "Regular",
-        0o040_000 => "Directory",
-        0o120_000 => "Symlink",
-        _ => "Unknown",
-    }
-}
-
 /// The policy input of a `CopyFileRequest` (the Kata agent's `PolicyCopyFileRequest`).
 pub fn copy_file_input(request: &CopyFileRequest) -> ttrpc::Result<serde_json::Value> {
-    let file_type = file_type(request.file_mode);
-    let symlink_target = if file_type == "Symlink" {
-        Some(std::str::from_utf8(&request.data).map_err(|_| {
-            status(
-                Code::INVALID_ARGUMENT,
-                format!(
-                    "CopyFileRequest: the symlink target for {} is not UTF-8",
-                    request.path
-                ),
-            )
-        })?)
-    } else {
-        None
-    };
-    Ok(serde_json::json!({
-        "path": request.path,
-        "file_type": file_type,
-        "symlink_target": symlink_target,
-        "file_size": request.file_size,
-        "file_mode": request.file_mode,
-        "dir_mode": request.dir_mode,
-        "uid": request.uid,
-        "gid": request.gid,
-        "offset": request.offset,
-    }))
+    contrast_agent_protocol::policy_input::copy_file_input(request)
+        .map_err(|e| status(Code::INVALID_ARGUMENT, e.to_string()))
 }

@@ -21,11 +21,7 @@ use contrast_attestation::snp::SnpReport;
 use contrast_attestation::tdx::LocalTdReport;
 use contrast_evidence::issuer::{LocalReport, Tee};
 
-/// Length of SEV-SNP `HOST_DATA`.
-pub const SNP_HOST_DATA_LEN: usize = 32;
-
-/// Length of TDX `MRCONFIGID`.
-pub const TDX_MR_CONFIG_ID_LEN: usize = 48;
+pub use contrast_initdata::disk::{SNP_HOST_DATA_LEN, TDX_MR_CONFIG_ID_LEN};
 
 /// The launch-time host data of this VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,9 +125,7 @@ pub fn fit_digest(digest: &[u8], tee: Tee) -> Vec<u8> {
         Tee::Snp => SNP_HOST_DATA_LEN,
         Tee::Tdx => TDX_MR_CONFIG_ID_LEN,
     };
-    let mut field = digest[..digest.len().min(len)].to_vec();
-    field.resize(len, 0);
-    field
+    contrast_initdata::disk::launch_field(digest, len)
 }
 
 /// Checks that `digest` (made with `algorithm`) is what the host data holds.

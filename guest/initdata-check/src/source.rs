@@ -10,11 +10,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 
-/// The magic at the start of the device.
-pub const MAGIC: &[u8; 8] = b"initdata";
-
-/// Magic and length.
-pub const HEADER_LEN: usize = 16;
+pub use contrast_initdata::disk::{HEADER_LEN, MAGIC, encode_header_form, gzip};
 
 /// The largest compressed blob read. The Kata agent's policy engine loads at most
 /// 16 MiB of policy, so more initdata than that cannot be a working pod.
@@ -255,28 +251,6 @@ pub fn gunzip(blob: &[u8], path: &Path) -> Result<Vec<u8>, SourceError> {
         });
     }
     Ok(out)
-}
-
-/// The header form of `toml`: magic, length, gzip, as the Kata runtime writes it, with
-/// `padding` zero bytes after (a block device is a whole number of sectors). For tests
-/// and tools.
-pub fn encode_header_form(toml: &[u8], padding: usize) -> Vec<u8> {
-    let blob = gzip(toml);
-    let mut out = Vec::with_capacity(HEADER_LEN + blob.len() + padding);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(blob.len() as u64).to_le_bytes());
-    out.extend_from_slice(&blob);
-    out.resize(out.len() + padding, 0);
-    out
-}
-
-/// `bytes` gzip-compressed.
-pub fn gzip(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Write as _;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    // Writing to a Vec cannot fail.
-    let _ = encoder.write_all(bytes);
-    encoder.finish().unwrap_or_default()
 }
 
 #[cfg(test)]
