@@ -229,7 +229,9 @@ fn shared_fields(
             }),
         ),
         "namespaces" => (
-            json!("ipc, uts and mount, each without a Path (network and cgroup aside)"),
+            json!(
+                "ipc, uts and mount (a host-network pod's pause container: ipc and mount), each without a Path (network and cgroup aside)"
+            ),
             oci("/Linux/Namespaces"),
         ),
         "network_namespace" => (

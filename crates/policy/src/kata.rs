@@ -137,6 +137,18 @@ pub(crate) const READONLY_PATHS: &[&str] = &[
     "/proc/sysrq-trigger",
 ];
 
+/// A container's namespaces as the Kata runtime sends them (network, cgroup, time and
+/// pid dropped, paths emptied): ipc, uts (unless the container has the node's UTS
+/// namespace) and mount, in containerd's order.
+pub(crate) fn namespaces(uts: bool) -> Vec<String> {
+    let mut out = vec!["ipc".to_owned()];
+    if uts {
+        out.push("uts".to_owned());
+    }
+    out.push("mount".to_owned());
+    out
+}
+
 /// The kernel file systems of containerd's default spec: destination, type (= source),
 /// and whether an unprivileged container gets them read-only.
 pub(crate) const DEFAULT_MOUNTS: &[(&str, &str, bool)] = &[

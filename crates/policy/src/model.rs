@@ -70,6 +70,10 @@ pub(crate) struct PauseRules {
     pub(crate) env: Vec<String>,
     /// The mounts it may get.
     pub(crate) mounts: Vec<MountRule>,
+    /// Its namespaces (after the runtime dropped network, cgroup, time and pid): ipc, uts
+    /// and mount; without uts in a host-network pod, whose sandbox keeps the node's
+    /// hostname (containerd gives it none; genpolicy's `get_kata_namespaces` agrees).
+    pub(crate) namespaces: Vec<String>,
 }
 
 /// One container (init containers too).

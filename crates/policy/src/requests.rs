@@ -177,7 +177,7 @@ fn root_path(container_id: &str) -> String {
     format!("{}/{container_id}/rootfs", kata::CONTAINER_BASE)
 }
 
-fn linux(data: &PolicyData, masked: bool, container_id: &str) -> Value {
+fn linux(data: &PolicyData, masked: bool, container_id: &str, namespaces: &[String]) -> Value {
     let (masked_paths, readonly_paths): (&[&str], &[&str]) = if masked {
         (kata::MASKED_PATHS, kata::READONLY_PATHS)
     } else {
@@ -192,11 +192,10 @@ fn linux(data: &PolicyData, masked: bool, container_id: &str) -> Value {
         "CgroupsPath": format!(
             "kubepods-besteffort-pod0f0e0d0c_0b0a_4908_8706_050403020100.slice:cri-containerd:{container_id}"
         ),
-        "Namespaces": [
-            {"Type": "ipc", "Path": ""},
-            {"Type": "uts", "Path": ""},
-            {"Type": "mount", "Path": ""},
-        ],
+        "Namespaces": namespaces
+            .iter()
+            .map(|t| json!({"Type": t, "Path": ""}))
+            .collect::<Vec<_>>(),
         "Devices": [],
         "Seccomp": null,
         "RootfsPropagation": "",
@@ -265,7 +264,7 @@ fn create_pause(data: &PolicyData, sandbox_id: &str) -> Value {
             "Mounts": data.pause.mounts.iter().map(|m| mount(m, sandbox_id, sandbox_id, 0)).collect::<Vec<_>>(),
             "Hooks": null,
             "Annotations": annotations,
-            "Linux": linux(data, true, sandbox_id),
+            "Linux": linux(data, true, sandbox_id, &data.pause.namespaces),
             "Solaris": null,
             "Windows": null,
         },
@@ -415,7 +414,7 @@ fn create_container(
             "Mounts": c.mounts.iter().map(|m| mount(m, sandbox_id, container_id, n)).collect::<Vec<_>>(),
             "Hooks": null,
             "Annotations": annotations,
-            "Linux": linux(data, c.require_masked_paths, container_id),
+            "Linux": linux(data, c.require_masked_paths, container_id, &kata::namespaces(true)),
             "Solaris": null,
             "Windows": null,
         },

@@ -261,6 +261,7 @@ pub(crate) fn resolve(input: &PodInput<'_>) -> Result<PolicyData, PolicyError> {
     };
     let (hostname_regex, hostname_example) =
         hostname(spec, input.name, (!any_namespace).then_some(namespace))?;
+    let host_network = get_bool(spec, "hostNetwork", "spec")?.unwrap_or(false);
     let service_links = get_bool(spec, "enableServiceLinks", "spec")?.unwrap_or(true);
     let (optional_env, optional_env_examples) =
         env::optional_env(service_links, &hostname_regex, &hostname_example);
@@ -362,7 +363,7 @@ pub(crate) fn resolve(input: &PodInput<'_>) -> Result<PolicyData, PolicyError> {
             hostname_example,
             optional_env_examples,
         },
-        pause: pause_rules(),
+        pause: pause_rules(host_network),
         containers,
     })
 }
@@ -1077,7 +1078,7 @@ fn exec_commands(c: &Obj, path: &str) -> Result<Vec<Vec<String>>, PolicyError> {
     Ok(out)
 }
 
-fn pause_rules() -> PauseRules {
+fn pause_rules(host_network: bool) -> PauseRules {
     let mut mounts: Vec<MountRule> = kata::DEFAULT_MOUNTS
         .iter()
         .map(|(destination, kind, read_only)| MountRule {
@@ -1100,5 +1101,6 @@ fn pause_rules() -> PauseRules {
         args: kata::PAUSE_ARGS.iter().map(|a| (*a).to_owned()).collect(),
         env: vec![format!("PATH={}", kata::DEFAULT_PATH)],
         mounts,
+        namespaces: kata::namespaces(!host_network),
     }
 }

@@ -263,10 +263,15 @@ fn create_container_denials() {
             changed(&web, |r| mount_at(r, "/proc")["type_"] = json!("bind")),
         ),
         (
-            "a mount destination twice",
+            "two mounts at one destination",
             "mounts",
             changed(&web, |r| {
-                let hosts = mount_at(r, "/etc/hosts").clone();
+                // Each would be allowed alone: another copy of the hosts file.
+                let mut hosts = mount_at(r, "/etc/hosts").clone();
+                let source = hosts["source"].as_str().unwrap().to_owned();
+                let (prefix, _) = source.rsplit_once("-hosts").unwrap();
+                let (prefix, _) = prefix.rsplit_once('-').unwrap();
+                hosts["source"] = json!(format!("{prefix}-fedcba9876543210-hosts"));
                 mounts_mut(r).push(hosts);
             }),
         ),
@@ -815,6 +820,69 @@ fn cgroup_paths_and_rlimits_of_a_real_runtime_are_allowed() {
             "cgroups_path",
         );
     }
+}
+
+/// What the real containerd 1.6 sends for a pause container (seen through our shim in
+/// qemu-tests/tests/containerd.rs): `/dev/shm` twice (its default tmpfs and the sandbox's
+/// bind, both turned into the same bind of the guest's shm by the runtime), and in a
+/// host-network pod no UTS namespace.
+#[test]
+fn the_pause_container_as_containerd_sends_it_is_allowed() {
+    let case = Case::load("web.json");
+    let requests = case.requests();
+    let pause = pause_request(&requests);
+    let agent = before(&case.policy(), &requests, &pause);
+    let shm_twice = changed(&pause, |r| {
+        let shm = mount_at(r, "/dev/shm").clone();
+        mounts_mut(r).push(shm);
+    });
+    assert_allowed(&agent, "CreateContainerRequest", &shm_twice);
+    let without_uts = |r: &mut Value| {
+        r["OCI"]["Linux"]["Namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|ns| ns["Type"] != "uts");
+    };
+    // Not in a pod with its own network: its sandbox has its own hostname.
+    assert_denied_by(
+        &agent,
+        "CreateContainerRequest",
+        &changed(&pause, without_uts),
+        "no UTS namespace in a pod-network pod",
+        "namespaces",
+    );
+
+    let mut host = Case::load("web.json");
+    host.spec["hostNetwork"] = json!(true);
+    let requests = host.requests();
+    let pause = pause_request(&requests);
+    let namespaces: Vec<&str> = pause["OCI"]["Linux"]["Namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ns| ns["Type"].as_str().unwrap())
+        .collect();
+    assert_eq!(namespaces, ["ipc", "mount"]);
+    let agent = before(&host.policy(), &requests, &pause);
+    assert_allowed(&agent, "CreateContainerRequest", &pause);
+    assert_denied_by(
+        &agent,
+        "CreateContainerRequest",
+        &changed(&pause, |r| {
+            r["OCI"]["Linux"]["Namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .insert(1, json!({"Type": "uts", "Path": ""}));
+        }),
+        "a UTS namespace of its own in a host-network pod",
+        "namespaces",
+    );
+    // The app containers keep their own UTS namespace.
+    let web = create_request(&requests, "web");
+    assert_eq!(
+        web["OCI"]["Linux"]["Namespaces"].as_array().unwrap().len(),
+        3
+    );
 }
 
 /// A downward-API variable of a label the pod sets must carry that label's value (the
