@@ -47,6 +47,9 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("osslsigncode", "command -v osslsigncode"),
     // runtime-installer: every containerd config we write is checked by containerd itself.
     ("containerd", "command -v containerd"),
+    // testing/cri: pods through a private containerd's CRI (runc for the harness's own
+    // test; our shim for the QEMU pods), images imported with ctr.
+    ("runc", "command -v runc"),
     // contrast generate resolves images against a real registry, filled with skopeo.
     ("docker-registry", "command -v docker-registry"),
     ("skopeo", "command -v skopeo"),

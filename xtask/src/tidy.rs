@@ -3,8 +3,8 @@
 //!
 //! - `crates/` is the core: it depends on nothing above it (no host, guest or tool crate).
 //! - `guest/` (what runs in the pod VM) depends on the core only, never on a host crate.
-//! - Host parts (cli, coordinator, runtime-installer, firmware-refs, image) depend on the
-//!   core and each other, never on a guest crate.
+//! - Host parts (cli, coordinator, runtime-installer, firmware-refs, image, port-forwarder,
+//!   shim) depend on the core and each other, never on a guest crate.
 //! - `testing/` crates are dev-dependencies only, except for other test tools.
 //! - Tools (quickstart, qemu-tests, xtask) may use anything.
 //! - A member used by another member is named in `[workspace.dependencies]`, and used
@@ -49,6 +49,7 @@ const HOST_DIRS: &[&str] = &[
     "firmware-refs",
     "image",
     "port-forwarder",
+    "shim",
 ];
 /// Test and project tools, by their directory.
 const TOOL_DIRS: &[&str] = &["quickstart", "qemu-tests", "xtask"];

@@ -125,15 +125,8 @@ impl PodVm {
         let scratch = tempdir(test).unwrap();
         let module = scratch.join("fake_tsm.ko");
         std::fs::copy(fake_tsm_module().unwrap(), &module).unwrap();
-        // The disk is a whole number of sectors.
-        let encoded = contrast_initdata_check::source::encode_header_form(initdata, 0);
-        let padding = (4096 - encoded.len() % 4096) % 4096;
         let disk = scratch.join("initdata.img");
-        std::fs::write(
-            &disk,
-            contrast_initdata_check::source::encode_header_form(initdata, padding),
-        )
-        .unwrap();
+        std::fs::write(&disk, contrast_initdata::disk::device_image(initdata)).unwrap();
         let mut env = AGENT_ENV.to_owned();
         if let Some(registry) = registry {
             env.push_str(&format!("CONTRAST_AGENT_INSECURE_REGISTRIES={registry}\n"));

@@ -1,0 +1,256 @@
+//! The Kata configuration the runtime installer writes (`runtime-installer/src/kata.rs`),
+//! read back: the one schema both sides share. Only the keys this shim acts on are read;
+//! unknown keys are ignored, as Kata ignores them, so the installer can write Kata's own
+//! settings beside ours.
+//!
+//! One addition of ours, `[simulation]`, exists only for the simulated platforms (no TEE):
+//! the same QEMU under TCG, the guest in test mode (`contrast.test=` on the measured command
+//! line, so it never attests as a production VM) with a payload that brings the test TSM
+//! provider, and vsock through a user-space back end.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why the configuration cannot run a pod.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading the Kata configuration {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not the installer's TOML.
+    #[error("the Kata configuration {path} is not valid: {reason}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A key the shim needs is missing or out of range.
+    #[error(
+        "the Kata configuration {path} has no usable `{key}`: {reason}; re-run the runtime installer"
+    )]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// The key, as a TOML path.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The configuration file as written.
+#[derive(Debug, Deserialize)]
+struct File {
+    #[serde(default)]
+    hypervisor: Hypervisors,
+    #[serde(default)]
+    agent: Agents,
+    #[serde(default)]
+    runtime: Runtime,
+    simulation: Option<Simulation>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Hypervisors {
+    qemu: Option<Qemu>,
+    clh: Option<toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Qemu {
+    path: PathBuf,
+    firmware: Option<PathBuf>,
+    kernel: PathBuf,
+    initrd: Option<PathBuf>,
+    image: PathBuf,
+    kernel_params: String,
+    #[serde(default = "one")]
+    default_vcpus: u32,
+    default_memory: u32,
+    machine_type: Option<String>,
+    #[serde(default)]
+    confidential_guest: bool,
+    #[serde(default)]
+    sev_snp_guest: bool,
+    snp_id_block: Option<String>,
+    snp_id_auth: Option<String>,
+    snp_guest_policy: Option<u64>,
+    cpu_features: Option<String>,
+    #[serde(default)]
+    guest_hook_path: String,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Agents {
+    kata: Option<Agent>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Agent {
+    dial_timeout: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Runtime {
+    create_container_timeout: Option<u64>,
+}
+
+/// `[simulation]`: a simulated platform's test-mode launch.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Simulation {
+    /// The guest test named on the kernel command line (`contrast.test=<test>`).
+    pub test: String,
+    /// The test payload (a newc cpio archive the guest's init unpacks in test mode): the
+    /// test TSM provider and the simulator's keys.
+    pub payload: PathBuf,
+    /// `vhost-device-vsock`, the user-space vsock back end (no `/dev/vhost-vsock`).
+    pub vsock_backend: PathBuf,
+}
+
+/// The TEE a pod VM is launched in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tee {
+    /// AMD SEV-SNP: HOST_DATA carries the initdata digest.
+    Snp {
+        /// The ID block and its authentication structure (base64), when the platform has
+        /// them.
+        id_block: Option<(String, String)>,
+        /// The guest policy.
+        policy: u64,
+    },
+    /// Intel TDX: MRCONFIGID carries the initdata digest.
+    Tdx,
+    /// No TEE: the simulator's test TSM provider gets HOST_DATA from the VMM.
+    Simulated(Simulation),
+}
+
+/// What a pod VM is launched with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// QEMU.
+    pub qemu: PathBuf,
+    /// The firmware (`-bios`).
+    pub firmware: Option<PathBuf>,
+    /// The guest kernel.
+    pub kernel: PathBuf,
+    /// The initrd.
+    pub initrd: Option<PathBuf>,
+    /// The root filesystem image (dm-verity protected; read-only).
+    pub image: PathBuf,
+    /// The kernel command line, exactly as measured.
+    pub kernel_params: String,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// Memory in MiB.
+    pub memory_mib: u32,
+    /// QEMU's machine type (none: QEMU's default).
+    pub machine_type: Option<String>,
+    /// `-cpu` features after the model.
+    pub cpu_features: Option<String>,
+    /// The TEE.
+    pub tee: Tee,
+    /// Where OCI hooks live in the guest (`hypervisor.qemu.guest_hook_path`; empty: none).
+    pub guest_hook_path: String,
+    /// How long to wait for the agent after launch, in seconds.
+    pub dial_timeout_secs: u64,
+    /// How long CreateContainer may take (the guest pulls the image), in seconds.
+    pub create_container_timeout_secs: u64,
+}
+
+/// The SNP guest policy Kata uses when the configuration names none (SMT allowed,
+/// reserved bit 17).
+const DEFAULT_SNP_POLICY: u64 = 0x30000;
+
+impl RuntimeConfig {
+    /// Reads the configuration at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses `text` (read from `path`, named in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let file: File = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            reason: e.message().to_owned(),
+        })?;
+        let key = |key: &'static str, reason: &str| ConfigError::Key {
+            path: path.to_owned(),
+            key,
+            reason: reason.to_owned(),
+        };
+        let Some(qemu) = file.hypervisor.qemu else {
+            return Err(if file.hypervisor.clh.is_some() {
+                key(
+                    "hypervisor.qemu",
+                    "Cloud Hypervisor (AKS) pods are not run by this shim, only QEMU ones",
+                )
+            } else {
+                key("hypervisor.qemu", "the table is missing")
+            });
+        };
+        if qemu.default_memory < 64 {
+            return Err(key(
+                "hypervisor.qemu.default_memory",
+                "at least 64 MiB are needed",
+            ));
+        }
+        if qemu.default_vcpus == 0 {
+            return Err(key("hypervisor.qemu.default_vcpus", "at least 1 is needed"));
+        }
+        let tee = match (file.simulation, qemu.confidential_guest, qemu.sev_snp_guest) {
+            (Some(simulation), _, _) => Tee::Simulated(simulation),
+            (None, true, true) => Tee::Snp {
+                id_block: match (qemu.snp_id_block, qemu.snp_id_auth) {
+                    (Some(block), Some(auth)) => Some((block, auth)),
+                    (None, None) => None,
+                    _ => {
+                        return Err(key(
+                            "hypervisor.qemu.snp_id_block",
+                            "snp_id_block and snp_id_auth go together",
+                        ));
+                    }
+                },
+                policy: qemu.snp_guest_policy.unwrap_or(DEFAULT_SNP_POLICY),
+            },
+            (None, true, false) => Tee::Tdx,
+            (None, false, _) => {
+                return Err(key(
+                    "hypervisor.qemu.confidential_guest",
+                    "a pod VM must be confidential (true)",
+                ));
+            }
+        };
+        Ok(RuntimeConfig {
+            qemu: qemu.path,
+            firmware: qemu.firmware,
+            kernel: qemu.kernel,
+            initrd: qemu.initrd,
+            image: qemu.image,
+            kernel_params: qemu.kernel_params,
+            vcpus: qemu.default_vcpus,
+            memory_mib: qemu.default_memory,
+            machine_type: qemu.machine_type,
+            cpu_features: qemu.cpu_features,
+            tee,
+            guest_hook_path: qemu.guest_hook_path,
+            dial_timeout_secs: file.agent.kata.and_then(|a| a.dial_timeout).unwrap_or(90),
+            create_container_timeout_secs: file.runtime.create_container_timeout.unwrap_or(60),
+        })
+    }
+}

@@ -1,0 +1,14 @@
+//! The node shim, `containerd-shim-contrast-cc-v2`: containerd → this shim → QEMU with the
+//! measured guest image → the guest agent.
+//!
+//! - [`config`]: the Kata configuration the runtime installer writes, read back.
+//! - [`vm`]: one pod VM (its QEMU command line, launch, the vsock to the agent).
+//! - [`spec`]: containerd's OCI spec turned into the agent's requests, as the Kata runtime
+//!   sends them (the agent's policy was generated to expect exactly those).
+//! - [`task`]: containerd's task API for one pod.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod spec;
+pub mod task;
+pub mod vm;

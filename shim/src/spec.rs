@@ -1,0 +1,1114 @@
+//! From what containerd hands the shim (a bundle's `config.json`, an exec's OCI process)
+//! to the agent requests the Kata Go runtime sends for it, field for field, so that the
+//! agent policy `contrast generate` makes for the pod (which models that runtime) allows
+//! them.
+//!
+//! The runtime configuration modelled is our platforms' (`Platform::kata_runtime`):
+//! `shared_fs = none` (host files reach the guest by `CopyFile`), the guest pulls every
+//! image (`experimental_force_guest_pull`), guest seccomp and SELinux disabled.
+//!
+//! References are to kata-containers at commit 7c6ba40c54ea29b459b4997cff948caaba4e658b:
+//! `ka.go` = `src/runtime/virtcontainers/kata_agent.go`, `fs.go` =
+//! `src/runtime/virtcontainers/fs_share_linux.go`, `ctr.go` =
+//! `src/runtime/virtcontainers/container.go`, `oci.go` = `src/runtime/pkg/oci/utils.go`.
+//!
+//! Not covered: emptyDir volumes (the runtime turns them into `ephemeral`, `local` or
+//! hugepage storages; refused with [`SpecError::Unsupported`]); block volumes and the
+//! agent `devices` they need (none is sent).
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+
+use contrast_agent_protocol::proto::agent::{
+    CopyFileRequest, CreateContainerRequest, CreateSandboxRequest, ExecProcessRequest,
+    KernelModule, Storage,
+};
+use contrast_agent_protocol::proto::oci;
+use protobuf::MessageField;
+use serde_json::Value;
+
+/// The CRI annotation that says whether a bundle is the pod's sandbox (pause) container.
+pub const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
+/// The CRI annotation naming a container's image.
+pub const CRI_IMAGE_NAME: &str = "io.kubernetes.cri.image-name";
+/// CRI-O's annotation naming a container's image (the runtime reads it too, ka.go:1949).
+const CRIO_IMAGE_NAME: &str = "io.kubernetes.cri-o.ImageName";
+/// Added by the runtime: the host bundle directory (oci.go:1414-1420).
+pub const BUNDLE_PATH_ANNOTATION: &str = "io.katacontainers.pkg.oci.bundle_path";
+/// Added by the runtime: `pod_sandbox` or `pod_container` (oci.go:1422-1427).
+pub const CONTAINER_TYPE_ANNOTATION: &str = "io.katacontainers.pkg.oci.container_type";
+/// Added by the runtime to the sandbox: its network namespace (katautils/create.go:181).
+pub const NETNS_ANNOTATION: &str = "nerdctl/network-namespace";
+/// Removed by the runtime: they configure the runtime, not the guest
+/// (katautils/create.go:185-190,259-263).
+const REMOVED_ANNOTATIONS: &[&str] = &[
+    "io.katacontainers.config.agent.policy",
+    "io.katacontainers.config.hypervisor.cc_init_data",
+];
+/// Removed by the runtime: CDI device requests (containerd-shim-v2/create.go:500-510).
+const CDI_ANNOTATION_PREFIX: &str = "cdi.k8s.io/";
+
+/// Where the agent puts a container's bundle; a guest-pulled root is `<this>/<cid>/rootfs`
+/// (fs.go:674, ka.go:1682).
+const GUEST_CONTAINER_BASE: &str = "/run/kata-containers";
+/// Where copied host files go (fs.go:336, `defaultKataGuestSharedDir` ka.go:113).
+pub const GUEST_SHARED_DIR: &str = "/run/kata-containers/shared/containers";
+/// The sandbox's shared memory in the guest (ka.go:1167, `kataGuestSandboxDir()/shm`).
+pub const GUEST_SANDBOX_SHM: &str = "/run/kata-containers/sandbox/shm";
+/// What the runtime names as the pause container's image (ka.go:1940-1941): the agent
+/// ignores it and unpacks the guest image's own pause bundle.
+const PAUSE_IMAGE_SOURCE: &str = "pause";
+/// The largest `data` of one CopyFile request (`grpcMaxDataSize`, ka.go:139).
+const COPY_CHUNK: usize = 1024 * 1024;
+/// `uint32(os.FileMode(0750) | os.ModeDir)` (sandbox.go:71): Go's ModeDir is bit 31, so
+/// the agent gets 0x800001e8 and masks it (rpc.rs:2339).
+pub const COPY_DIR_MODE: u32 = 0x8000_01e8;
+/// The hostname the runtime sends is cut to this many bytes (ka.go:142,828-830).
+const MAX_HOSTNAME_LEN: usize = 64;
+/// The guest resolv.conf the sandbox's DNS is read from (ka.go:800-808, `GuestDNSFile`).
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+/// Host paths the runtime never copies (mount.go:33,46-55 `isSystemMount`).
+const SYSTEM_MOUNT_PREFIXES: &[&str] = &["/proc", "/sys"];
+
+/// Whether a bundle is the pod's sandbox (pause) container or one of its containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerKind {
+    /// The pause container; its ID is the sandbox ID.
+    Sandbox,
+    /// An application (or init) container.
+    Container,
+}
+
+impl ContainerKind {
+    /// From the CRI annotation `io.kubernetes.cri.container-type` (`sandbox` or
+    /// `container`) of a bundle's `config.json`.
+    pub fn from_spec(spec: &Value) -> Result<Self, SpecError> {
+        let node = Node::root(spec).get("annotations").get(CRI_CONTAINER_TYPE);
+        match node.string()?.as_str() {
+            "sandbox" => Ok(ContainerKind::Sandbox),
+            "container" => Ok(ContainerKind::Container),
+            other => Err(SpecError::InvalidField {
+                field: node.path,
+                expected: "\"sandbox\" or \"container\" (containerd's CRI sets it on every \
+                           bundle of a pod)",
+                found: other.to_owned(),
+            }),
+        }
+    }
+
+    /// The runtime's container type annotation value (`types.go:14-23`).
+    fn kata_type(self) -> &'static str {
+        match self {
+            ContainerKind::Sandbox => "pod_sandbox",
+            ContainerKind::Container => "pod_container",
+        }
+    }
+}
+
+/// The sandbox's runtime settings that go into `CreateSandboxRequest`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SandboxSettings {
+    /// Bytes of the sandbox's shared memory: the runtime's `getShmSize` (oci.go:1432-1455)
+    /// takes the size of the file system at the pause spec's `/dev/shm` bind source
+    /// (statfs blocks × block size), 64 MiB when that source is `/dev/shm` or not a
+    /// bind, and 0 without a `/dev/shm` mount. 0 means no shm storage.
+    pub shm_size: u64,
+    /// `hypervisor.guest_hook_path` (empty: none; our policies refuse any other).
+    pub guest_hook_path: String,
+    /// `agent.kernel_modules` (empty on our platforms; our policies refuse any other).
+    pub kernel_modules: Vec<KernelModule>,
+}
+
+/// What the runtime sends to create one container: the files it copies in first, then
+/// the CreateContainer request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerRequests {
+    /// CopyFile requests, in the order they must be sent.
+    pub copies: Vec<CopyFileRequest>,
+    /// The CreateContainer request (its mount sources name the copies' paths).
+    pub create: CreateContainerRequest,
+}
+
+/// Why no agent request could be made from what containerd gave.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpecError {
+    /// A field has the wrong JSON type or value.
+    #[error(
+        "{field}: expected {expected}, found {found}: the OCI spec is not one containerd \
+         writes; check the bundle's config.json"
+    )]
+    InvalidField {
+        /// The field's path in the spec, such as `linux.namespaces[2].type`.
+        field: String,
+        /// What the field must be.
+        expected: &'static str,
+        /// What it is.
+        found: String,
+    },
+    /// A field the runtime needs is missing.
+    #[error("{field}: missing; {why}")]
+    MissingField {
+        /// The field's path.
+        field: String,
+        /// Why it is needed and what to do.
+        why: &'static str,
+    },
+    /// Something the Kata runtime would do that this shim does not do yet.
+    #[error("{field}: {reason}")]
+    Unsupported {
+        /// The field's path.
+        field: String,
+        /// What and what to do instead.
+        reason: String,
+    },
+    /// A host file to be copied into the guest could not be read.
+    #[error(
+        "{field}: reading {path} to copy it into the guest (check that it exists and is readable by the shim)"
+    )]
+    HostFile {
+        /// The mount's path in the spec.
+        field: String,
+        /// The host file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file below a copied mount is not a regular file, directory or symlink.
+    #[error(
+        "{field}: {path} is neither a regular file, a directory nor a symlink, and cannot be \
+         copied into the guest; remove it from the volume"
+    )]
+    UncopyableFile {
+        /// The mount's path in the spec.
+        field: String,
+        /// The host file.
+        path: PathBuf,
+    },
+    /// A file below a copied mount has a name the agent protocol (UTF-8 strings) cannot
+    /// carry.
+    #[error(
+        "{field}: {path}: the name is not UTF-8 and cannot be copied into the guest; rename it"
+    )]
+    NotUtf8 {
+        /// The mount's path in the spec.
+        field: String,
+        /// The host file.
+        path: PathBuf,
+    },
+    /// No randomness for the copied files' names.
+    #[error("the system's random number generator failed; the copied files cannot be named")]
+    Random,
+}
+
+/// The CreateSandbox request for a pod, from its pause container's `config.json`
+/// (ka.go:866-874).
+pub fn create_sandbox_request(
+    spec: &Value,
+    sandbox_id: &str,
+    settings: &SandboxSettings,
+) -> Result<CreateSandboxRequest, SpecError> {
+    let root = Node::root(spec);
+    let mut req = CreateSandboxRequest::new();
+    req.hostname = truncate_hostname(root.get("hostname").string()?);
+    req.dns = sandbox_dns(&root)?;
+    if settings.shm_size > 0 {
+        req.storages.push(shm_storage(settings.shm_size));
+    }
+    // `sandbox.sharePidNs` is never set in the Go runtime (sandbox.go:686): containers of
+    // a pod sharing its PID namespace say so in CreateContainer instead.
+    req.sandbox_pidns = false;
+    req.sandbox_id = sandbox_id.to_owned();
+    req.guest_hook_path.clone_from(&settings.guest_hook_path);
+    req.kernel_modules.clone_from(&settings.kernel_modules);
+    Ok(req)
+}
+
+/// The hostname cut to 64 bytes as the runtime does (at a character boundary, which
+/// for a hostname is any byte).
+fn truncate_hostname(mut hostname: String) -> String {
+    if hostname.len() > MAX_HOSTNAME_LEN {
+        let mut end = MAX_HOSTNAME_LEN;
+        while !hostname.is_char_boundary(end) {
+            end -= 1;
+        }
+        hostname.truncate(end);
+    }
+    hostname
+}
+
+/// The lines of the host file bind-mounted at `/etc/resolv.conf`, split on `\n` as
+/// `getDNS` does (ka.go:795-817), so a trailing newline gives a last empty entry; no
+/// such mount, no DNS.
+fn sandbox_dns(root: &Node<'_>) -> Result<Vec<String>, SpecError> {
+    for m in root.get("mounts").array()? {
+        if m.get("destination").string()? != RESOLV_CONF {
+            continue;
+        }
+        let source = m.get("source");
+        let path = PathBuf::from(source.string()?);
+        let text = std::fs::read_to_string(&path).map_err(|e| SpecError::HostFile {
+            field: source.path.clone(),
+            path,
+            source: e,
+        })?;
+        return Ok(text.split('\n').map(str::to_owned).collect());
+    }
+    Ok(Vec::new())
+}
+
+/// The sandbox's shared memory storage (`setupStorages`, ka.go:956-970).
+fn shm_storage(size: u64) -> Storage {
+    let mut s = Storage::new();
+    s.driver = "ephemeral".to_owned();
+    s.source = "shm".to_owned();
+    s.fstype = "tmpfs".to_owned();
+    s.mount_point = GUEST_SANDBOX_SHM.to_owned();
+    s.options = ["noexec", "nosuid", "nodev", "mode=1777"]
+        .iter()
+        .map(|o| (*o).to_owned())
+        .chain(std::iter::once(format!("size={size}")))
+        .collect();
+    s
+}
+
+/// The requests that create a container from containerd's `config.json` of its bundle
+/// (`createContainer`, ka.go:1560-1720): the CopyFile requests for its bind mounts
+/// (read from the host now) and the CreateContainer request.
+///
+/// The sandbox's shared memory is assumed to exist (`shm_size > 0`), as it does whenever
+/// the pause spec has a `/dev/shm` mount, which containerd always gives it.
+pub fn container_requests(
+    spec: &Value,
+    container_id: &str,
+    bundle: &Path,
+    kind: ContainerKind,
+) -> Result<ContainerRequests, SpecError> {
+    let root = Node::root(spec);
+    let annotations = annotations(&root, bundle, kind)?;
+    let image = image_source(&annotations, kind)?;
+    let root_path = format!("{GUEST_CONTAINER_BASE}/{container_id}/rootfs");
+
+    let mut oci_spec = convert_spec(&root)?;
+    let mut copies = Vec::new();
+    oci_spec.Mounts = guest_mounts(&root, container_id, &mut copies)?;
+    oci_spec.Annotations = annotations.clone().into_iter().collect();
+    let oci_root = oci_spec.Root.mut_or_insert_default();
+    oci_root.Path.clone_from(&root_path);
+    let sandbox_pidns = remove_pid_namespace(&mut oci_spec);
+    constrain(&mut oci_spec, &root)?;
+
+    let mut create = CreateContainerRequest::new();
+    create.container_id = container_id.to_owned();
+    create.exec_id = container_id.to_owned();
+    create.storages = vec![guest_pull_storage(&annotations, image, &root_path)];
+    create.OCI = MessageField::some(oci_spec);
+    create.sandbox_pidns = sandbox_pidns;
+    Ok(ContainerRequests { copies, create })
+}
+
+/// The spec's annotations as the runtime passes them on (§7 of the facts): the two it
+/// adds, the sandbox's network namespace, and without the runtime's own settings and CDI
+/// requests. A `BTreeMap`, so the guest-pull metadata is in Go's key order.
+fn annotations(
+    root: &Node<'_>,
+    bundle: &Path,
+    kind: ContainerKind,
+) -> Result<BTreeMap<String, String>, SpecError> {
+    let mut out: BTreeMap<String, String> = root.get("annotations").string_map()?;
+    out.retain(|k, _| !REMOVED_ANNOTATIONS.contains(&k.as_str()));
+    out.retain(|k, _| !k.starts_with(CDI_ANNOTATION_PREFIX));
+    let bundle = bundle.to_str().ok_or_else(|| SpecError::InvalidField {
+        field: "bundle".to_owned(),
+        expected: "a UTF-8 path",
+        found: bundle.display().to_string(),
+    })?;
+    out.insert(BUNDLE_PATH_ANNOTATION.to_owned(), bundle.to_owned());
+    out.insert(
+        CONTAINER_TYPE_ANNOTATION.to_owned(),
+        kind.kata_type().to_owned(),
+    );
+    if kind == ContainerKind::Sandbox
+        && let Some(netns) = network_namespace_path(root)?
+    {
+        out.insert(NETNS_ANNOTATION.to_owned(), netns);
+    }
+    Ok(out)
+}
+
+/// The path of the spec's network namespace, if it names one (oci.go:450-466).
+fn network_namespace_path(root: &Node<'_>) -> Result<Option<String>, SpecError> {
+    for ns in root.get("linux").get("namespaces").array()? {
+        if ns.get("type").string()? == "network" {
+            let path = ns.get("path").string()?;
+            return Ok((!path.is_empty()).then_some(path));
+        }
+    }
+    Ok(None)
+}
+
+/// The image the guest pulls (ka.go:1935-1966): `pause` for the sandbox (the agent uses
+/// its own pause bundle), else the CRI's image name.
+fn image_source(
+    annotations: &BTreeMap<String, String>,
+    kind: ContainerKind,
+) -> Result<String, SpecError> {
+    if kind == ContainerKind::Sandbox {
+        return Ok(PAUSE_IMAGE_SOURCE.to_owned());
+    }
+    [CRI_IMAGE_NAME, CRIO_IMAGE_NAME]
+        .iter()
+        .filter_map(|k| annotations.get(*k))
+        .find(|v| !v.is_empty())
+        .cloned()
+        .ok_or_else(|| SpecError::MissingField {
+            field: format!("annotations.{CRI_IMAGE_NAME}"),
+            why: "the guest pulls the container's image by this name, and containerd's CRI \
+                  always sets it",
+        })
+}
+
+/// The `image_guest_pull` storage of the container's root (ka.go:1968-1999): the
+/// annotations as metadata, in `encoding/json`'s form.
+fn guest_pull_storage(
+    annotations: &BTreeMap<String, String>,
+    image: String,
+    root_path: &str,
+) -> Storage {
+    let mut s = Storage::new();
+    s.driver = "image_guest_pull".to_owned();
+    s.driver_options = vec![format!(
+        "image_guest_pull={}",
+        go_metadata_json(annotations)
+    )];
+    s.source = image;
+    s.fstype = "overlay".to_owned();
+    s.mount_point = root_path.to_owned();
+    s
+}
+
+/// `json.Marshal(ImagePullVolume{Metadata: m})`: `{"metadata":{…}}` with keys sorted and
+/// Go's HTML-safe escaping (types/virtual_volume.go:49-52).
+fn go_metadata_json(metadata: &BTreeMap<String, String>) -> String {
+    let mut out = String::from("{\"metadata\":{");
+    for (i, (k, v)) in metadata.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        contrast_go_json::write_go_string(&mut out, k);
+        out.push(':');
+        contrast_go_json::write_go_string(&mut out, v);
+    }
+    out.push_str("}}");
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Mounts (ctr.go:446-558, ka.go:1600-1638).
+
+/// What becomes of one OCI mount in the guest.
+enum MountFate {
+    /// Sent as it is.
+    Keep,
+    /// Copied in; the source becomes the guest path.
+    Copied(String),
+    /// The sandbox's shared memory (ka.go:1150-1170).
+    Shm,
+    /// Left out of the spec: its source cannot be copied (fs.go:363-371, ka.go:1007-1024).
+    Dropped,
+}
+
+/// The mounts of the guest spec, with the CopyFile requests for the copied ones appended
+/// to `copies` in the runtime's order.
+fn guest_mounts(
+    root: &Node<'_>,
+    container_id: &str,
+    copies: &mut Vec<CopyFileRequest>,
+) -> Result<Vec<oci::Mount>, SpecError> {
+    let mut out = Vec::new();
+    for m in root.get("mounts").array()? {
+        let mut mount = convert_mount(&m)?;
+        match mount_fate(&m, &mount, container_id, copies)? {
+            MountFate::Keep => {}
+            MountFate::Copied(guest_path) => mount.source = guest_path,
+            MountFate::Shm => {
+                mount.type_ = "bind".to_owned();
+                mount.source = GUEST_SANDBOX_SHM.to_owned();
+                mount.options = vec!["rbind".to_owned()];
+            }
+            MountFate::Dropped => continue,
+        }
+        out.push(mount);
+    }
+    Ok(out)
+}
+
+/// The runtime's decision for one mount (`mountSharedDirMounts`, ctr.go:456-520, then
+/// `handleShm`).
+fn mount_fate(
+    node: &Node<'_>,
+    mount: &oci::Mount,
+    container_id: &str,
+    copies: &mut Vec<CopyFileRequest>,
+) -> Result<MountFate, SpecError> {
+    if mount.type_ == "bind" && mount.source.contains("/kubernetes.io~empty-dir/") {
+        // The runtime retypes these to ephemeral/local storages before anything else
+        // (katautils/create.go:98-117), a memory-backed one at /dev/shm too.
+        return Err(SpecError::Unsupported {
+            field: node.get("source").path,
+            reason: "an emptyDir volume: the shim does not yet give the guest emptyDir \
+                     storage; remove the volume from the pod"
+                .to_owned(),
+        });
+    }
+    if mount.destination == "/dev/shm" {
+        // Skipped by the copy loop (ctr.go:483) and pointed at the sandbox's shm by
+        // handleShm whatever its type, unless it is an ephemeral volume (ka.go:1150-1170).
+        return Ok(MountFate::Shm);
+    }
+    if is_system_mount(&mount.source) || mount.type_ != "bind" {
+        // ctr.go:460 (/proc, /sys sources) and ctr.go:476 (only bind mounts are shared).
+        return Ok(MountFate::Keep);
+    }
+    if is_host_device(&mount.source) {
+        // ctr.go:497: host device nodes (and /dev directories) are not passed in; the
+        // mount stays as containerd wrote it.
+        return Ok(MountFate::Keep);
+    }
+    let guest_path = format!(
+        "{GUEST_SHARED_DIR}/{}",
+        share_file_name(container_id, &mount.destination)?
+    );
+    let field = node.get("source").path;
+    match copy_tree(Path::new(&mount.source), &guest_path, &field)? {
+        Some(mut requests) => {
+            copies.append(&mut requests);
+            Ok(MountFate::Copied(guest_path))
+        }
+        None => Ok(MountFate::Dropped),
+    }
+}
+
+/// `isSystemMount` (mount.go:46-55): the cleaned source is `/proc` or `/sys` or below.
+fn is_system_mount(source: &str) -> bool {
+    let clean = clean_path(source);
+    SYSTEM_MOUNT_PREFIXES.iter().any(|p| {
+        clean == *p
+            || clean
+                .strip_prefix(p)
+                .is_some_and(|rest| rest.starts_with('/'))
+    })
+}
+
+/// `isHostDevice` (mount.go:60-83): `/dev` itself, or anything below it that is not a
+/// regular file, or that cannot be stat'ed (the runtime then skips the mount too).
+fn is_host_device(source: &str) -> bool {
+    let clean = clean_path(source);
+    if clean == "/dev" {
+        return true;
+    }
+    if !clean.starts_with("/dev/") {
+        return false;
+    }
+    // os.Stat follows symlinks.
+    std::fs::metadata(&clean).map_or(true, |m| !m.file_type().is_file())
+}
+
+/// Go's `filepath.Clean` for the absolute paths of mount sources: no `.` or empty
+/// components, `..` resolved lexically.
+fn clean_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    let joined = parts.join("/");
+    if path.starts_with('/') {
+        format!("/{joined}")
+    } else if joined.is_empty() {
+        ".".to_owned()
+    } else {
+        joined
+    }
+}
+
+/// `<container id>-<16 random hex digits>-<basename of the destination>`
+/// (`shareFileName`, fs.go:310-323).
+fn share_file_name(container_id: &str, destination: &str) -> Result<String, SpecError> {
+    let mut random = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut random).map_err(|_| SpecError::Random)?;
+    let clean = clean_path(destination);
+    let base = clean
+        .rsplit('/')
+        .next()
+        .filter(|b| !b.is_empty())
+        .unwrap_or("/");
+    Ok(format!("{container_id}-{}-{base}", hex::encode(random)))
+}
+
+/// The CopyFile requests for the host file or tree at `source` copied to `guest_path`
+/// (`ShareFile`'s copy branch, fs.go:346-422): `None` when the source itself is neither a
+/// regular file, a directory nor a symlink (the runtime then drops the mount); other such
+/// files below it are skipped.
+fn copy_tree(
+    source: &Path,
+    guest_path: &str,
+    field: &str,
+) -> Result<Option<Vec<CopyFileRequest>>, SpecError> {
+    let host_error = |path: &Path, e: std::io::Error| SpecError::HostFile {
+        field: field.to_owned(),
+        path: path.to_owned(),
+        source: e,
+    };
+    let clean = PathBuf::from(clean_path(&source.to_string_lossy()));
+    let meta = std::fs::symlink_metadata(&clean).map_err(|e| host_error(&clean, e))?;
+    if !copyable(&meta.file_type()) {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    // filepath.WalkDir: the root, then each directory's entries in lexical order, depth
+    // first, without following symlinks.
+    let mut stack: Vec<(PathBuf, String)> = vec![(clean, guest_path.to_owned())];
+    while let Some((host, guest)) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&host).map_err(|e| host_error(&host, e))?;
+        out.extend(copy_file_requests(&host, &meta, &guest, field)?);
+        if !meta.file_type().is_dir() {
+            continue;
+        }
+        let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(&host)
+            .map_err(|e| host_error(&host, e))?
+            .map(|entry| entry.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| host_error(&host, e))?;
+        names.sort();
+        for name in names.into_iter().rev() {
+            let child = host.join(&name);
+            let child_meta =
+                std::fs::symlink_metadata(&child).map_err(|e| host_error(&child, e))?;
+            // fs.go:363-373: a socket, device or FIFO below the root is skipped.
+            if !copyable(&child_meta.file_type()) {
+                continue;
+            }
+            let name = name.to_str().ok_or_else(|| SpecError::NotUtf8 {
+                field: field.to_owned(),
+                path: child.clone(),
+            })?;
+            stack.push((child.clone(), format!("{guest}/{name}")));
+        }
+    }
+    Ok(Some(out))
+}
+
+fn copyable(file_type: &std::fs::FileType) -> bool {
+    file_type.is_file() || file_type.is_dir() || file_type.is_symlink()
+}
+
+/// The requests for one file (`kataAgent.copyFile`, ka.go:2753-2833): the raw `st_mode`,
+/// the host owner; a regular file's bytes in 1 MiB chunks (one request without data
+/// when empty), a symlink's target as data, a directory without data.
+fn copy_file_requests(
+    host: &Path,
+    meta: &std::fs::Metadata,
+    guest: &str,
+    field: &str,
+) -> Result<Vec<CopyFileRequest>, SpecError> {
+    let host_error = |e: std::io::Error| SpecError::HostFile {
+        field: field.to_owned(),
+        path: host.to_owned(),
+        source: e,
+    };
+    let mut base = CopyFileRequest::new();
+    base.path = guest.to_owned();
+    base.dir_mode = COPY_DIR_MODE;
+    base.file_mode = meta.mode();
+    // Go's int32() of the uint32 owner: the same bits.
+    base.uid = i32::from_ne_bytes(meta.uid().to_ne_bytes());
+    base.gid = i32::from_ne_bytes(meta.gid().to_ne_bytes());
+    let file_type = meta.file_type();
+    if file_type.is_symlink() {
+        let target = std::fs::read_link(host).map_err(host_error)?;
+        base.data = std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str()).to_vec();
+        return Ok(vec![base]);
+    }
+    if file_type.is_dir() {
+        return Ok(vec![base]);
+    }
+    if !file_type.is_file() {
+        return Err(SpecError::UncopyableFile {
+            field: field.to_owned(),
+            path: host.to_owned(),
+        });
+    }
+    let bytes = std::fs::read(host).map_err(host_error)?;
+    base.file_size = i64::try_from(bytes.len()).map_err(|_| SpecError::UncopyableFile {
+        field: field.to_owned(),
+        path: host.to_owned(),
+    })?;
+    if bytes.is_empty() {
+        return Ok(vec![base]);
+    }
+    let mut out = Vec::new();
+    for (i, chunk) in bytes.chunks(COPY_CHUNK).enumerate() {
+        let mut req = base.clone();
+        req.data = chunk.to_vec();
+        // offset += grpcMaxDataSize (ka.go:2828).
+        req.offset = i64::try_from(i * COPY_CHUNK).unwrap_or(i64::MAX);
+        out.push(req);
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// The runtime's changes to the converted spec.
+
+/// Removes the `pid` namespace and says whether it named a path, i.e. the container
+/// joins the sandbox's (`handlePidNamespace`, ka.go:2168-2192).
+fn remove_pid_namespace(spec: &mut oci::Spec) -> bool {
+    let Some(linux) = spec.Linux.as_mut() else {
+        return false;
+    };
+    match linux.Namespaces.iter().position(|ns| ns.Type == "pid") {
+        Some(i) => !linux.Namespaces.remove(i).Path.is_empty(),
+        None => false,
+    }
+}
+
+/// `constrainGRPCSpec` (ka.go:1054-1146) with our platforms' settings: no hooks, no
+/// seccomp (`disable_guest_seccomp`), no SELinux labels (`disable_guest_selinux`), the
+/// resource controls the VM replaces cleared, and only namespaces the guest creates.
+fn constrain(spec: &mut oci::Spec, root: &Node<'_>) -> Result<(), SpecError> {
+    spec.Hooks = MessageField::none();
+    let process = spec.Process.mut_or_insert_default();
+    let clear_mount_label = !process.SelinuxLabel.is_empty();
+    process.SelinuxLabel.clear();
+    // The runtime dereferences linux and linux.resources (ka.go:1063,1099): containerd
+    // always writes both.
+    let linux = spec.Linux.as_mut().ok_or_else(|| SpecError::MissingField {
+        field: root.get("linux").path,
+        why: "the Kata runtime requires it, and containerd always writes it",
+    })?;
+    linux.Seccomp = MessageField::none();
+    if clear_mount_label {
+        // Only together with a process label (ka.go:1067-1096).
+        linux.MountLabel.clear();
+    }
+    let resources = linux
+        .Resources
+        .as_mut()
+        .ok_or_else(|| SpecError::MissingField {
+            field: root.get("linux").get("resources").path,
+            why: "the Kata runtime requires it, and containerd always writes it",
+        })?;
+    resources.Devices.clear();
+    resources.Pids = MessageField::none();
+    resources.BlockIO = MessageField::none();
+    resources.Network = MessageField::none();
+    if let Some(cpu) = resources.CPU.as_mut() {
+        // Host CPU and NUMA node numbers mean nothing in a guest with one node.
+        cpu.Cpus.clear();
+        cpu.Mems.clear();
+    }
+    // The guest shares the VM's network and cgroup namespaces and has no time namespace;
+    // no host namespace path means anything in the guest (ka.go:1113-1129).
+    linux
+        .Namespaces
+        .retain(|ns| !matches!(ns.Type.as_str(), "cgroup" | "network" | "time"));
+    for ns in &mut linux.Namespaces {
+        ns.Path.clear();
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// ExecProcess (containerd-shim-v2/exec.go:72-119, ka.go:510-601).
+
+/// The ExecProcess request for containerd's exec process: only terminal, user, args,
+/// environment and working directory are sent (`cmdToKataProcess`, ka.go:561-571); no
+/// capabilities (the agent then gives the exec the container's), no NoNewPrivileges, no
+/// labels or limits.
+///
+/// `exec_id`: the Kata runtime sends a fresh random UUID (ka.go:600) and keeps its own
+/// map from containerd's exec ID. The policy does not look at `exec_id`, so either passes
+/// it; a fresh random ID is the safer choice for the agent, where exec IDs share one
+/// namespace with the container's own process (its exec ID is the container ID), which a
+/// client-chosen exec ID could collide with.
+pub fn exec_request(
+    process: &Value,
+    container_id: &str,
+    exec_id: &str,
+) -> Result<ExecProcessRequest, SpecError> {
+    let node = Node::root(process);
+    let user = node.get("user");
+    let mut p = oci::Process::new();
+    p.Terminal = node.get("terminal").bool()?;
+    let u = p.User.mut_or_insert_default();
+    u.UID = user.get("uid").u32()?;
+    u.GID = user.get("gid").u32()?;
+    u.AdditionalGids = user.get("additionalGids").u32s()?;
+    p.Args = node.get("args").strings()?;
+    // Split on the first '=' and joined again (exec.go:53-69, ka.go:576-585): an entry
+    // without '=' gets one.
+    p.Env = node
+        .get("env")
+        .strings()?
+        .into_iter()
+        .map(|e| if e.contains('=') { e } else { format!("{e}=") })
+        .collect();
+    p.Cwd = node.get("cwd").string()?;
+    let mut req = ExecProcessRequest::new();
+    req.container_id = container_id.to_owned();
+    req.exec_id = exec_id.to_owned();
+    req.process = MessageField::some(p);
+    Ok(req)
+}
+
+// ---------------------------------------------------------------------------------------
+// The runtime-spec JSON (containerd's names) to the agent's oci.proto (Go's field names),
+// field by field as `OCItoGRPC` matches them by Go name (pkg/agent/protocols/grpc/
+// utils.go:172-249). Fields the proto lacks are dropped; an absent pointer stays unset.
+
+fn convert_spec(root: &Node<'_>) -> Result<oci::Spec, SpecError> {
+    let mut s = oci::Spec::new();
+    s.Version = root.get("ociVersion").string()?;
+    let process = root.get("process");
+    if process.is_absent() {
+        // ParseConfigJSON fails without a process (compatoci/utils.go:113-115).
+        return Err(SpecError::MissingField {
+            field: process.path,
+            why: "the Kata runtime requires it, and containerd always writes it",
+        });
+    }
+    s.Process = MessageField::some(convert_process(&process)?);
+    s.Root = root.get("root").object(convert_root)?;
+    s.Hostname = root.get("hostname").string()?;
+    // Mounts, annotations and hooks are set by the caller.
+    s.Linux = root.get("linux").object(convert_linux)?;
+    Ok(s)
+}
+
+fn convert_process(p: &Node<'_>) -> Result<oci::Process, SpecError> {
+    let mut out = oci::Process::new();
+    out.Terminal = p.get("terminal").bool()?;
+    out.ConsoleSize = p.get("consoleSize").object(|b| {
+        let mut out = oci::Box::new();
+        out.Height = b.get("height").u32()?;
+        out.Width = b.get("width").u32()?;
+        Ok(out)
+    })?;
+    out.User = p.get("user").object(|u| {
+        let mut out = oci::User::new();
+        out.UID = u.get("uid").u32()?;
+        out.GID = u.get("gid").u32()?;
+        out.AdditionalGids = u.get("additionalGids").u32s()?;
+        out.Username = u.get("username").string()?;
+        Ok(out)
+    })?;
+    out.Args = p.get("args").strings()?;
+    out.Env = p.get("env").strings()?;
+    out.Cwd = p.get("cwd").string()?;
+    out.Capabilities = MessageField::some(convert_capabilities(&p.get("capabilities"))?);
+    out.Rlimits = p
+        .get("rlimits")
+        .array()?
+        .iter()
+        .map(|r| {
+            let mut out = oci::POSIXRlimit::new();
+            out.Type = r.get("type").string()?;
+            out.Hard = r.get("hard").u64()?;
+            out.Soft = r.get("soft").u64()?;
+            Ok(out)
+        })
+        .collect::<Result<_, SpecError>>()?;
+    out.NoNewPrivileges = p.get("noNewPrivileges").bool()?;
+    out.ApparmorProfile = p.get("apparmorProfile").string()?;
+    out.OOMScoreAdj = p.get("oomScoreAdj").i64()?;
+    out.SelinuxLabel = p.get("selinuxLabel").string()?;
+    Ok(out)
+}
+
+/// Always an object (compatoci/utils.go:45-100): the sets of an object, or one old-style
+/// list for every set, or none.
+fn convert_capabilities(c: &Node<'_>) -> Result<oci::LinuxCapabilities, SpecError> {
+    let mut out = oci::LinuxCapabilities::new();
+    if let Some(Value::Array(_)) = c.value {
+        let list = c.strings()?;
+        out.Bounding.clone_from(&list);
+        out.Effective.clone_from(&list);
+        out.Inheritable.clone_from(&list);
+        out.Permitted.clone_from(&list);
+        out.Ambient = list;
+        return Ok(out);
+    }
+    if c.is_absent() {
+        return Ok(out);
+    }
+    c.expect_object()?;
+    out.Bounding = c.get("bounding").strings()?;
+    out.Effective = c.get("effective").strings()?;
+    out.Inheritable = c.get("inheritable").strings()?;
+    out.Permitted = c.get("permitted").strings()?;
+    out.Ambient = c.get("ambient").strings()?;
+    Ok(out)
+}
+
+fn convert_root(r: &Node<'_>) -> Result<oci::Root, SpecError> {
+    let mut out = oci::Root::new();
+    out.Path = r.get("path").string()?;
+    out.Readonly = r.get("readonly").bool()?;
+    Ok(out)
+}
+
+fn convert_mount(m: &Node<'_>) -> Result<oci::Mount, SpecError> {
+    let mut out = oci::Mount::new();
+    out.destination = m.get("destination").string()?;
+    out.source = m.get("source").string()?;
+    out.type_ = m.get("type").string()?;
+    out.options = m.get("options").strings()?;
+    Ok(out)
+}
+
+fn convert_linux(l: &Node<'_>) -> Result<oci::Linux, SpecError> {
+    let mut out = oci::Linux::new();
+    out.UIDMappings = convert_id_mappings(&l.get("uidMappings"))?;
+    out.GIDMappings = convert_id_mappings(&l.get("gidMappings"))?;
+    out.Sysctl = l.get("sysctl").string_map()?.into_iter().collect();
+    out.Resources = l.get("resources").object(convert_resources)?;
+    out.CgroupsPath = l.get("cgroupsPath").string()?;
+    out.Namespaces = l
+        .get("namespaces")
+        .array()?
+        .iter()
+        .map(|ns| {
+            let mut out = oci::LinuxNamespace::new();
+            out.Type = ns.get("type").string()?;
+            out.Path = ns.get("path").string()?;
+            Ok(out)
+        })
+        .collect::<Result<_, SpecError>>()?;
+    out.Devices = l
+        .get("devices")
+        .array()?
+        .iter()
+        .map(convert_device)
+        .collect::<Result<_, _>>()?;
+    // Seccomp is never sent (disable_guest_seccomp); see `constrain`.
+    out.RootfsPropagation = l.get("rootfsPropagation").string()?;
+    out.MaskedPaths = l.get("maskedPaths").strings()?;
+    out.ReadonlyPaths = l.get("readonlyPaths").strings()?;
+    out.MountLabel = l.get("mountLabel").string()?;
+    out.IntelRdt = l.get("intelRdt").object(|r| {
+        let mut out = oci::LinuxIntelRdt::new();
+        out.L3CacheSchema = r.get("l3CacheSchema").string()?;
+        Ok(out)
+    })?;
+    Ok(out)
+}
+
+fn convert_id_mappings(list: &Node<'_>) -> Result<Vec<oci::LinuxIDMapping>, SpecError> {
+    list.array()?
+        .iter()
+        .map(|m| {
+            let mut out = oci::LinuxIDMapping::new();
+            out.HostID = m.get("hostID").u32()?;
+            out.ContainerID = m.get("containerID").u32()?;
+            out.Size = m.get("size").u32()?;
+            Ok(out)
+        })
+        .collect()
+}
+
+fn convert_device(d: &Node<'_>) -> Result<oci::LinuxDevice, SpecError> {
+    let mut out = oci::LinuxDevice::new();
+    out.Path = d.get("path").string()?;
+    out.Type = d.get("type").string()?;
+    out.Major = d.get("major").i64()?;
+    out.Minor = d.get("minor").i64()?;
+    out.FileMode = d.get("fileMode").u32()?;
+    out.UID = d.get("uid").u32()?;
+    out.GID = d.get("gid").u32()?;
+    Ok(out)
+}
+
+/// Only what `constrain` keeps is converted: memory, CPU and hugepage limits (devices,
+/// pids, block I/O and network are cleared there). Hugepage limits pass through: kubelet
+/// sends one for every page size of the node, 0 unless requested; only hugepage
+/// *volumes* (emptyDir, refused) get the runtime's hugepage storage (ka.go:1620-1625).
+fn convert_resources(r: &Node<'_>) -> Result<oci::LinuxResources, SpecError> {
+    let mut out = oci::LinuxResources::new();
+    out.Memory = r.get("memory").object(|m| {
+        let mut out = oci::LinuxMemory::new();
+        out.Limit = m.get("limit").i64()?;
+        out.Reservation = m.get("reservation").i64()?;
+        out.Swap = m.get("swap").i64()?;
+        out.Kernel = m.get("kernel").i64()?;
+        out.KernelTCP = m.get("kernelTCP").i64()?;
+        out.Swappiness = m.get("swappiness").u64()?;
+        out.DisableOOMKiller = m.get("disableOOMKiller").bool()?;
+        Ok(out)
+    })?;
+    out.CPU = r.get("cpu").object(|c| {
+        let mut out = oci::LinuxCPU::new();
+        out.Shares = c.get("shares").u64()?;
+        out.Quota = c.get("quota").i64()?;
+        out.Period = c.get("period").u64()?;
+        out.RealtimeRuntime = c.get("realtimeRuntime").i64()?;
+        out.RealtimePeriod = c.get("realtimePeriod").u64()?;
+        out.Cpus = c.get("cpus").string()?;
+        out.Mems = c.get("mems").string()?;
+        Ok(out)
+    })?;
+    out.HugepageLimits = r
+        .get("hugepageLimits")
+        .array()?
+        .iter()
+        .map(|h| {
+            let mut out = oci::LinuxHugepageLimit::new();
+            out.Pagesize = h.get("pageSize").string()?;
+            out.Limit = h.get("limit").u64()?;
+            Ok(out)
+        })
+        .collect::<Result<_, SpecError>>()?;
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading JSON with the field's path for errors.
+
+/// A value in the spec (or its absence) and its path, such as `linux.namespaces[1].type`.
+struct Node<'a> {
+    value: Option<&'a Value>,
+    path: String,
+}
+
+impl<'a> Node<'a> {
+    fn root(value: &'a Value) -> Self {
+        Node {
+            value: Some(value),
+            path: String::new(),
+        }
+    }
+
+    /// A member; absent when this is not an object or lacks it.
+    fn get(&self, key: &str) -> Node<'a> {
+        let path = if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        };
+        Node {
+            value: self.value.and_then(|v| v.get(key)),
+            path,
+        }
+    }
+
+    /// Absent or JSON null: Go leaves the field at its zero value.
+    fn is_absent(&self) -> bool {
+        matches!(self.value, None | Some(Value::Null))
+    }
+
+    fn invalid(&self, expected: &'static str) -> SpecError {
+        SpecError::InvalidField {
+            field: self.path.clone(),
+            expected,
+            found: self
+                .value
+                .map_or_else(|| "nothing".to_owned(), Value::to_string),
+        }
+    }
+
+    fn expect_object(&self) -> Result<(), SpecError> {
+        match self.value {
+            Some(Value::Object(_)) => Ok(()),
+            _ => Err(self.invalid("an object")),
+        }
+    }
+
+    fn string(&self) -> Result<String, SpecError> {
+        match self.value {
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(self.invalid("a string")),
+        }
+    }
+
+    fn bool(&self) -> Result<bool, SpecError> {
+        match self.value {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(self.invalid("true or false")),
+        }
+    }
+
+    fn u64(&self) -> Result<u64, SpecError> {
+        match self.value {
+            None | Some(Value::Null) => Ok(0),
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| self.invalid("an unsigned integer")),
+        }
+    }
+
+    fn u32(&self) -> Result<u32, SpecError> {
+        u32::try_from(self.u64()?).map_err(|_| self.invalid("an unsigned 32-bit integer"))
+    }
+
+    fn i64(&self) -> Result<i64, SpecError> {
+        match self.value {
+            None | Some(Value::Null) => Ok(0),
+            Some(v) => v.as_i64().ok_or_else(|| self.invalid("a 64-bit integer")),
+        }
+    }
+
+    fn array(&self) -> Result<Vec<Node<'a>>, SpecError> {
+        match self.value {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => Ok(items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| Node {
+                    value: Some(v),
+                    path: format!("{}[{i}]", self.path),
+                })
+                .collect()),
+            Some(_) => Err(self.invalid("an array")),
+        }
+    }
+
+    fn strings(&self) -> Result<Vec<String>, SpecError> {
+        self.array()?.iter().map(Node::string).collect()
+    }
+
+    fn u32s(&self) -> Result<Vec<u32>, SpecError> {
+        self.array()?.iter().map(Node::u32).collect()
+    }
+
+    fn string_map(&self) -> Result<BTreeMap<String, String>, SpecError> {
+        match self.value {
+            None | Some(Value::Null) => Ok(BTreeMap::new()),
+            Some(Value::Object(map)) => map
+                .iter()
+                .map(|(k, _)| Ok((k.clone(), self.get(k).string()?)))
+                .collect(),
+            Some(_) => Err(self.invalid("an object of strings")),
+        }
+    }
+
+    /// A message field: unset when absent or null (a nil pointer in Go), else converted.
+    fn object<T>(
+        &self,
+        convert: impl FnOnce(&Node<'a>) -> Result<T, SpecError>,
+    ) -> Result<MessageField<T>, SpecError> {
+        if self.is_absent() {
+            return Ok(MessageField::none());
+        }
+        self.expect_object()?;
+        convert(self).map(MessageField::some)
+    }
+}

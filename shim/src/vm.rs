@@ -1,0 +1,473 @@
+//! One pod VM: QEMU with the measured image, the initdata disk, the launch field that binds
+//! the initdata (HOST_DATA on SEV-SNP, MRCONFIGID on TDX) and a vsock to the agent.
+//!
+//! The command line is a pure function of the configuration ([`qemu_args`]) so it can be
+//! checked for every platform without a TEE; [`Vm::launch`] runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use contrast_initdata::disk::{SNP_HOST_DATA_LEN, TDX_MR_CONFIG_ID_LEN};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::process::{Child, Command};
+
+use crate::config::{RuntimeConfig, Tee};
+
+/// The agent's vsock port (the Kata agent's).
+pub const AGENT_PORT: u32 = 1024;
+
+/// The MAC of the pod VM's first NIC (QEMU's default for the first one).
+pub const GUEST_MAC: &str = "52:54:00:12:34:56";
+
+/// Why a pod VM could not be started or reached.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// A file of the VM could not be written.
+    #[error("writing {path}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A program could not be started.
+    #[error("starting {program} (is it installed where the Kata configuration says?)")]
+    Spawn {
+        /// The program.
+        program: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The vsock back end did not come up.
+    #[error("the vsock back end {program} did not listen on {socket}: {reason}")]
+    VsockBackend {
+        /// The back end.
+        program: PathBuf,
+        /// Its socket.
+        socket: PathBuf,
+        /// What happened.
+        reason: String,
+    },
+    /// QEMU ended before the agent answered.
+    #[error("QEMU exited with {status} before the agent answered; its output:\n{console}")]
+    Exited {
+        /// QEMU's exit status.
+        status: String,
+        /// The end of its console log.
+        console: String,
+    },
+    /// The agent did not answer in time.
+    #[error(
+        "the agent did not answer on vsock port {AGENT_PORT} within {seconds} s (agent.kata.dial_timeout); the VM's console ends with:\n{console}"
+    )]
+    DialTimeout {
+        /// The timeout.
+        seconds: u64,
+        /// The end of the console log.
+        console: String,
+    },
+}
+
+/// The files of one VM in its directory.
+#[derive(Debug, Clone)]
+pub struct VmFiles {
+    /// The initdata block device image.
+    pub initdata: PathBuf,
+    /// The console log (QEMU's serial output).
+    pub console: PathBuf,
+    /// The user-space vsock back end's Unix socket (simulated platforms).
+    pub vsock_uds: PathBuf,
+    /// The vhost-user socket between QEMU and the back end (simulated platforms).
+    pub vhost_socket: PathBuf,
+    /// QEMU's pid, for the shim's `delete` action after a crash.
+    pub pid_file: PathBuf,
+}
+
+impl VmFiles {
+    /// The files under `dir`.
+    pub fn in_dir(dir: &Path) -> Self {
+        VmFiles {
+            initdata: dir.join("initdata.img"),
+            console: dir.join("console.log"),
+            vsock_uds: dir.join("vm.vsock"),
+            vhost_socket: dir.join("vhost-vsock.sock"),
+            pid_file: dir.join("qemu.pid"),
+        }
+    }
+}
+
+/// The launch field's length for the configuration's TEE.
+pub fn launch_field_len(tee: &Tee) -> usize {
+    match tee {
+        Tee::Tdx => TDX_MR_CONFIG_ID_LEN,
+        Tee::Snp { .. } | Tee::Simulated(_) => SNP_HOST_DATA_LEN,
+    }
+}
+
+/// The vsock context ID of a sandbox's VM on a real platform: derived from the sandbox
+/// ID, in the range guests may use (3 and up, below the reserved top).
+pub fn guest_cid(sandbox_id: &str) -> u32 {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, sandbox_id.as_bytes());
+    let mut first = [0u8; 4];
+    first.copy_from_slice(&digest.as_ref()[..4]);
+    3 + u32::from_le_bytes(first) % (u32::MAX - 16)
+}
+
+/// QEMU's arguments for a pod VM of `sandbox_id` whose launch field (HOST_DATA or
+/// MRCONFIGID) is `launch_field`.
+pub fn qemu_args(
+    config: &RuntimeConfig,
+    files: &VmFiles,
+    sandbox_id: &str,
+    launch_field: &[u8],
+) -> Vec<String> {
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let memory = config.memory_mib;
+    let mut args: Vec<String> = vec![
+        "-name".into(),
+        format!("sandbox-{sandbox_id}"),
+        "-nodefaults".into(),
+        "-no-user-config".into(),
+        "-display".into(),
+        "none".into(),
+        "-no-reboot".into(),
+        "-serial".into(),
+        "stdio".into(),
+        "-m".into(),
+        format!("{memory}M"),
+        "-smp".into(),
+        config.vcpus.to_string(),
+    ];
+    let simulated = matches!(config.tee, Tee::Simulated(_));
+    let cpu_model = if simulated { "max" } else { "host" };
+    args.push("-cpu".into());
+    args.push(match &config.cpu_features {
+        Some(features) if !features.is_empty() => format!("{cpu_model},{features}"),
+        _ => cpu_model.to_owned(),
+    });
+    // The guest memory is a memfd: shared on the simulated platforms, where the vsock
+    // back end maps it (vhost-user), private elsewhere.
+    let share = if simulated { ",share=on" } else { "" };
+    args.push("-object".into());
+    args.push(format!(
+        "memory-backend-memfd,id=mem0,size={memory}M{share}"
+    ));
+    let mut machine = config
+        .machine_type
+        .clone()
+        .unwrap_or_else(|| if simulated { "pc".into() } else { "q35".into() });
+    machine.push_str(if simulated {
+        ",accel=tcg"
+    } else {
+        ",accel=kvm"
+    });
+    machine.push_str(",memory-backend=mem0");
+    match &config.tee {
+        Tee::Snp { id_block, policy } => {
+            machine.push_str(",confidential-guest-support=cgs0");
+            let mut object = format!(
+                "sev-snp-guest,id=cgs0,cbitpos=51,reduced-phys-bits=1,kernel-hashes=on,policy={policy:#x},host-data={}",
+                b64(launch_field)
+            );
+            if let Some((block, auth)) = id_block {
+                object.push_str(&format!(",id-block={block},id-auth={auth}"));
+            }
+            args.extend(["-object".into(), object]);
+        }
+        Tee::Tdx => {
+            machine.push_str(",confidential-guest-support=cgs0,kernel-irqchip=split");
+            args.extend([
+                "-object".into(),
+                format!("tdx-guest,id=cgs0,mrconfigid={}", b64(launch_field)),
+            ]);
+        }
+        Tee::Simulated(_) => {
+            // The test TSM provider reads HOST_DATA from here, as SEV-SNP firmware takes it
+            // from the VMM at launch.
+            args.extend([
+                "-fw_cfg".into(),
+                format!(
+                    "name=opt/contrast-host-data,string={}",
+                    hex::encode(launch_field)
+                ),
+            ]);
+        }
+    }
+    args.extend(["-machine".into(), machine]);
+    if let Some(firmware) = &config.firmware {
+        args.extend(["-bios".into(), firmware.display().to_string()]);
+    }
+    args.extend(["-kernel".into(), config.kernel.display().to_string()]);
+    if let Some(initrd) = &config.initrd {
+        args.extend(["-initrd".into(), initrd.display().to_string()]);
+    }
+    let cmdline = match &config.tee {
+        // Test mode is on the measured command line: such a VM never attests as a
+        // production one.
+        Tee::Simulated(simulation) => {
+            format!("{} contrast.test={}", config.kernel_params, simulation.test)
+        }
+        _ => config.kernel_params.clone(),
+    };
+    args.extend(["-append".into(), cmdline]);
+    // The root filesystem is the first virtio disk (/dev/vda), the initdata disk is found by
+    // its serial, the test payload (simulated platforms) by its serial too.
+    args.extend([
+        "-drive".into(),
+        format!(
+            "file={},format=raw,if=none,id=root,readonly=on",
+            config.image.display()
+        ),
+        "-device".into(),
+        "virtio-blk-pci,drive=root".into(),
+        "-drive".into(),
+        format!(
+            "file={},format=raw,if=none,id=initdata,readonly=on",
+            files.initdata.display()
+        ),
+        "-device".into(),
+        "virtio-blk-pci,drive=initdata,serial=initdata".into(),
+    ]);
+    match &config.tee {
+        Tee::Simulated(simulation) => {
+            args.extend([
+                "-drive".into(),
+                format!(
+                    "file={},format=raw,if=none,id=payload,readonly=on",
+                    simulation.payload.display()
+                ),
+                "-device".into(),
+                "virtio-blk-pci,drive=payload,serial=contrast-test".into(),
+                "-chardev".into(),
+                format!("socket,id=vvsock,path={}", files.vhost_socket.display()),
+                "-device".into(),
+                "vhost-user-vsock-pci,chardev=vvsock".into(),
+            ]);
+        }
+        _ => args.extend([
+            "-device".into(),
+            format!("vhost-vsock-pci,guest-cid={}", guest_cid(sandbox_id)),
+        ]),
+    }
+    // The pod's network: QEMU's user network in the shim's network namespace (host-network
+    // pods); the guest is 10.0.2.15 behind the gateway 10.0.2.2.
+    args.extend([
+        "-netdev".into(),
+        "user,id=net0".into(),
+        "-device".into(),
+        format!("virtio-net-pci,netdev=net0,mac={GUEST_MAC}"),
+    ]);
+    args
+}
+
+/// A running pod VM; QEMU and the vsock back end are killed when it is dropped.
+pub struct Vm {
+    qemu: Child,
+    backend: Option<Child>,
+    files: VmFiles,
+    config: RuntimeConfig,
+    sandbox_id: String,
+}
+
+impl std::fmt::Debug for Vm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vm")
+            .field("qemu", &self.qemu.id())
+            .field("sandbox_id", &self.sandbox_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Vm {
+    /// Writes the initdata disk into `dir` and starts QEMU (and, on the simulated
+    /// platforms, the vsock back end).
+    pub async fn launch(
+        config: &RuntimeConfig,
+        dir: &Path,
+        sandbox_id: &str,
+        initdata_toml: &[u8],
+        launch_field: &[u8],
+    ) -> Result<Vm, VmError> {
+        let files = VmFiles::in_dir(dir);
+        write(
+            &files.initdata,
+            &contrast_initdata::disk::device_image(initdata_toml),
+        )?;
+        let backend = match &config.tee {
+            Tee::Simulated(simulation) => {
+                Some(start_backend(&simulation.vsock_backend, &files).await?)
+            }
+            _ => None,
+        };
+        let console = std::fs::File::create(&files.console).map_err(|source| VmError::Write {
+            path: files.console.clone(),
+            source,
+        })?;
+        let console_err = console.try_clone().map_err(|source| VmError::Write {
+            path: files.console.clone(),
+            source,
+        })?;
+        let qemu = Command::new(&config.qemu)
+            .args(qemu_args(config, &files, sandbox_id, launch_field))
+            .stdin(Stdio::null())
+            .stdout(console)
+            .stderr(console_err)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| VmError::Spawn {
+                program: config.qemu.clone(),
+                source,
+            })?;
+        if let Some(pid) = qemu.id() {
+            write(&files.pid_file, pid.to_string().as_bytes())?;
+        }
+        tracing::info!(sandbox = sandbox_id, pid = qemu.id(), "pod VM launched");
+        Ok(Vm {
+            qemu,
+            backend,
+            files,
+            config: config.clone(),
+            sandbox_id: sandbox_id.to_owned(),
+        })
+    }
+
+    /// QEMU's pid (what containerd shows as the task's pid, as with Kata).
+    pub fn pid(&self) -> u32 {
+        self.qemu.id().unwrap_or_default()
+    }
+
+    /// A ttRPC connection to the agent, retried until it answers or the dial timeout.
+    pub async fn connect_agent(&mut self) -> Result<ttrpc::r#async::Client, VmError> {
+        let deadline = Instant::now() + Duration::from_secs(self.config.dial_timeout_secs);
+        loop {
+            if let Ok(Some(status)) = self.qemu.try_wait() {
+                return Err(VmError::Exited {
+                    status: status.to_string(),
+                    console: self.console_tail(),
+                });
+            }
+            let attempt = match &self.config.tee {
+                Tee::Simulated(_) => connect_hybrid(&self.files.vsock_uds)
+                    .await
+                    .map(ttrpc::r#async::transport::Socket::new),
+                _ => {
+                    let address =
+                        tokio_vsock::VsockAddr::new(guest_cid(&self.sandbox_id), AGENT_PORT);
+                    tokio_vsock::VsockStream::connect(address)
+                        .await
+                        .map(ttrpc::r#async::transport::Socket::new)
+                }
+            };
+            match attempt {
+                Ok(socket) => return Ok(ttrpc::r#async::Client::new(socket)),
+                Err(e) if Instant::now() > deadline => {
+                    tracing::warn!(error = %e, "agent not reachable");
+                    return Err(VmError::DialTimeout {
+                        seconds: self.config.dial_timeout_secs,
+                        console: self.console_tail(),
+                    });
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// The last lines of the console.
+    pub fn console_tail(&self) -> String {
+        console_tail(&self.files.console)
+    }
+
+    /// Stops the VM and its back end and waits for both.
+    pub async fn stop(mut self) {
+        let _ = self.qemu.kill().await;
+        if let Some(mut backend) = self.backend.take() {
+            let _ = backend.kill().await;
+        }
+        let _ = std::fs::remove_file(&self.files.pid_file);
+        let _ = std::fs::remove_file(&self.files.vsock_uds);
+        let _ = std::fs::remove_file(&self.files.vhost_socket);
+        tracing::info!(sandbox = self.sandbox_id, "pod VM stopped");
+    }
+}
+
+/// The last 40 lines of a console log.
+pub fn console_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), VmError> {
+    std::fs::write(path, bytes).map_err(|source| VmError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+async fn start_backend(program: &Path, files: &VmFiles) -> Result<Child, VmError> {
+    let _ = std::fs::remove_file(&files.vsock_uds);
+    let _ = std::fs::remove_file(&files.vhost_socket);
+    let mut child = Command::new(program)
+        .arg("--guest-cid=3")
+        .arg(format!("--socket={}", files.vhost_socket.display()))
+        .arg(format!("--uds-path={}", files.vsock_uds.display()))
+        // With the default 64 KiB, guest packets over 32 KiB are dropped and the connection
+        // hangs (docs/environment.md §7).
+        .arg("--tx-buffer-size=16384")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| VmError::Spawn {
+            program: program.to_owned(),
+            source,
+        })?;
+    let started = Instant::now();
+    // QEMU exits at once when the back end's socket is not there yet.
+    while !files.vhost_socket.exists() {
+        let failure = |reason: String| VmError::VsockBackend {
+            program: program.to_owned(),
+            socket: files.vhost_socket.clone(),
+            reason,
+        };
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(failure(format!("it exited with {status}")));
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill().await;
+            return Err(failure("not within 20 s".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(child)
+}
+
+/// Connects to the agent's port through the user-space back end's Unix socket (the
+/// hybrid-vsock handshake: `CONNECT <port>\n`, answered `OK <host port>\n`).
+async fn connect_hybrid(uds: &Path) -> std::io::Result<tokio::net::UnixStream> {
+    let mut stream = tokio::net::UnixStream::connect(uds).await?;
+    stream
+        .write_all(format!("CONNECT {AGENT_PORT}\n").as_bytes())
+        .await?;
+    // Byte by byte: nothing after the answer's newline may be consumed.
+    let mut answer = Vec::new();
+    while answer.last() != Some(&b'\n') && answer.len() < 64 {
+        let byte = tokio::time::timeout(Duration::from_secs(5), stream.read_u8())
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        answer.push(byte);
+    }
+    if answer.starts_with(b"OK ") {
+        Ok(stream)
+    } else {
+        Err(std::io::Error::other(format!(
+            "vsock handshake answered {:?}",
+            String::from_utf8_lossy(&answer)
+        )))
+    }
+}

@@ -1,0 +1,183 @@
+//! The shim reads the Kata configuration the runtime installer writes (one schema) and
+//! launches each platform's VM with the TEE's launch field set to the initdata digest.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use contrast_platforms::Platform;
+use contrast_runtime_installer::kata::{KataInputs, kata_config};
+use contrast_runtime_installer::snp::SnpIdBlock;
+use contrast_shim::config::{ConfigError, RuntimeConfig, Tee};
+use contrast_shim::vm::{VmFiles, launch_field_len, qemu_args};
+
+const BASE: &str = "/opt/edgeless/contrast-cc-metal-qemu-snp-1a2b3c4d";
+const CMDLINE: &str = "console=hvc0 root=/dev/vda1 dm-mod.create=\"x\"";
+
+fn installed(platform: Platform, id_block: Option<&SnpIdBlock>) -> RuntimeConfig {
+    let text = kata_config(&KataInputs {
+        platform,
+        base_dir: BASE,
+        kernel_params: CMDLINE,
+        snp_id_block: id_block,
+        debug: false,
+    })
+    .unwrap();
+    RuntimeConfig::parse(&text, Path::new("configuration.toml")).unwrap()
+}
+
+fn arg_after<'a>(args: &'a [String], flag: &str, containing: &str) -> &'a str {
+    args.windows(2)
+        .find(|w| w[0] == flag && w[1].contains(containing))
+        .map(|w| w[1].as_str())
+        .unwrap_or_else(|| panic!("no {flag} with {containing} in {args:?}"))
+}
+
+#[test]
+fn every_qemu_platform_the_installer_writes_is_read_back() {
+    for platform in Platform::ALL
+        .into_iter()
+        .filter(|p| !p.is_simulated() && *p != Platform::AksClhSnp)
+    {
+        let config = installed(platform, None);
+        assert_eq!(config.kernel_params, CMDLINE, "{platform}");
+        assert_eq!(
+            config.image,
+            Path::new(BASE).join("share/kata-containers.img"),
+            "{platform}"
+        );
+        assert_eq!(
+            config.memory_mib,
+            platform.default_vm_memory_mib(),
+            "{platform}"
+        );
+        assert!(config.qemu.starts_with(BASE), "{platform}");
+        let snp = matches!(config.tee, Tee::Snp { .. });
+        let tdx = matches!(config.tee, Tee::Tdx);
+        assert_eq!(snp, platform.to_string().contains("SNP"), "{platform}");
+        assert_eq!(tdx, platform.to_string().contains("TDX"), "{platform}");
+    }
+}
+
+#[test]
+fn aks_cloud_hypervisor_is_refused_by_name() {
+    let text = kata_config(&KataInputs {
+        platform: Platform::AksClhSnp,
+        base_dir: BASE,
+        kernel_params: CMDLINE,
+        snp_id_block: None,
+        debug: false,
+    })
+    .unwrap();
+    let err = RuntimeConfig::parse(&text, Path::new("c.toml")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConfigError::Key {
+                key: "hypervisor.qemu",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("Cloud Hypervisor"), "{err}");
+}
+
+#[test]
+fn snp_launch_carries_host_data_the_id_block_and_the_measured_command_line() {
+    let mut block = vec![0u8; 96];
+    block[88..].copy_from_slice(&0x30000u64.to_le_bytes());
+    let id = SnpIdBlock::new(block, vec![9; 4096]).unwrap();
+    let config = installed(Platform::MetalQemuSnp, Some(&id));
+    let field = vec![0xab; launch_field_len(&config.tee)];
+    assert_eq!(field.len(), 32);
+    let args = qemu_args(
+        &config,
+        &VmFiles::in_dir(Path::new("/run/x")),
+        "sandbox1",
+        &field,
+    );
+    let object = arg_after(&args, "-object", "sev-snp-guest");
+    assert!(
+        object.contains("host-data=q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s="),
+        "{object}"
+    );
+    assert!(
+        object.contains(&format!("id-block={}", id.id_block_base64())),
+        "{object}"
+    );
+    assert!(object.contains("policy=0x30000"), "{object}");
+    assert!(arg_after(&args, "-machine", "q35").contains("confidential-guest-support=cgs0"));
+    // The command line is the measured one, byte for byte (no test mode).
+    assert_eq!(arg_after(&args, "-append", ""), CMDLINE);
+    assert!(arg_after(&args, "-bios", "OVMF").ends_with("snp/share/OVMF.fd"));
+    assert!(arg_after(&args, "-device", "serial=initdata").starts_with("virtio-blk-pci"));
+    assert!(arg_after(&args, "-device", "vhost-vsock-pci").contains("guest-cid="));
+    assert!(!args.iter().any(|a| a.contains("contrast.test")));
+}
+
+#[test]
+fn tdx_launch_carries_mrconfigid() {
+    let config = installed(Platform::MetalQemuTdx, None);
+    let field = vec![1u8; launch_field_len(&config.tee)];
+    assert_eq!(field.len(), 48);
+    let args = qemu_args(&config, &VmFiles::in_dir(Path::new("/run/x")), "s", &field);
+    let object = arg_after(&args, "-object", "tdx-guest");
+    assert!(object.contains("mrconfigid=AQEB"), "{object}");
+    assert!(!args.iter().any(|a| a.contains("sev-snp-guest")));
+}
+
+#[test]
+fn a_simulated_launch_is_in_test_mode_and_says_so_on_the_command_line() {
+    let text = format!(
+        r#"
+[hypervisor.qemu]
+path = "/usr/bin/qemu-system-x86_64"
+firmware = "/usr/share/qemu/qboot.rom"
+kernel = "/img/vmlinux"
+initrd = "/img/initrd"
+image = "/img/rootfs.img"
+kernel_params = "{CMDLINE_ESCAPED}"
+default_memory = 1024
+confidential_guest = true
+
+[simulation]
+test = "pod"
+payload = "/img/payload.cpio"
+vsock_backend = "/bin/vhost-device-vsock"
+"#,
+        CMDLINE_ESCAPED = CMDLINE.replace('"', "\\\"")
+    );
+    let config = RuntimeConfig::parse(&text, Path::new("sim.toml")).unwrap();
+    let args = qemu_args(
+        &config,
+        &VmFiles::in_dir(Path::new("/run/x")),
+        "s",
+        &[7; 32],
+    );
+    assert_eq!(
+        arg_after(&args, "-append", ""),
+        format!("{CMDLINE} contrast.test=pod")
+    );
+    assert!(arg_after(&args, "-fw_cfg", "contrast-host-data").ends_with(&"07".repeat(32)));
+    assert!(arg_after(&args, "-machine", "pc").contains("accel=tcg"));
+    assert!(arg_after(&args, "-device", "serial=contrast-test").starts_with("virtio-blk-pci"));
+    assert!(
+        args.iter()
+            .any(|a| a == "vhost-user-vsock-pci,chardev=vvsock")
+    );
+}
+
+#[test]
+fn a_configuration_that_is_not_confidential_is_refused() {
+    let text = r#"
+[hypervisor.qemu]
+path = "/q"
+kernel = "/k"
+image = "/i"
+kernel_params = ""
+default_memory = 512
+"#;
+    let err = RuntimeConfig::parse(text, Path::new("c.toml")).unwrap_err();
+    assert!(err.to_string().contains("confidential_guest"), "{err}");
+}
