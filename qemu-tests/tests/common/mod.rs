@@ -2,6 +2,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub(crate) mod node;
 pub(crate) mod peer;
 pub(crate) mod pod;
 

@@ -1,0 +1,378 @@
+//! A simulated node for pods through the real containerd: a private containerd 1.6
+//! (`contrast-cri-testkit`) whose runtime handler runs our shim with the simulated
+//! platform's Kata configuration (QEMU under TCG, the guest in test mode with the test TSM
+//! provider reading HOST_DATA from QEMU), a registry with the app image, and the pod's
+//! policy as `contrast generate` makes it. Shared by tests/containerd.rs and the
+//! containerd_pod benchmark.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use contrast_cri_testkit::images::{KUBERNETES_PAUSE_IMAGE, kubernetes_pause_image};
+use contrast_cri_testkit::kubelet::{container_config, pod_sandbox_config};
+use contrast_cri_testkit::runtime::{
+    ContainerConfig, CreateContainerRequest, ImageSpec, PodSandboxConfig, PullImageRequest,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
+};
+use contrast_cri_testkit::{Containerd, ContainerdConfig, Cri, RuntimeHandler};
+use contrast_qemu_tests::{GUEST_SIMULATOR_SETUP, fake_tsm_module, image, profile_dir, tempdir};
+use serde_json::json;
+
+use super::pod::AppRegistry;
+
+/// The runtime handler (a runtime class name).
+pub(crate) const HANDLER: &str = "contrast-cc-sim-snp";
+
+/// The readiness probe: the one exec the pod's policy allows.
+pub(crate) const PROBE: [&str; 3] = ["/bin/sh", "-c", "echo probe ok"];
+
+/// The guest's set-up in test mode, before the pod's path: the simulator's keys and the
+/// test TSM provider with HOST_DATA as QEMU was launched with it.
+const PREPARE: &str = r#"
+fail() { echo "CONTRAST-TEST-FAIL $1: $2"; exit 1; }
+host_data=$(cat /sys/firmware/qemu_fw_cfg/by_name/opt/contrast-host-data/raw) || fail "$1" "no HOST_DATA from QEMU"
+insmod /run/test/fake_tsm.ko host_data="$host_data" measurement=000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 \
+    || fail "$1" "insmod fake_tsm.ko failed"
+echo "CONTRAST-STEP prepared"
+"#;
+
+/// The test payload (a newc cpio archive): the preparation, the test TSM provider, the
+/// simulator's keys and the agent's environment.
+fn payload(dir: &Path, guest_registry: &str) -> PathBuf {
+    let mut entries = Vec::new();
+    let mut file = |path: &str, content: Vec<u8>| {
+        entries.push(contrast_image::cpio::Entry {
+            path: path.to_owned(),
+            permissions: 0o755,
+            kind: contrast_image::cpio::EntryKind::File(content),
+        });
+    };
+    file(
+        "run.sh",
+        format!("{GUEST_SIMULATOR_SETUP}\n{PREPARE}").into_bytes(),
+    );
+    file(
+        "fake_tsm.ko",
+        std::fs::read(fake_tsm_module().unwrap()).unwrap(),
+    );
+    let simulator = contrast_testkit::shared_simulator_dir();
+    for entry in std::fs::read_dir(&simulator).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".p8") {
+            file(&format!("sim-{name}"), std::fs::read(entry.path()).unwrap());
+        }
+    }
+    file(
+        "agent.env",
+        format!(
+            "CONTRAST_SIMULATED_TEE=snp-tsm\nCONTRAST_SIMULATOR_DIR=/run/sim\nNO_COLOR=1\n\
+             CONTRAST_AGENT_INSECURE_REGISTRIES={guest_registry}\n"
+        )
+        .into_bytes(),
+    );
+    let path = dir.join("payload.cpio");
+    let mut bytes = Vec::new();
+    contrast_image::cpio::write(&mut bytes, &entries).unwrap();
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// The Kata configuration of the simulated platform (what the shim reads).
+fn kata_config(dir: &Path, payload: &Path) -> PathBuf {
+    let image = image().unwrap();
+    let vsock_backend = profile_dir()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("tools/bin/vhost-device-vsock");
+    let vsock_backend = if vsock_backend.exists() {
+        vsock_backend
+    } else {
+        PathBuf::from("/usr/local/bin/vhost-device-vsock")
+    };
+    let text = format!(
+        r#"[hypervisor.qemu]
+path = "/usr/bin/qemu-system-x86_64"
+firmware = "/usr/share/qemu/qboot.rom"
+kernel = {kernel:?}
+initrd = {initrd:?}
+image = {rootfs:?}
+kernel_params = {cmdline:?}
+default_vcpus = 1
+default_memory = 1024
+confidential_guest = true
+
+[agent.kata]
+dial_timeout = 240
+
+[runtime]
+create_container_timeout = 240
+
+[simulation]
+test = "containerd-pod"
+payload = {payload:?}
+vsock_backend = {vsock_backend:?}
+"#,
+        kernel = image.path("vmlinux"),
+        initrd = image.path("initrd"),
+        rootfs = image.path("rootfs.img"),
+        cmdline = image.manifest.cmdline,
+    );
+    let path = dir.join("configuration-sim-snp.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub(crate) fn sandbox_config(log_directory: &Path, initdata: &str) -> PodSandboxConfig {
+    pod_sandbox_config(
+        "app",
+        "default",
+        "4bd4e5c6-0d54-4a55-8e4a-1f6b5d2f0c11",
+        log_directory,
+        HashMap::from([(
+            contrast_initdata::INITDATA_ANNOTATION.to_owned(),
+            initdata.to_owned(),
+        )]),
+    )
+}
+
+/// Creates and starts a container; the error is StartContainer's (containerd creates the
+/// task, and so the container in the VM, there).
+pub(crate) async fn run_container(
+    cri: &mut Cri,
+    sandbox_id: &str,
+    sandbox: &PodSandboxConfig,
+    config: ContainerConfig,
+) -> Result<String, tonic::Status> {
+    let created = cri
+        .runtime
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: sandbox_id.to_owned(),
+            config: Some(config),
+            sandbox_config: Some(sandbox.clone()),
+        })
+        .await?
+        .into_inner();
+    cri.runtime
+        .start_container(StartContainerRequest {
+            container_id: created.container_id.clone(),
+        })
+        .await?;
+    Ok(created.container_id)
+}
+
+/// The resident memory (VmRSS, kB) of each of our shims.
+pub(crate) fn shim_rss_kib() -> Vec<u64> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let first = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+        if !first.ends_with(b"containerd-shim-contrast-cc-v2") {
+            continue;
+        }
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        if let Some(kib) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        {
+            found.push(kib);
+        }
+    }
+    found
+}
+
+/// QEMU processes of the pod (by the VM name the shim gives them).
+pub(crate) fn qemu_processes(sandbox_id: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&format!("sandbox-{sandbox_id}")) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// The app's command in [`SimNode::pod`]: a line, then it stays.
+pub(crate) const APP_COMMAND: [&str; 3] = [
+    "/bin/sh",
+    "-c",
+    "echo hello from the confidential pod; exec sleep 600",
+];
+
+/// The line [`APP_COMMAND`] prints.
+pub(crate) const APP_LINE: &str = "hello from the confidential pod";
+
+/// A node: containerd with our shim as the runtime handler [`HANDLER`], and the app's
+/// registry.
+pub(crate) struct SimNode {
+    pub(crate) containerd: Containerd,
+    pub(crate) cri: Cri,
+    pub(crate) images: AppRegistry,
+    pub(crate) work: PathBuf,
+}
+
+impl SimNode {
+    pub(crate) async fn start(test: &str) -> SimNode {
+        let work = tempdir(test).unwrap();
+        // The shim, where containerd looks for `containerd-shim-contrast-cc-v2`.
+        let shim_dir = work.join("bin");
+        std::fs::create_dir_all(&shim_dir).unwrap();
+        image().unwrap();
+        std::os::unix::fs::symlink(
+            profile_dir()
+                .unwrap()
+                .join("containerd-shim-contrast-cc-v2"),
+            shim_dir.join("containerd-shim-contrast-cc-v2"),
+        )
+        .unwrap();
+        let images = AppRegistry::start(test);
+        let config_path = kata_config(&work, &payload(&work, &images.guest_registry));
+        let containerd = Containerd::start(&ContainerdConfig {
+            pause_image: KUBERNETES_PAUSE_IMAGE.to_owned(),
+            runtime_handlers: vec![RuntimeHandler {
+                name: HANDLER.to_owned(),
+                runtime_type: "io.containerd.contrast-cc.v2".to_owned(),
+                options: vec![(
+                    "ConfigPath".to_owned(),
+                    config_path.to_string_lossy().into_owned(),
+                )],
+            }],
+            shim_dir: Some(shim_dir),
+            registry_mirrors: vec![(
+                images.guest_registry.clone(),
+                format!("http://127.0.0.1:{}", images.registry.port),
+            )],
+        })
+        .await
+        .unwrap();
+        containerd
+            .import_image(KUBERNETES_PAUSE_IMAGE, &kubernetes_pause_image().unwrap())
+            .unwrap();
+        let mut cri = containerd.cri().await.unwrap();
+        // The kubelet pulls the image on the node; the guest pulls it again, by digest.
+        cri.images
+            .pull_image(PullImageRequest {
+                image: Some(ImageSpec {
+                    image: images.app.reference.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        SimNode {
+            containerd,
+            cri,
+            images,
+            work,
+        }
+    }
+
+    /// The pod as a user writes it (host network, the app with [`APP_COMMAND`] and an exec
+    /// probe [`PROBE`]) and its initdata annotation, as `contrast generate` makes them.
+    pub(crate) fn pod(&self) -> String {
+        let reference = &self.images.app.reference;
+        let pod = json!({
+            "name": "app",
+            "namespace": "default",
+            "spec": {
+                "runtimeClassName": HANDLER,
+                "hostNetwork": true,
+                "containers": [{
+                    "name": "app",
+                    "image": reference,
+                    "command": APP_COMMAND,
+                    "readinessProbe": {"exec": {"command": PROBE}},
+                }],
+            },
+            "images": {reference.clone(): self.images.app.config()},
+        });
+        let case = contrast_testkit::pod_case_of(&pod, "the containerd pod");
+        contrast_policy::initdata(&case.policy).annotation_value()
+    }
+
+    /// RunPodSandbox of the pod with `initdata` (its logs in `logs`): the sandbox ID.
+    pub(crate) async fn run_sandbox(
+        &mut self,
+        logs: &Path,
+        initdata: &str,
+    ) -> (String, PodSandboxConfig) {
+        let sandbox = sandbox_config(logs, initdata);
+        match self
+            .cri
+            .runtime
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(sandbox.clone()),
+                runtime_handler: HANDLER.to_owned(),
+            })
+            .await
+        {
+            Ok(response) => (response.into_inner().pod_sandbox_id, sandbox),
+            Err(e) => panic!(
+                "RunPodSandbox: {e:?}\n----- containerd -----\n{}",
+                self.containerd.log_tail()
+            ),
+        }
+    }
+
+    /// The app container of [`SimNode::pod`], started: its ID.
+    pub(crate) async fn run_app(&mut self, sandbox_id: &str, sandbox: &PodSandboxConfig) -> String {
+        let reference = self.images.app.reference.clone();
+        run_container(
+            &mut self.cri,
+            sandbox_id,
+            sandbox,
+            container_config("app", &reference, &APP_COMMAND),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the app: {e:?}\n{}", self.containerd.log_tail()))
+    }
+
+    /// StopPodSandbox and RemovePodSandbox.
+    pub(crate) async fn remove_sandbox(&mut self, sandbox_id: &str) {
+        self.cri
+            .runtime
+            .stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: sandbox_id.to_owned(),
+            })
+            .await
+            .unwrap();
+        self.cri
+            .runtime
+            .remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: sandbox_id.to_owned(),
+            })
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for SimNode {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
+
+/// Waits for `line` in a CRI log file: the whole log line.
+pub(crate) async fn wait_for_log_line(log: &Path, line: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(found) = text.lines().find(|l| l.contains(line)) {
+            return found.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no log line in {}: {text:?}",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
