@@ -15,8 +15,10 @@ use contrast_cri_testkit::runtime::{
     ContainerConfig, CreateContainerRequest, ImageSpec, PodSandboxConfig, PullImageRequest,
     RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
 };
-use contrast_cri_testkit::{Containerd, ContainerdConfig, Cri, RuntimeHandler};
+use contrast_cri_testkit::{Containerd, ContainerdConfig, Cri};
 use contrast_qemu_tests::{GUEST_SIMULATOR_SETUP, fake_tsm_module, image, profile_dir, tempdir};
+use contrast_runtime_installer::containerd::{RuntimeEntry, patch_config};
+use contrast_runtime_installer::kata::RuntimeKind;
 use serde_json::json;
 
 use super::pod::AppRegistry;
@@ -80,7 +82,7 @@ fn payload(dir: &Path, guest_registry: &str) -> PathBuf {
 }
 
 /// The Kata configuration of the simulated platform (what the shim reads).
-fn kata_config(dir: &Path, payload: &Path) -> PathBuf {
+fn kata_config(payload: &Path) -> String {
     let image = image().unwrap();
     let vsock_backend = profile_dir()
         .unwrap()
@@ -120,9 +122,7 @@ vsock_backend = {vsock_backend:?}
         rootfs = image.path("rootfs.img"),
         cmdline = image.manifest.cmdline,
     );
-    let path = dir.join("configuration-sim-snp.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    text
 }
 
 pub(crate) fn sandbox_config(log_directory: &Path, initdata: &str) -> PodSandboxConfig {
@@ -233,23 +233,40 @@ impl SimNode {
         )
         .unwrap();
         let images = AppRegistry::start(test);
-        let config_path = kata_config(&work, &payload(&work, &images.guest_registry));
-        let containerd = Containerd::start(&ContainerdConfig {
-            pause_image: KUBERNETES_PAUSE_IMAGE.to_owned(),
-            runtime_handlers: vec![RuntimeHandler {
-                name: HANDLER.to_owned(),
-                runtime_type: "io.containerd.contrast-cc.v2".to_owned(),
-                options: vec![(
-                    "ConfigPath".to_owned(),
-                    config_path.to_string_lossy().into_owned(),
+        // The runtime as the installer lays it out on a node: the shim at the runtime
+        // directory's bin/, its Kata configuration under etc/, and containerd's runtime
+        // entry from the installer's own edit of the config. (containerd 1.6 does not know
+        // the entry's runtime_path; it finds the shim on its PATH, `shim_dir`.)
+        let base = work.join("node");
+        let entry = RuntimeEntry {
+            handler: HANDLER,
+            base_dir: base.to_str().unwrap(),
+            kind: RuntimeKind::QemuSnp,
+            gpu: false,
+        };
+        std::fs::create_dir_all(base.join("bin")).unwrap();
+        std::fs::create_dir_all(base.join("etc")).unwrap();
+        std::os::unix::fs::symlink(
+            profile_dir()
+                .unwrap()
+                .join("containerd-shim-contrast-cc-v2"),
+            entry.runtime_path(),
+        )
+        .unwrap();
+        let config = kata_config(&payload(&work, &images.guest_registry));
+        std::fs::write(entry.config_path(), config).unwrap();
+        let containerd = Containerd::start_patched(
+            &ContainerdConfig {
+                pause_image: KUBERNETES_PAUSE_IMAGE.to_owned(),
+                runtime_handlers: Vec::new(),
+                shim_dir: Some(shim_dir),
+                registry_mirrors: vec![(
+                    images.guest_registry.clone(),
+                    format!("http://127.0.0.1:{}", images.registry.port),
                 )],
-            }],
-            shim_dir: Some(shim_dir),
-            registry_mirrors: vec![(
-                images.guest_registry.clone(),
-                format!("http://127.0.0.1:{}", images.registry.port),
-            )],
-        })
+            },
+            |config| patch_config(Some(config), "config.toml", &entry).unwrap(),
+        )
         .await
         .unwrap();
         containerd

@@ -67,6 +67,16 @@ pub struct Cri {
 impl Containerd {
     /// Starts containerd and waits until its CRI answers Version.
     pub async fn start(config: &ContainerdConfig) -> Result<Containerd, CriError> {
+        Self::start_patched(config, str::to_owned).await
+    }
+
+    /// Like [`Containerd::start`], with the configuration file's text passed through
+    /// `patch` first (a node installer's edit of containerd's config, tested as a node
+    /// would run it).
+    pub async fn start_patched(
+        config: &ContainerdConfig,
+        patch: impl FnOnce(&str) -> String,
+    ) -> Result<Containerd, CriError> {
         let dir = tempfile::Builder::new()
             .prefix("contrast-cri-")
             .tempdir()
@@ -85,13 +95,13 @@ impl Containerd {
             })?;
         }
         let config_path = containerd.config_path();
-        std::fs::write(&config_path, config_toml(containerd.dir(), config)).map_err(|source| {
-            CriError::Io {
+        std::fs::write(&config_path, patch(&config_toml(containerd.dir(), config))).map_err(
+            |source| CriError::Io {
                 action: "write",
                 path: config_path.clone(),
                 source,
-            }
-        })?;
+            },
+        )?;
         let log_path = containerd.log_path();
         let log = std::fs::File::create(&log_path).map_err(|source| CriError::Io {
             action: "create",
