@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 
 use common::node::*;
 use contrast_cri_testkit::kubelet::container_config;
-use contrast_cri_testkit::runtime::ExecSyncRequest;
+use contrast_cri_testkit::runtime::{
+    ContainerState, ContainerStatusRequest, ExecSyncRequest, RunPodSandboxRequest,
+    StopContainerRequest,
+};
 
 #[test]
 fn containerd_runs_a_confidential_pod_through_the_shim() {
@@ -28,6 +31,35 @@ fn containerd_runs_a_confidential_pod_through_the_shim() {
         let initdata = node.pod();
         let logs = node.work.join("pod-logs");
         std::fs::create_dir_all(&logs).unwrap();
+
+        let refusing = Instant::now();
+        // A pod whose initdata annotation is not initdata: refused before any VM starts,
+        // naming the annotation; nothing is left.
+        let broken = node
+            .cri
+            .runtime
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(sandbox_config(&logs, "bm90IGluaXRkYXRh")),
+                runtime_handler: HANDLER.to_owned(),
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            broken
+                .message()
+                .contains(contrast_initdata::INITDATA_ANNOTATION),
+            "{broken:?}"
+        );
+        let leftovers = node
+            .containerd
+            .settled_leftovers(Duration::from_secs(30))
+            .await;
+        assert!(leftovers.is_empty(), "after the refusal: {leftovers:?}");
+        eprintln!(
+            "containerd: the refused pod, cleaned up, {:?}",
+            refusing.elapsed()
+        );
+
         let started = Instant::now();
         let (sandbox_id, sandbox) = node.run_sandbox(&logs, &initdata).await;
         let sandbox_ready = started.elapsed();
@@ -92,6 +124,37 @@ fn containerd_runs_a_confidential_pod_through_the_shim() {
             "{intruder:?}"
         );
         eprintln!("containerd: the refused container: {}", intruder.message());
+
+        let stopping = Instant::now();
+        // The app stopped as the kubelet stops it: SIGTERM, which `sleep` as the container's
+        // first process ignores, then SIGKILL after the grace period; its exit code comes
+        // back through WaitProcess, the shim's TaskExit and containerd.
+        node.cri
+            .runtime
+            .stop_container(StopContainerRequest {
+                container_id: app.clone(),
+                timeout: 1,
+            })
+            .await
+            .unwrap();
+        let status = node
+            .cri
+            .runtime
+            .container_status(ContainerStatusRequest {
+                container_id: app.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(status.state, ContainerState::ContainerExited as i32);
+        assert_eq!(status.exit_code, 137, "killed by SIGKILL");
+        eprintln!(
+            "containerd: StopContainer (1 s grace) {:?}",
+            stopping.elapsed()
+        );
 
         node.remove_sandbox(&sandbox_id).await;
         let leftovers = node

@@ -16,7 +16,9 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("reading the Kata configuration {path}")]
+    #[error(
+        "reading the Kata configuration {path} (does the runtime installer's ConfigPath name it?)"
+    )]
     Read {
         /// The file.
         path: PathBuf,
@@ -25,7 +27,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not the installer's TOML.
-    #[error("the Kata configuration {path} is not valid: {reason}")]
+    #[error("the Kata configuration {path} is not valid TOML of the runtime installer: {reason}")]
     Parse {
         /// The file.
         path: PathBuf,
@@ -187,7 +189,7 @@ impl RuntimeConfig {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let file: File = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            reason: e.message().to_owned(),
+            reason: e.to_string(),
         })?;
         let key = |key: &'static str, reason: &str| ConfigError::Key {
             path: path.to_owned(),
@@ -208,6 +210,19 @@ impl RuntimeConfig {
             return Err(key(
                 "hypervisor.qemu.default_memory",
                 "at least 64 MiB are needed",
+            ));
+        }
+        // Timeouts beyond a day are mistakes (and would overflow a deadline).
+        const MAX_TIMEOUT_SECS: u64 = 86_400;
+        let dial_timeout_secs = file.agent.kata.and_then(|a| a.dial_timeout).unwrap_or(90);
+        if dial_timeout_secs > MAX_TIMEOUT_SECS {
+            return Err(key("agent.kata.dial_timeout", "at most 86400 seconds"));
+        }
+        let create_container_timeout_secs = file.runtime.create_container_timeout.unwrap_or(60);
+        if create_container_timeout_secs > MAX_TIMEOUT_SECS {
+            return Err(key(
+                "runtime.create_container_timeout",
+                "at most 86400 seconds",
             ));
         }
         if qemu.default_vcpus == 0 {
@@ -249,8 +264,8 @@ impl RuntimeConfig {
             cpu_features: qemu.cpu_features,
             tee,
             guest_hook_path: qemu.guest_hook_path,
-            dial_timeout_secs: file.agent.kata.and_then(|a| a.dial_timeout).unwrap_or(90),
-            create_container_timeout_secs: file.runtime.create_container_timeout.unwrap_or(60),
+            dial_timeout_secs,
+            create_container_timeout_secs,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! `containerd-shim-contrast-cc-v2`: containerd starts it for every pod of a Contrast
 //! runtime class (runtime_type `io.containerd.contrast-cc.v2`). All containers of a pod
 //! share one shim process (grouped by the CRI sandbox ID), which owns the pod's VM.
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 

@@ -75,13 +75,16 @@ struct Process {
 }
 
 impl Process {
-    fn new(stdin: &str, stdout: &str, stderr: &str, terminal: bool, spec: Option<Value>) -> Self {
+    fn new(
+        agent_exec_id: String,
+        stdin: &str,
+        stdout: &str,
+        stderr: &str,
+        terminal: bool,
+        spec: Option<Value>,
+    ) -> Self {
         Process {
-            agent_exec_id: if spec.is_some() {
-                random_uuid()
-            } else {
-                String::new()
-            },
+            agent_exec_id,
             stdin: stdin.to_owned(),
             stdout: stdout.to_owned(),
             stderr: stderr.to_owned(),
@@ -179,22 +182,25 @@ fn agent_error(what: &str, e: ttrpc::Error) -> containerd_shim_protos::ttrpc::Er
 }
 
 /// A random (version 4) UUID.
-fn random_uuid() -> String {
+fn random_uuid() -> Result<String, containerd_shim_protos::ttrpc::Error> {
     let mut bytes = [0u8; 16];
-    // The system's random source; failing it leaves zeros, which the agent refuses as a
-    // duplicate at worst.
-    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| {
+        error(
+            Code::INTERNAL,
+            "the system's random source failed (an exec's agent-side ID)",
+        )
+    })?;
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let hex = hex::encode(bytes);
-    format!(
+    Ok(format!(
         "{}-{}-{}-{}-{}",
         &hex[..8],
         &hex[8..12],
         &hex[12..16],
         &hex[16..20],
         &hex[20..]
-    )
+    ))
 }
 
 fn now() -> Timestamp {
@@ -319,8 +325,12 @@ impl Service {
                     ),
                 )
             })?;
-        let config = RuntimeConfig::load(Path::new(&config_path))
-            .map_err(|e| error(Code::FAILED_PRECONDITION, format!("{e:#}")))?;
+        let config = RuntimeConfig::load(Path::new(&config_path)).map_err(|e| {
+            error(
+                Code::FAILED_PRECONDITION,
+                contrast_platforms::error_chain(&e),
+            )
+        })?;
         let encoded = annotation(spec, INITDATA_ANNOTATION).ok_or_else(|| {
             error(
                 Code::INVALID_ARGUMENT,
@@ -348,18 +358,27 @@ impl Service {
         let dir = Path::new(STATE_DIR).join(&req.id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| error(Code::INTERNAL, format!("creating {}: {e}", dir.display())))?;
-        let mut vm = Vm::launch(&config, &dir, &req.id, &toml, &field)
-            .await
-            .map_err(|e| error(Code::UNAVAILABLE, format!("{e:#}")))?;
+        let mut vm = match Vm::launch(&config, &dir, &req.id, &toml, &field).await {
+            Ok(vm) => vm,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(error(
+                    Code::UNAVAILABLE,
+                    contrast_platforms::error_chain(&e),
+                ));
+            }
+        };
         let client = match vm.connect_agent().await {
             Ok(client) => client,
             Err(e) => {
                 vm.stop().await;
+                let _ = std::fs::remove_dir_all(&dir);
                 return Err(error(Code::UNAVAILABLE, e.to_string()));
             }
         };
         let agent = AgentServiceClient::new(client.clone());
         let health = HealthClient::new(client);
+        let exited = vm.exited();
         let result = async {
             health
                 .check(ctx(config.dial_timeout_secs), &CheckRequest::new())
@@ -393,7 +412,93 @@ impl Service {
         pod.vm = Some(vm);
         pod.agent = Some(agent);
         pod.config = Some(config);
+        drop(pod);
+        self.monitor(health, exited);
         Ok(())
+    }
+
+    /// Watches the pod's VM: when QEMU ends, or the agent stops answering its health
+    /// check, while the pod runs, every process still running is over — containerd hears of
+    /// each exit (status 255) and the VM is stopped. Without this, a guest that hangs or
+    /// panics behind a live QEMU would leave its pod Running for ever.
+    fn monitor(
+        &self,
+        health: HealthClient,
+        mut exited: tokio::sync::watch::Receiver<Option<String>>,
+    ) {
+        const PERIOD: Duration = Duration::from_secs(10);
+        const MISSES: u32 = 3;
+        let service = self.clone();
+        tokio::spawn(async move {
+            let mut misses = 0;
+            let reason = loop {
+                tokio::select! {
+                    _ = async { exited.wait_for(Option::is_some).await.map(|_| ()) } => {
+                        break format!("QEMU ended ({})", exited.borrow().clone().unwrap_or_default());
+                    }
+                    _ = tokio::time::sleep(PERIOD) => {
+                        match health.check(ctx(5), &CheckRequest::new()).await {
+                            Ok(_) => misses = 0,
+                            Err(e) => {
+                                misses += 1;
+                                if misses >= MISSES {
+                                    break format!("the agent did not answer {MISSES} health checks ({e})");
+                                }
+                            }
+                        }
+                    }
+                }
+            };
+            // A pod being stopped on purpose has no VM in its state any more.
+            if service.pod.lock().await.vm.is_none() {
+                return;
+            }
+            tracing::warn!(%reason, "the pod VM is gone; its processes are over");
+            service.end_all_processes().await;
+            service.stop_pod().await;
+        });
+    }
+
+    /// Marks every process still running as exited (255) and tells containerd.
+    async fn end_all_processes(&self) {
+        let mut exits = Vec::new();
+        {
+            let pod = self.pod.lock().await;
+            let pid = pod.vm.as_ref().map(Vm::pid).unwrap_or_default();
+            for (id, container) in &pod.containers {
+                let processes = std::iter::once((String::new(), &container.init))
+                    .chain(container.execs.iter().map(|(e, p)| (e.clone(), p)));
+                for (exec_id, process) in processes {
+                    if process.exit.borrow().is_some() {
+                        continue;
+                    }
+                    let at = now();
+                    process.exit.send_replace(Some(Exit {
+                        status: 255,
+                        at: at.clone(),
+                    }));
+                    exits.push(TaskExit {
+                        container_id: id.clone(),
+                        id: if exec_id.is_empty() {
+                            id.clone()
+                        } else {
+                            exec_id
+                        },
+                        pid,
+                        exit_status: 255,
+                        exited_at: Some(at).into(),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        for exit in exits {
+            self.publish(
+                containerd_shim_protos::topics::TASK_EXIT_EVENT_TOPIC,
+                Box::new(exit),
+            )
+            .await;
+        }
     }
 
     async fn create_in_guest(
@@ -657,24 +762,20 @@ async fn copy_out(
     fifo: String,
     stdout: bool,
 ) {
-    let mut sender = None;
-    for _ in 0..50 {
-        match tokio::net::unix::pipe::OpenOptions::new().open_sender(&fifo) {
-            Ok(s) => {
-                sender = Some(s);
-                break;
-            }
-            // No reader yet.
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+    // Read-write, as runc's shim opens it: no wait for containerd's reader, and no broken
+    // pipe when containerd restarts (its reader comes back to the same FIFO).
+    let mut sender = match tokio::net::unix::pipe::OpenOptions::new()
+        .read_write(true)
+        .open_sender(&fifo)
+    {
+        Ok(sender) => Some(sender),
+        Err(e) => {
+            tracing::warn!(fifo, error = %e, "containerd's FIFO cannot be opened; the output is dropped");
+            None
         }
-    }
-    let Some(mut sender) = sender else {
-        tracing::warn!(
-            fifo,
-            "containerd's FIFO has no reader; the output is dropped"
-        );
-        return;
     };
+    // Read to the end even when the output cannot be written: a stream nobody reads
+    // would stop the process in the guest once its pipe is full.
     loop {
         let mut read = ReadStreamRequest::new();
         read.container_id = container_id.clone();
@@ -691,8 +792,14 @@ async fn copy_out(
         };
         match chunk {
             Ok(chunk) if !chunk.data.is_empty() => {
-                if sender.write_all(&chunk.data).await.is_err() {
-                    return;
+                if let Some(out) = sender.as_mut()
+                    && out.write_all(&chunk.data).await.is_err()
+                {
+                    tracing::warn!(
+                        fifo,
+                        "writing containerd's FIFO failed; the rest of the output is dropped"
+                    );
+                    sender = None;
                 }
             }
             // The end of the stream (the Kata agent answers EOF with an error).
@@ -729,6 +836,27 @@ async fn copy_in(agent: AgentServiceClient, container_id: String, exec_id: Strin
     let _ = agent.close_stdin(ctx(30), &close).await;
 }
 
+/// Checks an ID containerd gave before it names a directory, a file or a QEMU argument:
+/// containerd's own identifier rule (alphanumeric runs joined by `.`, `_` or `-`), at
+/// most 64 characters (a vhost-user socket path under [`STATE_DIR`] must fit 108 bytes).
+pub fn check_id(field: &str, id: &str) -> Result<(), containerd_shim_protos::ttrpc::Error> {
+    let well_formed = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .split(['.', '_', '-'])
+            .all(|run| !run.is_empty() && run.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if well_formed {
+        Ok(())
+    } else {
+        Err(error(
+            Code::INVALID_ARGUMENT,
+            format!(
+                "{field} {id:?} is not an identifier this shim accepts: 1 to 64 letters and digits, runs joined by '.', '_' or '-'"
+            ),
+        ))
+    }
+}
+
 fn not_found(id: &str) -> containerd_shim_protos::ttrpc::Error {
     error(Code::NOT_FOUND, format!("no container {id} in this pod"))
 }
@@ -740,6 +868,7 @@ impl Task for Service {
         _ctx: &TtrpcContext,
         req: api::CreateTaskRequest,
     ) -> TtrpcResult<api::CreateTaskResponse> {
+        check_id("the task ID", &req.id)?;
         let spec = read_spec(&req.bundle)?;
         let kind = ContainerKind::from_spec(&spec).map_err(|e| {
             error(
@@ -749,6 +878,24 @@ impl Task for Service {
                 ),
             )
         })?;
+        {
+            let pod = self.pod.lock().await;
+            if pod.containers.contains_key(&req.id) {
+                return Err(error(
+                    Code::ALREADY_EXISTS,
+                    format!("the container {} exists in this pod", req.id),
+                ));
+            }
+            if kind == ContainerKind::Sandbox && pod.sandbox_id.is_some() {
+                return Err(error(
+                    Code::ALREADY_EXISTS,
+                    format!(
+                        "this shim already runs the sandbox {}; a pod has one",
+                        pod.sandbox_id.as_deref().unwrap_or_default()
+                    ),
+                ));
+            }
+        }
         if kind == ContainerKind::Sandbox {
             self.start_sandbox(&req, &spec).await?;
         }
@@ -766,7 +913,14 @@ impl Task for Service {
             Container {
                 bundle: req.bundle.clone(),
                 kind,
-                init: Process::new(&req.stdin, &req.stdout, &req.stderr, req.terminal, None),
+                init: Process::new(
+                    String::new(),
+                    &req.stdin,
+                    &req.stdout,
+                    &req.stderr,
+                    req.terminal,
+                    None,
+                ),
                 execs: HashMap::new(),
             },
         );
@@ -846,7 +1000,7 @@ impl Task for Service {
                 .containers
                 .get_mut(&req.id)
                 .and_then(|c| c.execs.get_mut(&req.exec_id))
-                .ok_or_else(|| not_found(&req.exec_id))?;
+                .ok_or_else(|| not_found(&format!("{}/{}", req.id, req.exec_id)))?;
             process.started = true;
             self.watch_process(agent, req.id.clone(), req.exec_id.clone(), process, pid);
             drop(pod);
@@ -883,8 +1037,19 @@ impl Task for Service {
                 .containers
                 .get_mut(&req.id)
                 .and_then(|c| c.execs.remove(&req.exec_id))
-                .ok_or_else(|| not_found(&req.exec_id))?;
+                .ok_or_else(|| not_found(&format!("{}/{}", req.id, req.exec_id)))?;
             let exit = process.exit.borrow().clone();
+            if exit.is_none() && process.started {
+                let running = error(
+                    Code::FAILED_PRECONDITION,
+                    format!("exec {}/{} still runs: kill it first", req.id, req.exec_id),
+                );
+                // Put it back: it is still there.
+                if let Some(container) = pod.containers.get_mut(&req.id) {
+                    container.execs.insert(req.exec_id.clone(), process);
+                }
+                return Err(running);
+            }
             return Ok(api::DeleteResponse {
                 pid,
                 exit_status: exit.as_ref().map_or(0, |e| e.status),
@@ -892,13 +1057,19 @@ impl Task for Service {
                 ..Default::default()
             });
         }
-        let container = self
-            .pod
-            .lock()
-            .await
-            .containers
-            .remove(&req.id)
-            .ok_or_else(|| not_found(&req.id))?;
+        let container = {
+            let mut pod = self.pod.lock().await;
+            let init = pod.process(&req.id, "")?;
+            if init.started && init.exit.borrow().is_none() {
+                return Err(error(
+                    Code::FAILED_PRECONDITION,
+                    format!("container {} still runs: kill it first", req.id),
+                ));
+            }
+            pod.containers
+                .remove(&req.id)
+                .ok_or_else(|| not_found(&req.id))?
+        };
         let exit = container.init.exit.borrow().clone();
         if container.kind == ContainerKind::Container
             && let Ok((agent, _, _)) = self.agent().await
@@ -927,7 +1098,6 @@ impl Task for Service {
             Box::new(event),
         )
         .await;
-        let _ = container.bundle;
         Ok(api::DeleteResponse {
             pid,
             exit_status: status,
@@ -967,6 +1137,7 @@ impl Task for Service {
         container.execs.insert(
             req.exec_id.clone(),
             Process::new(
+                random_uuid()?,
                 &req.stdin,
                 &req.stdout,
                 &req.stderr,
@@ -1031,7 +1202,12 @@ impl Task for Service {
         let exit = exit
             .wait_for(Option::is_some)
             .await
-            .map_err(|_| error(Code::UNAVAILABLE, "the shim is shutting down"))?
+            .map_err(|_| {
+                error(
+                    Code::NOT_FOUND,
+                    format!("process {}/{} was deleted", req.id, req.exec_id),
+                )
+            })?
             .clone()
             .ok_or_else(|| error(Code::INTERNAL, "no exit status"))?;
         Ok(api::WaitResponse {
@@ -1051,7 +1227,7 @@ impl Task for Service {
             if !process.started {
                 // Never started: nothing runs in the guest; it ends here.
                 process.exit.send_replace(Some(Exit {
-                    status: 128 + req.signal,
+                    status: 128u32.saturating_add(req.signal),
                     at: now(),
                 }));
             }
@@ -1191,8 +1367,17 @@ impl Task for Service {
 pub fn cleanup_after_crash(sandbox_id: &str) {
     let dir = Path::new(STATE_DIR).join(sandbox_id);
     let pid_file = crate::vm::VmFiles::in_dir(&dir).pid_file;
+    if check_id("the task ID", sandbox_id).is_err() {
+        return;
+    }
+    // Only our VM: the pid may have been reused since QEMU ended.
     if let Ok(text) = std::fs::read_to_string(&pid_file)
         && let Ok(pid) = text.trim().parse::<i32>()
+        && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+            cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == format!("sandbox-{sandbox_id}").as_bytes())
+        })
     {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
@@ -1220,6 +1405,29 @@ mod tests {
         );
         any.type_url = "containerd.runc.v1.Options".into();
         assert_eq!(config_path_from_options(&any), None);
+    }
+
+    #[test]
+    fn ids_that_could_name_another_path_or_a_qemu_option_are_refused() {
+        for good in [
+            "337738c8208b17b04ddff623a15e637ed936a6e0fe5482df36206c4fc903629d",
+            "a.b_c-d",
+        ] {
+            assert!(check_id("id", good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "..",
+            "a/b",
+            "../x",
+            "a,b",
+            "a..b",
+            "-a",
+            &"a".repeat(65),
+        ] {
+            let err = check_id("the task ID", bad).unwrap_err();
+            assert!(err.to_string().contains("the task ID"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -266,17 +266,30 @@ pub fn qemu_args(
 
 /// A running pod VM; QEMU and the vsock back end are killed when it is dropped.
 pub struct Vm {
-    qemu: Child,
+    /// QEMU's pid.
+    pid: u32,
+    /// Kills QEMU (the task that owns it waits for it).
+    kill: Option<tokio::sync::oneshot::Sender<()>>,
+    /// QEMU's exit status, once it ended.
+    exited: tokio::sync::watch::Receiver<Option<String>>,
     backend: Option<Child>,
     files: VmFiles,
     config: RuntimeConfig,
     sandbox_id: String,
 }
 
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+    }
+}
+
 impl std::fmt::Debug for Vm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Vm")
-            .field("qemu", &self.qemu.id())
+            .field("qemu", &self.pid)
             .field("sandbox_id", &self.sandbox_id)
             .finish_non_exhaustive()
     }
@@ -307,27 +320,49 @@ impl Vm {
             path: files.console.clone(),
             source,
         })?;
-        let console_err = console.try_clone().map_err(|source| VmError::Write {
-            path: files.console.clone(),
-            source,
-        })?;
-        let qemu = Command::new(&config.qemu)
+        let mut qemu = Command::new(&config.qemu)
             .args(qemu_args(config, &files, sandbox_id, launch_field))
             .stdin(Stdio::null())
-            .stdout(console)
-            .stderr(console_err)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| VmError::Spawn {
                 program: config.qemu.clone(),
                 source,
             })?;
-        if let Some(pid) = qemu.id() {
-            write(&files.pid_file, pid.to_string().as_bytes())?;
+        // The guest's console and QEMU's messages, capped: the guest chooses how much it
+        // prints, and the state directory is in the node's memory.
+        let console = tokio::sync::Mutex::new(tokio::fs::File::from_std(console));
+        let console = std::sync::Arc::new((console, std::sync::atomic::AtomicU64::new(0)));
+        if let Some(stdout) = qemu.stdout.take() {
+            tokio::spawn(copy_capped(stdout, console.clone()));
         }
-        tracing::info!(sandbox = sandbox_id, pid = qemu.id(), "pod VM launched");
+        if let Some(stderr) = qemu.stderr.take() {
+            tokio::spawn(copy_capped(stderr, console));
+        }
+        let pid = qemu.id().unwrap_or_default();
+        write(&files.pid_file, pid.to_string().as_bytes())?;
+        tracing::info!(sandbox = sandbox_id, pid, "pod VM launched");
+        let (kill, killed) = tokio::sync::oneshot::channel::<()>();
+        let (exited_tx, exited) = tokio::sync::watch::channel(None);
+        tokio::spawn(async move {
+            let mut qemu = qemu;
+            let status = tokio::select! {
+                status = qemu.wait() => status,
+                _ = killed => {
+                    let _ = qemu.start_kill();
+                    qemu.wait().await
+                }
+            };
+            exited_tx.send_replace(Some(
+                status.map_or_else(|e| e.to_string(), |s| s.to_string()),
+            ));
+        });
         Ok(Vm {
-            qemu,
+            pid,
+            kill: Some(kill),
+            exited,
             backend,
             files,
             config: config.clone(),
@@ -337,16 +372,16 @@ impl Vm {
 
     /// QEMU's pid (what containerd shows as the task's pid, as with Kata).
     pub fn pid(&self) -> u32 {
-        self.qemu.id().unwrap_or_default()
+        self.pid
     }
 
     /// A ttRPC connection to the agent, retried until it answers or the dial timeout.
     pub async fn connect_agent(&mut self) -> Result<ttrpc::r#async::Client, VmError> {
         let deadline = Instant::now() + Duration::from_secs(self.config.dial_timeout_secs);
         loop {
-            if let Ok(Some(status)) = self.qemu.try_wait() {
+            if let Some(status) = self.exited.borrow().clone() {
                 return Err(VmError::Exited {
-                    status: status.to_string(),
+                    status,
                     console: self.console_tail(),
                 });
             }
@@ -376,6 +411,11 @@ impl Vm {
         }
     }
 
+    /// Resolves with QEMU's exit status once it ended (for the pod's monitor).
+    pub fn exited(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.exited.clone()
+    }
+
     /// The last lines of the console.
     pub fn console_tail(&self) -> String {
         console_tail(&self.files.console)
@@ -383,7 +423,10 @@ impl Vm {
 
     /// Stops the VM and its back end and waits for both.
     pub async fn stop(mut self) {
-        let _ = self.qemu.kill().await;
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+        let _ = self.exited.wait_for(Option::is_some).await;
         if let Some(mut backend) = self.backend.take() {
             let _ = backend.kill().await;
         }
@@ -394,9 +437,37 @@ impl Vm {
     }
 }
 
+/// How much of a VM's console is kept.
+const CONSOLE_CAP: u64 = 4 << 20;
+
+/// Copies `from` into the shared console file until [`CONSOLE_CAP`] bytes were written,
+/// then drains it.
+async fn copy_capped(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    console: std::sync::Arc<(
+        tokio::sync::Mutex<tokio::fs::File>,
+        std::sync::atomic::AtomicU64,
+    )>,
+) {
+    let mut buffer = vec![0u8; 8192];
+    loop {
+        match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let before = console
+                    .1
+                    .fetch_add(n as u64, std::sync::atomic::Ordering::SeqCst);
+                if before < CONSOLE_CAP {
+                    let _ = console.0.lock().await.write_all(&buffer[..n]).await;
+                }
+            }
+        }
+    }
+}
+
 /// The last 40 lines of a console log.
 pub fn console_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
 }

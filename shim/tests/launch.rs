@@ -181,3 +181,23 @@ default_memory = 512
     let err = RuntimeConfig::parse(text, Path::new("c.toml")).unwrap_err();
     assert!(err.to_string().contains("confidential_guest"), "{err}");
 }
+
+#[test]
+fn timeouts_beyond_a_day_are_refused_by_key() {
+    for (key, table) in [
+        (
+            "agent.kata.dial_timeout",
+            "[agent.kata]\ndial_timeout = 99999999999",
+        ),
+        (
+            "runtime.create_container_timeout",
+            "[runtime]\ncreate_container_timeout = 99999999999",
+        ),
+    ] {
+        let text = format!(
+            "[hypervisor.qemu]\npath = \"/q\"\nkernel = \"/k\"\nimage = \"/i\"\nkernel_params = \"\"\ndefault_memory = 512\nconfidential_guest = true\nsev_snp_guest = true\n{table}\n"
+        );
+        let err = RuntimeConfig::parse(&text, Path::new("c.toml")).unwrap_err();
+        assert!(err.to_string().contains(key), "{err}");
+    }
+}
