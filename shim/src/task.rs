@@ -68,8 +68,12 @@ struct Process {
     stdout: String,
     stderr: String,
     terminal: bool,
+    /// StartContainer or ExecProcess is on its way to the agent.
+    starting: bool,
     started: bool,
-    /// The exec's OCI process (JSON), until it starts.
+    /// A signal containerd sent while the process was starting, sent once it runs.
+    pending_signal: Option<u32>,
+    /// The exec's OCI process (JSON).
     spec: Option<Value>,
     exit: watch::Sender<Option<Exit>>,
 }
@@ -89,7 +93,9 @@ impl Process {
             stdout: stdout.to_owned(),
             stderr: stderr.to_owned(),
             terminal,
+            starting: false,
             started: false,
+            pending_signal: None,
             spec,
             exit: watch::Sender::new(None),
         }
@@ -137,6 +143,18 @@ impl Pod {
                 .execs
                 .get(exec_id)
                 .ok_or_else(|| not_found(&format!("{id}/{exec_id}")))
+        }
+    }
+}
+
+impl Pod {
+    /// Like [`Pod::process`], to change it.
+    fn process_mut(&mut self, id: &str, exec_id: &str) -> Option<&mut Process> {
+        let container = self.containers.get_mut(id)?;
+        if exec_id.is_empty() {
+            Some(&mut container.init)
+        } else {
+            container.execs.get_mut(exec_id)
         }
     }
 }
@@ -290,6 +308,53 @@ impl Service {
                 Code::FAILED_PRECONDITION,
                 "the pod's VM is not running (its sandbox was not created by this shim, or was deleted)",
             )),
+        }
+    }
+
+    /// Marks a process as starting; a second Start is refused.
+    async fn begin_start(
+        &self,
+        id: &str,
+        exec_id: &str,
+    ) -> Result<(), containerd_shim_protos::ttrpc::Error> {
+        let mut pod = self.pod.lock().await;
+        let process = pod
+            .process_mut(id, exec_id)
+            .ok_or_else(|| not_found(&format!("{id}/{exec_id}")))?;
+        if process.started || process.starting || process.exit.borrow().is_some() {
+            return Err(error(
+                Code::FAILED_PRECONDITION,
+                format!("{id}/{exec_id} was started already"),
+            ));
+        }
+        process.starting = true;
+        Ok(())
+    }
+
+    /// Ends a start (`ran`: the agent runs it); the signal a Kill left meanwhile.
+    async fn end_start(&self, id: &str, exec_id: &str, ran: bool) -> Option<u32> {
+        let mut pod = self.pod.lock().await;
+        let process = pod.process_mut(id, exec_id)?;
+        process.starting = false;
+        process.started = ran;
+        process.pending_signal.take()
+    }
+
+    /// Sends the signal a Kill left while the process was starting.
+    async fn signal_after_start(
+        &self,
+        agent: &AgentServiceClient,
+        id: &str,
+        agent_exec_id: &str,
+        signal: Option<u32>,
+    ) {
+        let Some(signal) = signal else { return };
+        let mut request = SignalProcessRequest::new();
+        request.container_id = id.to_owned();
+        request.exec_id = agent_exec_id.to_owned();
+        request.signal = signal;
+        if let Err(e) = agent.signal_process(ctx(30), &request).await {
+            tracing::warn!(container = id, error = %e, "the signal sent during the start failed");
         }
     }
 
@@ -947,21 +1012,24 @@ impl Task for Service {
         req: api::StartRequest,
     ) -> TtrpcResult<api::StartResponse> {
         let (agent, config, pid) = self.agent().await?;
+        self.begin_start(&req.id, &req.exec_id).await?;
         if req.exec_id.is_empty() {
             let mut start = StartContainerRequest::new();
             start.container_id = req.id.clone();
-            agent
+            if let Err(e) = agent
                 .start_container(ctx(config.create_container_timeout_secs), &start)
                 .await
-                .map_err(|e| agent_error("StartContainer", e))?;
-            let mut pod = self.pod.lock().await;
-            let container = pod
-                .containers
-                .get_mut(&req.id)
-                .ok_or_else(|| not_found(&req.id))?;
-            container.init.started = true;
-            self.watch_process(agent, req.id.clone(), String::new(), &container.init, pid);
-            drop(pod);
+            {
+                self.end_start(&req.id, &req.exec_id, false).await;
+                return Err(agent_error("StartContainer", e));
+            }
+            let signal = self.end_start(&req.id, &req.exec_id, true).await;
+            {
+                let pod = self.pod.lock().await;
+                let process = pod.process(&req.id, "")?;
+                self.watch_process(agent.clone(), req.id.clone(), String::new(), process, pid);
+            }
+            self.signal_after_start(&agent, &req.id, "", signal).await;
             let event = TaskStart {
                 container_id: req.id.clone(),
                 pid,
@@ -991,19 +1059,24 @@ impl Task for Service {
             if let Some(p) = exec.process.as_mut() {
                 p.Terminal = terminal;
             }
-            agent
-                .exec_process(ctx(60), &exec)
-                .await
-                .map_err(|e| agent_error("ExecProcess", e))?;
-            let mut pod = self.pod.lock().await;
-            let process = pod
-                .containers
-                .get_mut(&req.id)
-                .and_then(|c| c.execs.get_mut(&req.exec_id))
-                .ok_or_else(|| not_found(&format!("{}/{}", req.id, req.exec_id)))?;
-            process.started = true;
-            self.watch_process(agent, req.id.clone(), req.exec_id.clone(), process, pid);
-            drop(pod);
+            if let Err(e) = agent.exec_process(ctx(60), &exec).await {
+                self.end_start(&req.id, &req.exec_id, false).await;
+                return Err(agent_error("ExecProcess", e));
+            }
+            let signal = self.end_start(&req.id, &req.exec_id, true).await;
+            {
+                let pod = self.pod.lock().await;
+                let process = pod.process(&req.id, &req.exec_id)?;
+                self.watch_process(
+                    agent.clone(),
+                    req.id.clone(),
+                    req.exec_id.clone(),
+                    process,
+                    pid,
+                );
+            }
+            self.signal_after_start(&agent, &req.id, &agent_exec_id, signal)
+                .await;
             let event = TaskExecStarted {
                 container_id: req.id.clone(),
                 exec_id: req.exec_id.clone(),
@@ -1219,9 +1292,16 @@ impl Task for Service {
 
     async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
         let (started, agent_exec_id) = {
-            let pod = self.pod.lock().await;
-            let process = pod.process(&req.id, &req.exec_id)?;
+            let mut pod = self.pod.lock().await;
+            let process = pod
+                .process_mut(&req.id, &req.exec_id)
+                .ok_or_else(|| not_found(&format!("{}/{}", req.id, req.exec_id)))?;
             if process.exit.borrow().is_some() {
+                return Ok(api::Empty::new());
+            }
+            if process.starting {
+                // On its way to the agent: Start sends the signal once it runs.
+                process.pending_signal = Some(req.signal);
                 return Ok(api::Empty::new());
             }
             if !process.started {
