@@ -17,11 +17,26 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::node::*;
+use contrast_cri_testkit::Cri;
 use contrast_cri_testkit::kubelet::container_config;
 use contrast_cri_testkit::runtime::{
-    ContainerState, ContainerStatusRequest, ExecSyncRequest, RunPodSandboxRequest,
-    StopContainerRequest,
+    ContainerState, ContainerStatus, ContainerStatusRequest, ExecSyncRequest,
+    LinuxContainerResources, RunPodSandboxRequest, StopContainerRequest,
 };
+
+/// The CRI's status of container `id`.
+async fn container_status(cri: &mut Cri, id: &str) -> ContainerStatus {
+    cri.runtime
+        .container_status(ContainerStatusRequest {
+            container_id: id.to_owned(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+}
 
 #[test]
 fn containerd_runs_a_confidential_pod_through_the_shim() {
@@ -126,6 +141,42 @@ fn containerd_runs_a_confidential_pod_through_the_shim() {
         eprintln!("containerd: the refused container: {}", intruder.message());
 
         let stopping = Instant::now();
+        // The hog, at its memory limit: the guest's OOM killer ends it, and containerd hears
+        // of it through the shim (GetOOMEvent → /tasks/oom) as kubelet's OOMKilled.
+        let mut hog = container_config("hog", &reference, &HOG_COMMAND);
+        if let Some(linux) = hog.linux.as_mut() {
+            linux.resources = Some(LinuxContainerResources {
+                memory_limit_in_bytes: 16 << 20,
+                ..Default::default()
+            });
+        }
+        let hog = run_container(&mut node.cri, &sandbox_id, &sandbox, hog)
+            .await
+            .unwrap_or_else(|e| panic!("the hog: {e:?}"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let hog_status = loop {
+            let status = container_status(&mut node.cri, &hog).await;
+            if status.state == ContainerState::ContainerExited as i32
+                && !status.reason.is_empty()
+                && (status.reason == "OOMKilled" || Instant::now() > deadline)
+            {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the hog still runs: {status:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(
+            hog_status.reason,
+            "OOMKilled",
+            "{hog_status:?}\n{}",
+            node.containerd.log_tail()
+        );
+        assert_eq!(hog_status.exit_code, 137);
+        eprintln!(
+            "containerd: the hog: {} ({})",
+            hog_status.reason, hog_status.exit_code
+        );
+
         // The app stopped as the kubelet stops it: SIGTERM, which `sleep` as the container's
         // first process ignores, then SIGKILL after the grace period; its exit code comes
         // back through WaitProcess, the shim's TaskExit and containerd.
@@ -137,18 +188,7 @@ fn containerd_runs_a_confidential_pod_through_the_shim() {
             })
             .await
             .unwrap();
-        let status = node
-            .cri
-            .runtime
-            .container_status(ContainerStatusRequest {
-                container_id: app.clone(),
-                verbose: false,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap();
+        let status = container_status(&mut node.cri, &app).await;
         assert_eq!(status.state, ContainerState::ContainerExited as i32);
         assert_eq!(status.exit_code, 137, "killed by SIGKILL");
         eprintln!(

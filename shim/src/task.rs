@@ -16,7 +16,7 @@ use containerd_shim::asynchronous::ExitSignal;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim_protos::api;
 use containerd_shim_protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskStart,
 };
 use containerd_shim_protos::protobuf::MessageDyn;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
@@ -24,8 +24,8 @@ use containerd_shim_protos::shim_async::Task;
 use containerd_shim_protos::ttrpc::r#async::TtrpcContext;
 use containerd_shim_protos::ttrpc::{Code, Status};
 use contrast_agent_protocol::proto::agent::{
-    CloseStdinRequest, CreateContainerRequest, DestroySandboxRequest, ReadStreamRequest,
-    RemoveContainerRequest, Routes, SignalProcessRequest, StartContainerRequest,
+    CloseStdinRequest, CreateContainerRequest, DestroySandboxRequest, GetOOMEventRequest,
+    ReadStreamRequest, RemoveContainerRequest, Routes, SignalProcessRequest, StartContainerRequest,
     StatsContainerRequest, TtyWinResizeRequest, UpdateInterfaceRequest, UpdateRoutesRequest,
     WaitProcessRequest, WriteStreamRequest,
 };
@@ -442,6 +442,7 @@ impl Service {
             }
         };
         let agent = AgentServiceClient::new(client.clone());
+        let agent_for_oom = agent.clone();
         let health = HealthClient::new(client);
         let exited = vm.exited();
         let result = async {
@@ -479,6 +480,7 @@ impl Service {
         pod.config = Some(config);
         drop(pod);
         self.monitor(health, exited);
+        self.forward_oom_events(agent_for_oom);
         Ok(())
     }
 
@@ -521,6 +523,36 @@ impl Service {
             tracing::warn!(%reason, "the pod VM is gone; its processes are over");
             service.end_all_processes().await;
             service.stop_pod().await;
+        });
+    }
+
+    /// Passes the agent's OOM kills on to containerd (`/tasks/oom`, which the CRI turns into
+    /// the container's `OOMKilled` reason) until the agent goes away.
+    fn forward_oom_events(&self, agent: AgentServiceClient) {
+        let service = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let event = match agent
+                    .get_oom_event(ttrpc::context::with_timeout(0), &GetOOMEventRequest::new())
+                    .await
+                {
+                    Ok(event) => event,
+                    Err(e) => {
+                        tracing::info!(error = %e, "no more OOM events from the agent");
+                        return;
+                    }
+                };
+                let oom = TaskOOM {
+                    container_id: event.container_id,
+                    ..Default::default()
+                };
+                service
+                    .publish(
+                        containerd_shim_protos::topics::TASK_OOM_EVENT_TOPIC,
+                        Box::new(oom),
+                    )
+                    .await;
+            }
         });
     }
 

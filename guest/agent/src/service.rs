@@ -109,6 +109,9 @@ pub struct Agent {
     network: tokio::sync::OnceCell<crate::network::Network>,
     /// The OOM kills of each container's cgroup already reported by GetOOMEvent.
     oom_seen: Mutex<BTreeMap<String, u64>>,
+    /// OOM kills found when a container was removed before GetOOMEvent saw them (the
+    /// runtime removes a container right after its last process is killed).
+    oom_pending: Mutex<std::collections::VecDeque<String>>,
     containers: Mutex<BTreeMap<String, Container>>,
     sandbox: Mutex<Option<Sandbox>>,
     /// Set by DestroySandbox: the agent's work is done and it exits (as the Kata agent
@@ -135,6 +138,7 @@ impl Agent {
             crun,
             network: tokio::sync::OnceCell::new(),
             oom_seen: Mutex::new(BTreeMap::new()),
+            oom_pending: Mutex::new(std::collections::VecDeque::new()),
             containers: Mutex::new(BTreeMap::new()),
             sandbox: Mutex::new(None),
             destroyed: tokio::sync::watch::Sender::new(false),
@@ -425,6 +429,19 @@ impl Agent {
             return Err(internal(&format!("RemoveContainer {id}"), &e));
         }
         let _ = std::fs::remove_dir_all(&container.bundle);
+        // An OOM kill not yet reported goes with the cgroup: keep it for GetOOMEvent.
+        let kills = cgroup::oom_kills(&cgroup::cgroup_dir(&self.config.cgroup_root, id));
+        let seen = self
+            .oom_seen
+            .lock()
+            .ok()
+            .and_then(|seen| seen.get(id).copied())
+            .unwrap_or(0);
+        if kills > seen
+            && let Ok(mut pending) = self.oom_pending.lock()
+        {
+            pending.push_back(id.to_owned());
+        }
         cgroup::remove(&self.config.cgroup_root, id);
         if let Ok(mut containers) = self.containers.lock() {
             containers.remove(id);
@@ -919,6 +936,17 @@ impl AgentService for Agent {
         // The runtime asks again and again and waits for the answer: a container whose
         // cgroup's OOM killer struck since the last answer.
         loop {
+            let pending = self
+                .oom_pending
+                .lock()
+                .map_err(|_| status(Code::INTERNAL, "GetOOMEvent: state poisoned"))?
+                .pop_front();
+            if let Some(id) = pending {
+                tracing::info!(container = %id, "OOM kill (container removed since)");
+                let mut event = OOMEvent::new();
+                event.container_id = id;
+                return Ok(event);
+            }
             let ids: Vec<String> = self.containers().keys().cloned().collect();
             for id in ids {
                 let kills = cgroup::oom_kills(&cgroup::cgroup_dir(&self.config.cgroup_root, &id));

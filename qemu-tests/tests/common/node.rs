@@ -206,6 +206,9 @@ pub(crate) const APP_COMMAND: [&str; 3] = [
     "echo hello from the confidential pod; exec sleep 600",
 ];
 
+/// The second container's command: more memory than its 16 MiB limit.
+pub(crate) const HOG_COMMAND: [&str; 3] = ["/bin/sh", "-c", "head -c 200000000 /dev/zero | tail"];
+
 /// The line [`APP_COMMAND`] prints.
 pub(crate) const APP_LINE: &str = "hello from the confidential pod";
 
@@ -307,6 +310,12 @@ impl SimNode {
                     "image": reference,
                     "command": APP_COMMAND,
                     "readinessProbe": {"exec": {"command": PROBE}},
+                }, {
+                    // Asks for more than its limit: the OOM killer ends it.
+                    "name": "hog",
+                    "image": reference,
+                    "command": HOG_COMMAND,
+                    "resources": {"limits": {"memory": "16Mi"}},
                 }],
             },
             "images": {reference.clone(): self.images.app.config()},
