@@ -269,3 +269,70 @@ impl RuntimeConfig {
         })
     }
 }
+
+/// What the pod's containers ask for beyond the VM's defaults, from the sizing annotations
+/// containerd (1.7 and later) puts on the sandbox: memory in MiB and a CPU count, as the
+/// Kata runtime's static sandbox sizing reads them (`CalculateSandboxSizing`, oci.go).
+/// A missing or unreadable value counts as 0.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SandboxSizing {
+    /// Memory to add, in MiB (the sum of the containers' limits).
+    pub memory_mib: u32,
+    /// CPUs to add (quota / period; from the shares when the quota is unconstrained).
+    pub cpus: f64,
+}
+
+impl SandboxSizing {
+    /// The sizing of a sandbox whose `config.json` is `spec`.
+    pub fn of(spec: &serde_json::Value) -> SandboxSizing {
+        let annotation = |key: &str| {
+            spec.get("annotations")
+                .and_then(|a| a.get(key))
+                .and_then(serde_json::Value::as_str)
+        };
+        let number = |key: &str| -> i64 {
+            annotation(key).map_or(0, |v| {
+                v.parse().unwrap_or_else(|_| {
+                    tracing::warn!(
+                        key,
+                        value = v,
+                        "an unreadable sandbox sizing annotation counts as 0"
+                    );
+                    0
+                })
+            })
+        };
+        let period = number("io.kubernetes.cri.sandbox-cpu-period");
+        let quota = number("io.kubernetes.cri.sandbox-cpu-quota");
+        let shares = number("io.kubernetes.cri.sandbox-cpu-shares");
+        let memory = number("io.kubernetes.cri.sandbox-memory");
+        let mut cpus = if quota >= 0 && period > 0 {
+            quota as f64 / period as f64
+        } else {
+            0.0
+        };
+        // kubelet's static CPU manager leaves the quota unconstrained (-1) and gives CPUs
+        // by cpuset; then the shares say how many (1024 per CPU).
+        if quota < 0 && cpus == 0.0 && shares > 0 {
+            cpus = (shares as f64 / 1024.0).ceil();
+        }
+        SandboxSizing {
+            memory_mib: u32::try_from(memory.max(0) >> 20).unwrap_or(u32::MAX),
+            cpus,
+        }
+    }
+
+    /// `config` with this sizing added to its vCPUs and memory.
+    pub fn apply(self, config: &RuntimeConfig) -> RuntimeConfig {
+        let mut sized = config.clone();
+        sized.memory_mib = config.memory_mib.saturating_add(self.memory_mib);
+        let vcpus = (f64::from(config.vcpus) + self.cpus).ceil();
+        // At most what a u32 holds; QEMU refuses more than the host has anyway.
+        sized.vcpus = if vcpus >= f64::from(u32::MAX) {
+            u32::MAX
+        } else {
+            vcpus as u32
+        };
+        sized
+    }
+}

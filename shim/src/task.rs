@@ -396,6 +396,8 @@ impl Service {
                 contrast_platforms::error_chain(&e),
             )
         })?;
+        // The pod's own limits on top of the VM's defaults (Kata's static sandbox sizing).
+        let config = crate::config::SandboxSizing::of(spec).apply(&config);
         let encoded = annotation(spec, INITDATA_ANNOTATION).ok_or_else(|| {
             error(
                 Code::INVALID_ARGUMENT,

@@ -201,3 +201,35 @@ fn timeouts_beyond_a_day_are_refused_by_key() {
         assert!(err.to_string().contains(key), "{err}");
     }
 }
+
+#[test]
+fn the_pods_limits_size_the_vm_as_kata_sizes_it() {
+    use contrast_shim::config::SandboxSizing;
+    let config = installed(Platform::MetalQemuSnp, None);
+    let spec = |annotations: serde_json::Value| serde_json::json!({"annotations": annotations});
+    // Kata's own example: 1 MiB and 2.2 CPUs (4 vCPUs with the default 1, rounded up).
+    let sized = SandboxSizing::of(&spec(serde_json::json!({
+        "io.kubernetes.cri.sandbox-memory": "1048576",
+        "io.kubernetes.cri.sandbox-cpu-period": "100000",
+        "io.kubernetes.cri.sandbox-cpu-quota": "220000",
+    })));
+    assert_eq!(sized.memory_mib, 1);
+    let vm = sized.apply(&config);
+    assert_eq!(vm.memory_mib, config.memory_mib + 1);
+    assert_eq!(vm.vcpus, 4, "1 default + 2.2, rounded up");
+    // The static CPU manager: no quota, CPUs from the shares.
+    let pinned = SandboxSizing::of(&spec(serde_json::json!({
+        "io.kubernetes.cri.sandbox-cpu-quota": "-1",
+        "io.kubernetes.cri.sandbox-cpu-shares": "2048",
+    })));
+    assert_eq!(pinned.cpus, 2.0);
+    // BestEffort (the cgroup floor of 2 shares, no quota) and unreadable values add nothing.
+    for annotations in [
+        serde_json::json!({"io.kubernetes.cri.sandbox-cpu-shares": "2"}),
+        serde_json::json!({"io.kubernetes.cri.sandbox-memory": "lots"}),
+        serde_json::json!({}),
+    ] {
+        let sizing = SandboxSizing::of(&spec(annotations.clone()));
+        assert_eq!(sizing.apply(&config), config, "{annotations}");
+    }
+}
