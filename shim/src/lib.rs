@@ -5,10 +5,13 @@
 //! - [`vm`]: one pod VM (its QEMU command line, launch, the vsock to the agent).
 //! - [`spec`]: containerd's OCI spec turned into the agent's requests, as the Kata runtime
 //!   sends them (the agent's policy was generated to expect exactly those).
-//! - [`task`]: containerd's task API for one pod.
+//! - [`task`]: containerd's task API for one pod (with `streams`: the processes' standard
+//!   streams, and `metrics`: statistics for containerd).
 #![forbid(unsafe_code)]
 
 pub mod config;
+mod metrics;
 pub mod spec;
+mod streams;
 pub mod task;
 pub mod vm;

@@ -25,21 +25,24 @@ use containerd_shim_protos::ttrpc::r#async::TtrpcContext;
 use containerd_shim_protos::ttrpc::{Code, Status};
 use contrast_agent_protocol::proto::agent::{
     CloseStdinRequest, CreateContainerRequest, DestroySandboxRequest, GetOOMEventRequest,
-    ReadStreamRequest, RemoveContainerRequest, Routes, SignalProcessRequest, StartContainerRequest,
+    RemoveContainerRequest, Routes, SignalProcessRequest, StartContainerRequest,
     StatsContainerRequest, TtyWinResizeRequest, UpdateInterfaceRequest, UpdateRoutesRequest,
-    WaitProcessRequest, WriteStreamRequest,
+    WaitProcessRequest,
 };
 use contrast_agent_protocol::proto::agent_ttrpc::AgentServiceClient;
 use contrast_agent_protocol::proto::health::CheckRequest;
 use contrast_agent_protocol::proto::health_ttrpc::HealthClient;
 use contrast_agent_protocol::proto::types::{IPAddress, IPFamily, Interface, Route};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{Mutex, watch};
 
 use crate::config::RuntimeConfig;
+use crate::metrics::cgroup_metrics;
 use crate::spec::{self, ContainerKind};
+use crate::streams::{copy_in, copy_out};
 use crate::vm::{GUEST_MAC, Vm, launch_field_len};
+
+mod sandbox;
 
 use contrast_initdata::INITDATA_ANNOTATION;
 
@@ -145,9 +148,7 @@ impl Pod {
                 .ok_or_else(|| not_found(&format!("{id}/{exec_id}")))
         }
     }
-}
 
-impl Pod {
     /// Like [`Pod::process`], to change it.
     fn process_mut(&mut self, id: &str, exec_id: &str) -> Option<&mut Process> {
         let container = self.containers.get_mut(id)?;
@@ -225,7 +226,7 @@ fn now() -> Timestamp {
     Timestamp::now()
 }
 
-fn ctx(seconds: u64) -> ttrpc::context::Context {
+pub(crate) fn ctx(seconds: u64) -> ttrpc::context::Context {
     ttrpc::context::with_timeout(
         i64::try_from(seconds.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX),
     )
@@ -371,235 +372,6 @@ impl Service {
         Ok(pod.process(id, exec_id)?.agent_exec_id.clone())
     }
 
-    /// The sandbox's Create: the VM, the network, CreateSandbox.
-    async fn start_sandbox(
-        &self,
-        req: &api::CreateTaskRequest,
-        spec: &Value,
-    ) -> Result<(), containerd_shim_protos::ttrpc::Error> {
-        let config_path = req
-            .options
-            .as_ref()
-            .and_then(config_path_from_options)
-            .or_else(|| std::env::var(CONFIG_ENV).ok())
-            .ok_or_else(|| {
-                error(
-                    Code::FAILED_PRECONDITION,
-                    format!(
-                        "no Kata configuration: containerd's runtime options name no ConfigPath and {CONFIG_ENV} is unset; re-run the runtime installer"
-                    ),
-                )
-            })?;
-        let config = RuntimeConfig::load(Path::new(&config_path)).map_err(|e| {
-            error(
-                Code::FAILED_PRECONDITION,
-                contrast_platforms::error_chain(&e),
-            )
-        })?;
-        // The pod's own limits on top of the VM's defaults (Kata's static sandbox sizing).
-        let config = crate::config::SandboxSizing::of(spec).apply(&config);
-        let encoded = annotation(spec, INITDATA_ANNOTATION).ok_or_else(|| {
-            error(
-                Code::INVALID_ARGUMENT,
-                format!(
-                    "the pod has no {INITDATA_ANNOTATION} annotation: run `contrast generate` on its resources (the pod VM would only get a deny-all policy)"
-                ),
-            )
-        })?;
-        let toml = contrast_initdata::decode_annotation_value(encoded).map_err(|e| {
-            error(
-                Code::INVALID_ARGUMENT,
-                format!("the pod's {INITDATA_ANNOTATION} annotation: {e}"),
-            )
-        })?;
-        let document = contrast_initdata::Initdata::parse(toml.clone()).map_err(|e| {
-            error(
-                Code::INVALID_ARGUMENT,
-                format!("the pod's initdata ({INITDATA_ANNOTATION}): {e}"),
-            )
-        })?;
-        let field = contrast_initdata::disk::launch_field(
-            &document.digest(),
-            launch_field_len(&config.tee),
-        );
-        let dir = Path::new(STATE_DIR).join(&req.id);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| error(Code::INTERNAL, format!("creating {}: {e}", dir.display())))?;
-        let mut vm = match Vm::launch(&config, &dir, &req.id, &toml, &field).await {
-            Ok(vm) => vm,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                return Err(error(
-                    Code::UNAVAILABLE,
-                    contrast_platforms::error_chain(&e),
-                ));
-            }
-        };
-        let client = match vm.connect_agent().await {
-            Ok(client) => client,
-            Err(e) => {
-                vm.stop().await;
-                let _ = std::fs::remove_dir_all(&dir);
-                return Err(error(Code::UNAVAILABLE, e.to_string()));
-            }
-        };
-        let agent = AgentServiceClient::new(client.clone());
-        let agent_for_oom = agent.clone();
-        let health = HealthClient::new(client);
-        let exited = vm.exited();
-        let result = async {
-            health
-                .check(ctx(config.dial_timeout_secs), &CheckRequest::new())
-                .await
-                .map_err(|e| agent_error("the agent's health check", e))?;
-            setup_network(&agent).await?;
-            let settings = spec::SandboxSettings {
-                shm_size: shm_size(spec),
-                guest_hook_path: config.guest_hook_path.clone(),
-                kernel_modules: Vec::new(),
-            };
-            let sandbox = spec::create_sandbox_request(spec, &req.id, &settings)
-                .map_err(|e| error(Code::INVALID_ARGUMENT, e.to_string()))?;
-            agent
-                .create_sandbox(ctx(config.dial_timeout_secs), &sandbox)
-                .await
-                .map_err(|e| agent_error("CreateSandbox", e))?;
-            Ok::<_, containerd_shim_protos::ttrpc::Error>(())
-        }
-        .await;
-        if let Err(e) = result {
-            let console = vm.console_tail();
-            vm.stop().await;
-            let _ = std::fs::remove_dir_all(&dir);
-            tracing::warn!(%console, "the pod VM's console");
-            return Err(e);
-        }
-        let mut pod = self.pod.lock().await;
-        pod.sandbox_id = Some(req.id.clone());
-        pod.dir = Some(dir);
-        pod.vm = Some(vm);
-        pod.agent = Some(agent);
-        pod.config = Some(config);
-        drop(pod);
-        self.monitor(health, exited);
-        self.forward_oom_events(agent_for_oom);
-        Ok(())
-    }
-
-    /// Watches the pod's VM: when QEMU ends, or the agent stops answering its health
-    /// check, while the pod runs, every process still running is over — containerd hears of
-    /// each exit (status 255) and the VM is stopped. Without this, a guest that hangs or
-    /// panics behind a live QEMU would leave its pod Running for ever.
-    fn monitor(
-        &self,
-        health: HealthClient,
-        mut exited: tokio::sync::watch::Receiver<Option<String>>,
-    ) {
-        const PERIOD: Duration = Duration::from_secs(10);
-        const MISSES: u32 = 3;
-        let service = self.clone();
-        tokio::spawn(async move {
-            let mut misses = 0;
-            let reason = loop {
-                tokio::select! {
-                    _ = async { exited.wait_for(Option::is_some).await.map(|_| ()) } => {
-                        break format!("QEMU ended ({})", exited.borrow().clone().unwrap_or_default());
-                    }
-                    _ = tokio::time::sleep(PERIOD) => {
-                        match health.check(ctx(5), &CheckRequest::new()).await {
-                            Ok(_) => misses = 0,
-                            Err(e) => {
-                                misses += 1;
-                                if misses >= MISSES {
-                                    break format!("the agent did not answer {MISSES} health checks ({e})");
-                                }
-                            }
-                        }
-                    }
-                }
-            };
-            // A pod being stopped on purpose has no VM in its state any more.
-            if service.pod.lock().await.vm.is_none() {
-                return;
-            }
-            tracing::warn!(%reason, "the pod VM is gone; its processes are over");
-            service.end_all_processes().await;
-            service.stop_pod().await;
-        });
-    }
-
-    /// Passes the agent's OOM kills on to containerd (`/tasks/oom`, which the CRI turns into
-    /// the container's `OOMKilled` reason) until the agent goes away.
-    fn forward_oom_events(&self, agent: AgentServiceClient) {
-        let service = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let event = match agent
-                    .get_oom_event(ttrpc::context::with_timeout(0), &GetOOMEventRequest::new())
-                    .await
-                {
-                    Ok(event) => event,
-                    Err(e) => {
-                        tracing::info!(error = %e, "no more OOM events from the agent");
-                        return;
-                    }
-                };
-                let oom = TaskOOM {
-                    container_id: event.container_id,
-                    ..Default::default()
-                };
-                service
-                    .publish(
-                        containerd_shim_protos::topics::TASK_OOM_EVENT_TOPIC,
-                        Box::new(oom),
-                    )
-                    .await;
-            }
-        });
-    }
-
-    /// Marks every process still running as exited (255) and tells containerd.
-    async fn end_all_processes(&self) {
-        let mut exits = Vec::new();
-        {
-            let pod = self.pod.lock().await;
-            let pid = pod.vm.as_ref().map(Vm::pid).unwrap_or_default();
-            for (id, container) in &pod.containers {
-                let processes = std::iter::once((String::new(), &container.init))
-                    .chain(container.execs.iter().map(|(e, p)| (e.clone(), p)));
-                for (exec_id, process) in processes {
-                    if process.exit.borrow().is_some() {
-                        continue;
-                    }
-                    let at = now();
-                    process.exit.send_replace(Some(Exit {
-                        status: 255,
-                        at: at.clone(),
-                    }));
-                    exits.push(TaskExit {
-                        container_id: id.clone(),
-                        id: if exec_id.is_empty() {
-                            id.clone()
-                        } else {
-                            exec_id
-                        },
-                        pid,
-                        exit_status: 255,
-                        exited_at: Some(at).into(),
-                        ..Default::default()
-                    });
-                }
-            }
-        }
-        for exit in exits {
-            self.publish(
-                containerd_shim_protos::topics::TASK_EXIT_EVENT_TOPIC,
-                Box::new(exit),
-            )
-            .await;
-        }
-    }
-
     async fn create_in_guest(
         &self,
         req: &api::CreateTaskRequest,
@@ -714,225 +486,6 @@ impl Service {
                 .await;
         });
     }
-
-    /// Stops the VM and forgets the pod.
-    async fn stop_pod(&self) {
-        let (vm, agent, dir) = {
-            let mut pod = self.pod.lock().await;
-            (pod.vm.take(), pod.agent.take(), pod.dir.take())
-        };
-        if let Some(agent) = agent {
-            let _ = agent
-                .destroy_sandbox(ctx(5), &DestroySandboxRequest::new())
-                .await;
-        }
-        if let Some(vm) = vm {
-            vm.stop().await;
-        }
-        if let Some(dir) = dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-/// The agent's cgroup statistics in containerd's cgroup v1 metrics (what the Kata shim
-/// reports too, and the CRI reads for a container's CPU and memory).
-fn cgroup_metrics(
-    stats: Option<&contrast_agent_protocol::proto::agent::CgroupStats>,
-) -> containerd_shim_protos::cgroups::metrics::Metrics {
-    use containerd_shim_protos::cgroups::metrics::{
-        CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics, PidsStat,
-    };
-    let mut metrics = Metrics::new();
-    let Some(stats) = stats else {
-        return metrics;
-    };
-    if let Some(cpu) = stats.cpu_stats.as_ref().and_then(|c| c.cpu_usage.as_ref()) {
-        let mut usage = CPUUsage::new();
-        usage.total = cpu.total_usage;
-        usage.kernel = cpu.usage_in_kernelmode;
-        usage.user = cpu.usage_in_usermode;
-        usage.per_cpu = cpu.percpu_usage.clone();
-        let mut stat = CPUStat::new();
-        stat.usage = Some(usage).into();
-        metrics.cpu = Some(stat).into();
-    }
-    if let Some(memory) = stats.memory_stats.as_ref() {
-        let mut stat = MemoryStat::new();
-        stat.cache = memory.cache;
-        if let Some(usage) = memory.usage.as_ref() {
-            let mut entry = MemoryEntry::new();
-            entry.usage = usage.usage;
-            entry.max = usage.max_usage;
-            entry.failcnt = usage.failcnt;
-            entry.limit = usage.limit;
-            stat.usage = Some(entry).into();
-        }
-        stat.total_inactive_file = memory
-            .stats
-            .get("total_inactive_file")
-            .copied()
-            .unwrap_or_default();
-        metrics.memory = Some(stat).into();
-    }
-    if let Some(pids) = stats.pids_stats.as_ref() {
-        let mut stat = PidsStat::new();
-        stat.current = pids.current;
-        stat.limit = pids.limit;
-        metrics.pids = Some(stat).into();
-    }
-    metrics
-}
-
-/// The size of the sandbox's shared memory, as the Kata runtime takes it (`getShmSize`,
-/// oci.go): the file system behind the pause container's `/dev/shm` bind mount, 64 MiB when
-/// that mount is not a bind of another directory, none without the mount.
-fn shm_size(spec: &Value) -> u64 {
-    const DEFAULT: u64 = 64 << 20;
-    let Some(mount) = spec
-        .get("mounts")
-        .and_then(Value::as_array)
-        .and_then(|mounts| {
-            mounts
-                .iter()
-                .find(|m| m.get("destination").and_then(Value::as_str) == Some("/dev/shm"))
-        })
-    else {
-        return 0;
-    };
-    let source = mount
-        .get("source")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if mount.get("type").and_then(Value::as_str) != Some("bind") || source == "/dev/shm" {
-        return DEFAULT;
-    }
-    match nix::sys::statfs::statfs(source) {
-        Ok(fs) => fs
-            .blocks()
-            .saturating_mul(u64::try_from(fs.block_size()).unwrap_or_default()),
-        Err(_) => DEFAULT,
-    }
-}
-
-/// The pod's network for QEMU's user network: the NIC's MAC, 10.0.2.15/24 and the gateway
-/// 10.0.2.2, as UpdateInterface and UpdateRoutes (the Kata runtime's order).
-async fn setup_network(
-    agent: &AgentServiceClient,
-) -> Result<(), containerd_shim_protos::ttrpc::Error> {
-    let mut address = IPAddress::new();
-    address.family = IPFamily::v4.into();
-    address.address = "10.0.2.15".to_owned();
-    address.mask = "24".to_owned();
-    let mut interface = Interface::new();
-    interface.device = "eth0".to_owned();
-    interface.name = "eth0".to_owned();
-    interface.hwAddr = GUEST_MAC.to_owned();
-    interface.mtu = 1500;
-    interface.type_ = "virtual".to_owned();
-    interface.IPAddresses = vec![address];
-    let mut update = UpdateInterfaceRequest::new();
-    update.interface = Some(interface).into();
-    agent
-        .update_interface(ctx(30), &update)
-        .await
-        .map_err(|e| agent_error("UpdateInterface", e))?;
-    let mut route = Route::new();
-    route.dest = "0.0.0.0/0".to_owned();
-    route.gateway = "10.0.2.2".to_owned();
-    route.device = "eth0".to_owned();
-    let mut routes = Routes::new();
-    routes.Routes = vec![route];
-    let mut update = UpdateRoutesRequest::new();
-    update.routes = Some(routes).into();
-    agent
-        .update_routes(ctx(30), &update)
-        .await
-        .map_err(|e| agent_error("UpdateRoutes", e))?;
-    Ok(())
-}
-
-/// Copies a process's stdout or stderr from the agent into containerd's FIFO until the
-/// stream ends.
-async fn copy_out(
-    agent: AgentServiceClient,
-    container_id: String,
-    exec_id: String,
-    fifo: String,
-    stdout: bool,
-) {
-    // Read-write, as runc's shim opens it: no wait for containerd's reader, and no broken
-    // pipe when containerd restarts (its reader comes back to the same FIFO).
-    let mut sender = match tokio::net::unix::pipe::OpenOptions::new()
-        .read_write(true)
-        .open_sender(&fifo)
-    {
-        Ok(sender) => Some(sender),
-        Err(e) => {
-            tracing::warn!(fifo, error = %e, "containerd's FIFO cannot be opened; the output is dropped");
-            None
-        }
-    };
-    // Read to the end even when the output cannot be written: a stream nobody reads
-    // would stop the process in the guest once its pipe is full.
-    loop {
-        let mut read = ReadStreamRequest::new();
-        read.container_id = container_id.clone();
-        read.exec_id = exec_id.clone();
-        read.len = 32 * 1024;
-        let chunk = if stdout {
-            agent
-                .read_stdout(ttrpc::context::with_timeout(0), &read)
-                .await
-        } else {
-            agent
-                .read_stderr(ttrpc::context::with_timeout(0), &read)
-                .await
-        };
-        match chunk {
-            Ok(chunk) if !chunk.data.is_empty() => {
-                if let Some(out) = sender.as_mut()
-                    && out.write_all(&chunk.data).await.is_err()
-                {
-                    tracing::warn!(
-                        fifo,
-                        "writing containerd's FIFO failed; the rest of the output is dropped"
-                    );
-                    sender = None;
-                }
-            }
-            // The end of the stream (the Kata agent answers EOF with an error).
-            _ => return,
-        }
-    }
-}
-
-/// Copies containerd's stdin FIFO into the process; at its end, closes the process's stdin.
-async fn copy_in(agent: AgentServiceClient, container_id: String, exec_id: String, fifo: String) {
-    // Non-blocking open: a blocking one waits for a writer that may never come.
-    let Ok(mut receiver) = tokio::net::unix::pipe::OpenOptions::new().open_receiver(&fifo) else {
-        tracing::warn!(fifo, "containerd's stdin FIFO could not be opened");
-        return;
-    };
-    let mut buffer = vec![0u8; 32 * 1024];
-    loop {
-        match receiver.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let mut write = WriteStreamRequest::new();
-                write.container_id = container_id.clone();
-                write.exec_id = exec_id.clone();
-                write.data = buffer[..n].to_vec();
-                if agent.write_stdin(ctx(30), &write).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-    let mut close = CloseStdinRequest::new();
-    close.container_id = container_id;
-    close.exec_id = exec_id;
-    let _ = agent.close_stdin(ctx(30), &close).await;
 }
 
 /// Checks an ID containerd gave before it names a directory, a file or a QEMU argument:
@@ -1542,34 +1095,5 @@ mod tests {
             let err = check_id("the task ID", bad).unwrap_err();
             assert!(err.to_string().contains("the task ID"), "{bad}: {err}");
         }
-    }
-
-    #[test]
-    fn agent_statistics_become_cgroup_metrics() {
-        use contrast_agent_protocol::proto::agent::{
-            CgroupStats, CpuStats, CpuUsage, MemoryData, MemoryStats,
-        };
-        let mut usage = CpuUsage::new();
-        usage.total_usage = 7;
-        usage.usage_in_usermode = 5;
-        let mut cpu = CpuStats::new();
-        cpu.cpu_usage = Some(usage).into();
-        let mut data = MemoryData::new();
-        data.usage = 4096;
-        data.limit = 1 << 20;
-        let mut memory = MemoryStats::new();
-        memory.usage = Some(data).into();
-        memory.stats.insert("total_inactive_file".into(), 1024);
-        let mut stats = CgroupStats::new();
-        stats.cpu_stats = Some(cpu).into();
-        stats.memory_stats = Some(memory).into();
-        let metrics = cgroup_metrics(Some(&stats));
-        assert_eq!(metrics.cpu.usage.total, 7);
-        assert_eq!(metrics.cpu.usage.user, 5);
-        assert_eq!(metrics.memory.usage.usage, 4096);
-        assert_eq!(metrics.memory.usage.limit, 1 << 20);
-        assert_eq!(metrics.memory.total_inactive_file, 1024);
-        assert!(metrics.pids.is_none());
-        assert_eq!(cgroup_metrics(None), Default::default());
     }
 }
