@@ -179,11 +179,6 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
                 "command": ["/bin/sh", "-c", script],
                 // An exec the policy allows: the runtime runs it in the running app.
                 "readinessProbe": {"exec": {"command": ["/bin/sh", "-c", "echo probe; touch /scratch/probed"]}},
-                // Run with a terminal: waits until the terminal has a size (busybox's
-                // stty prints none for 0x0), prints it.
-                "startupProbe": {"exec": {"command": ["/bin/sh", "-c",
-                    "i=0; while [ -z \"$(stty size 2>/dev/null)\" ] && [ $i -lt 300 ]; \
-                     do sleep 0.1; i=$((i+1)); done; stty size"]}},
                 // A long one, ended by a signal.
                 "livenessProbe": {"exec": {"command": ["/bin/sh", "-c", "sleep 600"]}},
                 "volumeMounts": [
@@ -196,6 +191,17 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
                 "image": reference,
                 "command": ["/bin/sh", "-c", "head -c 200000000 /dev/zero | tail"],
                 "resources": {"limits": {"memory": "16Mi"}},
+            }, {
+                // A container with a terminal, whose probe may have one too.
+                "name": "term",
+                "image": reference,
+                "command": ["/bin/sh", "-c", "sleep 600"],
+                "tty": true,
+                // Run with a terminal: waits until the terminal has a size (busybox's
+                // stty prints none for 0x0), prints it.
+                "startupProbe": {"exec": {"command": ["/bin/sh", "-c",
+                    "i=0; while [ -z \"$(stty size 2>/dev/null)\" ] && [ $i -lt 300 ]; \
+                     do sleep 0.1; i=$((i+1)); done; stty size"]}},
             }],
             "volumes": [
                 {"name": "scratch", "emptyDir": {"medium": "Memory"}},
@@ -250,20 +256,28 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
                 .unwrap()
                 .clone()
         };
-        // An exec with a terminal: the size TtyWinResize sets reaches the process, which
-        // prints it on the terminal. Its input stays the pod's: the policy refuses
-        // WriteStdin (as genpolicy's does).
+        // An exec with a terminal, in the container that has one (the policy refuses a
+        // terminal elsewhere, as genpolicy's does): the size TtyWinResize sets reaches the
+        // process, which prints it on the terminal. Its input stays the pod's: the policy
+        // refuses WriteStdin (as genpolicy's does).
+        let term: CreateContainerRequest = from_json(pod.nth_request("CreateContainerRequest", 3));
+        start_container(&agent, &term).await;
+        let mut in_app = command("echo probe");
+        in_app.process.mut_or_insert_default().Terminal = true;
+        let (code, message) = status(agent.exec_process(ctx(), &in_app).await);
+        assert_eq!(code, Code::PERMISSION_DENIED, "{message}");
         let mut tty = command("stty size");
+        assert_eq!(tty.container_id, term.container_id);
         tty.process.mut_or_insert_default().Terminal = true;
         agent.exec_process(ctx(), &tty).await.unwrap();
         let mut resize = TtyWinResizeRequest::new();
-        resize.container_id = app.container_id.clone();
+        resize.container_id = term.container_id.clone();
         resize.exec_id = tty.exec_id.clone();
         resize.row = 33;
         resize.column = 101;
         agent.tty_win_resize(ctx(), &resize).await.unwrap();
         let mut line = WriteStreamRequest::new();
-        line.container_id = app.container_id.clone();
+        line.container_id = term.container_id.clone();
         line.exec_id = tty.exec_id.clone();
         line.data = b"go\n".to_vec();
         let (code, message) = status(agent.write_stdin(ctx(), &line).await);
@@ -271,7 +285,7 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
         let mut seen = String::new();
         while !seen.contains("33 101") {
             let mut read = ReadStreamRequest::new();
-            read.container_id = app.container_id.clone();
+            read.container_id = term.container_id.clone();
             read.exec_id = tty.exec_id.clone();
             read.len = 4096;
             let chunk = agent.read_stdout(ctx(), &read).await.unwrap();
@@ -279,14 +293,26 @@ fn the_pod_runs_and_its_output_and_exit_code_reach_the_host() {
             seen.push_str(&String::from_utf8_lossy(&chunk.data));
         }
         let mut wait_tty = WaitProcessRequest::new();
-        wait_tty.container_id = app.container_id.clone();
+        wait_tty.container_id = term.container_id.clone();
         wait_tty.exec_id = tty.exec_id.clone();
         assert_eq!(
             agent.wait_process(ctx(), &wait_tty).await.unwrap().status,
             0,
             "{seen:?}"
         );
+        signal.container_id = term.container_id.clone();
+        signal.exec_id = String::new();
+        agent.signal_process(ctx(), &signal).await.unwrap();
+        wait_tty.exec_id = String::new();
+        assert_eq!(
+            agent.wait_process(ctx(), &wait_tty).await.unwrap().status,
+            137
+        );
+        let mut remove = RemoveContainerRequest::new();
+        remove.container_id = term.container_id.clone();
+        agent.remove_container(ctx(), &remove).await.unwrap();
         // The app's own process has no terminal to resize.
+        resize.container_id = app.container_id.clone();
         resize.exec_id = String::new();
         let (code, message) = status(agent.tty_win_resize(ctx(), &resize).await);
         assert_eq!(code, Code::FAILED_PRECONDITION, "{message}");

@@ -198,6 +198,14 @@ fn pause_fields(
         "args" => (pointer(policy_data, "/pause/args"), oci("/Process/Args")),
         "env" => (pointer(policy_data, "/pause/env"), oci("/Process/Env")),
         "mounts" => (pointer(policy_data, "/pause/mounts"), oci("/Mounts")),
+        "user" => (
+            json!({
+                "uid": pointer(policy_data, "/pause/uid"),
+                "gids": pointer(policy_data, "/pause/gids"),
+                "additional_gids": pointer(policy_data, "/pause/additional_gids"),
+            }),
+            oci("/Process/User"),
+        ),
         "devices" => (
             json!([]),
             json!({"devices": pointer(request, "/devices"), "OCI.Linux.Devices": oci("/Linux/Devices"), "OCI.Linux.Resources.Devices": oci("/Linux/Resources/Devices")}),

@@ -26,6 +26,10 @@ pub(crate) const DEFAULT_PATH: &str =
 /// The pause container's command (the pause bundle of the guest image).
 pub(crate) const PAUSE_ARGS: &[&str] = &["/pause"];
 
+/// The user of Kubernetes' pause images (`USER 65535:65535`), which containerd gives the
+/// sandbox when the pod's security context names none.
+pub(crate) const PAUSE_USER: &str = "65535:65535";
+
 /// What a CRI runtime names the pause image when it creates the sandbox (only used
 /// for the example requests: the guest ignores it and runs its own pause bundle).
 pub(crate) const PAUSE_IMAGE_EXAMPLE: &str = "registry.k8s.io/pause:3.10";

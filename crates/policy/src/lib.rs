@@ -19,8 +19,9 @@
 //!   container the exec targets (the agent's state maps each created container ID to the
 //!   policy's container), with its user, environment and working directory; no
 //!   capabilities named (the runtime never names them; the agent then gives the exec the
-//!   container's), no AppArmor or SELinux label, no user by string. NoNewPrivileges is not
-//!   required (the runtime never sets it, see docs/runtime.md §8).
+//!   container's), no AppArmor or SELinux label, no user by string, no terminal unless
+//!   the container has one, and NoNewPrivileges not set (the runtime never sets it, see
+//!   docs/runtime.md §8).
 //! - **CopyFile**: only the runtime's copies of host files below
 //!   `/run/kata-containers/shared/containers/<container id>-<16 characters>-<name>`:
 //!   regular files, directories, and symlinks below the top entry with a relative target

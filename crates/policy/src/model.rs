@@ -74,6 +74,15 @@ pub(crate) struct PauseRules {
     /// and mount; without uts in a host-network pod, whose sandbox keeps the node's
     /// hostname (containerd gives it none; genpolicy's `get_kata_namespaces` agrees).
     pub(crate) namespaces: Vec<String>,
+    /// Its user, as containerd sets it: the pod's `runAsUser`/`runAsGroup`, else the
+    /// pause image's user; supplementary groups the pod's `supplementalGroups` and
+    /// `fsGroup` (the agent runs the guest image's pause bundle whatever the request
+    /// says, but a request with another user is not one a faithful runtime sends).
+    pub(crate) uid: u32,
+    /// The primary GID may be any of these.
+    pub(crate) gids: Vec<u32>,
+    /// The supplementary GIDs may only be these.
+    pub(crate) additional_gids: Vec<u32>,
 }
 
 /// One container (init containers too).

@@ -248,7 +248,12 @@ fn create_pause(data: &PolicyData, sandbox_id: &str) -> Value {
             "Process": {
                 "Terminal": false,
                 "ConsoleSize": null,
-                "User": {"UID": 65535, "GID": 65535, "AdditionalGids": [65535], "Username": ""},
+                "User": {
+                    "UID": data.pause.uid,
+                    "GID": data.pause.gids[0],
+                    "AdditionalGids": data.pause.additional_gids,
+                    "Username": "",
+                },
                 "Args": data.pause.args,
                 "Env": data.pause.env,
                 "Cwd": "/",
@@ -332,9 +337,12 @@ fn process(data: &PolicyData, c: &ContainerRules, args: &[String]) -> Value {
 }
 
 /// The process of an exec as the runtime sends it (`cmdToKataProcess`: terminal, user,
-/// args, env, working directory; everything else left at its protobuf default).
+/// args, env, working directory; everything else left at its protobuf default). Probes
+/// and hooks run through the CRI's ExecSync, which asks for no terminal whatever the
+/// container's `tty`; the environment is the container's, TERM included.
 fn exec_process(data: &PolicyData, c: &ContainerRules, args: &[String]) -> Value {
     let mut process = process(data, c, args);
+    process["Terminal"] = Value::Bool(false);
     process["Capabilities"] = Value::Null;
     process["NoNewPrivileges"] = Value::Bool(false);
     process["OOMScoreAdj"] = Value::from(0);

@@ -730,6 +730,7 @@ pause_checks := {
 	"security_labels": security_labels_ok(process),
 	"storages": pause_storages_ok,
 	"sysctls": sysctls_ok,
+	"user": user_ok(policy_data.pause, process),
 }
 
 create_container_target := {"what": "the pause container", "record": "", "checks": pause_checks} if {
@@ -800,13 +801,21 @@ exec_allowed if {
 	user_ok(c, exec_process) == true
 	cwd_ok(c, exec_process) == true
 	exec_capabilities_ok(c, exec_process) == true
+	exec_terminal_ok(c, exec_process)
+	object.get(exec_process, "NoNewPrivileges", false) == false
 }
+
+exec_terminal_ok(c, p) if object.get(p, "Terminal", false) == false
+
+exec_terminal_ok(c, p) if c.terminal == true
 
 # The runtime's exec process names no capabilities (kata_agent.go cmdToKataProcess), and
 # the agent then gives it the container's own, checked at CreateContainer; an exec that
 # names any is not the runtime's (genpolicy refuses it too). NoNewPrivileges is not sent
 # either and the agent does not inherit it, so an exec cannot be held to it: what an exec
-# runs is held to the pod's probe and hook commands instead (docs/runtime.md §8).
+# runs is held to the pod's probe and hook commands instead (docs/runtime.md §8). An exec
+# that sets it is not the runtime's either, nor one with a terminal in a container without
+# one (probes and hooks run through ExecSync, without a terminal); genpolicy refuses both.
 exec_capabilities_ok(c, p) := true if {
 	is_null(object.get(p, "Capabilities", null))
 } else := false

@@ -363,7 +363,7 @@ pub(crate) fn resolve(input: &PodInput<'_>) -> Result<PolicyData, PolicyError> {
             hostname_example,
             optional_env_examples,
         },
-        pause: pause_rules(host_network),
+        pause: pause_rules(&pod, host_network)?,
         containers,
     })
 }
@@ -1078,7 +1078,7 @@ fn exec_commands(c: &Obj, path: &str) -> Result<Vec<Vec<String>>, PolicyError> {
     Ok(out)
 }
 
-fn pause_rules(host_network: bool) -> PauseRules {
+fn pause_rules(pod: &PodContext<'_>, host_network: bool) -> Result<PauseRules, PolicyError> {
     let mut mounts: Vec<MountRule> = kata::DEFAULT_MOUNTS
         .iter()
         .map(|(destination, kind, read_only)| MountRule {
@@ -1097,10 +1097,25 @@ fn pause_rules(host_network: bool) -> PauseRules {
         false,
         false,
     ));
-    PauseRules {
+    // The pod's security context applies to the sandbox; no container's does.
+    let pause_image = ImageConfig {
+        user: kata::PAUSE_USER.to_owned(),
+        ..ImageConfig::default()
+    };
+    let (uid, gids, additional_gids) = user(
+        pod,
+        &Obj::new(),
+        "spec.securityContext",
+        &pause_image,
+        "the pause image",
+    )?;
+    Ok(PauseRules {
         args: kata::PAUSE_ARGS.iter().map(|a| (*a).to_owned()).collect(),
         env: vec![format!("PATH={}", kata::DEFAULT_PATH)],
         mounts,
         namespaces: kata::namespaces(!host_network),
-    }
+        uid,
+        gids,
+        additional_gids,
+    })
 }
