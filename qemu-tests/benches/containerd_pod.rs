@@ -28,8 +28,8 @@ fn main() {
     runtime.block_on(async {
         let mut node = SimNode::start("bench-containerd").await;
         let initdata_annotation = node.pod();
-        let app = &node.images.app;
-        let pod = contrast_testkit::single_container_pod(&app.reference, &app.digest, &APP_COMMAND);
+        // The same pod both ways (the anchor starts its pause and app containers).
+        let pod = node.pod_case();
         let initdata = contrast_policy::initdata(&pod.policy);
         let guest_registry = node.images.guest_registry.clone();
         for n in 0..iterations {

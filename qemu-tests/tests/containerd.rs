@@ -88,6 +88,11 @@ fn containerd_runs_a_confidential_pod_through_the_shim() {
         assert_eq!(shims.len(), 1, "one shim for the pod: {shims:?}");
         assert!(line.contains(" stdout F "), "a CRI log line: {line}");
         eprintln!("containerd: the app's log line: {line}");
+        // The emptyDir volumes are the guest's: what the app wrote is not on the host.
+        for name in ["scratch", "cache"] {
+            let written = node.empty_dirs().join(name).join("file");
+            assert!(!written.exists(), "{} reached the host", written.display());
+        }
 
         // The probe the policy allows runs; another command is refused with the policy's
         // reason.

@@ -42,8 +42,9 @@ impl Shim for ContrastShim {
             .ok()
             .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
             .and_then(|spec| {
-                spec.pointer("/annotations/io.kubernetes.cri.sandbox-id")
-                    .and_then(|v| v.as_str())
+                spec.get("annotations")?
+                    .get(contrast_shim::spec::CRI_SANDBOX_ID)?
+                    .as_str()
                     .map(str::to_owned)
             })
             .unwrap_or_else(|| opts.id.clone());

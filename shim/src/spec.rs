@@ -12,9 +12,12 @@
 //! `src/runtime/virtcontainers/fs_share_linux.go`, `ctr.go` =
 //! `src/runtime/virtcontainers/container.go`, `oci.go` = `src/runtime/pkg/oci/utils.go`.
 //!
-//! Not covered: emptyDir volumes (the runtime turns them into `ephemeral`, `local` or
-//! hugepage storages; refused with [`SpecError::Unsupported`]); block volumes and the
-//! agent `devices` they need (none is sent).
+//! emptyDir volumes become guest storages as the runtime makes them with our platforms'
+//! `emptydir_mode = "shared-fs"`: a memory-backed one (a tmpfs on the host) an `ephemeral`
+//! tmpfs in the guest, a disk-backed one a `local` directory in the guest; neither takes
+//! anything from the host but the fsGroup's GID. Not covered: hugepage-backed emptyDirs
+//! (refused with [`SpecError::Unsupported`]); block volumes and the agent `devices` they
+//! need (none is sent).
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt as _;
@@ -30,6 +33,8 @@ use serde_json::Value;
 
 /// The CRI annotation that says whether a bundle is the pod's sandbox (pause) container.
 pub const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
+/// The CRI annotation naming the pod's sandbox (its pause container's ID).
+pub const CRI_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 /// The CRI annotation naming a container's image.
 pub const CRI_IMAGE_NAME: &str = "io.kubernetes.cri.image-name";
 /// CRI-O's annotation naming a container's image (the runtime reads it too, ka.go:1949).
@@ -59,6 +64,19 @@ pub const GUEST_SANDBOX_SHM: &str = "/run/kata-containers/sandbox/shm";
 /// What the runtime names as the pause container's image (ka.go:1940-1941): the agent
 /// ignores it and unpacks the guest image's own pause bundle.
 const PAUSE_IMAGE_SOURCE: &str = "pause";
+/// Where the guest's tmpfs volumes are (`ephemeralPath()`, ka.go:2669-2671).
+const GUEST_EPHEMERAL_DIR: &str = "/run/kata-containers/sandbox/ephemeral";
+/// kubelet's directory of emptyDir volumes, the second-to-last component of their paths
+/// (`K8sEmptyDir`, mount.go:31; `isEmptyDir`, mount.go:373).
+const K8S_EMPTY_DIR: &str = "kubernetes.io~empty-dir";
+/// The options of every `local` storage (`localDirOptions`, ka.go:141).
+const LOCAL_DIR_OPTIONS: &[&str] = &["mode=0777"];
+/// The storage option naming an emptyDir's group when it is not root's: the fsGroup
+/// kubelet gave the directory (`fsGid`, ka.go:87; ka.go:1815-1820,1860-1865).
+const FS_GID_OPTION: &str = "fsgid";
+/// The host's mount table, where the runtime looks up an emptyDir's file system
+/// (`GetDevicePathAndFsTypeOptions`, utils_linux.go:110-150).
+const HOST_MOUNTS: &str = "/proc/mounts";
 /// The largest `data` of one CopyFile request (`grpcMaxDataSize`, ka.go:139).
 const COPY_CHUNK: usize = 1024 * 1024;
 /// `uint32(os.FileMode(0750) | os.ModeDir)` (sandbox.go:71): Go's ModeDir is bit 31, so
@@ -293,7 +311,14 @@ pub fn container_requests(
 
     let mut oci_spec = convert_spec(&root)?;
     let mut copies = Vec::new();
-    oci_spec.Mounts = guest_mounts(&root, container_id, &mut copies)?;
+    // Local directories live below the sandbox's bundle (ka.go:1866-1870), whose ID is
+    // the pause container's.
+    let sandbox_id = match kind {
+        ContainerKind::Sandbox => container_id.to_owned(),
+        ContainerKind::Container => annotations.get(CRI_SANDBOX_ID).cloned().unwrap_or_default(),
+    };
+    let (mounts, volume_storages) = guest_mounts(&root, container_id, &sandbox_id, &mut copies)?;
+    oci_spec.Mounts = mounts;
     oci_spec.Annotations = annotations.clone().into_iter().collect();
     let oci_root = oci_spec.Root.mut_or_insert_default();
     oci_root.Path.clone_from(&root_path);
@@ -303,7 +328,9 @@ pub fn container_requests(
     let mut create = CreateContainerRequest::new();
     create.container_id = container_id.to_owned();
     create.exec_id = container_id.to_owned();
+    // The root first (ka.go:1580-1583), then the volumes' storages.
     create.storages = vec![guest_pull_storage(&annotations, image, &root_path)];
+    create.storages.extend(volume_storages);
     create.OCI = MessageField::some(oci_spec);
     create.sandbox_pidns = sandbox_pidns;
     Ok(ContainerRequests { copies, create })
@@ -420,16 +447,41 @@ enum MountFate {
     Dropped,
 }
 
-/// The mounts of the guest spec, with the CopyFile requests for the copied ones appended
-/// to `copies` in the runtime's order.
+/// The mounts of the guest spec and the storages of its emptyDir volumes (the
+/// `ephemeral` ones, then the `local` ones: ka.go:1610-1628), with the CopyFile requests
+/// for the copied mounts appended to `copies` in the runtime's order.
 fn guest_mounts(
     root: &Node<'_>,
     container_id: &str,
+    sandbox_id: &str,
     copies: &mut Vec<CopyFileRequest>,
-) -> Result<Vec<oci::Mount>, SpecError> {
+) -> Result<(Vec<oci::Mount>, Vec<Storage>), SpecError> {
     let mut out = Vec::new();
+    let mut ephemeral = Vec::new();
+    let mut local = Vec::new();
+    let mut host_mounts = None;
     for m in root.get("mounts").array()? {
         let mut mount = convert_mount(&m)?;
+        if is_empty_dir(&mount.source) {
+            let table = match &host_mounts {
+                Some(table) => table,
+                None => host_mounts.insert(std::fs::read_to_string(HOST_MOUNTS).map_err(|e| {
+                    SpecError::HostFile {
+                        field: m.get("source").path,
+                        path: PathBuf::from(HOST_MOUNTS),
+                        source: e,
+                    }
+                })?),
+            };
+            let (storage, memory) = empty_dir_storage(&m, &mut mount, table, sandbox_id)?;
+            if memory {
+                ephemeral.push(storage);
+            } else {
+                local.push(storage);
+            }
+            out.push(mount);
+            continue;
+        }
         match mount_fate(&m, &mount, container_id, copies)? {
             MountFate::Keep => {}
             MountFate::Copied(guest_path) => mount.source = guest_path,
@@ -442,7 +494,77 @@ fn guest_mounts(
         }
         out.push(mount);
     }
-    Ok(out)
+    ephemeral.append(&mut local);
+    Ok((out, ephemeral))
+}
+
+/// `isEmptyDir` (mount.go:361-375): kubelet's emptyDir directory is the source's parent.
+fn is_empty_dir(source: &str) -> bool {
+    let parts: Vec<&str> = source.split('/').collect();
+    parts.len() > 1 && parts[parts.len() - 2] == K8S_EMPTY_DIR
+}
+
+/// The file system type mounted at `path` by the first entry of a `/proc/mounts` table
+/// that names it (`GetDevicePathAndFsTypeOptions`); `None` when nothing is mounted there
+/// (a disk-backed emptyDir is a plain directory).
+fn mounted_fs_type<'a>(table: &'a str, path: &str) -> Option<&'a str> {
+    table.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.len() == 6 && fields[1] == path).then_some(fields[2])
+    })
+}
+
+/// An emptyDir mount as the runtime retypes and points it (create.go:93-117, then
+/// `handleEphemeralStorage` and `handleLocalStorage`, ka.go:1801-1885), and its storage;
+/// `true` for a memory-backed one. The mount keeps containerd's options.
+fn empty_dir_storage(
+    node: &Node<'_>,
+    mount: &mut oci::Mount,
+    host_mounts: &str,
+    sandbox_id: &str,
+) -> Result<(Storage, bool), SpecError> {
+    let field = node.get("source").path;
+    let fs_type = mounted_fs_type(host_mounts, &mount.source);
+    if fs_type == Some("hugetlbfs") {
+        return Err(SpecError::Unsupported {
+            field,
+            reason: "a hugepage-backed emptyDir (medium: HugePages): the shim does not                      give the guest hugepages; use medium Memory or the default"
+                .to_owned(),
+        });
+    }
+    let meta = std::fs::metadata(&mount.source).map_err(|e| SpecError::HostFile {
+        field: field.clone(),
+        path: PathBuf::from(&mount.source),
+        source: e,
+    })?;
+    let fs_gid = (meta.gid() != 0).then(|| format!("{FS_GID_OPTION}={}", meta.gid()));
+    let name = mount
+        .source
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let mut storage = Storage::new();
+    let memory = fs_type == Some("tmpfs");
+    if memory {
+        mount.type_ = "bind".to_owned();
+        mount.source = format!("{GUEST_EPHEMERAL_DIR}/{name}");
+        storage.driver = "ephemeral".to_owned();
+        storage.source = "tmpfs".to_owned();
+        storage.fstype = "tmpfs".to_owned();
+        storage.options = fs_gid.into_iter().collect();
+    } else {
+        // The type stays `local`, as the runtime leaves it.
+        mount.type_ = "local".to_owned();
+        mount.source = format!("{GUEST_SHARED_DIR}/{sandbox_id}/rootfs/local/{name}");
+        storage.driver = "local".to_owned();
+        storage.source = "local".to_owned();
+        storage.fstype = "local".to_owned();
+        storage.options = LOCAL_DIR_OPTIONS.iter().map(|o| (*o).to_owned()).collect();
+        storage.options.extend(fs_gid);
+    }
+    storage.mount_point.clone_from(&mount.source);
+    Ok((storage, memory))
 }
 
 /// The runtime's decision for one mount (`mountSharedDirMounts`, ctr.go:456-520, then
@@ -453,16 +575,6 @@ fn mount_fate(
     container_id: &str,
     copies: &mut Vec<CopyFileRequest>,
 ) -> Result<MountFate, SpecError> {
-    if mount.type_ == "bind" && mount.source.contains("/kubernetes.io~empty-dir/") {
-        // The runtime retypes these to ephemeral/local storages before anything else
-        // (katautils/create.go:98-117), a memory-backed one at /dev/shm too.
-        return Err(SpecError::Unsupported {
-            field: node.get("source").path,
-            reason: "an emptyDir volume: the shim does not yet give the guest emptyDir \
-                     storage; remove the volume from the pod"
-                .to_owned(),
-        });
-    }
     if mount.destination == "/dev/shm" {
         // Skipped by the copy loop (ctr.go:483) and pointed at the sandbox's shm by
         // handleShm whatever its type, unless it is an ephemeral volume (ka.go:1150-1170).
@@ -1110,5 +1222,63 @@ impl<'a> Node<'a> {
         }
         self.expect_object()?;
         convert(self).map(MessageField::some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const TABLE: &str = "\
+tmpfs /run tmpfs rw,nosuid,nodev,size=1g 0 0
+tmpfs /var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/scratch tmpfs rw,relatime 0 0
+none /var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/huge hugetlbfs rw,pagesize=2M 0 0
+overlay /var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/scratch overlay rw 0 0
+";
+
+    #[test]
+    fn an_emptydir_is_recognised_by_its_parent_directory() {
+        assert!(is_empty_dir(
+            "/var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/a"
+        ));
+        assert!(!is_empty_dir(
+            "/var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir"
+        ));
+        assert!(!is_empty_dir(
+            "/var/lib/kubelet/pods/u/volumes/kubernetes.io~configmap/a"
+        ));
+        assert!(!is_empty_dir("kubernetes.io~empty-dir"));
+    }
+
+    #[test]
+    fn the_first_mount_table_entry_decides_the_file_system() {
+        let dir = "/var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir";
+        assert_eq!(
+            mounted_fs_type(TABLE, &format!("{dir}/scratch")),
+            Some("tmpfs")
+        );
+        assert_eq!(
+            mounted_fs_type(TABLE, &format!("{dir}/huge")),
+            Some("hugetlbfs")
+        );
+        assert_eq!(mounted_fs_type(TABLE, &format!("{dir}/disk")), None);
+    }
+
+    #[test]
+    fn a_hugepage_emptydir_is_refused_naming_the_mount() {
+        let source = "/var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/huge";
+        let spec = serde_json::json!({"mounts": [
+            {"destination": "/huge", "type": "bind", "source": source, "options": ["rbind"]},
+        ]});
+        let root = Node::root(&spec);
+        let node = root.get("mounts").array().unwrap().remove(0);
+        let mut mount = convert_mount(&node).unwrap();
+        let err = empty_dir_storage(&node, &mut mount, TABLE, "s").unwrap_err();
+        assert!(
+            matches!(&err, SpecError::Unsupported { field, .. } if field == "mounts[0].source"),
+            "{err}"
+        );
     }
 }

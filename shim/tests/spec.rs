@@ -377,6 +377,33 @@ impl Agent {
     }
 }
 
+/// An agent whose sandbox has its pause container (`pause`) created under `policy`.
+fn with_pause(policy: &str, pause: &Value, sandbox_id: &str) -> Agent {
+    let mut agent = Agent {
+        policy: AgentPolicy::new(policy).expect("loading the policy"),
+        refused: Vec::new(),
+    };
+    let pause_requests =
+        container_requests(pause, sandbox_id, Path::new(BUNDLE), ContainerKind::Sandbox)
+            .expect("pause");
+    agent.request("CreateContainerRequest", &pause_requests.create);
+    agent
+}
+
+/// The requests for an application container's bundle.
+fn container(spec: &Value, container_id: &str) -> contrast_shim::spec::ContainerRequests {
+    container_requests(
+        spec,
+        container_id,
+        Path::new(BUNDLE),
+        ContainerKind::Container,
+    )
+    .expect("the container's requests")
+}
+
+/// A bundle directory (its path only names the bundle in the requests).
+const BUNDLE: &str = "/run/containerd/io.containerd.runtime.v2.task/k8s.io/x";
+
 fn id(n: u64) -> String {
     format!("{:064x}", 0x5a4d_0000_u64 + n)
 }
@@ -480,18 +507,13 @@ fn pid_sharing(policy_shares: bool, bundle_shares: bool) -> (Vec<String>, bool) 
     let sandbox_id = id(0);
     let container_id = id(1);
     let host = host(&sandbox_id);
-    let mut agent = Agent {
-        policy: AgentPolicy::new(&policy(policy_shares)).expect("loading the policy"),
-        refused: Vec::new(),
-    };
-    let bundle = PathBuf::from("/run/containerd/io.containerd.runtime.v2.task/k8s.io/x");
-    let pause = pause_config(&host, &sandbox_id);
-    let pause_requests =
-        container_requests(&pause, &sandbox_id, &bundle, ContainerKind::Sandbox).expect("pause");
-    agent.request("CreateContainerRequest", &pause_requests.create);
+    let mut agent = with_pause(
+        &policy(policy_shares),
+        &pause_config(&host, &sandbox_id),
+        &sandbox_id,
+    );
     let app = app_config(&host, &sandbox_id, &container_id, bundle_shares);
-    let app_requests =
-        container_requests(&app, &container_id, &bundle, ContainerKind::Container).expect("app");
+    let app_requests = container(&app, &container_id);
     agent.request("CreateContainerRequest", &app_requests.create);
     (agent.refused, app_requests.create.sandbox_pidns)
 }
@@ -536,7 +558,10 @@ fn policy_allows_a_hardened_container_as_containerd_writes_it() {
         refused: Vec::new(),
     };
     let bundle = PathBuf::from("/run/containerd/io.containerd.runtime.v2.task/k8s.io/x");
-    let pause = pause_config(&host, &sandbox_id);
+    // The sandbox runs as the pod's security context says (kubelet passes runAsUser,
+    // runAsGroup, and fsGroup with supplementalGroups as the sandbox's groups).
+    let mut pause = pause_config(&host, &sandbox_id);
+    pause["process"]["user"] = json!({"uid": 101, "gid": 101, "additionalGids": [101, 2000, 3000]});
     let pause_requests =
         container_requests(&pause, &sandbox_id, &bundle, ContainerKind::Sandbox).expect("pause");
     agent.request("CreateContainerRequest", &pause_requests.create);
@@ -585,4 +610,116 @@ fn policy_allows_a_hardened_container_as_containerd_writes_it() {
         "{:?}",
         agent.refused
     );
+}
+
+/// A tmpfs mounted as kubelet mounts a memory-backed emptyDir, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &Path) -> Tmpfs {
+        std::fs::create_dir_all(path).expect("creating the volume directory");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("running mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs (the test runs as root, as in CI)"
+        );
+        Tmpfs(path.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// emptyDir volumes: a memory-backed one (a tmpfs on the host) and a disk-backed one with
+/// the pod's fsGroup, as the runtime sends them (`ephemeral` and `local` storages), are
+/// what the pod's policy allows; the host's files in them are not copied.
+#[test]
+fn policy_allows_emptydir_volumes_as_the_shim_sends_them() {
+    let spec = json!({
+        "runtimeClassName": "contrast-cc-metal-qemu-snp-0123abcd",
+        "securityContext": {"fsGroup": 2000},
+        "containers": [{
+            "name": "app",
+            "image": IMAGE,
+            "command": ["sh", "-c", "touch /tmp/ready && sleep inf"],
+            "readinessProbe": {"exec": {"command": ["cat", "/tmp/ready"]}},
+            "volumeMounts": [
+                {"name": "config", "mountPath": "/etc/config"},
+                {"name": "scratch", "mountPath": "/scratch"},
+                {"name": "cache", "mountPath": "/cache"},
+            ],
+        }],
+        "volumes": [
+            {"name": "config", "configMap": {"name": "app-config"}},
+            {"name": "scratch", "emptyDir": {"medium": "Memory"}},
+            {"name": "cache", "emptyDir": {}},
+        ],
+    });
+    let sandbox_id = id(0);
+    let container_id = id(1);
+    let host = host(&sandbox_id);
+    let empty_dirs = host.pod_dir.join("volumes/kubernetes.io~empty-dir");
+    let scratch = Tmpfs::mount(&empty_dirs.join("scratch"));
+    let cache = empty_dirs.join("cache");
+    std::fs::create_dir_all(&cache).expect("creating the disk volume");
+    // A host file in the volume stays on the host: the guest's directory starts empty.
+    write(&cache.join("planted"), "from the host");
+    // kubelet gives the volume the pod's fsGroup.
+    std::os::unix::fs::chown(&cache, None, Some(2000)).expect("giving the volume its group");
+    let mut agent = with_pause(
+        &policy_for(&spec),
+        &pause_config(&host, &sandbox_id),
+        &sandbox_id,
+    );
+    let mut app = app_config(&host, &sandbox_id, &container_id, false);
+    app["process"]["user"]["additionalGids"] = json!([0, 2000]);
+    let mounts = app["mounts"].as_array_mut().expect("the mounts");
+    for (destination, source) in [("/scratch", &scratch.0), ("/cache", &cache)] {
+        mounts.push(json!({
+            "destination": destination,
+            "type": "bind",
+            "source": path(source),
+            "options": ["rbind", "rprivate", "rw"],
+        }));
+    }
+    let app_requests = container(&app, &container_id);
+    for c in &app_requests.copies {
+        assert!(!c.path.contains("planted"), "{}", c.path);
+        agent.copy(c);
+    }
+    agent.request("CreateContainerRequest", &app_requests.create);
+    assert!(
+        agent.refused.is_empty(),
+        "the policy refused:\n{}",
+        agent.refused.join("\n")
+    );
+    let storages: Vec<(String, String, Vec<String>)> = app_requests
+        .create
+        .storages
+        .iter()
+        .map(|s| (s.driver.clone(), s.mount_point.clone(), s.options.clone()))
+        .collect();
+    assert_eq!(
+        storages[1..],
+        [
+            (
+                "ephemeral".to_owned(),
+                "/run/kata-containers/sandbox/ephemeral/scratch".to_owned(),
+                Vec::new()
+            ),
+            (
+                "local".to_owned(),
+                format!("/run/kata-containers/shared/containers/{sandbox_id}/rootfs/local/cache"),
+                vec!["mode=0777".to_owned(), "fsgid=2000".to_owned()]
+            ),
+        ]
+    );
+    assert_eq!(storages[0].0, "image_guest_pull");
 }

@@ -581,24 +581,72 @@ fn a_container_without_an_image_name_is_refused() {
 }
 
 #[test]
-fn an_emptydir_volume_is_refused_not_copied() {
+fn emptydir_volumes_become_guest_storages_not_copies() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let volume = dir
-        .path()
-        .join("pods/u/volumes/kubernetes.io~empty-dir/cache");
-    std::fs::create_dir_all(&volume).expect("a directory");
-    let spec = container_spec(json!([bind("/cache", &volume)]));
+    let empty_dirs = dir.path().join("pods/u/volumes/kubernetes.io~empty-dir");
+    let cache = empty_dirs.join("cache");
+    std::fs::create_dir_all(&cache).expect("a directory");
+    std::fs::write(cache.join("planted"), "host").expect("a host file");
+    // A tmpfs, as kubelet mounts a memory-backed emptyDir (the tests run as root).
+    let shm = empty_dirs.join("shm");
+    std::fs::create_dir_all(&shm).expect("a directory");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&shm)
+        .status()
+        .expect("running mount");
+    assert!(mounted.success(), "mounting a tmpfs");
+    let spec = container_spec(json!([bind("/cache", &cache), bind("/dev/shm", &shm)]));
+    let requests = container_requests(&spec, CID, &bundle(), ContainerKind::Container);
+    let _ = std::process::Command::new("umount").arg(&shm).status();
+    let requests = requests.expect("the requests");
+    assert!(requests.copies.is_empty(), "{:?}", requests.copies);
+    let create = serde_json::to_value(&requests.create).expect("serialising");
+    // A disk-backed one: a `local` directory below the sandbox's bundle, the mount keeps
+    // its type `local` and containerd's options; a memory-backed one (even at /dev/shm,
+    // which is then not the sandbox's shared memory): a guest tmpfs, bound.
+    assert_eq!(
+        create["OCI"]["Mounts"],
+        json!([
+            {"destination": "/cache", "type_": "local",
+             "source": format!("/run/kata-containers/shared/containers/{CID}/rootfs/local/cache"),
+             "options": ["rbind", "rprivate", "ro"]},
+            {"destination": "/dev/shm", "type_": "bind",
+             "source": "/run/kata-containers/sandbox/ephemeral/shm",
+             "options": ["rbind", "rprivate", "ro"]},
+        ])
+    );
+    // The root, then the ephemeral storages, then the local ones (ka.go:1580-1628).
+    let storages = create["storages"].as_array().expect("storages");
+    assert_eq!(storages.len(), 3);
+    assert_eq!(storages[0]["driver"], "image_guest_pull");
+    assert_eq!(
+        storages[1],
+        json!({"driver": "ephemeral", "driver_options": [], "source": "tmpfs", "fstype": "tmpfs",
+               "options": [], "mount_point": "/run/kata-containers/sandbox/ephemeral/shm",
+               "fs_group": null, "shared": false})
+    );
+    assert_eq!(
+        storages[2],
+        json!({"driver": "local", "driver_options": [], "source": "local", "fstype": "local",
+               "options": ["mode=0777"],
+               "mount_point": format!("/run/kata-containers/shared/containers/{CID}/rootfs/local/cache"),
+               "fs_group": null, "shared": false})
+    );
+}
+
+#[test]
+fn an_emptydir_that_does_not_exist_is_an_error_naming_the_mount() {
+    let spec = container_spec(json!([bind(
+        "/cache",
+        Path::new("/nonexistent/pods/u/volumes/kubernetes.io~empty-dir/cache")
+    )]));
     let err = container_requests(&spec, CID, &bundle(), ContainerKind::Container)
-        .expect_err("an emptyDir");
+        .expect_err("a missing volume");
     assert!(
-        matches!(&err, SpecError::Unsupported { field, .. } if field == "mounts[0].source"),
+        matches!(&err, SpecError::HostFile { field, .. } if field == "mounts[0].source"),
         "{err}"
     );
-    // A memory-backed one at /dev/shm is not the sandbox's shared memory either.
-    let spec = container_spec(json!([bind("/dev/shm", &volume)]));
-    let err = container_requests(&spec, CID, &bundle(), ContainerKind::Container)
-        .expect_err("an emptyDir at /dev/shm");
-    assert!(matches!(&err, SpecError::Unsupported { .. }), "{err}");
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use contrast_cri_testkit::images::{KUBERNETES_PAUSE_IMAGE, kubernetes_pause_image};
 use contrast_cri_testkit::kubelet::{container_config, pod_sandbox_config};
 use contrast_cri_testkit::runtime::{
-    ContainerConfig, CreateContainerRequest, ImageSpec, PodSandboxConfig, PullImageRequest,
+    ContainerConfig, CreateContainerRequest, ImageSpec, Mount, PodSandboxConfig, PullImageRequest,
     RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
 };
 use contrast_cri_testkit::{Containerd, ContainerdConfig, Cri};
@@ -129,7 +129,7 @@ pub(crate) fn sandbox_config(log_directory: &Path, initdata: &str) -> PodSandbox
     pod_sandbox_config(
         "app",
         "default",
-        "4bd4e5c6-0d54-4a55-8e4a-1f6b5d2f0c11",
+        POD_UID,
         log_directory,
         HashMap::from([(
             contrast_initdata::INITDATA_ANNOTATION.to_owned(),
@@ -199,12 +199,18 @@ pub(crate) fn qemu_processes(sandbox_id: &str) -> Vec<u32> {
     found
 }
 
-/// The app's command in [`SimNode::pod`]: a line, then it stays.
+/// The app's command in [`SimNode::pod`]: writes into both emptyDir volumes (and finds
+/// none of the host's files there), prints a line, then stays.
 pub(crate) const APP_COMMAND: [&str; 3] = [
     "/bin/sh",
     "-c",
-    "echo hello from the confidential pod; exec sleep 600",
+    "echo memory > /scratch/file && echo disk > /cache/file && [ ! -e /cache/planted ] && \
+     grep -q ' /scratch tmpfs ' /proc/mounts && \
+     echo hello from the confidential pod; exec sleep 600",
 ];
+
+/// The pod's UID (kubelet's directory of its volumes is named after it).
+pub(crate) const POD_UID: &str = "4bd4e5c6-0d54-4a55-8e4a-1f6b5d2f0c11";
 
 /// The second container's command: more memory than its 16 MiB limit.
 pub(crate) const HOG_COMMAND: [&str; 3] = ["/bin/sh", "-c", "head -c 200000000 /dev/zero | tail"];
@@ -295,9 +301,15 @@ impl SimNode {
         }
     }
 
-    /// The pod as a user writes it (host network, the app with [`APP_COMMAND`] and an exec
-    /// probe [`PROBE`]) and its initdata annotation, as `contrast generate` makes them.
+    /// The pod's initdata annotation, as `contrast generate` makes it.
     pub(crate) fn pod(&self) -> String {
+        contrast_policy::initdata(&self.pod_case().policy).annotation_value()
+    }
+
+    /// The pod as a user writes it (host network, the app with [`APP_COMMAND`], an exec
+    /// probe [`PROBE`] and two emptyDir volumes, and the hog), its policy and the requests
+    /// a faithful runtime sends for it.
+    pub(crate) fn pod_case(&self) -> contrast_testkit::PodCase {
         let reference = &self.images.app.reference;
         let pod = json!({
             "name": "app",
@@ -310,6 +322,10 @@ impl SimNode {
                     "image": reference,
                     "command": APP_COMMAND,
                     "readinessProbe": {"exec": {"command": PROBE}},
+                    "volumeMounts": [
+                        {"name": "scratch", "mountPath": "/scratch"},
+                        {"name": "cache", "mountPath": "/cache"},
+                    ],
                 }, {
                     // Asks for more than its limit: the OOM killer ends it.
                     "name": "hog",
@@ -317,11 +333,14 @@ impl SimNode {
                     "command": HOG_COMMAND,
                     "resources": {"limits": {"memory": "16Mi"}},
                 }],
+                "volumes": [
+                    {"name": "scratch", "emptyDir": {"medium": "Memory"}},
+                    {"name": "cache", "emptyDir": {}},
+                ],
             },
             "images": {reference.clone(): self.images.app.config()},
         });
-        let case = contrast_testkit::pod_case_of(&pod, "the containerd pod");
-        contrast_policy::initdata(&case.policy).annotation_value()
+        contrast_testkit::pod_case_of(&pod, "the containerd pod")
     }
 
     /// RunPodSandbox of the pod with `initdata` (its logs in `logs`): the sandbox ID.
@@ -348,20 +367,46 @@ impl SimNode {
         }
     }
 
-    /// The app container of [`SimNode::pod`], started: its ID.
-    pub(crate) async fn run_app(&mut self, sandbox_id: &str, sandbox: &PodSandboxConfig) -> String {
-        let reference = self.images.app.reference.clone();
-        run_container(
-            &mut self.cri,
-            sandbox_id,
-            sandbox,
-            container_config("app", &reference, &APP_COMMAND),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("the app: {e:?}\n{}", self.containerd.log_tail()))
+    /// kubelet's directory of the pod's emptyDir volumes.
+    pub(crate) fn empty_dirs(&self) -> PathBuf {
+        self.work
+            .join("kubelet/pods")
+            .join(POD_UID)
+            .join("volumes/kubernetes.io~empty-dir")
     }
 
-    /// StopPodSandbox and RemovePodSandbox.
+    /// The app container of [`SimNode::pod`], started: its ID. Its emptyDir volumes are
+    /// made as kubelet makes them: a directory, and for the memory-backed one a tmpfs
+    /// mounted on it; a file planted in the disk-backed one must not reach the guest.
+    pub(crate) async fn run_app(&mut self, sandbox_id: &str, sandbox: &PodSandboxConfig) -> String {
+        let reference = self.images.app.reference.clone();
+        let mut app = container_config("app", &reference, &APP_COMMAND);
+        for (name, memory) in [("scratch", true), ("cache", false)] {
+            let dir = self.empty_dirs().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            if memory {
+                let mounted = std::process::Command::new("mount")
+                    .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+                    .arg(&dir)
+                    .status()
+                    .unwrap();
+                assert!(mounted.success(), "mounting the memory-backed emptyDir");
+            } else {
+                std::fs::write(dir.join("planted"), "from the host").unwrap();
+            }
+            app.mounts.push(Mount {
+                container_path: format!("/{name}"),
+                host_path: dir.to_str().unwrap().to_owned(),
+                ..Default::default()
+            });
+        }
+        run_container(&mut self.cri, sandbox_id, sandbox, app)
+            .await
+            .unwrap_or_else(|e| panic!("the app: {e:?}\n{}", self.containerd.log_tail()))
+    }
+
+    /// StopPodSandbox and RemovePodSandbox, then the pod's volumes as kubelet tears them
+    /// down.
     pub(crate) async fn remove_sandbox(&mut self, sandbox_id: &str) {
         self.cri
             .runtime
@@ -377,11 +422,20 @@ impl SimNode {
             })
             .await
             .unwrap();
+        self.remove_volumes();
+    }
+
+    fn remove_volumes(&self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.empty_dirs().join("scratch"))
+            .status();
+        let _ = std::fs::remove_dir_all(self.empty_dirs());
     }
 }
 
 impl Drop for SimNode {
     fn drop(&mut self) {
+        self.remove_volumes();
         let _ = std::fs::remove_dir_all(&self.work);
     }
 }
