@@ -268,3 +268,89 @@ fn an_exec_is_checked_after_the_requests_of_the_policy_log() {
         "{stdout}"
     );
 }
+
+/// A real agent request genpolicy's own suite refuses (a sysctl the pod does not set, in
+/// kata-containers' `createcontainer/sysctls` case, copied into the policy crate's test
+/// data), checked against the policy our generate code makes of the case's pod: the
+/// refusal names the sysctls check with both values; the case's allowed twin is allowed.
+#[test]
+fn a_request_genpolicys_suite_refuses_is_refused_naming_the_check() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/policy/tests/data/genpolicy");
+    let case = data.join("cases/createcontainer/sysctls");
+    let mut documents = contrast_kube_resources::yaml::parse_documents(
+        &std::fs::read_to_string(case.join("pod.yaml")).unwrap(),
+    )
+    .unwrap();
+    let suite: Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("suite.json")).unwrap()).unwrap();
+    let mut policy = None;
+    contrast_kube_resources::workload::for_each_workload(&mut documents, |mut workload| {
+        let name = workload.name.clone();
+        let spec = contrast_kube_resources::yaml::Node::Map(workload.pod_spec()?.clone()).to_json();
+        let image = spec["containers"][0]["image"].as_str().unwrap().to_owned();
+        let config: ImageConfig = serde_json::from_value(suite["images"][&image].clone()).unwrap();
+        let images = BTreeMap::from([(image, config)]);
+        let input = PodInput {
+            generate_name: false,
+            name: &name,
+            namespace: "",
+            pod_spec: &spec,
+            labels: &NO_LABELS,
+            runtime: contrast_platforms::Platform::MetalQemuSnp.kata_runtime(),
+            images: &images,
+            config_maps: &[],
+            secrets: &[],
+        };
+        policy = Some(contrast_policy::policy_rego(&input).unwrap());
+        Ok::<(), contrast_kube_resources::workload::WorkloadError>(())
+    })
+    .unwrap();
+    let dir = contrast_testkit::TempDir::new("policy-check-peer");
+    let policy_file = dir.path().join("policy.rego");
+    std::fs::write(&policy_file, policy.unwrap()).unwrap();
+    let cases: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(case.join("testcases.json")).unwrap())
+            .unwrap();
+    let check = |n: usize| {
+        // The test case as genpolicy's suite writes it: description, verdict, kind, request.
+        let file = dir.path().join(format!("case-{n}.json"));
+        std::fs::write(&file, cases[n].to_string()).unwrap();
+        contrast(&[
+            "policy",
+            "check",
+            file.to_str().unwrap(),
+            "--policy",
+            policy_file.to_str().unwrap(),
+        ])
+    };
+    assert_eq!(cases[0]["allowed"], true);
+    let out = check(0);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(cases[1]["allowed"], false);
+    let out = check(1);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("checked against the pause container"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  sysctls failed"), "{stdout}");
+    let expected = stdout
+        .lines()
+        .skip_while(|l| !l.contains("sysctls failed"))
+        .nth(1)
+        .unwrap_or_default();
+    let actual = stdout
+        .lines()
+        .skip_while(|l| !l.contains("sysctls failed"))
+        .nth(2)
+        .unwrap_or_default();
+    assert!(expected.contains("net.ipv4.ip_forward"), "{stdout}");
+    assert!(
+        actual.contains("net.ipv4.conf.all.src_valid_mark"),
+        "{stdout}"
+    );
+    // Only the sysctl differs from the allowed twin.
+    assert_eq!(stdout.matches(" failed").count(), 1, "{stdout}");
+}

@@ -314,8 +314,12 @@ pub fn container_requests(
     // Local directories live below the sandbox's bundle (ka.go:1866-1870), whose ID is
     // the pause container's.
     let sandbox_id = match kind {
-        ContainerKind::Sandbox => container_id.to_owned(),
-        ContainerKind::Container => annotations.get(CRI_SANDBOX_ID).cloned().unwrap_or_default(),
+        ContainerKind::Sandbox => Ok(container_id.to_owned()),
+        ContainerKind::Container => annotations
+            .get(CRI_SANDBOX_ID)
+            .filter(|id| !id.is_empty())
+            .cloned()
+            .ok_or_else(|| root.get("annotations").get(CRI_SANDBOX_ID).path),
     };
     let (mounts, volume_storages) = guest_mounts(&root, container_id, &sandbox_id, &mut copies)?;
     oci_spec.Mounts = mounts;
@@ -450,10 +454,11 @@ enum MountFate {
 /// The mounts of the guest spec and the storages of its emptyDir volumes (the
 /// `ephemeral` ones, then the `local` ones: ka.go:1610-1628), with the CopyFile requests
 /// for the copied mounts appended to `copies` in the runtime's order.
+/// `sandbox_id` is the sandbox's ID, or the path of the annotation that lacks it.
 fn guest_mounts(
     root: &Node<'_>,
     container_id: &str,
-    sandbox_id: &str,
+    sandbox_id: &Result<String, String>,
     copies: &mut Vec<CopyFileRequest>,
 ) -> Result<(Vec<oci::Mount>, Vec<Storage>), SpecError> {
     let mut out = Vec::new();
@@ -473,6 +478,13 @@ fn guest_mounts(
                     }
                 })?),
             };
+            let sandbox_id = sandbox_id
+                .as_ref()
+                .map_err(|field| SpecError::MissingField {
+                    field: field.clone(),
+                    why: "a container's emptyDir volumes live in its sandbox's directory in the \
+                      guest; containerd's CRI always names the sandbox",
+                })?;
             let (storage, memory) = empty_dir_storage(&m, &mut mount, table, sandbox_id)?;
             if memory {
                 ephemeral.push(storage);

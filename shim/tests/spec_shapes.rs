@@ -636,6 +636,26 @@ fn emptydir_volumes_become_guest_storages_not_copies() {
 }
 
 #[test]
+fn an_emptydir_of_a_container_without_its_sandbox_is_refused() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let cache = dir
+        .path()
+        .join("pods/u/volumes/kubernetes.io~empty-dir/cache");
+    std::fs::create_dir_all(&cache).expect("a directory");
+    let mut spec = container_spec(json!([bind("/cache", &cache)]));
+    spec["annotations"]
+        .as_object_mut()
+        .expect("annotations")
+        .remove("io.kubernetes.cri.sandbox-id");
+    let err = container_requests(&spec, CID, &bundle(), ContainerKind::Container)
+        .expect_err("no sandbox");
+    assert!(
+        matches!(&err, SpecError::MissingField { field, .. } if field.contains("io.kubernetes.cri.sandbox-id")),
+        "{err}"
+    );
+}
+
+#[test]
 fn an_emptydir_that_does_not_exist_is_an_error_naming_the_mount() {
     let spec = container_spec(json!([bind(
         "/cache",

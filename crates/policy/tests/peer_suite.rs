@@ -30,6 +30,25 @@ struct Suite {
     /// The verdicts that are not genpolicy's yet, and why; the test fails on any other
     /// disagreement and on a listed one that has gone (so the list only shrinks).
     known: Vec<Known>,
+    /// For each request both refuse (`"<case> #<index>"`), the checks of ours that must be
+    /// among the failed ones: the field the case is about, so that an agreement is not
+    /// one for another reason. Every refused CreateContainer, CreateSandbox and CopyFile
+    /// request has an entry (the others' rules name no checks).
+    refusals: BTreeMap<String, Vec<String>>,
+}
+
+/// The request kinds whose refusals name the failed checks.
+const NAMED_CHECKS: [&str; 3] = [
+    "CreateContainerRequest",
+    "CreateSandboxRequest",
+    "CopyFileRequest",
+];
+
+/// A request genpolicy and we both refuse, and the checks of ours that failed.
+struct Refusal {
+    key: String,
+    kind: String,
+    checks: Vec<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -388,7 +407,15 @@ struct Disagreement {
     detail: String,
 }
 
-fn run_case(suite: &Suite, case: &str) -> (usize, Vec<Disagreement>) {
+/// What one case gave: its number of requests, the verdicts that differ from genpolicy's,
+/// and the refusals both make.
+struct CaseOutcome {
+    requests: usize,
+    disagreements: Vec<Disagreement>,
+    refusals: Vec<Refusal>,
+}
+
+fn run_case(suite: &Suite, case: &str) -> CaseOutcome {
     let policy = case_policy(suite, case);
     let path = suite_dir().join("cases").join(case).join("testcases.json");
     let cases: Vec<TestCase> =
@@ -407,9 +434,14 @@ fn run_case(suite: &Suite, case: &str) -> (usize, Vec<Disagreement>) {
                     detail: format!("no policy: {error}"),
                 });
             }
-            return (cases.len(), disagreements);
+            return CaseOutcome {
+                requests: cases.len(),
+                disagreements,
+                refusals: Vec::new(),
+            };
         }
     };
+    let mut refusals = Vec::new();
     for (index, test) in cases.iter().enumerate() {
         let mut request = test.request.clone();
         for change in suite
@@ -432,6 +464,23 @@ fn run_case(suite: &Suite, case: &str) -> (usize, Vec<Disagreement>) {
                 test.description, explanation.evaluation.prints
             );
         }
+        if !explanation.evaluation.allowed && !test.allowed {
+            // The checks the explanation names, and those a refusal's message lists.
+            let mut checks: Vec<String> =
+                explanation.failed.iter().map(|f| f.check.clone()).collect();
+            for print in &explanation.evaluation.prints {
+                if let Some((_, listed)) = print.split_once("fails these checks: ") {
+                    checks.extend(listed.split(", ").map(str::to_owned));
+                }
+            }
+            checks.sort();
+            checks.dedup();
+            refusals.push(Refusal {
+                key: format!("{case} #{index}"),
+                kind: test.kind.clone(),
+                checks,
+            });
+        }
         if explanation.evaluation.allowed != test.allowed {
             let detail = if explanation.failed.is_empty() {
                 format!("{:?}", explanation.evaluation.prints)
@@ -452,7 +501,11 @@ fn run_case(suite: &Suite, case: &str) -> (usize, Vec<Disagreement>) {
             });
         }
     }
-    (cases.len(), disagreements)
+    CaseOutcome {
+        requests: cases.len(),
+        disagreements,
+        refusals,
+    }
 }
 
 #[test]
@@ -471,11 +524,46 @@ fn every_verdict_is_genpolicys() {
     assert_eq!(names.len(), 22, "the suite has 22 cases");
     let mut requests = 0;
     let mut disagreements = Vec::new();
+    let mut refusals = Vec::new();
     for case in &names {
-        let (n, d) = run_case(&suite, case);
-        requests += n;
-        disagreements.extend(d);
+        let outcome = run_case(&suite, case);
+        requests += outcome.requests;
+        disagreements.extend(outcome.disagreements);
+        refusals.extend(outcome.refusals);
     }
+    // Both refuse, and ours for the reason the case is about.
+    let mut wrong_reasons = Vec::new();
+    for refusal in &refusals {
+        let Some(expected) = suite.refusals.get(&refusal.key) else {
+            assert!(
+                !NAMED_CHECKS.contains(&refusal.kind.as_str()),
+                "{}: refused by {:?}; suite.json's refusals must say which checks",
+                refusal.key,
+                refusal.checks
+            );
+            continue;
+        };
+        if expected.iter().any(|check| !refusal.checks.contains(check)) {
+            wrong_reasons.push(format!(
+                "{}: expected {expected:?} among {:?}",
+                refusal.key, refusal.checks
+            ));
+        }
+    }
+    let stale: Vec<&String> = suite
+        .refusals
+        .keys()
+        .filter(|key| !refusals.iter().any(|r| &&r.key == key))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "refusals for requests not refused: {stale:?}"
+    );
+    assert!(
+        wrong_reasons.is_empty(),
+        "refused, but not for the case's reason:\n{}",
+        wrong_reasons.join("\n")
+    );
     assert_eq!(requests, 108, "the suite has 108 requests");
     let known: Vec<(String, usize)> = suite
         .known
