@@ -157,6 +157,21 @@ fn container_fields(
             field("devices"),
             json!({"devices": pointer(request, "/devices"), "OCI.Linux.Devices": oci("/Linux/Devices")}),
         ),
+        "gpus" => {
+            let cdi: serde_json::Map<String, Value> = oci("/Annotations")
+                .as_object()
+                .map(|a| {
+                    a.iter()
+                        .filter(|(k, _)| k.starts_with("cdi.k8s.io/"))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (
+                json!({"gpus": field("gpus")}),
+                json!({"devices": pointer(request, "/devices"), "CDI annotations": cdi}),
+            )
+        }
         "env" => (
             json!({
                 "env": field("env"),

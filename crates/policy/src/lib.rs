@@ -14,7 +14,8 @@
 //!   each container of the spec (init containers too) with exactly its image digest,
 //!   command, working directory, user, environment, capabilities, privilege escalation
 //!   setting, root file system mode and mounts. The image is pulled in the guest by a
-//!   reference that must end in `@<digest>`, so the spec must pin images by digest.
+//!   reference that must end in `@<digest>`, so the spec must pin images by digest. On
+//!   the GPU platforms, a container gets as many GPUs as its `nvidia.com/pgpu` limit.
 //! - **ExecProcess**: only the commands of exec probes and exec lifecycle handlers of the
 //!   container the exec targets (the agent's state maps each created container ID to the
 //!   policy's container), with its user, environment and working directory; no

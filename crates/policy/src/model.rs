@@ -45,6 +45,9 @@ pub(crate) struct PodRules {
     pub(crate) share_process_namespace: bool,
     /// The agent device types of block volumes (the platform's block device driver).
     pub(crate) device_types: Vec<String>,
+    /// `hypervisor.guest_hook_path`: where the GPU platforms' guest image keeps the OCI
+    /// hooks the agent runs (the measured image's, never the host's); empty elsewhere.
+    pub(crate) guest_hook_path: String,
     /// Patterns for whole `NAME=value` entries the runtime may add to any container's
     /// environment without the pod declaring them (service links, HOSTNAME).
     pub(crate) optional_env: Vec<String>,
@@ -131,6 +134,10 @@ pub(crate) struct ContainerRules {
     pub(crate) storages: Vec<StorageRule>,
     /// The device paths it may get (`volumeDevices`).
     pub(crate) devices: Vec<String>,
+    /// The GPUs it gets on a GPU platform (its `nvidia.com/pgpu` limit): as many CDI
+    /// annotations `cdi.k8s.io/vfio<n>`, and as many VFIO devices (hot plug) or none (cold
+    /// plug: the runtime attached them to the VM before it started).
+    pub(crate) gpus: u32,
     /// The commands `ExecProcess` may run in it.
     pub(crate) exec: Vec<Vec<String>>,
     /// The container's environment in the order a runtime sends it, with example

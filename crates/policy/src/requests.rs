@@ -113,7 +113,7 @@ fn create_sandbox(data: &PolicyData, sandbox_id: &str) -> Value {
         // of a pod that shares its PID namespace say so in CreateContainer.
         "sandbox_pidns": false,
         "sandbox_id": sandbox_id,
-        "guest_hook_path": "",
+        "guest_hook_path": data.pod.guest_hook_path,
         "kernel_modules": [],
     })
 }
@@ -377,9 +377,13 @@ fn create_container(
         "io.katacontainers.pkg.oci.bundle_path".into(),
         format!("/run/containerd/io.containerd.runtime.v2.task/k8s.io/{container_id}").into(),
     );
-    let annotations = Value::Object(annotations);
+    let mut annotations = Value::Object(annotations);
     let root = root_path(container_id);
     let mut storages = vec![guest_pull(&c.image, &annotations, &root)];
+    // Cold-plugged GPUs: the runtime names each in a CDI annotation and passes no device.
+    for n in 0..c.gpus {
+        annotations[format!("cdi.k8s.io/vfio{n}")] = format!("nvidia.com/gpu={n}").into();
+    }
     storages.extend(
         c.storages
             .iter()

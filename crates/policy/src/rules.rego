@@ -406,12 +406,67 @@ agent_device_ok(d, allowed) if {
 
 devices_ok(allowed) := true if {
 	every d in as_array(object.get(request, "devices", [])) {
-		agent_device_ok(as_object(d), allowed)
+		vfio_or_agent_device(as_object(d), allowed)
 	}
 	every d in as_array(object.get(linux, "Devices", [])) {
 		as_object(d).Path in allowed
 	}
 	count(as_array(object.get(resources, "Devices", []))) == 0
+} else := false
+
+# VFIO devices are the `gpus` check's.
+vfio_or_agent_device(d, _) if startswith(as_string(object.get(d, "container_path", "")), vfio_prefix)
+
+vfio_or_agent_device(d, allowed) if agent_device_ok(d, allowed)
+
+# GPUs, on a GPU platform, for a container whose limits ask for them: the runtime names
+# each attached GPU in a CDI annotation `cdi.k8s.io/vfio<n>: nvidia.com/gpu=<index>`, and
+# either passes each as a VFIO device /dev/vfio/devices/vfio<n> (hot plug: the same numbers
+# as the annotations, each once) or passes none (cold plug: they are in the VM from its
+# start). The PCI address options are the host's; the device type is the guest kernel's
+# (vfio-pci-gk). As genpolicy's rules decide it (allow_vfio_devices).
+vfio_prefix := "/dev/vfio/devices/vfio"
+
+vfio_devices := [as_object(d) |
+	some d in as_array(object.get(request, "devices", []))
+	startswith(as_string(object.get(as_object(d), "container_path", "")), vfio_prefix)
+]
+
+vfio_numbers := [trim_prefix(as_string(d.container_path), vfio_prefix) | some d in vfio_devices]
+
+cdi_vfio_numbers := [trim_prefix(key, "cdi.k8s.io/vfio") |
+	some key, _ in as_object(object.get(oci, "Annotations", {}))
+	regex.match(`^cdi\.k8s\.io/vfio[0-9]+$`, key)
+]
+
+vfio_device_ok(d) if {
+	number := trim_prefix(as_string(d.container_path), vfio_prefix)
+	regex.match(`^[0-9]+$`, number)
+	object.get(d, "id", "") == concat("", ["vfio", number])
+	object.get(d, "type_", "") == "vfio-pci-gk"
+	object.get(d, "vm_path", "") == ""
+	options := as_array(object.get(d, "options", []))
+	count(options) > 0
+	every o in options {
+		regex.match(`^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[01][0-9a-fA-F]\.[0-7]=[0-9a-fA-F]{2}/[0-9a-fA-F]{2}$`, as_string(o))
+	}
+}
+
+# Cold plug, or no GPUs.
+gpu_plug_ok(_) if count(vfio_devices) == 0
+
+gpu_plug_ok(c) if {
+	count(vfio_devices) == c.gpus
+	{n | some n in vfio_numbers} == {n | some n in cdi_vfio_numbers}
+}
+
+gpus_ok(c) := true if {
+	every d in vfio_devices {
+		vfio_device_ok(d)
+	}
+	count({n | some n in vfio_numbers}) == count(vfio_numbers)
+	count(cdi_vfio_numbers) == c.gpus
+	gpu_plug_ok(c)
 } else := false
 
 # The runtime turns guest seccomp off (disable_guest_seccomp): a profile would be the
@@ -597,11 +652,27 @@ annotation_allowed("io.kubernetes.container.terminationMessagePath", value, fals
 
 annotation_allowed("io.kubernetes.container.terminationMessagePolicy", value, false) if value in {"File", "FallbackToLogsOnError"}
 
-annotations_ok(pause) := true if {
+# A GPU's CDI annotation, for a container that has GPUs (the `gpus` check counts them).
+annotation_allowed(key, value, "gpus") if {
+	regex.match(`^cdi\.k8s\.io/vfio[0-9]+$`, key)
+	regex.match(`^nvidia\.com/gpu=[0-9]+$`, value)
+}
+
+# `kind`: true for the pause container, false for others, "gpus" for one with GPUs (whose
+# annotations are a container's and its GPUs').
+annotations_ok(kind) := true if {
 	every key, value in as_object(object.get(oci, "Annotations", {})) {
-		annotation_allowed(key, value, pause)
+		annotation_allowed_for(key, value, kind)
 	}
 } else := false
+
+annotation_allowed_for(key, value, kind) if annotation_allowed(key, value, kind)
+
+annotation_allowed_for(key, value, "gpus") if annotation_allowed(key, value, false)
+
+container_annotation_kind(c) := "gpus" if c.gpus > 0
+
+else := false
 
 # ---------------------------------------------------------------------------------------
 # State. The agent keeps `data.pstate` across the sandbox's requests and applies the JSON
@@ -650,13 +721,14 @@ sandbox_state_ok := true if {
 # CreateContainerRequest
 
 container_checks(c) := {
-	"annotations": annotations_ok(false),
+	"annotations": annotations_ok(container_annotation_kind(c)),
 	"args": args_ok(c.args, process),
 	"capabilities": capabilities_ok(c, process),
 	"cgroups_path": cgroups_path_ok,
 	"container_id": container_id_ok(c.name),
 	"cwd": cwd_ok(c, process),
 	"devices": devices_ok(c.devices),
+	"gpus": gpus_ok(c),
 	"env": env_ok(c, process),
 	"hooks": hooks_ok,
 	"id_mappings": id_mappings_ok,
@@ -887,7 +959,8 @@ CopyFileRequest := false if {
 }
 
 # ---------------------------------------------------------------------------------------
-# CreateSandboxRequest: no kernel modules, no guest hooks, only the sandbox's shared
+# CreateSandboxRequest: no kernel modules, no guest hooks but the guest image's own on the
+# GPU platforms (policy_data.pod.guest_hook_path), only the sandbox's shared
 # memory as storage, and no PID namespace of the sandbox's (the runtime never asks for
 # one here: containers of a pod that shares it say so in CreateContainer).
 
@@ -909,7 +982,7 @@ sandbox_storages_ok := true if {
 } else := false
 
 create_sandbox_checks := {
-	"guest_hooks": as_string(object.get(request, "guest_hook_path", "")) == "",
+	"guest_hooks": as_string(object.get(request, "guest_hook_path", "")) == policy_data.pod.guest_hook_path,
 	"kernel_modules": count(as_array(object.get(request, "kernel_modules", []))) == 0,
 	"once": sandbox_first,
 	"pid_namespace": object.get(request, "sandbox_pidns", false) == false,

@@ -238,14 +238,6 @@ pub(crate) fn resolve(input: &PodInput<'_>) -> Result<PolicyData, PolicyError> {
              contrast's policies do not admit yet",
         ));
     }
-    if input.runtime.guest_hook_path.is_some() {
-        return Err(unsupported(
-            "spec.runtimeClassName",
-            "this platform runs OCI hooks in the guest for GPUs, which contrast's policies do \
-             not admit yet: use a platform without GPUs",
-        ));
-    }
-
     let pod_sc = get_obj(spec, "securityContext", "spec")?;
     let empty = Obj::new();
     let pod_sc = pod_sc.unwrap_or(&empty);
@@ -357,6 +349,7 @@ pub(crate) fn resolve(input: &PodInput<'_>) -> Result<PolicyData, PolicyError> {
                     .agent_device_type()
                     .to_owned(),
             ],
+            guest_hook_path: input.runtime.guest_hook_path.unwrap_or_default().to_owned(),
             optional_env,
             sysctls,
             name_example: name_example.clone(),
@@ -576,6 +569,14 @@ fn container(
 
     let (mounts, storages) = mounts(pod, c, path, config, privileged)?;
     let devices = devices(pod, c, path)?;
+    let gpus = gpus(c, path)?;
+    if gpus > 0 && pod.input.runtime.guest_hook_path.is_none() {
+        return Err(unsupported(
+            format!("{path}.resources.limits[\"{GPU_RESOURCE}\"]"),
+            "GPUs are attached only on the GPU platforms (their guest image has the GPU \
+             driver and hooks): use one, or remove the limit",
+        ));
+    }
     let exec = exec_commands(c, path)?;
 
     Ok(ContainerRules {
@@ -599,6 +600,7 @@ fn container(
         mounts,
         storages,
         devices,
+        gpus,
         exec,
         env_example,
         init,
@@ -1035,6 +1037,30 @@ fn devices(pod: &PodContext<'_>, c: &Obj, path: &str) -> Result<Vec<String>, Pol
         )?);
     }
     Ok(out)
+}
+
+/// The extended resource of a whole GPU passed to a pod VM (the NVIDIA GPU operator's
+/// sandbox device plugin; genpolicy's `pgpu_resource_keys`).
+const GPU_RESOURCE: &str = "nvidia.com/pgpu";
+
+/// How many GPUs the container's limits ask for (an extended resource is a whole number,
+/// and its request, if given, equals the limit).
+fn gpus(c: &Obj, path: &str) -> Result<u32, PolicyError> {
+    let Some(resources) = get_obj(c, "resources", path)? else {
+        return Ok(0);
+    };
+    let resources_path = join(path, "resources");
+    let Some(limits) = get_obj(resources, "limits", &resources_path)? else {
+        return Ok(0);
+    };
+    let field = format!("{resources_path}.limits[\"{GPU_RESOURCE}\"]");
+    let count = match limits.get(GPU_RESOURCE) {
+        None => return Ok(0),
+        Some(serde_json::Value::String(s)) => s.parse::<u32>().ok(),
+        Some(serde_json::Value::Number(n)) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        Some(_) => None,
+    };
+    count.ok_or_else(|| invalid(field, "must be a whole number of GPUs"))
 }
 
 /// The commands of exec probes and exec lifecycle handlers: kubelet runs both through

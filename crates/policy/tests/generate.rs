@@ -873,28 +873,18 @@ fn the_same_input_gives_the_same_policy() {
 fn platforms_whose_runtime_the_rules_do_not_admit_are_refused() {
     use contrast_platforms::Platform;
     let c = case(json!({}), json!({}), image_config());
-    for platform in [
-        Platform::AksClhSnp,
-        Platform::MetalQemuSnpGpu,
-        Platform::K3sQemuSnpGpu,
-    ] {
-        let input = contrast_policy::PodInput {
-            runtime: platform.kata_runtime(),
-            ..c.input()
-        };
-        let err = contrast_policy::policy_rego(&input)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("spec.runtimeClassName: "),
-            "{platform}: {err}"
-        );
-    }
+    // AKS: the node's snapshotter hands the guest the layers (tardev).
+    let input = contrast_policy::PodInput {
+        runtime: Platform::AksClhSnp.kata_runtime(),
+        ..c.input()
+    };
+    let err = contrast_policy::policy_rego(&input)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("spec.runtimeClassName: "), "{err}");
     for platform in Platform::ALL {
         let runtime = platform.kata_runtime();
-        if runtime.image_pull != contrast_platforms::kata::ImagePull::InGuest
-            || runtime.guest_hook_path.is_some()
-        {
+        if runtime.image_pull != contrast_platforms::kata::ImagePull::InGuest {
             continue;
         }
         let input = contrast_policy::PodInput {
@@ -903,4 +893,83 @@ fn platforms_whose_runtime_the_rules_do_not_admit_are_refused() {
         };
         contrast_policy::policy_rego(&input).unwrap();
     }
+}
+
+/// GPUs: only on a GPU platform, where the sandbox names the guest image's hook directory
+/// and a container with an `nvidia.com/pgpu` limit gets that many GPUs, cold-plugged (CDI
+/// annotations only) or hot-plugged (a VFIO device per annotation); elsewhere the limit
+/// is refused by its path.
+#[test]
+fn gpus_are_admitted_on_gpu_platforms_as_many_as_the_limit_says() {
+    use contrast_platforms::Platform;
+    let c = case(
+        json!({"resources": {"limits": {"nvidia.com/pgpu": "2"}}}),
+        json!({}),
+        image_config(),
+    );
+    let err = contrast_policy::policy_rego(&c.input())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("spec.containers[0].resources.limits[\"nvidia.com/pgpu\"]: "),
+        "{err}"
+    );
+    let input = contrast_policy::PodInput {
+        runtime: Platform::MetalQemuSnpGpu.kata_runtime(),
+        ..c.input()
+    };
+    let policy = contrast_policy::policy_rego(&input).unwrap();
+    let requests = contrast_policy::expected_requests(&input).unwrap();
+    let mut agent = contrast_policy::AgentPolicy::new(&policy).unwrap();
+    for (name, request) in &requests {
+        let e = agent.decide(name, request).unwrap();
+        assert!(e.allowed, "{name}: {:?}", e.prints);
+    }
+    let sandbox = &requests[0].1;
+    assert_eq!(sandbox["guest_hook_path"], "/usr/share/oci/hooks");
+    let app = requests
+        .iter()
+        .rfind(|(name, _)| name == "CreateContainerRequest")
+        .unwrap()
+        .1
+        .clone();
+    assert_eq!(
+        app["OCI"]["Annotations"]["cdi.k8s.io/vfio1"],
+        "nvidia.com/gpu=1"
+    );
+    let decide = |request: &Value| {
+        let mut agent = common::before(&policy, &requests, &app);
+        agent.explain("CreateContainerRequest", request).unwrap()
+    };
+    // Hot plug: a VFIO device for each annotation.
+    let mut hot = app.clone();
+    hot["devices"] = json!([0, 1].map(|n| json!({
+        "container_path": format!("/dev/vfio/devices/vfio{n}"), "id": format!("vfio{n}"),
+        "type_": "vfio-pci-gk", "vm_path": "", "options": [format!("0000:6{n}:00.0=06/00")],
+    })));
+    assert!(decide(&hot).evaluation.allowed);
+    // One GPU fewer than the limit, a device of another number, another device type.
+    let mut fewer = app.clone();
+    fewer["OCI"]["Annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("cdi.k8s.io/vfio1");
+    let mut other_number = hot.clone();
+    other_number["devices"][1]["container_path"] = json!("/dev/vfio/devices/vfio7");
+    other_number["devices"][1]["id"] = json!("vfio7");
+    let mut other_type = hot.clone();
+    other_type["devices"][0]["type_"] = json!("vfio-pci");
+    for refused in [fewer, other_number, other_type] {
+        let e = decide(&refused);
+        assert!(!e.evaluation.allowed);
+        assert!(e.failed.iter().any(|f| f.check == "gpus"), "{:?}", e.failed);
+    }
+    // A CreateSandbox without the platform's hook directory is refused.
+    let mut no_hooks = sandbox.clone();
+    no_hooks["guest_hook_path"] = json!("");
+    let e = contrast_policy::AgentPolicy::new(&policy)
+        .unwrap()
+        .decide("CreateSandboxRequest", &no_hooks)
+        .unwrap();
+    assert!(!e.allowed);
 }
