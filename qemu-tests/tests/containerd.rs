@@ -22,6 +22,7 @@ use contrast_cri_testkit::kubelet::container_config;
 use contrast_cri_testkit::runtime::{
     ContainerState, ContainerStatus, ContainerStatusRequest, ExecSyncRequest,
     LinuxContainerResources, RunPodSandboxRequest, StopContainerRequest,
+    UpdateContainerResourcesRequest,
 };
 
 /// The CRI's status of container `id`.
@@ -125,6 +126,24 @@ fn containerd_runs_a_confidential_pod_through_the_shim() {
                 .contains("ExecProcessRequest is blocked by policy"),
             "{refused:?}"
         );
+
+        // New limits for a running container (kubelet's in-place resize): the VM was sized
+        // at launch, so the shim refuses, and containerd says why.
+        let resized = node
+            .cri
+            .runtime
+            .update_container_resources(UpdateContainerResourcesRequest {
+                container_id: app.clone(),
+                linux: Some(LinuxContainerResources {
+                    memory_limit_in_bytes: 64 << 20,
+                    ..Default::default()
+                }),
+                annotations: Default::default(),
+            })
+            .await
+            .unwrap_err();
+        assert!(resized.message().contains("fixed at launch"), "{resized:?}");
+        eprintln!("containerd: the refused resize: {}", resized.message());
 
         // A container the pod does not have: containerd's error carries the agent's
         // refusal.
