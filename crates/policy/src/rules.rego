@@ -861,25 +861,43 @@ exec_container := c if {
 	c.name == containers_state[as_string(object.get(request, "container_id", ""))]
 }
 
-exec_allowed if {
-	c := exec_container
-	is_null(object.get(request, "string_user", null))
-	object.get(exec_process, "SelinuxLabel", "") == ""
-	object.get(exec_process, "ApparmorProfile", "") == ""
-	count(as_array(object.get(exec_process, "Rlimits", []))) == 0
-	some command in c.exec
-	args_ok(command, exec_process) == true
-	env_ok(c, exec_process) == true
-	user_ok(c, exec_process) == true
-	cwd_ok(c, exec_process) == true
-	exec_capabilities_ok(c, exec_process) == true
-	exec_terminal_ok(c, exec_process)
-	object.get(exec_process, "NoNewPrivileges", false) == false
+# Each check of an exec against the container it targets.
+exec_checks(c) := {
+	"args": exec_args_ok(c),
+	"capabilities": exec_capabilities_ok(c, exec_process),
+	"cwd": cwd_ok(c, exec_process),
+	"env": env_ok(c, exec_process),
+	"no_new_privileges": object.get(exec_process, "NoNewPrivileges", false) == false,
+	"rlimits": count(as_array(object.get(exec_process, "Rlimits", []))) == 0,
+	"security_labels": exec_labels_ok,
+	"string_user": is_null(object.get(request, "string_user", null)),
+	"terminal": exec_terminal_ok(c, exec_process),
+	"user": user_ok(c, exec_process),
 }
 
-exec_terminal_ok(c, p) if object.get(p, "Terminal", false) == false
+# One of the container's exec probe or lifecycle-hook commands, exactly.
+exec_args_ok(c) := true if {
+	some command in c.exec
+	args_ok(command, exec_process) == true
+} else := false
 
-exec_terminal_ok(c, p) if c.terminal == true
+exec_labels_ok := true if {
+	object.get(exec_process, "SelinuxLabel", "") == ""
+	object.get(exec_process, "ApparmorProfile", "") == ""
+} else := false
+
+exec_allowed if {
+	c := exec_container
+	every _, ok in exec_checks(c) {
+		ok == true
+	}
+}
+
+exec_terminal_ok(c, p) := true if {
+	object.get(p, "Terminal", false) == false
+} else := true if {
+	c.terminal == true
+} else := false
 
 # The runtime's exec process names no capabilities (kata_agent.go cmdToKataProcess), and
 # the agent then gives it the container's own, checked at CreateContainer; an exec that
@@ -898,8 +916,18 @@ ExecProcessRequest if {
 
 ExecProcessRequest := false if {
 	not exec_allowed
-	print("ExecProcessRequest: the container was not created in this sandbox, or the command is not one of its exec probes or lifecycle handlers, or the process differs from the container's:", object.get(exec_process, "Args", []))
+	print(exec_denial)
 }
+
+exec_denial := concat("", [
+	"ExecProcessRequest for container ", c.name, " (", concat(" ", as_array(object.get(exec_process, "Args", []))),
+	") fails these checks: ", concat(", ", [name | some name, ok in exec_checks(c); ok != true]),
+]) if {
+	c := exec_container
+} else := concat("", [
+	"ExecProcessRequest: ", as_string(object.get(request, "container_id", "")),
+	" was not created in this sandbox as one of the policy's containers; fails these checks: container",
+])
 
 # ---------------------------------------------------------------------------------------
 # CopyFileRequest: the runtime copies the files it would otherwise share (/etc/hosts,

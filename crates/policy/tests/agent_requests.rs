@@ -692,7 +692,7 @@ fn exec_only_runs_declared_commands_as_declared() {
         "ExecProcessRequest",
         &changed(probe, |r| r["process"]["Args"] = json!(["/bin/sh"])),
     );
-    assert!(prints.contains("not one of its exec probes"), "{prints}");
+    assert!(prints.contains("fails these checks: args"), "{prints}");
 }
 
 /// The agent keeps which container each ID was created as: an exec is held to the probes

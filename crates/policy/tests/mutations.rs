@@ -367,38 +367,34 @@ fn pause_mutations() -> Vec<Mutation> {
 
 fn exec_mutations() -> Vec<Mutation> {
     vec![
-        mutation("a command no probe runs", "ExecProcessRequest", |r| {
+        mutation("a command no probe runs", "args", |r| {
             r["process"]["Args"] =
                 json!(["sh", "-c", "cat /contrast/secrets/workload-secret-seed"]);
         }),
-        mutation(
-            "a probe command with more arguments",
-            "ExecProcessRequest",
-            |r| {
-                array(&mut r["process"]["Args"]).push(json!("/etc/shadow"));
-            },
-        ),
-        mutation("as another user", "ExecProcessRequest", |r| {
+        mutation("a probe command with more arguments", "args", |r| {
+            array(&mut r["process"]["Args"]).push(json!("/etc/shadow"));
+        }),
+        mutation("as another user", "user", |r| {
             let uid = r["process"]["User"]["UID"].as_u64().unwrap();
             r["process"]["User"]["UID"] = json!(if uid == 0 { 4242 } else { 0 });
         }),
-        mutation("with CAP_SYS_ADMIN", "ExecProcessRequest", |r| {
+        mutation("with CAP_SYS_ADMIN", "capabilities", |r| {
             r["process"]["Capabilities"] = json!({"Bounding": ["CAP_SYS_ADMIN"], "Effective": ["CAP_SYS_ADMIN"], "Permitted": ["CAP_SYS_ADMIN"], "Inheritable": [], "Ambient": []});
         }),
-        mutation("an extra env var", "ExecProcessRequest", |r| {
+        mutation("an extra env var", "env", |r| {
             array(&mut r["process"]["Env"]).push(json!("LD_PRELOAD=/tmp/x.so"));
         }),
-        mutation("with a core dump limit", "ExecProcessRequest", |r| {
+        mutation("with a core dump limit", "rlimits", |r| {
             r["process"]["Rlimits"] =
                 json!([{"Type": "RLIMIT_CORE", "Hard": 1_000_000, "Soft": 1_000_000}]);
         }),
-        mutation("in another directory", "ExecProcessRequest", |r| {
+        mutation("in another directory", "cwd", |r| {
             r["process"]["Cwd"] = json!("/contrast/secrets");
         }),
-        mutation("with an AppArmor profile", "ExecProcessRequest", |r| {
+        mutation("with an AppArmor profile", "security_labels", |r| {
             r["process"]["ApparmorProfile"] = json!("unconfined");
         }),
-        mutation("in a container never created", "ExecProcessRequest", |r| {
+        mutation("in a container never created", "container", |r| {
             r["container_id"] = json!(format!("{:064x}", 0xbad));
         }),
     ]

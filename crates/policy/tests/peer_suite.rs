@@ -32,16 +32,17 @@ struct Suite {
     known: Vec<Known>,
     /// For each request both refuse (`"<case> #<index>"`), the checks of ours that must be
     /// among the failed ones: the field the case is about, so that an agreement is not
-    /// one for another reason. Every refused CreateContainer, CreateSandbox and CopyFile
-    /// request has an entry (the others' rules name no checks).
+    /// one for another reason. Every refused CreateContainer, CreateSandbox, CopyFile and
+    /// ExecProcess request has an entry (the network rules name no checks).
     refusals: BTreeMap<String, Vec<String>>,
 }
 
 /// The request kinds whose refusals name the failed checks.
-const NAMED_CHECKS: [&str; 3] = [
+const NAMED_CHECKS: [&str; 4] = [
     "CreateContainerRequest",
     "CreateSandboxRequest",
     "CopyFileRequest",
+    "ExecProcessRequest",
 ];
 
 /// A request genpolicy and we both refuse, and the checks of ours that failed.
