@@ -1053,46 +1053,112 @@ hw_address_ok(a) if {
 	not regex.match(`^00(:00){5}$`, a)
 }
 
-# IFF_NOARP (128) is the only interface flag the host may set.
-UpdateInterfaceRequest if {
-	interface := as_object(object.get(request, "interface", {}))
-	object.get(interface, "name", "") != "lo"
+# The interface may not be lo nor get a loopback address; IFF_NOARP (128) is the only
+# flag the host may set.
+interface := as_object(object.get(request, "interface", {}))
+
+update_interface_checks := {
+	"addresses": interface_addresses_ok,
+	"hw_address": interface_hw_address_ok,
+	"name": object.get(interface, "name", "") != "lo",
+	"raw_flags": bits.and(object.get(interface, "raw_flags", 0), bits.negate(128)) == 0,
+}
+
+interface_hw_address_ok := true if {
 	hw_address_ok(as_string(object.get(interface, "hwAddr", "")))
-	bits.and(object.get(interface, "raw_flags", 0), bits.negate(128)) == 0
+} else := false
+
+interface_addresses_ok := true if {
 	every a in as_array(object.get(interface, "IPAddresses", [])) {
 		not loopback_address(as_string(object.get(a, "address", "")))
 	}
+} else := false
+
+UpdateInterfaceRequest if {
+	every _, ok in update_interface_checks {
+		ok == true
+	}
 }
 
-route_ok(r) if {
-	object.get(r, "device", "") != "lo"
-	not loopback_address(as_string(object.get(r, "dest", "")))
-	not loopback_address(as_string(object.get(r, "source", "")))
+UpdateInterfaceRequest := false if {
+	failed := [name | some name, ok in update_interface_checks; ok != true]
+	count(failed) > 0
+	print("UpdateInterfaceRequest fails these checks:", concat(", ", failed))
 }
+
+# No route through lo, to or from a loopback address.
+routes := as_array(object.get(as_object(object.get(request, "routes", {})), "Routes", []))
+
+update_routes_checks := {
+	"dest": routes_without_loopback("dest"),
+	"device": routes_without_loopback_device,
+	"source": routes_without_loopback("source"),
+}
+
+routes_without_loopback(field) := true if {
+	every r in routes {
+		not loopback_address(as_string(object.get(r, field, "")))
+	}
+} else := false
+
+routes_without_loopback_device := true if {
+	every r in routes {
+		object.get(r, "device", "") != "lo"
+	}
+} else := false
 
 UpdateRoutesRequest if {
-	routes := as_object(object.get(request, "routes", {}))
-	every r in as_array(object.get(routes, "Routes", [])) {
-		route_ok(r)
+	every _, ok in update_routes_checks {
+		ok == true
 	}
+}
+
+UpdateRoutesRequest := false if {
+	failed := [name | some name, ok in update_routes_checks; ok != true]
+	count(failed) > 0
+	print("UpdateRoutesRequest fails these checks:", concat(", ", failed))
 }
 
 # A static neighbour entry: reachable (2) or permanent (128), flags at most NTF_PROXY (8)
 # and NTF_ROUTER (128), never for loopback.
-neighbor_ok(n) if {
-	object.get(n, "device", "") != "lo"
-	to := as_object(object.get(n, "toIPAddress", {}))
-	object.get(to, "mask", "") == ""
-	not loopback_address(as_string(object.get(to, "address", "")))
-	object.get(n, "state", 0) in {2, 128}
-	bits.or(object.get(n, "flags", 0), 136) == 136
+neighbors := as_array(object.get(as_object(object.get(request, "neighbors", {})), "ARPNeighbors", []))
+
+neighbor_address(n) := as_object(object.get(n, "toIPAddress", {}))
+
+add_arp_neighbors_checks := {
+	"address": neighbors_every(`address`),
+	"device": neighbors_every(`device`),
+	"flags": neighbors_every(`flags`),
+	"state": neighbors_every(`state`),
 }
 
-AddARPNeighborsRequest if {
-	neighbors := as_object(object.get(request, "neighbors", {}))
-	every n in as_array(object.get(neighbors, "ARPNeighbors", [])) {
-		neighbor_ok(n)
+neighbor_ok("address", n) if {
+	object.get(neighbor_address(n), "mask", "") == ""
+	not loopback_address(as_string(object.get(neighbor_address(n), "address", "")))
+}
+
+neighbor_ok("device", n) if object.get(n, "device", "") != "lo"
+
+neighbor_ok("flags", n) if bits.or(object.get(n, "flags", 0), 136) == 136
+
+neighbor_ok("state", n) if object.get(n, "state", 0) in {2, 128}
+
+neighbors_every(field) := true if {
+	every n in neighbors {
+		neighbor_ok(field, n)
 	}
+} else := false
+
+AddARPNeighborsRequest if {
+	every _, ok in add_arp_neighbors_checks {
+		ok == true
+	}
+}
+
+AddARPNeighborsRequest := false if {
+	failed := [name | some name, ok in add_arp_neighbors_checks; ok != true]
+	count(failed) > 0
+	print("AddARPNeighborsRequest fails these checks:", concat(", ", failed))
 }
 
 # ---------------------------------------------------------------------------------------
