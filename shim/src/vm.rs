@@ -21,6 +21,41 @@ pub const AGENT_PORT: u32 = 1024;
 /// The MAC of the pod VM's first NIC (QEMU's default for the first one).
 pub const GUEST_MAC: &str = "52:54:00:12:34:56";
 
+/// The requests that give the guest QEMU's user network: the NIC ([`GUEST_MAC`]) as eth0
+/// with 10.0.2.15/24, and a default route through QEMU's gateway 10.0.2.2 (the host's
+/// loopback). The QEMU tests send the same.
+pub fn user_network_requests() -> (
+    contrast_agent_protocol::proto::agent::UpdateInterfaceRequest,
+    contrast_agent_protocol::proto::agent::UpdateRoutesRequest,
+) {
+    use contrast_agent_protocol::proto::agent::{
+        Routes, UpdateInterfaceRequest, UpdateRoutesRequest,
+    };
+    use contrast_agent_protocol::proto::types::{IPAddress, IPFamily, Interface, Route};
+    let mut address = IPAddress::new();
+    address.family = IPFamily::v4.into();
+    address.address = "10.0.2.15".to_owned();
+    address.mask = "24".to_owned();
+    let mut interface = Interface::new();
+    interface.device = "eth0".to_owned();
+    interface.name = "eth0".to_owned();
+    interface.hwAddr = GUEST_MAC.to_owned();
+    interface.mtu = 1500;
+    interface.type_ = "virtual".to_owned();
+    interface.IPAddresses = vec![address];
+    let mut update_interface = UpdateInterfaceRequest::new();
+    update_interface.interface = Some(interface).into();
+    let mut route = Route::new();
+    route.dest = "0.0.0.0/0".to_owned();
+    route.gateway = "10.0.2.2".to_owned();
+    route.device = "eth0".to_owned();
+    let mut routes = Routes::new();
+    routes.Routes = vec![route];
+    let mut update_routes = UpdateRoutesRequest::new();
+    update_routes.routes = Some(routes).into();
+    (update_interface, update_routes)
+}
+
 /// Why a pod VM could not be started or reached.
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {

@@ -10,12 +10,10 @@ use std::time::{Duration, Instant};
 
 use contrast_agent::proto::agent::{
     CopyFileRequest, CreateContainerRequest, CreateSandboxRequest, DestroySandboxRequest,
-    ReadStreamRequest, Routes, StartContainerRequest, UpdateInterfaceRequest, UpdateRoutesRequest,
-    WaitProcessRequest,
+    ReadStreamRequest, StartContainerRequest, WaitProcessRequest,
 };
 use contrast_agent::proto::agent_ttrpc::AgentServiceClient;
 use contrast_agent::proto::health_ttrpc::HealthClient;
-use contrast_agent::proto::types::{IPAddress, IPFamily, Interface, Route};
 use contrast_qemu_tests::{
     Console, GUEST_SIMULATOR_SETUP, HarnessError, Vm, connect_vsock, fake_tsm_module, image,
     tempdir,
@@ -315,28 +313,12 @@ async fn read_stream(agent: &AgentServiceClient, id: &str, exec_id: &str, stdout
     }
 }
 
-/// The pod's network as the runtime hands it over, for QEMU's user network: the first
-/// NIC's MAC, 10.0.2.15/24, the host's loopback as the gateway 10.0.2.2.
+/// The pod's network for QEMU's user network, as the shim hands it over
+/// (`contrast_shim::vm::user_network_requests`).
 pub(crate) async fn configure_user_network(agent: &AgentServiceClient) {
-    let mut address = IPAddress::new();
-    address.family = IPFamily::v4.into();
-    address.address = "10.0.2.15".to_owned();
-    address.mask = "24".to_owned();
-    let mut iface = Interface::new();
-    iface.name = "eth0".to_owned();
-    iface.hwAddr = "52:54:00:12:34:56".to_owned();
-    iface.IPAddresses = vec![address];
-    let mut update = UpdateInterfaceRequest::new();
-    update.interface = Some(iface).into();
-    agent.update_interface(ctx(), &update).await.unwrap();
-    let mut default_route = Route::new();
-    default_route.gateway = "10.0.2.2".to_owned();
-    default_route.device = "eth0".to_owned();
-    let mut routes = Routes::new();
-    routes.Routes = vec![default_route];
-    let mut update = UpdateRoutesRequest::new();
-    update.routes = Some(routes).into();
-    agent.update_routes(ctx(), &update).await.unwrap();
+    let (interface, routes) = contrast_shim::vm::user_network_requests();
+    agent.update_interface(ctx(), &interface).await.unwrap();
+    agent.update_routes(ctx(), &routes).await.unwrap();
 }
 
 /// A container image layer of this machine's files (`contrast_image::oci::Layer`, what a

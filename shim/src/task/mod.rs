@@ -25,14 +25,12 @@ use containerd_shim_protos::ttrpc::r#async::TtrpcContext;
 use containerd_shim_protos::ttrpc::{Code, Status};
 use contrast_agent_protocol::proto::agent::{
     CloseStdinRequest, CreateContainerRequest, DestroySandboxRequest, GetOOMEventRequest,
-    RemoveContainerRequest, Routes, SignalProcessRequest, StartContainerRequest,
-    StatsContainerRequest, TtyWinResizeRequest, UpdateInterfaceRequest, UpdateRoutesRequest,
-    WaitProcessRequest,
+    RemoveContainerRequest, SignalProcessRequest, StartContainerRequest, StatsContainerRequest,
+    TtyWinResizeRequest, WaitProcessRequest,
 };
 use contrast_agent_protocol::proto::agent_ttrpc::AgentServiceClient;
 use contrast_agent_protocol::proto::health::CheckRequest;
 use contrast_agent_protocol::proto::health_ttrpc::HealthClient;
-use contrast_agent_protocol::proto::types::{IPAddress, IPFamily, Interface, Route};
 use serde_json::Value;
 use tokio::sync::{Mutex, watch};
 
@@ -40,7 +38,7 @@ use crate::config::RuntimeConfig;
 use crate::metrics::cgroup_metrics;
 use crate::spec::{self, ContainerKind};
 use crate::streams::{copy_in, copy_out};
-use crate::vm::{GUEST_MAC, Vm, launch_field_len};
+use crate::vm::{Vm, launch_field_len};
 
 mod sandbox;
 

@@ -284,38 +284,18 @@ fn shm_size(spec: &Value) -> u64 {
     }
 }
 
-/// The pod's network for QEMU's user network: the NIC's MAC, 10.0.2.15/24 and the gateway
-/// 10.0.2.2, as UpdateInterface and UpdateRoutes (the Kata runtime's order).
+/// The pod's network for QEMU's user network ([`crate::vm::user_network_requests`]), as
+/// UpdateInterface and UpdateRoutes (the Kata runtime's order).
 async fn setup_network(
     agent: &AgentServiceClient,
 ) -> Result<(), containerd_shim_protos::ttrpc::Error> {
-    let mut address = IPAddress::new();
-    address.family = IPFamily::v4.into();
-    address.address = "10.0.2.15".to_owned();
-    address.mask = "24".to_owned();
-    let mut interface = Interface::new();
-    interface.device = "eth0".to_owned();
-    interface.name = "eth0".to_owned();
-    interface.hwAddr = GUEST_MAC.to_owned();
-    interface.mtu = 1500;
-    interface.type_ = "virtual".to_owned();
-    interface.IPAddresses = vec![address];
-    let mut update = UpdateInterfaceRequest::new();
-    update.interface = Some(interface).into();
+    let (interface, routes) = crate::vm::user_network_requests();
     agent
-        .update_interface(ctx(30), &update)
+        .update_interface(ctx(30), &interface)
         .await
         .map_err(|e| agent_error("UpdateInterface", e))?;
-    let mut route = Route::new();
-    route.dest = "0.0.0.0/0".to_owned();
-    route.gateway = "10.0.2.2".to_owned();
-    route.device = "eth0".to_owned();
-    let mut routes = Routes::new();
-    routes.Routes = vec![route];
-    let mut update = UpdateRoutesRequest::new();
-    update.routes = Some(routes).into();
     agent
-        .update_routes(ctx(30), &update)
+        .update_routes(ctx(30), &routes)
         .await
         .map_err(|e| agent_error("UpdateRoutes", e))?;
     Ok(())
