@@ -17,9 +17,7 @@ use std::time::Instant;
 
 use common::node::*;
 use common::pod::*;
-use contrast_agent::proto::agent::{
-    CreateContainerRequest, CreateSandboxRequest, DestroySandboxRequest, StartContainerRequest,
-};
+use contrast_agent::proto::agent::{CreateContainerRequest, DestroySandboxRequest};
 
 fn main() {
     let iterations = common::bench_arg("iterations", 3);
@@ -42,22 +40,12 @@ fn main() {
                 Some(&guest_registry),
             );
             let (agent, _) = clients(vm.connect());
-            configure_user_network(&agent).await;
-            let sandbox: CreateSandboxRequest = from_json(pod.request("CreateSandboxRequest"));
-            agent.create_sandbox(ctx(), &sandbox).await.unwrap();
-            let mut start = StartContainerRequest::new();
-            for n in 0..2 {
-                let container: CreateContainerRequest =
-                    from_json(pod.nth_request("CreateContainerRequest", n));
-                for copy in copies_for(&container) {
-                    agent.copy_file(ctx(), &copy).await.unwrap();
-                }
-                agent.create_container(ctx(), &container).await.unwrap();
-                start.container_id = container.container_id.clone();
-                agent.start_container(ctx(), &start).await.unwrap();
-            }
+            start_sandbox(&agent, &pod).await;
+            let app: CreateContainerRequest =
+                from_json(pod.nth_request("CreateContainerRequest", 1));
+            start_container(&agent, &app).await;
             let mut read = contrast_agent::proto::agent::ReadStreamRequest::new();
-            read.container_id = start.container_id.clone();
+            read.container_id = app.container_id.clone();
             read.len = 1024;
             let first = agent.read_stdout(ctx(), &read).await.unwrap();
             assert!(String::from_utf8_lossy(&first.data).contains(APP_LINE));

@@ -14,9 +14,7 @@ mod common;
 use std::time::Duration;
 
 use common::pod::*;
-use contrast_agent::proto::agent::{
-    CreateContainerRequest, CreateSandboxRequest, DestroySandboxRequest, StartContainerRequest,
-};
+use contrast_agent::proto::agent::{CreateContainerRequest, DestroySandboxRequest};
 use contrast_qemu_tests::{Vm, image, tempdir};
 use contrast_testkit::registry::{LayeredImage, Registry, RegistrySetup};
 
@@ -56,21 +54,11 @@ fn main() {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let uptime = runtime.block_on(async {
             let (agent, _) = clients(stream);
-            configure_user_network(&agent).await;
-            let sandbox: CreateSandboxRequest = from_json(pod.request("CreateSandboxRequest"));
-            agent.create_sandbox(ctx(), &sandbox).await.unwrap();
-            let mut start = StartContainerRequest::new();
-            for n in 0..2 {
-                let container: CreateContainerRequest =
-                    from_json(pod.nth_request("CreateContainerRequest", n));
-                for copy in copies_for(&container) {
-                    agent.copy_file(ctx(), &copy).await.unwrap();
-                }
-                agent.create_container(ctx(), &container).await.unwrap();
-                start.container_id = container.container_id.clone();
-                agent.start_container(ctx(), &start).await.unwrap();
-            }
-            let output = read_all(&agent, &start.container_id, true).await;
+            start_sandbox(&agent, &pod).await;
+            let app: CreateContainerRequest =
+                from_json(pod.nth_request("CreateContainerRequest", 1));
+            start_container(&agent, &app).await;
+            let output = read_all(&agent, &app.container_id, true).await;
             agent
                 .destroy_sandbox(ctx(), &DestroySandboxRequest::new())
                 .await

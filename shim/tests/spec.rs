@@ -479,18 +479,13 @@ fn policy_refuses_an_exec_the_pod_does_not_declare() {
     let sandbox_id = id(0);
     let container_id = id(1);
     let host = host(&sandbox_id);
-    let mut agent = Agent {
-        policy: AgentPolicy::new(&policy(false)).expect("loading the policy"),
-        refused: Vec::new(),
-    };
-    let pause = pause_config(&host, &sandbox_id);
-    let bundle = PathBuf::from("/run/containerd/io.containerd.runtime.v2.task/k8s.io/x");
-    let pause_requests =
-        container_requests(&pause, &sandbox_id, &bundle, ContainerKind::Sandbox).expect("pause");
-    agent.request("CreateContainerRequest", &pause_requests.create);
+    let mut agent = with_pause(
+        &policy(false),
+        &pause_config(&host, &sandbox_id),
+        &sandbox_id,
+    );
     let app = app_config(&host, &sandbox_id, &container_id, false);
-    let app_requests =
-        container_requests(&app, &container_id, &bundle, ContainerKind::Container).expect("app");
+    let app_requests = container(&app, &container_id);
     agent.request("CreateContainerRequest", &app_requests.create);
     assert!(agent.refused.is_empty(), "{:?}", agent.refused);
     let mut shell = app_process();
@@ -553,18 +548,11 @@ fn policy_allows_a_hardened_container_as_containerd_writes_it() {
     let sandbox_id = id(0);
     let container_id = id(1);
     let host = host(&sandbox_id);
-    let mut agent = Agent {
-        policy: AgentPolicy::new(&policy_for(&spec)).expect("loading the policy"),
-        refused: Vec::new(),
-    };
-    let bundle = PathBuf::from("/run/containerd/io.containerd.runtime.v2.task/k8s.io/x");
     // The sandbox runs as the pod's security context says (kubelet passes runAsUser,
     // runAsGroup, and fsGroup with supplementalGroups as the sandbox's groups).
     let mut pause = pause_config(&host, &sandbox_id);
     pause["process"]["user"] = json!({"uid": 101, "gid": 101, "additionalGids": [101, 2000, 3000]});
-    let pause_requests =
-        container_requests(&pause, &sandbox_id, &bundle, ContainerKind::Sandbox).expect("pause");
-    agent.request("CreateContainerRequest", &pause_requests.create);
+    let mut agent = with_pause(&policy_for(&spec), &pause, &sandbox_id);
     // containerd: WithUser("101:101"), the image's groups of 101 (none) and the CRI's
     // supplemental groups (fsGroup and supplementalGroups); the CRI's capabilities; no new
     // privileges; a read-only root.
@@ -577,8 +565,7 @@ fn policy_allows_a_hardened_container_as_containerd_writes_it() {
     });
     app["process"]["noNewPrivileges"] = json!(true);
     app["root"]["readonly"] = json!(true);
-    let app_requests =
-        container_requests(&app, &container_id, &bundle, ContainerKind::Container).expect("app");
+    let app_requests = container(&app, &container_id);
     for c in &app_requests.copies {
         agent.copy(c);
     }
@@ -594,15 +581,10 @@ fn policy_allows_a_hardened_container_as_containerd_writes_it() {
     );
 
     // Without the dropped capabilities, the same container is refused.
-    let mut agent = Agent {
-        policy: AgentPolicy::new(&policy_for(&spec)).expect("loading the policy"),
-        refused: Vec::new(),
-    };
-    agent.request("CreateContainerRequest", &pause_requests.create);
+    let mut agent = with_pause(&policy_for(&spec), &pause, &sandbox_id);
     app["process"]["capabilities"] =
         json!({"bounding": DEFAULT_CAPS, "effective": DEFAULT_CAPS, "permitted": DEFAULT_CAPS});
-    let app_requests =
-        container_requests(&app, &container_id, &bundle, ContainerKind::Container).expect("app");
+    let app_requests = container(&app, &container_id);
     agent.request("CreateContainerRequest", &app_requests.create);
     assert_eq!(agent.refused.len(), 1, "{:?}", agent.refused);
     assert!(

@@ -425,9 +425,11 @@ impl SimNode {
         self.remove_volumes();
     }
 
+    /// Also after a removal, when nothing is mounted any more (umount then says so: quiet).
     fn remove_volumes(&self) {
         let _ = std::process::Command::new("umount")
             .arg(self.empty_dirs().join("scratch"))
+            .stderr(std::process::Stdio::null())
             .status();
         let _ = std::fs::remove_dir_all(self.empty_dirs());
     }
