@@ -973,3 +973,28 @@ fn gpus_are_admitted_on_gpu_platforms_as_many_as_the_limit_says() {
         .unwrap();
     assert!(!e.allowed);
 }
+
+/// A GPU limit that is not a whole number is refused by its path.
+#[test]
+fn a_gpu_limit_that_is_not_a_whole_number_is_refused() {
+    for limit in [json!("1.5"), json!(-1), json!("two")] {
+        let c = case(
+            json!({"resources": {"limits": {"nvidia.com/pgpu": limit}}}),
+            json!({}),
+            image_config(),
+        );
+        let input = contrast_policy::PodInput {
+            runtime: contrast_platforms::Platform::MetalQemuSnpGpu.kata_runtime(),
+            ..c.input()
+        };
+        let err = contrast_policy::policy_rego(&input)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "spec.containers[0].resources.limits[\"nvidia.com/pgpu\"]: must be a whole number"
+            ),
+            "{limit}: {err}"
+        );
+    }
+}
