@@ -5,6 +5,9 @@
 //! policy is what `contrast generate` makes of the pod; the shim turns containerd's OCI
 //! specs into the agent's requests, and the agent enforces that policy on them.
 //!
+//! The pod is on a pod network (CNI's bridge plugin): the shim joins the VM to the veth CNI
+//! put in the pod's namespace, and the host reaches the app at the pod's address.
+//!
 //! The platform is simulated (no TEE here): the Kata configuration's `[simulation]` runs
 //! the same QEMU under TCG in test mode, with the test TSM provider reading HOST_DATA from
 //! QEMU.
@@ -21,9 +24,10 @@ use contrast_cri_testkit::Cri;
 use contrast_cri_testkit::kubelet::container_config;
 use contrast_cri_testkit::runtime::{
     ContainerState, ContainerStatus, ContainerStatusRequest, ExecSyncRequest,
-    LinuxContainerResources, RunPodSandboxRequest, StopContainerRequest,
+    LinuxContainerResources, PodSandboxStatusRequest, RunPodSandboxRequest, StopContainerRequest,
     UpdateContainerResourcesRequest,
 };
+use tokio::io::AsyncBufReadExt as _;
 
 /// The CRI's status of container `id`.
 async fn container_status(cri: &mut Cri, id: &str) -> ContainerStatus {
@@ -37,6 +41,30 @@ async fn container_status(cri: &mut Cri, id: &str) -> ContainerStatus {
         .into_inner()
         .status
         .unwrap()
+}
+
+/// The pod's address (CNI's, as containerd reports it) and its network namespace.
+async fn pod_address(cri: &mut Cri, sandbox_id: &str) -> (String, String) {
+    let status = cri
+        .runtime
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: sandbox_id.to_owned(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ip = status.status.unwrap().network.unwrap().ip;
+    let info: serde_json::Value = serde_json::from_str(&status.info["info"]).unwrap();
+    let netns = info["runtimeSpec"]["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|ns| ns["type"] == "network")
+        .and_then(|ns| ns["path"].as_str())
+        .unwrap()
+        .to_owned();
+    (ip, netns)
 }
 
 #[test]
@@ -82,6 +110,18 @@ fn containerd_runs_a_confidential_pod_through_the_shim() {
         assert_eq!(qemu_processes(&sandbox_id).len(), 1, "one VM for the pod");
 
         let app = node.run_app(&sandbox_id, &sandbox).await;
+        // The app's message to the host over the pod network (it prints its line after).
+        let (from_pod, peer) =
+            tokio::time::timeout(Duration::from_secs(120), node.listener.accept())
+                .await
+                .expect("the app's message over the pod network")
+                .unwrap();
+        let mut message = String::new();
+        tokio::io::BufReader::new(from_pod)
+            .read_line(&mut message)
+            .await
+            .unwrap();
+        assert_eq!(message.trim_end(), APP_MESSAGE);
         // Its output, through the agent, the shim and containerd into the CRI log.
         let line = wait_for_log_line(&logs.join("app.log"), APP_LINE).await;
         let app_running = started.elapsed();
@@ -89,6 +129,34 @@ fn containerd_runs_a_confidential_pod_through_the_shim() {
         assert_eq!(shims.len(), 1, "one shim for the pod: {shims:?}");
         assert!(line.contains(" stdout F "), "a CRI log line: {line}");
         eprintln!("containerd: the app's log line: {line}");
+        // The pod is on the pod network: the address CNI gave its namespace is the guest's
+        // (the guest pulled the app's image over it from the registry on the gateway), and
+        // the app's connection to the host comes from it (guest → the VM's tap → tc → veth
+        // → bridge).
+        let (pod_ip, netns) = pod_address(&mut node.cri, &sandbox_id).await;
+        assert!(
+            pod_ip.starts_with(&format!("{}.", node.network.prefix)),
+            "{pod_ip}"
+        );
+        assert_eq!(
+            peer.ip().to_string(),
+            pod_ip,
+            "the app's message came from the pod"
+        );
+        eprintln!("containerd: from the pod at {pod_ip} to the host: {message:?}");
+        // The host reaches the guest (it answered ARP for the pod's address with the veth's
+        // MAC), but nothing new gets in: the guest's default-deny rule stays until the
+        // pod's mesh sidecar or Initializer lifts it, which this pod has neither of. A
+        // dropped SYN times out; without the rule the guest would refuse at once.
+        let inbound = tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio::net::TcpStream::connect((pod_ip.as_str(), 8080)),
+        )
+        .await;
+        assert!(
+            inbound.is_err(),
+            "a new inbound connection got an answer: {inbound:?}"
+        );
         // The emptyDir volumes are the guest's: what the app wrote is not on the host.
         for name in ["scratch", "cache"] {
             let written = node.empty_dirs().join(name).join("file");
@@ -230,6 +298,10 @@ fn containerd_runs_a_confidential_pod_through_the_shim() {
             qemu_processes(&sandbox_id),
             Vec::<u32>::new(),
             "no QEMU left"
+        );
+        assert!(
+            !Path::new(&netns).exists(),
+            "the pod's network namespace is removed"
         );
         assert!(
             !Path::new(contrast_shim::task::STATE_DIR)

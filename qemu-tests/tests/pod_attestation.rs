@@ -86,6 +86,7 @@ impl Images {
         env.extend(INITIALIZER_ENV);
         let initializer = PushedImage::push(
             registry,
+            USER_NETWORK_HOST,
             work,
             "guest/initializer",
             layer.finish(),
@@ -94,6 +95,7 @@ impl Images {
         );
         let mesh = PushedImage::push(
             registry,
+            USER_NETWORK_HOST,
             work,
             "guest/service-mesh",
             LayerBuilder::new()

@@ -107,6 +107,7 @@ struct Agent {
 #[derive(Debug, Default, Deserialize)]
 struct Runtime {
     create_container_timeout: Option<u64>,
+    internetworking_model: Option<String>,
 }
 
 /// `[simulation]`: a simulated platform's test-mode launch.
@@ -223,6 +224,18 @@ impl RuntimeConfig {
             return Err(key(
                 "runtime.create_container_timeout",
                 "at most 86400 seconds",
+            ));
+        }
+        // The pod's interfaces reach the VM through tc redirects to its taps (Kata's
+        // default, and what the installer writes); macvtap is not implemented.
+        if let Some(model) = &file.runtime.internetworking_model
+            && model != "tcfilter"
+        {
+            return Err(key(
+                "runtime.internetworking_model",
+                &format!(
+                    "{model:?} is not supported; this shim joins pods to their VM with \"tcfilter\""
+                ),
             ));
         }
         if qemu.default_vcpus == 0 {

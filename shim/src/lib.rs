@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: the Kata configuration the runtime installer writes, read back.
 //! - [`vm`]: one pod VM (its QEMU command line, launch, the vsock to the agent).
+//! - [`network`]: the pod's CNI network namespace joined to the VM (Kata's tcfilter model).
 //! - [`spec`]: containerd's OCI spec turned into the agent's requests, as the Kata runtime
 //!   sends them (the agent's policy was generated to expect exactly those).
 //! - [`task`]: containerd's task API for one pod (with `streams`: the processes' standard
@@ -11,6 +12,7 @@
 
 pub mod config;
 mod metrics;
+pub mod network;
 pub mod spec;
 mod streams;
 pub mod task;

@@ -369,6 +369,12 @@ fn annotations(
     Ok(out)
 }
 
+/// The sandbox's own network namespace (CNI's), if its spec names one; a host-network pod
+/// names none.
+pub fn sandbox_network_namespace(spec: &Value) -> Result<Option<PathBuf>, SpecError> {
+    Ok(network_namespace_path(&Node::root(spec))?.map(PathBuf::from))
+}
+
 /// The path of the spec's network namespace, if it names one (oci.go:450-466).
 fn network_namespace_path(root: &Node<'_>) -> Result<Option<String>, SpecError> {
     for ns in root.get("linux").get("namespaces").array()? {

@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::process::{Child, Command};
 
 use crate::config::{RuntimeConfig, Tee};
+use crate::network::{GuestNetwork, PodNetwork};
 
 /// The agent's vsock port (the Kata agent's).
 pub const AGENT_PORT: u32 = 1024;
@@ -95,6 +96,9 @@ pub enum VmError {
         /// The end of its console log.
         console: String,
     },
+    /// The pod's network could not be given to the VM.
+    #[error("the pod's network")]
+    Network(#[source] crate::network::PodNetworkError),
     /// The agent did not answer in time.
     #[error(
         "the agent did not answer on vsock port {AGENT_PORT} within {seconds} s (agent.kata.dial_timeout); the VM's console ends with:\n{console}"
@@ -153,12 +157,13 @@ pub fn guest_cid(sandbox_id: &str) -> u32 {
 }
 
 /// QEMU's arguments for a pod VM of `sandbox_id` whose launch field (HOST_DATA or
-/// MRCONFIGID) is `launch_field`.
+/// MRCONFIGID) is `launch_field`, with its NICs on `network`.
 pub fn qemu_args(
     config: &RuntimeConfig,
     files: &VmFiles,
     sandbox_id: &str,
     launch_field: &[u8],
+    network: &GuestNetwork,
 ) -> Vec<String> {
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     let memory = config.memory_mib;
@@ -288,14 +293,28 @@ pub fn qemu_args(
             format!("vhost-vsock-pci,guest-cid={}", guest_cid(sandbox_id)),
         ]),
     }
-    // The pod's network: QEMU's user network in the shim's network namespace (host-network
-    // pods); the guest is 10.0.2.15 behind the gateway 10.0.2.2.
-    args.extend([
-        "-netdev".into(),
-        "user,id=net0".into(),
-        "-device".into(),
-        format!("virtio-net-pci,netdev=net0,mac={GUEST_MAC}"),
-    ]);
+    match network {
+        // Host-network pods: QEMU's user network in the shim's network namespace; the
+        // guest is 10.0.2.15 behind the gateway 10.0.2.2.
+        GuestNetwork::User => args.extend([
+            "-netdev".into(),
+            "user,id=net0".into(),
+            "-device".into(),
+            format!("virtio-net-pci,netdev=net0,mac={GUEST_MAC}"),
+        ]),
+        // The pod's network namespace: QEMU (started inside it) makes each tap; the shim
+        // joins it to its interface (crate::network).
+        GuestNetwork::Taps(taps) => {
+            for (n, tap) in taps.iter().enumerate() {
+                args.extend([
+                    "-netdev".into(),
+                    format!("tap,id=net{n},ifname={},script=no,downscript=no", tap.name),
+                    "-device".into(),
+                    format!("virtio-net-pci,netdev=net{n},mac={}", tap.mac),
+                ]);
+            }
+        }
+    }
     args
 }
 
@@ -311,6 +330,8 @@ pub struct Vm {
     files: VmFiles,
     config: RuntimeConfig,
     sandbox_id: String,
+    /// The pod's network namespace, its taps joined to its interfaces.
+    network: Option<PodNetwork>,
 }
 
 impl Drop for Vm {
@@ -332,13 +353,15 @@ impl std::fmt::Debug for Vm {
 
 impl Vm {
     /// Writes the initdata disk into `dir` and starts QEMU (and, on the simulated
-    /// platforms, the vsock back end).
+    /// platforms, the vsock back end); with a pod `network`, QEMU runs in its namespace
+    /// and its taps are joined to the pod's interfaces before this returns.
     pub async fn launch(
         config: &RuntimeConfig,
         dir: &Path,
         sandbox_id: &str,
         initdata_toml: &[u8],
         launch_field: &[u8],
+        network: Option<PodNetwork>,
     ) -> Result<Vm, VmError> {
         let files = VmFiles::in_dir(dir);
         write(
@@ -355,17 +378,42 @@ impl Vm {
             path: files.console.clone(),
             source,
         })?;
-        let mut qemu = Command::new(&config.qemu)
-            .args(qemu_args(config, &files, sandbox_id, launch_field))
+        let guest_network = network
+            .as_ref()
+            .map_or(GuestNetwork::User, PodNetwork::guest_network);
+        let mut command = Command::new(&config.qemu);
+        command
+            .args(qemu_args(
+                config,
+                &files,
+                sandbox_id,
+                launch_field,
+                &guest_network,
+            ))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| VmError::Spawn {
-                program: config.qemu.clone(),
-                source,
-            })?;
+            .kill_on_drop(true);
+        let spawned = match &network {
+            None => command.spawn(),
+            Some(network) => {
+                let runtime = tokio::runtime::Handle::current();
+                contrast_kernel_network::in_namespace(network.netns(), || {
+                    let _entered = runtime.enter();
+                    command.spawn()
+                })
+                .map_err(|source| {
+                    VmError::Network(crate::network::PodNetworkError::Kernel {
+                        netns: network.netns().to_owned(),
+                        source,
+                    })
+                })?
+            }
+        };
+        let mut qemu = spawned.map_err(|source| VmError::Spawn {
+            program: config.qemu.clone(),
+            source,
+        })?;
         // The guest's console and QEMU's messages, capped: the guest chooses how much it
         // prints, and the state directory is in the node's memory.
         let console = tokio::sync::Mutex::new(tokio::fs::File::from_std(console));
@@ -394,7 +442,7 @@ impl Vm {
                 status.map_or_else(|e| e.to_string(), |s| s.to_string()),
             ));
         });
-        Ok(Vm {
+        let vm = Vm {
             pid,
             kill: Some(kill),
             exited,
@@ -402,7 +450,33 @@ impl Vm {
             files,
             config: config.clone(),
             sandbox_id: sandbox_id.to_owned(),
-        })
+            network,
+        };
+        if let Some(network) = &vm.network
+            && let Err(e) = network.connect_taps(&vm.exited).await
+        {
+            vm.stop().await;
+            return Err(VmError::Network(e));
+        }
+        Ok(vm)
+    }
+
+    /// The agent's requests for the VM's network: the pod's interfaces, routes and
+    /// neighbours, or QEMU's user network.
+    pub fn network_requests(
+        &self,
+    ) -> (
+        Vec<contrast_agent_protocol::proto::agent::UpdateInterfaceRequest>,
+        contrast_agent_protocol::proto::agent::UpdateRoutesRequest,
+        Option<contrast_agent_protocol::proto::agent::AddARPNeighborsRequest>,
+    ) {
+        match &self.network {
+            Some(network) => network.requests(),
+            None => {
+                let (interface, routes) = user_network_requests();
+                (vec![interface], routes, None)
+            }
+        }
     }
 
     /// QEMU's pid (what containerd shows as the task's pid, as with Kata).
@@ -468,6 +542,9 @@ impl Vm {
         let _ = std::fs::remove_file(&self.files.pid_file);
         let _ = std::fs::remove_file(&self.files.vsock_uds);
         let _ = std::fs::remove_file(&self.files.vhost_socket);
+        if let Some(network) = self.network.take() {
+            network.disconnect().await;
+        }
         tracing::info!(sandbox = self.sandbox_id, "pod VM stopped");
     }
 }

@@ -9,6 +9,7 @@ use contrast_platforms::Platform;
 use contrast_runtime_installer::kata::{KataInputs, kata_config};
 use contrast_runtime_installer::snp::SnpIdBlock;
 use contrast_shim::config::{ConfigError, RuntimeConfig, Tee};
+use contrast_shim::network::{GuestNetwork, Tap};
 use contrast_shim::vm::{VmFiles, launch_field_len, qemu_args};
 
 const BASE: &str = "/opt/edgeless/contrast-cc-metal-qemu-snp-1a2b3c4d";
@@ -91,11 +92,22 @@ fn snp_launch_carries_host_data_the_id_block_and_the_measured_command_line() {
     let config = installed(Platform::MetalQemuSnp, Some(&id));
     let field = vec![0xab; launch_field_len(&config.tee)];
     assert_eq!(field.len(), 32);
+    let taps = GuestNetwork::Taps(vec![
+        Tap {
+            name: "tap0_kata".into(),
+            mac: "0a:58:0a:f4:00:0e".into(),
+        },
+        Tap {
+            name: "tap1_kata".into(),
+            mac: "0a:58:c0:a8:07:02".into(),
+        },
+    ]);
     let args = qemu_args(
         &config,
         &VmFiles::in_dir(Path::new("/run/x")),
         "sandbox1",
         &field,
+        &taps,
     );
     let object = arg_after(&args, "-object", "sev-snp-guest");
     assert!(
@@ -114,6 +126,17 @@ fn snp_launch_carries_host_data_the_id_block_and_the_measured_command_line() {
     assert!(arg_after(&args, "-device", "serial=initdata").starts_with("virtio-blk-pci"));
     assert!(arg_after(&args, "-device", "vhost-vsock-pci").contains("guest-cid="));
     assert!(!args.iter().any(|a| a.contains("contrast.test")));
+    // The pod's interfaces: one tap each (QEMU makes it in the pod's namespace), the NIC
+    // with the interface's own MAC; no user network.
+    assert_eq!(
+        arg_after(&args, "-netdev", "tap,id=net0"),
+        "tap,id=net0,ifname=tap0_kata,script=no,downscript=no"
+    );
+    assert_eq!(
+        arg_after(&args, "-device", "virtio-net-pci,netdev=net1"),
+        "virtio-net-pci,netdev=net1,mac=0a:58:c0:a8:07:02"
+    );
+    assert!(!args.iter().any(|a| a.starts_with("user,")));
 }
 
 #[test]
@@ -121,10 +144,18 @@ fn tdx_launch_carries_mrconfigid() {
     let config = installed(Platform::MetalQemuTdx, None);
     let field = vec![1u8; launch_field_len(&config.tee)];
     assert_eq!(field.len(), 48);
-    let args = qemu_args(&config, &VmFiles::in_dir(Path::new("/run/x")), "s", &field);
+    // A pod network namespace without interfaces: no NIC at all.
+    let args = qemu_args(
+        &config,
+        &VmFiles::in_dir(Path::new("/run/x")),
+        "s",
+        &field,
+        &GuestNetwork::Taps(Vec::new()),
+    );
     let object = arg_after(&args, "-object", "tdx-guest");
     assert!(object.contains("mrconfigid=AQEB"), "{object}");
     assert!(!args.iter().any(|a| a.contains("sev-snp-guest")));
+    assert!(!args.iter().any(|a| a == "-netdev"), "{args:?}");
 }
 
 #[test]
@@ -154,6 +185,7 @@ vsock_backend = "/bin/vhost-device-vsock"
         &VmFiles::in_dir(Path::new("/run/x")),
         "s",
         &[7; 32],
+        &GuestNetwork::User,
     );
     assert_eq!(
         arg_after(&args, "-append", ""),
@@ -166,6 +198,8 @@ vsock_backend = "/bin/vhost-device-vsock"
         args.iter()
             .any(|a| a == "vhost-user-vsock-pci,chardev=vvsock")
     );
+    // A host-network pod: QEMU's user network.
+    assert_eq!(arg_after(&args, "-netdev", "user"), "user,id=net0");
 }
 
 #[test]
@@ -180,6 +214,20 @@ default_memory = 512
 "#;
     let err = RuntimeConfig::parse(text, Path::new("c.toml")).unwrap_err();
     assert!(err.to_string().contains("confidential_guest"), "{err}");
+}
+
+#[test]
+fn an_internetworking_model_other_than_tcfilter_is_refused_by_key() {
+    let base = "[hypervisor.qemu]\npath = \"/q\"\nkernel = \"/k\"\nimage = \"/i\"\nkernel_params = \"\"\ndefault_memory = 512\nconfidential_guest = true\nsev_snp_guest = true\n";
+    let text = format!("{base}[runtime]\ninternetworking_model = \"macvtap\"\n");
+    let err = RuntimeConfig::parse(&text, Path::new("c.toml")).unwrap_err();
+    assert!(
+        err.to_string().contains("runtime.internetworking_model")
+            && err.to_string().contains("macvtap"),
+        "{err}"
+    );
+    let text = format!("{base}[runtime]\ninternetworking_model = \"tcfilter\"\n");
+    RuntimeConfig::parse(&text, Path::new("c.toml")).unwrap();
 }
 
 #[test]

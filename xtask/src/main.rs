@@ -50,6 +50,11 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     // testing/cri: pods through a private containerd's CRI (runc for the harness's own
     // test; our shim for the QEMU pods), images imported with ctr.
     ("runc", "command -v runc"),
+    // testing/cri: the pod network of the containerd pods (CNI's bridge and host-local).
+    (
+        "containernetworking-plugins",
+        "test -x /usr/lib/cni/bridge && test -x /usr/lib/cni/host-local",
+    ),
     // contrast generate resolves images against a real registry, filled with skopeo.
     ("docker-registry", "command -v docker-registry"),
     ("skopeo", "command -v skopeo"),

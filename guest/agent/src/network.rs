@@ -5,19 +5,16 @@
 
 use std::net::IpAddr;
 
+use contrast_kernel_network::{MAIN_TABLE, link_mac, link_name, netlink};
 use futures_util::TryStreamExt as _;
-use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::link::LinkMessage;
 use rtnetlink::packet_route::neighbour::{NeighbourFlags, NeighbourState};
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMetric, RouteProtocol, RouteScope, RouteType,
+    RouteAttribute, RouteMetric, RouteProtocol, RouteScope, RouteType,
 };
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
-use crate::proto::types::{ARPNeighbor, IPAddress, IPFamily, Interface, Route};
-
-/// The main routing table.
-const MAIN_TABLE: u32 = 254;
+use crate::proto::types::{ARPNeighbor, IPFamily, Interface, Route};
 
 /// Why a network change failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,23 +32,9 @@ pub enum NetworkError {
     /// No interface matches.
     #[error("no network interface {0}")]
     NoLink(String),
-    /// The kernel refused a change.
-    #[error("netlink: {what}")]
-    Netlink {
-        /// What was asked.
-        what: String,
-        /// The kernel's answer.
-        #[source]
-        source: rtnetlink::Error,
-    },
-    /// The netlink socket could not be opened.
-    #[error("opening a netlink socket")]
-    Socket(#[source] std::io::Error),
-}
-
-fn netlink(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetworkError {
-    let what = what.into();
-    move |source| NetworkError::Netlink { what, source }
+    /// The kernel's network could not be read or changed.
+    #[error(transparent)]
+    Kernel(#[from] contrast_kernel_network::NetworkError),
 }
 
 fn invalid(what: &'static str, value: &str, detail: impl ToString) -> NetworkError {
@@ -64,36 +47,8 @@ fn invalid(what: &'static str, value: &str, detail: impl ToString) -> NetworkErr
 
 /// A MAC address `aa:bb:cc:dd:ee:ff`.
 fn parse_mac(mac: &str) -> Result<Vec<u8>, NetworkError> {
-    let bytes: Result<Vec<u8>, _> = mac.split(':').map(|b| u8::from_str_radix(b, 16)).collect();
-    match bytes {
-        Ok(b) if b.len() == 6 => Ok(b),
-        _ => Err(invalid("hardware address", mac, "not six hex bytes")),
-    }
-}
-
-fn format_mac(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-fn link_name(link: &LinkMessage) -> String {
-    link.attributes
-        .iter()
-        .find_map(|a| match a {
-            LinkAttribute::IfName(n) => Some(n.clone()),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
-fn link_mac(link: &LinkMessage) -> Option<&[u8]> {
-    link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::Address(a) => Some(a.as_slice()),
-        _ => None,
-    })
+    contrast_kernel_network::parse_mac(mac)
+        .ok_or_else(|| invalid("hardware address", mac, "not six hex bytes"))
 }
 
 /// `10.0.0.0/24` (or an address alone, a host route), `""` for the default route.
@@ -132,19 +87,13 @@ pub struct Network {
 impl Network {
     /// Opens a netlink connection (driven by a task on the current runtime).
     pub fn connect() -> Result<Self, NetworkError> {
-        let (connection, handle, _) = rtnetlink::new_connection().map_err(NetworkError::Socket)?;
-        tokio::spawn(connection);
-        Ok(Network { handle })
+        Ok(Network {
+            handle: contrast_kernel_network::connect()?,
+        })
     }
 
     async fn links(&self) -> Result<Vec<LinkMessage>, NetworkError> {
-        self.handle
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(netlink("listing links"))
+        Ok(contrast_kernel_network::links(&self.handle).await?)
     }
 
     async fn link_by_name(&self, name: &str) -> Result<LinkMessage, NetworkError> {
@@ -286,118 +235,20 @@ impl Network {
 
     /// The links with their MACs, MTUs, flags and addresses.
     pub async fn list_interfaces(&self) -> Result<Vec<Interface>, NetworkError> {
-        let addresses: Vec<_> = self
-            .handle
-            .address()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(netlink("listing addresses"))?;
-        let mut out = Vec::new();
-        for link in self.links().await? {
-            let mut iface = Interface::new();
-            iface.name = link_name(&link);
-            iface.device = iface.name.clone();
-            iface.hwAddr = link_mac(&link).map(format_mac).unwrap_or_default();
-            iface.mtu = link
-                .attributes
-                .iter()
-                .find_map(|a| match a {
-                    LinkAttribute::Mtu(m) => Some(u64::from(*m)),
-                    _ => None,
-                })
-                .unwrap_or(0);
-            iface.raw_flags = link.header.flags.bits();
-            for address in addresses
-                .iter()
-                .filter(|a| a.header.index == link.header.index)
-            {
-                let ip = address.attributes.iter().find_map(|a| match a {
-                    AddressAttribute::Address(ip) => Some(*ip),
-                    _ => None,
-                });
-                if let Some(ip) = ip {
-                    let mut entry = IPAddress::new();
-                    entry.family = if ip.is_ipv4() {
-                        IPFamily::v4
-                    } else {
-                        IPFamily::v6
-                    }
-                    .into();
-                    entry.address = ip.to_string();
-                    entry.mask = address.header.prefix_len.to_string();
-                    iface.IPAddresses.push(entry);
-                }
-            }
-            out.push(iface);
-        }
-        Ok(out)
+        Ok(contrast_kernel_network::interfaces(&self.handle)
+            .await?
+            .into_iter()
+            .map(|i| i.interface)
+            .collect())
     }
 
     /// The main table's routes (IPv4 and IPv6).
     pub async fn list_routes(&self) -> Result<Vec<Route>, NetworkError> {
-        let names: std::collections::BTreeMap<u32, String> = self
-            .links()
+        Ok(contrast_kernel_network::routes(&self.handle)
             .await?
-            .iter()
-            .map(|l| (l.header.index, link_name(l)))
-            .collect();
-        let mut out = Vec::new();
-        for family in [
-            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-        ] {
-            let query = match family {
-                IpAddr::V4(_) => RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
-                IpAddr::V6(_) => RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
-            };
-            let routes: Vec<_> = self
-                .handle
-                .route()
-                .get(query)
-                .execute()
-                .try_collect()
-                .await
-                .map_err(netlink("listing routes"))?;
-            for message in routes
-                .iter()
-                .filter(|m| u32::from(m.header.table) == MAIN_TABLE)
-            {
-                let mut route = Route::new();
-                route.family = if family.is_ipv4() {
-                    IPFamily::v4
-                } else {
-                    IPFamily::v6
-                }
-                .into();
-                route.scope = u32::from(u8::from(message.header.scope));
-                let address = |a: &RouteAddress| match a {
-                    RouteAddress::Inet(ip) => ip.to_string(),
-                    RouteAddress::Inet6(ip) => ip.to_string(),
-                    _ => String::new(),
-                };
-                for attribute in &message.attributes {
-                    match attribute {
-                        RouteAttribute::Destination(a) => {
-                            route.dest = format!(
-                                "{}/{}",
-                                address(a),
-                                message.header.destination_prefix_length
-                            );
-                        }
-                        RouteAttribute::Gateway(a) => route.gateway = address(a),
-                        RouteAttribute::PrefSource(a) => route.source = address(a),
-                        RouteAttribute::Oif(index) => {
-                            route.device = names.get(index).cloned().unwrap_or_default();
-                        }
-                        _ => {}
-                    }
-                }
-                out.push(route);
-            }
-        }
-        Ok(out)
+            .into_iter()
+            .map(|r| r.route)
+            .collect())
     }
 
     /// Adds static neighbour entries (replacing equal ones).

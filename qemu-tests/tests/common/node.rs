@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use contrast_cri_testkit::images::{KUBERNETES_PAUSE_IMAGE, kubernetes_pause_image};
-use contrast_cri_testkit::kubelet::{container_config, pod_sandbox_config};
+use contrast_cri_testkit::kubelet::{
+    container_config, container_on_pod_network, on_pod_network, pod_sandbox_config,
+};
 use contrast_cri_testkit::runtime::{
     ContainerConfig, CreateContainerRequest, ImageSpec, Mount, PodSandboxConfig, PullImageRequest,
     RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
 };
-use contrast_cri_testkit::{Containerd, ContainerdConfig, Cri};
+use contrast_cri_testkit::{Containerd, ContainerdConfig, Cri, PodNetwork};
 use contrast_qemu_tests::{GUEST_SIMULATOR_SETUP, fake_tsm_module, image, profile_dir, tempdir};
 use contrast_runtime_installer::containerd::{RuntimeEntry, patch_config};
 use contrast_runtime_installer::kata::RuntimeKind;
@@ -125,8 +127,9 @@ vsock_backend = {vsock_backend:?}
     text
 }
 
+/// The pod's sandbox configuration as kubelet makes it: on the pod network.
 pub(crate) fn sandbox_config(log_directory: &Path, initdata: &str) -> PodSandboxConfig {
-    pod_sandbox_config(
+    let mut config = pod_sandbox_config(
         "app",
         "default",
         POD_UID,
@@ -135,7 +138,9 @@ pub(crate) fn sandbox_config(log_directory: &Path, initdata: &str) -> PodSandbox
             contrast_initdata::INITDATA_ANNOTATION.to_owned(),
             initdata.to_owned(),
         )]),
-    )
+    );
+    on_pod_network(&mut config);
+    config
 }
 
 /// Creates and starts a container; the error is StartContainer's (containerd creates the
@@ -144,8 +149,9 @@ pub(crate) async fn run_container(
     cri: &mut Cri,
     sandbox_id: &str,
     sandbox: &PodSandboxConfig,
-    config: ContainerConfig,
+    mut config: ContainerConfig,
 ) -> Result<String, tonic::Status> {
+    container_on_pod_network(&mut config);
     let created = cri
         .runtime
         .create_container(CreateContainerRequest {
@@ -199,15 +205,8 @@ pub(crate) fn qemu_processes(sandbox_id: &str) -> Vec<u32> {
     found
 }
 
-/// The app's command in [`SimNode::pod`]: writes into both emptyDir volumes (and finds
-/// none of the host's files there), prints a line, then stays.
-pub(crate) const APP_COMMAND: [&str; 3] = [
-    "/bin/sh",
-    "-c",
-    "echo memory > /scratch/file && echo disk > /cache/file && [ ! -e /cache/planted ] && \
-     grep -q ' /scratch tmpfs ' /proc/mounts && \
-     echo hello from the confidential pod; exec sleep 600",
-];
+/// What the app sends over the pod network to [`SimNode::listener`] on the host.
+pub(crate) const APP_MESSAGE: &str = "sent over the pod network";
 
 /// The pod's UID (kubelet's directory of its volumes is named after it).
 pub(crate) const POD_UID: &str = "4bd4e5c6-0d54-4a55-8e4a-1f6b5d2f0c11";
@@ -215,13 +214,18 @@ pub(crate) const POD_UID: &str = "4bd4e5c6-0d54-4a55-8e4a-1f6b5d2f0c11";
 /// The second container's command: more memory than its 16 MiB limit.
 pub(crate) const HOG_COMMAND: [&str; 3] = ["/bin/sh", "-c", "head -c 200000000 /dev/zero | tail"];
 
-/// The line [`APP_COMMAND`] prints.
+/// The line the app prints.
 pub(crate) const APP_LINE: &str = "hello from the confidential pod";
 
 /// A node: containerd with our shim as the runtime handler [`HANDLER`], and the app's
 /// registry.
 pub(crate) struct SimNode {
     pub(crate) containerd: Containerd,
+    /// The pod network (CNI's bridge); the guest pulls from the registry on its gateway.
+    pub(crate) network: PodNetwork,
+    /// A listener on all the host's addresses that the app sends [`APP_MESSAGE`] to, at the
+    /// pod network's gateway.
+    pub(crate) listener: tokio::net::TcpListener,
     pub(crate) cri: Cri,
     pub(crate) images: AppRegistry,
     pub(crate) work: PathBuf,
@@ -241,7 +245,8 @@ impl SimNode {
             shim_dir.join("containerd-shim-contrast-cc-v2"),
         )
         .unwrap();
-        let images = AppRegistry::start(test);
+        let network = PodNetwork::for_test(test);
+        let images = AppRegistry::start_on(test, &network.gateway());
         // The runtime as the installer lays it out on a node: the shim at the runtime
         // directory's bin/, its Kata configuration under etc/, and containerd's runtime
         // entry from the installer's own edit of the config. (containerd 1.6 does not know
@@ -273,6 +278,7 @@ impl SimNode {
                     images.guest_registry.clone(),
                     format!("http://127.0.0.1:{}", images.registry.port),
                 )],
+                pod_network: Some(network.clone()),
             },
             |config| patch_config(Some(config), "config.toml", &entry).unwrap(),
         )
@@ -293,12 +299,33 @@ impl SimNode {
             })
             .await
             .unwrap();
+        let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
         SimNode {
             containerd,
+            network,
+            listener,
             cri,
             images,
             work,
         }
+    }
+
+    /// The app's command: writes into both emptyDir volumes (and finds none of the host's
+    /// files there), sends [`APP_MESSAGE`] to the host's [`SimNode::listener`] over the pod
+    /// network, prints [`APP_LINE`], then stays.
+    pub(crate) fn app_command(&self) -> [String; 3] {
+        let port = self.listener.local_addr().unwrap().port();
+        [
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            format!(
+                "echo memory > /scratch/file && echo disk > /cache/file && \
+                 [ ! -e /cache/planted ] && grep -q ' /scratch tmpfs ' /proc/mounts && \
+                 {{ echo {APP_MESSAGE} | nc -w 10 {gateway} {port}; echo {APP_LINE}; }}; \
+                 exec sleep 600",
+                gateway = self.network.gateway(),
+            ),
+        ]
     }
 
     /// The pod's initdata annotation, as `contrast generate` makes it.
@@ -306,7 +333,7 @@ impl SimNode {
         contrast_policy::initdata(&self.pod_case().policy).annotation_value()
     }
 
-    /// The pod as a user writes it (host network, the app with [`APP_COMMAND`], an exec
+    /// The pod as a user writes it (on the pod network, the app with [`SimNode::app_command`], an exec
     /// probe [`PROBE`] and two emptyDir volumes, and the hog), its policy and the requests
     /// a faithful runtime sends for it.
     pub(crate) fn pod_case(&self) -> contrast_testkit::PodCase {
@@ -316,11 +343,10 @@ impl SimNode {
             "namespace": "default",
             "spec": {
                 "runtimeClassName": HANDLER,
-                "hostNetwork": true,
                 "containers": [{
                     "name": "app",
                     "image": reference,
-                    "command": APP_COMMAND,
+                    "command": self.app_command(),
                     "readinessProbe": {"exec": {"command": PROBE}},
                     "volumeMounts": [
                         {"name": "scratch", "mountPath": "/scratch"},
@@ -380,7 +406,9 @@ impl SimNode {
     /// mounted on it; a file planted in the disk-backed one must not reach the guest.
     pub(crate) async fn run_app(&mut self, sandbox_id: &str, sandbox: &PodSandboxConfig) -> String {
         let reference = self.images.app.reference.clone();
-        let mut app = container_config("app", &reference, &APP_COMMAND);
+        let command = self.app_command();
+        let command: Vec<&str> = command.iter().map(String::as_str).collect();
+        let mut app = container_config("app", &reference, &command);
         for (name, memory) in [("scratch", true), ("cache", false)] {
             let dir = self.empty_dirs().join(name);
             std::fs::create_dir_all(&dir).unwrap();

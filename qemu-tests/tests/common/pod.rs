@@ -19,7 +19,7 @@ use contrast_qemu_tests::{
     tempdir,
 };
 use contrast_testkit::PodCase;
-use contrast_testkit::registry::{LayeredImage, Registry};
+use contrast_testkit::registry::{LayeredImage, Registry, RegistrySetup};
 use serde_json::{Value, json};
 use ttrpc::Code;
 use ttrpc::context;
@@ -440,8 +440,10 @@ pub(crate) struct PushedImage {
 }
 
 impl PushedImage {
+    /// `guest_host` is the registry's address as the guest reaches it.
     pub(crate) fn push(
         registry: &Registry,
+        guest_host: &str,
         work: &Path,
         repo: &str,
         layer: Vec<u8>,
@@ -454,7 +456,7 @@ impl PushedImage {
         );
         image.push(registry, work, repo, "v1");
         PushedImage {
-            reference: format!("10.0.2.2:{}/{repo}@{}", registry.port, image.digest()),
+            reference: format!("{guest_host}:{}/{repo}@{}", registry.port, image.digest()),
             digest: image.digest(),
             env: env.iter().map(|e| (*e).to_owned()).collect(),
             entrypoint: entrypoint.iter().map(|e| (*e).to_owned()).collect(),
@@ -475,22 +477,44 @@ impl PushedImage {
     }
 }
 
+/// The host as the guest reaches it over QEMU's user network.
+pub(crate) const USER_NETWORK_HOST: &str = "10.0.2.2";
+
 /// A registry on the host with the busybox app image (`guest/busybox`), as the guest
-/// reaches it over QEMU's user network; its layout directory goes with it.
+/// reaches it; its layout directory goes with it.
 pub(crate) struct AppRegistry {
     pub(crate) registry: Registry,
     pub(crate) work: PathBuf,
-    /// `10.0.2.2:<port>`.
+    /// `<host>:<port>`, the registry as the guest names it.
     pub(crate) guest_registry: String,
     pub(crate) app: PushedImage,
 }
 
 impl AppRegistry {
+    /// For a guest on QEMU's user network (the host's loopback at [`USER_NETWORK_HOST`]).
     pub(crate) fn start(test: &str) -> AppRegistry {
-        let registry = Registry::start(contrast_testkit::registry::RegistrySetup::default());
+        Self::start_with(test, USER_NETWORK_HOST, RegistrySetup::default())
+    }
+
+    /// For a guest on a pod network whose gateway, `gateway`, is the host's address there:
+    /// the registry listens on all the host's addresses.
+    pub(crate) fn start_on(test: &str, gateway: &str) -> AppRegistry {
+        Self::start_with(
+            test,
+            gateway,
+            RegistrySetup {
+                listen_any: true,
+                ..RegistrySetup::default()
+            },
+        )
+    }
+
+    fn start_with(test: &str, guest_host: &str, setup: RegistrySetup) -> AppRegistry {
+        let registry = Registry::start(setup);
         let work = tempdir(&format!("{test}-layout")).unwrap();
         let app = PushedImage::push(
             &registry,
+            guest_host,
             &work,
             "guest/busybox",
             busybox_layer(),
@@ -498,7 +522,7 @@ impl AppRegistry {
             &["/bin/sh"],
         );
         AppRegistry {
-            guest_registry: format!("10.0.2.2:{}", registry.port),
+            guest_registry: format!("{guest_host}:{}", registry.port),
             registry,
             work,
             app,

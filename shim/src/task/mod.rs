@@ -36,6 +36,7 @@ use tokio::sync::{Mutex, watch};
 
 use crate::config::RuntimeConfig;
 use crate::metrics::cgroup_metrics;
+use crate::network::PodNetwork;
 use crate::spec::{self, ContainerKind};
 use crate::streams::{copy_in, copy_out};
 use crate::vm::{Vm, launch_field_len};

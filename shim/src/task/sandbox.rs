@@ -58,7 +58,18 @@ impl Service {
         let dir = Path::new(STATE_DIR).join(&req.id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| error(Code::INTERNAL, format!("creating {}: {e}", dir.display())))?;
-        let mut vm = match Vm::launch(&config, &dir, &req.id, &toml, &field).await {
+        let netns = crate::spec::sandbox_network_namespace(spec)
+            .map_err(|e| error(Code::INVALID_ARGUMENT, e.to_string()))?;
+        let network = match &netns {
+            Some(netns) => Some(PodNetwork::scan(netns).await.map_err(|e| {
+                error(
+                    Code::FAILED_PRECONDITION,
+                    contrast_platforms::error_chain(&e),
+                )
+            })?),
+            None => None,
+        };
+        let mut vm = match Vm::launch(&config, &dir, &req.id, &toml, &field, network).await {
             Ok(vm) => vm,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -85,7 +96,7 @@ impl Service {
                 .check(ctx(config.dial_timeout_secs), &CheckRequest::new())
                 .await
                 .map_err(|e| agent_error("the agent's health check", e))?;
-            setup_network(&agent).await?;
+            setup_network(&agent, &vm).await?;
             let settings = spec::SandboxSettings {
                 shm_size: shm_size(spec),
                 guest_hook_path: config.guest_hook_path.clone(),
@@ -284,19 +295,28 @@ fn shm_size(spec: &Value) -> u64 {
     }
 }
 
-/// The pod's network for QEMU's user network ([`crate::vm::user_network_requests`]), as
-/// UpdateInterface and UpdateRoutes (the Kata runtime's order).
+/// The VM's network ([`Vm::network_requests`]) as UpdateInterface, UpdateRoutes and
+/// AddARPNeighbors (the Kata runtime's order).
 async fn setup_network(
     agent: &AgentServiceClient,
+    vm: &Vm,
 ) -> Result<(), containerd_shim_protos::ttrpc::Error> {
-    let (interface, routes) = crate::vm::user_network_requests();
-    agent
-        .update_interface(ctx(30), &interface)
-        .await
-        .map_err(|e| agent_error("UpdateInterface", e))?;
+    let (interfaces, routes, neighbors) = vm.network_requests();
+    for interface in &interfaces {
+        agent
+            .update_interface(ctx(30), interface)
+            .await
+            .map_err(|e| agent_error("UpdateInterface", e))?;
+    }
     agent
         .update_routes(ctx(30), &routes)
         .await
         .map_err(|e| agent_error("UpdateRoutes", e))?;
+    if let Some(neighbors) = &neighbors {
+        agent
+            .add_arp_neighbors(ctx(30), neighbors)
+            .await
+            .map_err(|e| agent_error("AddARPNeighbors", e))?;
+    }
     Ok(())
 }

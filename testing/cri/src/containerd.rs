@@ -46,6 +46,62 @@ pub struct ContainerdConfig {
     /// Registry mirrors: a host name as images name it (`10.0.2.2:5000`) and the endpoint
     /// containerd pulls from instead (`http://127.0.0.1:5000`).
     pub registry_mirrors: Vec<(String, String)>,
+    /// A pod network (CNI's bridge plugin) for pods that are not on the host's network.
+    pub pod_network: Option<PodNetwork>,
+}
+
+/// A CNI network of bridge + host-local, as a node's network plugin sets up pods: each pod
+/// gets a veth `eth0` with an address of `<prefix>.0/24` and a default route through the
+/// bridge's address `<prefix>.1`, which is the host's on that subnet (so the host reaches
+/// pods, and pods the host's services on the gateway address). No masquerading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodNetwork {
+    /// The bridge's name (at most 15 bytes); removed with the containerd.
+    pub bridge: String,
+    /// The first three octets of the /24 subnet, such as `10.201.7`.
+    pub prefix: String,
+}
+
+impl PodNetwork {
+    /// A network of its own for this process, for a test named `test`: a bridge and an
+    /// unused /24 under 10.200.0.0/13 from the process ID.
+    pub fn for_test(test: &str) -> PodNetwork {
+        let id = std::process::id();
+        let tag: u32 = test.bytes().map(u32::from).sum();
+        PodNetwork {
+            bridge: format!("cnt{}", (id ^ (tag << 16)) % 1_000_000),
+            prefix: format!("10.{}.{}", 200 + (id + tag) % 8, (id / 8) % 250),
+        }
+    }
+
+    /// The gateway: the bridge's address, the host's on the pod network.
+    pub fn gateway(&self) -> String {
+        format!("{}.1", self.prefix)
+    }
+
+    /// The CNI configuration list; host-local keeps its allocations under `ipam_dir`.
+    fn conflist(&self, ipam_dir: &Path) -> String {
+        serde_json::json!({
+            "cniVersion": "0.4.0",
+            "name": "contrast-test",
+            "plugins": [{
+                "type": "bridge",
+                "bridge": self.bridge,
+                "isGateway": true,
+                "ipMasq": false,
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": ipam_dir,
+                    "ranges": [[{
+                        "subnet": format!("{}.0/24", self.prefix),
+                        "gateway": self.gateway(),
+                    }]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                },
+            }],
+        })
+        .to_string()
+    }
 }
 
 /// A containerd of its own in a temporary directory, killed and cleaned up on drop.
@@ -53,6 +109,8 @@ pub struct ContainerdConfig {
 pub struct Containerd {
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// The pod network, whose bridge CNI leaves behind.
+    pod_network: Option<PodNetwork>,
 }
 
 /// A CRI client: the runtime and the image service over containerd's socket.
@@ -85,7 +143,11 @@ impl Containerd {
                 path: std::env::temp_dir(),
                 source,
             })?;
-        let mut containerd = Containerd { dir, child: None };
+        let mut containerd = Containerd {
+            dir,
+            child: None,
+            pod_network: None,
+        };
         for sub in ["root", "state", "runc", "opt", "cni"] {
             let path = containerd.dir().join(sub);
             std::fs::create_dir(&path).map_err(|source| CriError::Io {
@@ -93,6 +155,16 @@ impl Containerd {
                 path,
                 source,
             })?;
+        }
+        if let Some(network) = &config.pod_network {
+            let path = containerd.dir().join("cni/10-contrast-test.conflist");
+            let ipam_dir = containerd.dir().join("cni-ipam");
+            std::fs::write(&path, network.conflist(&ipam_dir)).map_err(|source| CriError::Io {
+                action: "write",
+                path,
+                source,
+            })?;
+            containerd.pod_network = Some(network.clone());
         }
         let config_path = containerd.config_path();
         std::fs::write(&config_path, patch(&config_toml(containerd.dir(), config))).map_err(
@@ -277,6 +349,11 @@ impl Drop for Containerd {
         teardown::kill_process_trees(&shims);
         teardown::unmount_under(self.dir());
         teardown::remove_outside_state(&self.socket(), &teardown::known_ids(&self.log_path()));
+        if let Some(network) = &self.pod_network {
+            // Pods whose sandboxes were never stopped keep their namespaces.
+            teardown::remove_pod_namespaces(&format!("{}.", network.prefix));
+            teardown::remove_link(&network.bridge);
+        }
     }
 }
 
@@ -393,6 +470,7 @@ mod tests {
                 "10.0.2.2:5000".to_owned(),
                 "http://127.0.0.1:5000".to_owned(),
             )],
+            pod_network: None,
         };
         let toml = config_toml(Path::new("/tmp/x"), &config);
         assert!(toml.contains("sandbox_image = \"docker.io/library/pause:test\""));

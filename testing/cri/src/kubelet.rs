@@ -46,6 +46,43 @@ pub fn host_network_namespaces() -> NamespaceOption {
     }
 }
 
+/// The namespaces kubelet asks for in a pod on the pod network: the pod's own network
+/// (CNI's), a PID namespace per container, the pod's IPC.
+pub fn pod_network_namespaces() -> NamespaceOption {
+    NamespaceOption {
+        network: NamespaceMode::Pod.into(),
+        ..host_network_namespaces()
+    }
+}
+
+/// Puts a pod of [`pod_sandbox_config`] on the pod network, with its name as its hostname
+/// (as kubelet does for a pod that is not on the host's network).
+pub fn on_pod_network(config: &mut PodSandboxConfig) {
+    config.hostname = config
+        .metadata
+        .as_ref()
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
+    if let Some(context) = config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+    {
+        context.namespace_options = Some(pod_network_namespaces());
+    }
+}
+
+/// Puts a container of [`container_config`] into a pod on the pod network.
+pub fn container_on_pod_network(config: &mut ContainerConfig) {
+    if let Some(context) = config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+    {
+        context.namespace_options = Some(pod_network_namespaces());
+    }
+}
+
 /// A host-network pod `namespace/name` with its `uid`, its logs under `log_directory`,
 /// and the pod's `annotations`.
 pub fn pod_sandbox_config(

@@ -16,7 +16,7 @@ mod teardown;
 
 use std::path::PathBuf;
 
-pub use containerd::{Containerd, ContainerdConfig, Cri, RuntimeHandler};
+pub use containerd::{Containerd, ContainerdConfig, Cri, PodNetwork, RuntimeHandler};
 pub use teardown::{Leftovers, ShimProcess};
 
 /// The CRI's `runtime.v1` messages and clients (a subset of Kubernetes' api.proto).

@@ -293,6 +293,41 @@ pub(crate) fn remove_outside_state(socket: &Path, ids: &BTreeSet<String>) {
     }
 }
 
+/// Removes a network link of the host (a pod network's bridge CNI left); quiet when it is
+/// already gone.
+pub(crate) fn remove_link(name: &str) {
+    let _ = std::process::Command::new("ip")
+        .args(["link", "del", name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+/// Removes the CNI network namespaces (`/var/run/netns/cni-*`) that hold an address
+/// starting with `prefix` (a test's own pod subnet, such as `10.201.7.`).
+pub(crate) fn remove_pod_namespaces(prefix: &str) {
+    let Ok(entries) = std::fs::read_dir("/var/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("cni-") {
+            continue;
+        }
+        let Ok(out) = std::process::Command::new("ip")
+            .args(["-n", &name, "-o", "-4", "addr", "show"])
+            .output()
+        else {
+            continue;
+        };
+        if String::from_utf8_lossy(&out.stdout).contains(&format!("inet {prefix}")) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &name])
+                .status();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,6 +63,9 @@ pub struct RegistrySetup {
     pub basic_auth: Option<(String, String)>,
     /// `(certificate PEM, key PEM)` to serve HTTPS.
     pub tls: Option<(String, String)>,
+    /// Listen on all the host's addresses (for guests on a pod network, which reach the
+    /// host at their gateway), not only on 127.0.0.1.
+    pub listen_any: bool,
 }
 
 impl Registry {
@@ -74,8 +77,13 @@ impl Registry {
         let storage = dir.path().join("storage");
         std::fs::create_dir(&storage).unwrap();
         let mut config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: contrast-registry-test\n",
-            storage.display()
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {}:{port}\n  secret: contrast-registry-test\n",
+            storage.display(),
+            if setup.listen_any {
+                "0.0.0.0"
+            } else {
+                "127.0.0.1"
+            },
         );
         if let Some((cert, key)) = &setup.tls {
             std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
