@@ -167,6 +167,7 @@ fn usage() {
 
 fn test() -> Result<()> {
     let started = Instant::now();
+    step("this checkout's build", forget_other_checkouts)?;
     step("system packages", install_debian_packages)?;
     step("toolchain components", ensure_toolchain_components)?;
     step("cargo fmt --check", || {
@@ -193,6 +194,41 @@ fn test() -> Result<()> {
     step("quickstart", run_quickstart)?;
     eprintln!("xtask: all checks passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// A target directory shared with another checkout (CI's cache serves several) holds the
+/// workspace members' binaries built there, and cargo counts them as fresh here: it keys
+/// members by their path inside the workspace and compares modification times. What they
+/// compiled in with `env!("CARGO_MANIFEST_DIR")` (test data, the image's scripts) would
+/// name the other checkout. So unless the target directory was last used from here, the
+/// members' artifacts are cleaned (`cargo clean -p`; the dependencies stay built).
+fn forget_other_checkouts() -> Result<()> {
+    let root = std::env::current_dir()
+        .and_then(std::fs::canonicalize)
+        .context("reading the current directory")?;
+    let marker = target_dir().join("contrast-checkout");
+    let here = root.to_string_lossy().into_owned();
+    let last = std::fs::read_to_string(&marker).unwrap_or_default();
+    if last == here {
+        return Ok(());
+    }
+    // Also when it names no checkout: built before this check existed, or by hand.
+    let last = if last.is_empty() {
+        "elsewhere"
+    } else {
+        last.as_str()
+    };
+    eprintln!(
+        "xtask: the target directory was last built from {last}: rebuilding this checkout's crates"
+    );
+    let mut clean = Command::new("cargo");
+    clean.arg("clean");
+    for member in tidy::load(&root)?.layers.keys() {
+        clean.args(["-p", member]);
+    }
+    run(&mut clean)?;
+    std::fs::create_dir_all(target_dir()).context("creating the target directory")?;
+    std::fs::write(&marker, &here).with_context(|| format!("writing {}", marker.display()))
 }
 
 fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
@@ -369,6 +405,7 @@ fn ensure_backports_source(sudo: Option<&str>) -> Result<bool> {
 
 /// The project's main job: the whole lifecycle with a simulated TEE (quickstart/).
 fn quickstart() -> Result<()> {
+    step("this checkout's build", forget_other_checkouts)?;
     step("system packages", install_debian_packages)?;
     step("quickstart", run_quickstart)
 }
