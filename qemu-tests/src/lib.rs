@@ -764,8 +764,8 @@ impl Drop for VsockBackend {
     }
 }
 
-/// Connects to guest vsock `port` through `<dir>/vm.vsock` (the hybrid-vsock handshake:
-/// `CONNECT <port>\n`, answered `OK <host port>\n`), retrying every 50 ms until the guest
+/// Connects to guest vsock `port` through `<dir>/vm.vsock` (the hybrid-vsock handshake,
+/// `contrast_shim::vm::hybrid_vsock`), retrying every 50 ms until the guest
 /// listens or `deadline` passes. The stream is then the guest port's.
 pub fn connect_vsock(
     dir: &Path,
@@ -776,25 +776,19 @@ pub fn connect_vsock(
     let uds = dir.join("vm.vsock");
     loop {
         let attempt = (|| {
+            use contrast_shim::vm::hybrid_vsock;
             let mut stream = std::os::unix::net::UnixStream::connect(&uds)?;
-            stream.write_all(format!("CONNECT {port}\n").as_bytes())?;
-            // Byte by byte: nothing after the answer's newline may be consumed.
+            stream.write_all(hybrid_vsock::request(port).as_bytes())?;
             let mut answer = Vec::new();
             let mut byte = [0u8; 1];
-            while answer.last() != Some(&b'\n') && answer.len() < 64 {
+            while !hybrid_vsock::answer_complete(&answer) {
                 if stream.read(&mut byte)? == 0 {
                     return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
                 }
                 answer.push(byte[0]);
             }
-            if answer.starts_with(b"OK ") {
-                Ok(stream)
-            } else {
-                Err(std::io::Error::other(format!(
-                    "vsock handshake answered {:?}",
-                    String::from_utf8_lossy(&answer)
-                )))
-            }
+            hybrid_vsock::accepted(&answer)?;
+            Ok(stream)
         })();
         match attempt {
             Ok(stream) => return Ok(stream),

@@ -104,6 +104,36 @@ fn containerd_runs_a_confidential_pod_through_the_shim() {
             refusing.elapsed()
         );
 
+        // A single container (`ctr run`, no CRI): refused by the shim, which runs pods
+        // only (a confidential container's policy comes from its pod), and nothing is left.
+        let reference = node.images.app.reference.clone();
+        let shim = node.shim.to_str().unwrap().to_owned();
+        let single = node
+            .containerd
+            .ctr(&[
+                "run",
+                "--rm",
+                "--runtime",
+                &shim,
+                &reference,
+                "single-container",
+                "/bin/true",
+            ])
+            .unwrap();
+        let said = String::from_utf8_lossy(&single.stderr);
+        assert!(!single.status.success(), "ctr run succeeded: {said}");
+        assert!(
+            said.contains("no io.kubernetes.cri.container-type annotation")
+                && said.contains("not single containers"),
+            "{said}"
+        );
+        let leftovers = node
+            .containerd
+            .settled_leftovers(Duration::from_secs(30))
+            .await;
+        assert!(leftovers.is_empty(), "after ctr run: {leftovers:?}");
+        eprintln!("containerd: ctr run refused: {}", said.trim());
+
         let started = Instant::now();
         let (sandbox_id, sandbox) = node.run_sandbox(&logs, &initdata).await;
         let sandbox_ready = started.elapsed();
@@ -215,7 +245,6 @@ fn containerd_runs_a_confidential_pod_through_the_shim() {
 
         // A container the pod does not have: containerd's error carries the agent's
         // refusal.
-        let reference = node.images.app.reference.clone();
         let intruder = run_container(
             &mut node.cri,
             &sandbox_id,

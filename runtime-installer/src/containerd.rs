@@ -84,6 +84,18 @@ pub enum ConfigVersion {
 }
 
 impl ConfigVersion {
+    /// The entry's `runtime_type` in this layout. containerd 2 finds the shim by
+    /// `runtime_path`; containerd 1.6 ignores `runtime_path` and looks the runtime name up
+    /// on its PATH, where the shim is not, but takes an absolute path as the type (1.7
+    /// takes either), so a version 2 file names the shim's path there too
+    /// (docs/runtime.md §5).
+    pub fn runtime_type(self, entry: &RuntimeEntry<'_>) -> String {
+        match self {
+            ConfigVersion::V2 => entry.runtime_path(),
+            ConfigVersion::V3 => RUNTIME_TYPE.to_owned(),
+        }
+    }
+
     /// The CRI plugin that holds `containerd.runtimes`.
     pub fn cri_plugin(self) -> &'static str {
         match self {
@@ -152,7 +164,7 @@ pub fn patch_config(
         let handler = handler_item
             .as_table_like_mut()
             .ok_or_else(|| not_a_table(handler_key.clone()))?;
-        set_value(handler, "runtime_type", RUNTIME_TYPE.into());
+        set_value(handler, "runtime_type", version.runtime_type(entry).into());
         set_value(handler, "runtime_path", entry.runtime_path().into());
         set_value(
             handler,
@@ -397,11 +409,11 @@ mod tests {
         let out = patch_config(Some("version = 2\n"), "c", &entry()).unwrap();
         let doc: DocumentMut = out.parse().unwrap();
         let ours = runtime(&doc, CRI_PLUGIN_V2, HANDLER);
-        assert_eq!(ours["runtime_type"].as_str(), Some(RUNTIME_TYPE));
-        assert_eq!(
-            ours["runtime_path"].as_str(),
-            Some(format!("{BASE}/bin/containerd-shim-contrast-cc-v2").as_str())
-        );
+        // containerd 1.6 runs the shim named by an absolute runtime_type (it ignores
+        // runtime_path); 1.7 takes either.
+        let shim = format!("{BASE}/bin/containerd-shim-contrast-cc-v2");
+        assert_eq!(ours["runtime_type"].as_str(), Some(shim.as_str()));
+        assert_eq!(ours["runtime_path"].as_str(), Some(shim.as_str()));
         assert_eq!(
             ours["options"]["ConfigPath"].as_str(),
             Some(format!("{BASE}/etc/configuration-qemu-snp.toml").as_str())
@@ -450,8 +462,8 @@ oom_score = -999 # keep me
             "runc is added only when no runtime is declared"
         );
         assert_eq!(
+            runtime(&doc, CRI_PLUGIN_V2, HANDLER)["runtime_path"].as_str(),
             runtime(&doc, CRI_PLUGIN_V2, HANDLER)["runtime_type"].as_str(),
-            Some(RUNTIME_TYPE)
         );
     }
 
@@ -464,8 +476,10 @@ oom_score = -999 # keep me
         );
         let out = patch_config(Some(&old), "c", &entry()).unwrap();
         assert!(
-            out.contains("runtime_type = \"io.containerd.contrast-cc.v2\"  # ours\n"),
-            "{out}"
+            out.contains(&format!(
+                "runtime_type = \"{BASE}/bin/containerd-shim-contrast-cc-v2\"  # ours\n"
+            )),
+            "the value is replaced, the comment kept: {out}"
         );
         assert!(
             out.contains(&format!(

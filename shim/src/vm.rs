@@ -630,27 +630,47 @@ async fn start_backend(program: &Path, files: &VmFiles) -> Result<Child, VmError
     Ok(child)
 }
 
-/// Connects to the agent's port through the user-space back end's Unix socket (the
-/// hybrid-vsock handshake: `CONNECT <port>\n`, answered `OK <host port>\n`).
+/// The hybrid-vsock handshake (cloud-hypervisor's, which `vhost-device-vsock` speaks on its
+/// Unix socket): `CONNECT <port>\n`, answered `OK <host port>\n` once the guest accepted.
+/// The answer is read byte by byte, since what follows its newline is the guest's.
+pub mod hybrid_vsock {
+    /// The request for guest `port`.
+    pub fn request(port: u32) -> String {
+        format!("CONNECT {port}\n")
+    }
+
+    /// Whether `answer` (read so far) is complete: its newline, or the most an answer has.
+    pub fn answer_complete(answer: &[u8]) -> bool {
+        answer.last() == Some(&b'\n') || answer.len() >= 64
+    }
+
+    /// A complete answer: the connection is the guest port's, or why not.
+    pub fn accepted(answer: &[u8]) -> std::io::Result<()> {
+        if answer.starts_with(b"OK ") {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!(
+                "vsock handshake answered {:?}",
+                String::from_utf8_lossy(answer)
+            )))
+        }
+    }
+}
+
+/// Connects to the agent's port through the user-space back end's Unix socket
+/// ([`hybrid_vsock`]).
 async fn connect_hybrid(uds: &Path) -> std::io::Result<tokio::net::UnixStream> {
     let mut stream = tokio::net::UnixStream::connect(uds).await?;
     stream
-        .write_all(format!("CONNECT {AGENT_PORT}\n").as_bytes())
+        .write_all(hybrid_vsock::request(AGENT_PORT).as_bytes())
         .await?;
-    // Byte by byte: nothing after the answer's newline may be consumed.
     let mut answer = Vec::new();
-    while answer.last() != Some(&b'\n') && answer.len() < 64 {
+    while !hybrid_vsock::answer_complete(&answer) {
         let byte = tokio::time::timeout(Duration::from_secs(5), stream.read_u8())
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
         answer.push(byte);
     }
-    if answer.starts_with(b"OK ") {
-        Ok(stream)
-    } else {
-        Err(std::io::Error::other(format!(
-            "vsock handshake answered {:?}",
-            String::from_utf8_lossy(&answer)
-        )))
-    }
+    hybrid_vsock::accepted(&answer)?;
+    Ok(stream)
 }

@@ -221,6 +221,8 @@ pub(crate) const APP_LINE: &str = "hello from the confidential pod";
 /// registry.
 pub(crate) struct SimNode {
     pub(crate) containerd: Containerd,
+    /// The shim where the installer lays it out (the runtime directory's bin/).
+    pub(crate) shim: PathBuf,
     /// The pod network (CNI's bridge); the guest pulls from the registry on its gateway.
     pub(crate) network: PodNetwork,
     /// A listener on all the host's addresses that the app sends [`APP_MESSAGE`] to, at the
@@ -234,23 +236,13 @@ pub(crate) struct SimNode {
 impl SimNode {
     pub(crate) async fn start(test: &str) -> SimNode {
         let work = tempdir(test).unwrap();
-        // The shim, where containerd looks for `containerd-shim-contrast-cc-v2`.
-        let shim_dir = work.join("bin");
-        std::fs::create_dir_all(&shim_dir).unwrap();
         image().unwrap();
-        std::os::unix::fs::symlink(
-            profile_dir()
-                .unwrap()
-                .join("containerd-shim-contrast-cc-v2"),
-            shim_dir.join("containerd-shim-contrast-cc-v2"),
-        )
-        .unwrap();
         let network = PodNetwork::for_test(test);
         let images = AppRegistry::start_on(test, &network.gateway());
         // The runtime as the installer lays it out on a node: the shim at the runtime
         // directory's bin/, its Kata configuration under etc/, and containerd's runtime
-        // entry from the installer's own edit of the config. (containerd 1.6 does not know
-        // the entry's runtime_path; it finds the shim on its PATH, `shim_dir`.)
+        // entry from the installer's own edit of the config (which names the shim by its
+        // path: containerd 1.6 ignores runtime_path). Nothing is on containerd's PATH.
         let base = work.join("node");
         let entry = RuntimeEntry {
             handler: HANDLER,
@@ -273,7 +265,7 @@ impl SimNode {
             &ContainerdConfig {
                 pause_image: KUBERNETES_PAUSE_IMAGE.to_owned(),
                 runtime_handlers: Vec::new(),
-                shim_dir: Some(shim_dir),
+                shim_dir: None,
                 registry_mirrors: vec![(
                     images.guest_registry.clone(),
                     format!("http://127.0.0.1:{}", images.registry.port),
@@ -301,6 +293,7 @@ impl SimNode {
             .unwrap();
         let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
         SimNode {
+            shim: PathBuf::from(entry.runtime_path()),
             containerd,
             network,
             listener,

@@ -265,10 +265,14 @@ pub(crate) fn strings(item: &Item) -> Vec<String> {
 pub(crate) fn assert_runtime(doc: &DocumentMut, plugin: &str, handler: &str, kata_file: &str) {
     let base = format!("/opt/edgeless/{handler}");
     let ours = runtime(doc, plugin, handler);
-    assert_eq!(
-        ours["runtime_type"].as_str(),
-        Some("io.containerd.contrast-cc.v2")
-    );
+    // Version 3 (containerd 2) names the runtime; version 2 names the shim's path, which
+    // containerd 1.6 runs (it ignores runtime_path).
+    let runtime_type = if plugin == "io.containerd.cri.v1.runtime" {
+        "io.containerd.contrast-cc.v2".to_owned()
+    } else {
+        format!("{base}/bin/containerd-shim-contrast-cc-v2")
+    };
+    assert_eq!(ours["runtime_type"].as_str(), Some(runtime_type.as_str()));
     assert_eq!(
         ours["runtime_path"].as_str(),
         Some(format!("{base}/bin/containerd-shim-contrast-cc-v2").as_str())

@@ -521,6 +521,17 @@ impl Task for Service {
     ) -> TtrpcResult<api::CreateTaskResponse> {
         check_id("the task ID", &req.id)?;
         let spec = read_spec(&req.bundle)?;
+        if annotation(&spec, spec::CRI_CONTAINER_TYPE).is_none() {
+            return Err(error(
+                Code::INVALID_ARGUMENT,
+                format!(
+                    "the bundle has no {} annotation: this shim runs Kubernetes pods through \
+                     containerd's CRI, not single containers (ctr run, nerdctl run); a \
+                     confidential container's policy comes from its pod",
+                    spec::CRI_CONTAINER_TYPE
+                ),
+            ));
+        }
         let kind = ContainerKind::from_spec(&spec).map_err(|e| {
             error(
                 Code::INVALID_ARGUMENT,

@@ -147,6 +147,21 @@ impl Containerd {
         run(command)
     }
 
+    /// Runs `ctr` against this containerd (in the CRI namespace) with `args`: its output,
+    /// whether it succeeded or not.
+    pub fn ctr(&self, args: &[&str]) -> Result<std::process::Output, CriError> {
+        Command::new(CTR)
+            .arg("--address")
+            .arg(self.socket())
+            .args(["--namespace", CRI_NAMESPACE])
+            .args(args)
+            .output()
+            .map_err(|source| CriError::Spawn {
+                program: PathBuf::from(CTR),
+                source,
+            })
+    }
+
     /// Imports [`busybox_image`] as [`BUSYBOX_IMAGE`] and [`pause_image`] as
     /// [`PAUSE_IMAGE`].
     pub fn import_test_images(&self) -> Result<(), CriError> {
