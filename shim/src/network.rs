@@ -10,6 +10,7 @@
 //! network instead ([`crate::vm::user_network_requests`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use contrast_agent_protocol::proto::agent::{
@@ -44,6 +45,18 @@ pub enum PodNetworkError {
         /// The cause.
         #[source]
         source: contrast_kernel_network::NetworkError,
+    },
+    /// An interface of the namespace cannot be joined to the VM with tc redirects.
+    #[error(
+        "the pod's interface {name} ({kind}) cannot be given to the VM: only veth, macvlan \
+         and ipvlan interfaces with a MAC address are joined (Kata's tcfilter model); \
+         check the pod's CNI configuration"
+    )]
+    Unsupported {
+        /// The interface.
+        name: String,
+        /// Its kind and MAC, as found.
+        kind: String,
     },
     /// QEMU did not make a tap it was asked for.
     #[error(
@@ -93,6 +106,9 @@ pub struct PodNetwork {
     netns: PathBuf,
     handle: Handle,
     endpoints: Vec<Endpoint>,
+    /// Per endpoint: whether its interface got our ingress qdisc (what `disconnect`
+    /// removes; a qdisc that was there before is not ours).
+    joined: Vec<AtomicBool>,
     routes: Vec<Route>,
     neighbors: Vec<ARPNeighbor>,
 }
@@ -114,12 +130,13 @@ impl PodNetwork {
         let neighbors = contrast_kernel_network::neighbors(&handle)
             .await
             .map_err(failed)?;
-        let endpoints = endpoints(interfaces);
+        let endpoints = endpoints(interfaces)?;
         let routes = guest_routes(&endpoints, routes);
         let neighbors = guest_neighbors(&endpoints, &routes, neighbors);
         Ok(PodNetwork {
             netns: netns.to_owned(),
             handle,
+            joined: endpoints.iter().map(|_| AtomicBool::new(false)).collect(),
             endpoints,
             routes,
             neighbors,
@@ -147,8 +164,9 @@ impl PodNetwork {
             netns: self.netns.clone(),
             source,
         };
-        for endpoint in &self.endpoints {
-            let started = Instant::now();
+        // One deadline for all taps: QEMU makes them together, at its start.
+        let started = Instant::now();
+        for (endpoint, joined) in self.endpoints.iter().zip(&self.joined) {
             let tap = loop {
                 let links = contrast_kernel_network::links(&self.handle)
                     .await
@@ -167,7 +185,7 @@ impl PodNetwork {
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             };
-            self.redirect(endpoint, tap).await.map_err(failed)?;
+            self.redirect(endpoint, tap, joined).await.map_err(failed)?;
         }
         Ok(())
     }
@@ -176,6 +194,7 @@ impl PodNetwork {
         &self,
         endpoint: &Endpoint,
         tap: u32,
+        joined: &AtomicBool,
     ) -> Result<(), contrast_kernel_network::NetworkError> {
         let mut change = rtnetlink::LinkUnspec::new_with_index(tap).up();
         if let Ok(mtu) = u32::try_from(endpoint.interface.mtu)
@@ -198,6 +217,9 @@ impl PodNetwork {
                 .execute()
                 .await
                 .map_err(netlink(format!("adding an ingress qdisc to link {from}")))?;
+            if from == endpoint.index {
+                joined.store(true, Ordering::SeqCst);
+            }
             self.handle
                 .traffic_filter(index)
                 .add()
@@ -253,7 +275,10 @@ impl PodNetwork {
     /// After QEMU ended (its taps went with it): removes the ingress qdiscs, and with them
     /// the redirects, from the pod's interfaces, so the namespace is as CNI left it.
     pub async fn disconnect(self) {
-        for endpoint in &self.endpoints {
+        for (endpoint, joined) in self.endpoints.iter().zip(&self.joined) {
+            if !joined.load(Ordering::SeqCst) {
+                continue;
+            }
             let index = i32::try_from(endpoint.index).unwrap_or(i32::MAX);
             let mut request = self.handle.qdisc().del(index);
             request.message_mut().header.parent = rtnetlink::packet_route::tc::TcHandle::INGRESS;
@@ -269,7 +294,9 @@ impl PodNetwork {
 /// The interfaces a guest gets: configured (at least one address), not loopback, in the
 /// namespace's order; each with its tap `tap<n>_kata`. Only IFF_NOARP is kept of the
 /// link's flags (the Kata runtime's `RawFlags`), and the type is Kata's endpoint type.
-fn endpoints(interfaces: Vec<KernelInterface>) -> Vec<Endpoint> {
+/// Kinds the tcfilter model does not join (a tun without a MAC, a tunnel, a physical NIC,
+/// which Kata passes through with VFIO) are refused by name.
+fn endpoints(interfaces: Vec<KernelInterface>) -> Result<Vec<Endpoint>, PodNetworkError> {
     interfaces
         .into_iter()
         .filter(|i| {
@@ -277,19 +304,33 @@ fn endpoints(interfaces: Vec<KernelInterface>) -> Vec<Endpoint> {
         })
         .enumerate()
         .map(|(n, mut i)| {
-            i.interface.raw_flags &= IFF_NOARP;
-            i.interface.type_ = match i.kind.as_deref() {
-                Some("veth") | None => "virtual".to_owned(),
-                Some(kind) => kind.to_owned(),
+            let type_ = match i.kind.as_deref() {
+                Some("veth") => "virtual",
+                Some("macvlan") => "macvlan",
+                Some("ipvlan") => "ipvlan",
+                _ => "",
             };
-            Endpoint {
+            if type_.is_empty() || contrast_kernel_network::parse_mac(&i.interface.hwAddr).is_none()
+            {
+                return Err(PodNetworkError::Unsupported {
+                    name: i.interface.name,
+                    kind: format!(
+                        "kind {}, MAC {:?}",
+                        i.kind.as_deref().unwrap_or("none: a physical NIC"),
+                        i.interface.hwAddr
+                    ),
+                });
+            }
+            i.interface.raw_flags &= IFF_NOARP;
+            i.interface.type_ = type_.to_owned();
+            Ok(Endpoint {
                 tap: Tap {
                     name: format!("tap{n}_kata"),
                     mac: i.interface.hwAddr.clone(),
                 },
                 index: i.index,
                 interface: i.interface,
-            }
+            })
         })
         .collect()
 }
@@ -407,7 +448,8 @@ mod tests {
                 &[("10.244.0.14", "24"), ("fe80::1", "64")],
             ),
             interface("net1", 4, 0x1003, &[("192.168.7.2", "24")]),
-        ]);
+        ])
+        .unwrap();
         let names: Vec<_> = found.iter().map(|e| e.interface.name.as_str()).collect();
         assert_eq!(names, ["eth0", "net1"]);
         assert_eq!(found[0].tap.name, "tap0_kata");
@@ -425,8 +467,26 @@ mod tests {
     }
 
     #[test]
+    fn interfaces_tc_cannot_join_are_refused_by_name() {
+        let mut tun = interface("tun0", 5, 0x1091, &[("10.8.0.2", "24")]);
+        tun.kind = Some("tun".to_owned());
+        tun.interface.hwAddr = String::new();
+        let mut nic = interface("ens5", 6, 0x1003, &[("192.168.1.5", "24")]);
+        nic.kind = None;
+        for (refused, name) in [(tun, "tun0"), (nic, "ens5")] {
+            let err = endpoints(vec![
+                interface("eth0", 3, 0x1003, &[("10.244.0.14", "24")]),
+                refused,
+            ])
+            .unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
     fn the_guest_gets_the_routes_cni_made_and_the_static_or_gateway_neighbours() {
-        let found = endpoints(vec![interface("eth0", 3, 0x1003, &[("10.244.0.14", "24")])]);
+        let found =
+            endpoints(vec![interface("eth0", 3, 0x1003, &[("10.244.0.14", "24")])]).unwrap();
         let routes = guest_routes(
             &found,
             vec![

@@ -370,9 +370,24 @@ fn annotations(
 }
 
 /// The sandbox's own network namespace (CNI's), if its spec names one; a host-network pod
-/// names none.
+/// has no network namespace entry. An entry without a path (a new, empty namespace) is
+/// refused: containerd's CRI names the pod's, and the VM must not get the host's network
+/// in its place.
 pub fn sandbox_network_namespace(spec: &Value) -> Result<Option<PathBuf>, SpecError> {
-    Ok(network_namespace_path(&Node::root(spec))?.map(PathBuf::from))
+    for ns in Node::root(spec).get("linux").get("namespaces").array()? {
+        if ns.get("type").string()? == "network" {
+            let path = ns.get("path");
+            let text = path.string()?;
+            if text.is_empty() {
+                return Err(path.invalid(
+                    "the pod's network namespace (containerd's CRI names one for every pod \
+                     that is not on the host's network)",
+                ));
+            }
+            return Ok(Some(PathBuf::from(text)));
+        }
+    }
+    Ok(None)
 }
 
 /// The path of the spec's network namespace, if it names one (oci.go:450-466).

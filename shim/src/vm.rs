@@ -455,8 +455,14 @@ impl Vm {
         if let Some(network) = &vm.network
             && let Err(e) = network.connect_taps(&vm.exited).await
         {
+            // QEMU's own words when it ended first (a tap it could not make, say).
+            let exited = vm.exited.borrow().clone();
+            let console = vm.console_tail();
             vm.stop().await;
-            return Err(VmError::Network(e));
+            return Err(match exited {
+                Some(status) => VmError::Exited { status, console },
+                None => VmError::Network(e),
+            });
         }
         Ok(vm)
     }

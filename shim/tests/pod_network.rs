@@ -246,9 +246,18 @@ fn a_cni_namespace_is_read_into_the_agents_requests_and_joined_to_the_vms_tap() 
                 "{from} → {to}: {text}"
             );
         }
-        let link = in_ns(&ns.name, &["ip", "-j", "link", "show", "tap0_kata"]);
-        assert!(link.contains(r#""mtu":1450"#), "{link}");
-        assert!(link.contains(r#""operstate""#), "{link}");
+        let link: serde_json::Value =
+            serde_json::from_str(&in_ns(&ns.name, &["ip", "-j", "link", "show", "tap0_kata"]))
+                .unwrap();
+        assert_eq!(link[0]["mtu"], 1450, "the interface's MTU: {link}");
+        assert!(
+            link[0]["flags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f == "UP"),
+            "brought up: {link}"
+        );
 
         // What reaches eth0 now leaves through the tap: the namespace no longer answers.
         let before = redirected_packets(&ns.name, "eth0");
@@ -286,5 +295,24 @@ fn a_network_namespace_that_is_not_there_is_named_in_the_error() {
     assert!(
         text.contains("/var/run/netns/cni-not-there") && text.contains("No such file"),
         "{text}"
+    );
+}
+
+#[test]
+fn a_sandbox_network_entry_without_a_path_is_refused_not_given_the_hosts_network() {
+    use contrast_shim::spec::sandbox_network_namespace;
+    let entry = |namespaces: serde_json::Value| {
+        sandbox_network_namespace(&serde_json::json!({"linux": {"namespaces": namespaces}}))
+    };
+    // A host-network pod has no entry: QEMU's user network.
+    assert_eq!(entry(serde_json::json!([{"type": "pid"}])).unwrap(), None);
+    assert_eq!(
+        entry(serde_json::json!([{"type": "network", "path": "/var/run/netns/cni-1"}])).unwrap(),
+        Some(std::path::PathBuf::from("/var/run/netns/cni-1"))
+    );
+    let err = entry(serde_json::json!([{"type": "pid"}, {"type": "network"}])).unwrap_err();
+    assert!(
+        err.to_string().contains("path") && err.to_string().contains("network namespace"),
+        "{err}"
     );
 }

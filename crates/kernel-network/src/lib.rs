@@ -18,7 +18,7 @@ use rtnetlink::Handle;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkInfo, LinkMessage};
 use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute};
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteProtocol};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMetric, RouteProtocol};
 use rtnetlink::{IpVersion, RouteMessageBuilder};
 
 /// The main routing table.
@@ -204,9 +204,17 @@ pub async fn interfaces(handle: &Handle) -> Result<Vec<KernelInterface>, Network
             .iter()
             .filter(|a| a.header.index == link.header.index)
         {
-            let ip = address.attributes.iter().find_map(|a| match a {
-                AddressAttribute::Address(ip) => Some(*ip),
+            // The interface's own address is IFA_LOCAL where there is one: on a
+            // point-to-point address IFA_ADDRESS is the peer's.
+            let local = address.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Local(ip) => Some(*ip),
                 _ => None,
+            });
+            let ip = local.or_else(|| {
+                address.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Address(ip) => Some(*ip),
+                    _ => None,
+                })
             });
             if let Some(ip) = ip {
                 let mut entry = IPAddress::new();
@@ -237,7 +245,7 @@ fn family(ip: &IpAddr) -> IPFamily {
 #[derive(Debug, Clone, PartialEq)]
 pub struct KernelRoute {
     /// Destination (`""` for a default route), gateway, preferred source, device, scope,
-    /// family, MTU.
+    /// family, flags (`RTNH_F_ONLINK`, …), MTU.
     pub route: Route,
     /// Who made it: the kernel's own routes (`Kernel`) follow from an address and are not
     /// handed to a guest.
@@ -281,6 +289,8 @@ pub async fn routes(handle: &Handle) -> Result<Vec<KernelRoute>, NetworkError> {
             }
             .into();
             route.scope = u32::from(u8::from(message.header.scope));
+            // RTNH_F_ONLINK and the rest, as the runtime passes them on.
+            route.flags = message.header.flags.bits();
             let address = |a: &RouteAddress| match a {
                 RouteAddress::Inet(ip) => ip.to_string(),
                 RouteAddress::Inet6(ip) => ip.to_string(),
@@ -299,6 +309,13 @@ pub async fn routes(handle: &Handle) -> Result<Vec<KernelRoute>, NetworkError> {
                     RouteAttribute::PrefSource(a) => route.source = address(a),
                     RouteAttribute::Oif(index) => {
                         route.device = names.get(index).cloned().unwrap_or_default();
+                    }
+                    RouteAttribute::Metrics(metrics) => {
+                        for metric in metrics {
+                            if let RouteMetric::Mtu(mtu) = metric {
+                                route.mtu = *mtu;
+                            }
+                        }
                     }
                     _ => {}
                 }

@@ -10,7 +10,7 @@ use futures_util::TryStreamExt as _;
 use rtnetlink::packet_route::link::LinkMessage;
 use rtnetlink::packet_route::neighbour::{NeighbourFlags, NeighbourState};
 use rtnetlink::packet_route::route::{
-    RouteAttribute, RouteMetric, RouteProtocol, RouteScope, RouteType,
+    RouteAttribute, RouteFlags, RouteMetric, RouteProtocol, RouteScope, RouteType,
 };
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
@@ -157,7 +157,9 @@ impl Network {
                 .await
                 .map_err(netlink(format!("adding {ip}/{prefix}")))?;
         }
-        let mut change = LinkUnspec::new_with_index(index);
+        // ARP as the pod's interface had it (IFF_NOARP is the one flag the runtime passes).
+        let mut change = LinkUnspec::new_with_index(index)
+            .arp(iface.raw_flags & contrast_kernel_network::IFF_NOARP == 0);
         if !iface.name.is_empty() && iface.name != link_name(&link) {
             change = change.name(iface.name.clone());
         }
@@ -217,6 +219,9 @@ impl Network {
                 .scope(RouteScope::from(u8::try_from(route.scope).unwrap_or(0)))
                 .kind(RouteType::Unicast)
                 .build();
+            // RTNH_F_ONLINK and the rest, as the pod's route had them (a gateway outside the
+            // interface's subnet needs onlink).
+            message.header.flags = RouteFlags::from_bits_retain(route.flags);
             if route.mtu > 0 {
                 message
                     .attributes

@@ -115,6 +115,8 @@ async fn the_pods_interface_routes_and_neighbours_reach_the_kernel() {
     iface.name = "eth0".to_owned();
     iface.hwAddr = MAC.to_owned();
     iface.mtu = 1400;
+    // The pod's interface had ARP off: the runtime passes IFF_NOARP.
+    iface.raw_flags = 0x80;
     iface.IPAddresses = vec![address];
     let mut update = UpdateInterfaceRequest::new();
     update.interface = Some(iface).into();
@@ -130,7 +132,16 @@ async fn the_pods_interface_routes_and_neighbours_reach_the_kernel() {
     };
     let mut routes = Routes::new();
     // The gateway route first in the request: the agent adds direct routes first.
-    routes.Routes = vec![route("", "10.1.2.1", 0), route("10.9.0.0/16", "", 253)];
+    // A gateway outside the interface's subnet takes RTNH_F_ONLINK (as Calico's and
+    // Cilium's CNIs set up pods), and a route may carry its own MTU.
+    let mut onlink = route("10.20.0.0/16", "169.254.1.1", 0);
+    onlink.flags = 4;
+    onlink.mtu = 1300;
+    routes.Routes = vec![
+        route("", "10.1.2.1", 0),
+        route("10.9.0.0/16", "", 253),
+        onlink,
+    ];
     let mut update = UpdateRoutesRequest::new();
     update.routes = Some(routes).into();
     agent.client.update_routes(ctx(), &update).await.unwrap();
@@ -153,6 +164,14 @@ async fn the_pods_interface_routes_and_neighbours_reach_the_kernel() {
     assert_eq!(link["mtu"], 1400, "{link}");
     assert!(
         link["flags"].as_array().unwrap().iter().any(|f| f == "UP"),
+        "{link}"
+    );
+    assert!(
+        link["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "NOARP"),
         "{link}"
     );
     let addresses: Vec<String> = link["addr_info"]
@@ -180,6 +199,19 @@ async fn the_pods_interface_routes_and_neighbours_reach_the_kernel() {
             .unwrap()
             .iter()
             .any(|r| r["dst"] == "10.9.0.0/16" && r["scope"] == "link"),
+        "{text}"
+    );
+    assert!(
+        routes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["dst"] == "10.20.0.0/16"
+                && r["gateway"] == "169.254.1.1"
+                && r["flags"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|x| x == "onlink"))
+                && r["metrics"][0]["mtu"] == 1300),
         "{text}"
     );
     let neighbours = agent.ip(&["neigh", "show", "dev", "eth0"]);
@@ -222,6 +254,15 @@ async fn the_pods_interface_routes_and_neighbours_reach_the_kernel() {
             .Routes
             .iter()
             .any(|r| r.gateway == "10.1.2.1" && r.device == "eth0"),
+        "{:?}",
+        listed.Routes
+    );
+    // The kernel's flags and MTU, read back as the shim reads a pod's routes.
+    assert!(
+        listed
+            .Routes
+            .iter()
+            .any(|r| r.gateway == "169.254.1.1" && r.flags & 4 != 0 && r.mtu == 1300),
         "{:?}",
         listed.Routes
     );

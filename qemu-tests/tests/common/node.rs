@@ -227,7 +227,7 @@ pub(crate) struct SimNode {
     pub(crate) network: PodNetwork,
     /// A listener on all the host's addresses that the app sends [`APP_MESSAGE`] to, at the
     /// pod network's gateway.
-    pub(crate) listener: tokio::net::TcpListener,
+    pub(crate) listener: std::sync::Arc<tokio::net::TcpListener>,
     pub(crate) cri: Cri,
     pub(crate) images: AppRegistry,
     pub(crate) work: PathBuf,
@@ -291,7 +291,8 @@ impl SimNode {
             })
             .await
             .unwrap();
-        let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+        let listener =
+            std::sync::Arc::new(tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap());
         SimNode {
             shim: PathBuf::from(entry.runtime_path()),
             containerd,
@@ -319,6 +320,19 @@ impl SimNode {
                 gateway = self.network.gateway(),
             ),
         ]
+    }
+
+    /// Answers the app's messages in the background (the app waits for the host to close
+    /// the connection), for callers that do not check them.
+    pub(crate) fn answer_app_messages(&self) {
+        use tokio::io::AsyncBufReadExt as _;
+        let listener = self.listener.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let mut line = String::new();
+                let _ = tokio::io::BufReader::new(stream).read_line(&mut line).await;
+            }
+        });
     }
 
     /// The pod's initdata annotation, as `contrast generate` makes it.

@@ -55,9 +55,7 @@ impl Service {
             &document.digest(),
             launch_field_len(&config.tee),
         );
-        let dir = Path::new(STATE_DIR).join(&req.id);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| error(Code::INTERNAL, format!("creating {}: {e}", dir.display())))?;
+        // The pod's network before anything is made that would need removing.
         let netns = crate::spec::sandbox_network_namespace(spec)
             .map_err(|e| error(Code::INVALID_ARGUMENT, e.to_string()))?;
         let network = match &netns {
@@ -69,6 +67,9 @@ impl Service {
             })?),
             None => None,
         };
+        let dir = Path::new(STATE_DIR).join(&req.id);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| error(Code::INTERNAL, format!("creating {}: {e}", dir.display())))?;
         let mut vm = match Vm::launch(&config, &dir, &req.id, &toml, &field, network).await {
             Ok(vm) => vm,
             Err(e) => {
