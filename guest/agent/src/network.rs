@@ -160,7 +160,32 @@ impl Network {
         // ARP as the pod's interface had it (IFF_NOARP is the one flag the runtime passes).
         let mut change = LinkUnspec::new_with_index(index)
             .arp(iface.raw_flags & contrast_kernel_network::IFF_NOARP == 0);
-        if !iface.name.is_empty() && iface.name != link_name(&link) {
+        let old_name = link_name(&link);
+        // Another link with the wanted name (the guest named its NICs in PCI order, the pod's
+        // interfaces may be in another) is renamed aside and then takes this link's old
+        // name, as the Kata agent swaps them.
+        let mut holder = None;
+        if !iface.name.is_empty() && iface.name != old_name {
+            if let Some(other) = self
+                .links()
+                .await?
+                .into_iter()
+                .find(|l| link_name(l) == iface.name)
+            {
+                let aside = format!("{}_temp", iface.name);
+                self.handle
+                    .link()
+                    .set(
+                        LinkUnspec::new_with_index(other.header.index)
+                            .down()
+                            .name(aside.clone())
+                            .build(),
+                    )
+                    .execute()
+                    .await
+                    .map_err(netlink(format!("renaming {} to {aside}", iface.name)))?;
+                holder = Some(other.header.index);
+            }
             change = change.name(iface.name.clone());
         }
         if let Ok(mtu) = u32::try_from(iface.mtu)
@@ -174,6 +199,18 @@ impl Network {
             .execute()
             .await
             .map_err(netlink(format!("configuring link {index}")))?;
+        if let Some(other) = holder {
+            self.handle
+                .link()
+                .set(
+                    LinkUnspec::new_with_index(other)
+                        .name(old_name.clone())
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(netlink(format!("renaming link {other} to {old_name}")))?;
+        }
         tracing::info!(interface = %iface.name, mac = %iface.hwAddr, "interface updated");
         Ok(iface.clone())
     }

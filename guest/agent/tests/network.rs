@@ -280,3 +280,30 @@ async fn the_pods_interface_routes_and_neighbours_reach_the_kernel() {
         .unwrap_err();
     assert!(err.to_string().contains("02:00:00:00:00:77"), "{err}");
 }
+
+#[tokio::test]
+async fn an_interface_named_as_another_link_takes_the_name_and_they_swap() {
+    // The guest names its NICs in PCI order; the pod's interfaces may come in another, so
+    // the name asked for can be another link's (the Kata agent swaps the two).
+    let agent = Namespaced::start().await;
+    let address_of = |name: &str| {
+        agent
+            .ip(&["link", "show"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["ifname"] == name)
+            .map(|l| l["address"].as_str().unwrap().to_owned())
+    };
+    let peer_mac = address_of("peer0").unwrap();
+    let mut iface = Interface::new();
+    iface.name = "peer0".to_owned();
+    iface.hwAddr = MAC.to_owned();
+    iface.mtu = 1500;
+    let mut update = UpdateInterfaceRequest::new();
+    update.interface = Some(iface).into();
+    agent.client.update_interface(ctx(), &update).await.unwrap();
+    assert_eq!(address_of("peer0").as_deref(), Some(MAC));
+    assert_eq!(address_of("eth0"), Some(peer_mac));
+    assert_eq!(address_of("peer0_temp"), None);
+}
