@@ -83,7 +83,7 @@ fn containerd_runs_a_confidential_pod_through_the_shim() {
             .cri
             .runtime
             .run_pod_sandbox(RunPodSandboxRequest {
-                config: Some(sandbox_config(&logs, "bm90IGluaXRkYXRh")),
+                config: Some(sandbox_config(&logs, "bm90IGluaXRkYXRh", false)),
                 runtime_handler: HANDLER.to_owned(),
             })
             .await
@@ -338,6 +338,42 @@ fn containerd_runs_a_confidential_pod_through_the_shim() {
                 .exists(),
             "the pod VM's files are removed"
         );
+        // The same pod on the host's network: no network namespace of its own, so the shim
+        // gives the VM QEMU's user network in its own namespace; the guest still pulls
+        // its image and reaches the host (through QEMU), and everything goes again.
+        node.host_network = true;
+        let initdata = node.pod();
+        let logs = node.work.join("host-network-logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let host_started = Instant::now();
+        let (sandbox_id, sandbox) = node.run_sandbox(&logs, &initdata).await;
+        node.run_app(&sandbox_id, &sandbox).await;
+        let (from_pod, _) = tokio::time::timeout(Duration::from_secs(120), node.listener.accept())
+            .await
+            .expect("the host-network app's message")
+            .unwrap();
+        let mut message = String::new();
+        tokio::io::BufReader::new(from_pod)
+            .read_line(&mut message)
+            .await
+            .unwrap();
+        assert_eq!(message.trim_end(), APP_MESSAGE);
+        wait_for_log_line(&logs.join("app.log"), APP_LINE).await;
+        eprintln!(
+            "containerd: the host-network pod's app ran and reached the host, {:?}",
+            host_started.elapsed()
+        );
+        node.remove_sandbox(&sandbox_id).await;
+        let leftovers = node
+            .containerd
+            .settled_leftovers(Duration::from_secs(30))
+            .await;
+        assert!(
+            leftovers.is_empty(),
+            "after the host-network pod: {leftovers:?}"
+        );
+        assert_eq!(qemu_processes(&sandbox_id), Vec::<u32>::new());
+
         eprintln!(
             "containerd: RunPodSandbox (VM boot, agent, CreateSandbox, pause) {sandbox_ready:?}, \
              app running (guest pull included) {app_running:?}; the pod's shim: {} KiB resident",

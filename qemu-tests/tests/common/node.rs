@@ -14,8 +14,9 @@ use contrast_cri_testkit::kubelet::{
     container_config, container_on_pod_network, on_pod_network, pod_sandbox_config,
 };
 use contrast_cri_testkit::runtime::{
-    ContainerConfig, CreateContainerRequest, ImageSpec, Mount, PodSandboxConfig, PullImageRequest,
-    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
+    ContainerConfig, CreateContainerRequest, ImageSpec, Mount, NamespaceMode, PodSandboxConfig,
+    PullImageRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
+    StopPodSandboxRequest,
 };
 use contrast_cri_testkit::{Containerd, ContainerdConfig, Cri, PodNetwork};
 use contrast_qemu_tests::{GUEST_SIMULATOR_SETUP, fake_tsm_module, image, profile_dir, tempdir};
@@ -127,8 +128,13 @@ vsock_backend = {vsock_backend:?}
     text
 }
 
-/// The pod's sandbox configuration as kubelet makes it: on the pod network.
-pub(crate) fn sandbox_config(log_directory: &Path, initdata: &str) -> PodSandboxConfig {
+/// The pod's sandbox configuration as kubelet makes it: on the pod network, or on the
+/// host's.
+pub(crate) fn sandbox_config(
+    log_directory: &Path,
+    initdata: &str,
+    host_network: bool,
+) -> PodSandboxConfig {
     let mut config = pod_sandbox_config(
         "app",
         "default",
@@ -139,7 +145,9 @@ pub(crate) fn sandbox_config(log_directory: &Path, initdata: &str) -> PodSandbox
             initdata.to_owned(),
         )]),
     );
-    on_pod_network(&mut config);
+    if !host_network {
+        on_pod_network(&mut config);
+    }
     config
 }
 
@@ -151,7 +159,16 @@ pub(crate) async fn run_container(
     sandbox: &PodSandboxConfig,
     mut config: ContainerConfig,
 ) -> Result<String, tonic::Status> {
-    container_on_pod_network(&mut config);
+    // kubelet gives a container its pod's network.
+    let pod_network = sandbox
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|c| c.namespace_options.as_ref())
+        .is_some_and(|n| n.network == NamespaceMode::Pod as i32);
+    if pod_network {
+        container_on_pod_network(&mut config);
+    }
     let created = cri
         .runtime
         .create_container(CreateContainerRequest {
@@ -228,6 +245,8 @@ pub(crate) struct SimNode {
     /// A listener on all the host's addresses that the app sends [`APP_MESSAGE`] to, at the
     /// pod network's gateway.
     pub(crate) listener: std::sync::Arc<tokio::net::TcpListener>,
+    /// Pods on the host's network (QEMU's user network in the shim's namespace) instead.
+    pub(crate) host_network: bool,
     pub(crate) cri: Cri,
     pub(crate) images: AppRegistry,
     pub(crate) work: PathBuf,
@@ -294,6 +313,7 @@ impl SimNode {
         let listener =
             std::sync::Arc::new(tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap());
         SimNode {
+            host_network: false,
             shim: PathBuf::from(entry.runtime_path()),
             containerd,
             network,
@@ -373,6 +393,10 @@ impl SimNode {
             },
             "images": {reference.clone(): self.images.app.config()},
         });
+        let mut pod = pod;
+        if self.host_network {
+            pod["spec"]["hostNetwork"] = json!(true);
+        }
         contrast_testkit::pod_case_of(&pod, "the containerd pod")
     }
 
@@ -382,7 +406,7 @@ impl SimNode {
         logs: &Path,
         initdata: &str,
     ) -> (String, PodSandboxConfig) {
-        let sandbox = sandbox_config(logs, initdata);
+        let sandbox = sandbox_config(logs, initdata, self.host_network);
         match self
             .cri
             .runtime
