@@ -778,6 +778,9 @@ pub fn connect_vsock(
         let attempt = (|| {
             use contrast_shim::vm::hybrid_vsock;
             let mut stream = std::os::unix::net::UnixStream::connect(&uds)?;
+            // An unanswered request is retried, not waited on forever (under load the
+            // first ones can come before the guest's queues are up).
+            stream.set_read_timeout(Some(hybrid_vsock::ANSWER_TIMEOUT))?;
             stream.write_all(hybrid_vsock::request(port).as_bytes())?;
             let mut answer = Vec::new();
             let mut byte = [0u8; 1];
@@ -788,6 +791,7 @@ pub fn connect_vsock(
                 answer.push(byte[0]);
             }
             hybrid_vsock::accepted(&answer)?;
+            stream.set_read_timeout(None)?;
             Ok(stream)
         })();
         match attempt {

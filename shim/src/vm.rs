@@ -640,6 +640,11 @@ async fn start_backend(program: &Path, files: &VmFiles) -> Result<Child, VmError
 /// Unix socket): `CONNECT <port>\n`, answered `OK <host port>\n` once the guest accepted.
 /// The answer is read byte by byte, since what follows its newline is the guest's.
 pub mod hybrid_vsock {
+    /// How long an answer may take. The back end drops a request that arrives before the
+    /// guest's driver set up its queues ("backend event before vring initialization"), and
+    /// never answers it: the connection is retried instead of waited on.
+    pub const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
     /// The request for guest `port`.
     pub fn request(port: u32) -> String {
         format!("CONNECT {port}\n")
@@ -672,7 +677,7 @@ async fn connect_hybrid(uds: &Path) -> std::io::Result<tokio::net::UnixStream> {
         .await?;
     let mut answer = Vec::new();
     while !hybrid_vsock::answer_complete(&answer) {
-        let byte = tokio::time::timeout(Duration::from_secs(5), stream.read_u8())
+        let byte = tokio::time::timeout(hybrid_vsock::ANSWER_TIMEOUT, stream.read_u8())
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
         answer.push(byte);

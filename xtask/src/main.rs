@@ -203,10 +203,26 @@ fn test() -> Result<()> {
 /// name the other checkout. So unless the target directory was last used from here, the
 /// members' artifacts are cleaned (`cargo clean -p`; the dependencies stay built).
 fn forget_other_checkouts() -> Result<()> {
-    let root = std::env::current_dir()
-        .and_then(std::fs::canonicalize)
-        .context("reading the current directory")?;
-    let marker = target_dir().join("contrast-checkout");
+    // The workspace cargo finds from here (xtask may run from a subdirectory).
+    let located = Command::new("cargo")
+        .args(["locate-project", "--workspace", "--message-format", "plain"])
+        .output()
+        .context("running cargo locate-project")?;
+    anyhow::ensure!(
+        located.status.success(),
+        "cargo locate-project failed: {}",
+        String::from_utf8_lossy(&located.stderr)
+    );
+    let manifest = PathBuf::from(String::from_utf8_lossy(&located.stdout).trim());
+    let root = manifest
+        .parent()
+        .context("the workspace manifest has no directory")?
+        .canonicalize()
+        .context("resolving the workspace directory")?;
+    // Without CARGO_TARGET_DIR, cargo builds into the workspace's target/.
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let marker = target.join("contrast-checkout");
     let here = root.to_string_lossy().into_owned();
     let last = std::fs::read_to_string(&marker).unwrap_or_default();
     if last == here {
@@ -226,8 +242,8 @@ fn forget_other_checkouts() -> Result<()> {
     for member in tidy::load(&root)?.layers.keys() {
         clean.args(["-p", member]);
     }
-    run(&mut clean)?;
-    std::fs::create_dir_all(target_dir()).context("creating the target directory")?;
+    run(clean.current_dir(&root))?;
+    std::fs::create_dir_all(&target).context("creating the target directory")?;
     std::fs::write(&marker, &here).with_context(|| format!("writing {}", marker.display()))
 }
 
