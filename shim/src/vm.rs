@@ -339,6 +339,13 @@ impl Drop for Vm {
         if let Some(kill) = self.kill.take() {
             let _ = kill.send(());
         }
+        // Dropped without `stop` (an error path): the pod's interfaces lose their
+        // redirects all the same, on the runtime if there still is one.
+        if let Some(network) = self.network.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(network.disconnect());
+        }
     }
 }
 
