@@ -88,6 +88,8 @@ struct Qemu {
     cpu_features: Option<String>,
     #[serde(default)]
     guest_hook_path: String,
+    #[serde(default)]
+    disable_vhost_net: bool,
 }
 
 fn one() -> u32 {
@@ -166,6 +168,9 @@ pub struct RuntimeConfig {
     pub tee: Tee,
     /// Where OCI hooks live in the guest (`hypervisor.qemu.guest_hook_path`; empty: none).
     pub guest_hook_path: String,
+    /// The taps' packets go through the kernel's vhost-net (`hypervisor.qemu.
+    /// disable_vhost_net` unset, Kata's default); never on the simulated platforms (TCG).
+    pub vhost_net: bool,
     /// How long to wait for the agent after launch, in seconds.
     pub dial_timeout_secs: u64,
     /// How long CreateContainer may take (the guest pulls the image), in seconds.
@@ -275,6 +280,7 @@ impl RuntimeConfig {
             memory_mib: qemu.default_memory,
             machine_type: qemu.machine_type,
             cpu_features: qemu.cpu_features,
+            vhost_net: !qemu.disable_vhost_net && !matches!(tee, Tee::Simulated(_)),
             tee,
             guest_hook_path: qemu.guest_hook_path,
             dial_timeout_secs,

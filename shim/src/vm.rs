@@ -303,12 +303,17 @@ pub fn qemu_args(
             format!("virtio-net-pci,netdev=net0,mac={GUEST_MAC}"),
         ]),
         // The pod's network namespace: QEMU (started inside it) makes each tap; the shim
-        // joins it to its interface (crate::network).
+        // joins it to its interface (crate::network). With vhost-net (Kata's default) the
+        // host kernel moves the packets, not QEMU.
         GuestNetwork::Taps(taps) => {
+            let vhost = if config.vhost_net { "on" } else { "off" };
             for (n, tap) in taps.iter().enumerate() {
                 args.extend([
                     "-netdev".into(),
-                    format!("tap,id=net{n},ifname={},script=no,downscript=no", tap.name),
+                    format!(
+                        "tap,id=net{n},ifname={},script=no,downscript=no,vhost={vhost}",
+                        tap.name
+                    ),
                     "-device".into(),
                     format!("virtio-net-pci,netdev=net{n},mac={}", tap.mac),
                 ]);

@@ -128,9 +128,10 @@ fn snp_launch_carries_host_data_the_id_block_and_the_measured_command_line() {
     assert!(!args.iter().any(|a| a.contains("contrast.test")));
     // The pod's interfaces: one tap each (QEMU makes it in the pod's namespace), the NIC
     // with the interface's own MAC; no user network.
+    // vhost-net, Kata's default on a real platform.
     assert_eq!(
         arg_after(&args, "-netdev", "tap,id=net0"),
-        "tap,id=net0,ifname=tap0_kata,script=no,downscript=no"
+        "tap,id=net0,ifname=tap0_kata,script=no,downscript=no,vhost=on"
     );
     assert_eq!(
         arg_after(&args, "-device", "virtio-net-pci,netdev=net1"),
@@ -200,6 +201,31 @@ vsock_backend = "/bin/vhost-device-vsock"
     );
     // A host-network pod: QEMU's user network.
     assert_eq!(arg_after(&args, "-netdev", "user"), "user,id=net0");
+    // A pod network under TCG: no vhost-net (it needs KVM).
+    let args = qemu_args(
+        &config,
+        &VmFiles::in_dir(Path::new("/run/x")),
+        "s",
+        &[7; 32],
+        &GuestNetwork::Taps(vec![Tap {
+            name: "tap0_kata".into(),
+            mac: "0a:58:0a:f4:00:0e".into(),
+        }]),
+    );
+    assert!(arg_after(&args, "-netdev", "tap,").ends_with(",vhost=off"));
+}
+
+#[test]
+fn vhost_net_is_on_unless_the_configuration_disables_it() {
+    let base = "[hypervisor.qemu]\npath = \"/q\"\nkernel = \"/k\"\nimage = \"/i\"\nkernel_params = \"\"\ndefault_memory = 512\nconfidential_guest = true\nsev_snp_guest = true\n";
+    let on = RuntimeConfig::parse(base, Path::new("c.toml")).unwrap();
+    assert!(on.vhost_net);
+    let off = RuntimeConfig::parse(
+        &format!("{base}disable_vhost_net = true\n"),
+        Path::new("c.toml"),
+    )
+    .unwrap();
+    assert!(!off.vhost_net);
 }
 
 #[test]
