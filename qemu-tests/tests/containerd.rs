@@ -27,7 +27,6 @@ use contrast_cri_testkit::runtime::{
     LinuxContainerResources, PodSandboxStatusRequest, RunPodSandboxRequest, StopContainerRequest,
     UpdateContainerResourcesRequest,
 };
-use tokio::io::AsyncBufReadExt as _;
 
 /// The CRI's status of container `id`.
 async fn container_status(cri: &mut Cri, id: &str) -> ContainerStatus {
@@ -141,17 +140,8 @@ fn containerd_runs_a_confidential_pod_through_the_shim() {
 
         let app = node.run_app(&sandbox_id, &sandbox).await;
         // The app's message to the host over the pod network (it prints its line after).
-        let (from_pod, peer) =
-            tokio::time::timeout(Duration::from_secs(120), node.listener.accept())
-                .await
-                .expect("the app's message over the pod network")
-                .unwrap();
-        let mut message = String::new();
-        tokio::io::BufReader::new(from_pod)
-            .read_line(&mut message)
-            .await
-            .unwrap();
-        assert_eq!(message.trim_end(), APP_MESSAGE);
+        let (message, peer) = node.app_message().await;
+        assert_eq!(message, APP_MESSAGE);
         // Its output, through the agent, the shim and containerd into the CRI log.
         let line = wait_for_log_line(&logs.join("app.log"), APP_LINE).await;
         let app_running = started.elapsed();
@@ -348,16 +338,8 @@ fn containerd_runs_a_confidential_pod_through_the_shim() {
         let host_started = Instant::now();
         let (sandbox_id, sandbox) = node.run_sandbox(&logs, &initdata).await;
         node.run_app(&sandbox_id, &sandbox).await;
-        let (from_pod, _) = tokio::time::timeout(Duration::from_secs(120), node.listener.accept())
-            .await
-            .expect("the host-network app's message")
-            .unwrap();
-        let mut message = String::new();
-        tokio::io::BufReader::new(from_pod)
-            .read_line(&mut message)
-            .await
-            .unwrap();
-        assert_eq!(message.trim_end(), APP_MESSAGE);
+        let (message, _) = node.app_message().await;
+        assert_eq!(message, APP_MESSAGE);
         wait_for_log_line(&logs.join("app.log"), APP_LINE).await;
         eprintln!(
             "containerd: the host-network pod's app ran and reached the host, {:?}",

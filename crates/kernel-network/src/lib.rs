@@ -165,6 +165,17 @@ pub async fn links(handle: &Handle) -> Result<Vec<LinkMessage>, NetworkError> {
         .map_err(netlink("listing links"))
 }
 
+/// The links' names by index.
+async fn link_names(
+    handle: &Handle,
+) -> Result<std::collections::BTreeMap<u32, String>, NetworkError> {
+    Ok(links(handle)
+        .await?
+        .iter()
+        .map(|l| (l.header.index, link_name(l)))
+        .collect())
+}
+
 /// A link as the kernel has it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KernelInterface {
@@ -254,11 +265,7 @@ pub struct KernelRoute {
 
 /// The main table's routes, IPv4 then IPv6.
 pub async fn routes(handle: &Handle) -> Result<Vec<KernelRoute>, NetworkError> {
-    let names: std::collections::BTreeMap<u32, String> = links(handle)
-        .await?
-        .iter()
-        .map(|l| (l.header.index, link_name(l)))
-        .collect();
+    let names = link_names(handle).await?;
     let mut out = Vec::new();
     for version in [IpVersion::V4, IpVersion::V6] {
         let query = match version {
@@ -332,11 +339,7 @@ pub async fn routes(handle: &Handle) -> Result<Vec<KernelRoute>, NetworkError> {
 /// The neighbour tables (ARP and NDP) as the kernel has them: state, flags, link-layer
 /// address, the neighbour's address and its device.
 pub async fn neighbors(handle: &Handle) -> Result<Vec<ARPNeighbor>, NetworkError> {
-    let names: std::collections::BTreeMap<u32, String> = links(handle)
-        .await?
-        .iter()
-        .map(|l| (l.header.index, link_name(l)))
-        .collect();
+    let names = link_names(handle).await?;
     let messages: Vec<_> = handle
         .neighbours()
         .get()

@@ -342,6 +342,22 @@ impl SimNode {
         ]
     }
 
+    /// The app's message (its first line) and where it came from; the connection is then
+    /// closed, which the app waits for.
+    pub(crate) async fn app_message(&self) -> (String, std::net::SocketAddr) {
+        use tokio::io::AsyncBufReadExt as _;
+        let (stream, peer) = tokio::time::timeout(Duration::from_secs(120), self.listener.accept())
+            .await
+            .expect("the app's message to the host")
+            .unwrap();
+        let mut line = String::new();
+        tokio::io::BufReader::new(stream)
+            .read_line(&mut line)
+            .await
+            .unwrap();
+        (line.trim_end().to_owned(), peer)
+    }
+
     /// Answers the app's messages in the background (the app waits for the host to close
     /// the connection), for callers that do not check them.
     pub(crate) fn answer_app_messages(&self) {

@@ -382,28 +382,33 @@ fn annotations(
 /// refused: containerd's CRI names the pod's, and the VM must not get the host's network
 /// in its place.
 pub fn sandbox_network_namespace(spec: &Value) -> Result<Option<PathBuf>, SpecError> {
-    for ns in Node::root(spec).get("linux").get("namespaces").array()? {
-        if ns.get("type").string()? == "network" {
-            let path = ns.get("path");
-            let text = path.string()?;
-            if text.is_empty() {
-                return Err(path.invalid(
-                    "the pod's network namespace (containerd's CRI names one for every pod \
-                     that is not on the host's network)",
-                ));
-            }
-            return Ok(Some(PathBuf::from(text)));
-        }
+    let Some(path) = network_namespace_entry(&Node::root(spec))? else {
+        return Ok(None);
+    };
+    let text = path.string()?;
+    if text.is_empty() {
+        return Err(path.invalid(
+            "the pod's network namespace (containerd's CRI names one for every pod that is \
+             not on the host's network)",
+        ));
     }
-    Ok(None)
+    Ok(Some(PathBuf::from(text)))
 }
 
 /// The path of the spec's network namespace, if it names one (oci.go:450-466).
 fn network_namespace_path(root: &Node<'_>) -> Result<Option<String>, SpecError> {
+    let Some(path) = network_namespace_entry(root)? else {
+        return Ok(None);
+    };
+    let path = path.string()?;
+    Ok((!path.is_empty()).then_some(path))
+}
+
+/// The `path` of the spec's network namespace entry, if it has one.
+fn network_namespace_entry<'a>(root: &Node<'a>) -> Result<Option<Node<'a>>, SpecError> {
     for ns in root.get("linux").get("namespaces").array()? {
         if ns.get("type").string()? == "network" {
-            let path = ns.get("path").string()?;
-            return Ok((!path.is_empty()).then_some(path));
+            return Ok(Some(ns.get("path")));
         }
     }
     Ok(None)
