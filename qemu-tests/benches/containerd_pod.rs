@@ -24,7 +24,7 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (mut direct, mut through_containerd, mut rss) = (Vec::new(), Vec::new(), Vec::new());
     runtime.block_on(async {
-        let mut node = SimNode::start("bench-containerd").await;
+        let mut node = AppNode::start("bench-containerd").await;
         node.answer_app_messages();
         let initdata_annotation = node.pod();
         // The same pod both ways (the anchor starts its pause and app containers).

@@ -13,8 +13,15 @@
 //!   QEMU exits 0 after a guest panic as after a clean power-off, so its exit status
 //!   decides nothing.
 //!
+//! - [`images`] builds container images of this machine's files for guest pull, and
+//!   [`node`] is a simulated Kubernetes node: containerd with our shim, a pod network and a
+//!   registry.
+//!
 //! Test-only pieces never enter the image: they travel in the payload, and the image's init
 //! looks at the payload only when the (measured) kernel command line says `contrast.test=`.
+
+pub mod images;
+pub mod node;
 
 use std::fmt;
 use std::io::Read as _;

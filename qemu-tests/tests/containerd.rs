@@ -70,7 +70,7 @@ async fn pod_address(cri: &mut Cri, sandbox_id: &str) -> (String, String) {
 fn containerd_runs_a_confidential_pod_through_the_shim() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut node = SimNode::start("containerd").await;
+        let mut node = AppNode::start("containerd").await;
         let initdata = node.pod();
         let logs = node.work.join("pod-logs");
         std::fs::create_dir_all(&logs).unwrap();

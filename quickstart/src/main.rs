@@ -4,11 +4,15 @@
 //!
 //! Workloads run as local processes: each pod is an Initializer (its simulated evidence
 //! carries the pod's policy hash as HOST_DATA, as the Kata runtime would set it), a
-//! service-mesh proxy without redirect rules (its ingress forwards to the app), and a tiny
-//! app thread.
+//! service-mesh proxy without redirect rules (its ingress forwards to the app), and the
+//! shop's app (`shop-app`).
+//!
+//! With `--containerd` the pods run as a node runs them: containerd → our shim → a VM per
+//! pod with the measured image → our agent, the containers' images pulled in the guest
+//! (see `containerd.rs`). The Coordinator stays a process on the host.
 
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -19,6 +23,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use contrast_manifest::Manifest;
 use contrast_testkit::registry::{Registry, RegistrySetup};
+
+mod containerd;
 
 /// Ports of the apps behind the proxies, and of the proxies' ingress listeners.
 struct Pod {
@@ -61,6 +67,7 @@ struct Quickstart {
     bin: PathBuf,
     work: PathBuf,
     simulator: PathBuf,
+    /// Where the Coordinator listens (on containerd: the pod network's gateway).
     ip: IpAddr,
     children: Vec<(String, Child)>,
     step: usize,
@@ -225,38 +232,6 @@ fn wait_until(
     Ok(())
 }
 
-/// The tiny app of a pod: answers one line per connection; web and api first ask the next
-/// service through their mesh egress.
-fn start_app(name: &'static str, port: u16, next: Option<SocketAddr>) -> anyhow::Result<()> {
-    let listener =
-        TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("binding {name}'s app"))?;
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let _ = serve(name, stream, next);
-            });
-        }
-    });
-    Ok(())
-}
-
-fn serve(name: &str, mut stream: TcpStream, next: Option<SocketAddr>) -> std::io::Result<()> {
-    let mut request = String::new();
-    BufReader::new(stream.try_clone()?).read_line(&mut request)?;
-    let answer = match next {
-        None => format!("{name}: 42 items in stock"),
-        Some(addr) => {
-            let mut upstream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-            upstream.set_read_timeout(Some(Duration::from_secs(10)))?;
-            upstream.write_all(b"stock?\n")?;
-            let mut reply = String::new();
-            BufReader::new(upstream).read_line(&mut reply)?;
-            format!("{name} -> {}", reply.trim_end())
-        }
-    };
-    stream.write_all(format!("{answer}\n").as_bytes())
-}
-
 /// A TLS client that trusts the mesh CA; with `client_cert` it presents a mesh certificate.
 fn mesh_request(
     addr: &str,
@@ -346,24 +321,31 @@ fn transit(
     Ok((status, serde_json::from_str(json).unwrap_or_default()))
 }
 
-/// The initdata document of workload `name` in the YAML under `resources`: what the Kata
-/// runtime hands the pod's VM.
-fn initdata_of(resources: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
+/// The documents named `name` in the YAML under `resources`, as JSON.
+fn documents_named(resources: &Path, name: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut found = Vec::new();
     for entry in std::fs::read_dir(resources)? {
         let path = entry?.path();
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
         for document in contrast_kube_resources::parse_documents(&text)? {
             let json = document.to_json();
-            if json["metadata"]["name"] != name {
-                continue;
+            if json["metadata"]["name"] == name {
+                found.push(json);
             }
-            let Some(value) = json["spec"]["template"]["metadata"]["annotations"]
-                [contrast_initdata::INITDATA_ANNOTATION]
-                .as_str()
-            else {
-                continue;
-            };
+        }
+    }
+    Ok(found)
+}
+
+/// The initdata document of workload `name` in the YAML under `resources`: what the Kata
+/// runtime hands the pod's VM.
+fn initdata_of(resources: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
+    for json in documents_named(resources, name)? {
+        if let Some(value) = json["spec"]["template"]["metadata"]["annotations"]
+            [contrast_initdata::INITDATA_ANNOTATION]
+            .as_str()
+        {
             return Ok(contrast_initdata::decode_annotation_value(value)?);
         }
     }
@@ -396,9 +378,69 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The pods as processes: per workload, the Initializer to completion, the shop's app and
+/// the mesh proxy in front of it.
+fn start_process_pods(q: &mut Quickstart, manifest: &Manifest) -> anyhow::Result<()> {
+    q.step("Start the pods: Initializer, mesh proxy and app per workload");
+    for pod in &PODS {
+        let hash = policy_hash_of(manifest, pod.name)?;
+        let secrets = q.run_initializer(pod.name, &hash)?;
+        let next = pod.egress.split('#').nth(1).filter(|l| !l.is_empty());
+        let mut app = Command::new(q.binary("shop-app"));
+        app.arg(pod.name).arg(format!("127.0.0.1:{}", pod.app_port));
+        if let Some(next) = next {
+            app.arg(next);
+        }
+        q.spawn(&format!("app-{}", pod.name), &mut app)?;
+        let ready = q.work.join("pods").join(pod.name).join("ready");
+        let mut command = Command::new(q.binary("service-mesh"));
+        command
+            .arg("--tls-dir")
+            .arg(secrets.join("tls-config"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .arg("--no-redirect")
+            .args(["--ingress-port", &pod.ingress_port.to_string()])
+            .args([
+                "--ingress-no-client-auth-port",
+                &pod.ingress_open_port.to_string(),
+            ])
+            .args(["--ingress-upstream", &format!("127.0.0.1:{}", pod.app_port)])
+            .env("CONTRAST_INGRESS_PROXY_CONFIG", pod.ingress)
+            .env("CONTRAST_EGRESS_PROXY_CONFIG", pod.egress);
+        q.spawn(&format!("mesh-{}", pod.name), &mut command)?;
+        let log_name = format!("mesh-{}", pod.name);
+        wait_until(Duration::from_secs(20), "the mesh proxy", || ready.exists())
+            .with_context(|| q.log(&log_name))?;
+        say(&format!(
+            "      {}: certificate for policy {}…, proxy ready",
+            pod.name,
+            &hash[..16]
+        ));
+    }
+    q.proved(
+        "each Initializer attested the Coordinator its initdata names, proved its pod's policy \
+         to it and got a mesh certificate",
+    );
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    match run() {
+    let containerd = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("--containerd") => true,
+        Some(other) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!(
+                    "quickstart: unknown argument {other:?}; usage: quickstart [--containerd]"
+                );
+            }
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match run(containerd) {
         Ok(()) => {
             say(
                 "\nThe whole lifecycle worked. Everything above ran on this machine with a simulated TEE.",
@@ -415,7 +457,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run() -> anyhow::Result<()> {
+fn run(on_containerd: bool) -> anyhow::Result<()> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("repo root")?
@@ -429,7 +471,13 @@ fn run() -> anyhow::Result<()> {
     let mut q = Quickstart {
         bin,
         work: work.clone(),
-        simulator: work.join("simulator"),
+        // The pod VMs sign with the shared simulator's keys (the node's guests and the
+        // Initializer's image carry them).
+        simulator: if on_containerd {
+            contrast_testkit::shared_simulator_dir()
+        } else {
+            work.join("simulator")
+        },
         ip: contrast_testkit::random_loopback(),
         children: Vec::new(),
         step: 0,
@@ -446,7 +494,13 @@ fn run() -> anyhow::Result<()> {
         .current_dir(&repo)
         .status()?;
     ensure!(status.success(), "cargo build failed");
-    for name in ["contrast", "coordinator", "initializer", "service-mesh"] {
+    for name in [
+        "contrast",
+        "coordinator",
+        "initializer",
+        "service-mesh",
+        "shop-app",
+    ] {
         ensure!(
             q.binary(name).exists(),
             "{} was not built",
@@ -457,58 +511,86 @@ fn run() -> anyhow::Result<()> {
         "the workspace's binaries are built: contrast, coordinator, initializer, service-mesh, …",
     );
 
-    q.step("Start a local OCI registry with the example images");
-    let registry = Registry::start(RegistrySetup::default());
-    let scratch = work.join("images");
-    let mut replacements = String::new();
     let version = env!("CARGO_PKG_VERSION");
-    for (original, repo_name, entrypoint) in [
-        (
-            "ghcr.io/contrast-rs/examples/web:v1".to_owned(),
-            "examples/web",
-            "/bin/web",
-        ),
-        (
-            "ghcr.io/contrast-rs/examples/api:v1".to_owned(),
-            "examples/api",
-            "/bin/api",
-        ),
-        (
-            "ghcr.io/contrast-rs/examples/db:v1".to_owned(),
-            "examples/db",
-            "/bin/db",
-        ),
-        (
-            format!("ghcr.io/contrast-rs/initializer:v{version}"),
-            "contrast/initializer",
-            "/bin/initializer",
-        ),
-        (
-            format!("ghcr.io/contrast-rs/service-mesh-proxy:v{version}"),
-            "contrast/service-mesh-proxy",
-            "/bin/service-mesh",
-        ),
-        (
+    let mut cluster = None;
+    // Process mode's registry (the node has its own, on the pod network's gateway).
+    let mut registry = None;
+    let registry_host;
+    if on_containerd {
+        q.step("Prepare the node: a pod network, and a registry on its gateway with the images the pods run");
+        let node = containerd::Cluster::prepare()?;
+        // The Coordinator listens where the pods reach the host.
+        q.ip = node.gateway().parse()?;
+        let mut replacements = node.push_images(&q.bin, version);
+        replacements.push((
             format!("ghcr.io/contrast-rs/coordinator:v{version}"),
-            "contrast/coordinator",
-            "/bin/coordinator",
-        ),
-    ] {
-        let section = format!(
-            r#"{{"Env":["PATH=/usr/bin:/bin"],"Entrypoint":["{entrypoint}"],"WorkingDir":"/"}}"#
-        );
-        let pushed = registry.push_image(&scratch, repo_name, &section);
-        replacements.push_str(&format!("{original}={pushed}\n"));
+            node.push_placeholder("contrast/coordinator"),
+        ));
+        let text: String = replacements
+            .iter()
+            .map(|(original, pushed)| format!("{original}={pushed}\n"))
+            .collect();
+        std::fs::write(work.join("image-replacements.txt"), text)?;
+        registry_host = node.registry_host();
+        q.proved(&format!(
+            "registry {registry_host} holds the Initializer, the mesh proxy and the shop's \
+             apps (this build's binaries); the guests pull them from there by digest"
+        ));
+        cluster = Some(node);
+    } else {
+        q.step("Start a local OCI registry with the example images");
+        let started = Registry::start(RegistrySetup::default());
+        let scratch = work.join("images");
+        let mut replacements = String::new();
+        for (original, repo_name, entrypoint) in [
+            (
+                "ghcr.io/contrast-rs/examples/web:v1".to_owned(),
+                "examples/web",
+                "/bin/web",
+            ),
+            (
+                "ghcr.io/contrast-rs/examples/api:v1".to_owned(),
+                "examples/api",
+                "/bin/api",
+            ),
+            (
+                "ghcr.io/contrast-rs/examples/db:v1".to_owned(),
+                "examples/db",
+                "/bin/db",
+            ),
+            (
+                format!("ghcr.io/contrast-rs/initializer:v{version}"),
+                "contrast/initializer",
+                "/bin/initializer",
+            ),
+            (
+                format!("ghcr.io/contrast-rs/service-mesh-proxy:v{version}"),
+                "contrast/service-mesh-proxy",
+                "/bin/service-mesh",
+            ),
+            (
+                format!("ghcr.io/contrast-rs/coordinator:v{version}"),
+                "contrast/coordinator",
+                "/bin/coordinator",
+            ),
+        ] {
+            let section = format!(
+                r#"{{"Env":["PATH=/usr/bin:/bin"],"Entrypoint":["{entrypoint}"],"WorkingDir":"/"}}"#
+            );
+            let pushed = started.push_image(&scratch, repo_name, &section);
+            replacements.push_str(&format!("{original}={pushed}\n"));
+        }
+        std::fs::write(work.join("image-replacements.txt"), replacements)?;
+        registry_host = started.host();
+        q.proved(&format!(
+            "registry {registry_host} holds 6 images; generate resolves them to digests"
+        ));
+        registry = Some(started);
     }
-    std::fs::write(work.join("image-replacements.txt"), replacements)?;
-    q.proved(&format!(
-        "registry {} holds 6 images; generate resolves them to digests",
-        registry.host()
-    ));
 
     q.step("contrast generate: policies, Initializer, service mesh and the manifest");
     copy_dir(&repo.join("examples"), &work.join("resources"))?;
-    let host = registry.host();
+    let host = registry_host.clone();
     let out = q.contrast(&[
         "generate",
         "--reference-values",
@@ -554,45 +636,64 @@ fn run() -> anyhow::Result<()> {
     q.contrast(&["set", "-c", &user_api, "resources/"])?;
     q.proved("the CLI verified the Coordinator's evidence against manifest.json before sending it");
 
-    q.step("Start the pods: Initializer, mesh proxy and app per workload");
-    for pod in &PODS {
-        let hash = policy_hash_of(&manifest, pod.name)?;
-        let secrets = q.run_initializer(pod.name, &hash)?;
-        let next = match pod.egress.split('#').nth(1) {
-            Some(listen) if !listen.is_empty() => Some(listen.parse()?),
-            _ => None,
-        };
-        start_app(pod.name, pod.app_port, next)?;
-        let ready = work.join("pods").join(pod.name).join("ready");
-        let mut command = Command::new(q.binary("service-mesh"));
-        command
-            .arg("--tls-dir")
-            .arg(secrets.join("tls-config"))
-            .arg("--ready-file")
-            .arg(&ready)
-            .arg("--no-redirect")
-            .args(["--ingress-port", &pod.ingress_port.to_string()])
-            .args([
-                "--ingress-no-client-auth-port",
-                &pod.ingress_open_port.to_string(),
-            ])
-            .args(["--ingress-upstream", &format!("127.0.0.1:{}", pod.app_port)])
-            .env("CONTRAST_INGRESS_PROXY_CONFIG", pod.ingress)
-            .env("CONTRAST_EGRESS_PROXY_CONFIG", pod.egress);
-        q.spawn(&format!("mesh-{}", pod.name), &mut command)?;
-        let log_name = format!("mesh-{}", pod.name);
-        wait_until(Duration::from_secs(20), "the mesh proxy", || ready.exists())
-            .with_context(|| q.log(&log_name))?;
+    // Where a client reaches web's and api's ingress.
+    let (web, api) = if let Some(cluster) = cluster.as_mut() {
+        q.step(
+            "Start the pods on containerd: a VM per pod, the Initializer, mesh proxy and app in it",
+        );
+        let handler = runtime_handler_of(&work.join("resources"), "web")?;
+        cluster.start_node(&handler)?;
         say(&format!(
-            "      {}: certificate for policy {}…, proxy ready",
-            pod.name,
-            &hash[..16]
+            "      containerd runs runtime handler {handler} with our shim; pods on {}.0/24",
+            cluster.gateway().trim_end_matches(".1")
         ));
-    }
-    q.proved(
-        "each Initializer attested the Coordinator its initdata names, proved its pod's policy \
-         to it and got a mesh certificate",
-    );
+        let coordinator = (
+            cluster.gateway(),
+            vec![
+                "coordinator".to_owned(),
+                contrast_kube_resources::mutate::COORDINATOR_READY_HOST.to_owned(),
+            ],
+        );
+        let started = Instant::now();
+        let addresses = cluster.start_pods(
+            &work.join("resources"),
+            &["db", "api", "web"],
+            &[coordinator],
+        )?;
+        for (workload, ip) in &addresses {
+            say(&format!(
+                "      {workload}: pod at {ip}, policy {}…: Initializer done, proxy ready, app started",
+                &policy_hash_of(&manifest, workload)?[..16]
+            ));
+        }
+        say(&format!(
+            "      {} VMs, all pods running after {:.0?}",
+            cluster.vm_count(),
+            started.elapsed()
+        ));
+        q.proved(
+            "each pod's VM was launched with HOST_DATA = its initdata digest; each Initializer \
+             attested the Coordinator its initdata names, proved its pod's policy to it and \
+             got a mesh certificate; the agent admitted only what the policy allows",
+        );
+        let ip_of = |name: &str| {
+            addresses
+                .iter()
+                .find(|(w, _)| w == name)
+                .map(|(_, ip)| ip.clone())
+                .unwrap_or_default()
+        };
+        (
+            format!("{}:8080", ip_of("web")),
+            format!("{}:8081", ip_of("api")),
+        )
+    } else {
+        start_process_pods(&mut q, &manifest)?;
+        (
+            format!("127.0.0.1:{}", PODS[0].ingress_open_port),
+            format!("127.0.0.1:{}", PODS[1].ingress_port),
+        )
+    };
 
     q.step("contrast verify: what a data owner checks");
     q.contrast(&["verify", "-c", &user_api])?;
@@ -607,7 +708,6 @@ fn run() -> anyhow::Result<()> {
 
     q.step("A request through the mesh: client → web → api → db");
     let mesh_ca = work.join("verify").join("mesh-ca.pem");
-    let web = format!("127.0.0.1:{}", PODS[0].ingress_open_port);
     let reply = mesh_request(&web, "web", &mesh_ca, None)?;
     say(&format!("      reply: {reply}"));
     ensure!(
@@ -617,10 +717,35 @@ fn run() -> anyhow::Result<()> {
     q.proved("TLS to web checked against the mesh CA; web→api and api→db went over mutual TLS with mesh certificates");
 
     q.step("A client without a mesh certificate is refused");
-    let api = format!("127.0.0.1:{}", PODS[1].ingress_port);
     match mesh_request(&api, "api", &mesh_ca, None) {
         Ok(reply) => bail!("api answered a client without a certificate: {reply}"),
         Err(e) => say(&format!("      refused: {e}")),
+    }
+    if let Some(cluster) = cluster.as_mut() {
+        q.proved("api's ingress requires a certificate from the mesh CA");
+        q.step("The node cannot read a pod's key: kubectl exec into db is refused by its policy");
+        match cluster.exec("db", "db", &["cat", "/contrast/tls-config/key.pem"]) {
+            Ok(out) => bail!("the node read db's key: {out}"),
+            Err(refusal) => {
+                ensure!(
+                    refusal.contains("ExecProcessRequest is blocked by policy"),
+                    "exec into db failed, but not by policy: {refusal}"
+                );
+                say(&format!("      refused: {}", first_line(&refusal)));
+            }
+        }
+        q.proved(
+            "the agent in db's VM refused the exec the node asked for: the policy allows no exec \
+             in db, and the key never leaves the VM",
+        );
+        return finish_on_containerd(
+            &mut q,
+            cluster,
+            &coordinator_hash,
+            &user_api,
+            &web,
+            &mesh_ca,
+        );
     }
     let web_secrets = work.join("pods/web/contrast/tls-config");
     let reply = mesh_request(&api, "api", &mesh_ca, Some(&web_secrets))?;
@@ -656,19 +781,7 @@ fn run() -> anyhow::Result<()> {
     let db_secret = std::fs::read(work.join("pods/db/contrast/secrets/workload-secret-seed"))
         .context("db has no workload secret")?;
 
-    q.step("Restart the Coordinator: it comes back in recovery mode");
-    q.stop("coordinator");
-    q.start_coordinator(&coordinator_hash)?;
-    let readiness = probe(&q.coordinator_addr(9102), "/probe/readiness");
-    ensure!(
-        readiness.is_some_and(|status| status != 200),
-        "a restarted Coordinator must fail its readiness probe before recovery, got {readiness:?}"
-    );
-    q.proved(&format!(
-        "the history survived on disk, but without the seed the Coordinator cannot sign: \
-         readiness answers {}",
-        readiness.unwrap_or_default()
-    ));
+    restart_coordinator(&mut q, &coordinator_hash)?;
 
     q.step("contrast recover: the seed share owner brings it back");
     q.contrast(&["recover", "-c", &user_api])?;
@@ -697,9 +810,17 @@ fn run() -> anyhow::Result<()> {
          workload secret and transit key (its encrypted data stays readable)",
     );
 
+    rotate_mesh_ca(&mut q, &user_api)?;
+    drop(registry);
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+/// A signed manifest update: the mesh CA rotates.
+fn rotate_mesh_ca(q: &mut Quickstart, user_api: &str) -> anyhow::Result<()> {
     q.step("A signed manifest update rotates the mesh CA");
-    let old_ca = std::fs::read(work.join("mesh-ca.pem"))?;
-    q.contrast(&["set", "-c", &user_api, "--dry-run", "resources/"])?;
+    let old_ca = std::fs::read(q.work.join("mesh-ca.pem"))?;
+    q.contrast(&["set", "-c", user_api, "--dry-run", "resources/"])?;
     say("    $ openssl dgst -sha256 -sign workload-owner.pem -out transition.sig next-transition");
     let status = Command::new("openssl")
         .args([
@@ -711,17 +832,80 @@ fn run() -> anyhow::Result<()> {
             "transition.sig",
             "next-transition",
         ])
-        .current_dir(&work)
+        .current_dir(&q.work)
         .status()?;
     ensure!(status.success(), "openssl failed");
-    q.contrast(&["set", "-c", &user_api, "-s", "transition.sig", "resources/"])?;
-    let new_ca = std::fs::read(work.join("mesh-ca.pem"))?;
+    q.contrast(&["set", "-c", user_api, "-s", "transition.sig", "resources/"])?;
+    let new_ca = std::fs::read(q.work.join("mesh-ca.pem"))?;
     ensure!(old_ca != new_ca, "the mesh CA did not change");
     q.proved(
         "the update was authorised by a detached signature; every update issues a new mesh CA",
     );
 
-    drop(registry);
-    let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+/// The steps after the mesh's on containerd: recovery with the pods running, the manifest
+/// update, and the pods' teardown.
+fn finish_on_containerd(
+    q: &mut Quickstart,
+    cluster: &mut containerd::Cluster,
+    coordinator_hash: &str,
+    user_api: &str,
+    web: &str,
+    mesh_ca: &Path,
+) -> anyhow::Result<()> {
+    restart_coordinator(q, coordinator_hash)?;
+    q.step("contrast recover: the seed share owner brings it back");
+    q.contrast(&["recover", "-c", user_api])?;
+    let reply = mesh_request(web, "web", mesh_ca, None)?;
+    say(&format!("      reply: {reply}"));
+    ensure!(
+        reply == "web -> api -> db: 42 items in stock",
+        "unexpected reply {reply:?}"
+    );
+    q.proved(
+        "recovered from seed-shares.json with the same mesh CA: the pods' certificates still \
+         chain to it, and the shop answers through the mesh",
+    );
+    rotate_mesh_ca(q, user_api)?;
+    q.step("Stop the pods as the kubelet does");
+    let vms = cluster.vm_count();
+    cluster.stop_pods()?;
+    q.proved(&format!(
+        "{vms} VMs stopped; no QEMU, shim, mount, network namespace or sandbox state is left"
+    ));
+    let _ = std::fs::remove_dir_all(&q.work);
+    Ok(())
+}
+
+/// The Coordinator restarted: it comes back in recovery mode.
+fn restart_coordinator(q: &mut Quickstart, coordinator_hash: &str) -> anyhow::Result<()> {
+    q.step("Restart the Coordinator: it comes back in recovery mode");
+    q.stop("coordinator");
+    q.start_coordinator(coordinator_hash)?;
+    let readiness = probe(&q.coordinator_addr(9102), "/probe/readiness");
+    ensure!(
+        readiness.is_some_and(|status| status != 200),
+        "a restarted Coordinator must fail its readiness probe before recovery, got {readiness:?}"
+    );
+    q.proved(&format!(
+        "the history survived on disk, but without the seed the Coordinator cannot sign: \
+         readiness answers {}",
+        readiness.unwrap_or_default()
+    ));
+    Ok(())
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
+}
+
+/// The runtime handler generate put into workload `name`'s runtimeClassName.
+fn runtime_handler_of(resources: &Path, name: &str) -> anyhow::Result<String> {
+    documents_named(resources, name)?
+        .iter()
+        .find_map(|json| json["spec"]["template"]["spec"]["runtimeClassName"].as_str())
+        .map(str::to_owned)
+        .with_context(|| format!("no runtimeClassName for {name} in {}", resources.display()))
 }

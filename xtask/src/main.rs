@@ -130,7 +130,8 @@ fn main() -> ExitCode {
     {
         ["test"] => test(),
         ["tidy"] => tidy::tidy(),
-        ["quickstart"] => quickstart(),
+        ["quickstart"] => quickstart(false),
+        ["quickstart", "--containerd"] => quickstart(true),
         ["image"] => image(),
         ["release", rest @ ..] => release(rest),
         ["install-deps"] => install_debian_packages(),
@@ -152,7 +153,9 @@ fn usage() {
     eprintln!(
         "usage: cargo xtask <task>\n\n\
          tasks:\n  \
-         quickstart    install what it needs, then run the whole lifecycle on this machine\n  \
+         quickstart [--containerd]\n                \
+         install what it needs, then run the whole lifecycle on this machine; with\n                \
+         --containerd the pods run on containerd, each in its VM (QEMU, our shim and agent)\n  \
          image         build the guest image into target/image, compute its reference values and\n                \
          SNP ID blocks, and build a CLI that embeds them (target/embedded/debug/contrast)\n  \
          release --registry HOST[:PORT]/PREFIX --out DIR [--insecure-registry]\n                \
@@ -191,7 +194,8 @@ fn test() -> Result<()> {
     // Built alone (release, default features), as they ship; a test inspects them.
     step("shipped binaries", build_shipped_binaries)?;
     step("tests", || run_tests(&python_tools))?;
-    step("quickstart", run_quickstart)?;
+    step("quickstart", || run_quickstart(false))?;
+    step("quickstart --containerd", || run_quickstart(true))?;
     eprintln!("xtask: all checks passed in {:.0?}", started.elapsed());
     Ok(())
 }
@@ -419,11 +423,17 @@ fn ensure_backports_source(sudo: Option<&str>) -> Result<bool> {
     Ok(true)
 }
 
-/// The project's main job: the whole lifecycle with a simulated TEE (quickstart/).
-fn quickstart() -> Result<()> {
+/// The project's main job: the whole lifecycle with a simulated TEE (quickstart/); on
+/// containerd, with the tools the node needs (vhost-device-vsock, from crates.io).
+fn quickstart(on_containerd: bool) -> Result<()> {
     step("this checkout's build", forget_other_checkouts)?;
     step("system packages", install_debian_packages)?;
-    step("quickstart", run_quickstart)
+    if on_containerd {
+        step("crates.io tools", install_cargo_tools)?;
+        step("quickstart --containerd", || run_quickstart(true))
+    } else {
+        step("quickstart", || run_quickstart(false))
+    }
 }
 
 /// The guest image, its reference values (SNP with the AmdSevX64 OVMF fixture, since Debian
@@ -567,13 +577,17 @@ fn build_shipped_binaries() -> Result<()> {
     )))
 }
 
-fn run_quickstart() -> Result<()> {
+fn run_quickstart(on_containerd: bool) -> Result<()> {
     // Build the whole workspace's binaries, as the tests do: `cargo run -p` alone would
     // unify features differently and rebuild half the dependency tree.
     run(Command::new("cargo").args(["build", "--workspace", "--bins", "--locked"]))?;
     let quickstart = std::path::absolute(target_dir().join("debug").join("quickstart"))
         .context("cannot resolve the target directory")?;
-    run(&mut Command::new(quickstart))
+    let mut command = Command::new(quickstart);
+    if on_containerd {
+        command.arg("--containerd");
+    }
+    run(&mut command)
 }
 
 fn is_root() -> bool {

@@ -1,132 +1,24 @@
-//! A simulated node for pods through the real containerd: a private containerd 1.6
-//! (`contrast-cri-testkit`) whose runtime handler runs our shim with the simulated
-//! platform's Kata configuration (QEMU under TCG, the guest in test mode with the test TSM
-//! provider reading HOST_DATA from QEMU), a registry with the app image, and the pod's
-//! policy as `contrast generate` makes it. Shared by tests/containerd.rs and the
+//! The simulated node (`contrast_qemu_tests::node`) with the test's pod: an app on the
+//! pod network (or the host's) with emptyDir volumes, an exec probe and a memory hog, and
+//! its policy as `contrast generate` makes it. Shared by tests/containerd.rs and the
 //! containerd_pod benchmark.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use contrast_cri_testkit::images::{KUBERNETES_PAUSE_IMAGE, kubernetes_pause_image};
-use contrast_cri_testkit::kubelet::{
-    container_config, container_on_pod_network, on_pod_network, pod_sandbox_config,
-};
-use contrast_cri_testkit::runtime::{
-    ContainerConfig, CreateContainerRequest, ImageSpec, Mount, NamespaceMode, PodSandboxConfig,
-    PullImageRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
-    StopPodSandboxRequest,
-};
-use contrast_cri_testkit::{Containerd, ContainerdConfig, Cri, PodNetwork};
-use contrast_qemu_tests::{GUEST_SIMULATOR_SETUP, fake_tsm_module, image, profile_dir, tempdir};
-use contrast_runtime_installer::containerd::{RuntimeEntry, patch_config};
-use contrast_runtime_installer::kata::RuntimeKind;
+use contrast_cri_testkit::kubelet::{container_config, on_pod_network, pod_sandbox_config};
+use contrast_cri_testkit::runtime::{Mount, PodSandboxConfig};
+// Re-exported for tests/containerd.rs and the benchmark (each uses some).
+#[allow(unused_imports)]
+pub(crate) use contrast_qemu_tests::node::{SimNode, qemu_processes, run_container, shim_rss_kib};
 use serde_json::json;
-
-use super::pod::AppRegistry;
 
 /// The runtime handler (a runtime class name).
 pub(crate) const HANDLER: &str = "contrast-cc-sim-snp";
 
 /// The readiness probe: the one exec the pod's policy allows.
 pub(crate) const PROBE: [&str; 3] = ["/bin/sh", "-c", "echo probe ok"];
-
-/// The guest's set-up in test mode, before the pod's path: the simulator's keys and the
-/// test TSM provider with HOST_DATA as QEMU was launched with it.
-const PREPARE: &str = r#"
-fail() { echo "CONTRAST-TEST-FAIL $1: $2"; exit 1; }
-host_data=$(cat /sys/firmware/qemu_fw_cfg/by_name/opt/contrast-host-data/raw) || fail "$1" "no HOST_DATA from QEMU"
-insmod /run/test/fake_tsm.ko host_data="$host_data" measurement=000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 \
-    || fail "$1" "insmod fake_tsm.ko failed"
-echo "CONTRAST-STEP prepared"
-"#;
-
-/// The test payload (a newc cpio archive): the preparation, the test TSM provider, the
-/// simulator's keys and the agent's environment.
-fn payload(dir: &Path, guest_registry: &str) -> PathBuf {
-    let mut entries = Vec::new();
-    let mut file = |path: &str, content: Vec<u8>| {
-        entries.push(contrast_image::cpio::Entry {
-            path: path.to_owned(),
-            permissions: 0o755,
-            kind: contrast_image::cpio::EntryKind::File(content),
-        });
-    };
-    file(
-        "run.sh",
-        format!("{GUEST_SIMULATOR_SETUP}\n{PREPARE}").into_bytes(),
-    );
-    file(
-        "fake_tsm.ko",
-        std::fs::read(fake_tsm_module().unwrap()).unwrap(),
-    );
-    let simulator = contrast_testkit::shared_simulator_dir();
-    for entry in std::fs::read_dir(&simulator).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".p8") {
-            file(&format!("sim-{name}"), std::fs::read(entry.path()).unwrap());
-        }
-    }
-    file(
-        "agent.env",
-        format!(
-            "CONTRAST_SIMULATED_TEE=snp-tsm\nCONTRAST_SIMULATOR_DIR=/run/sim\nNO_COLOR=1\n\
-             CONTRAST_AGENT_INSECURE_REGISTRIES={guest_registry}\n"
-        )
-        .into_bytes(),
-    );
-    let path = dir.join("payload.cpio");
-    let mut bytes = Vec::new();
-    contrast_image::cpio::write(&mut bytes, &entries).unwrap();
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
-
-/// The Kata configuration of the simulated platform (what the shim reads).
-fn kata_config(payload: &Path) -> String {
-    let image = image().unwrap();
-    let vsock_backend = profile_dir()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("tools/bin/vhost-device-vsock");
-    let vsock_backend = if vsock_backend.exists() {
-        vsock_backend
-    } else {
-        PathBuf::from("/usr/local/bin/vhost-device-vsock")
-    };
-    let text = format!(
-        r#"[hypervisor.qemu]
-path = "/usr/bin/qemu-system-x86_64"
-firmware = "/usr/share/qemu/qboot.rom"
-kernel = {kernel:?}
-initrd = {initrd:?}
-image = {rootfs:?}
-kernel_params = {cmdline:?}
-default_vcpus = 1
-default_memory = 1024
-confidential_guest = true
-
-[agent.kata]
-dial_timeout = 240
-
-[runtime]
-create_container_timeout = 240
-
-[simulation]
-test = "containerd-pod"
-payload = {payload:?}
-vsock_backend = {vsock_backend:?}
-"#,
-        kernel = image.path("vmlinux"),
-        initrd = image.path("initrd"),
-        rootfs = image.path("rootfs.img"),
-        cmdline = image.manifest.cmdline,
-    );
-    text
-}
 
 /// The pod's sandbox configuration as kubelet makes it: on the pod network, or on the
 /// host's.
@@ -151,78 +43,7 @@ pub(crate) fn sandbox_config(
     config
 }
 
-/// Creates and starts a container; the error is StartContainer's (containerd creates the
-/// task, and so the container in the VM, there).
-pub(crate) async fn run_container(
-    cri: &mut Cri,
-    sandbox_id: &str,
-    sandbox: &PodSandboxConfig,
-    mut config: ContainerConfig,
-) -> Result<String, tonic::Status> {
-    // kubelet gives a container its pod's network.
-    let pod_network = sandbox
-        .linux
-        .as_ref()
-        .and_then(|l| l.security_context.as_ref())
-        .and_then(|c| c.namespace_options.as_ref())
-        .is_some_and(|n| n.network == NamespaceMode::Pod as i32);
-    if pod_network {
-        container_on_pod_network(&mut config);
-    }
-    let created = cri
-        .runtime
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: sandbox_id.to_owned(),
-            config: Some(config),
-            sandbox_config: Some(sandbox.clone()),
-        })
-        .await?
-        .into_inner();
-    cri.runtime
-        .start_container(StartContainerRequest {
-            container_id: created.container_id.clone(),
-        })
-        .await?;
-    Ok(created.container_id)
-}
-
-/// The resident memory (VmRSS, kB) of each of our shims.
-pub(crate) fn shim_rss_kib() -> Vec<u64> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let first = cmdline.split(|b| *b == 0).next().unwrap_or_default();
-        if !first.ends_with(b"containerd-shim-contrast-cc-v2") {
-            continue;
-        }
-        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
-        if let Some(kib) = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        {
-            found.push(kib);
-        }
-    }
-    found
-}
-
-/// QEMU processes of the pod (by the VM name the shim gives them).
-pub(crate) fn qemu_processes(sandbox_id: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains(&format!("sandbox-{sandbox_id}")) {
-            found.push(pid);
-        }
-    }
-    found
-}
-
-/// What the app sends over the pod network to [`SimNode::listener`] on the host.
+/// What the app sends over the pod network to [`AppNode::listener`] on the host.
 pub(crate) const APP_MESSAGE: &str = "sent over the pod network";
 
 /// The pod's UID (kubelet's directory of its volumes is named after it).
@@ -234,98 +55,47 @@ pub(crate) const HOG_COMMAND: [&str; 3] = ["/bin/sh", "-c", "head -c 200000000 /
 /// The line the app prints.
 pub(crate) const APP_LINE: &str = "hello from the confidential pod";
 
-/// A node: containerd with our shim as the runtime handler [`HANDLER`], and the app's
-/// registry.
-pub(crate) struct SimNode {
-    pub(crate) containerd: Containerd,
-    /// The shim where the installer lays it out (the runtime directory's bin/).
-    pub(crate) shim: PathBuf,
-    /// The pod network (CNI's bridge); the guest pulls from the registry on its gateway.
-    pub(crate) network: PodNetwork,
+/// A node: containerd with our shim as the runtime handler [`HANDLER`], the app's
+/// registry, and a listener on the host for the app's message.
+pub(crate) struct AppNode {
+    pub(crate) node: SimNode,
     /// A listener on all the host's addresses that the app sends [`APP_MESSAGE`] to, at the
     /// pod network's gateway.
     pub(crate) listener: std::sync::Arc<tokio::net::TcpListener>,
     /// Pods on the host's network (QEMU's user network in the shim's namespace) instead.
     pub(crate) host_network: bool,
-    pub(crate) cri: Cri,
-    pub(crate) images: AppRegistry,
-    pub(crate) work: PathBuf,
 }
 
-impl SimNode {
-    pub(crate) async fn start(test: &str) -> SimNode {
-        let work = tempdir(test).unwrap();
-        image().unwrap();
-        let network = PodNetwork::for_test(test);
-        let images = AppRegistry::start_on(test, &network.gateway());
-        // The runtime as the installer lays it out on a node: the shim at the runtime
-        // directory's bin/, its Kata configuration under etc/, and containerd's runtime
-        // entry from the installer's own edit of the config (which names the shim by its
-        // path: containerd 1.6 ignores runtime_path). Nothing is on containerd's PATH.
-        let base = work.join("node");
-        let entry = RuntimeEntry {
-            handler: HANDLER,
-            base_dir: base.to_str().unwrap(),
-            kind: RuntimeKind::QemuSnp,
-            gpu: false,
-        };
-        std::fs::create_dir_all(base.join("bin")).unwrap();
-        std::fs::create_dir_all(base.join("etc")).unwrap();
-        std::os::unix::fs::symlink(
-            profile_dir()
-                .unwrap()
-                .join("containerd-shim-contrast-cc-v2"),
-            entry.runtime_path(),
-        )
-        .unwrap();
-        let config = kata_config(&payload(&work, &images.guest_registry));
-        std::fs::write(entry.config_path(), config).unwrap();
-        let containerd = Containerd::start_patched(
-            &ContainerdConfig {
-                pause_image: KUBERNETES_PAUSE_IMAGE.to_owned(),
-                runtime_handlers: Vec::new(),
-                shim_dir: None,
-                registry_mirrors: vec![(
-                    images.guest_registry.clone(),
-                    format!("http://127.0.0.1:{}", images.registry.port),
-                )],
-                pod_network: Some(network.clone()),
-            },
-            |config| patch_config(Some(config), "config.toml", &entry).unwrap(),
-        )
-        .await
-        .unwrap();
-        containerd
-            .import_image(KUBERNETES_PAUSE_IMAGE, &kubernetes_pause_image().unwrap())
-            .unwrap();
-        let mut cri = containerd.cri().await.unwrap();
+impl std::ops::Deref for AppNode {
+    type Target = SimNode;
+    fn deref(&self) -> &SimNode {
+        &self.node
+    }
+}
+
+impl std::ops::DerefMut for AppNode {
+    fn deref_mut(&mut self) -> &mut SimNode {
+        &mut self.node
+    }
+}
+
+impl AppNode {
+    pub(crate) async fn start(test: &str) -> AppNode {
+        let mut node = SimNode::start(test, HANDLER).await;
         // The kubelet pulls the image on the node; the guest pulls it again, by digest.
-        cri.images
-            .pull_image(PullImageRequest {
-                image: Some(ImageSpec {
-                    image: images.app.reference.clone(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let app = node.images.app.reference.clone();
+        node.pull(&app).await;
         let listener =
             std::sync::Arc::new(tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap());
-        SimNode {
-            host_network: false,
-            shim: PathBuf::from(entry.runtime_path()),
-            containerd,
-            network,
+        AppNode {
+            node,
             listener,
-            cri,
-            images,
-            work,
+            host_network: false,
         }
     }
 
     /// The app's command: writes into both emptyDir volumes (and finds none of the host's
-    /// files there), sends [`APP_MESSAGE`] to the host's [`SimNode::listener`] over the pod
+    /// files there), sends [`APP_MESSAGE`] to the host's [`AppNode::listener`] over the pod
     /// network, prints [`APP_LINE`], then stays.
     pub(crate) fn app_command(&self) -> [String; 3] {
         let port = self.listener.local_addr().unwrap().port();
@@ -376,7 +146,7 @@ impl SimNode {
         contrast_policy::initdata(&self.pod_case().policy).annotation_value()
     }
 
-    /// The pod as a user writes it (on the pod network, the app with [`SimNode::app_command`], an exec
+    /// The pod as a user writes it (on the pod network, the app with [`AppNode::app_command`], an exec
     /// probe [`PROBE`] and two emptyDir volumes, and the hog), its policy and the requests
     /// a faithful runtime sends for it.
     pub(crate) fn pod_case(&self) -> contrast_testkit::PodCase {
@@ -423,21 +193,8 @@ impl SimNode {
         initdata: &str,
     ) -> (String, PodSandboxConfig) {
         let sandbox = sandbox_config(logs, initdata, self.host_network);
-        match self
-            .cri
-            .runtime
-            .run_pod_sandbox(RunPodSandboxRequest {
-                config: Some(sandbox.clone()),
-                runtime_handler: HANDLER.to_owned(),
-            })
-            .await
-        {
-            Ok(response) => (response.into_inner().pod_sandbox_id, sandbox),
-            Err(e) => panic!(
-                "RunPodSandbox: {e:?}\n----- containerd -----\n{}",
-                self.containerd.log_tail()
-            ),
-        }
+        let id = self.node.run_sandbox(&sandbox).await;
+        (id, sandbox)
     }
 
     /// kubelet's directory of the pod's emptyDir volumes.
@@ -448,7 +205,7 @@ impl SimNode {
             .join("volumes/kubernetes.io~empty-dir")
     }
 
-    /// The app container of [`SimNode::pod`], started: its ID. Its emptyDir volumes are
+    /// The app container of [`AppNode::pod`], started: its ID. Its emptyDir volumes are
     /// made as kubelet makes them: a directory, and for the memory-backed one a tmpfs
     /// mounted on it; a file planted in the disk-backed one must not reach the guest.
     pub(crate) async fn run_app(&mut self, sandbox_id: &str, sandbox: &PodSandboxConfig) -> String {
@@ -483,20 +240,7 @@ impl SimNode {
     /// StopPodSandbox and RemovePodSandbox, then the pod's volumes as kubelet tears them
     /// down.
     pub(crate) async fn remove_sandbox(&mut self, sandbox_id: &str) {
-        self.cri
-            .runtime
-            .stop_pod_sandbox(StopPodSandboxRequest {
-                pod_sandbox_id: sandbox_id.to_owned(),
-            })
-            .await
-            .unwrap();
-        self.cri
-            .runtime
-            .remove_pod_sandbox(RemovePodSandboxRequest {
-                pod_sandbox_id: sandbox_id.to_owned(),
-            })
-            .await
-            .unwrap();
+        self.node.stop_and_remove_sandbox(sandbox_id).await;
         self.remove_volumes();
     }
 
@@ -510,10 +254,9 @@ impl SimNode {
     }
 }
 
-impl Drop for SimNode {
+impl Drop for AppNode {
     fn drop(&mut self) {
         self.remove_volumes();
-        let _ = std::fs::remove_dir_all(&self.work);
     }
 }
 

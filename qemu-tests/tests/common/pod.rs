@@ -2,7 +2,7 @@
 //! whose init runs the initdata check and the agent (`PodVm`), a ttRPC client over
 //! virtio-vsock, and the requests' helpers. Shared by tests/agent.rs and the benchmarks.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
@@ -19,8 +19,12 @@ use contrast_qemu_tests::{
     tempdir,
 };
 use contrast_testkit::PodCase;
-use contrast_testkit::registry::{LayeredImage, Registry, RegistrySetup};
-use serde_json::{Value, json};
+// Re-exported for the tests that drive pods (not every test binary uses each).
+#[allow(unused_imports)]
+pub(crate) use contrast_qemu_tests::images::{
+    AppRegistry, LayerBuilder, PushedImage, USER_NETWORK_HOST, busybox_layer,
+};
+use serde_json::Value;
 use ttrpc::Code;
 use ttrpc::context;
 
@@ -247,11 +251,6 @@ pub(crate) fn with_other_image(pod: &PodCase) -> Value {
     request
 }
 
-/// A layer with the host's static busybox as `/bin/busybox`, `/bin/sh` and `/bin/test`.
-pub(crate) fn busybox_layer() -> Vec<u8> {
-    LayerBuilder::new().busybox().finish()
-}
-
 /// The CopyFile requests the runtime sends for `container`'s copied mounts (its files
 /// under the shared directory), with small contents.
 pub(crate) fn copies_for(container: &CreateContainerRequest) -> Vec<CopyFileRequest> {
@@ -321,68 +320,6 @@ pub(crate) async fn configure_user_network(agent: &AgentServiceClient) {
     agent.update_routes(ctx(), &routes).await.unwrap();
 }
 
-/// A container image layer of this machine's files (`contrast_image::oci::Layer`, what a
-/// release builds its images with): programs of the test build, files of the installed
-/// system, and at the end the shared libraries all of them load.
-pub(crate) struct LayerBuilder {
-    layer: contrast_image::oci::Layer,
-    scratch: PathBuf,
-}
-
-impl LayerBuilder {
-    pub(crate) fn new() -> LayerBuilder {
-        LayerBuilder {
-            layer: contrast_image::oci::Layer::new(),
-            scratch: tempdir("layer").unwrap(),
-        }
-    }
-
-    /// `data` at `path` with `mode`.
-    pub(crate) fn file(mut self, path: &str, data: &[u8], mode: u32) -> LayerBuilder {
-        self.layer.file(path, data.to_vec(), mode);
-        self
-    }
-
-    /// A symbolic link at `path` to `target`.
-    pub(crate) fn symlink(mut self, path: &str, target: &str) -> LayerBuilder {
-        self.layer.symlink(path, target);
-        self
-    }
-
-    /// `program` (the test build's) at `/usr/bin/<name>`, without debug sections.
-    pub(crate) fn program(mut self, program: &Path) -> LayerBuilder {
-        let name = program.file_name().unwrap().to_string_lossy().into_owned();
-        self.layer.program(program, &name, &self.scratch).unwrap();
-        self
-    }
-
-    /// The installed system's file at `path` (relative to `/`), at the same path.
-    pub(crate) fn system_file(mut self, path: &str) -> LayerBuilder {
-        self.layer.system_file(path, 0o755).unwrap();
-        self
-    }
-
-    /// The static busybox as `/bin/busybox`, with `/bin/sh` and `/bin/test`.
-    pub(crate) fn busybox(self) -> LayerBuilder {
-        self.system_file("bin/busybox")
-            .symlink("bin/sh", "busybox")
-            .symlink("bin/test", "busybox")
-    }
-
-    /// iptables as the guest image has it (`contrast_image`'s list).
-    pub(crate) fn iptables(mut self) -> LayerBuilder {
-        self.layer.iptables().unwrap();
-        self
-    }
-
-    /// The tar stream.
-    pub(crate) fn finish(self) -> Vec<u8> {
-        let tar = self.layer.tar().unwrap();
-        let _ = std::fs::remove_dir_all(&self.scratch);
-        tar
-    }
-}
-
 /// The pod's CreateContainerRequest for its container `name`.
 pub(crate) fn container_request(pod: &PodCase, name: &str) -> CreateContainerRequest {
     let request = pod
@@ -429,112 +366,6 @@ pub(crate) async fn start_container(
     let mut start = StartContainerRequest::new();
     start.container_id = container.container_id.clone();
     agent.start_container(ctx(), &start).await.unwrap();
-}
-
-/// An image in the test's registry, as the guest names it.
-pub(crate) struct PushedImage {
-    pub(crate) reference: String,
-    pub(crate) digest: String,
-    env: Vec<String>,
-    entrypoint: Vec<String>,
-}
-
-impl PushedImage {
-    /// `guest_host` is the registry's address as the guest reaches it.
-    pub(crate) fn push(
-        registry: &Registry,
-        guest_host: &str,
-        work: &Path,
-        repo: &str,
-        layer: Vec<u8>,
-        env: &[&str],
-        entrypoint: &[&str],
-    ) -> PushedImage {
-        let image = LayeredImage::new(
-            &json!({"Env": env, "Entrypoint": entrypoint}).to_string(),
-            &[layer],
-        );
-        image.push(registry, work, repo, "v1");
-        PushedImage {
-            reference: format!("{guest_host}:{}/{repo}@{}", registry.port, image.digest()),
-            digest: image.digest(),
-            env: env.iter().map(|e| (*e).to_owned()).collect(),
-            entrypoint: entrypoint.iter().map(|e| (*e).to_owned()).collect(),
-        }
-    }
-
-    /// The image's entry in a pod case's `images`.
-    pub(crate) fn config(&self) -> Value {
-        json!({
-            "digest": self.digest,
-            "env": self.env,
-            "entrypoint": self.entrypoint,
-            "cmd": [],
-            "working_dir": "",
-            "user": "",
-            "volumes": [],
-        })
-    }
-}
-
-/// The host as the guest reaches it over QEMU's user network.
-pub(crate) const USER_NETWORK_HOST: &str = "10.0.2.2";
-
-/// A registry on the host with the busybox app image (`guest/busybox`), as the guest
-/// reaches it; its layout directory goes with it.
-pub(crate) struct AppRegistry {
-    pub(crate) registry: Registry,
-    pub(crate) work: PathBuf,
-    /// `<host>:<port>`, the registry as the guest names it.
-    pub(crate) guest_registry: String,
-    pub(crate) app: PushedImage,
-}
-
-impl AppRegistry {
-    /// For a guest on QEMU's user network (the host's loopback at [`USER_NETWORK_HOST`]).
-    pub(crate) fn start(test: &str) -> AppRegistry {
-        Self::start_with(test, USER_NETWORK_HOST, RegistrySetup::default())
-    }
-
-    /// For a guest on a pod network whose gateway, `gateway`, is the host's address there:
-    /// the registry listens on all the host's addresses.
-    pub(crate) fn start_on(test: &str, gateway: &str) -> AppRegistry {
-        Self::start_with(
-            test,
-            gateway,
-            RegistrySetup {
-                listen_any: true,
-                ..RegistrySetup::default()
-            },
-        )
-    }
-
-    fn start_with(test: &str, guest_host: &str, setup: RegistrySetup) -> AppRegistry {
-        let registry = Registry::start(setup);
-        let work = tempdir(&format!("{test}-layout")).unwrap();
-        let app = PushedImage::push(
-            &registry,
-            guest_host,
-            &work,
-            "guest/busybox",
-            busybox_layer(),
-            &["PATH=/usr/bin:/bin"],
-            &["/bin/sh"],
-        );
-        AppRegistry {
-            guest_registry: format!("{guest_host}:{}", registry.port),
-            registry,
-            work,
-            app,
-        }
-    }
-}
-
-impl Drop for AppRegistry {
-    fn drop(&mut self) {
-        self.registry.stop();
-        let _ = std::fs::remove_dir_all(&self.work);
-    }
 }
 
 /// WaitProcess for container `id`'s init process: its exit status.

@@ -79,6 +79,28 @@ impl PodNetwork {
         format!("{}.1", self.prefix)
     }
 
+    /// Makes the bridge with the gateway's address before any pod, so that the host's
+    /// services can listen on it first (CNI's bridge plugin takes the bridge as it finds
+    /// it). Removed with the containerd, or by [`PodNetwork::remove`].
+    pub fn bring_up(&self) -> Result<(), CriError> {
+        let gateway = format!("{}/24", self.gateway());
+        for args in [
+            vec!["link", "add", self.bridge.as_str(), "type", "bridge"],
+            vec!["addr", "add", gateway.as_str(), "dev", self.bridge.as_str()],
+            vec!["link", "set", self.bridge.as_str(), "up"],
+        ] {
+            let mut ip = std::process::Command::new("ip");
+            ip.args(args);
+            crate::images::run(ip)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the bridge (quiet when there is none).
+    pub fn remove(&self) {
+        teardown::remove_link(&self.bridge);
+    }
+
     /// The CNI configuration list; host-local keeps its allocations under `ipam_dir`.
     fn conflist(&self, ipam_dir: &Path) -> String {
         serde_json::json!({

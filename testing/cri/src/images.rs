@@ -171,7 +171,7 @@ impl Containerd {
 }
 
 /// Runs `command`, an error with its stderr if it fails.
-fn run(mut command: Command) -> Result<(), CriError> {
+pub(crate) fn run(mut command: Command) -> Result<(), CriError> {
     let line = format!("{command:?}");
     let output = command.output().map_err(|source| CriError::Spawn {
         program: PathBuf::from(command.get_program()),

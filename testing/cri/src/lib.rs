@@ -1,7 +1,8 @@
 //! Test support for a container runtime as the kubelet sees it: a private containerd
 //! ([`Containerd`]) with the CRI plugin, a CRI client over its unix socket ([`Cri`]), and
 //! test images built from this machine's static busybox ([`images`]), and the pod and
-//! container configurations as kubelet fills them ([`kubelet`]).
+//! container configurations as kubelet fills them ([`kubelet`]), and a pod spec run as the
+//! kubelet runs it ([`workload`]).
 //!
 //! Each [`Containerd`] lives in a fresh temporary directory (root, state, sockets, runc
 //! state, log) and is torn down on drop: containerd, its shims and their processes are
@@ -13,6 +14,7 @@ mod containerd;
 pub mod images;
 pub mod kubelet;
 mod teardown;
+pub mod workload;
 
 use std::path::PathBuf;
 
@@ -102,6 +104,10 @@ pub enum CriError {
         /// What it printed on stderr.
         stderr: String,
     },
+    /// A pod did not come up as the kubelet would have it: an init container failed, a
+    /// startup probe did not pass.
+    #[error("{0}")]
+    Pod(String),
     /// A test image could not be built.
     #[error("could not build the test image {name}")]
     Image {

@@ -1,0 +1,408 @@
+//! `quickstart --containerd`: the shop's pods as a Kubernetes node runs them. A private
+//! containerd (Debian's) runs each pod through our shim in its own VM (the measured image
+//! under QEMU's TCG, the simulated SEV-SNP platform with the test TSM provider), on a CNI
+//! bridge network; the kubelet's part — the generated pod specs turned into CRI requests,
+//! init containers before containers, the sidecar's startup probe — is
+//! `contrast_cri_testkit::workload`. Each guest pulls its images by digest from a registry
+//! on the bridge's gateway: the Initializer, the mesh proxy and the app are this build's
+//! binaries.
+//!
+//! There is no cluster DNS: each pod's managed `/etc/hosts` names the Services it dials
+//! (the Coordinator's on the host, at the gateway, and the other pods).
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail, ensure};
+use contrast_cri_testkit::PodNetwork;
+use contrast_cri_testkit::runtime::ExecSyncRequest;
+use contrast_cri_testkit::workload::{
+    PodPlan, RunningSandbox, plan_pod, remove_pod_dir, run_sandbox, start_containers,
+};
+use contrast_qemu_tests::images::{AppRegistry, LayerBuilder, PushedImage};
+use contrast_qemu_tests::node::{SimNode, qemu_processes};
+
+/// The PATH of the images (iptables is in /usr/sbin).
+const PATH: &str = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A pod of the shop as the node runs it.
+struct Pod {
+    workload: String,
+    plan: PodPlan,
+    sandbox: RunningSandbox,
+    containers: std::collections::HashMap<String, String>,
+}
+
+/// The node and its pods.
+pub(crate) struct Cluster {
+    runtime: tokio::runtime::Runtime,
+    network: PodNetwork,
+    /// The guests' registry, until the node takes it.
+    images: Option<AppRegistry>,
+    node: Option<SimNode>,
+    pods: Vec<Pod>,
+}
+
+impl Cluster {
+    /// The pod network and the registry on its gateway; the node starts once the runtime
+    /// handler is known ([`Cluster::start_node`]).
+    pub(crate) fn prepare() -> anyhow::Result<Cluster> {
+        if !is_root() {
+            bail!(
+                "--containerd runs containerd, mounts and network namespaces: run it as root \
+                 (as `cargo xtask quickstart --containerd` in CI does)"
+            );
+        }
+        let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
+        let network = PodNetwork::for_test("quickstart");
+        // Up before the node: generate fetches the images from the gateway's registry, and
+        // the Coordinator serves the pods there.
+        network
+            .bring_up()
+            .context("making the pod network's bridge")?;
+        let images = AppRegistry::start_on("quickstart", &network.gateway());
+        Ok(Cluster {
+            runtime,
+            network,
+            images: Some(images),
+            node: None,
+            pods: Vec::new(),
+        })
+    }
+
+    /// The host's address on the pod network.
+    pub(crate) fn gateway(&self) -> String {
+        self.network.gateway()
+    }
+
+    fn registry(&self) -> &AppRegistry {
+        match (&self.images, &self.node) {
+            (Some(images), _) => images,
+            (None, Some(node)) => &node.images,
+            (None, None) => unreachable!("the registry is the node's or ours"),
+        }
+    }
+
+    /// `<gateway>:<port>`: the registry as the guests (and generate) name it.
+    pub(crate) fn registry_host(&self) -> String {
+        self.registry().guest_registry.clone()
+    }
+
+    /// Pushes the images the guests run: the Initializer (with the simulator's keys: the
+    /// simulated platform's signatures), the mesh proxy, and the shop's three apps. Returns
+    /// the image replacements: the shipped YAML's image → the pushed one, by digest.
+    pub(crate) fn push_images(&self, bin: &Path, version: &str) -> Vec<(String, String)> {
+        let registry = self.registry();
+        let push = |repo: &str, layer: Vec<u8>, env: &[&str], entrypoint: &[&str]| {
+            PushedImage::push(
+                &registry.registry,
+                &self.gateway(),
+                &registry.work,
+                repo,
+                layer,
+                env,
+                entrypoint,
+            )
+            .reference
+        };
+        let mut initializer = LayerBuilder::new()
+            .program(&bin.join("initializer"))
+            .iptables();
+        let simulator = contrast_testkit::shared_simulator_dir();
+        for entry in std::fs::read_dir(&simulator)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = entry.path();
+            if path.extension().is_some_and(|x| x == "p8")
+                && let Ok(key) = std::fs::read(&path)
+            {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                initializer = initializer.file(&format!("sim/{name}"), &key, 0o600);
+            }
+        }
+        let mut replacements = vec![
+            (
+                format!("ghcr.io/contrast-rs/initializer:v{version}"),
+                push(
+                    "contrast/initializer",
+                    initializer.finish(),
+                    &[
+                        PATH,
+                        "CONTRAST_SIMULATED_TEE=snp-tsm",
+                        "CONTRAST_SIMULATOR_DIR=/sim",
+                        "CONTRAST_RETRY_INTERVAL=1",
+                        "NO_COLOR=1",
+                    ],
+                    &["/usr/bin/initializer"],
+                ),
+            ),
+            (
+                format!("ghcr.io/contrast-rs/service-mesh-proxy:v{version}"),
+                push(
+                    "contrast/service-mesh-proxy",
+                    LayerBuilder::new()
+                        .program(&bin.join("service-mesh"))
+                        .iptables()
+                        .busybox()
+                        .finish(),
+                    &[PATH, "NO_COLOR=1"],
+                    &["/usr/bin/service-mesh"],
+                ),
+            ),
+        ];
+        for (name, listen, next) in [
+            ("web", "0.0.0.0:8080", Some("127.137.0.1:8081")),
+            ("api", "0.0.0.0:8081", Some("127.137.0.2:8082")),
+            ("db", "0.0.0.0:8082", None),
+        ] {
+            let mut entrypoint = vec!["/usr/bin/shop-app", name, listen];
+            entrypoint.extend(next);
+            replacements.push((
+                format!("ghcr.io/contrast-rs/examples/{name}:v1"),
+                push(
+                    &format!("examples/{name}"),
+                    LayerBuilder::new().program(&bin.join("shop-app")).finish(),
+                    &[PATH],
+                    &entrypoint,
+                ),
+            ));
+        }
+        replacements
+    }
+
+    /// The Coordinator's image: generate resolves it, the node never runs it (the
+    /// Coordinator runs on the host).
+    pub(crate) fn push_placeholder(&self, repo: &str) -> String {
+        let registry = self.registry();
+        let pushed =
+            registry
+                .registry
+                .push_image(&registry.work, repo, r#"{"Entrypoint":["/bin/true"]}"#);
+        // Named as the guests and generate reach the registry.
+        pushed.replacen("127.0.0.1", &self.gateway(), 1)
+    }
+
+    /// containerd with our shim as `handler`'s runtime.
+    pub(crate) fn start_node(&mut self, handler: &str) -> anyhow::Result<()> {
+        let images = self.images.take().context("the node runs already")?;
+        let network = self.network.clone();
+        let node =
+            self.runtime
+                .block_on(SimNode::start_with("quickstart", handler, network, images));
+        self.node = Some(node);
+        Ok(())
+    }
+
+    fn node(&mut self) -> anyhow::Result<&mut SimNode> {
+        self.node.as_mut().context("the node is not started")
+    }
+
+    /// The pods of `workloads` (names of Deployments and StatefulSets in the YAML under
+    /// `resources`), run as the kubelet runs them: all sandboxes first (their addresses
+    /// go into each pod's `/etc/hosts` with `extra_hosts`), then each pod's containers.
+    /// Returns each pod's address.
+    pub(crate) fn start_pods(
+        &mut self,
+        resources: &Path,
+        workloads: &[&str],
+        extra_hosts: &[(String, Vec<String>)],
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let mut plans = Vec::new();
+        for workload in workloads {
+            let (kind, template) = template_of(resources, workload)?;
+            let kubelet = self.node()?.work.join("kubelet");
+            plans.push((
+                (*workload).to_owned(),
+                plan_pod(&kind, workload, "default", &template, &kubelet)?,
+            ));
+        }
+        let node = self.node.as_mut().context("the node is not started")?;
+        let kubelet = node.work.join("kubelet");
+        // The kubelet pulls each image on the node first.
+        let mut references: Vec<String> = plans
+            .iter()
+            .flat_map(|(_, plan)| plan.init_containers.iter().chain(&plan.containers))
+            .filter_map(|c| c.config.image.as_ref().map(|i| i.image.clone()))
+            .collect();
+        references.sort();
+        references.dedup();
+        let handler = node.handler.clone();
+        let cri = node.cri.clone();
+        let started: Vec<anyhow::Result<(String, PodPlan, RunningSandbox)>> =
+            self.runtime.block_on(async {
+                for reference in &references {
+                    node.pull(reference).await;
+                }
+                let runs = plans.into_iter().map(|(workload, plan)| {
+                    let mut cri = cri.clone();
+                    let (kubelet, handler) = (kubelet.clone(), handler.clone());
+                    async move {
+                        let sandbox = run_sandbox(&mut cri, &plan, &kubelet, &handler)
+                            .await
+                            .with_context(|| format!("the sandbox of {}", plan.name))?;
+                        anyhow::Ok((workload, plan, sandbox))
+                    }
+                });
+                futures_join_all(runs).await
+            });
+        let mut running = Vec::new();
+        for run in started {
+            running.push(run?);
+        }
+        let mut hosts: Vec<(String, Vec<String>)> = extra_hosts.to_vec();
+        for (workload, _, sandbox) in &running {
+            hosts.push((sandbox.ip.clone(), vec![workload.clone()]));
+        }
+        let containers: Vec<anyhow::Result<Pod>> = self.runtime.block_on(async {
+            let runs = running.into_iter().map(|(workload, plan, sandbox)| {
+                let mut cri = cri.clone();
+                let (kubelet, hosts) = (kubelet.clone(), hosts.clone());
+                async move {
+                    let containers = start_containers(&mut cri, &plan, &sandbox, &kubelet, &hosts)
+                        .await
+                        .with_context(|| format!("the containers of {}", plan.name))?;
+                    anyhow::Ok(Pod {
+                        workload,
+                        plan,
+                        sandbox,
+                        containers,
+                    })
+                }
+            });
+            futures_join_all(runs).await
+        });
+        let mut addresses = Vec::new();
+        for pod in containers {
+            let pod = pod.with_context(|| self.containerd_log())?;
+            addresses.push((pod.workload.clone(), pod.sandbox.ip.clone()));
+            self.pods.push(pod);
+        }
+        Ok(addresses)
+    }
+
+    fn containerd_log(&self) -> String {
+        self.node
+            .as_ref()
+            .map(|n| {
+                format!(
+                    "----- containerd's log ends with -----\n{}",
+                    n.containerd.log_tail()
+                )
+            })
+            .unwrap_or_default()
+    }
+
+    /// How many VMs the pods have (QEMU processes by sandbox).
+    pub(crate) fn vm_count(&self) -> usize {
+        self.pods
+            .iter()
+            .map(|p| qemu_processes(&p.sandbox.id).len())
+            .sum()
+    }
+
+    /// ExecSync of `command` in `workload`'s `container`, as `kubectl exec` asks for it:
+    /// the answer's stdout, or the runtime's refusal.
+    pub(crate) fn exec(
+        &mut self,
+        workload: &str,
+        container: &str,
+        command: &[&str],
+    ) -> Result<String, String> {
+        let Some(id) = self
+            .pods
+            .iter()
+            .find(|p| p.workload == workload)
+            .and_then(|p| p.containers.get(container))
+            .cloned()
+        else {
+            return Err(format!("no container {container} in {workload}"));
+        };
+        let Some(node) = self.node.as_mut() else {
+            return Err("the node is not started".to_owned());
+        };
+        let mut cri = node.cri.clone();
+        let request = ExecSyncRequest {
+            container_id: id,
+            cmd: command.iter().map(|a| (*a).to_owned()).collect(),
+            timeout: 60,
+        };
+        match self.runtime.block_on(cri.runtime.exec_sync(request)) {
+            Ok(answer) => Ok(String::from_utf8_lossy(&answer.get_ref().stdout).into_owned()),
+            Err(status) => Err(status.message().to_owned()),
+        }
+    }
+
+    /// Stops and removes every pod as the kubelet does, then checks that nothing is left:
+    /// no QEMU, no shim, no mount, no sandbox state.
+    pub(crate) fn stop_pods(&mut self) -> anyhow::Result<()> {
+        let pods = std::mem::take(&mut self.pods);
+        let Some(node) = self.node.as_mut() else {
+            return Ok(());
+        };
+        let kubelet = node.work.join("kubelet");
+        self.runtime.block_on(async {
+            for pod in &pods {
+                node.stop_and_remove_sandbox(&pod.sandbox.id).await;
+                remove_pod_dir(&kubelet, &pod.plan);
+            }
+        });
+        let leftovers = self
+            .runtime
+            .block_on(node.containerd.settled_leftovers(Duration::from_secs(30)));
+        ensure!(leftovers.is_empty(), "left behind: {leftovers:?}");
+        let vms: usize = pods
+            .iter()
+            .map(|p| qemu_processes(&p.sandbox.id).len())
+            .sum();
+        ensure!(vms == 0, "{vms} QEMU processes are left");
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.stop_pods();
+        // The node's containerd removes the bridge too; without a node, this does.
+        self.node = None;
+        self.network.remove();
+    }
+}
+
+/// All of `futures`, concurrently, in order.
+async fn futures_join_all<T: Send + 'static>(
+    futures: impl IntoIterator<Item = impl std::future::Future<Output = T> + Send + 'static>,
+) -> Vec<T> {
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut results = Vec::new();
+    for handle in handles {
+        match handle.await {
+            Ok(result) => results.push(result),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    results
+}
+
+/// The pod template of workload `name` in the YAML under `resources`: its kind and
+/// template (`metadata`, `spec`).
+fn template_of(resources: &Path, name: &str) -> anyhow::Result<(String, serde_json::Value)> {
+    for json in crate::documents_named(resources, name)? {
+        let kind = json["kind"].as_str().unwrap_or_default().to_owned();
+        if kind == "Pod" {
+            return Ok((kind, json));
+        }
+        if json["spec"]["template"].is_object() {
+            return Ok((kind, json["spec"]["template"].clone()));
+        }
+    }
+    bail!("no workload {name} in {}", resources.display())
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
