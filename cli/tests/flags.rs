@@ -144,3 +144,29 @@ fn version_names_the_images_and_each_platforms_runtime_handler() {
     assert!(ok);
     assert_eq!(short, format!("contrast {version}\n"));
 }
+
+/// examples/coordinator.yml is what `contrast coordinator --platform sim-snp` prints (the
+/// quickstart runs it as a pod): a change to the Coordinator's resources shows here.
+#[test]
+fn the_example_coordinator_is_what_contrast_coordinator_prints() {
+    let dir = contrast_testkit::TempDir::new("flags");
+    let output = Command::new(CONTRAST)
+        .args(["coordinator", "--platform", "sim-snp"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/coordinator.yml");
+    let example = std::fs::read_to_string(&example).unwrap();
+    let resources: String = example
+        .lines()
+        .skip_while(|line| line.starts_with('#'))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert!(
+        resources == String::from_utf8_lossy(&output.stdout),
+        "examples/coordinator.yml is not what `contrast coordinator --platform sim-snp` prints; \
+         write it again with that command (keeping its first comment line)"
+    );
+}

@@ -114,6 +114,11 @@ pub struct Config {
     /// HOST_DATA / MRCONFIGID of the simulated VM (what the runtime would set from the
     /// Coordinator pod's policy).
     pub simulated_host_data: [u8; 32],
+    /// On Sim-SNP in a pod VM under QEMU: the report comes from the guest kernel's TSM
+    /// provider (the test-only fake one, with the VM's HOST_DATA), signed by the
+    /// simulator (`snp-tsm`), instead of being simulated whole; `simulated_host_data` is
+    /// then unused.
+    pub simulated_in_guest: bool,
     /// Peer mesh API addresses.
     pub peers: Vec<String>,
     /// How often to try peer recovery and to check for a newer history.
@@ -206,12 +211,19 @@ fn evidence(config: &Config) -> anyhow::Result<(Arc<dyn Issuer>, Verifiers)> {
     };
     let settings = IssuerSettings {
         simulator_dir: simulator_dir.map(Path::to_owned),
-        simulated_tee: match config.platform.tee() {
-            Tee::Snp => "snp",
-            Tee::Tdx => "tdx",
+        simulated_tee: match (config.platform.tee(), config.simulated_in_guest) {
+            (Tee::Snp, false) => "snp",
+            (Tee::Snp, true) => "snp-tsm",
+            (Tee::Tdx, false) => "tdx",
+            (Tee::Tdx, true) => anyhow::bail!(
+                "platform {}: only Sim-SNP has a simulated TEE in the guest (snp-tsm)",
+                config.platform
+            ),
         }
         .to_owned(),
-        simulated_host_data: Some(hex::encode(config.simulated_host_data)),
+        // In the guest, the kernel's provider has the VM's HOST_DATA.
+        simulated_host_data: (!config.simulated_in_guest)
+            .then(|| hex::encode(config.simulated_host_data)),
         simulated_cert_table: config.simulated_cert_table,
     };
     let evidence: Arc<dyn EvidenceIssuer> = Arc::from(select(&settings)?);

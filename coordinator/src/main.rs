@@ -36,6 +36,11 @@ struct Args {
     /// A peer Coordinator's mesh API address (host:port); repeat for more.
     #[arg(long = "peer", env = "CONTRAST_PEERS", value_delimiter = ',')]
     peers: Vec<String>,
+    /// The simulated TEE on Sim-SNP: `snp` (simulated whole, with --simulated-host-data) or
+    /// `snp-tsm` (in a pod VM under QEMU: the guest kernel's test TSM provider's report,
+    /// signed by the simulator). The guest binaries' variable.
+    #[arg(long, env = "CONTRAST_SIMULATED_TEE", default_value = "snp")]
+    simulated_tee: String,
     /// Milliseconds the simulated TEE takes per evidence (Sim-SNP and Sim-TDX only), to
     /// model slow firmware.
     #[arg(long, env = "CONTRAST_SIMULATED_ISSUE_DELAY_MS", default_value_t = 0)]
@@ -118,6 +123,22 @@ fn main() -> anyhow::Result<()> {
             )?;
         tracing::info!(ipv4 = ?lifted.ipv4, ipv6 = ?lifted.ipv6, "default-deny rules lifted");
     }
+    let simulated_in_guest = match args.simulated_tee.as_str() {
+        "snp" | "tdx" => false,
+        "snp-tsm" if args.platform.is_simulated() => true,
+        "snp-tsm" => anyhow::bail!(
+            "--simulated-tee snp-tsm (CONTRAST_SIMULATED_TEE) is for the simulated platforms;              {} issues real evidence",
+            args.platform
+        ),
+        other => anyhow::bail!(
+            "--simulated-tee {other:?} (CONTRAST_SIMULATED_TEE): use snp, or snp-tsm in a pod              VM under QEMU"
+        ),
+    };
+    if simulated_in_guest && args.simulated_host_data.is_some() {
+        anyhow::bail!(
+            "--simulated-host-data (CONTRAST_SIMULATED_HOST_DATA) is not used with              --simulated-tee snp-tsm: HOST_DATA is the VM's; unset it"
+        );
+    }
     let simulated_host_data = match &args.simulated_host_data {
         None => [0; 32],
         Some(text) => hex::decode(text)
@@ -153,6 +174,7 @@ fn main() -> anyhow::Result<()> {
         platform: args.platform,
         simulator_dir: args.simulator_dir,
         simulated_host_data,
+        simulated_in_guest,
         peers: args.peers,
         recovery_interval: Duration::from_secs(args.recovery_interval.max(1)),
         metrics: std::env::var_os("CONTRAST_METRICS").is_some(),

@@ -1,14 +1,16 @@
-//! `quickstart --containerd`: the shop's pods as a Kubernetes node runs them. A private
-//! containerd (Debian's) runs each pod through our shim in its own VM (the measured image
-//! under QEMU's TCG, the simulated SEV-SNP platform with the test TSM provider), on a CNI
-//! bridge network; the kubelet's part — the generated pod specs turned into CRI requests,
-//! init containers before containers, the sidecar's startup probe — is
-//! `contrast_cri_testkit::workload`. Each guest pulls its images by digest from a registry
-//! on the bridge's gateway: the Initializer, the mesh proxy and the app are this build's
-//! binaries.
+//! `quickstart --containerd`: the Coordinator and the shop's pods as a Kubernetes node runs
+//! them. A private containerd (Debian's) runs each pod through our shim in its own VM (the
+//! measured image under QEMU's TCG, the simulated SEV-SNP platform with the test TSM
+//! provider), on a CNI bridge network; the kubelet's part — the generated pod specs turned
+//! into CRI requests, init containers before containers, startup probes, the pods'
+//! status in the API server — is `contrast_cri_testkit::workload`. Each guest pulls its
+//! images by digest from a registry on the bridge's gateway: the Coordinator, the
+//! Initializer, the mesh proxy and the app are this build's binaries.
 //!
-//! There is no cluster DNS: each pod's managed `/etc/hosts` names the Services it dials
-//! (the Coordinator's on the host, at the gateway, and the other pods).
+//! The node's API server is the fake one (`contrast-fake-kube-api`) on the gateway: the
+//! Coordinator keeps its history there. Its image carries a kubeconfig naming it, where a
+//! cluster would mount the service account's token. There is no cluster DNS: each pod's
+//! managed `/etc/hosts` names the Services it dials.
 
 use std::path::Path;
 use std::time::Duration;
@@ -17,8 +19,10 @@ use anyhow::{Context as _, bail, ensure};
 use contrast_cri_testkit::PodNetwork;
 use contrast_cri_testkit::runtime::ExecSyncRequest;
 use contrast_cri_testkit::workload::{
-    PodPlan, RunningSandbox, plan_pod, remove_pod_dir, run_sandbox, start_containers,
+    PodPlan, RunningSandbox, api_pod, plan_pod, remove_pod_dir, run_sandbox, start_containers,
 };
+use contrast_fake_kube_api::FakeKubeApi;
+use contrast_fake_kube_api::k8s_openapi::api::core::v1::Pod as ApiPod;
 use contrast_qemu_tests::images::{AppRegistry, LayerBuilder, PushedImage};
 use contrast_qemu_tests::node::{SimNode, qemu_processes};
 
@@ -41,7 +45,12 @@ pub(crate) struct Cluster {
     images: Option<AppRegistry>,
     node: Option<SimNode>,
     pods: Vec<Pod>,
+    /// The node's API server, on the gateway.
+    api: FakeKubeApi,
 }
+
+/// The namespace of the quickstart's workloads.
+const NAMESPACE: &str = "default";
 
 impl Cluster {
     /// The pod network and the registry on its gateway; the node starts once the runtime
@@ -61,12 +70,15 @@ impl Cluster {
             .bring_up()
             .context("making the pod network's bridge")?;
         let images = AppRegistry::start_on("quickstart", &network.gateway());
+        let api = FakeKubeApi::start_on(network.gateway().parse()?)
+            .context("starting the node's API server")?;
         Ok(Cluster {
             runtime,
             network,
             images: Some(images),
             node: None,
             pods: Vec::new(),
+            api,
         })
     }
 
@@ -88,10 +100,22 @@ impl Cluster {
         self.registry().guest_registry.clone()
     }
 
-    /// Pushes the images the guests run: the Initializer (with the simulator's keys: the
-    /// simulated platform's signatures), the mesh proxy, and the shop's three apps. Returns
-    /// the image replacements: the shipped YAML's image → the pushed one, by digest.
-    pub(crate) fn push_images(&self, bin: &Path, version: &str) -> Vec<(String, String)> {
+    /// The API server's address.
+    pub(crate) fn api_url(&self) -> String {
+        self.api.url()
+    }
+
+    /// Pushes the images the guests run: the Coordinator and the Initializer (with the
+    /// simulator's keys: the simulated platform's signatures; the Coordinator with the
+    /// simulated vendor's KDS at `kds_url` and a kubeconfig naming the node's API server),
+    /// the mesh proxy, and the shop's three apps. Returns the image replacements: the
+    /// shipped YAML's image → the pushed one, by digest.
+    pub(crate) fn push_images(
+        &self,
+        bin: &Path,
+        version: &str,
+        kds_url: &str,
+    ) -> anyhow::Result<Vec<(String, String)>> {
         let registry = self.registry();
         let push = |repo: &str, layer: Vec<u8>, env: &[&str], entrypoint: &[&str]| {
             PushedImage::push(
@@ -105,24 +129,64 @@ impl Cluster {
             )
             .reference
         };
-        let mut initializer = LayerBuilder::new()
-            .program(&bin.join("initializer"))
-            .iptables();
+        // The simulator's keys: what signs the guests' reports on the simulated platform.
         let simulator = contrast_testkit::shared_simulator_dir();
-        for entry in std::fs::read_dir(&simulator)
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let path = entry.path();
-            if path.extension().is_some_and(|x| x == "p8")
-                && let Ok(key) = std::fs::read(&path)
+        let with_simulator = |mut layer: LayerBuilder| {
+            for entry in std::fs::read_dir(&simulator)
+                .into_iter()
+                .flatten()
+                .flatten()
             {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                initializer = initializer.file(&format!("sim/{name}"), &key, 0o600);
+                let path = entry.path();
+                if path.extension().is_some_and(|x| x == "p8")
+                    && let Ok(key) = std::fs::read(&path)
+                {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    layer = layer.file(&format!("sim/{name}"), &key, 0o600);
+                }
             }
-        }
+            layer
+        };
+        let initializer = with_simulator(
+            LayerBuilder::new()
+                .program(&bin.join("initializer"))
+                .iptables(),
+        );
+        let kubeconfig = self.registry().work.join("kubeconfig");
+        self.api
+            .write_kubeconfig(&kubeconfig, NAMESPACE)
+            .context("writing the node's kubeconfig")?;
+        let coordinator = with_simulator(
+            LayerBuilder::new()
+                .program(&bin.join("coordinator"))
+                .iptables()
+                // The kube client loads the system's roots even for a plain-HTTP server.
+                .system_file(contrast_image::CA_BUNDLE)
+                .file(
+                    "etc/contrast/kubeconfig",
+                    &std::fs::read(&kubeconfig)?,
+                    0o644,
+                ),
+        );
+        let kds = format!("CONTRAST_KDS_URL={kds_url}");
         let mut replacements = vec![
+            (
+                format!("ghcr.io/contrast-rs/coordinator:v{version}"),
+                push(
+                    "contrast/coordinator",
+                    coordinator.finish(),
+                    &[
+                        PATH,
+                        "CONTRAST_SIMULATED_TEE=snp-tsm",
+                        "CONTRAST_SIMULATOR_DIR=/sim",
+                        &kds,
+                        "KUBECONFIG=/etc/contrast/kubeconfig",
+                        "CONTRAST_NAMESPACE=default",
+                        "NO_COLOR=1",
+                    ],
+                    &["/usr/bin/coordinator"],
+                ),
+            ),
             (
                 format!("ghcr.io/contrast-rs/initializer:v{version}"),
                 push(
@@ -169,19 +233,7 @@ impl Cluster {
                 ),
             ));
         }
-        replacements
-    }
-
-    /// The Coordinator's image: generate resolves it, the node never runs it (the
-    /// Coordinator runs on the host).
-    pub(crate) fn push_placeholder(&self, repo: &str) -> String {
-        let registry = self.registry();
-        let pushed =
-            registry
-                .registry
-                .push_image(&registry.work, repo, r#"{"Entrypoint":["/bin/true"]}"#);
-        // Named as the guests and generate reach the registry.
-        pushed.replacen("127.0.0.1", &self.gateway(), 1)
+        Ok(replacements)
     }
 
     /// containerd with our shim as `handler`'s runtime.
@@ -201,8 +253,8 @@ impl Cluster {
 
     /// The pods of `workloads` (names of Deployments and StatefulSets in the YAML under
     /// `resources`), run as the kubelet runs them: all sandboxes first (their addresses
-    /// go into each pod's `/etc/hosts` with `extra_hosts`), then each pod's containers.
-    /// Returns each pod's address.
+    /// go into each pod's `/etc/hosts` with `extra_hosts`, and into the API server with
+    /// the pods), then each pod's containers. Returns each pod's address.
     pub(crate) fn start_pods(
         &mut self,
         resources: &Path,
@@ -215,7 +267,7 @@ impl Cluster {
             let kubelet = self.node()?.work.join("kubelet");
             plans.push((
                 (*workload).to_owned(),
-                plan_pod(&kind, workload, "default", &template, &kubelet)?,
+                plan_pod(&kind, workload, NAMESPACE, &template, &kubelet)?,
             ));
         }
         let node = self.node.as_mut().context("the node is not started")?;
@@ -249,7 +301,12 @@ impl Cluster {
             });
         let mut running = Vec::new();
         for run in started {
-            running.push(run?);
+            let (workload, plan, sandbox) = run?;
+            // The kubelet reports the pod to the API server (Ready once its probes
+            // pass: not modelled, so at once).
+            let pod: ApiPod = serde_json::from_value(api_pod(&plan, &sandbox.ip, true))?;
+            self.api.set_pod(NAMESPACE, pod);
+            running.push((workload, plan, sandbox));
         }
         let mut hosts: Vec<(String, Vec<String>)> = extra_hosts.to_vec();
         for (workload, _, sandbox) in &running {
@@ -275,7 +332,8 @@ impl Cluster {
         });
         let mut addresses = Vec::new();
         for pod in containers {
-            let pod = pod.with_context(|| self.containerd_log())?;
+            // The cause first, then what containerd said.
+            let pod = pod.map_err(|e| anyhow::anyhow!("{e:#}\n{}", self.containerd_log()))?;
             addresses.push((pod.workload.clone(), pod.sandbox.ip.clone()));
             self.pods.push(pod);
         }
@@ -334,6 +392,28 @@ impl Cluster {
         }
     }
 
+    /// Stops and removes `workload`'s pod as the kubelet does (a StatefulSet's pod is then
+    /// made again: [`Cluster::start_pods`]).
+    pub(crate) fn remove_pod(&mut self, workload: &str) -> anyhow::Result<()> {
+        let index = self
+            .pods
+            .iter()
+            .position(|p| p.workload == workload)
+            .with_context(|| format!("no pod of {workload}"))?;
+        let pod = self.pods.remove(index);
+        let node = self.node.as_mut().context("the node is not started")?;
+        let kubelet = node.work.join("kubelet");
+        self.runtime
+            .block_on(node.stop_and_remove_sandbox(&pod.sandbox.id));
+        remove_pod_dir(&kubelet, &pod.plan);
+        self.api.delete_pod(NAMESPACE, &pod.plan.name);
+        ensure!(
+            qemu_processes(&pod.sandbox.id).is_empty(),
+            "the VM of {workload}'s pod is still running"
+        );
+        Ok(())
+    }
+
     /// Stops and removes every pod as the kubelet does, then checks that nothing is left:
     /// no QEMU, no shim, no mount, no sandbox state.
     pub(crate) fn stop_pods(&mut self) -> anyhow::Result<()> {
@@ -346,6 +426,7 @@ impl Cluster {
             for pod in &pods {
                 node.stop_and_remove_sandbox(&pod.sandbox.id).await;
                 remove_pod_dir(&kubelet, &pod.plan);
+                self.api.delete_pod(NAMESPACE, &pod.plan.name);
             }
         });
         let leftovers = self

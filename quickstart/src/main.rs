@@ -517,15 +517,20 @@ fn run(on_containerd: bool) -> anyhow::Result<()> {
     let mut registry = None;
     let registry_host;
     if on_containerd {
-        q.step("Prepare the node: a pod network, and a registry on its gateway with the images the pods run");
+        q.step(
+            "Prepare the node: a pod network with its API server, the simulated vendor's KDS, \
+             and a registry with the images the pods run",
+        );
         let node = containerd::Cluster::prepare()?;
-        // The Coordinator listens where the pods reach the host.
-        q.ip = node.gateway().parse()?;
-        let mut replacements = node.push_images(&q.bin, version);
-        replacements.push((
-            format!("ghcr.io/contrast-rs/coordinator:v{version}"),
-            node.push_placeholder("contrast/coordinator"),
+        let kds = start_kds(&q.simulator, node.gateway().parse()?)?;
+        let replacements = node.push_images(&q.bin, version, kds.url())?;
+        say(&format!(
+            "      on the gateway {}: the API server at {}, the KDS at {}",
+            node.gateway(),
+            node.api_url(),
+            kds.url()
         ));
+        q.kds = Some(kds);
         let text: String = replacements
             .iter()
             .map(|(original, pushed)| format!("{original}={pushed}\n"))
@@ -533,8 +538,9 @@ fn run(on_containerd: bool) -> anyhow::Result<()> {
         std::fs::write(work.join("image-replacements.txt"), text)?;
         registry_host = node.registry_host();
         q.proved(&format!(
-            "registry {registry_host} holds the Initializer, the mesh proxy and the shop's \
-             apps (this build's binaries); the guests pull them from there by digest"
+            "registry {registry_host} holds the Coordinator, the Initializer, the mesh proxy \
+             and the shop's apps (this build's binaries); the guests pull them from there by \
+             digest"
         ));
         cluster = Some(node);
     } else {
@@ -613,23 +619,38 @@ fn run(on_containerd: bool) -> anyhow::Result<()> {
         .to_owned();
     q.proved("every pod now has a Kata agent policy; manifest.json lists their hashes and the Sim-SNP reference values");
 
-    q.step("Start the simulated vendor's KDS (AMD's paths: VCEKs, certificate chains, CRLs)");
-    let simulator = contrast_simulator::Simulator::open(&q.simulator)?;
-    let kds = contrast_simulator::kds::SimulatedKds::new(Arc::new(simulator.amd));
-    let kds = contrast_testkit::serve::Background::serve(kds.router());
-    q.proved(&format!(
-        "the KDS serves at {}: the Coordinator fetches what hosts leave out of their certificate tables",
-        kds.url()
-    ));
-    q.kds = Some(kds);
+    if let Some(cluster) = cluster.as_mut() {
+        let handler = runtime_handler_of(&work.join("resources"), "coordinator")?;
+        cluster.start_node(&handler)?;
+        q.step("Start the Coordinator as a pod: its own VM, its history in the node's API server");
+        say(&format!(
+            "      containerd runs runtime handler {handler} with our shim; pods on {}.0/24",
+            cluster.gateway().trim_end_matches(".1")
+        ));
+        q.ip = start_coordinator_pod(cluster, &work.join("resources"))?;
+        q.proved(&format!(
+            "the Coordinator runs in a VM at {} whose HOST_DATA is its initdata digest, policy \
+             {}; the guest's TSM gives its report",
+            q.ip,
+            &coordinator_hash[..16]
+        ));
+    } else {
+        q.step("Start the simulated vendor's KDS (AMD's paths: VCEKs, certificate chains, CRLs)");
+        let kds = start_kds(&q.simulator, IpAddr::from([127, 0, 0, 1]))?;
+        q.proved(&format!(
+            "the KDS serves at {}: the Coordinator fetches what hosts leave out of their certificate tables",
+            kds.url()
+        ));
+        q.kds = Some(kds);
 
-    q.step("Start the Coordinator (simulated SEV-SNP, filesystem store)");
-    q.start_coordinator(&coordinator_hash)?;
-    q.proved(&format!(
-        "the Coordinator runs on {} with HOST_DATA = its policy hash {}",
-        q.ip,
-        &coordinator_hash[..16]
-    ));
+        q.step("Start the Coordinator (simulated SEV-SNP, filesystem store)");
+        q.start_coordinator(&coordinator_hash)?;
+        q.proved(&format!(
+            "the Coordinator runs on {} with HOST_DATA = its policy hash {}",
+            q.ip,
+            &coordinator_hash[..16]
+        ));
+    }
 
     q.step("contrast set: attest the Coordinator, then hand it the manifest");
     let user_api = q.coordinator_addr(1313);
@@ -641,14 +662,8 @@ fn run(on_containerd: bool) -> anyhow::Result<()> {
         q.step(
             "Start the pods on containerd: a VM per pod, the Initializer, mesh proxy and app in it",
         );
-        let handler = runtime_handler_of(&work.join("resources"), "web")?;
-        cluster.start_node(&handler)?;
-        say(&format!(
-            "      containerd runs runtime handler {handler} with our shim; pods on {}.0/24",
-            cluster.gateway().trim_end_matches(".1")
-        ));
         let coordinator = (
-            cluster.gateway(),
+            q.ip.to_string(),
             vec![
                 "coordinator".to_owned(),
                 contrast_kube_resources::mutate::COORDINATOR_READY_HOST.to_owned(),
@@ -738,14 +753,7 @@ fn run(on_containerd: bool) -> anyhow::Result<()> {
             "the agent in db's VM refused the exec the node asked for: the policy allows no exec \
              in db, and the key never leaves the VM",
         );
-        return finish_on_containerd(
-            &mut q,
-            cluster,
-            &coordinator_hash,
-            &user_api,
-            &web,
-            &mesh_ca,
-        );
+        return finish_on_containerd(&mut q, cluster, &web, &mesh_ca);
     }
     let web_secrets = work.join("pods/web/contrast/tls-config");
     let reply = mesh_request(&api, "api", &mesh_ca, Some(&web_secrets))?;
@@ -850,12 +858,15 @@ fn rotate_mesh_ca(q: &mut Quickstart, user_api: &str) -> anyhow::Result<()> {
 fn finish_on_containerd(
     q: &mut Quickstart,
     cluster: &mut containerd::Cluster,
-    coordinator_hash: &str,
-    user_api: &str,
     web: &str,
     mesh_ca: &Path,
 ) -> anyhow::Result<()> {
-    restart_coordinator(q, coordinator_hash)?;
+    q.step("Restart the Coordinator: its pod is deleted and made again, in recovery mode");
+    cluster.remove_pod("coordinator")?;
+    q.ip = start_coordinator_pod(cluster, &q.work.join("resources"))?;
+    check_recovery_mode(q)?;
+    let user_api = q.coordinator_addr(1313);
+    let user_api = user_api.as_str();
     q.step("contrast recover: the seed share owner brings it back");
     q.contrast(&["recover", "-c", user_api])?;
     let reply = mesh_request(web, "web", mesh_ca, None)?;
@@ -884,14 +895,19 @@ fn restart_coordinator(q: &mut Quickstart, coordinator_hash: &str) -> anyhow::Re
     q.step("Restart the Coordinator: it comes back in recovery mode");
     q.stop("coordinator");
     q.start_coordinator(coordinator_hash)?;
+    check_recovery_mode(q)
+}
+
+/// A restarted Coordinator fails its readiness probe until it is recovered.
+fn check_recovery_mode(q: &Quickstart) -> anyhow::Result<()> {
     let readiness = probe(&q.coordinator_addr(9102), "/probe/readiness");
     ensure!(
         readiness.is_some_and(|status| status != 200),
         "a restarted Coordinator must fail its readiness probe before recovery, got {readiness:?}"
     );
     q.proved(&format!(
-        "the history survived on disk, but without the seed the Coordinator cannot sign: \
-         readiness answers {}",
+        "the history survived in the store, but without the seed the Coordinator cannot \
+         sign: readiness answers {}",
         readiness.unwrap_or_default()
     ));
     Ok(())
@@ -899,6 +915,38 @@ fn restart_coordinator(q: &mut Quickstart, coordinator_hash: &str) -> anyhow::Re
 
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or_default()
+}
+
+/// The simulated vendor's KDS (AMD's paths: VCEKs, certificate chains, CRLs) on `ip`.
+fn start_kds(
+    simulator_dir: &Path,
+    ip: IpAddr,
+) -> anyhow::Result<contrast_testkit::serve::Background> {
+    let simulator = contrast_simulator::Simulator::open(simulator_dir)?;
+    let kds = contrast_simulator::kds::SimulatedKds::new(Arc::new(simulator.amd));
+    Ok(contrast_testkit::serve::Background::serve_on(
+        kds.router(),
+        ip,
+    ))
+}
+
+/// The Coordinator's StatefulSet's pod on the node: its address once its startup probe
+/// passed.
+fn start_coordinator_pod(
+    cluster: &mut containerd::Cluster,
+    resources: &Path,
+) -> anyhow::Result<IpAddr> {
+    let started = Instant::now();
+    let addresses = cluster.start_pods(resources, &["coordinator"], &[])?;
+    let ip = addresses
+        .first()
+        .map(|(_, ip)| ip.clone())
+        .context("no Coordinator pod")?;
+    say(&format!(
+        "      coordinator-0 at {ip}: started after {:.0?}",
+        started.elapsed()
+    ));
+    Ok(ip.parse()?)
 }
 
 /// The runtime handler generate put into workload `name`'s runtimeClassName.

@@ -9,9 +9,13 @@
 //! given as host entries in the pod's managed `/etc/hosts`, the file kubelet writes for
 //! every pod on the pod network (and puts HostAliases into).
 //!
+//! Startup probes run as the kubelet's prober runs them: exec through the CRI, HTTP GET
+//! from the node to the pod's address. Readiness and liveness probes are not run.
+//!
 //! Not modelled, and refused with the field's name when a pod uses it: volumes other than
-//! emptyDir, env from Secrets or ConfigMaps, HTTP and TCP probes. Not added: the service
-//! account token volume, `/dev/termination-log`, and the Service environment variables.
+//! emptyDir, env from Secrets or ConfigMaps, TCP and gRPC startup probes. Not added: the
+//! service account token volume, `/dev/termination-log`, and the Service environment
+//! variables.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -43,15 +47,31 @@ pub struct PodSpecError {
     pub problem: String,
 }
 
-/// An exec probe: its command, and how often and how many times to try it.
+/// A startup probe: what it checks, and how often and how many times to try it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecProbe {
-    /// The command.
-    pub command: Vec<String>,
+pub struct Probe {
+    /// What it checks.
+    pub action: ProbeAction,
+    /// Before the first try.
+    pub initial_delay: Duration,
     /// Between tries.
     pub period: Duration,
     /// Tries before the container counts as failed.
     pub failure_threshold: u32,
+}
+
+/// What a probe checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeAction {
+    /// A command in the container (ExecSync) that exits 0.
+    Exec(Vec<String>),
+    /// An HTTP GET from the node to the pod's `port` at `path` that answers 2xx or 3xx.
+    HttpGet {
+        /// The path.
+        path: String,
+        /// The port.
+        port: u16,
+    },
 }
 
 /// A container of the pod, as the kubelet creates it.
@@ -61,8 +81,8 @@ pub struct PlannedContainer {
     pub config: ContainerConfig,
     /// An init container that keeps running (`restartPolicy: Always`).
     pub sidecar: bool,
-    /// Its startup probe, if an exec one.
-    pub startup_probe: Option<ExecProbe>,
+    /// Its startup probe.
+    pub startup_probe: Option<Probe>,
 }
 
 impl PlannedContainer {
@@ -92,6 +112,11 @@ pub struct PodPlan {
     pub containers: Vec<PlannedContainer>,
     /// On the host's network (no managed `/etc/hosts`).
     pub host_network: bool,
+    /// The controller that owns the pod: its kind and name (a Deployment's pods belong to
+    /// its ReplicaSet).
+    pub controller: Option<(String, String)>,
+    /// The pod's labels (the template's).
+    pub labels: HashMap<String, String>,
 }
 
 /// The pod `name` (a controller's, or a bare Pod's) of a workload of `kind` with the pod
@@ -104,11 +129,18 @@ pub fn plan_pod(
     template: &Value,
     kubelet_root: &Path,
 ) -> Result<PodPlan, PodSpecError> {
-    let name = match kind {
-        "StatefulSet" => format!("{workload}-0"),
-        "Pod" => workload.to_owned(),
-        // A ReplicaSet's pod: the pod-template hash, then five characters.
-        _ => format!("{workload}-7c9d8b6f5d-x2k4p"),
+    // A ReplicaSet's pods: its name (the Deployment's and the pod-template hash), then
+    // five characters.
+    let (name, controller) = match kind {
+        "StatefulSet" => (
+            format!("{workload}-0"),
+            Some(("StatefulSet".to_owned(), workload.to_owned())),
+        ),
+        "Pod" => (workload.to_owned(), None),
+        _ => (
+            format!("{workload}-7c9d8b6f5d-x2k4p"),
+            Some(("ReplicaSet".to_owned(), format!("{workload}-7c9d8b6f5d"))),
+        ),
     };
     let uid = pod_uid(namespace, &name);
     let error = |field: &str, problem: &str| PodSpecError {
@@ -139,7 +171,14 @@ pub fn plan_pod(
         }
     }
     annotations.insert("kubernetes.io/config.source".to_owned(), "api".to_owned());
-    let mut labels = HashMap::from([
+    let mut pod_labels = HashMap::new();
+    if let Some(map) = template["metadata"]["labels"].as_object() {
+        for (key, value) in map {
+            pod_labels.insert(key.clone(), value.as_str().unwrap_or_default().to_owned());
+        }
+    }
+    let mut labels = pod_labels.clone();
+    labels.extend([
         ("io.kubernetes.pod.name".to_owned(), name.clone()),
         (
             "io.kubernetes.pod.namespace".to_owned(),
@@ -147,11 +186,6 @@ pub fn plan_pod(
         ),
         ("io.kubernetes.pod.uid".to_owned(), uid.clone()),
     ]);
-    if let Some(map) = template["metadata"]["labels"].as_object() {
-        for (key, value) in map {
-            labels.insert(key.clone(), value.as_str().unwrap_or_default().to_owned());
-        }
-    }
     let namespaces = if host_network {
         host_network_namespaces()
     } else {
@@ -196,6 +230,8 @@ pub fn plan_pod(
         init_containers: Vec::new(),
         containers: Vec::new(),
         host_network,
+        controller,
+        labels: pod_labels,
     };
     for list in ["initContainers", "containers"] {
         for (index, container) in array(&spec[list]).iter().enumerate() {
@@ -210,6 +246,44 @@ pub fn plan_pod(
         }
     }
     Ok(plan)
+}
+
+/// The pod as the API server holds it once the kubelet reported it: metadata with the
+/// controller's owner reference, and the status with its address and readiness.
+pub fn api_pod(plan: &PodPlan, ip: &str, ready: bool) -> Value {
+    let namespace = plan
+        .sandbox
+        .metadata
+        .as_ref()
+        .map_or("default", |m| m.namespace.as_str());
+    let owners: Vec<Value> = plan
+        .controller
+        .iter()
+        .map(|(kind, name)| {
+            serde_json::json!({
+                "apiVersion": "apps/v1",
+                "kind": kind,
+                "name": name,
+                "uid": pod_uid(namespace, &format!("{kind}/{name}")),
+                "controller": true,
+                "blockOwnerDeletion": true,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "metadata": {
+            "name": plan.name,
+            "namespace": namespace,
+            "uid": plan.uid,
+            "labels": plan.labels,
+            "ownerReferences": owners,
+        },
+        "status": {
+            "phase": "Running",
+            "podIP": ip,
+            "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+        },
+    })
 }
 
 /// A pod's UID: stable for a pod name, shaped like the API server's.
@@ -294,22 +368,10 @@ fn plan_container(
     }
     let startup_probe = match container.get("startupProbe") {
         None => None,
-        Some(probe) => {
-            let Some(command) = probe["exec"].get("command") else {
-                return Err((
-                    format!("{field}.startupProbe"),
-                    "only exec probes are modelled".to_owned(),
-                ));
-            };
-            Some(ExecProbe {
-                command: strings(command),
-                period: Duration::from_secs(probe["periodSeconds"].as_u64().unwrap_or(10)),
-                failure_threshold: probe["failureThreshold"]
-                    .as_u64()
-                    .and_then(|n| u32::try_from(n).ok())
-                    .unwrap_or(3),
-            })
-        }
+        Some(probe) => Some(
+            startup_probe(container, probe)
+                .map_err(|problem| (format!("{field}.startupProbe"), problem.to_owned()))?,
+        ),
     };
     let config = ContainerConfig {
         metadata: Some(ContainerMetadata {
@@ -368,6 +430,40 @@ fn plan_container(
         config,
         sidecar: container["restartPolicy"] == "Always",
         startup_probe,
+    })
+}
+
+/// A container's startup probe, with the kubelet's defaults (period 10 s, threshold 3).
+fn startup_probe(container: &Value, probe: &Value) -> Result<Probe, &'static str> {
+    let action = if let Some(command) = probe["exec"].get("command") {
+        ProbeAction::Exec(strings(command))
+    } else if let Some(get) = probe.get("httpGet") {
+        let port = match &get["port"] {
+            Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+            // A named port: the container's port of that name.
+            Value::String(name) => array(&container["ports"])
+                .iter()
+                .find(|p| p["name"] == name.as_str())
+                .and_then(|p| p["containerPort"].as_u64())
+                .and_then(|n| u16::try_from(n).ok()),
+            _ => None,
+        }
+        .ok_or("httpGet.port is neither a port number nor the name of a container port")?;
+        ProbeAction::HttpGet {
+            path: get["path"].as_str().unwrap_or("/").to_owned(),
+            port,
+        }
+    } else {
+        return Err("only exec and httpGet probes are modelled");
+    };
+    Ok(Probe {
+        action,
+        initial_delay: Duration::from_secs(probe["initialDelaySeconds"].as_u64().unwrap_or(0)),
+        period: Duration::from_secs(probe["periodSeconds"].as_u64().unwrap_or(10)),
+        failure_threshold: probe["failureThreshold"]
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(3),
     })
 }
 
@@ -547,12 +643,28 @@ pub async fn start_containers(
             })
             .await
             .map_err(|status| call("StartContainer", status))?;
-        if let Some(probe) = &container.startup_probe {
-            wait_for_probe(cri, &created, probe, container.name()).await?;
+        let started = match &container.startup_probe {
+            Some(probe) => {
+                wait_for_probe(cri, &created, &sandbox.ip, probe, container.name()).await
+            }
+            None => Ok(()),
+        };
+        let done = match started {
+            Ok(()) if init && !container.sidecar => {
+                wait_for_success(cri, &created, container.name()).await
+            }
+            started => started,
+        };
+        // What went wrong is in the container's log.
+        if let Err(CriError::Pod(why)) = done {
+            let log = Path::new(&plan.sandbox.log_directory).join(&container.config.log_path);
+            return Err(CriError::Pod(format!(
+                "{why}; its log ({}) ends with:\n{}",
+                log.display(),
+                log_tail(&log)
+            )));
         }
-        if init && !container.sidecar {
-            wait_for_success(cri, &created, container.name()).await?;
-        }
+        done?;
         ids.insert(container.name().to_owned(), created);
     }
     Ok(ids)
@@ -589,33 +701,73 @@ async fn wait_for_success(cri: &mut Cri, id: &str, name: &str) -> Result<(), Cri
     }
 }
 
-/// Runs `probe` in the container until it exits 0, as kubelet's prober does.
+/// Tries `probe` on container `id` of the pod at `pod_ip` until it passes, as kubelet's
+/// prober does.
 async fn wait_for_probe(
     cri: &mut Cri,
     id: &str,
-    probe: &ExecProbe,
+    pod_ip: &str,
+    probe: &Probe,
     name: &str,
 ) -> Result<(), CriError> {
+    tokio::time::sleep(probe.initial_delay).await;
     let mut last = String::new();
     for _ in 0..probe.failure_threshold.max(1) {
-        match cri
-            .runtime
-            .exec_sync(ExecSyncRequest {
-                container_id: id.to_owned(),
-                cmd: probe.command.clone(),
-                timeout: 60,
-            })
-            .await
-        {
-            Ok(answer) if answer.get_ref().exit_code == 0 => return Ok(()),
-            Ok(answer) => last = format!("exit code {}", answer.get_ref().exit_code),
-            Err(status) => last = status.message().to_owned(),
+        match &probe.action {
+            ProbeAction::Exec(command) => match cri
+                .runtime
+                .exec_sync(ExecSyncRequest {
+                    container_id: id.to_owned(),
+                    cmd: command.clone(),
+                    timeout: 60,
+                })
+                .await
+            {
+                Ok(answer) if answer.get_ref().exit_code == 0 => return Ok(()),
+                Ok(answer) => last = format!("exit code {}", answer.get_ref().exit_code),
+                Err(status) => last = status.message().to_owned(),
+            },
+            ProbeAction::HttpGet { path, port } => match http_status(pod_ip, *port, path).await {
+                Ok(status) if (200..400).contains(&status) => return Ok(()),
+                Ok(status) => last = format!("HTTP {status}"),
+                Err(e) => last = e.to_string(),
+            },
         }
         tokio::time::sleep(probe.period).await;
     }
     Err(failed(format!(
         "the startup probe of {name} did not pass ({last})"
     )))
+}
+
+/// The status of an HTTP/1.1 GET of `path` at `ip:port` (kubelet's HTTP prober: one
+/// second to answer).
+async fn http_status(ip: &str, port: u16, path: &str) -> std::io::Result<u16> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let get = async {
+        let mut stream = tokio::net::TcpStream::connect((ip, port)).await?;
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {ip}:{port}\r\nUser-Agent: kube-probe/1.31\r\n\
+             Connection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut head = [0; 12];
+        stream.read_exact(&mut head).await?;
+        std::str::from_utf8(&head[9..12])
+            .ok()
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| std::io::Error::other("no HTTP status line"))
+    };
+    tokio::time::timeout(Duration::from_secs(1), get)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 1 s"))?
+}
+
+/// The last lines of a CRI log file.
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CriError {
@@ -670,6 +822,8 @@ mod tests {
                     "name": "web", "image": "w", "args": ["--port", "8080"],
                     "env": [{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
                     "resources": {"limits": {"memory": "50Mi"}},
+                    "ports": [{"name": "probes", "containerPort": 9102}],
+                    "startupProbe": {"httpGet": {"path": "/probe/startup", "port": "probes"}},
                 }],
                 "volumes": [{"name": "secrets", "emptyDir": {"medium": "Memory"}}],
             },
@@ -684,6 +838,13 @@ mod tests {
         assert_eq!(
             sidecar.startup_probe.as_ref().unwrap().failure_threshold,
             60
+        );
+        assert_eq!(
+            plan.containers[0].startup_probe.as_ref().unwrap().action,
+            ProbeAction::HttpGet {
+                path: "/probe/startup".to_owned(),
+                port: 9102
+            }
         );
         let security = sidecar
             .config
@@ -733,7 +894,7 @@ mod tests {
         let e = plan_pod("Pod", "p", "default", &template, Path::new("/k")).unwrap_err();
         assert_eq!(e.field, "spec.volumes[0]");
         let template = serde_json::json!({"spec": {"containers": [{
-            "name": "c", "image": "i", "startupProbe": {"httpGet": {"port": 80}},
+            "name": "c", "image": "i", "startupProbe": {"tcpSocket": {"port": 80}},
         }]}});
         let e = plan_pod("Pod", "p", "default", &template, Path::new("/k")).unwrap_err();
         assert_eq!(e.field, "spec.containers[0].startupProbe");

@@ -34,6 +34,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+/// The API types [`FakeKubeApi`] takes and gives.
+pub use k8s_openapi;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use tokio::sync::oneshot;
 
@@ -50,7 +52,13 @@ pub struct FakeKubeApi {
 impl FakeKubeApi {
     /// Starts the server on `127.0.0.1` with a free port, on a thread of its own.
     pub fn start() -> io::Result<Self> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// Starts the server on `ip` with a free port (the node's address on a pod network,
+    /// for API clients in pod VMs), on a thread of its own.
+    pub fn start_on(ip: std::net::IpAddr) -> io::Result<Self> {
+        let listener = std::net::TcpListener::bind((ip, 0))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new());
@@ -95,7 +103,7 @@ impl FakeKubeApi {
         self.addr
     }
 
-    /// The server's base URL, `http://127.0.0.1:<port>`.
+    /// The server's base URL, `http://<address>:<port>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

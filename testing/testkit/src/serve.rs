@@ -1,7 +1,7 @@
 //! A test server on its own thread and runtime, so synchronous and asynchronous tests can
 //! use it; stopping drops it and every connection (a hanging answer does not hold a test).
 
-/// An axum app served on a free loopback port until stopped or dropped.
+/// An axum app served on a free port until stopped or dropped.
 #[derive(Debug)]
 pub struct Background {
     url: String,
@@ -10,9 +10,14 @@ pub struct Background {
 }
 
 impl Background {
-    /// Serves `app`.
+    /// Serves `app` on the loopback.
     pub fn serve(app: axum::Router) -> Background {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding loopback");
+        Self::serve_on(app, std::net::Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// Serves `app` on `ip` (the node's address on a pod network, for pod VMs).
+    pub fn serve_on(app: axum::Router, ip: std::net::IpAddr) -> Background {
+        let listener = std::net::TcpListener::bind((ip, 0)).expect("binding a free port");
         listener
             .set_nonblocking(true)
             .expect("a non-blocking listener");
@@ -39,7 +44,7 @@ impl Background {
         }
     }
 
-    /// Its base URL (`http://127.0.0.1:<port>`).
+    /// Its base URL (`http://<address>:<port>`).
     pub fn url(&self) -> &str {
         &self.url
     }
