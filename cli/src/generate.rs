@@ -131,6 +131,12 @@ pub(crate) struct GenerateArgs {
     /// otherwise not noticed).
     #[arg(long)]
     pub refresh_tags: bool,
+    /// Give each confidential pod the memory its VM needs as its pod-level limit
+    /// (`spec.resources`): its images as the guest pulls them (each layer compressed and
+    /// unpacked, once per image) plus its containers' limits, replacing a pod-level memory
+    /// limit it had. Pulls the layers whose sizes the image cache lacks.
+    #[arg(long)]
+    pub calculate_pod_memory: bool,
     /// The Kubernetes YAML files or directories.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
@@ -148,7 +154,7 @@ struct WorkloadSummary {
     name: String,
     namespace: String,
     policy_hash: String,
-    features: Vec<&'static str>,
+    features: Vec<String>,
 }
 
 pub(crate) async fn run(args: &GenerateArgs) -> anyhow::Result<()> {
@@ -207,7 +213,7 @@ pub(crate) async fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     images.sort();
     images.dedup();
 
-    let resolved = resolve_images(args, &images).await?;
+    let (resolved, image_sizes) = resolve_images(args, &images).await?;
 
     // The manifest first: its reference values go into every workload's initdata.
     let manifest_path = args
@@ -220,6 +226,7 @@ pub(crate) async fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let mut pass = PolicyPass {
         platform,
         resolved: &resolved,
+        image_sizes: args.calculate_pod_memory.then_some(&image_sizes),
         config_maps: &config_maps,
         secrets: &secrets,
         data: BTreeMap::new(),
@@ -322,6 +329,8 @@ struct PolicyPass<'a> {
     /// The platform: its Kata runtime shapes the requests the policies admit.
     platform: Platform,
     resolved: &'a BTreeMap<String, ResolvedImage>,
+    /// With `--calculate-pod-memory`: each image's compressed plus uncompressed size.
+    image_sizes: Option<&'a BTreeMap<String, u64>>,
     config_maps: &'a [serde_json::Value],
     secrets: &'a [serde_json::Value],
     /// Further `[data]` entries of the workloads' initdata (the Coordinator's has none).
@@ -377,11 +386,21 @@ impl PolicyPass<'_> {
             .unwrap_or_else(|| workload.default_workload_secret_id());
         let claim_templates = claim_template_names(workload.object);
         let spec = workload.pod_spec()?;
+        let pod_memory = match self.image_sizes {
+            Some(sizes) => Some(
+                set_pod_memory(spec, sizes)
+                    .with_context(|| format!("{resource}: --calculate-pod-memory"))?,
+            ),
+            None => None,
+        };
         // The policy admits an image only by digest, so the pod must name it by digest
         // too: pinning is not optional for confidential workloads.
         pin_images(spec, self.resolved);
         let image_configs = image_configs(spec, self.resolved);
-        let features = features(spec);
+        let mut features: Vec<String> = features(spec).into_iter().map(str::to_owned).collect();
+        if let Some(bytes) = pod_memory {
+            features.push(format!("pod memory {} MiB", bytes.div_ceil(1 << 20)));
+        }
         let spec_json = pod_spec_as_created(spec, &claim_templates);
         let labels = template_labels(workload)?;
         let input = PodInput {
@@ -478,10 +497,12 @@ fn container_images(spec: &Map) -> Vec<String> {
         .collect()
 }
 
+/// Resolves `images`; with `--calculate-pod-memory`, also each one's compressed plus
+/// uncompressed layer sizes.
 async fn resolve_images(
     args: &GenerateArgs,
     images: &[String],
-) -> anyhow::Result<BTreeMap<String, ResolvedImage>> {
+) -> anyhow::Result<(BTreeMap<String, ResolvedImage>, BTreeMap<String, u64>)> {
     let resolver = Resolver::new(ResolverOptions {
         cache_path: Some(args.workspace.resolve(args.cache.as_deref(), LAYERS_CACHE)),
         insecure_registries: args.insecure_registries.clone(),
@@ -505,7 +526,6 @@ async fn resolve_images(
     if show_progress && !images.is_empty() {
         eprintln_line("");
     }
-    resolver.save_cache()?;
     let mut resolved = BTreeMap::new();
     let mut errors = Vec::new();
     for (image, result) in results {
@@ -517,13 +537,45 @@ async fn resolve_images(
         }
     }
     if !errors.is_empty() {
+        resolver.save_cache()?;
         bail!(
             "cannot resolve {} image(s):\n{}",
             errors.len(),
             errors.join("\n")
         );
     }
-    Ok(resolved)
+    let mut sizes = BTreeMap::new();
+    if args.calculate_pod_memory {
+        for (image, found) in &resolved {
+            let layers = resolver
+                .layer_sizes(&found.pinned, found)
+                .await
+                .with_context(|| format!("--calculate-pod-memory: the layer sizes of {image}"))?;
+            let total = layers
+                .iter()
+                .map(|l| l.compressed.saturating_add(l.uncompressed))
+                .fold(0u64, u64::saturating_add);
+            sizes.insert(image.clone(), total);
+        }
+    }
+    resolver.save_cache()?;
+    Ok((resolved, sizes))
+}
+
+/// Sets the pod-level memory limit and request of `spec` to what its VM needs (see
+/// `contrast_kube_resources::memory`), in bytes; returns the bytes.
+fn set_pod_memory(spec: &mut Map, image_sizes: &BTreeMap<String, u64>) -> anyhow::Result<u64> {
+    let bytes =
+        contrast_kube_resources::memory::pod_memory(spec, |image| image_sizes.get(image).copied())?;
+    // In bytes, as Contrast writes it: the pod's VM is sized to the byte.
+    let quantity = bytes.to_string();
+    for name in ["limits", "requests"] {
+        spec.map_entry("resources")
+            .and_then(|resources| resources.map_entry(name))
+            .with_context(|| format!("spec.resources.{name} is not a mapping"))?
+            .insert("memory", Node::str(quantity.clone()));
+    }
+    Ok(bytes)
 }
 
 #[allow(clippy::print_stderr)] // the progress bar of an interactive run

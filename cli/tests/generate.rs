@@ -204,6 +204,21 @@ fn read_tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
+/// Kubernetes' own schemas (kubernetes-validate, 1.33, strict) accept `files`.
+fn kubernetes_validate<'a>(files: impl IntoIterator<Item = &'a PathBuf>) {
+    let validate = Command::new(contrast_testkit::python_tool("kubernetes-validate"))
+        .args(["--strict", "--quiet", "-k", "1.33.0"])
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(
+        validate.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&validate.stdout),
+        String::from_utf8_lossy(&validate.stderr)
+    );
+}
+
 /// Every initdata annotation in the YAML files: (decoded TOML, sha256 hex).
 fn annotated_policies(dir: &Path) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -309,17 +324,7 @@ async fn generate_then_set_at_a_simulated_coordinator() {
     assert_eq!(read_tree(&resources), before);
 
     // Kubernetes' own schemas accept what we wrote.
-    let validate = Command::new(contrast_testkit::python_tool("kubernetes-validate"))
-        .args(["--strict", "--quiet", "-k", "1.33.0"])
-        .args(before.keys())
-        .output()
-        .unwrap();
-    assert!(
-        validate.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&validate.stdout),
-        String::from_utf8_lossy(&validate.stderr)
-    );
+    kubernetes_validate(before.keys());
 
     // The generated deployment is accepted by a Coordinator whose HOST_DATA is the
     // Coordinator policy hash from the generated YAML.
@@ -524,4 +529,83 @@ fn output_file_manifest_update_and_collisions() {
     let before = read_tree(&resources);
     refused(&generate(&setup, &[]), &["policy hash collision"]);
     assert_eq!(read_tree(&resources), before, "a refused run wrote YAML");
+}
+
+/// `--calculate-pod-memory`: each confidential pod's pod-level memory limit is its
+/// distinct images' layers, compressed (as skopeo reads the manifests) and uncompressed
+/// (the stored blobs gunzipped here), plus its containers' limits (the Initializer runs
+/// before the others; the mesh sidecar runs with the app). A second run offline gives the
+/// same bytes (the sizes come from the cache), and Kubernetes' schemas accept the field.
+#[test]
+fn pod_memory_from_the_images_and_the_limits() {
+    use std::io::Read as _;
+    let mut setup = setup();
+    ok(&generate(&setup, &["--calculate-pod-memory"]));
+    let resources = setup.workspace.path().join("resources");
+    let text = std::fs::read_to_string(resources.join("app.yml")).unwrap();
+    let documents = contrast_kube_resources::parse_documents(&text).unwrap();
+    let web = documents
+        .iter()
+        .map(|d| d.to_json())
+        .find(|d| d["metadata"]["name"] == "web")
+        .unwrap();
+    let spec = &web["spec"]["template"]["spec"];
+    let mut images: Vec<String> = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|list| spec[*list].as_array().unwrap().iter())
+        .map(|c| c["image"].as_str().unwrap().to_owned())
+        .collect();
+    images.sort();
+    images.dedup();
+    assert_eq!(
+        images.len(),
+        3,
+        "web, the Initializer, the mesh: {images:?}"
+    );
+    let mut expected = 50u64 << 20; // the mesh sidecar's 50Mi beside the app (no limit)
+    for image in &images {
+        // skopeo takes a digest without the tag.
+        let (name, digest) = image.split_once('@').unwrap();
+        let repository = match name.rsplit_once(':') {
+            Some((repository, tag)) if !tag.contains('/') => repository,
+            _ => name,
+        };
+        let manifest = contrast_testkit::registry::skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{repository}@{digest}"),
+        ]);
+        let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        for layer in manifest["layers"].as_array().unwrap() {
+            let digest = layer["digest"].as_str().unwrap();
+            let blob = std::fs::read(setup.registry.blob_path(digest)).unwrap();
+            assert_eq!(layer["size"].as_u64().unwrap(), blob.len() as u64);
+            let mut unpacked = Vec::new();
+            flate2::read::GzDecoder::new(blob.as_slice())
+                .read_to_end(&mut unpacked)
+                .unwrap();
+            expected += blob.len() as u64 + unpacked.len() as u64;
+        }
+    }
+    assert_eq!(
+        spec["resources"],
+        serde_json::json!({
+            "limits": {"memory": expected.to_string()},
+            "requests": {"memory": expected.to_string()},
+        }),
+        "{text}"
+    );
+
+    let before = read_tree(&resources);
+    setup.registry.stop();
+    ok(&generate(&setup, &["--calculate-pod-memory", "--offline"]));
+    assert_eq!(
+        read_tree(&resources),
+        before,
+        "the offline run changed the YAML"
+    );
+
+    // Kubernetes' schemas have pod-level resources (1.32 and later).
+    kubernetes_validate(before.keys());
 }

@@ -295,7 +295,7 @@ impl RuntimeConfig {
 /// A missing or unreadable value counts as 0.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SandboxSizing {
-    /// Memory to add, in MiB (the sum of the containers' limits).
+    /// Memory to add, in MiB (the sum of the containers' limits, or the pod-level limit).
     pub memory_mib: u32,
     /// CPUs to add (quota / period; from the shares when the quota is unconstrained).
     pub cpus: f64,

@@ -6,8 +6,10 @@
 //! - [`workload`]: the workload kinds, their pod templates and Contrast's annotations.
 //! - [`mutate`]: runtime class, Initializer, service-mesh sidecar and encrypted volume.
 //! - [`bundle`]: the runtime, Coordinator and port-forwarder resources Contrast ships.
+//! - [`memory`]: quantities of bytes, and the memory a pod VM needs for its images.
 
 pub mod bundle;
+pub mod memory;
 pub mod mutate;
 pub mod workload;
 pub mod yaml;

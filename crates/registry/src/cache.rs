@@ -39,6 +39,10 @@ struct CacheFile {
     // Fields in alphabetical order: serde writes them in declaration order.
     #[serde(default)]
     images: BTreeMap<String, ImageEntry>,
+    /// Layer digest → its uncompressed size (pod memory sizing). Not checked again: a
+    /// wrong size only sizes the user's own pod VM wrongly.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    layers: BTreeMap<String, u64>,
     #[serde(default)]
     tags: BTreeMap<String, String>,
     version: u64,
@@ -167,6 +171,19 @@ impl Cache {
                 .file
                 .tags
                 .insert(tag_key.to_owned(), digest.to_owned());
+            state.dirty = true;
+        }
+    }
+
+    /// The uncompressed size of layer `digest`, if measured before.
+    pub(crate) fn layer_size(&self, digest: &str) -> Option<u64> {
+        self.state().file.layers.get(digest).copied()
+    }
+
+    /// Records the uncompressed size of layer `digest`.
+    pub(crate) fn insert_layer_size(&self, digest: &str, size: u64) {
+        let mut state = self.state();
+        if state.file.layers.insert(digest.to_owned(), size) != Some(size) {
             state.dirty = true;
         }
     }

@@ -112,6 +112,20 @@ pub fn apply(root: &Path, media_type: &str, blob: &[u8]) -> Result<LayerStats, L
     }
 }
 
+/// The size of the layer `blob` (of `media_type`) once decompressed: what it takes as a
+/// tar stream in the guest. The blob must already be verified against its digest.
+pub fn uncompressed_size(media_type: &str, blob: &[u8]) -> Result<u64, LayerError> {
+    if compression(media_type)? {
+        std::io::copy(
+            &mut flate2::read::MultiGzDecoder::new(blob),
+            &mut std::io::sink(),
+        )
+        .map_err(LayerError::Tar)
+    } else {
+        Ok(blob.len() as u64)
+    }
+}
+
 /// Applies an uncompressed tar stream to `root`.
 pub fn apply_tar(root: &Path, tar: impl Read) -> Result<LayerStats, LayerError> {
     let mut archive = tar::Archive::new(tar);

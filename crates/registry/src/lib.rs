@@ -145,6 +145,17 @@ pub struct ResolvedImage {
     pub config: ImageConfigInfo,
 }
 
+/// A layer's sizes ([`Resolver::layer_sizes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerSize {
+    /// The layer's digest.
+    pub digest: String,
+    /// Its size as stored in the registry (the manifest's word, checked on pull).
+    pub compressed: u64,
+    /// Its size as a tar stream.
+    pub uncompressed: u64,
+}
+
 /// An image pulled into a root file system ([`Resolver::pull`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PulledImage {
@@ -293,6 +304,67 @@ impl Resolver {
             layers.push(stats);
         }
         Ok(PulledImage { image, layers })
+    }
+
+    /// The sizes of `image`'s layers (resolved from `reference`): as stored (the
+    /// manifest's) and uncompressed. An uncompressed size not in the cache is measured by
+    /// pulling the layer (checked against its digest) and decompressing it, then cached.
+    pub async fn layer_sizes(
+        &self,
+        reference: &str,
+        image: &ResolvedImage,
+    ) -> Result<Vec<LayerSize>, RegistryError> {
+        let parsed = ImageReference::parse(reference)?;
+        let mut ctx = self.context(&parsed);
+        let auth = self.auth(&mut ctx)?;
+        let mut sizes = Vec::with_capacity(image.layers.len());
+        let mut authenticated = false;
+        for layer in &image.layers {
+            let uncompressed = match self.cache.layer_size(&layer.digest) {
+                Some(size) => size,
+                None if self.offline => {
+                    return Err(RegistryError::NotCached {
+                        image: reference.to_owned(),
+                        registry: parsed.registry().to_owned(),
+                        cache: self.cache.path().map(|p| p.display().to_string()),
+                        reason: format!("the size of its layer {} is not", layer.digest),
+                    });
+                }
+                None => {
+                    let by_digest = oci_client::Reference::with_digest(
+                        parsed.registry().to_owned(),
+                        parsed.repository().to_owned(),
+                        layer.digest.clone(),
+                    );
+                    if !authenticated {
+                        // The manifests may have come from the cache: a token for the blobs.
+                        self.client
+                            .auth(&by_digest, &auth, oci_client::RegistryOperation::Pull)
+                            .await
+                            .map_err(|e| ctx.oci(e, "layer"))?;
+                        authenticated = true;
+                    }
+                    let blob = self
+                        .pull_blob(&by_digest, &layer.digest, layer.size, &ctx, "layer")
+                        .await?;
+                    let size = layer::uncompressed_size(&layer.media_type, &blob).map_err(|e| {
+                        RegistryError::Layer {
+                            image: reference.to_owned(),
+                            digest: layer.digest.clone(),
+                            detail: contrast_platforms::error_chain(&e),
+                        }
+                    })?;
+                    self.cache.insert_layer_size(&layer.digest, size);
+                    size
+                }
+            };
+            sizes.push(LayerSize {
+                digest: layer.digest.clone(),
+                compressed: layer.size,
+                uncompressed,
+            });
+        }
+        Ok(sizes)
     }
 
     /// Resolves one reference: from the cache if it has it, else from the registry (and

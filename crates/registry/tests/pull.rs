@@ -380,3 +380,61 @@ async fn https_registries_only_under_the_given_roots() {
     let err = Resolver::new(options(&empty)).err().unwrap();
     assert!(err.to_string().contains("no certificate"), "{err}");
 }
+
+/// Layer sizes for pod memory: the manifest's (compressed) and the tar stream's, measured
+/// by pulling each layer once; then they come from the cache, also offline.
+#[tokio::test]
+async fn layer_sizes_are_measured_once_then_read_from_the_cache() {
+    let mut registry = Registry::start(RegistrySetup::default());
+    let work = tempfile::tempdir().unwrap();
+    let tars = [
+        base(),
+        Tar::new().file("bin/app", &"x".repeat(100_000)).build(),
+    ];
+    let image = LayeredImage::new("{}", &tars);
+    let reference = image.push(&registry, work.path(), "guest/sized", "v1");
+    let cache = work.path().join("layers-cache.json");
+    let docker_config = tempfile::tempdir().unwrap();
+    let host = registry.host();
+    let options = |offline: bool| ResolverOptions {
+        insecure_registries: vec![host.clone()],
+        docker_config_dir: Some(docker_config.path().to_owned()),
+        cache_path: Some(cache.clone()),
+        offline,
+        ..ResolverOptions::default()
+    };
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let online = Resolver::new(options(false)).unwrap();
+    let resolved = online.resolve(&reference).await.unwrap();
+    let sizes = online.layer_sizes(&reference, &resolved).await.unwrap();
+    let expected: Vec<(u64, u64)> = image
+        .layers
+        .iter()
+        .zip(&tars)
+        .map(|(blob, tar)| (blob.len() as u64, tar.len() as u64))
+        .collect();
+    let measured: Vec<(u64, u64)> = sizes
+        .iter()
+        .map(|s| (s.compressed, s.uncompressed))
+        .collect();
+    assert_eq!(measured, expected);
+    online.save_cache().unwrap();
+
+    registry.stop();
+    let offline = Resolver::new(options(true)).unwrap();
+    let resolved = offline.resolve(&reference).await.unwrap();
+    assert_eq!(
+        offline.layer_sizes(&reference, &resolved).await.unwrap(),
+        sizes
+    );
+    // An image whose layer sizes were never measured: offline, that is an error naming it.
+    let other = LayeredImage::new("{}", &[Tar::new().file("a", "a").build()]);
+    let mut unmeasured = resolved.clone();
+    unmeasured.layers[0].digest = contrast_testkit::registry::sha256(&other.layers[0]);
+    let err = offline
+        .layer_sizes(&reference, &unmeasured)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::NotCached { .. }), "{err}");
+    assert!(err.to_string().contains("the size of its layer"), "{err}");
+}

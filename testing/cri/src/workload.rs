@@ -217,6 +217,16 @@ pub fn plan_pod(
                 privileged,
                 ..Default::default()
             }),
+            // Pod-level resources (kubelet ≥ 1.34): the sandbox's, which containerd ≥ 1.7
+            // hands the runtime as its sizing annotations.
+            resources: match memory_limit(&spec["resources"]["limits"]["memory"]) {
+                None => None,
+                Some(limit) => Some(LinuxContainerResources {
+                    memory_limit_in_bytes: limit
+                        .map_err(|problem| error("spec.resources.limits.memory", &problem))?,
+                    ..Default::default()
+                }),
+            },
             ..Default::default()
         }),
         ..Default::default()
@@ -358,13 +368,9 @@ fn plan_container(
     let security = &container["securityContext"];
     let privileged = security["privileged"] == true;
     let mut resources = LinuxContainerResources::default();
-    if let Some(memory) = container["resources"]["limits"]["memory"].as_str() {
-        resources.memory_limit_in_bytes = memory_bytes(memory).ok_or_else(|| {
-            (
-                format!("{field}.resources.limits.memory"),
-                format!("{memory:?} is not a quantity of bytes"),
-            )
-        })?;
+    if let Some(limit) = memory_limit(&container["resources"]["limits"]["memory"]) {
+        resources.memory_limit_in_bytes =
+            limit.map_err(|problem| (format!("{field}.resources.limits.memory"), problem))?;
     }
     let startup_probe = match container.get("startupProbe") {
         None => None,
@@ -478,24 +484,19 @@ fn downward_api(plan: &PodPlan, from: &Value) -> Option<String> {
     }
 }
 
-/// A memory quantity (`50Mi`, `1G`, `1048576`) in bytes.
-pub fn memory_bytes(quantity: &str) -> Option<i64> {
-    let split = quantity
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(quantity.len());
-    let (number, suffix) = quantity.split_at(split);
-    let number: i64 = number.parse().ok()?;
-    let unit: i64 = match suffix {
-        "" => 1,
-        "k" => 1_000,
-        "M" => 1_000_000,
-        "G" => 1_000_000_000,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        _ => return None,
+/// A `resources.limits.memory` in bytes (a quantity, which YAML may have read as a
+/// number); `None` when there is none.
+fn memory_limit(value: &Value) -> Option<Result<i64, String>> {
+    let text = match value {
+        Value::Null => return None,
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
     };
-    number.checked_mul(unit)
+    Some(
+        contrast_kube_resources::memory::quantity_bytes(&text)
+            .and_then(|bytes| i64::try_from(bytes).ok())
+            .ok_or_else(|| format!("{text:?} is not a quantity of bytes")),
+    )
 }
 
 /// kubelet's directory of the pod's emptyDir `volume`.
@@ -799,15 +800,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn memory_quantities() {
-        assert_eq!(memory_bytes("50Mi"), Some(50 << 20));
-        assert_eq!(memory_bytes("1G"), Some(1_000_000_000));
-        assert_eq!(memory_bytes("4096"), Some(4096));
-        assert_eq!(memory_bytes("1.5Gi"), None);
-        assert_eq!(memory_bytes("Mi"), None);
-    }
-
-    #[test]
     fn a_deployment_pod_as_the_kubelet_runs_it() {
         let template = serde_json::json!({
             "metadata": {"labels": {"app": "web"}, "annotations": {"a": "b"}},
@@ -826,6 +818,7 @@ mod tests {
                     "startupProbe": {"httpGet": {"path": "/probe/startup", "port": "probes"}},
                 }],
                 "volumes": [{"name": "secrets", "emptyDir": {"medium": "Memory"}}],
+                "resources": {"limits": {"memory": 314572800}},
             },
         });
         let plan = plan_pod("Deployment", "web", "default", &template, Path::new("/k")).unwrap();
@@ -875,14 +868,10 @@ mod tests {
                 .memory_limit_in_bytes,
             50 << 20
         );
-        assert!(
-            plan.sandbox
-                .linux
-                .unwrap()
-                .security_context
-                .unwrap()
-                .privileged
-        );
+        let linux = plan.sandbox.linux.unwrap();
+        assert!(linux.security_context.unwrap().privileged);
+        // The pod-level limit is the sandbox's.
+        assert_eq!(linux.resources.unwrap().memory_limit_in_bytes, 300 << 20);
     }
 
     #[test]
