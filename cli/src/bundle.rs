@@ -33,7 +33,8 @@ fn platform_and_handler(args: &BundleArgs) -> anyhow::Result<(Platform, RuntimeH
 }
 
 /// The images of the shipped resources in this build: a release's by digest (the node
-/// installer still by tag), a development build's by tag.
+/// installer too, when the release was built with a guest image), a development build's by
+/// tag.
 pub(crate) fn images() -> anyhow::Result<BundleImages> {
     images_of(embedded_release()?.as_ref())
 }
@@ -41,9 +42,12 @@ pub(crate) fn images() -> anyhow::Result<BundleImages> {
 fn images_of(release: Option<&Release>) -> anyhow::Result<BundleImages> {
     let mut images = BundleImages::for_version(env!("CARGO_PKG_VERSION"));
     if let Some(release) = release {
-        use contrast_reference_values::components::{COORDINATOR, PORT_FORWARDER};
+        use contrast_reference_values::components::{COORDINATOR, NODE_INSTALLER, PORT_FORWARDER};
         images.coordinator = released(release, COORDINATOR)?;
         images.port_forwarder = released(release, PORT_FORWARDER)?;
+        if let Some(installer) = release.image(NODE_INSTALLER) {
+            installer.clone_into(&mut images.runtime_installer);
+        }
     }
     Ok(images)
 }

@@ -68,7 +68,7 @@ pub const GUEST_PACKAGES: [&str; 5] = [
 
 /// The packages whose binaries ship: the image's ([`GUEST_PACKAGES`]), and those of the
 /// Coordinator's and the port-forwarder's release images.
-pub const SHIPPED_PACKAGES: [&str; 7] = [
+pub const SHIPPED_PACKAGES: [&str; 9] = [
     "contrast-agent",
     "contrast-initializer",
     "contrast-service-mesh",
@@ -76,6 +76,8 @@ pub const SHIPPED_PACKAGES: [&str; 7] = [
     "contrast-initdata-check",
     "contrast-coordinator",
     "contrast-port-forwarder",
+    "contrast-runtime-installer",
+    "contrast-shim",
 ];
 
 /// `cargo build` of the shipped binaries as they ship: release profile, default features
@@ -202,6 +204,17 @@ pub enum ImageError {
          reference-values wrote)"
     )]
     ReferenceValues {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The node installer's guest image is not a built image directory.
+    #[error(
+        "the guest image {path}: {reason} (give the directory `cargo xtask image` built, \
+         target/image)"
+    )]
+    GuestImage {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.

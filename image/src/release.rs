@@ -1,7 +1,8 @@
 //! A release's container images: the Coordinator, the Initializer, the service-mesh proxy
 //! and the port-forwarder as reproducible OCI images ([`crate::oci`]) of the shipped binaries, written as
 //! an OCI layout and pushed to a registry with our registry client; `release.json` names
-//! each by digest.
+//! each by digest. With a guest image, also the node installer: the runtime installer with
+//! what it installs on a node (the shim and the guest image) and its install configuration.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::ImageError;
 use contrast_platforms::{RuntimeHandler, Tee};
 use contrast_reference_values::components::{
-    COORDINATOR, INITIALIZER, PORT_FORWARDER, SERVICE_MESH_PROXY,
+    COORDINATOR, INITIALIZER, NODE_INSTALLER, PORT_FORWARDER, SERVICE_MESH_PROXY,
 };
 use contrast_reference_values::{Release, ReleasePlatform};
 use contrast_registry::OCI_MANIFEST;
@@ -80,6 +81,108 @@ pub struct ReleaseConfig {
     /// The guest image's `reference-values.json` (runtime handler → reference values), as
     /// `firmware-refs reference-values` wrote it; its platforms go into `release.json`.
     pub reference_values: Option<PathBuf>,
+    /// The guest image (`cargo xtask image`'s output directory) the node installer
+    /// carries; without one, the release has no node installer.
+    pub guest_image: Option<PathBuf>,
+}
+
+/// Where the node installer's image keeps what it installs (`file://` URLs name it).
+pub const NODE_INSTALLER_FILES: &str = "opt/contrast";
+
+/// What the node installer carries: (file in the guest image or the shipped binaries,
+/// name under [`NODE_INSTALLER_FILES`] and on the node under the runtime's directory,
+/// executable). The names are the Kata configuration's (`runtime-installer`'s `kata.rs`).
+const INSTALLED: [(&str, &str, bool); 4] = [
+    (
+        "containerd-shim-contrast-cc-v2",
+        "bin/containerd-shim-contrast-cc-v2",
+        true,
+    ),
+    ("kernel", "share/kata-kernel", false),
+    ("initrd", "share/kata-initrd.zst", false),
+    ("rootfs.img", "share/kata-containers.img", false),
+];
+
+/// The node installer's image: the runtime installer (its entrypoint), and what it
+/// installs on a node — the shim (from `binaries`) and the guest image (from
+/// `guest_image`: kernel, initrd, dm-verity root) — with the install configuration naming
+/// them and the image's measured kernel command line, and the SNP ID blocks when the guest
+/// image has them. QEMU and the firmware are not carried: a node provides them (the
+/// release's platforms say so).
+pub fn node_installer_image(
+    binaries: &Path,
+    guest_image: &Path,
+    scratch: &Path,
+) -> Result<Image, ImageError> {
+    use contrast_platforms::node_installer;
+    let installer = binaries.join("runtime-installer");
+    if !installer.exists() {
+        return Err(ImageError::MissingBinary { path: installer });
+    }
+    let manifest_path = guest_image.join("manifest.json");
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| ImageError::Io {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let manifest: crate::ImageManifest =
+        serde_json::from_slice(&read(&manifest_path)?).map_err(|e| ImageError::GuestImage {
+            path: manifest_path.clone(),
+            reason: format!("not a guest image manifest: {e}"),
+        })?;
+    let mut layer = Layer::new();
+    // At node_installer::PROGRAM.
+    layer.program(&installer, "runtime-installer", scratch)?;
+    let mut files = Vec::new();
+    for (source, name, executable) in INSTALLED {
+        let data = if executable {
+            // A shipped binary: stripped, as the images' programs are.
+            let program = binaries.join(source);
+            if !program.exists() {
+                return Err(ImageError::MissingBinary { path: program });
+            }
+            let stripped = scratch.join(format!("{source}.stripped"));
+            crate::strip(&program, &stripped)?;
+            read(&stripped)?
+        } else {
+            read(&guest_image.join(source))?
+        };
+        layer.file(
+            &format!("{NODE_INSTALLER_FILES}/{name}"),
+            data,
+            if executable { 0o755 } else { 0o644 },
+        );
+        files.push(serde_json::json!({
+            "url": format!("file:///{NODE_INSTALLER_FILES}/{name}"),
+            "path": format!("/opt/edgeless/@@runtimeName@@/{name}"),
+            "executable": executable,
+        }));
+    }
+    let config = serde_json::json!({
+        "files": files,
+        "QemuExtraKernelParams": manifest.cmdline,
+    });
+    let mut config = serde_json::to_vec_pretty(&config).unwrap_or_default();
+    config.push(b'\n');
+    let in_image = |path: &str| path.trim_start_matches('/').to_owned();
+    layer.file(&in_image(node_installer::INSTALL_CONFIG), config, 0o644);
+    let id_blocks = guest_image.join("snp-id-blocks.json");
+    if id_blocks.exists() {
+        layer.file(
+            &in_image(node_installer::SNP_ID_BLOCKS),
+            read(&id_blocks)?,
+            0o644,
+        );
+    }
+    let run = RunConfig {
+        entrypoint: vec![node_installer::PROGRAM.to_owned()],
+        env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()],
+        // It writes the host's files and configuration.
+        user: "0:0".to_owned(),
+        working_dir: "/".to_owned(),
+    };
+    Image::new(&layer.tar()?, &run)
 }
 
 /// The image of `component`, from the programs in `binaries`.
@@ -125,6 +228,12 @@ pub fn release(config: &ReleaseConfig) -> Result<Release, ImageError> {
         images.push((
             component.name,
             component_image(component, &config.binaries, &scratch)?,
+        ));
+    }
+    if let Some(guest_image) = &config.guest_image {
+        images.push((
+            NODE_INSTALLER,
+            node_installer_image(&config.binaries, guest_image, &scratch)?,
         ));
     }
     let _ = std::fs::remove_dir_all(&scratch);

@@ -14,12 +14,14 @@ mod common;
 use common::{cargo, shipped, target_dir};
 
 /// Byte strings only simulator or fake-provider code puts into a binary: the simulator
-/// crate's symbol and source path prefixes, and the fake TSM provider's issuance.
-const MARKERS: [&str; 4] = [
+/// crate's symbol and source path prefixes, the fake TSM provider's issuance, and the
+/// shim's simulated launch (HOST_DATA for the fake provider through fw_cfg).
+const MARKERS: [&str; 5] = [
     "contrast_simulator",
     "crates/simulator/src",
     "issue_from_fake_test_provider",
     "not the test-only fake provider",
+    "opt/contrast-host-data",
 ];
 
 fn markers_in(binary: &Path) -> Vec<&'static str> {
@@ -37,10 +39,12 @@ fn markers_in(binary: &Path) -> Vec<&'static str> {
 #[test]
 fn shipped_binaries_hold_no_simulator_code() {
     let release = shipped();
-    for name in GUEST_BINARIES
-        .into_iter()
-        .chain(["coordinator", "port-forwarder"])
-    {
+    for name in GUEST_BINARIES.into_iter().chain([
+        "coordinator",
+        "port-forwarder",
+        "runtime-installer",
+        "containerd-shim-contrast-cc-v2",
+    ]) {
         let found = markers_in(&release.join(name));
         assert!(
             found.is_empty(),
@@ -72,6 +76,11 @@ fn the_markers_find_the_simulator_in_a_simulated_build() {
             "{name} of the simulated build: markers found {found:?}"
         );
     }
+    let shim = markers_in(&target.join("debug/containerd-shim-contrast-cc-v2"));
+    assert!(
+        shim.contains(&"opt/contrast-host-data"),
+        "the shim of the simulated build: markers found {shim:?}"
+    );
 }
 
 fn scratch(name: &str) -> PathBuf {

@@ -35,7 +35,7 @@ struct Cli {
     #[arg(
         long,
         env = "CONTRAST_INSTALL_CONFIG",
-        default_value = "/config/contrast-node-install.json"
+        default_value = contrast_platforms::node_installer::INSTALL_CONFIG
     )]
     config: PathBuf,
     /// The mounted ConfigMap contrast-node-installer-target-config (files

@@ -6,7 +6,8 @@
 //! One addition of ours, `[simulation]`, exists only for the simulated platforms (no TEE):
 //! the same QEMU under TCG, the guest in test mode (`contrast.test=` on the measured command
 //! line, so it never attests as a production VM) with a payload that brings the test TSM
-//! provider, and vsock through a user-space back end.
+//! provider, and vsock through a user-space back end. Only a build with the `simulated`
+//! feature (the tests' and the quickstart's) launches it; the shipped shim refuses it.
 
 use std::path::{Path, PathBuf};
 
@@ -138,7 +139,19 @@ pub enum Tee {
     /// Intel TDX: MRCONFIGID carries the initdata digest.
     Tdx,
     /// No TEE: the simulator's test TSM provider gets HOST_DATA from the VMM.
+    #[cfg(feature = "simulated")]
     Simulated(Simulation),
+}
+
+impl Tee {
+    /// Whether this is the simulated platform's test-mode launch (never in a shipped shim).
+    pub fn is_simulated(&self) -> bool {
+        #[cfg(feature = "simulated")]
+        if matches!(self, Tee::Simulated(_)) {
+            return true;
+        }
+        false
+    }
 }
 
 /// What a pod VM is launched with.
@@ -247,7 +260,16 @@ impl RuntimeConfig {
             return Err(key("hypervisor.qemu.default_vcpus", "at least 1 is needed"));
         }
         let tee = match (file.simulation, qemu.confidential_guest, qemu.sev_snp_guest) {
+            #[cfg(feature = "simulated")]
             (Some(simulation), _, _) => Tee::Simulated(simulation),
+            #[cfg(not(feature = "simulated"))]
+            (Some(_), _, _) => {
+                return Err(key(
+                    "simulation",
+                    "this shim is built without the simulator (feature `simulated`): it runs \
+                     pods on TEE hardware only; remove the [simulation] section",
+                ));
+            }
             (None, true, true) => Tee::Snp {
                 id_block: match (qemu.snp_id_block, qemu.snp_id_auth) {
                     (Some(block), Some(auth)) => Some((block, auth)),
@@ -280,7 +302,7 @@ impl RuntimeConfig {
             memory_mib: qemu.default_memory,
             machine_type: qemu.machine_type,
             cpu_features: qemu.cpu_features,
-            vhost_net: !qemu.disable_vhost_net && !matches!(tee, Tee::Simulated(_)),
+            vhost_net: !qemu.disable_vhost_net && !tee.is_simulated(),
             tee,
             guest_hook_path: qemu.guest_hook_path,
             dial_timeout_secs,

@@ -143,7 +143,9 @@ impl VmFiles {
 pub fn launch_field_len(tee: &Tee) -> usize {
     match tee {
         Tee::Tdx => TDX_MR_CONFIG_ID_LEN,
-        Tee::Snp { .. } | Tee::Simulated(_) => SNP_HOST_DATA_LEN,
+        Tee::Snp { .. } => SNP_HOST_DATA_LEN,
+        #[cfg(feature = "simulated")]
+        Tee::Simulated(_) => SNP_HOST_DATA_LEN,
     }
 }
 
@@ -182,7 +184,7 @@ pub fn qemu_args(
         "-smp".into(),
         config.vcpus.to_string(),
     ];
-    let simulated = matches!(config.tee, Tee::Simulated(_));
+    let simulated = config.tee.is_simulated();
     let cpu_model = if simulated { "max" } else { "host" };
     args.push("-cpu".into());
     args.push(match &config.cpu_features {
@@ -225,6 +227,7 @@ pub fn qemu_args(
                 format!("tdx-guest,id=cgs0,mrconfigid={}", b64(launch_field)),
             ]);
         }
+        #[cfg(feature = "simulated")]
         Tee::Simulated(_) => {
             // The test TSM provider reads HOST_DATA from here, as SEV-SNP firmware takes it
             // from the VMM at launch.
@@ -248,6 +251,7 @@ pub fn qemu_args(
     let cmdline = match &config.tee {
         // Test mode is on the measured command line: such a VM never attests as a
         // production one.
+        #[cfg(feature = "simulated")]
         Tee::Simulated(simulation) => {
             format!("{} contrast.test={}", config.kernel_params, simulation.test)
         }
@@ -273,6 +277,7 @@ pub fn qemu_args(
         "virtio-blk-pci,drive=initdata,serial=initdata".into(),
     ]);
     match &config.tee {
+        #[cfg(feature = "simulated")]
         Tee::Simulated(simulation) => {
             args.extend([
                 "-drive".into(),
@@ -381,6 +386,7 @@ impl Vm {
             &contrast_initdata::disk::device_image(initdata_toml),
         )?;
         let backend = match &config.tee {
+            #[cfg(feature = "simulated")]
             Tee::Simulated(simulation) => {
                 Some(start_backend(&simulation.vsock_backend, &files).await?)
             }
@@ -513,6 +519,7 @@ impl Vm {
                 });
             }
             let attempt = match &self.config.tee {
+                #[cfg(feature = "simulated")]
                 Tee::Simulated(_) => connect_hybrid(&self.files.vsock_uds)
                     .await
                     .map(ttrpc::r#async::transport::Socket::new),
@@ -609,6 +616,7 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), VmError> {
     })
 }
 
+#[cfg(feature = "simulated")]
 async fn start_backend(program: &Path, files: &VmFiles) -> Result<Child, VmError> {
     let _ = std::fs::remove_file(&files.vsock_uds);
     let _ = std::fs::remove_file(&files.vhost_socket);
@@ -682,6 +690,7 @@ pub mod hybrid_vsock {
 
 /// Connects to the agent's port through the user-space back end's Unix socket
 /// ([`hybrid_vsock`]).
+#[cfg(feature = "simulated")]
 async fn connect_hybrid(uds: &Path) -> std::io::Result<tokio::net::UnixStream> {
     let mut stream = tokio::net::UnixStream::connect(uds).await?;
     stream

@@ -526,6 +526,12 @@ fn release(args: &[&str]) -> Result<()> {
                 .context("cannot resolve the target directory")?,
         )
         .filter(|path| path.exists()),
+        // And its guest image, for the node installer.
+        guest_image: Some(
+            std::path::absolute(target_dir().join("image"))
+                .context("cannot resolve the target directory")?,
+        )
+        .filter(|dir| dir.join("manifest.json").exists()),
     };
     let release = step_with("images", || Ok(contrast_image::release::release(&config)?))?;
     for (component, image) in &release.images {

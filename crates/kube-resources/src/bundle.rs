@@ -26,7 +26,7 @@ impl BundleImages {
     pub fn for_version(version: &str) -> BundleImages {
         BundleImages {
             coordinator: format!("ghcr.io/contrast-rs/coordinator:v{version}"),
-            runtime_installer: format!("ghcr.io/contrast-rs/runtime-installer:v{version}"),
+            runtime_installer: format!("ghcr.io/contrast-rs/node-installer:v{version}"),
             // pause 3.9, pinned by its multi-platform index digest.
             pause: "registry.k8s.io/pause:3.9@sha256:7031c1b283388d2c2e09b57badb803c05ebed362dc88d84b480cc47f72a21097".to_owned(),
             port_forwarder: format!("ghcr.io/contrast-rs/port-forwarder:v{version}"),
@@ -105,24 +105,35 @@ pub fn runtime(platform: Platform, handler: &RuntimeHandler, images: &BundleImag
             )]),
         ),
     ]);
+    let mut installer_env = vec![
+        m([
+            ("name", s("CONTRAST_PLATFORM")),
+            ("value", s(platform.name())),
+        ]),
+        m([
+            ("name", s("CONTRAST_RUNTIME_HANDLER")),
+            ("value", s(&handler)),
+        ]),
+        m([("name", s("CONTRAST_HOST_ROOT")), ("value", s("/host"))]),
+    ];
+    if platform.uses_snp_id_blocks() {
+        // The image carries them; the installer picks the host's product line's.
+        installer_env.push(m([
+            ("name", s("CONTRAST_SNP_ID_BLOCKS")),
+            (
+                "value",
+                s(contrast_platforms::node_installer::SNP_ID_BLOCKS),
+            ),
+        ]));
+    }
     let installer = m([
         ("name", s("installer")),
         ("image", s(&images.runtime_installer)),
-        ("command", seq([s("/bin/runtime-installer")])),
         (
-            "env",
-            seq([
-                m([
-                    ("name", s("CONTRAST_PLATFORM")),
-                    ("value", s(platform.name())),
-                ]),
-                m([
-                    ("name", s("CONTRAST_RUNTIME_HANDLER")),
-                    ("value", s(&handler)),
-                ]),
-                m([("name", s("CONTRAST_HOST_ROOT")), ("value", s("/host"))]),
-            ]),
+            "command",
+            seq([s(contrast_platforms::node_installer::PROGRAM)]),
         ),
+        ("env", Node::Seq(installer_env)),
         (
             "resources",
             m([

@@ -14,6 +14,18 @@ use std::str::FromStr;
 
 pub mod kata;
 
+/// The node installer's image as its DaemonSet runs it: where the image keeps its program,
+/// its install configuration and the SNP ID blocks. The release builds the image with
+/// them, the shipped resources name them, the installer reads them.
+pub mod node_installer {
+    /// The installer program (the image's entrypoint).
+    pub const PROGRAM: &str = "/usr/bin/runtime-installer";
+    /// The install configuration: the files to install, the measured kernel command line.
+    pub const INSTALL_CONFIG: &str = "/config/contrast-node-install.json";
+    /// The SNP ID blocks per product line (QEMU SEV-SNP platforms).
+    pub const SNP_ID_BLOCKS: &str = "/config/snp-id-blocks.json";
+}
+
 /// The trusted execution environment a platform runs workloads in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Tee {

@@ -75,6 +75,8 @@ pub mod components {
     pub const SERVICE_MESH_PROXY: &str = "service-mesh-proxy";
     /// The port-forwarder (for clusters without a load balancer).
     pub const PORT_FORWARDER: &str = "port-forwarder";
+    /// The node installer (the runtime installer with the shim and the guest image).
+    pub const NODE_INSTALLER: &str = "node-installer";
 }
 
 #[cfg(test)]
