@@ -547,10 +547,16 @@ async fn resolve_images(
     let mut sizes = BTreeMap::new();
     if args.calculate_pod_memory {
         for (image, found) in &resolved {
-            let layers = resolver
-                .layer_sizes(&found.pinned, found)
-                .await
-                .with_context(|| format!("--calculate-pod-memory: the layer sizes of {image}"))?;
+            let layers = match resolver.layer_sizes(&found.pinned, found).await {
+                Ok(layers) => layers,
+                Err(e) => {
+                    // What was measured before the failure is kept for the next run.
+                    resolver.save_cache()?;
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "--calculate-pod-memory: the layer sizes of {image}"
+                    )));
+                }
+            };
             let total = layers
                 .iter()
                 .map(|l| l.compressed.saturating_add(l.uncompressed))

@@ -36,7 +36,7 @@ use contrast_attestation::snp::SnpTrustAnchor;
 use contrast_collateral::{Collateral, CollateralSettings};
 use contrast_evidence::DocumentIssuer;
 use contrast_evidence::issuer::{
-    Evidence, EvidenceIssuer, IssueError, IssuerSettings, SimulatedCertTable, select,
+    Evidence, EvidenceIssuer, IssueError, IssuerSettings, SimulatedCertTable, SimulatedTee, select,
 };
 use contrast_evidence::snp_cert_table::{CertKind, CertTableEntry};
 use contrast_history::{FsStore, Store};
@@ -114,11 +114,11 @@ pub struct Config {
     /// HOST_DATA / MRCONFIGID of the simulated VM (what the runtime would set from the
     /// Coordinator pod's policy).
     pub simulated_host_data: [u8; 32],
-    /// On Sim-SNP in a pod VM under QEMU: the report comes from the guest kernel's TSM
-    /// provider (the test-only fake one, with the VM's HOST_DATA), signed by the
-    /// simulator (`snp-tsm`), instead of being simulated whole; `simulated_host_data` is
-    /// then unused.
-    pub simulated_in_guest: bool,
+    /// The simulated TEE, when not the platform's simulated whole: on Sim-SNP in a pod VM
+    /// under QEMU, `SnpTsm` — the report comes from the guest kernel's TSM provider (the
+    /// test-only fake one, with the VM's HOST_DATA), signed by the simulator;
+    /// `simulated_host_data` is then unused.
+    pub simulated_tee: Option<SimulatedTee>,
     /// Peer mesh API addresses.
     pub peers: Vec<String>,
     /// How often to try peer recovery and to check for a newer history.
@@ -209,20 +209,15 @@ fn evidence(config: &Config) -> anyhow::Result<(Arc<dyn Issuer>, Verifiers)> {
     } else {
         None
     };
+    let tee = config.simulated_tee.unwrap_or(match config.platform.tee() {
+        Tee::Snp => SimulatedTee::Snp,
+        Tee::Tdx => SimulatedTee::Tdx,
+    });
     let settings = IssuerSettings {
         simulator_dir: simulator_dir.map(Path::to_owned),
-        simulated_tee: match (config.platform.tee(), config.simulated_in_guest) {
-            (Tee::Snp, false) => "snp",
-            (Tee::Snp, true) => "snp-tsm",
-            (Tee::Tdx, false) => "tdx",
-            (Tee::Tdx, true) => anyhow::bail!(
-                "platform {}: only Sim-SNP has a simulated TEE in the guest (snp-tsm)",
-                config.platform
-            ),
-        }
-        .to_owned(),
+        simulated_tee: tee.name().to_owned(),
         // In the guest, the kernel's provider has the VM's HOST_DATA.
-        simulated_host_data: (!config.simulated_in_guest)
+        simulated_host_data: (tee != SimulatedTee::SnpTsm)
             .then(|| hex::encode(config.simulated_host_data)),
         simulated_cert_table: config.simulated_cert_table,
     };

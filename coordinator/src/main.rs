@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use contrast_coordinator::{Backend, Config, KubernetesBackend, Ports};
+use contrast_evidence::issuer::SimulatedTee;
 use contrast_platforms::Platform;
 
 /// The Contrast Coordinator: attestation service and certificate authority of a
@@ -36,11 +37,12 @@ struct Args {
     /// A peer Coordinator's mesh API address (host:port); repeat for more.
     #[arg(long = "peer", env = "CONTRAST_PEERS", value_delimiter = ',')]
     peers: Vec<String>,
-    /// The simulated TEE on Sim-SNP: `snp` (simulated whole, with --simulated-host-data) or
-    /// `snp-tsm` (in a pod VM under QEMU: the guest kernel's test TSM provider's report,
-    /// signed by the simulator). The guest binaries' variable.
-    #[arg(long, env = "CONTRAST_SIMULATED_TEE", default_value = "snp")]
-    simulated_tee: String,
+    /// The simulated TEE (simulated platforms): the platform's, simulated whole (snp on
+    /// Sim-SNP, tdx on Sim-TDX; the default), or `snp-tsm` in a pod VM under QEMU (the guest
+    /// kernel's test TSM provider's report, signed by the simulator). The guest binaries'
+    /// variable.
+    #[arg(long, env = "CONTRAST_SIMULATED_TEE")]
+    simulated_tee: Option<String>,
     /// Milliseconds the simulated TEE takes per evidence (Sim-SNP and Sim-TDX only), to
     /// model slow firmware.
     #[arg(long, env = "CONTRAST_SIMULATED_ISSUE_DELAY_MS", default_value_t = 0)]
@@ -114,6 +116,32 @@ fn main() -> anyhow::Result<()> {
             args.platform
         );
     }
+    // Checked before anything changes: a refused start leaves the pod VM's rules alone.
+    let simulated_tee = match args.simulated_tee.as_deref() {
+        None => None,
+        Some(name) => {
+            let tee: SimulatedTee = name.parse()?;
+            let fits = match args.platform.tee() {
+                contrast_platforms::Tee::Snp => tee != SimulatedTee::Tdx,
+                contrast_platforms::Tee::Tdx => tee == SimulatedTee::Tdx,
+            };
+            if !args.platform.is_simulated() || !fits {
+                anyhow::bail!(
+                    "--simulated-tee {name} (CONTRAST_SIMULATED_TEE) is not for {}: it names a \
+                     simulated platform's TEE (snp or, in a pod VM under QEMU, snp-tsm on \
+                     Sim-SNP; tdx on Sim-TDX); unset it",
+                    args.platform
+                );
+            }
+            if tee == SimulatedTee::SnpTsm && args.simulated_host_data.is_some() {
+                anyhow::bail!(
+                    "--simulated-host-data (CONTRAST_SIMULATED_HOST_DATA) is not used with \
+                     --simulated-tee snp-tsm: HOST_DATA is the VM's; unset it"
+                );
+            }
+            Some(tee)
+        }
+    };
     if args.lift_default_deny {
         let lifted = contrast_netfilter::Iptables::default()
             .lift_default_deny(contrast_netfilter::KernelIpv6::probe())
@@ -122,22 +150,6 @@ fn main() -> anyhow::Result<()> {
                  Coordinator's container needs iptables and NET_ADMIN",
             )?;
         tracing::info!(ipv4 = ?lifted.ipv4, ipv6 = ?lifted.ipv6, "default-deny rules lifted");
-    }
-    let simulated_in_guest = match args.simulated_tee.as_str() {
-        "snp" | "tdx" => false,
-        "snp-tsm" if args.platform.is_simulated() => true,
-        "snp-tsm" => anyhow::bail!(
-            "--simulated-tee snp-tsm (CONTRAST_SIMULATED_TEE) is for the simulated platforms;              {} issues real evidence",
-            args.platform
-        ),
-        other => anyhow::bail!(
-            "--simulated-tee {other:?} (CONTRAST_SIMULATED_TEE): use snp, or snp-tsm in a pod              VM under QEMU"
-        ),
-    };
-    if simulated_in_guest && args.simulated_host_data.is_some() {
-        anyhow::bail!(
-            "--simulated-host-data (CONTRAST_SIMULATED_HOST_DATA) is not used with              --simulated-tee snp-tsm: HOST_DATA is the VM's; unset it"
-        );
     }
     let simulated_host_data = match &args.simulated_host_data {
         None => [0; 32],
@@ -174,7 +186,7 @@ fn main() -> anyhow::Result<()> {
         platform: args.platform,
         simulator_dir: args.simulator_dir,
         simulated_host_data,
-        simulated_in_guest,
+        simulated_tee,
         peers: args.peers,
         recovery_interval: Duration::from_secs(args.recovery_interval.max(1)),
         metrics: std::env::var_os("CONTRAST_METRICS").is_some(),

@@ -29,9 +29,12 @@ fn refused(args: &[&str]) -> String {
 fn snp_tsm_is_refused_on_a_hardware_platform() {
     let said = refused(&["--platform", "Metal-QEMU-SNP", "--simulated-tee", "snp-tsm"]);
     assert!(
-        said.contains("snp-tsm") && said.contains("simulated platforms"),
+        said.contains("snp-tsm") && said.contains("is not for Metal-QEMU-SNP"),
         "{said}"
     );
+    // Nor another simulated platform's TEE.
+    let said = refused(&["--platform", "Sim-SNP", "--simulated-tee", "tdx"]);
+    assert!(said.contains("is not for Sim-SNP"), "{said}");
 }
 
 #[test]

@@ -72,6 +72,27 @@ impl LayerBuilder {
             .symlink("bin/test", "busybox")
     }
 
+    /// The shared simulator's signing keys under `/sim` (test images only: a simulated
+    /// platform's guest signs its evidence with them; `CONTRAST_SIMULATOR_DIR=/sim`).
+    pub fn simulator_keys(mut self) -> LayerBuilder {
+        let simulator = contrast_testkit::shared_simulator_dir();
+        for entry in std::fs::read_dir(&simulator).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|x| x == "p8") {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                self.layer
+                    .file(&format!("sim/{name}"), std::fs::read(&path).unwrap(), 0o600);
+            }
+        }
+        self
+    }
+
+    /// The system's CA bundle (a kube client loads it even for a plain-HTTP server).
+    pub fn ca_certificates(mut self) -> LayerBuilder {
+        self.layer.ca_certificates().unwrap();
+        self
+    }
+
     /// iptables as the guest image has it (`contrast_image`'s list).
     pub fn iptables(mut self) -> LayerBuilder {
         self.layer.iptables().unwrap();

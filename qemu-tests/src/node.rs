@@ -245,26 +245,27 @@ impl SimNode {
     }
 
     /// StopPodSandbox and RemovePodSandbox.
-    pub async fn stop_and_remove_sandbox(&mut self, sandbox_id: &str) {
+    pub async fn stop_and_remove_sandbox(&mut self, sandbox_id: &str) -> Result<(), tonic::Status> {
         self.cri
             .runtime
             .stop_pod_sandbox(StopPodSandboxRequest {
                 pod_sandbox_id: sandbox_id.to_owned(),
             })
-            .await
-            .unwrap();
+            .await?;
         self.cri
             .runtime
             .remove_pod_sandbox(RemovePodSandboxRequest {
                 pod_sandbox_id: sandbox_id.to_owned(),
             })
-            .await
-            .unwrap();
+            .await?;
+        Ok(())
     }
 }
 
 impl Drop for SimNode {
     fn drop(&mut self) {
+        // The kubelet's memory-backed emptyDirs live here, outside containerd's directory.
+        contrast_cri_testkit::unmount_under(&self.work);
         let _ = std::fs::remove_dir_all(&self.work);
     }
 }

@@ -68,20 +68,10 @@ impl Images {
         let base = AppRegistry::start("pod-attestation");
         let (registry, work) = (&base.registry, &base.work);
         let profile = profile_dir().unwrap();
-        let mut layer = LayerBuilder::new()
+        let layer = LayerBuilder::new()
             .program(&profile.join("initializer"))
-            .iptables();
-        for entry in std::fs::read_dir(contrast_testkit::shared_simulator_dir()).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|x| x == "p8") {
-                let name = path.file_name().unwrap().to_string_lossy().into_owned();
-                layer = layer.file(
-                    &format!("sim/{name}"),
-                    &std::fs::read(&path).unwrap(),
-                    0o600,
-                );
-            }
-        }
+            .iptables()
+            .simulator_keys();
         let mut env = vec![PATH];
         env.extend(INITIALIZER_ENV);
         let initializer = PushedImage::push(

@@ -12,6 +12,7 @@
 //! cluster would mount the service account's token. There is no cluster DNS: each pod's
 //! managed `/etc/hosts` names the Services it dials.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ struct Pod {
     workload: String,
     plan: PodPlan,
     sandbox: RunningSandbox,
-    containers: std::collections::HashMap<String, String>,
+    containers: HashMap<String, String>,
 }
 
 /// The node and its pods.
@@ -64,14 +65,25 @@ impl Cluster {
         }
         let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
         let network = PodNetwork::for_test("quickstart");
+        // On all addresses, the gateway's included once the bridge is up.
+        let images = AppRegistry::start_on("quickstart", &network.gateway());
         // Up before the node: generate fetches the images from the gateway's registry, and
-        // the Coordinator serves the pods there.
+        // the pods reach the node's API server and the KDS there.
         network
             .bring_up()
             .context("making the pod network's bridge")?;
-        let images = AppRegistry::start_on("quickstart", &network.gateway());
-        let api = FakeKubeApi::start_on(network.gateway().parse()?)
-            .context("starting the node's API server")?;
+        let api = match network
+            .gateway()
+            .parse()
+            .map_err(anyhow::Error::from)
+            .and_then(|ip| FakeKubeApi::start_on(ip).map_err(anyhow::Error::from))
+        {
+            Ok(api) => api,
+            Err(e) => {
+                network.remove();
+                return Err(e.context("starting the node's API server"));
+            }
+        };
         Ok(Cluster {
             runtime,
             network,
@@ -129,45 +141,25 @@ impl Cluster {
             )
             .reference
         };
-        // The simulator's keys: what signs the guests' reports on the simulated platform.
-        let simulator = contrast_testkit::shared_simulator_dir();
-        let with_simulator = |mut layer: LayerBuilder| {
-            for entry in std::fs::read_dir(&simulator)
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                let path = entry.path();
-                if path.extension().is_some_and(|x| x == "p8")
-                    && let Ok(key) = std::fs::read(&path)
-                {
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    layer = layer.file(&format!("sim/{name}"), &key, 0o600);
-                }
-            }
-            layer
-        };
-        let initializer = with_simulator(
-            LayerBuilder::new()
-                .program(&bin.join("initializer"))
-                .iptables(),
-        );
+        // The simulator's keys sign the guests' reports on the simulated platform.
+        let initializer = LayerBuilder::new()
+            .program(&bin.join("initializer"))
+            .iptables()
+            .simulator_keys();
         let kubeconfig = self.registry().work.join("kubeconfig");
         self.api
             .write_kubeconfig(&kubeconfig, NAMESPACE)
             .context("writing the node's kubeconfig")?;
-        let coordinator = with_simulator(
-            LayerBuilder::new()
-                .program(&bin.join("coordinator"))
-                .iptables()
-                // The kube client loads the system's roots even for a plain-HTTP server.
-                .system_file(contrast_image::CA_BUNDLE)
-                .file(
-                    "etc/contrast/kubeconfig",
-                    &std::fs::read(&kubeconfig)?,
-                    0o644,
-                ),
-        );
+        let coordinator = LayerBuilder::new()
+            .program(&bin.join("coordinator"))
+            .iptables()
+            .ca_certificates()
+            .simulator_keys()
+            .file(
+                "etc/contrast/kubeconfig",
+                &std::fs::read(&kubeconfig)?,
+                0o644,
+            );
         let kds = format!("CONTRAST_KDS_URL={kds_url}");
         let mut replacements = vec![
             (
@@ -299,43 +291,61 @@ impl Cluster {
                 });
                 futures_join_all(runs).await
             });
+        // Every sandbox that runs is the node's to tear down, also when another failed.
         let mut running = Vec::new();
+        let mut failed = None;
         for run in started {
-            let (workload, plan, sandbox) = run?;
-            // The kubelet reports the pod to the API server (Ready once its probes
-            // pass: not modelled, so at once).
-            let pod: ApiPod = serde_json::from_value(api_pod(&plan, &sandbox.ip, true))?;
-            self.api.set_pod(NAMESPACE, pod);
-            running.push((workload, plan, sandbox));
+            match run {
+                Ok((workload, plan, sandbox)) => {
+                    // The kubelet reports the pod to the API server (Ready once its probes
+                    // pass: not modelled, so at once).
+                    let pod: ApiPod = serde_json::from_value(api_pod(&plan, &sandbox.ip, true))?;
+                    self.api.set_pod(NAMESPACE, pod);
+                    self.pods.push(Pod {
+                        workload: workload.clone(),
+                        plan: plan.clone(),
+                        sandbox: sandbox.clone(),
+                        containers: Default::default(),
+                    });
+                    running.push((workload, plan, sandbox));
+                }
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        if let Some(e) = failed {
+            return Err(anyhow::anyhow!("{e:#}\n{}", self.containerd_log()));
         }
         let mut hosts: Vec<(String, Vec<String>)> = extra_hosts.to_vec();
         for (workload, _, sandbox) in &running {
             hosts.push((sandbox.ip.clone(), vec![workload.clone()]));
         }
-        let containers: Vec<anyhow::Result<Pod>> = self.runtime.block_on(async {
-            let runs = running.into_iter().map(|(workload, plan, sandbox)| {
-                let mut cri = cri.clone();
-                let (kubelet, hosts) = (kubelet.clone(), hosts.clone());
-                async move {
-                    let containers = start_containers(&mut cri, &plan, &sandbox, &kubelet, &hosts)
-                        .await
-                        .with_context(|| format!("the containers of {}", plan.name))?;
-                    anyhow::Ok(Pod {
-                        workload,
-                        plan,
-                        sandbox,
-                        containers,
-                    })
-                }
+        let containers: Vec<anyhow::Result<(String, HashMap<String, String>)>> =
+            self.runtime.block_on(async {
+                let runs = running.into_iter().map(|(workload, plan, sandbox)| {
+                    let mut cri = cri.clone();
+                    let (kubelet, hosts) = (kubelet.clone(), hosts.clone());
+                    async move {
+                        let containers =
+                            start_containers(&mut cri, &plan, &sandbox, &kubelet, &hosts)
+                                .await
+                                .with_context(|| format!("the containers of {}", plan.name))?;
+                        anyhow::Ok((workload, containers))
+                    }
+                });
+                futures_join_all(runs).await
             });
-            futures_join_all(runs).await
-        });
         let mut addresses = Vec::new();
-        for pod in containers {
+        for started in containers {
             // The cause first, then what containerd said.
-            let pod = pod.map_err(|e| anyhow::anyhow!("{e:#}\n{}", self.containerd_log()))?;
-            addresses.push((pod.workload.clone(), pod.sandbox.ip.clone()));
-            self.pods.push(pod);
+            let (workload, ids) =
+                started.map_err(|e| anyhow::anyhow!("{e:#}\n{}", self.containerd_log()))?;
+            let pod = self
+                .pods
+                .iter_mut()
+                .find(|p| p.workload == workload)
+                .context("a started pod the node does not know")?;
+            pod.containers = ids;
+            addresses.push((workload, pod.sandbox.ip.clone()));
         }
         Ok(addresses)
     }
@@ -404,7 +414,8 @@ impl Cluster {
         let node = self.node.as_mut().context("the node is not started")?;
         let kubelet = node.work.join("kubelet");
         self.runtime
-            .block_on(node.stop_and_remove_sandbox(&pod.sandbox.id));
+            .block_on(node.stop_and_remove_sandbox(&pod.sandbox.id))
+            .with_context(|| format!("removing {workload}'s pod"))?;
         remove_pod_dir(&kubelet, &pod.plan);
         self.api.delete_pod(NAMESPACE, &pod.plan.name);
         ensure!(
@@ -422,13 +433,22 @@ impl Cluster {
             return Ok(());
         };
         let kubelet = node.work.join("kubelet");
+        let mut failed = Vec::new();
         self.runtime.block_on(async {
+            // Every pod, also when one fails: the others' VMs must not outlive the run.
             for pod in &pods {
-                node.stop_and_remove_sandbox(&pod.sandbox.id).await;
+                if let Err(e) = node.stop_and_remove_sandbox(&pod.sandbox.id).await {
+                    failed.push(format!("{}: {}", pod.workload, e.message()));
+                }
                 remove_pod_dir(&kubelet, &pod.plan);
                 self.api.delete_pod(NAMESPACE, &pod.plan.name);
             }
         });
+        ensure!(
+            failed.is_empty(),
+            "the CRI refused to remove pods: {}",
+            failed.join("; ")
+        );
         let leftovers = self
             .runtime
             .block_on(node.containerd.settled_leftovers(Duration::from_secs(30)));

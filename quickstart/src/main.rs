@@ -1,15 +1,16 @@
 //! The quickstart: the whole Contrast lifecycle on one machine with the simulated SEV-SNP
-//! platform and the filesystem store. Each step prints what it proves; any failure ends
-//! the run with a non-zero exit status.
+//! platform. Each step prints what it proves; any failure ends the run with a non-zero
+//! exit status.
 //!
-//! Workloads run as local processes: each pod is an Initializer (its simulated evidence
-//! carries the pod's policy hash as HOST_DATA, as the Kata runtime would set it), a
-//! service-mesh proxy without redirect rules (its ingress forwards to the app), and the
-//! shop's app (`shop-app`).
+//! By default the Coordinator (filesystem store) and the workloads run as local processes:
+//! each pod is an Initializer (its simulated evidence carries the pod's policy hash as
+//! HOST_DATA, as the Kata runtime would set it), a service-mesh proxy without redirect
+//! rules (its ingress forwards to the app), and the shop's app (`shop-app`).
 //!
-//! With `--containerd` the pods run as a node runs them: containerd → our shim → a VM per
-//! pod with the measured image → our agent, the containers' images pulled in the guest
-//! (see `containerd.rs`). The Coordinator stays a process on the host.
+//! With `--containerd` the Coordinator and the pods run as a node runs them: containerd →
+//! our shim → a VM per pod with the measured image → our agent, the containers' images
+//! pulled in the guest, the Coordinator's history in the node's API server (see
+//! `containerd.rs`).
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{IpAddr, TcpStream};

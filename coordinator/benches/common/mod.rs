@@ -31,6 +31,6 @@ pub(crate) fn sim_snp_config(
         simulated_issue_delay: issue_delay,
         collateral: Default::default(),
         simulated_cert_table: Default::default(),
-        simulated_in_guest: false,
+        simulated_tee: None,
     }
 }

@@ -295,6 +295,17 @@ pub enum SimulatedTee {
     SnpTsm,
 }
 
+impl SimulatedTee {
+    /// Its name, as `--simulated-tee` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SimulatedTee::Snp => "snp",
+            SimulatedTee::Tdx => "tdx",
+            SimulatedTee::SnpTsm => "snp-tsm",
+        }
+    }
+}
+
 impl FromStr for SimulatedTee {
     type Err = SelectError;
 

@@ -5,55 +5,64 @@
 //! pulled: each layer as downloaded (compressed) and unpacked (uncompressed), once per
 //! distinct image. `contrast generate --calculate-pod-memory` writes that plus the
 //! containers' limits as the pod-level memory limit (`spec.resources`), which the kubelet
-//! hands the runtime as the sandbox's resources; the runtime sizes the VM from it. Init
-//! containers run one after another before the others, so the larger of the biggest init
-//! container's limit and the sum of the others' (sidecars, `restartPolicy: Always`, run
-//! alongside the containers) counts — Contrast's rule.
+//! hands the runtime as the sandbox's resources; the runtime sizes the VM from it. A
+//! container counts with its memory limit, else its request. Init containers run one after
+//! another, each beside the sidecars (`restartPolicy: Always`) started before it; the
+//! containers run beside all sidecars: the larger of the two peaks counts, as in
+//! Kubernetes' effective pod resources (and Contrast's cases).
 
 use crate::yaml::{Map, Node};
 
-/// A quantity of bytes (`128974848`, `129e6`, `129M`, `123Mi`), or `None` when it is not
-/// one (a fraction of a byte, a negative amount, an unknown suffix, an overflow).
+/// A quantity of bytes (`128974848`, `129e6`, `129M`, `123Mi`, `0.5Gi`, `100m`), rounded
+/// up to a whole byte as Kubernetes rounds it; `None` when it is not a quantity (spaces, a
+/// negative amount, an unknown suffix) or does not fit.
 pub fn quantity_bytes(quantity: &str) -> Option<u64> {
-    let quantity = quantity.trim();
-    let split = quantity
+    let unsigned = quantity.strip_prefix('+').unwrap_or(quantity);
+    let split = unsigned
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(quantity.len());
-    let (number, suffix) = quantity.split_at(split);
-    let factor: u128 = match suffix {
-        "" => 1,
-        "k" => 1_000,
-        "M" => 1_000_000,
-        "G" => 1_000_000_000,
-        "T" => 1_000_000_000_000,
-        "P" => 1_000_000_000_000_000,
-        "E" => 1_000_000_000_000_000_000,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        "Ti" => 1 << 40,
-        "Pi" => 1 << 50,
-        "Ei" => 1 << 60,
+        .unwrap_or(unsigned.len());
+    let (number, suffix) = unsigned.split_at(split);
+    // The suffix as a fraction: multiply by `times`, divide by `per`.
+    let (times, per): (u128, u128) = match suffix {
+        "" => (1, 1),
+        "n" => (1, 1_000_000_000),
+        "u" => (1, 1_000_000),
+        "m" => (1, 1_000),
+        "k" => (1_000, 1),
+        "M" => (1_000_000, 1),
+        "G" => (1_000_000_000, 1),
+        "T" => (1_000_000_000_000, 1),
+        "P" => (1_000_000_000_000_000, 1),
+        "E" => (1_000_000_000_000_000_000, 1),
+        "Ki" => (1 << 10, 1),
+        "Mi" => (1 << 20, 1),
+        "Gi" => (1 << 30, 1),
+        "Ti" => (1 << 40, 1),
+        "Pi" => (1 << 50, 1),
+        "Ei" => (1 << 60, 1),
         exponent => {
-            let digits = exponent.strip_prefix(['e', 'E'])?;
+            let exponent = exponent.strip_prefix(['e', 'E'])?;
+            let (negative, digits) = match exponent.as_bytes().first()? {
+                b'-' => (true, &exponent[1..]),
+                b'+' => (false, &exponent[1..]),
+                _ => (false, exponent),
+            };
             if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
-            10u128.checked_pow(digits.parse().ok()?)?
+            let power = 10u128.checked_pow(digits.parse().ok()?)?;
+            if negative { (1, power) } else { (power, 1) }
         }
     };
-    // A decimal number: whole part and fraction, scaled exactly.
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    if whole.is_empty() && fraction.is_empty() {
+    if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
         return None;
     }
     let scale = 10u128.checked_pow(u32::try_from(fraction.len()).ok()?)?;
     let digits: u128 = format!("{whole}{fraction}").parse().ok()?;
-    let scaled = digits.checked_mul(factor)?;
-    if scaled % scale != 0 {
-        return None;
-    }
-    u64::try_from(scaled / scale).ok()
+    let numerator = digits.checked_mul(times)?;
+    let denominator = scale.checked_mul(per)?;
+    u64::try_from(numerator.div_ceil(denominator)).ok()
 }
 
 /// Why a pod's memory cannot be computed.
@@ -85,8 +94,11 @@ pub fn pod_memory(
     image_size: impl Fn(&str) -> Option<u64>,
 ) -> Result<u64, MemoryError> {
     let mut images: Vec<&str> = Vec::new();
-    let mut running = 0u64;
-    let mut largest_init = 0u64;
+    // Kubernetes' effective pod resources with sidecars: each init container runs beside
+    // the sidecars started before it; the containers run beside all of them.
+    let mut sidecars = 0u64;
+    let mut init_peak = 0u64;
+    let mut containers = 0u64;
     for key in ["initContainers", "containers"] {
         let list = spec.get(key).and_then(Node::as_seq).unwrap_or(&[]);
         for (index, container) in list.iter().filter_map(Node::as_map).enumerate() {
@@ -102,27 +114,13 @@ pub fn pod_memory(
                     images.push(image);
                 }
             }
-            let limit = match container
-                .get("resources")
-                .and_then(Node::as_map)
-                .and_then(|r| r.get("limits"))
-                .and_then(Node::as_map)
-                .and_then(|l| l.get("memory"))
-            {
-                None => 0,
-                Some(node) => {
-                    let value = scalar(node);
-                    quantity_bytes(&value).ok_or_else(|| MemoryError::Quantity {
-                        field: format!("{field}.resources.limits.memory"),
-                        value,
-                    })?
-                }
-            };
-            let sidecar = container.str("restartPolicy") == Some("Always");
-            if key == "initContainers" && !sidecar {
-                largest_init = largest_init.max(limit);
+            let memory = container_memory(container, &field)?;
+            if key == "containers" {
+                containers = containers.saturating_add(memory);
+            } else if container.str("restartPolicy") == Some("Always") {
+                sidecars = sidecars.saturating_add(memory);
             } else {
-                running = running.saturating_add(limit);
+                init_peak = init_peak.max(sidecars.saturating_add(memory));
             }
         }
     }
@@ -130,7 +128,27 @@ pub fn pod_memory(
         .iter()
         .filter_map(|image| image_size(image))
         .fold(0u64, u64::saturating_add);
-    Ok(pulled.saturating_add(running.max(largest_init)))
+    Ok(pulled.saturating_add(init_peak.max(sidecars.saturating_add(containers))))
+}
+
+/// A container's memory: its limit, else its request (what it is promised), else 0.
+fn container_memory(container: &Map, field: &str) -> Result<u64, MemoryError> {
+    let resources = container.get("resources").and_then(Node::as_map);
+    for kind in ["limits", "requests"] {
+        let Some(node) = resources
+            .and_then(|r| r.get(kind))
+            .and_then(Node::as_map)
+            .and_then(|l| l.get("memory"))
+        else {
+            continue;
+        };
+        let value = scalar(node);
+        return quantity_bytes(&value).ok_or_else(|| MemoryError::Quantity {
+            field: format!("{field}.resources.{kind}.memory"),
+            value,
+        });
+    }
+    Ok(0)
 }
 
 /// A quantity's text: YAML reads `1000000` as a number.
@@ -155,17 +173,27 @@ mod tests {
         for (text, bytes) in [
             ("128974848", Some(128_974_848)),
             ("129e6", Some(129_000_000)),
+            ("1E3", Some(1000)),
+            ("1e+3", Some(1000)),
             ("129M", Some(129_000_000)),
             ("123Mi", Some(123 << 20)),
             ("1.5Gi", Some(3 << 29)),
             ("0.5k", Some(500)),
-            ("1Ki", Some(1024)),
-            ("0.5", None),
+            ("+1Ki", Some(1024)),
+            // Fractions of a byte round up, as Kubernetes' Value() does.
+            ("100m", Some(1)),
+            ("0.5", Some(1)),
+            ("1500m", Some(2)),
+            ("15e-1", Some(2)),
             ("-1Gi", None),
+            (" 1Gi", None),
+            ("1Gi ", None),
             ("1Xi", None),
             ("Mi", None),
             ("1e", None),
+            ("1.2.3", None),
             ("99999999999999999999Ei", None),
+            ("1e99999999999", None),
         ] {
             assert_eq!(quantity_bytes(text), bytes, "{text}");
         }
@@ -213,6 +241,20 @@ mod tests {
         ] {
             assert_eq!(pod_memory(&spec(yaml), size).unwrap(), want, "{yaml}");
         }
+        // A request counts where there is no limit; an init container after a sidecar runs
+        // beside it.
+        assert_eq!(
+            pod_memory(
+                &spec(
+                    "containers: [{image: some-image, resources: {requests: {memory: 10Mi}}}]\n\
+                     initContainers: [{image: some-image, restartPolicy: Always, resources: {limits: {memory: 20Mi}}},\n\
+                     {image: some-image, resources: {limits: {memory: 50Mi}}}]"
+                ),
+                size
+            )
+            .unwrap(),
+            30 + 70 * mi
+        );
         let unknown = pod_memory(&spec("containers: [{image: nowhere}]"), size).unwrap_err();
         assert!(
             unknown.to_string().contains("spec.containers[0].image"),

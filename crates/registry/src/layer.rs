@@ -42,6 +42,9 @@ pub enum LayerError {
     /// The tar stream could not be read.
     #[error("reading the layer's tar stream")]
     Tar(#[source] std::io::Error),
+    /// A gzip'd layer does not decompress.
+    #[error("the layer is not valid gzip")]
+    Gzip(#[source] std::io::Error),
     /// An entry with a `..` component, or no name.
     #[error("layer entry {path:?} names a path outside the image root; the layer is refused")]
     OutsideRoot {
@@ -112,17 +115,65 @@ pub fn apply(root: &Path, media_type: &str, blob: &[u8]) -> Result<LayerStats, L
     }
 }
 
-/// The size of the layer `blob` (of `media_type`) once decompressed: what it takes as a
-/// tar stream in the guest. The blob must already be verified against its digest.
-pub fn uncompressed_size(media_type: &str, blob: &[u8]) -> Result<u64, LayerError> {
-    if compression(media_type)? {
-        std::io::copy(
-            &mut flate2::read::MultiGzDecoder::new(blob),
-            &mut std::io::sink(),
-        )
-        .map_err(LayerError::Tar)
-    } else {
-        Ok(blob.len() as u64)
+/// The size a layer takes as a tar stream, counted from its blob given piece by piece
+/// ([`UncompressedSize::write`]), so that no layer is held whole in memory. The count is
+/// of bytes only: nothing is unpacked. A gzip'd layer's unpacked bytes cost CPU time in
+/// proportion; the caller decides whose layers to measure.
+#[derive(Debug)]
+pub struct UncompressedSize(Counting);
+
+#[derive(Debug)]
+enum Counting {
+    Plain(ByteCount),
+    Gzip(Box<flate2::write::MultiGzDecoder<ByteCount>>),
+}
+
+/// A writer that keeps only how many bytes went through it.
+#[derive(Debug, Default)]
+struct ByteCount(u64);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 = self.0.saturating_add(buf.len() as u64);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl UncompressedSize {
+    /// A count for a layer of `media_type`.
+    pub fn new(media_type: &str) -> Result<UncompressedSize, LayerError> {
+        Ok(UncompressedSize(if compression(media_type)? {
+            Counting::Gzip(Box::new(flate2::write::MultiGzDecoder::new(
+                ByteCount::default(),
+            )))
+        } else {
+            Counting::Plain(ByteCount::default())
+        }))
+    }
+
+    /// The next piece of the blob.
+    pub fn write(&mut self, piece: &[u8]) -> Result<(), LayerError> {
+        use std::io::Write as _;
+        match &mut self.0 {
+            Counting::Plain(count) => count.write_all(piece),
+            Counting::Gzip(decoder) => decoder.write_all(piece),
+        }
+        .map_err(LayerError::Gzip)
+    }
+
+    /// The size, once the whole blob was written.
+    pub fn finish(self) -> Result<u64, LayerError> {
+        match self.0 {
+            Counting::Plain(count) => Ok(count.0),
+            Counting::Gzip(decoder) => decoder
+                .finish()
+                .map(|count| count.0)
+                .map_err(LayerError::Gzip),
+        }
     }
 }
 

@@ -344,16 +344,14 @@ impl Resolver {
                             .map_err(|e| ctx.oci(e, "layer"))?;
                         authenticated = true;
                     }
-                    let blob = self
-                        .pull_blob(&by_digest, &layer.digest, layer.size, &ctx, "layer")
-                        .await?;
-                    let size = layer::uncompressed_size(&layer.media_type, &blob).map_err(|e| {
-                        RegistryError::Layer {
+                    let size = self
+                        .measure_blob(&by_digest, layer, &ctx)
+                        .await?
+                        .map_err(|e| RegistryError::Layer {
                             image: reference.to_owned(),
                             digest: layer.digest.clone(),
                             detail: contrast_platforms::error_chain(&e),
-                        }
-                    })?;
+                        })?;
                     self.cache.insert_layer_size(&layer.digest, size);
                     size
                 }
@@ -757,6 +755,40 @@ impl Resolver {
 
     /// A blob (config or layer) of `size` bytes as its descriptor in a hashed manifest
     /// gives it: no more bytes are read, and it is hashed against `digest`.
+    /// Pulls `layer` piece by piece, checking its size and digest as [`Self::pull_blob`]
+    /// does, and counts its unpacked size without keeping it.
+    async fn measure_blob(
+        &self,
+        reference: &oci_client::Reference,
+        layer: &LayerInfo,
+        ctx: &Context<'_>,
+    ) -> Result<Result<u64, layer::LayerError>, RegistryError> {
+        let mut counted = match layer::UncompressedSize::new(&layer.media_type) {
+            Ok(counted) => counted,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut broken = None;
+        self.stream_blob(
+            reference,
+            &layer.digest,
+            layer.size,
+            ctx,
+            "layer",
+            |chunk| {
+                if broken.is_none()
+                    && let Err(e) = counted.write(chunk)
+                {
+                    broken = Some(e);
+                }
+            },
+        )
+        .await?;
+        Ok(match broken {
+            Some(e) => Err(e),
+            None => counted.finish(),
+        })
+    }
+
     async fn pull_blob(
         &self,
         reference: &oci_client::Reference,
@@ -765,6 +797,27 @@ impl Resolver {
         ctx: &Context<'_>,
         what: &'static str,
     ) -> Result<Vec<u8>, RegistryError> {
+        // Reserve no more than a config's limit up front: the size is the manifest's word.
+        let mut bytes = Vec::with_capacity(usize::try_from(size.min(MAX_CONFIG_SIZE)).unwrap_or(0));
+        self.stream_blob(reference, digest, size, ctx, what, |chunk| {
+            bytes.extend_from_slice(chunk);
+        })
+        .await?;
+        Ok(bytes)
+    }
+
+    /// Pulls blob `digest` of at most `size` bytes (the manifest's word), giving it to
+    /// `each` piece by piece, and checks that it is `digest`'s content: more bytes than
+    /// `size`, announced or sent, or other content, is an error.
+    async fn stream_blob(
+        &self,
+        reference: &oci_client::Reference,
+        digest: &str,
+        size: u64,
+        ctx: &Context<'_>,
+        what: &'static str,
+        mut each: impl FnMut(&[u8]),
+    ) -> Result<(), RegistryError> {
         let mut stream = self
             .client
             .pull_blob_stream(reference, digest)
@@ -779,23 +832,25 @@ impl Resolver {
                 ),
             ));
         }
-        // Reserve no more than a config's limit up front: the size is the manifest's word.
-        let mut bytes = Vec::with_capacity(usize::try_from(size.min(MAX_CONFIG_SIZE)).unwrap_or(0));
+        let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let mut received = 0u64;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| ctx.io(e, what))?;
-            if (bytes.len() + chunk.len()) as u64 > size {
+            received = received.saturating_add(chunk.len() as u64);
+            if received > size {
                 return Err(ctx.invalid(
                     what,
                     format!("the registry sends more than the {size} bytes of {what} {digest}"),
                 ));
             }
-            bytes.extend_from_slice(&chunk);
+            hash.update(&chunk);
+            each(&chunk);
         }
-        let actual = sha256_digest(&bytes);
+        let actual = format!("sha256:{}", hex::encode(hash.finish().as_ref()));
         if actual != digest {
             return Err(ctx.mismatch(what, digest, &actual));
         }
-        Ok(bytes)
+        Ok(())
     }
 }
 

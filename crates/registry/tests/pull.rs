@@ -384,7 +384,7 @@ async fn https_registries_only_under_the_given_roots() {
 /// Layer sizes for pod memory: the manifest's (compressed) and the tar stream's, measured
 /// by pulling each layer once; then they come from the cache, also offline.
 #[tokio::test]
-async fn layer_sizes_are_measured_once_then_read_from_the_cache() {
+async fn layer_sizes_are_measured_then_read_from_the_cache() {
     let mut registry = Registry::start(RegistrySetup::default());
     let work = tempfile::tempdir().unwrap();
     let tars = [

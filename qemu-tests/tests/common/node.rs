@@ -240,7 +240,10 @@ impl AppNode {
     /// StopPodSandbox and RemovePodSandbox, then the pod's volumes as kubelet tears them
     /// down.
     pub(crate) async fn remove_sandbox(&mut self, sandbox_id: &str) {
-        self.node.stop_and_remove_sandbox(sandbox_id).await;
+        self.node
+            .stop_and_remove_sandbox(sandbox_id)
+            .await
+            .unwrap_or_else(|e| panic!("removing the sandbox: {e:?}"));
         self.remove_volumes();
     }
 

@@ -461,7 +461,7 @@ fn toml_string(value: &str) -> String {
 }
 
 /// The last `lines` lines of the file at `path` (or why it cannot be read).
-fn log_tail(path: &Path, lines: usize) -> String {
+pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
     match std::fs::read(path) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);

@@ -19,7 +19,7 @@ pub mod workload;
 use std::path::PathBuf;
 
 pub use containerd::{Containerd, ContainerdConfig, Cri, PodNetwork, RuntimeHandler};
-pub use teardown::{Leftovers, ShimProcess};
+pub use teardown::{Leftovers, ShimProcess, unmount_under};
 
 /// The CRI's `runtime.v1` messages and clients (a subset of Kubernetes' api.proto).
 pub mod runtime {

@@ -216,7 +216,7 @@ fn unescape_mount_point(escaped: &str) -> String {
 }
 
 /// Unmounts everything under `dir` (lazily if a plain unmount fails).
-pub(crate) fn unmount_under(dir: &Path) {
+pub fn unmount_under(dir: &Path) {
     for point in mounts_under(dir) {
         let plain = Command::new("umount").arg(&point).output();
         if matches!(&plain, Ok(output) if output.status.success()) {

@@ -10,7 +10,9 @@
 //! every pod on the pod network (and puts HostAliases into).
 //!
 //! Startup probes run as the kubelet's prober runs them: exec through the CRI, HTTP GET
-//! from the node to the pod's address. Readiness and liveness probes are not run.
+//! from the node to the pod's address. A sidecar's gates the next init container; the
+//! containers' are tried once all containers started (a caller waits for the pod to have
+//! started). Readiness and liveness probes are not run.
 //!
 //! Not modelled, and refused with the field's name when a pod uses it: volumes other than
 //! emptyDir, env from Secrets or ConfigMaps, TCP and gRPC startup probes. Not added: the
@@ -612,7 +614,15 @@ pub async fn start_containers(
         )
         .map_err(io("write", &etc_hosts))?;
     }
+    let ip = if sandbox.ip.is_empty() {
+        "127.0.0.1"
+    } else {
+        sandbox.ip.as_str()
+    };
     let mut ids = HashMap::new();
+    // The containers' startup probes, tried once all of them started (the kubelet starts
+    // them without waiting for each other; a caller waits for the pod to have started).
+    let mut started_later = Vec::new();
     for (container, init) in plan
         .init_containers
         .iter()
@@ -644,31 +654,46 @@ pub async fn start_containers(
             })
             .await
             .map_err(|status| call("StartContainer", status))?;
-        let started = match &container.startup_probe {
-            Some(probe) => {
-                wait_for_probe(cri, &created, &sandbox.ip, probe, container.name()).await
-            }
-            None => Ok(()),
-        };
-        let done = match started {
-            Ok(()) if init && !container.sidecar => {
-                wait_for_success(cri, &created, container.name()).await
-            }
-            started => started,
-        };
-        // What went wrong is in the container's log.
-        if let Err(CriError::Pod(why)) = done {
-            let log = Path::new(&plan.sandbox.log_directory).join(&container.config.log_path);
-            return Err(CriError::Pod(format!(
-                "{why}; its log ({}) ends with:\n{}",
-                log.display(),
-                log_tail(&log)
-            )));
+        ids.insert(container.name().to_owned(), created.clone());
+        if !init {
+            started_later.push((container, created));
+            continue;
         }
-        done?;
-        ids.insert(container.name().to_owned(), created);
+        // An init container: a sidecar until its startup probe passes, any other to its
+        // exit; then the next one.
+        let done = match (&container.startup_probe, container.sidecar) {
+            (_, false) => wait_for_success(cri, &created, container.name()).await,
+            (Some(probe), true) => wait_for_probe(cri, &created, ip, probe, container.name()).await,
+            (None, true) => Ok(()),
+        };
+        with_log(plan, container, done)?;
+    }
+    for (container, id) in started_later {
+        if let Some(probe) = &container.startup_probe {
+            let done = wait_for_probe(cri, &id, ip, probe, container.name()).await;
+            with_log(plan, container, done)?;
+        }
     }
     Ok(ids)
+}
+
+/// `done`, with the container's log when it is a failure of the container.
+fn with_log(
+    plan: &PodPlan,
+    container: &PlannedContainer,
+    done: Result<(), CriError>,
+) -> Result<(), CriError> {
+    match done {
+        Err(CriError::Pod(why)) => {
+            let log = Path::new(&plan.sandbox.log_directory).join(&container.config.log_path);
+            Err(CriError::Pod(format!(
+                "{why}; its log ({}) ends with:\n{}",
+                log.display(),
+                crate::containerd::log_tail(&log, 20)
+            )))
+        }
+        other => other,
+    }
 }
 
 /// Until an init container has exited 0; its exit code otherwise.
@@ -762,13 +787,6 @@ async fn http_status(ip: &str, port: u16, path: &str) -> std::io::Result<u16> {
     tokio::time::timeout(Duration::from_secs(1), get)
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 1 s"))?
-}
-
-/// The last lines of a CRI log file.
-fn log_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CriError {
