@@ -5,6 +5,32 @@
 
 use crate::Platform;
 
+/// A path as the runtime cleans mount sources and destinations (Go's `filepath.Clean`): no
+/// empty or `.` components, `..` resolved lexically (never above `/`), `.` for nothing.
+pub fn clean_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    let absolute = path.starts_with('/');
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if parts.last().is_some_and(|p| *p != "..") => {
+                parts.pop();
+            }
+            // Above the root stays at the root; a relative path keeps its leading `..`.
+            ".." if absolute => {}
+            p => parts.push(p),
+        }
+    }
+    let joined = parts.join("/");
+    if absolute {
+        format!("/{joined}")
+    } else if joined.is_empty() {
+        ".".to_owned()
+    } else {
+        joined
+    }
+}
+
 /// How a container's image reaches the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImagePull {
@@ -98,6 +124,28 @@ impl Platform {
             | Platform::MetalQemuTdx
             | Platform::SimSnp
             | Platform::SimTdx => qemu,
+        }
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::clean_path;
+
+    /// Go's `filepath.Clean` on the cases its documentation and tests give.
+    #[test]
+    fn cleans_like_go() {
+        for (path, clean) in [
+            ("/data/", "/data"),
+            ("//a/./b/../c", "/a/c"),
+            ("/", "/"),
+            ("/../a", "/a"),
+            ("", "."),
+            ("a/../..", ".."),
+            ("../a/./b", "../a/b"),
+            ("a//b/", "a/b"),
+        ] {
+            assert_eq!(clean_path(path), clean, "{path:?}");
         }
     }
 }

@@ -192,17 +192,7 @@ pub(crate) fn clean_absolute(path: &str, field: &str) -> Result<String, PolicyEr
     if !path.starts_with('/') {
         return Err(invalid(field, format!("{path:?} must be an absolute path")));
     }
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    Ok(format!("/{}", parts.join("/")))
+    Ok(contrast_platforms::kata::clean_path(path))
 }
 
 #[cfg(test)]

@@ -181,7 +181,7 @@ pub(super) fn mount_fate(
 
 /// `isSystemMount` (mount.go:46-55): the cleaned source is `/proc` or `/sys` or below.
 pub(super) fn is_system_mount(source: &str) -> bool {
-    let clean = clean_path(source);
+    let clean = contrast_platforms::kata::clean_path(source);
     SYSTEM_MOUNT_PREFIXES.iter().any(|p| {
         clean == *p
             || clean
@@ -193,7 +193,7 @@ pub(super) fn is_system_mount(source: &str) -> bool {
 /// `isHostDevice` (mount.go:60-83): `/dev` itself, or anything below it that is not a
 /// regular file, or that cannot be stat'ed (the runtime then skips the mount too).
 pub(super) fn is_host_device(source: &str) -> bool {
-    let clean = clean_path(source);
+    let clean = contrast_platforms::kata::clean_path(source);
     if clean == "/dev" {
         return true;
     }
@@ -204,35 +204,12 @@ pub(super) fn is_host_device(source: &str) -> bool {
     std::fs::metadata(&clean).map_or(true, |m| !m.file_type().is_file())
 }
 
-/// Go's `filepath.Clean` for the absolute paths of mount sources: no `.` or empty
-/// components, `..` resolved lexically.
-pub(super) fn clean_path(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    let joined = parts.join("/");
-    if path.starts_with('/') {
-        format!("/{joined}")
-    } else if joined.is_empty() {
-        ".".to_owned()
-    } else {
-        joined
-    }
-}
-
 /// `<container id>-<16 random hex digits>-<basename of the destination>`
 /// (`shareFileName`, fs.go:310-323).
 pub(super) fn share_file_name(container_id: &str, destination: &str) -> Result<String, SpecError> {
     let mut random = [0u8; 8];
     aws_lc_rs::rand::fill(&mut random).map_err(|_| SpecError::Random)?;
-    let clean = clean_path(destination);
+    let clean = contrast_platforms::kata::clean_path(destination);
     let base = clean
         .rsplit('/')
         .next()
@@ -255,7 +232,9 @@ pub(super) fn copy_tree(
         path: path.to_owned(),
         source: e,
     };
-    let clean = PathBuf::from(clean_path(&source.to_string_lossy()));
+    let clean = PathBuf::from(contrast_platforms::kata::clean_path(
+        &source.to_string_lossy(),
+    ));
     let meta = std::fs::symlink_metadata(&clean).map_err(|e| host_error(&clean, e))?;
     if !copyable(&meta.file_type()) {
         return Ok(None);
