@@ -134,6 +134,16 @@ mod tests {
         assert_eq!(released.coordinator, pinned);
         assert_eq!(released.port_forwarder, forwarder);
         assert_eq!(released.pause, development.pause);
+        // Built without a guest image, a release has no node installer: its tag stays.
+        assert_eq!(released.runtime_installer, development.runtime_installer);
+        let installer = "r.example/contrast/node-installer@sha256:89ab";
+        let with_installer = images_of(Some(&release(&[
+            ("coordinator", pinned),
+            ("port-forwarder", forwarder),
+            ("node-installer", installer),
+        ])))
+        .unwrap();
+        assert_eq!(with_installer.runtime_installer, installer);
         let err = images_of(Some(&release(&[]))).unwrap_err();
         assert!(
             format!("{err:#}").contains("no coordinator image"),
