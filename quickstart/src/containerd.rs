@@ -208,13 +208,11 @@ impl Cluster {
                 ),
             ),
         ];
-        for (name, listen, next) in [
-            ("web", "0.0.0.0:8080", Some("127.137.0.1:8081")),
-            ("api", "0.0.0.0:8081", Some("127.137.0.2:8082")),
-            ("db", "0.0.0.0:8082", None),
-        ] {
-            let mut entrypoint = vec!["/usr/bin/shop-app", name, listen];
-            entrypoint.extend(next);
+        for pod in &crate::PODS {
+            let name = pod.name;
+            let listen = format!("0.0.0.0:{}", pod.port);
+            let mut entrypoint = vec!["/usr/bin/shop-app", name, &listen];
+            entrypoint.extend(pod.next_service());
             replacements.push((
                 format!("ghcr.io/contrast-rs/examples/{name}:v1"),
                 push(

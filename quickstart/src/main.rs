@@ -30,6 +30,8 @@ mod containerd;
 /// Ports of the apps behind the proxies, and of the proxies' ingress listeners.
 struct Pod {
     name: &'static str,
+    /// The app's port in its pod (examples/shop.yml's containerPort).
+    port: u16,
     app_port: u16,
     ingress_port: u16,
     ingress_open_port: u16,
@@ -37,9 +39,18 @@ struct Pod {
     ingress: &'static str,
 }
 
+impl Pod {
+    /// Where the app asks the next service: its mesh egress listener (the annotation's
+    /// `#`-separated second field), if it has one.
+    fn next_service(&self) -> Option<&'static str> {
+        self.egress.split('#').nth(1).filter(|l| !l.is_empty())
+    }
+}
+
 const PODS: [Pod; 3] = [
     Pod {
         name: "web",
+        port: 8080,
         app_port: 18080,
         ingress_port: 18006,
         ingress_open_port: 18007,
@@ -48,6 +59,7 @@ const PODS: [Pod; 3] = [
     },
     Pod {
         name: "api",
+        port: 8081,
         app_port: 18081,
         ingress_port: 18106,
         ingress_open_port: 18107,
@@ -56,6 +68,7 @@ const PODS: [Pod; 3] = [
     },
     Pod {
         name: "db",
+        port: 8082,
         app_port: 18082,
         ingress_port: 18206,
         ingress_open_port: 18207,
@@ -386,7 +399,7 @@ fn start_process_pods(q: &mut Quickstart, manifest: &Manifest) -> anyhow::Result
     for pod in &PODS {
         let hash = policy_hash_of(manifest, pod.name)?;
         let secrets = q.run_initializer(pod.name, &hash)?;
-        let next = pod.egress.split('#').nth(1).filter(|l| !l.is_empty());
+        let next = pod.next_service();
         let mut app = Command::new(q.binary("shop-app"));
         app.arg(pod.name).arg(format!("127.0.0.1:{}", pod.app_port));
         if let Some(next) = next {

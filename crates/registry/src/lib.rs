@@ -145,6 +145,15 @@ pub struct ResolvedImage {
     pub config: ImageConfigInfo,
 }
 
+/// A layer of `image` that could not be applied or measured.
+fn layer_error(image: &str, layer: &LayerInfo, e: &layer::LayerError) -> RegistryError {
+    RegistryError::Layer {
+        image: image.to_owned(),
+        digest: layer.digest.clone(),
+        detail: contrast_platforms::error_chain(e),
+    }
+}
+
 /// A layer's sizes ([`Resolver::layer_sizes`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerSize {
@@ -278,28 +287,16 @@ impl Resolver {
         let mut ctx = self.context(&parsed);
         let auth = self.auth(&mut ctx)?;
         let mut layers = Vec::with_capacity(image.layers.len());
-        for (n, layer) in image.layers.iter().enumerate() {
-            let by_digest = oci_client::Reference::with_digest(
-                parsed.registry().to_owned(),
-                parsed.repository().to_owned(),
-                layer.digest.clone(),
-            );
-            if n == 0 {
-                // The manifests may have come from the cache: get a token for the blobs.
-                self.client
-                    .auth(&by_digest, &auth, oci_client::RegistryOperation::Pull)
-                    .await
-                    .map_err(|e| ctx.oci(e, "layer"))?;
-            }
+        let mut authenticated = false;
+        for layer in &image.layers {
+            let by_digest = self
+                .layer_reference(&parsed, layer, &auth, &ctx, &mut authenticated)
+                .await?;
             let blob = self
                 .pull_blob(&by_digest, &layer.digest, layer.size, &ctx, "layer")
                 .await?;
-            let stats =
-                layer::apply(root, &layer.media_type, &blob).map_err(|e| RegistryError::Layer {
-                    image: reference.to_owned(),
-                    digest: layer.digest.clone(),
-                    detail: contrast_platforms::error_chain(&e),
-                })?;
+            let stats = layer::apply(root, &layer.media_type, &blob)
+                .map_err(|e| layer_error(reference, layer, &e))?;
             tracing::debug!(image = reference, layer = %layer.digest, ?stats, "layer applied");
             layers.push(stats);
         }
@@ -331,27 +328,13 @@ impl Resolver {
                     });
                 }
                 None => {
-                    let by_digest = oci_client::Reference::with_digest(
-                        parsed.registry().to_owned(),
-                        parsed.repository().to_owned(),
-                        layer.digest.clone(),
-                    );
-                    if !authenticated {
-                        // The manifests may have come from the cache: a token for the blobs.
-                        self.client
-                            .auth(&by_digest, &auth, oci_client::RegistryOperation::Pull)
-                            .await
-                            .map_err(|e| ctx.oci(e, "layer"))?;
-                        authenticated = true;
-                    }
+                    let by_digest = self
+                        .layer_reference(&parsed, layer, &auth, &ctx, &mut authenticated)
+                        .await?;
                     let size = self
                         .measure_blob(&by_digest, layer, &ctx)
                         .await?
-                        .map_err(|e| RegistryError::Layer {
-                            image: reference.to_owned(),
-                            digest: layer.digest.clone(),
-                            detail: contrast_platforms::error_chain(&e),
-                        })?;
+                        .map_err(|e| layer_error(reference, layer, &e))?;
                     self.cache.insert_layer_size(&layer.digest, size);
                     size
                 }
@@ -755,6 +738,32 @@ impl Resolver {
 
     /// A blob (config or layer) of `size` bytes as its descriptor in a hashed manifest
     /// gives it: no more bytes are read, and it is hashed against `digest`.
+    /// The blob reference of `layer` in `parsed`'s repository; the first one of an image
+    /// (`authenticated` still false) also gets a token for the blobs, since the manifests
+    /// may have come from the cache.
+    async fn layer_reference(
+        &self,
+        parsed: &ImageReference,
+        layer: &LayerInfo,
+        auth: &RegistryAuth,
+        ctx: &Context<'_>,
+        authenticated: &mut bool,
+    ) -> Result<oci_client::Reference, RegistryError> {
+        let by_digest = oci_client::Reference::with_digest(
+            parsed.registry().to_owned(),
+            parsed.repository().to_owned(),
+            layer.digest.clone(),
+        );
+        if !*authenticated {
+            self.client
+                .auth(&by_digest, auth, oci_client::RegistryOperation::Pull)
+                .await
+                .map_err(|e| ctx.oci(e, "layer"))?;
+            *authenticated = true;
+        }
+        Ok(by_digest)
+    }
+
     /// Pulls `layer` piece by piece, checking its size and digest as [`Self::pull_blob`]
     /// does, and counts its unpacked size without keeping it.
     async fn measure_blob(
