@@ -76,6 +76,9 @@ fn platform_section(
             format!("no: {}", entry.caveat)
         };
         line("production values", &verdict);
+        if !entry.firmware.is_empty() {
+            line("firmware", &entry.firmware);
+        }
     }
     for snp in &values.snp {
         line("- launch digest", &snp.trusted_measurement);
@@ -136,6 +139,7 @@ mod tests {
                     reference_values: serde_json::Value::Null,
                     production: false,
                     caveat: "a simulated platform".to_owned(),
+                    firmware: "Debian package ovmf 1 (SHA-256 00)".to_owned(),
                 },
             )]
             .into(),
@@ -144,6 +148,10 @@ mod tests {
         platform_section(&mut out, &embedded, Some(&release), Platform::SimSnp);
         assert!(
             out.contains("    production values:        no: a simulated platform\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("    firmware:                 Debian package ovmf 1 (SHA-256 00)\n"),
             "{out}"
         );
         let mut out = String::new();

@@ -206,17 +206,8 @@ fn read_tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 
 /// Kubernetes' own schemas (kubernetes-validate, 1.33, strict) accept `files`.
 fn kubernetes_validate<'a>(files: impl IntoIterator<Item = &'a PathBuf>) {
-    let validate = Command::new(contrast_testkit::python_tool("kubernetes-validate"))
-        .args(["--strict", "--quiet", "-k", "1.33.0"])
-        .args(files)
-        .output()
-        .unwrap();
-    assert!(
-        validate.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&validate.stdout),
-        String::from_utf8_lossy(&validate.stderr)
-    );
+    let files: Vec<&PathBuf> = files.into_iter().collect();
+    contrast_testkit::kubernetes_validate(&files, "1.33.0");
 }
 
 /// Every initdata annotation in the YAML files: (decoded TOML, sha256 hex).

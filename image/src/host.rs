@@ -51,6 +51,7 @@ fn package_of(program: &str) -> &'static str {
         "mkfs.erofs" => "erofs-utils",
         "veritysetup" => "cryptsetup-bin",
         "busybox" => "busybox-static",
+        "dpkg-deb" => "dpkg",
         _ => "the package that provides it",
     }
 }
@@ -346,5 +347,30 @@ pub(crate) fn verity_format(image: &Path, uuid: &str) -> Result<Verity, ImageErr
     Ok(Verity {
         root_hash,
         hash_offset: padded,
+    })
+}
+
+/// The file at `path` (relative, no leading `/`) inside the Debian package `deb`: dpkg-deb
+/// unpacks the data archive (xz or zstd), tar finds the file.
+pub(crate) fn deb_file(deb: &Path, path: &str) -> Result<Vec<u8>, ImageError> {
+    let tar = run("dpkg-deb", &["--fsys-tarfile", &path_str(deb)], None)?;
+    let io = |source| ImageError::Io {
+        path: deb.to_path_buf(),
+        source,
+    };
+    let mut archive = tar::Archive::new(&tar[..]);
+    for entry in archive.entries().map_err(io)? {
+        let mut entry = entry.map_err(io)?;
+        let name = entry.path().map_err(io)?.into_owned();
+        let name = name.to_string_lossy();
+        if name.trim_start_matches("./") == path && entry.header().entry_type().is_file() {
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut data).map_err(io)?;
+            return Ok(data);
+        }
+    }
+    Err(ImageError::NotInPackage {
+        deb: deb.to_path_buf(),
+        path: path.to_owned(),
     })
 }

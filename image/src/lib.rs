@@ -25,6 +25,7 @@
 //! test command installs) and needs no network.
 
 pub mod cpio;
+pub mod firmware;
 mod host;
 pub mod oci;
 pub mod release;
@@ -245,6 +246,40 @@ pub enum ImageError {
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
+    },
+    /// A firmware is not what its pin or record says.
+    #[error("the {tee} firmware: {reason}")]
+    Firmware {
+        /// The TEE whose firmware it is.
+        tee: contrast_platforms::Tee,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A pinned firmware package could not be downloaded.
+    #[error(
+        "downloading Debian package {package} {version} from {url} (if Debian {suite} no \
+         longer carries this version, pin the current one in contrast_image::firmware::\
+         DEBIAN_FIRMWARE; the reference values change with it)"
+    )]
+    FirmwareDownload {
+        /// The package.
+        package: &'static str,
+        /// Its pinned version.
+        version: &'static str,
+        /// The suite it was pinned from.
+        suite: &'static str,
+        /// Where it was looked for.
+        url: String,
+        /// Why it failed.
+        source: Box<contrast_runtime_installer::InstallError>,
+    },
+    /// A Debian package has no file at the path looked for.
+    #[error("the Debian package {deb} has no /{path}")]
+    NotInPackage {
+        /// The package file.
+        deb: PathBuf,
+        /// The path inside it.
+        path: String,
     },
     /// veritysetup's output had no root hash.
     #[error("veritysetup format printed no root hash: {output}")]

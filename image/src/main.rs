@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
+use contrast_platforms::Tee;
 
 /// Builds the measured guest image: kernel, initrd, dm-verity root filesystem, command line.
 #[derive(Debug, Parser)]
@@ -16,10 +17,21 @@ struct Args {
     /// Where the artifacts go.
     #[arg(long, short)]
     out: PathBuf,
-    /// Copy this OVMF (an AmdSevX64 build) as ovmf-snp.fd, for `firmware-refs
-    /// reference-values --image-dir`.
-    #[arg(long)]
+    /// Download the firmware a release ships (the Debian packages pinned in
+    /// contrast_image::firmware) as ovmf-snp.fd and ovmf-tdx.fd, for `firmware-refs
+    /// reference-values --image-dir` and the node installer.
+    #[arg(long, conflicts_with_all = ["ovmf_snp", "ovmf_snp_stand_in", "ovmf_tdx"])]
+    debian_firmware: bool,
+    /// The Debian archive to download it from.
+    #[arg(long, default_value = contrast_image::firmware::DEBIAN_MIRROR)]
+    debian_mirror: String,
+    /// Copy this OVMF (an AmdSevX64 build) as ovmf-snp.fd.
+    #[arg(long, conflicts_with = "ovmf_snp_stand_in")]
     ovmf_snp: Option<PathBuf>,
+    /// Copy this file as ovmf-snp.fd, recorded as a stand-in for a firmware (a test
+    /// fixture): its reference values are not production values and no node gets it.
+    #[arg(long)]
+    ovmf_snp_stand_in: Option<PathBuf>,
     /// Copy this OVMF (a build with TDX metadata) as ovmf-tdx.fd.
     #[arg(long)]
     ovmf_tdx: Option<PathBuf>,
@@ -49,15 +61,28 @@ fn main() -> anyhow::Result<()> {
         system_root: PathBuf::from("/"),
     };
     let manifest = contrast_image::build(&config)?;
-    for (source, name) in [
-        (args.ovmf_snp, "ovmf-snp.fd"),
-        (args.ovmf_tdx, "ovmf-tdx.fd"),
+    let mut firmware = contrast_image::firmware::FirmwareRecord::new();
+    if args.debian_firmware {
+        for pin in &contrast_image::firmware::DEBIAN_FIRMWARE {
+            contrast_image::firmware::fetch_debian(
+                &mut firmware,
+                &args.out,
+                pin,
+                &args.debian_mirror,
+            )?;
+        }
+    }
+    for (tee, source, stand_in) in [
+        (Tee::Snp, args.ovmf_snp, false),
+        (Tee::Snp, args.ovmf_snp_stand_in, true),
+        (Tee::Tdx, args.ovmf_tdx, false),
     ] {
         if let Some(source) = source {
-            let target = args.out.join(name);
-            std::fs::copy(&source, &target)
-                .with_context(|| format!("copying {} to {}", source.display(), target.display()))?;
+            contrast_image::firmware::add_local(&mut firmware, &args.out, tee, &source, stand_in)?;
         }
+    }
+    if !firmware.is_empty() {
+        contrast_image::firmware::write_record(&args.out, &firmware)?;
     }
     #[allow(clippy::print_stdout)]
     {

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::ImageError;
-use contrast_platforms::{RuntimeHandler, Tee};
+use crate::firmware::{Firmware, FirmwareSource};
+use contrast_platforms::{RuntimeHandler, Tee, node_installer};
 use contrast_reference_values::components::{
     COORDINATOR, INITIALIZER, NODE_INSTALLER, PORT_FORWARDER, SERVICE_MESH_PROXY,
 };
@@ -91,30 +92,25 @@ pub const NODE_INSTALLER_FILES: &str = "opt/contrast";
 
 /// What the node installer carries: (file in the guest image or the shipped binaries,
 /// name under [`NODE_INSTALLER_FILES`] and on the node under the runtime's directory,
-/// executable). The names are the Kata configuration's (`runtime-installer`'s `kata.rs`).
+/// executable). The names are the Kata configuration's.
 const INSTALLED: [(&str, &str, bool); 4] = [
-    (
-        "containerd-shim-contrast-cc-v2",
-        "bin/containerd-shim-contrast-cc-v2",
-        true,
-    ),
-    ("kernel", "share/kata-kernel", false),
-    ("initrd", "share/kata-initrd.zst", false),
-    ("rootfs.img", "share/kata-containers.img", false),
+    ("containerd-shim-contrast-cc-v2", node_installer::SHIM, true),
+    ("kernel", node_installer::KERNEL, false),
+    ("initrd", node_installer::INITRD, false),
+    ("rootfs.img", node_installer::ROOTFS, false),
 ];
 
 /// The node installer's image: the runtime installer (its entrypoint), and what it
-/// installs on a node — the shim (from `binaries`) and the guest image (from
-/// `guest_image`: kernel, initrd, dm-verity root) — with the install configuration naming
-/// them and the image's measured kernel command line, and the SNP ID blocks when the guest
-/// image has them. QEMU and the firmware are not carried: a node provides them (the
-/// release's platforms say so).
+/// installs on a node — the shim (from `binaries`), the guest image (from `guest_image`:
+/// kernel, initrd, dm-verity root) and the firmware its reference values were computed
+/// from (`firmware.json`; not a stand-in) — with the install configuration naming them and
+/// the image's measured kernel command line, and the SNP ID blocks when the guest image
+/// has them. QEMU is not carried: a node provides it (the release's platforms say so).
 pub fn node_installer_image(
     binaries: &Path,
     guest_image: &Path,
     scratch: &Path,
 ) -> Result<Image, ImageError> {
-    use contrast_platforms::node_installer;
     let installer = binaries.join("runtime-installer");
     if !installer.exists() {
         return Err(ImageError::MissingBinary { path: installer });
@@ -135,6 +131,18 @@ pub fn node_installer_image(
     // At node_installer::PROGRAM.
     layer.program(&installer, "runtime-installer", scratch)?;
     let mut files = Vec::new();
+    let mut add = |layer: &mut Layer, name: &str, data: Vec<u8>, executable: bool| {
+        layer.file(
+            &format!("{NODE_INSTALLER_FILES}/{name}"),
+            data,
+            if executable { 0o755 } else { 0o644 },
+        );
+        files.push(serde_json::json!({
+            "url": format!("file:///{NODE_INSTALLER_FILES}/{name}"),
+            "path": format!("/opt/edgeless/@@runtimeName@@/{name}"),
+            "executable": executable,
+        }));
+    };
     for (source, name, executable) in INSTALLED {
         let data = if executable {
             // A shipped binary: stripped, as the images' programs are.
@@ -148,16 +156,17 @@ pub fn node_installer_image(
         } else {
             read(&guest_image.join(source))?
         };
-        layer.file(
-            &format!("{NODE_INSTALLER_FILES}/{name}"),
-            data,
-            if executable { 0o755 } else { 0o644 },
-        );
-        files.push(serde_json::json!({
-            "url": format!("file:///{NODE_INSTALLER_FILES}/{name}"),
-            "path": format!("/opt/edgeless/@@runtimeName@@/{name}"),
-            "executable": executable,
-        }));
+        add(&mut layer, name, data, executable);
+    }
+    for (tee, (firmware, file)) in crate::firmware::read_record(guest_image)? {
+        if firmware.source.ships() {
+            add(
+                &mut layer,
+                node_installer::firmware(tee),
+                read(&file)?,
+                false,
+            );
+        }
     }
     let config = serde_json::json!({
         "files": files,
@@ -223,6 +232,10 @@ pub fn release(config: &ReleaseConfig) -> Result<Release, ImageError> {
         path: scratch.clone(),
         source,
     })?;
+    let firmware = match &config.guest_image {
+        Some(guest_image) => crate::firmware::read_record(guest_image)?,
+        None => BTreeMap::new(),
+    };
     let mut images = Vec::new();
     for component in &COMPONENTS {
         images.push((
@@ -259,7 +272,7 @@ pub fn release(config: &ReleaseConfig) -> Result<Release, ImageError> {
         version: version.to_owned(),
         images: BTreeMap::new(),
         platforms: match &config.reference_values {
-            Some(path) => platforms(path)?,
+            Some(path) => platforms(path, &firmware)?,
             None => BTreeMap::new(),
         },
     };
@@ -278,9 +291,17 @@ pub fn release(config: &ReleaseConfig) -> Result<Release, ImageError> {
 }
 
 /// The platforms of a `reference-values.json`, each marked with whether its values may be
-/// deployed on. None may yet: the node installer ships no firmware, and the SNP launch
-/// digest is computed with a stand-in OVMF.
-fn platforms(path: &Path) -> Result<BTreeMap<String, ReleasePlatform>, ImageError> {
+/// deployed on, given the guest image's `firmware` (the values are the image directory's,
+/// computed from its firmware files; `cargo xtask image` makes both): production values
+/// only where a pinned Debian package's firmware was measured and the node installer ships
+/// it, and what is measured is all computed and cross-checked here — SEV-SNP's launch
+/// digest (sev-snp-measure agrees). Not TDX: its RTMR0 holds digests of QEMU's
+/// configuration taken from Contrast's tdx-measure, which no node's QEMU was checked
+/// against.
+fn platforms(
+    path: &Path,
+    firmware: &BTreeMap<Tee, (Firmware, PathBuf)>,
+) -> Result<BTreeMap<String, ReleasePlatform>, ImageError> {
     let invalid = |reason: String| ImageError::ReferenceValues {
         path: path.to_owned(),
         reason,
@@ -297,19 +318,32 @@ fn platforms(path: &Path) -> Result<BTreeMap<String, ReleasePlatform>, ImageErro
             .parse()
             .map_err(|e| invalid(format!("runtime handler {handler:?}: {e}")))?;
         let platform = parsed.platform();
+        let tee = platform.tee();
+        let measured = firmware.get(&tee).map(|(firmware, _)| firmware);
         let caveat = if platform.is_simulated() {
-            "a simulated platform: for tests and the quickstart only"
+            "a simulated platform: for tests and the quickstart only".to_owned()
         } else {
-            match platform.tee() {
-                Tee::Snp => {
-                    "the launch digest is computed with the sev crate's AmdSev OVMF fixture (a \
-                     stand-in: Debian ships no OVMF with the SEV kernel-hashes table), and the \
-                     node installer ships no firmware yet"
-                }
-                Tee::Tdx => {
-                    "MRTD is computed with Debian's OVMF.fd, and the node installer ships no \
-                     firmware yet, so a node's TDVF may differ"
-                }
+            match measured.map(|firmware| &firmware.source) {
+                None => "the guest image has no firmware record (firmware.json): which \
+                         firmware the values were computed from is unknown, and the node \
+                         installer ships none"
+                    .to_owned(),
+                Some(source @ FirmwareSource::StandIn { .. }) => format!(
+                    "computed with {source} for the firmware, which no node boots: not \
+                     shipped"
+                ),
+                Some(source @ FirmwareSource::LocalFile { .. }) => format!(
+                    "computed with {source}, which the node installer ships but no pinned \
+                     package provides: the release cannot be built again"
+                ),
+                Some(FirmwareSource::DebianPackage { .. }) => match tee {
+                    Tee::Snp => String::new(),
+                    Tee::Tdx => "RTMR0 holds digests of QEMU's fw_cfg and ACPI tables taken \
+                                 from Contrast's tdx-measure, unchecked against a node's \
+                                 QEMU; and Debian's OVMF.fd is TDX Config-A, which keeps the \
+                                 VMM inside the firmware's trust boundary"
+                        .to_owned(),
+                },
             }
         };
         platforms.insert(
@@ -317,10 +351,83 @@ fn platforms(path: &Path) -> Result<BTreeMap<String, ReleasePlatform>, ImageErro
             ReleasePlatform {
                 runtime_handler: handler,
                 reference_values,
-                production: false,
-                caveat: caveat.to_owned(),
+                production: caveat.is_empty(),
+                caveat,
+                firmware: match measured {
+                    Some(firmware) if !platform.is_simulated() => {
+                        format!("{} (SHA-256 {})", firmware.source, firmware.sha256)
+                    }
+                    _ => String::new(),
+                },
             },
         );
     }
     Ok(platforms)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::firmware::{DebianFirmware, debian_firmware};
+
+    fn pinned(pin: &DebianFirmware) -> Firmware {
+        Firmware {
+            sha256: pin.sha256.to_owned(),
+            source: FirmwareSource::DebianPackage {
+                package: pin.package.to_owned(),
+                version: pin.version.to_owned(),
+                deb_sha256: pin.deb_sha256.to_owned(),
+                path: pin.path.to_owned(),
+            },
+        }
+    }
+
+    #[test]
+    fn only_snp_values_from_a_pinned_firmware_are_production_values() {
+        let dir = contrast_testkit::TempDir::new("release-platforms");
+        let values = dir.path().join("reference-values.json");
+        std::fs::write(
+            &values,
+            r#"{"contrast-cc-metal-qemu-snp-2210deb7": {"snp": []},
+                "contrast-cc-metal-qemu-tdx-8b553556": {"tdx": []},
+                "contrast-cc-sim-snp-4a5e6f62": {"snp": []}}"#,
+        )
+        .unwrap();
+        let mut firmware = BTreeMap::new();
+        for tee in [Tee::Snp, Tee::Tdx] {
+            firmware.insert(tee, (pinned(debian_firmware(tee)), PathBuf::new()));
+        }
+        let released = platforms(&values, &firmware).unwrap();
+        let snp = &released["Metal-QEMU-SNP"];
+        assert!(snp.production, "{}", snp.caveat);
+        assert!(
+            snp.firmware.contains("ovmf-amdsev 2026.08+ds-2"),
+            "{}",
+            snp.firmware
+        );
+        let tdx = &released["Metal-QEMU-TDX"];
+        assert!(!tdx.production);
+        assert!(tdx.caveat.contains("RTMR0"), "{}", tdx.caveat);
+        assert!(tdx.firmware.contains(debian_firmware(Tee::Tdx).sha256));
+        assert!(!released["Sim-SNP"].production);
+        assert!(released["Sim-SNP"].firmware.is_empty());
+
+        // The same SNP values from a local build, or with no record at all: not production.
+        let local = Firmware {
+            sha256: "00".repeat(32),
+            source: FirmwareSource::LocalFile {
+                path: "/build/OVMF.fd".to_owned(),
+            },
+        };
+        firmware.insert(Tee::Snp, (local, PathBuf::new()));
+        let released = platforms(&values, &firmware).unwrap();
+        let snp = &released["Metal-QEMU-SNP"];
+        assert!(!snp.production);
+        assert!(snp.caveat.contains("no pinned package"), "{}", snp.caveat);
+        let released = platforms(&values, &BTreeMap::new()).unwrap();
+        assert!(!released["Metal-QEMU-SNP"].production);
+        assert!(released["Metal-QEMU-SNP"].caveat.contains("firmware.json"));
+    }
 }

@@ -3,8 +3,9 @@
 //! installer's images, built twice from the shipped binaries (and a guest image built from
 //! them), have the same digests; pulled back by digest with our registry client and
 //! unpacked, each runs its entrypoint from its own root (chroot), and iptables runs where
-//! the image carries it; the node installer installs the shim and the guest image into a
-//! node's root from its own. skopeo copies each out of the registry and reads the written
+//! the image carries it; the node installer installs the shim, the guest image and the
+//! firmware its values were computed from (not a stand-in) into a node's root from its own;
+//! `release.json` calls no values production values, and says why for each platform. skopeo copies each out of the registry and reads the written
 //! OCI layout.
 
 #![allow(clippy::unwrap_used)]
@@ -14,8 +15,15 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use contrast_firmware_refs::reference_values::{
+    ImageArtifacts, encode_embedded, image_entries, simulated_entries,
+};
+use contrast_image::firmware::{FirmwareRecord, add_local, write_record};
 use contrast_image::release::{COMPONENTS, ReleaseConfig, release};
-use contrast_reference_values::components::NODE_INSTALLER;
+use contrast_platforms::{Platform, Tee, node_installer};
+use contrast_reference_values::components::{
+    COORDINATOR, INITIALIZER, NODE_INSTALLER, SERVICE_MESH_PROXY,
+};
 use contrast_registry::{Resolver, ResolverOptions};
 use contrast_testkit::TempDir;
 use contrast_testkit::registry::{Registry, RegistrySetup, skopeo};
@@ -36,18 +44,57 @@ fn run_in(root: &Path, program: &str, args: &[&str]) -> (bool, String) {
     (output.status.success(), text)
 }
 
+/// Prints each image's size in the layout at `dir` (`--no-capture` shows it): the layer as
+/// the registry stores it (its manifest's `layers[].size`, which registries list) and
+/// unpacked.
+fn report_sizes(dir: &Path) {
+    let read_json = |path: std::path::PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+    let blob = |digest: &str| {
+        dir.join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let index = read_json(dir.join("index.json"));
+    for entry in index["manifests"].as_array().unwrap() {
+        let name = entry["annotations"][contrast_image::oci::REF_NAME_ANNOTATION]
+            .as_str()
+            .unwrap();
+        let manifest = read_json(blob(entry["digest"].as_str().unwrap()));
+        let (mut stored, mut unpacked) = (0u64, 0u64);
+        for layer in manifest["layers"].as_array().unwrap() {
+            stored += layer["size"].as_u64().unwrap();
+            let gzip = std::fs::File::open(blob(layer["digest"].as_str().unwrap())).unwrap();
+            unpacked += std::io::copy(
+                &mut flate2::read::GzDecoder::new(gzip),
+                &mut std::io::sink(),
+            )
+            .unwrap();
+        }
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!(
+                "image size: {name}: {:.1} MiB in the registry, {:.1} MiB unpacked",
+                stored as f64 / 1048576.0,
+                unpacked as f64 / 1048576.0
+            );
+        }
+    }
+}
+
+/// Bookworm's OVMF, the TDX firmware `cargo xtask image` measures.
+const DEBIAN_OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+
 #[test]
 fn a_release_pushes_reproducible_images_that_run_from_their_own_root() {
     let binaries = common::shipped();
-    let registry = Registry::start(RegistrySetup::default());
+    let mut registry = Registry::start(RegistrySetup::default());
     let prefix = format!("127.0.0.1:{}/contrast", registry.port);
     let first = TempDir::new("release-1");
     let second = TempDir::new("release-2");
-    // The checked-in values of the simulated platforms stand for a guest image's.
-    let values = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../crates/reference-values/assets/reference-values.json");
     // The guest image the node installer carries, built from the shipped binaries as
-    // `cargo xtask image` builds it.
+    // `cargo xtask image` builds it: with a stand-in for the SNP firmware (Debian's
+    // AmdSevX64 build is in unstable only) and bookworm's OVMF.fd for TDX.
     let guest = TempDir::new("release-guest-image");
     let image = contrast_image::build(&contrast_image::BuildConfig {
         binaries: binaries.clone(),
@@ -55,6 +102,29 @@ fn a_release_pushes_reproducible_images_that_run_from_their_own_root() {
         system_root: std::path::PathBuf::from("/"),
     })
     .unwrap();
+    let mut firmware = FirmwareRecord::new();
+    let stand_in = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../firmware-refs/tests/data/ovmf_AmdSev_suffix.bin");
+    add_local(&mut firmware, guest.path(), Tee::Snp, &stand_in, true).unwrap();
+    add_local(
+        &mut firmware,
+        guest.path(),
+        Tee::Tdx,
+        Path::new(DEBIAN_OVMF),
+        false,
+    )
+    .unwrap();
+    write_record(guest.path(), &firmware).unwrap();
+    // Its reference values, as `firmware-refs reference-values --image-dir` writes them.
+    let mut entries = simulated_entries();
+    entries.extend(
+        image_entries(&ImageArtifacts {
+            dir: guest.path().to_owned(),
+        })
+        .unwrap(),
+    );
+    let values = guest.path().join("reference-values.json");
+    std::fs::write(&values, encode_embedded(&entries)).unwrap();
     let config = |out: &Path| ReleaseConfig {
         binaries: binaries.clone(),
         registry: prefix.clone(),
@@ -74,22 +144,36 @@ fn a_release_pushes_reproducible_images_that_run_from_their_own_root() {
         );
     }
     assert_eq!(one.images.len(), COMPONENTS.len() + 1, "{:?}", one.images);
-    // Every platform of the values, none called production values, each saying why.
-    assert_eq!(
-        one.platforms.keys().map(String::as_str).collect::<Vec<_>>(),
-        ["Sim-SNP", "Sim-TDX"]
-    );
+    report_sizes(&first.path().join("oci"));
+    // Every platform of the values, none called production values, each saying why: the
+    // simulated ones, SNP measured with a stand-in, TDX with its unchecked RTMR0 parts.
+    let tdx_firmware = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(std::fs::read(DEBIAN_OVMF).unwrap()))
+    };
     for (platform, entry) in &one.platforms {
         assert!(!entry.production, "{platform}");
-        assert!(
-            entry.caveat.contains("simulated"),
-            "{platform}: {}",
-            entry.caveat
-        );
-        assert!(
-            entry.runtime_handler.starts_with("contrast-cc-sim-"),
-            "{platform}"
-        );
+        let parsed: Platform = platform.parse().unwrap();
+        let why = if parsed.is_simulated() {
+            "simulated"
+        } else if parsed.tee() == Tee::Snp {
+            "stand-in"
+        } else {
+            "RTMR0"
+        };
+        assert!(entry.caveat.contains(why), "{platform}: {}", entry.caveat);
+        if parsed.is_simulated() {
+            assert!(entry.firmware.is_empty(), "{platform}");
+        } else if parsed.tee() == Tee::Tdx {
+            assert!(
+                entry.firmware.contains(&tdx_firmware),
+                "{platform}: {}",
+                entry.firmware
+            );
+        }
+    }
+    for platform in ["Sim-SNP", "Metal-QEMU-SNP", "Metal-QEMU-TDX"] {
+        assert!(one.platforms.contains_key(platform), "{platform}");
     }
 
     let resolver = Resolver::new(ResolverOptions {
@@ -150,6 +234,9 @@ fn a_release_pushes_reproducible_images_that_run_from_their_own_root() {
         if component.ca_certificates {
             assert!(root.path().join(contrast_image::CA_BUNDLE).is_file());
         }
+        if component.name == COORDINATOR {
+            coordinator_refuses_to_start_without_its_tee(root.path());
+        }
     }
     node_installer_installs_from_its_own_root(
         &one.images[NODE_INSTALLER],
@@ -157,6 +244,222 @@ fn a_release_pushes_reproducible_images_that_run_from_their_own_root() {
         &runtime,
         guest.path(),
         &image.cmdline,
+    );
+    release_cli_deploys_the_release(
+        &release_cli(&first.path().join("release.json"), &values),
+        &one,
+        &mut registry,
+        &resolver,
+        &runtime,
+    );
+}
+
+/// The release's Coordinator from its own root: on a simulated platform it refuses the
+/// simulator, since none ships; on a real platform it looks for its TEE (configfs-tsm,
+/// then /dev/sev-guest) and, finding none on this machine, stops with an error that says
+/// so, before it serves anything.
+fn coordinator_refuses_to_start_without_its_tee(root: &Path) {
+    let (ok, text) = run_in(
+        root,
+        "/usr/bin/coordinator",
+        &[
+            "--platform",
+            "Sim-SNP",
+            "--simulator-dir",
+            "/simulator",
+            "--store-dir",
+            "/store",
+        ],
+    );
+    assert!(!ok, "the release's Coordinator ran a simulator:\n{text}");
+    assert!(text.contains("without the simulator"), "{text}");
+    let ip = contrast_testkit::random_loopback().to_string();
+    let (ok, text) = run_in(
+        root,
+        "/usr/bin/coordinator",
+        &[
+            "--platform",
+            "Metal-QEMU-SNP",
+            "--store-dir",
+            "/store",
+            "--listen",
+            &ip,
+        ],
+    );
+    assert!(!ok, "the release's Coordinator ran without a TEE:\n{text}");
+    for needle in [
+        "not running in a confidential VM",
+        "/sys/kernel/config/tsm/report",
+        "/dev/sev-guest",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+}
+
+/// The CLI a release ships, built as `cargo xtask release` builds it (release profile, with
+/// `release.json` and the image's reference values embedded); in the shared target
+/// directory, where the shipped binaries' dependencies are built already. Only the
+/// reference-values crate and the CLI see the embedded files, and no shipped binary
+/// depends on them.
+fn release_cli(release_json: &Path, values: &Path) -> std::path::PathBuf {
+    let target = common::target_dir();
+    let status = Command::new(common::cargo())
+        .args(["build", "--release", "--locked", "-p", "contrast-cli"])
+        .env("CARGO_TARGET_DIR", &target)
+        .env("CONTRAST_RELEASE", release_json)
+        .env("CONTRAST_REFERENCE_VALUES", values)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the release CLI: {status}");
+    target.join("release/contrast")
+}
+
+fn run_cli(cli: &Path, workspace: &Path, args: &[&str]) -> String {
+    let output = Command::new(cli)
+        .args(args)
+        .current_dir(workspace)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "contrast {}:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Every `image:` of the YAML documents in `yaml`.
+fn images_in(yaml: &str) -> Vec<String> {
+    yaml.lines()
+        .filter_map(|line| line.trim().strip_prefix("image: "))
+        .map(|image| image.trim_matches('"').to_owned())
+        .collect()
+}
+
+/// The release CLI as a user runs it: `--version` names the release's images and says of
+/// each platform whether its values are production values; `runtime` and `coordinator`
+/// print YAML that Kubernetes' schemas accept and that names our images only by digests
+/// the registry has; `generate` for a real platform injects the Initializer and the mesh
+/// proxy by digest and writes the release's reference values into the manifest, and runs
+/// again offline, from its cache, to the same files.
+fn release_cli_deploys_the_release(
+    cli: &Path,
+    release: &contrast_reference_values::Release,
+    registry: &mut Registry,
+    resolver: &Resolver,
+    runtime: &tokio::runtime::Runtime,
+) {
+    let workspace = TempDir::new("release-cli");
+    let version = run_cli(cli, workspace.path(), &["--version"]);
+    for image in release.images.values() {
+        assert!(version.contains(image.as_str()), "{image}:\n{version}");
+    }
+    assert!(
+        version.contains("production values:        no: computed with a stand-in"),
+        "{version}"
+    );
+
+    let ours: Vec<&String> = release.images.values().collect();
+    let mut documents = Vec::new();
+    for args in [
+        &["runtime", "--platform", "metal-qemu-snp"][..],
+        &[
+            "coordinator",
+            "--platform",
+            "metal-qemu-snp",
+            "--port-forwarder",
+        ][..],
+    ] {
+        let yaml = run_cli(cli, workspace.path(), args);
+        let file = workspace.path().join(format!("{}.yml", args[0]));
+        std::fs::write(&file, &yaml).unwrap();
+        documents.push(file);
+        let images = images_in(&yaml);
+        assert!(!images.is_empty(), "{yaml}");
+        for image in images {
+            let (_, digest) = image
+                .split_once("@sha256:")
+                .unwrap_or_else(|| panic!("{image} is not pinned by digest"));
+            assert_eq!(digest.len(), 64, "{image}");
+            if image.starts_with(&registry.host()) {
+                assert!(ours.contains(&&image), "{image} is not the release's");
+                // The registry has it: our client pulls it by that digest.
+                let root = TempDir::new("release-cli-image");
+                runtime
+                    .block_on(resolver.pull(&image, root.path()))
+                    .unwrap();
+            } else {
+                assert!(image.starts_with("registry.k8s.io/pause:"), "{image}");
+            }
+        }
+    }
+    contrast_testkit::kubernetes_validate(&documents, "1.33.0");
+
+    // `generate` for a real platform, on the Coordinator and a workload.
+    let resources = workspace.path().join("resources");
+    std::fs::create_dir_all(&resources).unwrap();
+    let scratch = TempDir::new("release-cli-app");
+    let app = registry.push_image(
+        scratch.path(),
+        "shop/web",
+        r#"{"Env":["PATH=/usr/bin:/bin"],"Entrypoint":["/bin/app"],"WorkingDir":"/srv"}"#,
+    );
+    std::fs::copy(
+        workspace.path().join("coordinator.yml"),
+        resources.join("coordinator.yml"),
+    )
+    .unwrap();
+    std::fs::write(
+        resources.join("web.yml"),
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  annotations:\n    \
+             contrast.edgeless.systems/servicemesh-ingress: \"web#8080#false\"\nspec:\n  \
+             selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      \
+             labels: {{app: web}}\n    spec:\n      runtimeClassName: contrast-cc\n      \
+             containers:\n        - name: web\n          image: {app}\n"
+        ),
+    )
+    .unwrap();
+    let host = registry.host();
+    let generate = |extra: &[&str]| {
+        let mut args = vec![
+            "generate",
+            "--reference-values",
+            "metal-qemu-snp",
+            "--insecure-registry",
+            &host,
+        ];
+        args.extend_from_slice(extra);
+        args.push("resources/");
+        run_cli(cli, workspace.path(), &args);
+        let read = |name: &str| std::fs::read_to_string(workspace.path().join(name)).unwrap();
+        (
+            read("resources/web.yml"),
+            read("resources/coordinator.yml"),
+            read("manifest.json"),
+        )
+    };
+    let online = generate(&[]);
+    let (web, _, manifest) = &online;
+    for component in [INITIALIZER, SERVICE_MESH_PROXY] {
+        let image = &release.images[component];
+        assert!(web.contains(image.as_str()), "{component} {image}:\n{web}");
+    }
+    let values = &release.platforms["Metal-QEMU-SNP"].reference_values;
+    let measurement = values["snp"][0]["TrustedMeasurement"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no SNP launch digest in {values}"));
+    assert!(manifest.contains(measurement), "{manifest}");
+    contrast_testkit::kubernetes_validate(
+        &[resources.join("web.yml"), resources.join("coordinator.yml")],
+        "1.33.0",
+    );
+    registry.stop();
+    assert!(
+        generate(&["--offline"]) == online,
+        "the offline run changed the files"
     );
 }
 
@@ -206,9 +509,11 @@ fn node_installer_installs_from_its_own_root(
     assert!(ok, "the node installer from its own root:\n{text}");
     let base = host.join("opt/edgeless").join(handler);
     for (from_guest, installed) in [
-        ("kernel", "share/kata-kernel"),
-        ("initrd", "share/kata-initrd.zst"),
-        ("rootfs.img", "share/kata-containers.img"),
+        ("kernel", node_installer::KERNEL),
+        ("initrd", node_installer::INITRD),
+        ("rootfs.img", node_installer::ROOTFS),
+        // The firmware the TDX values were computed from; not the SNP stand-in.
+        ("ovmf-tdx.fd", node_installer::firmware(Tee::Tdx)),
     ] {
         assert!(
             std::fs::read(guest_image.join(from_guest)).unwrap()
@@ -216,7 +521,11 @@ fn node_installer_installs_from_its_own_root(
             "{installed} is not the guest image's {from_guest}:\n{text}"
         );
     }
-    let shim = base.join("bin/containerd-shim-contrast-cc-v2");
+    assert!(
+        !base.join(node_installer::firmware(Tee::Snp)).exists(),
+        "the node installer shipped the SNP stand-in"
+    );
+    let shim = base.join(node_installer::SHIM);
     use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(
         std::fs::metadata(&shim).unwrap().permissions().mode() & 0o777,

@@ -21,7 +21,7 @@ use toml_edit::{DocumentMut, InlineTable, Item, Table, TableLike, Value};
 use crate::InstallError;
 use crate::fetch::io_error;
 use crate::hostpath::{HostRoot, join_host};
-use crate::kata::{RuntimeKind, SHIM_RELATIVE_PATH};
+use crate::kata::RuntimeKind;
 
 /// The runtime type of Contrast's shim (`containerd-shim-contrast-cc-v2`).
 pub const RUNTIME_TYPE: &str = "io.containerd.contrast-cc.v2";
@@ -51,7 +51,7 @@ pub struct RuntimeEntry<'a> {
 impl RuntimeEntry<'_> {
     /// The shim's host path.
     pub fn runtime_path(&self) -> String {
-        join_host(self.base_dir, &[SHIM_RELATIVE_PATH])
+        join_host(self.base_dir, &[contrast_platforms::node_installer::SHIM])
     }
 
     /// The Kata configuration's host path.

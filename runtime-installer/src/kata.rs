@@ -5,8 +5,8 @@
 //! command line is replaced, never appended to, because the launch measurement covers
 //! it byte for byte.
 
-use contrast_platforms::Platform;
 use contrast_platforms::kata::ImagePull;
+use contrast_platforms::{Platform, Tee, node_installer};
 use toml_edit::{Array, DocumentMut, Item, Table, Value};
 
 use crate::InstallError;
@@ -26,9 +26,6 @@ systemd.mask=systemd-networkd.socket scsi_mod.scan=none";
 /// The SNP guest policy of the AKS IGVM guest: SMT allowed, reserved bit 17 set
 /// (docs/runtime.md §4).
 pub const AKS_SNP_GUEST_POLICY: i64 = 0x30000;
-
-/// The runtime handler's shim, under the runtime base directory.
-pub const SHIM_RELATIVE_PATH: &str = "bin/containerd-shim-contrast-cc-v2";
 
 /// Which VMM and TEE a platform's pods run with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,22 +116,26 @@ pub fn kata_config(inputs: &KataInputs<'_>) -> Result<String, InstallError> {
     );
     match kind {
         RuntimeKind::QemuSnp | RuntimeKind::QemuTdx => {
-            let firmware = if kind == RuntimeKind::QemuSnp {
-                "snp/share/OVMF.fd"
+            let firmware = node_installer::firmware(if kind == RuntimeKind::QemuSnp {
+                Tee::Snp
             } else {
-                "tdx/share/OVMF.fd"
-            };
+                Tee::Tdx
+            });
             set(&mut hypervisor, "firmware", path(firmware).into());
-            set(&mut hypervisor, "kernel", path("share/kata-kernel").into());
+            set(
+                &mut hypervisor,
+                "kernel",
+                path(node_installer::KERNEL).into(),
+            );
             set(
                 &mut hypervisor,
                 "initrd",
-                path("share/kata-initrd.zst").into(),
+                path(node_installer::INITRD).into(),
             );
             set(
                 &mut hypervisor,
                 "image",
-                path("share/kata-containers.img").into(),
+                path(node_installer::ROOTFS).into(),
             );
             set(&mut hypervisor, "rootfs_type", "erofs".into());
             set(&mut hypervisor, "machine_type", "q35".into());
@@ -157,7 +158,7 @@ pub fn kata_config(inputs: &KataInputs<'_>) -> Result<String, InstallError> {
             set(
                 &mut hypervisor,
                 "image",
-                path("share/kata-containers.img").into(),
+                path(node_installer::ROOTFS).into(),
             );
             set(&mut hypervisor, "rootfs_type", "ext4".into());
             set(
@@ -342,7 +343,7 @@ mod tests {
         );
         assert_eq!(s("firmware"), format!("{BASE}/snp/share/OVMF.fd"));
         assert_eq!(s("kernel"), format!("{BASE}/share/kata-kernel"));
-        assert_eq!(s("initrd"), format!("{BASE}/share/kata-initrd.zst"));
+        assert_eq!(s("initrd"), format!("{BASE}/share/kata-initrd.gz"));
         assert_eq!(s("image"), format!("{BASE}/share/kata-containers.img"));
         assert_eq!(s("rootfs_type"), "erofs");
         assert_eq!(s("kernel_params"), "console=hvc0 root=/dev/vda1");

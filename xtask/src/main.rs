@@ -132,7 +132,8 @@ fn main() -> ExitCode {
         ["tidy"] => tidy::tidy(),
         ["quickstart"] => quickstart(false),
         ["quickstart", "--containerd"] => quickstart(true),
-        ["image"] => image(),
+        ["image"] => image(false),
+        ["image", "--debian-firmware"] => image(true),
         ["release", rest @ ..] => release(rest),
         ["install-deps"] => install_debian_packages(),
         _ => {
@@ -156,8 +157,11 @@ fn usage() {
          quickstart [--containerd]\n                \
          install what it needs, then run the whole lifecycle on this machine; with\n                \
          --containerd the pods run on containerd, each in its VM (QEMU, our shim and agent)\n  \
-         image         build the guest image into target/image, compute its reference values and\n                \
-         SNP ID blocks, and build a CLI that embeds them (target/embedded/debug/contrast)\n  \
+         image [--debian-firmware]\n                \
+         build the guest image into target/image, compute its reference values and\n                \
+         SNP ID blocks, and build a CLI that embeds them (target/embedded/debug/contrast);\n                \
+         with --debian-firmware, from the firmware a release ships (the pinned Debian\n                \
+         packages, downloaded), else from a stand-in for SNP and the installed OVMF.fd\n  \
          release --registry HOST[:PORT]/PREFIX --out DIR [--insecure-registry]\n                \
          build the shipped binaries and their container images (Coordinator, Initializer,\n                \
          service-mesh proxy), push them, and write an OCI layout, release.json and a CLI\n                \
@@ -436,10 +440,13 @@ fn quickstart(on_containerd: bool) -> Result<()> {
     }
 }
 
-/// The guest image, its reference values (SNP with the AmdSevX64 OVMF fixture, since Debian
-/// ships no OVMF with the kernel-hashes table; TDX with Debian's OVMF.fd), and a CLI whose
-/// `contrast generate --reference-values <platform>` embeds them.
-fn image() -> Result<()> {
+/// The guest image, its reference values and a CLI whose `contrast generate
+/// --reference-values <platform>` embeds them. The firmware measured: with
+/// `debian_firmware`, the Debian packages a release ships (contrast_image::firmware,
+/// downloaded); else, offline, a stand-in for SNP (the AmdSevX64 OVMF fixture: bookworm has
+/// no OVMF with the kernel-hashes table) and the installed OVMF.fd for TDX (the TDX pin's
+/// file, when bookworm's package is that version).
+fn image(debian_firmware: bool) -> Result<()> {
     step("system packages", install_debian_packages)?;
     let debug = std::path::absolute(target_dir().join("debug"))
         .context("cannot resolve the target directory")?;
@@ -452,15 +459,18 @@ fn image() -> Result<()> {
     let release = std::path::absolute(target_dir().join("release"))
         .context("cannot resolve the target directory")?;
     step("guest image", || {
-        run(Command::new(debug.join("contrast-image"))
-            .arg("--binaries")
-            .arg(&release)
-            .arg("--out")
-            .arg(&out)
-            .arg("--ovmf-snp")
-            .arg("firmware-refs/tests/data/ovmf_AmdSev_suffix.bin")
-            .arg("--ovmf-tdx")
-            .arg("/usr/share/ovmf/OVMF.fd"))
+        let mut build = Command::new(debug.join("contrast-image"));
+        build.arg("--binaries").arg(&release).arg("--out").arg(&out);
+        if debian_firmware {
+            build.arg("--debian-firmware");
+        } else {
+            build
+                .arg("--ovmf-snp-stand-in")
+                .arg("firmware-refs/tests/data/ovmf_AmdSev_suffix.bin")
+                .arg("--ovmf-tdx")
+                .arg("/usr/share/ovmf/OVMF.fd");
+        }
+        run(&mut build)
     })?;
     let values = out.join("reference-values.json");
     step("reference values", || {

@@ -24,6 +24,25 @@ pub mod node_installer {
     pub const INSTALL_CONFIG: &str = "/config/contrast-node-install.json";
     /// The SNP ID blocks per product line (QEMU SEV-SNP platforms).
     pub const SNP_ID_BLOCKS: &str = "/config/snp-id-blocks.json";
+
+    // What the installer puts in a runtime's directory on the node
+    // (`/opt/edgeless/<handler>/`), as the Kata configuration names it.
+    /// The shim containerd starts for the runtime.
+    pub const SHIM: &str = "bin/containerd-shim-contrast-cc-v2";
+    /// The guest kernel (a bzImage).
+    pub const KERNEL: &str = "share/kata-kernel";
+    /// The guest initrd (gzip'd; Contrast's is zstd and named `kata-initrd.zst`).
+    pub const INITRD: &str = "share/kata-initrd.gz";
+    /// The guest's dm-verity root filesystem.
+    pub const ROOTFS: &str = "share/kata-containers.img";
+
+    /// The firmware (OVMF) a QEMU VM of `tee` boots.
+    pub fn firmware(tee: super::Tee) -> &'static str {
+        match tee {
+            super::Tee::Snp => "snp/share/OVMF.fd",
+            super::Tee::Tdx => "tdx/share/OVMF.fd",
+        }
+    }
 }
 
 /// The trusted execution environment a platform runs workloads in.

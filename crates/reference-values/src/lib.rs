@@ -48,6 +48,10 @@ pub struct ReleasePlatform {
     /// Why not, when `production` is false.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub caveat: String,
+    /// The firmware the values were computed from and the node installer ships: its
+    /// source and SHA-256 (a real platform's; empty when unknown).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub firmware: String,
 }
 
 impl Release {

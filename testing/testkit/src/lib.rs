@@ -114,6 +114,22 @@ pub fn random_loopback() -> IpAddr {
     ))
 }
 
+/// Kubernetes' own schemas accept `files` (kubernetes-validate, strict: unknown fields are
+/// errors), for Kubernetes `version` (e.g. "1.33.0").
+pub fn kubernetes_validate<P: AsRef<std::path::Path>>(files: &[P], version: &str) {
+    let output = std::process::Command::new(python_tool("kubernetes-validate"))
+        .args(["--strict", "--quiet", "-k", version])
+        .args(files.iter().map(AsRef::as_ref))
+        .output()
+        .expect("running kubernetes-validate");
+    assert!(
+        output.status.success(),
+        "kubernetes-validate {version}:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// A program from the Python tools `cargo xtask test` installs from PyPI
 /// (`$CONTRAST_PYTHON_TOOLS`, the `bin` of their virtual environment), else from PATH.
 /// Never skipped: a missing tool fails the test.
