@@ -260,7 +260,11 @@ pub fn kata_config(inputs: &KataInputs<'_>) -> Result<String, InstallError> {
         "disable_guest_seccomp",
         settings.disable_guest_seccomp.into(),
     );
-    set(&mut runtime, "emptydir_mode", settings.emptydir_mode.into());
+    set(
+        &mut runtime,
+        "emptydir_mode",
+        settings.emptydir_mode.config_value().into(),
+    );
     set(&mut runtime, "internetworking_model", "tcfilter".into());
     set(&mut runtime, "vfio_mode", "guest-kernel".into());
     if settings.image_pull == ImagePull::InGuest {
@@ -447,7 +451,7 @@ mod tests {
             );
             assert_eq!(
                 doc["runtime"]["emptydir_mode"].as_str(),
-                Some(expected.emptydir_mode),
+                Some(expected.emptydir_mode.config_value()),
                 "{platform}"
             );
             assert_eq!(

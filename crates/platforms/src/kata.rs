@@ -71,6 +71,29 @@ impl BlockDeviceDriver {
     }
 }
 
+/// How the Kata runtime gives a pod its disk-backed emptyDir volumes
+/// (`runtime.emptydir_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmptyDirMode {
+    /// `shared-fs`: a directory of the guest's own (a `local` storage); what our runtime
+    /// runs.
+    SharedFs,
+    /// `block-encrypted`: a disk image on the host, hot-plugged, which the agent formats
+    /// under an ephemeral LUKS key (kata's confidential configuration templates' default,
+    /// and genpolicy's). The policy admits its requests; our shim and agent do not run it.
+    BlockEncrypted,
+}
+
+impl EmptyDirMode {
+    /// The value of `emptydir_mode` in the Kata configuration.
+    pub fn config_value(self) -> &'static str {
+        match self {
+            EmptyDirMode::SharedFs => "shared-fs",
+            EmptyDirMode::BlockEncrypted => "block-encrypted",
+        }
+    }
+}
+
 /// The settings of a platform's Kata runtime that the agent policy depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KataRuntime {
@@ -85,10 +108,8 @@ pub struct KataRuntime {
     pub disable_guest_selinux: bool,
     /// `hypervisor.block_device_driver`.
     pub block_device_driver: BlockDeviceDriver,
-    /// `runtime.emptydir_mode`: `shared-fs`, so a disk emptyDir is a `local` storage in the
-    /// guest (kata's confidential configuration templates default to `block-encrypted`,
-    /// whose requests the policy does not admit).
-    pub emptydir_mode: &'static str,
+    /// `runtime.emptydir_mode`: how a disk-backed emptyDir reaches the guest.
+    pub emptydir_mode: EmptyDirMode,
     /// `hypervisor.guest_hook_path`: OCI hooks in the guest (the GPU platforms' NVIDIA
     /// hooks); the runtime names it in CreateSandbox.
     pub guest_hook_path: Option<&'static str>,
@@ -104,7 +125,7 @@ impl Platform {
             disable_guest_seccomp: true,
             disable_guest_selinux: true,
             block_device_driver: BlockDeviceDriver::VirtioScsi,
-            emptydir_mode: "shared-fs",
+            emptydir_mode: EmptyDirMode::SharedFs,
             guest_hook_path: None,
         };
         match self {

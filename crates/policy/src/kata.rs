@@ -19,6 +19,10 @@ pub(crate) const SANDBOX_SHM: &str = "/run/kata-containers/sandbox/shm";
 /// Where memory-backed emptyDir volumes live in the guest.
 pub(crate) const EPHEMERAL_DIR: &str = "/run/kata-containers/sandbox/ephemeral";
 
+/// Where the agent mounts a block storage of the sandbox, at `<dir>/<base64url of the
+/// device's address>` (kata_agent.go `handleBlkOCIMounts`).
+pub(crate) const SANDBOX_STORAGE_DIR: &str = "/run/kata-containers/sandbox/storage";
+
 /// The PATH containerd gives a container whose image sets none.
 pub(crate) const DEFAULT_PATH: &str =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -166,10 +166,15 @@ pub(crate) struct MountRule {
     /// An example source (`$(cid)`, `$(sid)`, `$(rand)` to be filled in).
     #[serde(skip)]
     pub(crate) source_example: String,
+    /// For an emptyDir on an encrypted block device (the runtime's `block-encrypted`
+    /// mode): the exact options, and then `source` is unused: the mount's source must be
+    /// the guest mount point of one of the request's block storages. Empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) block_options: Vec<String>,
 }
 
 /// A storage (a file system the agent mounts in the guest) a container may get.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct StorageRule {
     /// The storage driver, exactly.
     pub(crate) driver: String,
@@ -185,4 +190,35 @@ pub(crate) struct StorageRule {
     /// The mount options a runtime sends (for the example requests).
     #[serde(skip)]
     pub(crate) options_example: Vec<String>,
+    /// An emptyDir's encrypted block device: then `source` and `mount_point` are unused
+    /// (the source is the device's address, the mount point follows from it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) block: Option<BlockStorageRule>,
+}
+
+/// A block device the agent formats under an ephemeral LUKS key and mounts for an emptyDir
+/// (the runtime's `block-encrypted` mode; kata_agent.go `handleDeviceBlockVolume`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct BlockStorageRule {
+    /// The driver options, exactly and in order.
+    pub(crate) driver_options: Vec<String>,
+    /// The mount options, exactly.
+    pub(crate) options: Vec<String>,
+    /// The guest directory the mount point is in: `<dir>/<base64url of the address>`.
+    pub(crate) mount_point_dir: String,
+    /// The pod's `fsGroup`, which the agent gives the file system; `null` without one.
+    pub(crate) fs_group: Option<FsGroupRule>,
+    /// An example device address (the platform's kind).
+    #[serde(skip)]
+    pub(crate) source_example: String,
+}
+
+/// The agent protocol's `FSGroup`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) struct FsGroupRule {
+    /// The group.
+    pub(crate) group_id: u32,
+    /// 0: always change ownership, 1: only when the root's owner differs
+    /// (`fsGroupChangePolicy: OnRootMismatch`).
+    pub(crate) group_change_policy: u32,
 }

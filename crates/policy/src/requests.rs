@@ -147,6 +147,18 @@ fn mount(m: &MountRule, sandbox_id: &str, container_id: &str, n: usize) -> Value
 }
 
 fn storage(s: &StorageRule, sandbox_id: &str, container_id: &str, n: usize) -> Value {
+    if let Some(block) = &s.block {
+        return json!({
+            "driver": s.driver,
+            "driver_options": block.driver_options,
+            "source": block.source_example,
+            "fstype": s.fstype,
+            "options": block.options,
+            "mount_point": s.mount_point_example,
+            "fs_group": block.fs_group,
+            "shared": true,
+        });
+    }
     json!({
         "driver": s.driver,
         "driver_options": [],

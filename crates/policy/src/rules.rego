@@ -332,12 +332,33 @@ mount_options_ok(m) if {
 }
 
 mount_matches(r, m) if {
+	not block_mount(r)
 	m.destination == r.destination
 	mount_type(m) == r.type
 	mount_options_ok(m)
 	regex.match(expand(r.source), as_string(m.source))
 	readonly_ok(r.read_only, mount_read_only(m))
 }
+
+# An emptyDir on an encrypted block device (the runtime's block-encrypted mode): the
+# options exactly, and the source is the guest mount point of one of the request's block
+# storages (which `storages` checks), as genpolicy's allow_mount decides it.
+block_mount(r) if count(object.get(r, "block_options", [])) > 0
+
+mount_matches(r, m) if {
+	block_mount(r)
+	m.destination == r.destination
+	mount_type(m) == r.type
+	as_array(object.get(m, "options", [])) == r.block_options
+	some s in storages
+	s.driver in {"blk", "scsi"}
+	s.mount_point == as_string(m.source)
+}
+
+# Each block-device mount once: genpolicy pairs every mount with a rule of its own.
+mount_once(r, mounts) if not block_mount(r)
+
+mount_once(r, mounts) if count([m | some m in mounts; m.destination == r.destination]) <= 1
 
 mount_present(r, mounts) if {
 	not r.required
@@ -360,6 +381,7 @@ mounts_ok(rules) := true if {
 	}
 	every r in rules {
 		mount_present(r, mounts)
+		mount_once(r, mounts)
 	}
 } else := false
 
@@ -370,10 +392,44 @@ storage_allowed(rules, s) if {
 
 storage_allowed(rules, s) if {
 	some r in rules
+	not r.block
 	s.driver == r.driver
 	s.source == r.source
 	s.fstype == r.fstype
 	regex.match(expand(r.mount_point), as_string(s.mount_point))
+}
+
+# An emptyDir's block device (the runtime's block-encrypted mode, as genpolicy's
+# allow_block_storage decides it): at an address of the platform's kind, mounted where its
+# address says, formatted anew under an ephemeral key with the file system, options and
+# group the pod gives it, and kept for the sandbox (shared).
+storage_allowed(rules, s) if {
+	some r in rules
+	r.block
+	s.driver == r.driver
+	block_address_ok(s.driver, as_string(s.source))
+	s.mount_point == concat("/", [r.block.mount_point_dir, base64url.encode(s.source)])
+	s.fstype == r.fstype
+	as_array(object.get(s, "driver_options", [])) == r.block.driver_options
+	as_array(object.get(s, "options", [])) == r.block.options
+	object.get(s, "shared", false) == true
+	fs_group_ok(r.block.fs_group, object.get(s, "fs_group", null))
+}
+
+block_address_ok("scsi", address) if regex.match(`^[0-9]+:[0-9]+$`, address)
+
+block_address_ok("blk", address) if regex.match(`^[0-9a-f]{2}(/[0-9a-f]{2})?$`, address)
+
+fs_group_ok(expected, actual) if {
+	expected == null
+	actual == null
+}
+
+# The agent's request decoding fills an absent change policy with 0 (always).
+fs_group_ok(expected, actual) if {
+	expected != null
+	actual.group_id == expected.group_id
+	object.get(actual, "group_change_policy", 0) == expected.group_change_policy
 }
 
 storages_ok(rules) := true if {

@@ -15,10 +15,11 @@ use crate::json::{
 };
 use crate::kata;
 use crate::model::{
-    ContainerRules, DATA_VERSION, MountRule, PauseRules, PodRules, PolicyData, StorageRule,
+    BlockStorageRule, ContainerRules, DATA_VERSION, FsGroupRule, MountRule, PauseRules, PodRules,
+    PolicyData, StorageRule,
 };
 use crate::{ImageConfig, PodInput, PolicyError};
-use contrast_platforms::kata::ImagePull;
+use contrast_platforms::kata::{BlockDeviceDriver, EmptyDirMode, ImagePull};
 
 /// PodSpec fields. Handled: `containers`, `initContainers`, `volumes`,
 /// `securityContext`, `shareProcessNamespace`, `enableServiceLinks`,
@@ -229,13 +230,6 @@ pub(crate) fn resolve(input: &PodInput<'_>) -> Result<PolicyData, PolicyError> {
             "on this platform the node's snapshotter hands the guest the image layers \
              (tardev), which contrast's policies do not admit yet: use a platform whose guest \
              pulls images (bare metal with QEMU)",
-        ));
-    }
-    if input.runtime.emptydir_mode != "shared-fs" {
-        return Err(unsupported(
-            "spec.runtimeClassName",
-            "this platform's runtime plugs emptyDir volumes in as block devices, which \
-             contrast's policies do not admit yet",
         ));
     }
     let pod_sc = get_obj(spec, "securityContext", "spec")?;
@@ -870,57 +864,74 @@ fn mounts(
                     }
                     None => String::new(),
                 };
-                let (dir_regex, dir_example, mount_type, storage) = if *memory {
-                    let dir = format!("{}/{name}", kata::EPHEMERAL_DIR);
-                    (
-                        regex_escape(&dir),
-                        dir.clone(),
-                        "bind",
-                        StorageRule {
-                            driver: "ephemeral".to_owned(),
-                            source: "tmpfs".to_owned(),
-                            fstype: "tmpfs".to_owned(),
-                            mount_point: format!("^{}$", regex_escape(&dir)),
-                            mount_point_example: dir,
-                            options_example: Vec::new(),
-                        },
-                    )
+                if !*memory && pod.input.runtime.emptydir_mode == EmptyDirMode::BlockEncrypted {
+                    if !sub.is_empty() {
+                        return Err(unsupported(
+                            join(&m_path, "subPath"),
+                            "this platform's runtime gives each emptyDir mount a block device \
+                             of its own, so a subpath of one is not supported; mount the whole \
+                             volume",
+                        ));
+                    }
+                    let block = block_empty_dir(pod, &destination, read_only, storages.len())?;
+                    storages.push(block.1);
+                    block.0
                 } else {
-                    // Kata puts disk-backed emptyDirs below the sandbox's bundle: in its
-                    // rootfs (`rootfs/local`) or, for confidential guests, beside it.
-                    let dir_regex = format!(
-                        "{}/$(sid)/(rootfs/)?local/{}",
-                        regex_escape(kata::SHARED_DIR),
-                        regex_escape(name)
-                    );
-                    let dir = format!("{}/$(sid)/rootfs/local/{name}", kata::SHARED_DIR);
-                    (
-                        dir_regex.clone(),
-                        dir.clone(),
-                        "local",
-                        StorageRule {
-                            driver: "local".to_owned(),
-                            source: "local".to_owned(),
-                            fstype: "local".to_owned(),
-                            mount_point: format!("^{dir_regex}$"),
-                            mount_point_example: dir,
-                            options_example: vec!["mode=0777".to_owned()],
-                        },
-                    )
-                };
-                if !storages
-                    .iter()
-                    .any(|s| s.mount_point == storage.mount_point)
-                {
-                    storages.push(storage);
-                }
-                MountRule {
-                    destination,
-                    mount_type: mount_type.to_owned(),
-                    source: format!("^{dir_regex}{}$", regex_escape(&sub)),
-                    read_only,
-                    required: true,
-                    source_example: format!("{dir_example}{sub}"),
+                    let (dir_regex, dir_example, mount_type, storage) = if *memory {
+                        let dir = format!("{}/{name}", kata::EPHEMERAL_DIR);
+                        (
+                            regex_escape(&dir),
+                            dir.clone(),
+                            "bind",
+                            StorageRule {
+                                driver: "ephemeral".to_owned(),
+                                source: "tmpfs".to_owned(),
+                                fstype: "tmpfs".to_owned(),
+                                mount_point: format!("^{}$", regex_escape(&dir)),
+                                mount_point_example: dir,
+                                options_example: Vec::new(),
+                                block: None,
+                            },
+                        )
+                    } else {
+                        // Kata puts disk-backed emptyDirs below the sandbox's bundle: in its
+                        // rootfs (`rootfs/local`) or, for confidential guests, beside it.
+                        let dir_regex = format!(
+                            "{}/$(sid)/(rootfs/)?local/{}",
+                            regex_escape(kata::SHARED_DIR),
+                            regex_escape(name)
+                        );
+                        let dir = format!("{}/$(sid)/rootfs/local/{name}", kata::SHARED_DIR);
+                        (
+                            dir_regex.clone(),
+                            dir.clone(),
+                            "local",
+                            StorageRule {
+                                driver: "local".to_owned(),
+                                source: "local".to_owned(),
+                                fstype: "local".to_owned(),
+                                mount_point: format!("^{dir_regex}$"),
+                                mount_point_example: dir,
+                                options_example: vec!["mode=0777".to_owned()],
+                                block: None,
+                            },
+                        )
+                    };
+                    if !storages
+                        .iter()
+                        .any(|s| s.mount_point == storage.mount_point)
+                    {
+                        storages.push(storage);
+                    }
+                    MountRule {
+                        destination,
+                        mount_type: mount_type.to_owned(),
+                        source: format!("^{dir_regex}{}$", regex_escape(&sub)),
+                        read_only,
+                        required: true,
+                        source_example: format!("{dir_example}{sub}"),
+                        block_options: Vec::new(),
+                    }
                 }
             }
             Volume::Copied => copied(destination, name, true, true),
@@ -956,6 +967,7 @@ fn mounts(
             read_only: *read_only && !privileged,
             required: false,
             source_example: (*kind).to_owned(),
+            block_options: Vec::new(),
         });
     }
     if !taken("/dev/shm") {
@@ -995,6 +1007,77 @@ fn mounts(
 }
 
 /// A mount of files the host copies into the guest.
+/// A disk-backed emptyDir's mount in the runtime's `block-encrypted` mode, and its storage:
+/// the runtime gives each mount a block device of its own (one storage per mount, all
+/// alike), which the agent formats under an ephemeral LUKS key, mounts at
+/// `<sandbox storage>/<base64url of the device's address>` and binds into the container
+/// (kata_agent.go `handleBlkOCIMounts`, as genpolicy's `emptyDir_encrypted` has it). Not
+/// required: as genpolicy, a container may leave such a mount out. `index` numbers the
+/// container's block storages, for the example addresses.
+fn block_empty_dir(
+    pod: &PodContext<'_>,
+    destination: &str,
+    read_only: bool,
+    index: usize,
+) -> Result<(MountRule, StorageRule), PolicyError> {
+    let driver = pod.input.runtime.block_device_driver;
+    let address = match driver {
+        BlockDeviceDriver::VirtioScsi => format!("0:{}", 16 + index),
+        BlockDeviceDriver::VirtioBlk => format!("{:02x}/00", 16 + index),
+    };
+    let mount_point = format!(
+        "{}/{}",
+        kata::SANDBOX_STORAGE_DIR,
+        base64_url_padded(address.as_bytes())
+    );
+    let on_root_mismatch = get_str(pod.pod_sc, "fsGroupChangePolicy", "spec.securityContext")?
+        == Some("OnRootMismatch");
+    let fs_group = get_id(pod.pod_sc, "fsGroup", "spec.securityContext")?
+        .filter(|gid| *gid > 0)
+        .map(|group_id| FsGroupRule {
+            group_id,
+            group_change_policy: u32::from(on_root_mismatch),
+        });
+    let storage = StorageRule {
+        driver: driver.agent_device_type().to_owned(),
+        source: String::new(),
+        fstype: "ext4".to_owned(),
+        mount_point: String::new(),
+        mount_point_example: mount_point.clone(),
+        options_example: Vec::new(),
+        block: Some(BlockStorageRule {
+            driver_options: vec![
+                "encryption_key=ephemeral".to_owned(),
+                "create_filesystem".to_owned(),
+            ],
+            options: Vec::new(),
+            mount_point_dir: kata::SANDBOX_STORAGE_DIR.to_owned(),
+            fs_group,
+            source_example: address,
+        }),
+    };
+    let mount = MountRule {
+        destination: destination.to_owned(),
+        mount_type: "bind".to_owned(),
+        source: String::new(),
+        read_only,
+        required: false,
+        source_example: mount_point,
+        block_options: ["rbind", "rprivate", if read_only { "ro" } else { "rw" }]
+            .map(str::to_owned)
+            .to_vec(),
+    };
+    Ok((mount, storage))
+}
+
+/// RFC 4648 base64 with the URL and file name alphabet, padded: Go's
+/// `base64.URLEncoding`, which the runtime names block storages' mount points with, and
+/// Rego's `base64url.encode`.
+fn base64_url_padded(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE.encode(data)
+}
+
 fn copied(destination: String, name: &str, read_only: bool, required: bool) -> MountRule {
     MountRule {
         destination,
@@ -1003,6 +1086,7 @@ fn copied(destination: String, name: &str, read_only: bool, required: bool) -> M
         read_only,
         required,
         source_example: format!("{}{name}", kata::COPIED_EXAMPLE),
+        block_options: Vec::new(),
     }
 }
 
@@ -1014,6 +1098,7 @@ fn shm_mount() -> MountRule {
         read_only: false,
         required: false,
         source_example: kata::SANDBOX_SHM.to_owned(),
+        block_options: Vec::new(),
     }
 }
 
@@ -1114,6 +1199,7 @@ fn pause_rules(pod: &PodContext<'_>, host_network: bool) -> Result<PauseRules, P
             read_only: *read_only,
             required: false,
             source_example: (*kind).to_owned(),
+            block_options: Vec::new(),
         })
         .collect();
     mounts.push(shm_mount());

@@ -1222,3 +1222,162 @@ fn a_generate_name_pod_is_admitted_by_its_generated_name() {
     let plain = contrast_policy::policy_rego(&case.input()).unwrap();
     assert_denied(&plain, "CreateContainerRequest", &web, "a plain name");
 }
+
+/// The web pod with its disk-backed emptyDir (`cache`) as the runtime's block-encrypted
+/// mode gives it: each mount a block device of its own, formatted under an ephemeral key.
+fn block_encrypted_web() -> Case {
+    let mut case = Case::load("web.json");
+    case.runtime.emptydir_mode = contrast_platforms::kata::EmptyDirMode::BlockEncrypted;
+    // A subpath of a block device is refused at generation (one device per mount).
+    case.spec["containers"][0]["volumeMounts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| m.get("subPath").is_none());
+    case
+}
+
+#[test]
+fn block_encrypted_empty_dirs_are_admitted_as_the_runtime_sends_them() {
+    let case = block_encrypted_web();
+    let policy = case.policy();
+    let requests = case.requests();
+    let web = create_request(&requests, "web");
+    let cache = web["storages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["driver"] == "scsi")
+        .unwrap_or_else(|| panic!("no block storage: {:#}", web["storages"]))
+        .clone();
+    // The pod's fsGroup, a SCSI address and its mount point, as kata_agent.go sends them.
+    assert_eq!(cache["fs_group"]["group_id"], 2000, "{cache:#}");
+    let mount_point = cache["mount_point"].as_str().unwrap().to_owned();
+    assert!(
+        mount_point.starts_with("/run/kata-containers/sandbox/storage/"),
+        "{mount_point}"
+    );
+    let agent = before(&policy, &requests, &web);
+    assert_allowed(&agent, "CreateContainerRequest", &web);
+    // As genpolicy: the mount may be left out; the agent's decoding fills a missing change
+    // policy with 0.
+    assert_allowed(
+        &agent,
+        "CreateContainerRequest",
+        &changed(&web, |r| {
+            mounts_mut(r).retain(|m| m["destination"] != "/var/cache/nginx");
+        }),
+    );
+    // The request's block storage.
+    fn storage(r: &mut Value) -> &mut Value {
+        r["storages"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|s| s["driver"] == "scsi" || s["driver"] == "blk")
+            .unwrap()
+    }
+    assert_allowed(
+        &agent,
+        "CreateContainerRequest",
+        &changed(&web, |r| {
+            storage(r)["fs_group"]
+                .as_object_mut()
+                .unwrap()
+                .remove("group_change_policy");
+        }),
+    );
+
+    type Change = Box<dyn Fn(&mut Value)>;
+    let storage_changes: Vec<(&str, Change)> = vec![
+        (
+            "a disk the host filled: no ephemeral key",
+            Box::new(|r| storage(r)["driver_options"] = json!(["create_filesystem"])),
+        ),
+        (
+            "a disk not formatted anew",
+            Box::new(|r| storage(r)["driver_options"] = json!(["encryption_key=ephemeral"])),
+        ),
+        (
+            "another file system",
+            Box::new(|r| storage(r)["fstype"] = json!("xfs")),
+        ),
+        (
+            "mount options",
+            Box::new(|r| storage(r)["options"] = json!(["exec"])),
+        ),
+        (
+            "not kept for the sandbox",
+            Box::new(|r| storage(r)["shared"] = json!(false)),
+        ),
+        (
+            "another group",
+            Box::new(|r| storage(r)["fs_group"]["group_id"] = json!(0)),
+        ),
+        (
+            "no group",
+            Box::new(|r| storage(r)["fs_group"] = Value::Null),
+        ),
+        (
+            "a mount point its address does not give",
+            Box::new(|r| {
+                let elsewhere = json!("/run/kata-containers/sandbox/storage/MDoy");
+                storage(r)["mount_point"] = elsewhere.clone();
+                mount_at(r, "/var/cache/nginx")["source"] = elsewhere;
+            }),
+        ),
+        (
+            "a virtio-blk address on a virtio-scsi platform",
+            Box::new(|r| {
+                storage(r)["driver"] = json!("blk");
+                storage(r)["source"] = json!("02/00");
+                let mount_point = json!("/run/kata-containers/sandbox/storage/MDIvMDA=");
+                storage(r)["mount_point"] = mount_point.clone();
+                mount_at(r, "/var/cache/nginx")["source"] = mount_point;
+            }),
+        ),
+        (
+            "an address of no device",
+            Box::new(|r| storage(r)["source"] = json!("../..")),
+        ),
+    ];
+    for (why, change) in storage_changes {
+        assert_denied_by(
+            &agent,
+            "CreateContainerRequest",
+            &changed(&web, |r| change(r)),
+            why,
+            "storages",
+        );
+    }
+    let mount_changes: Vec<(&str, Change)> = vec![
+        (
+            "propagation",
+            Box::new(|r| {
+                mount_at(r, "/var/cache/nginx")["options"] = json!(["rbind", "rshared", "rw"])
+            }),
+        ),
+        (
+            "a source that is no block storage's mount point",
+            Box::new(|r| {
+                mount_at(r, "/var/cache/nginx")["source"] =
+                    json!("/run/kata-containers/sandbox/storage")
+            }),
+        ),
+        (
+            "the same mount twice",
+            Box::new(|r| {
+                let again = mount_at(r, "/var/cache/nginx").clone();
+                mounts_mut(r).push(again);
+            }),
+        ),
+    ];
+    for (why, change) in mount_changes {
+        assert_denied_by(
+            &agent,
+            "CreateContainerRequest",
+            &changed(&web, |r| change(r)),
+            why,
+            "mounts",
+        );
+    }
+}

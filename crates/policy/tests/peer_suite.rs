@@ -25,6 +25,9 @@ fn suite_dir() -> PathBuf {
 #[derive(serde::Deserialize)]
 struct Suite {
     platforms: BTreeMap<String, String>,
+    /// Runtime settings of a case's policy that are not its platform's, and why.
+    #[serde(default)]
+    runtimes: BTreeMap<String, RuntimeSettings>,
     images: BTreeMap<String, ImageConfig>,
     changes: Vec<Change>,
     /// The verdicts that are not genpolicy's yet, and why; the test fails on any other
@@ -41,6 +44,39 @@ struct Refusal {
     key: String,
     kind: String,
     checks: Vec<String>,
+}
+
+/// The settings of a runtime genpolicy's defaults describe and no platform of ours runs.
+#[derive(serde::Deserialize)]
+struct RuntimeSettings {
+    /// `emptydir_mode`: `shared-fs` or `block-encrypted`.
+    emptydir_mode: String,
+    /// `block_device_driver`: `virtio-scsi` or `virtio-blk`.
+    block_device_driver: String,
+    why: String,
+}
+
+impl RuntimeSettings {
+    fn apply(&self, runtime: &mut contrast_platforms::kata::KataRuntime) {
+        use contrast_platforms::kata::{BlockDeviceDriver, EmptyDirMode};
+        assert!(
+            !self.why.trim().is_empty(),
+            "suite.json: runtime settings need a reason"
+        );
+        runtime.emptydir_mode = [EmptyDirMode::SharedFs, EmptyDirMode::BlockEncrypted]
+            .into_iter()
+            .find(|mode| mode.config_value() == self.emptydir_mode)
+            .unwrap_or_else(|| panic!("suite.json: emptydir_mode {:?}", self.emptydir_mode));
+        runtime.block_device_driver = [BlockDeviceDriver::VirtioScsi, BlockDeviceDriver::VirtioBlk]
+            .into_iter()
+            .find(|driver| driver.config_value() == self.block_device_driver)
+            .unwrap_or_else(|| {
+                panic!(
+                    "suite.json: block_device_driver {:?}",
+                    self.block_device_driver
+                )
+            });
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -71,6 +107,10 @@ struct Change {
     /// (`expected_requests`), the case's own fields kept.
     #[serde(default)]
     complete: Option<Vec<String>>,
+    /// Put the faithful request's `image_guest_pull` storage first among the storages (a
+    /// request trimmed to its other storages).
+    #[serde(default)]
+    image_storage: bool,
     why: String,
 }
 
@@ -179,13 +219,17 @@ fn case_policy(suite: &Suite, case: &str) -> Result<Generated, String> {
             }
         }
         let spec = Node::Map(spec).to_json();
+        let mut runtime = platform.kata_runtime();
+        if let Some(settings) = suite.runtimes.get(case) {
+            settings.apply(&mut runtime);
+        }
         let input = PodInput {
             name: &name,
             generate_name,
             namespace: &namespace,
             pod_spec: &spec,
             labels: &labels,
-            runtime: platform.kata_runtime(),
+            runtime,
             images: &images,
             config_maps: &config_maps,
             secrets: &secrets,
@@ -205,6 +249,18 @@ fn case_policy(suite: &Suite, case: &str) -> Result<Generated, String> {
 fn apply(change: &Change, request: &mut Value, expected: &[(String, Value)]) {
     if let Some(ids) = &change.ids {
         set_ids(request, ids);
+    }
+    if change.image_storage {
+        let base = faithful(request, expected, &change.case);
+        let image = base["storages"]
+            .as_array()
+            .and_then(|storages| storages.iter().find(|s| s["driver"] == "image_guest_pull"))
+            .unwrap_or_else(|| panic!("{}: no image storage to add", change.case))
+            .clone();
+        request["storages"]
+            .as_array_mut()
+            .unwrap_or_else(|| panic!("{}: no storages", change.case))
+            .insert(0, image);
     }
     if let Some(fill_empty) = &change.complete {
         complete(request, fill_empty, expected, &change.case);
