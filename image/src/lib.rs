@@ -58,6 +58,13 @@ pub const GUEST_BINARIES: [&str; 5] = [
 /// relative to the root; the agent reads only these.
 pub const CA_BUNDLE: &str = "etc/ssl/certs/ca-certificates.crt";
 
+/// mke2fs (also named `mkfs.ext4`), which formats a secure volume, and its configuration.
+pub const MKE2FS: &str = "usr/sbin/mke2fs";
+/// mke2fs's configuration (the ext4 defaults).
+pub const MKE2FS_CONF: &str = "etc/mke2fs.conf";
+/// What mounts and unmounts a secure volume's file system in a container.
+pub const MOUNT_TOOLS: [&str; 2] = ["usr/bin/mount", "usr/bin/umount"];
+
 /// The packages of [`GUEST_BINARIES`], in the same order.
 pub const GUEST_PACKAGES: [&str; 5] = [
     "contrast-agent",
@@ -415,7 +422,7 @@ fn build_rootfs(config: &BuildConfig, work: &Path) -> Result<PathBuf, ImageError
         programs.push(path);
     }
     // The agent's OCI runtime (guest/agent/src/container: why crun).
-    for tool in ["usr/sbin/cryptsetup", "usr/sbin/mke2fs", "usr/bin/crun"] {
+    for tool in ["usr/sbin/cryptsetup", MKE2FS, "usr/bin/crun"] {
         let path = system.join(tool);
         tree.file(tool, path.clone(), 0o755);
         programs.push(path);
@@ -430,7 +437,7 @@ fn build_rootfs(config: &BuildConfig, work: &Path) -> Result<PathBuf, ImageError
         tree.file(extension, system.join(extension), 0o644);
         programs.push(system.join(extension));
     }
-    tree.file("etc/mke2fs.conf", system.join("etc/mke2fs.conf"), 0o644);
+    tree.file(MKE2FS_CONF, system.join(MKE2FS_CONF), 0o644);
     // The agent's only trust anchors for registries (guest pull over HTTPS): Debian's
     // Mozilla bundle, measured with the rest of the root.
     tree.file(CA_BUNDLE, system.join(CA_BUNDLE), 0o644);

@@ -98,6 +98,18 @@ impl Layer {
         Ok(self)
     }
 
+    /// What the Initializer's LUKS helper runs besides libcryptsetup (which it links): mke2fs
+    /// as `mkfs.ext4` with its configuration, mount and umount.
+    pub fn luks_tools(&mut self) -> Result<&mut Layer, ImageError> {
+        self.system_file(crate::MKE2FS, 0o755)?;
+        self.symlink("usr/sbin/mkfs.ext4", "mke2fs");
+        self.system_file(crate::MKE2FS_CONF, 0o644)?;
+        for tool in crate::MOUNT_TOOLS {
+            self.system_file(tool, 0o755)?;
+        }
+        Ok(self)
+    }
+
     /// The system's CA bundle ([`crate::CA_BUNDLE`]), for HTTPS to vendors and registries.
     pub fn ca_certificates(&mut self) -> Result<&mut Layer, ImageError> {
         self.system_file(crate::CA_BUNDLE, 0o644)

@@ -31,6 +31,9 @@ pub struct Component {
     /// Whether it carries the system's CA bundle (it talks HTTPS to AMD's and Intel's
     /// services).
     pub ca_certificates: bool,
+    /// Whether it carries mkfs.ext4, mount and umount (it formats and mounts the pod's
+    /// secure volume).
+    pub luks_tools: bool,
     /// The user it runs as (`uid:gid`): root where it changes the pod VM's packet filter.
     pub user: &'static str,
 }
@@ -41,6 +44,7 @@ pub const COMPONENTS: [Component; 4] = [
         name: COORDINATOR,
         program: "coordinator",
         iptables: true,
+        luks_tools: false,
         ca_certificates: true,
         user: "0:0",
     },
@@ -48,6 +52,7 @@ pub const COMPONENTS: [Component; 4] = [
         name: INITIALIZER,
         program: "initializer",
         iptables: true,
+        luks_tools: true,
         ca_certificates: false,
         user: "0:0",
     },
@@ -55,6 +60,7 @@ pub const COMPONENTS: [Component; 4] = [
         name: SERVICE_MESH_PROXY,
         program: "service-mesh",
         iptables: true,
+        luks_tools: false,
         ca_certificates: false,
         user: "0:0",
     },
@@ -62,6 +68,7 @@ pub const COMPONENTS: [Component; 4] = [
         name: PORT_FORWARDER,
         program: "port-forwarder",
         iptables: false,
+        luks_tools: false,
         ca_certificates: false,
         // Nothing to do as root: it relays TCP.
         user: "65532:65532",
@@ -211,6 +218,9 @@ pub fn component_image(
     }
     if component.ca_certificates {
         layer.ca_certificates()?;
+    }
+    if component.luks_tools {
+        layer.luks_tools()?;
     }
     let run = RunConfig {
         entrypoint: vec![format!("/usr/bin/{}", component.program)],

@@ -234,6 +234,27 @@ fn a_release_pushes_reproducible_images_that_run_from_their_own_root() {
         if component.ca_certificates {
             assert!(root.path().join(contrast_image::CA_BUNDLE).is_file());
         }
+        if component.luks_tools {
+            // What the LUKS helper runs, from the image's own root: a file system made
+            // with the image's mke2fs and its configuration, mount and umount.
+            let (ok, text) = run_in(
+                root.path(),
+                "/usr/sbin/mkfs.ext4",
+                &["-q", "-F", "/volume.img", "4M"],
+            );
+            assert!(
+                ok,
+                "{}: mkfs.ext4 from its own root:\n{text}",
+                component.name
+            );
+            let volume = std::fs::read(root.path().join("volume.img")).unwrap();
+            // The ext4 superblock's magic, at 1024 + 56.
+            assert_eq!(volume[1080..1082], [0x53, 0xef], "{}", component.name);
+            for tool in ["/usr/bin/mount", "/usr/bin/umount"] {
+                let (ok, text) = run_in(root.path(), tool, &["--version"]);
+                assert!(ok, "{}: {tool} from its own root:\n{text}", component.name);
+            }
+        }
         if component.name == COORDINATOR {
             coordinator_refuses_to_start_without_its_tee(root.path());
         }
