@@ -228,6 +228,14 @@ pub enum ImageError {
         /// What is wrong with it.
         reason: String,
     },
+    /// An OCI layout does not read as one.
+    #[error("the OCI layout's {path}: {reason}")]
+    Layout {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A guest binary is missing from the binaries directory.
     #[error(
         "the guest binary {path} does not exist: build the workspace's binaries first \

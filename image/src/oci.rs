@@ -316,6 +316,62 @@ fn to_json(value: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
+/// An image's size: its layers as a registry stores them (the manifest's `layers[].size`,
+/// which registries list) and unpacked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageSize {
+    /// The layers' bytes as stored (gzip).
+    pub stored: u64,
+    /// The layers' bytes unpacked (tar).
+    pub unpacked: u64,
+}
+
+/// The size of each image of the layout [`write_layout`] wrote into `dir`, by name.
+pub fn layout_sizes(dir: &Path) -> Result<BTreeMap<String, ImageSize>, ImageError> {
+    let read_json = |path: PathBuf| -> Result<serde_json::Value, ImageError> {
+        serde_json::from_slice(&read(&path)?).map_err(|e| ImageError::Layout {
+            path,
+            reason: format!("not JSON: {e}"),
+        })
+    };
+    let blob = |digest: &serde_json::Value| {
+        dir.join("blobs/sha256").join(
+            digest
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches("sha256:"),
+        )
+    };
+    let mut sizes = BTreeMap::new();
+    let index = read_json(dir.join("index.json"))?;
+    for entry in index["manifests"].as_array().into_iter().flatten() {
+        let name = entry["annotations"][REF_NAME_ANNOTATION]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let manifest = read_json(blob(&entry["digest"]))?;
+        let mut size = ImageSize {
+            stored: 0,
+            unpacked: 0,
+        };
+        for layer in manifest["layers"].as_array().into_iter().flatten() {
+            size.stored += layer["size"].as_u64().unwrap_or_default();
+            let path = blob(&layer["digest"]);
+            let gzip = std::fs::File::open(&path).map_err(|source| ImageError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            size.unpacked += std::io::copy(
+                &mut flate2::read::GzDecoder::new(gzip),
+                &mut std::io::sink(),
+            )
+            .map_err(|source| ImageError::Io { path, source })?;
+        }
+        sizes.insert(name, size);
+    }
+    Ok(sizes)
+}
+
 /// Writes `images` as an OCI image layout into `dir` (created): `oci-layout`,
 /// `index.json` naming each image by its `org.opencontainers.image.ref.name`, and
 /// `blobs/sha256/`.
@@ -429,5 +485,32 @@ mod tests {
             digest(&sample().tar().unwrap())
         );
         assert_eq!(config["config"]["Entrypoint"][0], "/usr/bin/tool");
+    }
+
+    #[test]
+    fn a_layouts_sizes_are_its_stored_and_unpacked_layers() {
+        let run = RunConfig {
+            entrypoint: vec!["/usr/bin/tool".to_owned()],
+            env: Vec::new(),
+            user: "0".to_owned(),
+            working_dir: "/".to_owned(),
+        };
+        let tar = sample().tar().unwrap();
+        let image = Image::new(&tar, &run).unwrap();
+        let dir = contrast_testkit::TempDir::new("oci-sizes");
+        write_layout(&dir.path().join("oci"), &[("tool", &image)]).unwrap();
+        let sizes = layout_sizes(&dir.path().join("oci")).unwrap();
+        assert_eq!(
+            sizes["tool"],
+            ImageSize {
+                stored: image.layer.len() as u64,
+                unpacked: tar.len() as u64,
+            }
+        );
+        std::fs::write(dir.path().join("oci/index.json"), b"{").unwrap();
+        let err = layout_sizes(&dir.path().join("oci"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("index.json: not JSON"), "{err}");
     }
 }

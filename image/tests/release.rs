@@ -44,39 +44,19 @@ fn run_in(root: &Path, program: &str, args: &[&str]) -> (bool, String) {
     (output.status.success(), text)
 }
 
-/// Prints each image's size in the layout at `dir` (`--no-capture` shows it): the layer as
-/// the registry stores it (its manifest's `layers[].size`, which registries list) and
-/// unpacked.
+/// Prints each image's size in the layout at `dir` (`--no-capture` shows it), as `cargo
+/// xtask release` does.
 fn report_sizes(dir: &Path) {
-    let read_json = |path: std::path::PathBuf| -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-    };
-    let blob = |digest: &str| {
-        dir.join("blobs/sha256")
-            .join(digest.trim_start_matches("sha256:"))
-    };
-    let index = read_json(dir.join("index.json"));
-    for entry in index["manifests"].as_array().unwrap() {
-        let name = entry["annotations"][contrast_image::oci::REF_NAME_ANNOTATION]
-            .as_str()
-            .unwrap();
-        let manifest = read_json(blob(entry["digest"].as_str().unwrap()));
-        let (mut stored, mut unpacked) = (0u64, 0u64);
-        for layer in manifest["layers"].as_array().unwrap() {
-            stored += layer["size"].as_u64().unwrap();
-            let gzip = std::fs::File::open(blob(layer["digest"].as_str().unwrap())).unwrap();
-            unpacked += std::io::copy(
-                &mut flate2::read::GzDecoder::new(gzip),
-                &mut std::io::sink(),
-            )
-            .unwrap();
-        }
+    let sizes = contrast_image::oci::layout_sizes(dir).unwrap();
+    assert_eq!(sizes.len(), COMPONENTS.len() + 1, "{sizes:?}");
+    for (name, size) in sizes {
+        assert!(size.unpacked > size.stored, "{name}: {size:?}");
         #[allow(clippy::print_stderr)]
         {
             eprintln!(
                 "image size: {name}: {:.1} MiB in the registry, {:.1} MiB unpacked",
-                stored as f64 / 1048576.0,
-                unpacked as f64 / 1048576.0
+                size.stored as f64 / 1048576.0,
+                size.unpacked as f64 / 1048576.0
             );
         }
     }

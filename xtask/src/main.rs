@@ -544,8 +544,16 @@ fn release(args: &[&str]) -> Result<()> {
         .filter(|dir| dir.join("manifest.json").exists()),
     };
     let release = step_with("images", || Ok(contrast_image::release::release(&config)?))?;
+    let sizes = contrast_image::oci::layout_sizes(&config.out.join("oci"))?;
     for (component, image) in &release.images {
-        eprintln!("xtask: {component}: {image}");
+        let size = sizes.get(component).map_or_else(String::new, |size| {
+            format!(
+                " ({:.1} MiB in the registry, {:.1} MiB unpacked)",
+                size.stored as f64 / 1048576.0,
+                size.unpacked as f64 / 1048576.0
+            )
+        });
+        eprintln!("xtask: {component}: {image}{size}");
     }
     let release_json = config.out.join("release.json");
     // The target directory `cargo xtask image` builds its CLI in: the embedded files are
