@@ -162,10 +162,11 @@ fn usage() {
          SNP ID blocks, and build a CLI that embeds them (target/embedded/debug/contrast);\n                \
          with --debian-firmware, from the firmware a release ships (the pinned Debian\n                \
          packages, downloaded), else from a stand-in for SNP and the installed OVMF.fd\n  \
-         release --registry HOST[:PORT]/PREFIX --out DIR [--insecure-registry]\n                \
-         build the shipped binaries and their container images (Coordinator, Initializer,\n                \
-         service-mesh proxy), push them, and write an OCI layout, release.json and a CLI\n                \
-         that deploys them by digest to DIR\n  \
+         release --registry HOST[:PORT]/PREFIX --out DIR [--insecure-registry] [--stand-in-firmware]\n                \
+         build the shipped binaries, the guest image with the pinned Debian firmware (offline:\n                \
+         a stand-in, never production values) and the container images (Coordinator,\n                \
+         Initializer, service-mesh proxy, port-forwarder, node installer), push them, and\n                \
+         write an OCI layout, release.json and a CLI that deploys them by digest to DIR\n  \
          test          install what the tests need, then fmt check, clippy -D warnings, tidy, all tests\n  \
          tidy          check the workspace's layering rules (core, host, guest, testing)\n  \
          install-deps  only install the Debian packages the tests need"
@@ -440,13 +441,9 @@ fn quickstart(on_containerd: bool) -> Result<()> {
     }
 }
 
-/// The guest image, its reference values and a CLI whose `contrast generate
-/// --reference-values <platform>` embeds them. The firmware measured: with
-/// `debian_firmware`, the Debian packages a release ships (contrast_image::firmware,
-/// downloaded); else, offline, a stand-in for SNP (the AmdSevX64 OVMF fixture: bookworm has
-/// no OVMF with the kernel-hashes table) and the installed OVMF.fd for TDX (the TDX pin's
-/// file, when bookworm's package is that version).
-fn image(debian_firmware: bool) -> Result<()> {
+/// Builds the guest image into `target/image` with its reference values and SNP ID blocks
+/// (see [`image`] for the firmware); returns the directory.
+fn guest_image(debian_firmware: bool) -> Result<PathBuf> {
     step("system packages", install_debian_packages)?;
     let debug = std::path::absolute(target_dir().join("debug"))
         .context("cannot resolve the target directory")?;
@@ -487,6 +484,18 @@ fn image(debian_firmware: bool) -> Result<()> {
             .arg("--out")
             .arg(out.join("snp-id-blocks.json")))
     })?;
+    Ok(out)
+}
+
+/// The guest image, its reference values and a CLI whose `contrast generate
+/// --reference-values <platform>` embeds them. The firmware measured: with
+/// `debian_firmware`, the Debian packages a release ships (contrast_image::firmware,
+/// downloaded); else, offline, a stand-in for SNP (the AmdSevX64 OVMF fixture: bookworm has
+/// no OVMF with the kernel-hashes table) and the installed OVMF.fd for TDX (the TDX pin's
+/// file, when bookworm's package is that version).
+fn image(debian_firmware: bool) -> Result<()> {
+    let out = guest_image(debian_firmware)?;
+    let values = out.join("reference-values.json");
     // A target directory of its own: the embedded values are a build input, and the
     // everyday build must keep the checked-in ones.
     step("CLI with the image's reference values", || {
@@ -508,40 +517,34 @@ fn release(args: &[&str]) -> Result<()> {
     let mut registry = None;
     let mut out = None;
     let mut insecure_registry = false;
+    let mut stand_in_firmware = false;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match *arg {
             "--registry" => registry = rest.next().map(|v| (*v).to_owned()),
             "--out" => out = rest.next().map(PathBuf::from),
             "--insecure-registry" => insecure_registry = true,
+            "--stand-in-firmware" => stand_in_firmware = true,
             other => anyhow::bail!(
                 "release: unknown argument {other:?}; usage: cargo xtask release --registry \
-                 HOST[:PORT]/PREFIX --out DIR [--insecure-registry]"
+                 HOST[:PORT]/PREFIX --out DIR [--insecure-registry] [--stand-in-firmware]"
             ),
         }
     }
     let (Some(registry), Some(out)) = (registry, out) else {
         anyhow::bail!("release: give --registry HOST[:PORT]/PREFIX and --out DIR");
     };
-    step("shipped binaries", build_shipped_binaries)?;
+    // The guest image from this commit, measured with the firmware the node installer
+    // ships (the pinned Debian packages; offline, a stand-in that release.json names).
+    let image = guest_image(!stand_in_firmware)?;
     let config = contrast_image::release::ReleaseConfig {
         binaries: std::path::absolute(target_dir().join("release"))
             .context("cannot resolve the target directory")?,
         registry,
         insecure_registry,
         out: std::path::absolute(&out).context("cannot resolve --out")?,
-        // `cargo xtask image`'s values, when it ran: their platforms go into release.json.
-        reference_values: Some(
-            std::path::absolute(target_dir().join("image/reference-values.json"))
-                .context("cannot resolve the target directory")?,
-        )
-        .filter(|path| path.exists()),
-        // And its guest image, for the node installer.
-        guest_image: Some(
-            std::path::absolute(target_dir().join("image"))
-                .context("cannot resolve the target directory")?,
-        )
-        .filter(|dir| dir.join("manifest.json").exists()),
+        reference_values: Some(image.join("reference-values.json")),
+        guest_image: Some(image.clone()),
     };
     let release = step_with("images", || Ok(contrast_image::release::release(&config)?))?;
     let sizes = contrast_image::oci::layout_sizes(&config.out.join("oci"))?;
@@ -557,8 +560,7 @@ fn release(args: &[&str]) -> Result<()> {
     }
     let release_json = config.out.join("release.json");
     // The target directory `cargo xtask image` builds its CLI in: the embedded files are
-    // build inputs, and the everyday build keeps the development ones. A guest image built
-    // before gives its reference values too.
+    // build inputs, and the everyday build keeps the development ones.
     let embedded = target_dir().join("embedded");
     step("CLI with the release's images", || {
         let mut cargo = Command::new("cargo");
@@ -572,12 +574,11 @@ fn release(args: &[&str]) -> Result<()> {
                 "--target-dir",
             ])
             .arg(&embedded)
-            .env("CONTRAST_RELEASE", &release_json);
-        let values = std::path::absolute(target_dir().join("image/reference-values.json"))
-            .context("cannot resolve the target directory")?;
-        if values.exists() {
-            cargo.env("CONTRAST_REFERENCE_VALUES", &values);
-        }
+            .env("CONTRAST_RELEASE", &release_json)
+            .env(
+                "CONTRAST_REFERENCE_VALUES",
+                image.join("reference-values.json"),
+            );
         run(&mut cargo)?;
         std::fs::copy(
             embedded.join("release/contrast"),
