@@ -201,3 +201,28 @@ fn a_package_without_the_pinned_file_is_refused_naming_the_path() {
     );
     assert!(!image.path().join("ovmf-snp.fd").exists());
 }
+
+#[test]
+fn a_pinned_package_whose_firmware_is_not_the_pinned_file_is_refused() {
+    let work = TempDir::new("firmware-file-pin");
+    let package = deb(work.path(), "ovmf-test", &[(FIRMWARE_PATH, FIRMWARE)]);
+    // The package's digest is right, the file's pin is another file's.
+    let pin = DebianFirmware {
+        sha256: Box::leak(hex_sha256(b"another build").into_boxed_str()),
+        ..pin(&package)
+    };
+    let server = archive(POOL_PATH, package);
+    let image = TempDir::new("firmware-file-pin-image");
+    let mut record = FirmwareRecord::new();
+    let err = fetch_debian(
+        &mut record,
+        image.path(),
+        &pin,
+        &format!("{}/debian", server.url()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("correct the pin in DEBIAN_FIRMWARE"), "{err}");
+    assert!(record.is_empty());
+    assert!(!image.path().join("ovmf-snp.fd").exists());
+}
