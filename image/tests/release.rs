@@ -44,22 +44,36 @@ fn run_in(root: &Path, program: &str, args: &[&str]) -> (bool, String) {
     (output.status.success(), text)
 }
 
-/// Prints each image's size in the layout at `dir` (`--no-capture` shows it), as `cargo
-/// xtask release` does.
-fn report_sizes(dir: &Path) {
+/// Each image's size in the layout at `dir`, as `cargo xtask release` prints it.
+fn report_sizes(dir: &Path) -> Vec<String> {
     let sizes = contrast_image::oci::layout_sizes(dir).unwrap();
     assert_eq!(sizes.len(), COMPONENTS.len() + 1, "{sizes:?}");
-    for (name, size) in sizes {
-        assert!(size.unpacked > size.stored, "{name}: {size:?}");
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!(
-                "image size: {name}: {:.1} MiB in the registry, {:.1} MiB unpacked",
+    sizes
+        .into_iter()
+        .map(|(name, size)| {
+            assert!(size.unpacked > size.stored, "{name}: {size:?}");
+            format!(
+                "{name}: {:.1} MiB in the registry, {:.1} MiB unpacked",
                 size.stored as f64 / 1048576.0,
                 size.unpacked as f64 / 1048576.0
-            );
-        }
-    }
+            )
+        })
+        .collect()
+}
+
+/// Where this test leaves its report for `cargo xtask test` to print after the tests (a
+/// passing test's output is not shown): the run's `release.json`, the reproducibility
+/// check and the image sizes.
+const REPORT: &str = "release-report.txt";
+
+fn leave_report(release_json: &Path, sizes: &[String]) {
+    let text = format!(
+        "reproducibility: two release builds in fresh directories gave the same release.json \
+         and OCI index, byte for byte\n\nimage sizes:\n  {}\n\nrelease.json:\n{}\n",
+        sizes.join("\n  "),
+        std::fs::read_to_string(release_json).unwrap()
+    );
+    std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join(REPORT), text).unwrap();
 }
 
 /// Bookworm's OVMF, the TDX firmware `cargo xtask image` measures.
@@ -124,7 +138,8 @@ fn a_release_pushes_reproducible_images_that_run_from_their_own_root() {
         );
     }
     assert_eq!(one.images.len(), COMPONENTS.len() + 1, "{:?}", one.images);
-    report_sizes(&first.path().join("oci"));
+    let sizes = report_sizes(&first.path().join("oci"));
+    leave_report(&first.path().join("release.json"), &sizes);
     // Every platform of the values, none called production values, each saying why: the
     // simulated ones, SNP measured with a stand-in, TDX with its unchecked RTMR0 parts.
     let tdx_firmware = {

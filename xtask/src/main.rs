@@ -198,7 +198,18 @@ fn test() -> Result<()> {
     step("crates.io tools", install_cargo_tools)?;
     // Built alone (release, default features), as they ship; a test inspects them.
     step("shipped binaries", build_shipped_binaries)?;
+    // The release test's report (release.json, reproducibility, sizes): a passing test's
+    // output is not shown, and this is what a reader of the CI log wants to see of it.
+    let release_report = target_dir().join("tmp/release-report.txt");
+    let _ = std::fs::remove_file(&release_report);
     step("tests", || run_tests(&python_tools))?;
+    match std::fs::read_to_string(&release_report) {
+        Ok(report) => eprintln!("xtask: the release test's report\n{report}"),
+        Err(e) => eprintln!(
+            "xtask: no release report at {}: {e}",
+            release_report.display()
+        ),
+    }
     step("quickstart", || run_quickstart(false))?;
     step("quickstart --containerd", || run_quickstart(true))?;
     eprintln!("xtask: all checks passed in {:.0?}", started.elapsed());
