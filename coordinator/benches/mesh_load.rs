@@ -22,6 +22,10 @@
 
 mod common;
 
+// The Coordinator binary's allocator: this process runs the Coordinator.
+#[global_allocator]
+static ALLOCATOR: contrast_coordinator::Allocator = contrast_coordinator::ALLOCATOR;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -13,6 +13,10 @@
 
 mod common;
 
+// The Coordinator binary's allocator: this process runs the Coordinator.
+#[global_allocator]
+static ALLOCATOR: contrast_coordinator::Allocator = contrast_coordinator::ALLOCATOR;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};

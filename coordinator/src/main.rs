@@ -10,6 +10,9 @@ use contrast_coordinator::{Backend, Config, KubernetesBackend, Ports};
 use contrast_evidence::issuer::SimulatedTee;
 use contrast_platforms::Platform;
 
+#[global_allocator]
+static ALLOCATOR: contrast_coordinator::Allocator = contrast_coordinator::ALLOCATOR;
+
 /// The Contrast Coordinator: attestation service and certificate authority of a
 /// confidential deployment.
 #[derive(Debug, Parser)]
