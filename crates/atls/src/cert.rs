@@ -26,7 +26,7 @@ pub(crate) const ATTESTATION_OIDS: [&str; 4] = [
 /// A self-signed certificate for `key` with the attestation document `document` under
 /// `document_oid` (none for an unattested party).
 pub(crate) fn build(
-    key: &rcgen::KeyPair,
+    key: &impl rcgen::SigningKey,
     document: Option<(&str, Vec<u8>)>,
 ) -> Result<CertificateDer<'static>, AtlsError> {
     let mut params = rcgen::CertificateParams::default();

@@ -17,6 +17,7 @@ use tokio_rustls::client::TlsStream;
 
 use crate::cert;
 use crate::issuer::Issuer;
+use crate::key::TlsKey;
 use crate::validator::{PeerAttestation, ValidatorSet};
 use crate::{ALPN_H2, ALPN_NONCE_PREFIX, AtlsError, CLIENT_HANDSHAKE_TIMEOUT, NONCE_LEN};
 
@@ -242,33 +243,19 @@ impl HandshakeSignatures {
 /// server put into the request's distinguished names.
 #[derive(Debug)]
 struct ClientCertResolver {
-    key: rcgen::KeyPair,
-    signing_key: Arc<dyn rustls::sign::SigningKey>,
+    key: TlsKey,
     issuer: Option<Arc<dyn Issuer>>,
     error: Mutex<Option<AtlsError>>,
 }
 
 impl ClientCertResolver {
     fn new(options: &ClientOptions, provider: &CryptoProvider) -> Result<Self, AtlsError> {
-        let (key, der) = match &options.client_key {
-            Some(der) => {
-                let key = rcgen::KeyPair::try_from(der.as_ref()).map_err(|e| {
-                    AtlsError::Build(format!("the client key cannot sign certificates: {e}"))
-                })?;
-                (key, der.clone_key())
-            }
-            None => {
-                let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-                    .map_err(|e| AtlsError::Build(e.to_string()))?;
-                let der = PrivateKeyDer::try_from(key.serialize_der())
-                    .map_err(|e| AtlsError::Build(e.to_string()))?;
-                (key, der)
-            }
+        let key = match &options.client_key {
+            Some(der) => TlsKey::load(provider, der.clone_key())?,
+            None => TlsKey::generate(provider)?,
         };
-        let signing_key = provider.key_provider.load_private_key(der)?;
         Ok(ClientCertResolver {
             key,
-            signing_key,
             issuer: options.issuer.clone(),
             error: Mutex::new(None),
         })
@@ -285,12 +272,11 @@ impl ClientCertResolver {
                             .into(),
                     )
                 })?;
-                let spki = rcgen::PublicKeyData::subject_public_key_info(&self.key);
-                Some(issuer.issue(&crate::report_data(&spki, &nonce))?)
+                Some(issuer.issue(&crate::report_data(self.key.spki(), &nonce))?)
             }
         };
         let der = cert::build(&self.key, document)?;
-        Ok(CertifiedKey::new(vec![der], self.signing_key.clone()))
+        Ok(CertifiedKey::new(vec![der], self.key.signing_key()))
     }
 }
 

@@ -18,6 +18,7 @@ mod cert;
 pub mod client;
 pub mod grpc;
 pub mod issuer;
+mod key;
 pub mod server;
 pub mod stream;
 pub mod validator;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{Acceptor, ClientHello, ResolvesServerCert, ServerConfig};
 use rustls::sign::CertifiedKey;
@@ -21,6 +21,7 @@ use tokio_rustls::server::TlsStream;
 use crate::cert;
 use crate::client::HandshakeSignatures;
 use crate::issuer::{IssuanceQueue, Issuer};
+use crate::key::TlsKey;
 use crate::validator::{PeerAttestation, ValidatorSet};
 use crate::{ALPN_H2, AtlsError, NONCE_LEN, SERVER_HANDSHAKE_TIMEOUT};
 
@@ -213,9 +214,7 @@ impl Drop for ConnectionSlot {
 pub struct AtlsServer {
     options: ServerOptions,
     limiter: ConnectionLimiter,
-    key: rcgen::KeyPair,
-    public_key_der: Vec<u8>,
-    signing_key: Arc<dyn rustls::sign::SigningKey>,
+    key: TlsKey,
     provider: Arc<CryptoProvider>,
 }
 
@@ -223,18 +222,11 @@ impl AtlsServer {
     /// A server with a fresh key.
     pub fn new(options: ServerOptions) -> Result<Self, AtlsError> {
         let provider = crate::provider();
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-            .map_err(|e| AtlsError::Build(e.to_string()))?;
-        let der = PrivateKeyDer::try_from(key.serialize_der())
-            .map_err(|e| AtlsError::Build(e.to_string()))?;
-        let signing_key = provider.key_provider.load_private_key(der)?;
-        let public_key_der = rcgen::PublicKeyData::subject_public_key_info(&key);
+        let key = TlsKey::generate(&provider)?;
         Ok(AtlsServer {
             limiter: ConnectionLimiter::new(options.limits),
             options,
             key,
-            public_key_der,
-            signing_key,
             provider,
         })
     }
@@ -292,7 +284,7 @@ impl AtlsServer {
                     .issuance
                     .issue(
                         issuer.clone(),
-                        crate::report_data(&self.public_key_der, &client_nonce),
+                        crate::report_data(self.key.spki(), &client_nonce),
                     )
                     .await?,
             ),
@@ -315,10 +307,7 @@ impl AtlsServer {
         document: Option<(&'static str, Vec<u8>)>,
     ) -> Result<(ServerConfig, Arc<ClientVerifier>), AtlsError> {
         let certificate = cert::build(&self.key, document)?;
-        let certified = Arc::new(CertifiedKey::new(
-            vec![certificate],
-            self.signing_key.clone(),
-        ));
+        let certified = Arc::new(CertifiedKey::new(vec![certificate], self.key.signing_key()));
         let server_nonce = crate::new_nonce()?;
         let validators = self.options.validators.current();
         let verifier = Arc::new(ClientVerifier {
