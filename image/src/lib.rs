@@ -64,6 +64,9 @@ pub const MKE2FS: &str = "usr/sbin/mke2fs";
 pub const MKE2FS_CONF: &str = "etc/mke2fs.conf";
 /// What mounts and unmounts a secure volume's file system in a container.
 pub const MOUNT_TOOLS: [&str; 2] = ["usr/bin/mount", "usr/bin/umount"];
+/// What the secure-pv Initializer's startup probe runs (`test -f /done`, as `contrast
+/// generate` writes it).
+pub const STARTUP_PROBE_TOOL: &str = "usr/bin/test";
 
 /// The packages of [`GUEST_BINARIES`], in the same order.
 pub const GUEST_PACKAGES: [&str; 5] = [

@@ -99,8 +99,10 @@ impl Layer {
     }
 
     /// What the Initializer's LUKS helper runs besides libcryptsetup (which it links): mke2fs
-    /// as `mkfs.ext4` with its configuration, mount and umount.
+    /// as `mkfs.ext4` with its configuration, mount and umount; and `test`, which its
+    /// startup probe runs while it holds the volume open.
     pub fn luks_tools(&mut self) -> Result<&mut Layer, ImageError> {
+        self.system_file(crate::STARTUP_PROBE_TOOL, 0o755)?;
         self.system_file(crate::MKE2FS, 0o755)?;
         self.symlink("usr/sbin/mkfs.ext4", "mke2fs");
         self.system_file(crate::MKE2FS_CONF, 0o644)?;

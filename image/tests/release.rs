@@ -245,6 +245,9 @@ fn a_release_pushes_reproducible_images_that_run_from_their_own_root() {
             let volume = std::fs::read(root.path().join("volume.img")).unwrap();
             // The ext4 superblock's magic, at 1024 + 56.
             assert_eq!(volume[1080..1082], [0x53, 0xef], "{}", component.name);
+            // The secure-pv startup probe, as `contrast generate` writes it.
+            let (ok, text) = run_in(root.path(), "/usr/bin/test", &["-f", "/volume.img"]);
+            assert!(ok, "{}: test -f from its own root:\n{text}", component.name);
             for tool in ["/usr/bin/mount", "/usr/bin/umount"] {
                 let (ok, text) = run_in(root.path(), tool, &["--version"]);
                 assert!(ok, "{}: {tool} from its own root:\n{text}", component.name);

@@ -121,6 +121,7 @@ fn open_volume(
     mount_point: &std::path::Path,
     secret: &contrast_luks::WorkloadSecret,
 ) -> anyhow::Result<contrast_luks::Outcome> {
+    contrast_luks::create_lock_dir()?;
     contrast_luks::SecureMount::new(device, mount_point)
         .run(secret)
         .with_context(|| format!("setting up the encrypted volume on {}", device.display()))
@@ -244,7 +245,7 @@ fn tear_down(state_dir: &std::path::Path, outcome: &contrast_luks::Outcome) -> a
         run("umount", &[state_dir.as_os_str()])?;
     }
     if outcome.activated {
-        run("cryptsetup", &["close".as_ref(), outcome.mapping.as_ref()])?;
+        contrast_luks::cryptsetup::deactivate(&outcome.mapping)?;
     }
     tracing::info!("encrypted volume unmounted and closed");
     Ok(())

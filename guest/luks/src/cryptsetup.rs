@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-use libcryptsetup_rs::consts::flags::{CryptActivate, CryptPbkdf, CryptVolumeKey};
+use libcryptsetup_rs::consts::flags::{CryptActivate, CryptDeactivate, CryptPbkdf, CryptVolumeKey};
 use libcryptsetup_rs::consts::vals::{
     CryptKdf, CryptLogLevel, EncryptionFormat, KeyslotsSize, MetadataSize,
 };
@@ -271,4 +271,19 @@ impl LoadedVolume {
             },
         }
     }
+}
+
+/// Removes the mapping `/dev/mapper/<name>` (and its dm-integrity layer), as `cryptsetup
+/// close` does, without the cryptsetup program (the Initializer's image has the library
+/// only).
+pub fn deactivate(name: &str) -> Result<(), LuksError> {
+    init_logging();
+    let failed = |source| LuksError::Deactivate {
+        name: name.to_owned(),
+        source,
+    };
+    let mut cd = CryptInit::init_by_name_and_header(name, None).map_err(failed)?;
+    cd.activate_handle()
+        .deactivate(name, CryptDeactivate::empty())
+        .map_err(failed)
 }

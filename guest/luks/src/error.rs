@@ -211,6 +211,20 @@ pub enum LuksError {
         /// libcryptsetup's error.
         source: LibcryptErr,
     },
+    /// libcryptsetup's locking directory could not be created.
+    #[error("creating libcryptsetup's locking directory /run/cryptsetup")]
+    LockDir {
+        /// What the file system said.
+        source: std::io::Error,
+    },
+    /// Removing the dm-crypt mapping failed.
+    #[error("closing /dev/mapper/{name} failed; is its file system still mounted?")]
+    Deactivate {
+        /// The mapping name.
+        name: String,
+        /// libcryptsetup's error.
+        source: LibcryptErr,
+    },
     /// A mapping of our name exists although the device had no LUKS header.
     #[error(
         "/dev/mapper/{name} exists although the device had no LUKS header and was just \

@@ -94,6 +94,17 @@ pub fn check(
     Ok(volume.profile())
 }
 
+/// libcryptsetup's compiled-in locking directory; it must exist for locking to work.
+pub const LOCK_DIR: &str = "/run/cryptsetup";
+
+/// Creates [`LOCK_DIR`] (and `/run`, which a container's image may lack).
+pub fn create_lock_dir() -> Result<(), LuksError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .create(LOCK_DIR)
+        .map_err(|source| LuksError::LockDir { source })
+}
+
 /// The secure mount: format on first use, validate, open and mount.
 #[derive(Debug, Clone)]
 pub struct SecureMount {

@@ -7,7 +7,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use contrast_luks::{SecureMount, WorkloadSecret, check, private_dir};
 
@@ -50,9 +49,6 @@ enum Cmd {
     },
 }
 
-/// libcryptsetup's compiled-in locking directory; it must exist for locking to work.
-const LOCK_DIR: &str = "/run/cryptsetup";
-
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("CONTRAST_LOG_LEVEL")
@@ -71,12 +67,7 @@ fn main() -> anyhow::Result<()> {
             header_dir,
         } => {
             let secret = WorkloadSecret::read_file(&secret_file)?;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .create(LOCK_DIR)
-                .with_context(|| {
-                    format!("creating libcryptsetup's locking directory {LOCK_DIR}")
-                })?;
+            contrast_luks::create_lock_dir()?;
             let mut mount = SecureMount::new(device, mount_point);
             if let Some(base) = header_dir {
                 mount.header_dir_base = base;
