@@ -99,6 +99,13 @@ impl LayerBuilder {
         self
     }
 
+    /// What the Initializer's secure-pv path runs besides itself, as its release image has
+    /// it (`contrast_image`'s list).
+    pub fn luks_tools(mut self) -> LayerBuilder {
+        self.layer.luks_tools().unwrap();
+        self
+    }
+
     /// The tar stream.
     pub fn finish(self) -> Vec<u8> {
         let tar = self.layer.tar().unwrap();

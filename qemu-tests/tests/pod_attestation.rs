@@ -71,6 +71,7 @@ impl Images {
         let layer = LayerBuilder::new()
             .program(&profile.join("initializer"))
             .iptables()
+            .luks_tools()
             .simulator_keys();
         let mut env = vec![PATH];
         env.extend(INITIALIZER_ENV);
@@ -107,11 +108,17 @@ impl Images {
     /// whose app runs `script`; the Initializer dials the Coordinator on the host (QEMU's
     /// user network has no `coordinator-ready` Service).
     fn generated_pod(&self, annotations: &str, script: &str) -> PodCase {
+        self.generated_pod_with(annotations, script, "")
+    }
+
+    /// [`Images::generated_pod`] with `extra` YAML lines right after the app's command:
+    /// indented by four spaces they belong to the app's container, by two to the spec.
+    fn generated_pod_with(&self, annotations: &str, script: &str, extra: &str) -> PodCase {
         let yaml = format!(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: app\n  namespace: default\n  \
              annotations: {{{annotations}}}\nspec:\n  runtimeClassName: contrast-cc\n  \
              containers:\n  - name: app\n    image: {}\n    command: [\"/bin/sh\", \"-c\", \
-             {script:?}]\n",
+             {script:?}]\n{extra}",
             self.base.app.reference
         );
         let options = MutationOptions {
@@ -182,6 +189,57 @@ async fn run_to_exit(
     (status, stdout, stderr)
 }
 
+/// The startup probe the runtime execs in `container`, if it has one.
+fn startup_probe(pod: &PodCase, container: &CreateContainerRequest) -> Option<ExecProcessRequest> {
+    pod.requests
+        .iter()
+        .filter(|(kind, _)| kind == "ExecProcessRequest")
+        .map(|(_, request)| from_json::<ExecProcessRequest>(request))
+        .find(|e| e.container_id == container.container_id)
+}
+
+/// A started container's stdout and stderr, read until it exits.
+fn read_output(agent: &AgentServiceClient, id: &str) -> tokio::task::JoinHandle<(String, String)> {
+    let agent = agent.clone();
+    let id = id.to_owned();
+    tokio::spawn(
+        async move { tokio::join!(read_all(&agent, &id, true), read_all(&agent, &id, false)) },
+    )
+}
+
+/// Stops a running container with SIGTERM (SIGKILL after 60 s): (exit code, stdout,
+/// stderr).
+async fn stop(
+    agent: &AgentServiceClient,
+    id: &str,
+    output: tokio::task::JoinHandle<(String, String)>,
+) -> (i32, String, String) {
+    let signal = |signal: u32| {
+        let agent = agent.clone();
+        let id = id.to_owned();
+        async move {
+            let mut request = SignalProcessRequest::new();
+            request.container_id = id;
+            request.signal = signal;
+            let _ = agent.signal_process(ctx(), &request).await;
+        }
+    };
+    signal(15).await;
+    let guard = {
+        let kill = signal(9);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            kill.await;
+        })
+    };
+    let (stdout, stderr) = output.await.unwrap();
+    let mut wait = WaitProcessRequest::new();
+    wait.container_id = id.to_owned();
+    let status = agent.wait_process(ctx(), &wait).await.unwrap().status;
+    guard.abort();
+    (status, stdout, stderr)
+}
+
 /// Runs `exec` (a startup probe) every second until it exits 0, as the kubelet does;
 /// false after `tries`.
 async fn probe_until_ready(
@@ -246,6 +304,8 @@ struct HostSide<'a> {
     deployment: &'a Deployment,
     coordinator: &'a HostCoordinator,
     runtime: &'a tokio::runtime::Runtime,
+    /// Disk images attached as the pod's block volumes.
+    volumes: &'a [std::path::PathBuf],
 }
 
 fn run_pod(
@@ -260,6 +320,7 @@ fn run_pod(
         deployment,
         coordinator,
         runtime,
+        volumes,
     } = *host;
     let measurement = deployment.manifest.reference_values.snp[0]
         .trusted_measurement
@@ -276,7 +337,7 @@ fn run_pod(
                 .as_ref()
                 .map(|s| s.forwards.clone())
                 .unwrap_or_default(),
-            ..Launch::default()
+            volumes: volumes.to_vec(),
         },
     );
     let stream = vm.connect();
@@ -290,18 +351,26 @@ fn run_pod(
         let started = Instant::now();
         start_sandbox(&agent, pod).await;
         let init = container_request(pod, INITIALIZER_NAME);
-        let initializer = run_to_exit(&agent, &init, Duration::from_secs(240)).await;
+        // With a secure-pv volume the Initializer is a sidecar: it holds the volume open
+        // and its startup probe says when the app may start.
+        let init_sidecar = match startup_probe(pod, &init) {
+            Some(probe) => {
+                start_container(&agent, &init).await;
+                let output = read_output(&agent, &init.container_id);
+                let ready = probe_until_ready(&agent, &probe, 240).await;
+                Some((ready, output))
+            }
+            None => None,
+        };
+        let mut initializer = match &init_sidecar {
+            Some((ready, _)) => (if *ready { 0 } else { -1 }, String::new(), String::new()),
+            None => run_to_exit(&agent, &init, Duration::from_secs(240)).await,
+        };
         let mut mesh_ready = None;
         if initializer.0 == 0 && has_mesh {
             let sidecar = container_request(pod, SERVICE_MESH_NAME);
             start_container(&agent, &sidecar).await;
-            let probe: ExecProcessRequest = pod
-                .requests
-                .iter()
-                .filter(|(kind, _)| kind == "ExecProcessRequest")
-                .map(|(_, request)| from_json::<ExecProcessRequest>(request))
-                .find(|e| e.container_id == sidecar.container_id)
-                .expect("the sidecar's startup probe");
+            let probe = startup_probe(pod, &sidecar).expect("the sidecar's startup probe");
             mesh_ready = Some(probe_until_ready(&agent, &probe, 60).await);
         }
         let ready = initializer.0 == 0 && mesh_ready != Some(false);
@@ -326,6 +395,16 @@ fn run_pod(
             _ => (None, Vec::new()),
         };
         let elapsed = started.elapsed();
+        if let Some((ready, output)) = init_sidecar {
+            // The kubelet stops a sidecar with SIGTERM when the pod ends: the Initializer
+            // unmounts and closes the volume.
+            let stopped = stop(&agent, &init.container_id, output).await;
+            initializer = if ready {
+                stopped
+            } else {
+                (-1, stopped.1, stopped.2)
+            };
+        }
         agent
             .destroy_sandbox(ctx(), &DestroySandboxRequest::new())
             .await
@@ -396,6 +475,7 @@ fn the_initializer_container_attests_to_the_host_coordinator_and_the_app_reads_i
             deployment: &deployment,
             coordinator: &coordinator,
             runtime: &runtime,
+            volumes: &[],
         },
         None,
     );
@@ -529,6 +609,7 @@ fn the_mesh_sidecar_carries_the_apps_connection_to_a_host_peer_over_mtls() {
             deployment: &deployment,
             coordinator: &coordinator,
             runtime: &runtime,
+            volumes: &[],
         },
         Some(Serving {
             forwards: vec![(ingress_port, 8080)],
@@ -574,5 +655,74 @@ fn the_mesh_sidecar_carries_the_apps_connection_to_a_host_peer_over_mtls() {
         "pod-mesh: CreateSandbox → Initializer → sidecar ready → app through the mesh, \
          ingress checked, in {:?} (TCG)",
         run.elapsed
+    );
+}
+
+/// A pod with `contrast.edgeless.systems/secure-pv`: `contrast generate` makes the
+/// Initializer a privileged sidecar with the pod's block volume. In its container it
+/// formats the volume with LUKS2 (dm-crypt over dm-integrity, device-mapper through the
+/// device cgroup rules the agent gives a CAP_SYS_ADMIN container) keyed by the workload
+/// secret the Coordinator derives, opens and mounts it, passes its startup probe, and on
+/// SIGTERM unmounts and closes it. A second VM with the same disk and Coordinator opens
+/// the volume the first one formatted. (The app does not see the mount yet: that needs
+/// mount propagation, which the policy refuses.)
+#[test]
+fn the_secure_pv_initializer_formats_its_volume_and_the_next_boot_opens_it() {
+    let images = Images::push();
+    let pod = images.generated_pod_with(
+        "contrast.edgeless.systems/secure-pv: \"disk:state\"",
+        "echo app ran",
+        "  volumes:\n  - name: disk\n    persistentVolumeClaim:\n      claimName: disk\n",
+    );
+    let mut deployment = Deployment::new(&[]);
+    let initdata = add_pod(&mut deployment, &pod);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut coordinator = host_coordinator(&deployment, &runtime);
+    let guest_registry = format!("10.0.2.2:{}", images.base.registry.port);
+    // 64 MiB: LUKS2 with dm-integrity and an ext4 journal fit.
+    let disk = images.base.work.join("secure-pv.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let volumes = [disk.clone()];
+    let host = HostSide {
+        guest_registry: &guest_registry,
+        deployment: &deployment,
+        coordinator: &coordinator,
+        runtime: &runtime,
+        volumes: &volumes,
+    };
+    let boots = [
+        run_pod("pod-secure-pv-1", &pod, &initdata, &host, None),
+        run_pod("pod-secure-pv-2", &pod, &initdata, &host, None),
+    ];
+    coordinator.process.kill();
+    for (boot, formatted) in boots.iter().zip(["formatted=true", "formatted=false"]) {
+        assert_eq!(boot.app_stdout(), "app ran\n");
+        let (status, _, log) = &boot.initializer;
+        let ready = log
+            .lines()
+            .find(|l| l.contains("secure mount ready"))
+            .unwrap_or_else(|| panic!("no secure mount:\n{log}\n{}", boot.console.text));
+        assert!(ready.contains(formatted), "{ready}");
+        assert!(ready.contains("mapping="), "{ready}");
+        assert_eq!(*status, 0, "{log}");
+        assert!(
+            log.contains("encrypted volume unmounted and closed"),
+            "{log}"
+        );
+        assert!(
+            boot.console
+                .contains("device-mapper allowed: the container has CAP_SYS_ADMIN"),
+            "{}",
+            boot.console.text
+        );
+    }
+    let bytes = std::fs::read(&disk).unwrap();
+    assert_eq!(&bytes[..6], b"LUKS\xba\xbe", "the volume is LUKS2");
+    eprintln!(
+        "pod-secure-pv: first boot (format) {:?}, second boot (open) {:?} (TCG)",
+        boots[0].elapsed, boots[1].elapsed
     );
 }

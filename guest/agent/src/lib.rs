@@ -5,6 +5,7 @@
 pub mod container;
 pub mod copy_file;
 pub mod device;
+pub mod device_mapper;
 pub mod hotplug;
 pub mod mount;
 pub mod network;

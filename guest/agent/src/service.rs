@@ -61,6 +61,8 @@ pub struct AgentConfig {
     pub initdata: Option<PathBuf>,
     /// Where sysfs is mounted (block devices; CPUs and memory blocks for OnlineCPUMem).
     pub sysfs: PathBuf,
+    /// Where procfs is mounted (device-mapper's numbers).
+    pub proc: PathBuf,
 }
 
 impl Default for AgentConfig {
@@ -73,6 +75,7 @@ impl Default for AgentConfig {
             pause: PathBuf::from("/bin/busybox"),
             initdata: None,
             sysfs: PathBuf::from("/sys"),
+            proc: PathBuf::from("/proc"),
         }
     }
 }
@@ -274,6 +277,11 @@ impl Agent {
                     ));
                 }
             }
+        }
+        if let Some(dm) = crate::device_mapper::DeviceMapper::read(&self.config.proc)
+            && dm.allow(&mut spec)
+        {
+            tracing::info!(container = %id, "device-mapper allowed: the container has CAP_SYS_ADMIN");
         }
         Ok(Container {
             bundle: context.bundle,
