@@ -2,6 +2,17 @@
 # Contrast guest init (the root filesystem's /sbin/init, verified by dm-verity).
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
+# Shared, as systemd makes every mount of Kata's guest: a container's Bidirectional mount
+# (the secure-pv Initializer's decrypted volume at /state) reaches the pod's emptyDir
+# below /run/kata-containers, and from there the containers that mount it HostToContainer.
+# The emptyDirs' directories are mounts of their own: crun makes the mount that holds a
+# container's bundle private in the container's namespace (not recursively), which is
+# /run, as the bundles are directories.
+mount --make-shared /run
+for volumes in shared sandbox; do
+    mkdir -p "/run/kata-containers/$volumes"
+    mount --bind "/run/kata-containers/$volumes" "/run/kata-containers/$volumes"
+done
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
 mount -t configfs configfs /sys/kernel/config 2>/dev/null
 # cgroup v2 for the containers' limits (crun, cgroupfs manager).

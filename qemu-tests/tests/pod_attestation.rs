@@ -658,21 +658,29 @@ fn the_mesh_sidecar_carries_the_apps_connection_to_a_host_peer_over_mtls() {
     );
 }
 
+/// What the secure-pv pod's app does: on the first boot it writes the marker to the
+/// decrypted volume, on the second it reads it back; then it shows what is mounted there.
+const SECURE_PV_APP: &str = "if [ -f /state/data ]; then echo \"found $(cat /state/data)\"; \
+                             else echo secure-pv-marker-5d1f > /state/data && sync \
+                             && echo written; fi; grep ' /state ' /proc/mounts";
+
 /// A pod with `contrast.edgeless.systems/secure-pv`: `contrast generate` makes the
 /// Initializer a privileged sidecar with the pod's block volume. In its container it
 /// formats the volume with LUKS2 (dm-crypt over dm-integrity, device-mapper through the
 /// device cgroup rules the agent gives a CAP_SYS_ADMIN container) keyed by the workload
-/// secret the Coordinator derives, opens and mounts it, passes its startup probe, and on
-/// SIGTERM unmounts and closes it. A second VM with the same disk and Coordinator opens
-/// the volume the first one formatted. (The app does not see the mount yet: that needs
-/// mount propagation, which the policy refuses.)
+/// secret the Coordinator derives, opens and mounts it at /state (Bidirectional), passes
+/// its startup probe, and on SIGTERM unmounts and closes it. The app sees the mount
+/// through the pod's emptyDir (HostToContainer). What it writes on the first boot it
+/// reads on the second, from a second VM with the same disk and Coordinator; the disk
+/// never holds it in plain text.
 #[test]
-fn the_secure_pv_initializer_formats_its_volume_and_the_next_boot_opens_it() {
+fn a_secure_pv_volume_keeps_the_apps_data_encrypted_across_two_boots() {
     let images = Images::push();
     let pod = images.generated_pod_with(
         "contrast.edgeless.systems/secure-pv: \"disk:state\"",
-        "echo app ran",
-        "  volumes:\n  - name: disk\n    persistentVolumeClaim:\n      claimName: disk\n",
+        SECURE_PV_APP,
+        "    volumeMounts:\n    - name: state\n      mountPath: /state\n  volumes:\n  \
+         - name: disk\n    persistentVolumeClaim:\n      claimName: disk\n",
     );
     let mut deployment = Deployment::new(&[]);
     let initdata = add_pod(&mut deployment, &pod);
@@ -698,15 +706,22 @@ fn the_secure_pv_initializer_formats_its_volume_and_the_next_boot_opens_it() {
         run_pod("pod-secure-pv-2", &pod, &initdata, &host, None),
     ];
     coordinator.process.kill();
-    for (boot, formatted) in boots.iter().zip(["formatted=true", "formatted=false"]) {
-        assert_eq!(boot.app_stdout(), "app ran\n");
+    for (boot, (formatted, app)) in boots.iter().zip([
+        ("formatted=true", "written"),
+        ("formatted=false", "found secure-pv-marker-5d1f"),
+    ]) {
+        let stdout = boot.app_stdout();
         let (status, _, log) = &boot.initializer;
+        assert!(
+            stdout.starts_with(&format!("{app}\n/dev/mapper/")),
+            "{stdout}\n{log}\n{}",
+            boot.console.text
+        );
         let ready = log
             .lines()
             .find(|l| l.contains("secure mount ready"))
-            .unwrap_or_else(|| panic!("no secure mount:\n{log}\n{}", boot.console.text));
+            .unwrap_or_else(|| panic!("no secure mount:\n{log}"));
         assert!(ready.contains(formatted), "{ready}");
-        assert!(ready.contains("mapping="), "{ready}");
         assert_eq!(*status, 0, "{log}");
         assert!(
             log.contains("encrypted volume unmounted and closed"),
@@ -721,6 +736,10 @@ fn the_secure_pv_initializer_formats_its_volume_and_the_next_boot_opens_it() {
     }
     let bytes = std::fs::read(&disk).unwrap();
     assert_eq!(&bytes[..6], b"LUKS\xba\xbe", "the volume is LUKS2");
+    assert!(
+        !bytes.windows(21).any(|w| w == b"secure-pv-marker-5d1f"),
+        "the marker is on the disk in plain text"
+    );
     eprintln!(
         "pod-secure-pv: first boot (format) {:?}, second boot (open) {:?} (TCG)",
         boots[0].elapsed, boots[1].elapsed

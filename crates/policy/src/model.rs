@@ -171,6 +171,11 @@ pub(crate) struct MountRule {
     /// the guest mount point of one of the request's block storages. Empty otherwise.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) block_options: Vec<String>,
+    /// The propagation option containerd gives the mount from its `mountPropagation`
+    /// (`rshared` for Bidirectional, `rslave` for HostToContainer; emptyDir mounts only, as
+    /// Contrast's genpolicy has it); empty: the mount may carry none.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(crate) propagation: String,
 }
 
 /// A storage (a file system the agent mounts in the guest) a container may get.

@@ -124,6 +124,10 @@ fn mount(m: &MountRule, sandbox_id: &str, container_id: &str, n: usize) -> Value
     // mount, as genpolicy's containerd.rs has them): /dev must allow device nodes, so an
     // OCI runtime can run what these requests describe.
     let options: Vec<&str> = match (m.mount_type.as_str(), m.destination.as_str()) {
+        // containerd's propagation option for the mount's `mountPropagation`.
+        ("bind" | "local", _) if !m.propagation.is_empty() => {
+            vec!["rbind", m.propagation.as_str(), access]
+        }
         ("bind" | "local", _) => vec!["rbind", "rprivate", access],
         ("tmpfs", "/dev") => vec!["nosuid", "strictatime", "mode=755", "size=65536k"],
         ("devpts", "/dev/pts") => vec![
@@ -189,7 +193,26 @@ fn root_path(container_id: &str) -> String {
     format!("{}/{container_id}/rootfs", kata::CONTAINER_BASE)
 }
 
-fn linux(data: &PolicyData, masked: bool, container_id: &str, namespaces: &[String]) -> Value {
+/// The root propagation containerd sets for a container with `mounts`: `rshared` with a
+/// Bidirectional one, else `rslave` with a HostToContainer one, else none.
+fn rootfs_propagation(mounts: &[MountRule]) -> &'static str {
+    let has = |p: &str| mounts.iter().any(|m| m.propagation == p);
+    if has("rshared") {
+        "rshared"
+    } else if has("rslave") {
+        "rslave"
+    } else {
+        ""
+    }
+}
+
+fn linux(
+    data: &PolicyData,
+    masked: bool,
+    container_id: &str,
+    namespaces: &[String],
+    mounts: &[MountRule],
+) -> Value {
     let (masked_paths, readonly_paths): (&[&str], &[&str]) = if masked {
         (kata::MASKED_PATHS, kata::READONLY_PATHS)
     } else {
@@ -210,7 +233,7 @@ fn linux(data: &PolicyData, masked: bool, container_id: &str, namespaces: &[Stri
             .collect::<Vec<_>>(),
         "Devices": [],
         "Seccomp": null,
-        "RootfsPropagation": "",
+        "RootfsPropagation": rootfs_propagation(mounts),
         "MaskedPaths": masked_paths,
         "ReadonlyPaths": readonly_paths,
         "MountLabel": "",
@@ -281,7 +304,7 @@ fn create_pause(data: &PolicyData, sandbox_id: &str) -> Value {
             "Mounts": data.pause.mounts.iter().map(|m| mount(m, sandbox_id, sandbox_id, 0)).collect::<Vec<_>>(),
             "Hooks": null,
             "Annotations": annotations,
-            "Linux": linux(data, true, sandbox_id, &data.pause.namespaces),
+            "Linux": linux(data, true, sandbox_id, &data.pause.namespaces, &data.pause.mounts),
             "Solaris": null,
             "Windows": null,
         },
@@ -438,7 +461,13 @@ fn create_container(
             "Mounts": c.mounts.iter().map(|m| mount(m, sandbox_id, container_id, n)).collect::<Vec<_>>(),
             "Hooks": null,
             "Annotations": annotations,
-            "Linux": linux(data, c.require_masked_paths, container_id, &kata::namespaces(true)),
+            "Linux": linux(
+                data,
+                c.require_masked_paths,
+                container_id,
+                &kata::namespaces(true),
+                &c.mounts,
+            ),
             "Solaris": null,
             "Windows": null,
         },

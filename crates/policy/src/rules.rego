@@ -310,21 +310,28 @@ mount_read_only(m) := true if {
 	not "rw" in options
 } else := false
 
-# Mount propagation would let mounts flow between the container and the guest; the
-# cgroup file system takes only the options containerd gives it (and the kernel's
-# cgroup2 defaults a node may add).
+# Mount propagation lets mounts flow between the container and the guest: a mount may
+# carry only the propagation its rule gives it (an emptyDir mount's `mountPropagation` as
+# containerd turns it into an option: rshared for Bidirectional, rslave for
+# HostToContainer; what Contrast's genpolicy admits), and no other mount any. The cgroup
+# file system takes only the options containerd gives it (and the kernel's cgroup2
+# defaults a node may add).
 propagation_options := {"shared", "rshared", "slave", "rslave"}
 
 cgroup_options := {"nosuid", "noexec", "nodev", "relatime", "ro", "rw", "nsdelegate", "memory_recursiveprot"}
 
-mount_options_ok(m) if {
+propagation_allowed(r, o) if not o in propagation_options
+
+propagation_allowed(r, o) if o == object.get(r, "propagation", "")
+
+mount_options_ok(r, m) if {
 	mount_type(m) != "cgroup"
 	every o in as_array(object.get(m, "options", [])) {
-		not o in propagation_options
+		propagation_allowed(r, o)
 	}
 }
 
-mount_options_ok(m) if {
+mount_options_ok(r, m) if {
 	mount_type(m) == "cgroup"
 	every o in as_array(object.get(m, "options", [])) {
 		o in cgroup_options
@@ -335,7 +342,7 @@ mount_matches(r, m) if {
 	not block_mount(r)
 	m.destination == r.destination
 	mount_type(m) == r.type
-	mount_options_ok(m)
+	mount_options_ok(r, m)
 	regex.match(expand(r.source), as_string(m.source))
 	readonly_ok(r.read_only, mount_read_only(m))
 }
@@ -579,10 +586,22 @@ cgroups_path_shape(path) if regex.match(concat("", ["^(/", cgroup_component, ")+
 
 cgroups_path_shape(path) if regex.match(concat("", ["^", cgroup_component, ":", cgroup_component, ":", cgroup_component, "$"]), path)
 
-# Root propagation would let mounts flow between the container and the guest.
-rootfs_propagation_ok := true if {
+# Root propagation lets mounts flow between the container and the guest: none, or what
+# containerd sets for the container's mounts (rshared with a Bidirectional one, else
+# rslave with a HostToContainer one).
+rootfs_propagation_ok(rules) := true if {
 	object.get(linux, "RootfsPropagation", "") == ""
+} else := true if {
+	object.get(linux, "RootfsPropagation", "") == expected_rootfs_propagation(rules)
 } else := false
+
+expected_rootfs_propagation(rules) := "rshared" if {
+	some r in rules
+	object.get(r, "propagation", "") == "rshared"
+} else := "rslave" if {
+	some r in rules
+	object.get(r, "propagation", "") == "rslave"
+} else := ""
 
 # Resource controls the runtime clears (the VM is the limit).
 resources_ok := true if {
@@ -800,7 +819,7 @@ container_checks(c) := {
 	"resources": resources_ok,
 	"rlimits": rlimits_ok(process),
 	"root": root_ok(c.read_only_root),
-	"rootfs_propagation": rootfs_propagation_ok,
+	"rootfs_propagation": rootfs_propagation_ok(c.mounts),
 	"sandbox": sandbox_ok,
 	"sandbox_state": sandbox_state_ok,
 	"seccomp": seccomp_ok,
@@ -851,7 +870,7 @@ pause_checks := {
 	"resources": resources_ok,
 	"rlimits": rlimits_ok(process),
 	"root": root_ok(false),
-	"rootfs_propagation": rootfs_propagation_ok,
+	"rootfs_propagation": rootfs_propagation_ok(policy_data.pause.mounts),
 	"sandbox": sandbox_ok,
 	"sandbox_state": sandbox_state_ok,
 	"seccomp": seccomp_ok,

@@ -808,6 +808,41 @@ fn user(
     Ok((uid, gids, additional))
 }
 
+/// The propagation option containerd gives a mount for its `mountPropagation`: `rshared`
+/// for Bidirectional, `rslave` for HostToContainer, none for None. Only emptyDir mounts in
+/// the runtime's shared-fs mode carry one (as in Contrast's genpolicy: the secure-pv
+/// Initializer's decrypted volume reaches the app through the pod's emptyDir); other
+/// mounts get none, as genpolicy gives them (`rprivate`), and a request that names one
+/// is refused.
+fn mount_propagation(
+    m: &Obj,
+    m_path: &str,
+    volume: &Volume,
+    pod: &PodContext<'_>,
+) -> Result<&'static str, PolicyError> {
+    let field = join(m_path, "mountPropagation");
+    let propagation = match get_str(m, "mountPropagation", m_path)? {
+        None | Some("None") => return Ok(""),
+        Some("HostToContainer") => "rslave",
+        // Kubernetes admits Bidirectional in privileged containers only; genpolicy does not
+        // check, and without CAP_SYS_ADMIN a container has nothing to propagate anyway.
+        Some("Bidirectional") => "rshared",
+        Some(other) => {
+            return Err(invalid(
+                field,
+                format!("{other:?} is not None, HostToContainer or Bidirectional"),
+            ));
+        }
+    };
+    let shared_fs_empty_dir = match volume {
+        Volume::EmptyDir { memory } => {
+            *memory || pod.input.runtime.emptydir_mode == EmptyDirMode::SharedFs
+        }
+        _ => false,
+    };
+    Ok(if shared_fs_empty_dir { propagation } else { "" })
+}
+
 /// The mounts a container may get, and the storages its emptyDir volumes need.
 fn mounts(
     pod: &PodContext<'_>,
@@ -837,6 +872,7 @@ fn mounts(
                 format!("no volume named {name:?} in spec.volumes"),
             )
         })?;
+        let propagation = mount_propagation(m, &m_path, volume, pod)?;
         if declared.iter().any(|d| d.destination == destination) {
             return Err(invalid(
                 join(&m_path, "mountPath"),
@@ -931,6 +967,7 @@ fn mounts(
                         required: true,
                         source_example: format!("{dir_example}{sub}"),
                         block_options: Vec::new(),
+                        propagation: propagation.to_owned(),
                     }
                 }
             }
@@ -968,6 +1005,7 @@ fn mounts(
             required: false,
             source_example: (*kind).to_owned(),
             block_options: Vec::new(),
+            propagation: String::new(),
         });
     }
     if !taken("/dev/shm") {
@@ -1066,6 +1104,7 @@ fn block_empty_dir(
         block_options: ["rbind", "rprivate", if read_only { "ro" } else { "rw" }]
             .map(str::to_owned)
             .to_vec(),
+        propagation: String::new(),
     };
     Ok((mount, storage))
 }
@@ -1087,6 +1126,7 @@ fn copied(destination: String, name: &str, read_only: bool, required: bool) -> M
         required,
         source_example: format!("{}{name}", kata::COPIED_EXAMPLE),
         block_options: Vec::new(),
+        propagation: String::new(),
     }
 }
 
@@ -1099,6 +1139,7 @@ fn shm_mount() -> MountRule {
         required: false,
         source_example: kata::SANDBOX_SHM.to_owned(),
         block_options: Vec::new(),
+        propagation: String::new(),
     }
 }
 
@@ -1200,6 +1241,7 @@ fn pause_rules(pod: &PodContext<'_>, host_network: bool) -> Result<PauseRules, P
             required: false,
             source_example: (*kind).to_owned(),
             block_options: Vec::new(),
+            propagation: String::new(),
         })
         .collect();
     mounts.push(shm_mount());

@@ -1381,3 +1381,95 @@ fn block_encrypted_empty_dirs_are_admitted_as_the_runtime_sends_them() {
         );
     }
 }
+
+/// The mesh pod with the secure-pv layout: an emptyDir `decrypted` that the privileged
+/// sidecar mounts Bidirectional and the app HostToContainer.
+fn propagating_mesh() -> Case {
+    let mut case = Case::load("mesh.json");
+    let spec = &mut case.spec;
+    spec["volumes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "decrypted", "emptyDir": {}}));
+    for (list, propagation) in [
+        ("initContainers", "Bidirectional"),
+        ("containers", "HostToContainer"),
+    ] {
+        spec[list][0]["volumeMounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({
+                "name": "decrypted",
+                "mountPath": "/state",
+                "mountPropagation": propagation,
+            }));
+    }
+    case
+}
+
+#[test]
+fn empty_dir_mount_propagation_is_admitted_as_containerd_gives_it() {
+    let case = propagating_mesh();
+    let policy = case.policy();
+    let requests = case.requests();
+    let sidecar = create_request(&requests, "contrast-service-mesh");
+    let app = create_request(&requests, "app");
+    // containerd's options and root propagation for Bidirectional and HostToContainer.
+    for (request, option) in [(&sidecar, "rshared"), (&app, "rslave")] {
+        let mut request = request.clone();
+        assert_eq!(
+            mount_at(&mut request, "/state")["options"],
+            json!(["rbind", option, "rw"])
+        );
+        assert_eq!(request["OCI"]["Linux"]["RootfsPropagation"], json!(option));
+        assert_allowed(&policy, "CreateContainerRequest", &request);
+        // No root propagation (what the Kata runtime may send) is fine too.
+        assert_allowed(
+            &policy,
+            "CreateContainerRequest",
+            &changed(&request, |r| {
+                r["OCI"]["Linux"]["RootfsPropagation"] = json!("")
+            }),
+        );
+    }
+    // The app may not propagate its mounts back, nor its root.
+    assert_denied_by(
+        &policy,
+        "CreateContainerRequest",
+        &changed(&app, |r| {
+            mount_at(r, "/state")["options"] = json!(["rbind", "rshared", "rw"]);
+        }),
+        "a Bidirectional app mount",
+        "mounts",
+    );
+    assert_denied_by(
+        &policy,
+        "CreateContainerRequest",
+        &changed(&app, |r| {
+            r["OCI"]["Linux"]["RootfsPropagation"] = json!("rshared")
+        }),
+        "a shared app root",
+        "rootfs_propagation",
+    );
+    // Only the emptyDir mount carries propagation.
+    assert_denied_by(
+        &policy,
+        "CreateContainerRequest",
+        &changed(&sidecar, |r| {
+            mount_at(r, "/contrast")["options"] = json!(["rbind", "rshared", "rw"]);
+        }),
+        "propagation on another mount",
+        "mounts",
+    );
+}
+
+#[test]
+fn an_unknown_mount_propagation_is_refused_when_generating() {
+    let mut case = propagating_mesh();
+    case.spec["containers"][0]["volumeMounts"][1]["mountPropagation"] = json!("Sideways");
+    let err = contrast_policy::policy_rego(&case.input())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"Sideways\""), "{err}");
+    assert!(err.contains("mountPropagation"), "{err}");
+}
