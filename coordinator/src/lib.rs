@@ -48,9 +48,8 @@ pub use error::CoordinatorError;
 
 /// The Coordinator's allocator, installed by its binary and by the benchmarks that run it
 /// in their process (`#[global_allocator] static A: Allocator = ALLOCATOR;`): mimalloc
-/// served the mesh API's short-lived, allocation-heavy handshakes with about 15 % more
-/// certificates per second than glibc's malloc on the same cores (docs/dependencies.md
-/// §3).
+/// serves the mesh API's short-lived, allocation-heavy handshakes with fewer cycles than
+/// glibc's malloc (docs/dependencies.md §3 has the figures).
 pub type Allocator = mimalloc::MiMalloc;
 /// The value of [`Allocator`] to install.
 pub const ALLOCATOR: Allocator = mimalloc::MiMalloc;
