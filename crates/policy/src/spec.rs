@@ -123,8 +123,9 @@ const SECURITY_CONTEXT_FIELDS: &[&str] = &[
 ];
 
 /// Ignored as above, plus `fsGroupChangePolicy` and `seLinuxChangePolicy` (volume
-/// ownership handling on the host) and `supplementalGroupsPolicy` (the policy admits
-/// only the declared groups either way).
+/// ownership handling on the host; only in the runtime's block-encrypted emptyDir mode
+/// does the change policy reach the agent, see `block_empty_dir`) and
+/// `supplementalGroupsPolicy` (the policy admits only the declared groups either way).
 const POD_SECURITY_CONTEXT_FIELDS: &[&str] = &[
     "appArmorProfile",
     "fsGroup",
@@ -909,66 +910,20 @@ fn mounts(
                              volume",
                         ));
                     }
-                    let block = block_empty_dir(pod, &destination, read_only, storages.len())?;
-                    storages.push(block.1);
-                    block.0
+                    let (mount, storage) =
+                        block_empty_dir(pod, &destination, read_only, storages.len())?;
+                    storages.push(storage);
+                    mount
                 } else {
-                    let (dir_regex, dir_example, mount_type, storage) = if *memory {
-                        let dir = format!("{}/{name}", kata::EPHEMERAL_DIR);
-                        (
-                            regex_escape(&dir),
-                            dir.clone(),
-                            "bind",
-                            StorageRule {
-                                driver: "ephemeral".to_owned(),
-                                source: "tmpfs".to_owned(),
-                                fstype: "tmpfs".to_owned(),
-                                mount_point: format!("^{}$", regex_escape(&dir)),
-                                mount_point_example: dir,
-                                options_example: Vec::new(),
-                                block: None,
-                            },
-                        )
-                    } else {
-                        // Kata puts disk-backed emptyDirs below the sandbox's bundle: in its
-                        // rootfs (`rootfs/local`) or, for confidential guests, beside it.
-                        let dir_regex = format!(
-                            "{}/$(sid)/(rootfs/)?local/{}",
-                            regex_escape(kata::SHARED_DIR),
-                            regex_escape(name)
-                        );
-                        let dir = format!("{}/$(sid)/rootfs/local/{name}", kata::SHARED_DIR);
-                        (
-                            dir_regex.clone(),
-                            dir.clone(),
-                            "local",
-                            StorageRule {
-                                driver: "local".to_owned(),
-                                source: "local".to_owned(),
-                                fstype: "local".to_owned(),
-                                mount_point: format!("^{dir_regex}$"),
-                                mount_point_example: dir,
-                                options_example: vec!["mode=0777".to_owned()],
-                                block: None,
-                            },
-                        )
-                    };
+                    let (mount, storage) =
+                        guest_empty_dir(name, *memory, destination, &sub, read_only, propagation);
                     if !storages
                         .iter()
                         .any(|s| s.mount_point == storage.mount_point)
                     {
                         storages.push(storage);
                     }
-                    MountRule {
-                        destination,
-                        mount_type: mount_type.to_owned(),
-                        source: format!("^{dir_regex}{}$", regex_escape(&sub)),
-                        read_only,
-                        required: true,
-                        source_example: format!("{dir_example}{sub}"),
-                        block_options: Vec::new(),
-                        propagation: propagation.to_owned(),
-                    }
+                    mount
                 }
             }
             Volume::Copied => copied(destination, name, true, true),
@@ -1044,7 +999,70 @@ fn mounts(
     Ok((all, storages))
 }
 
-/// A mount of files the host copies into the guest.
+/// An emptyDir's mount and storage in a directory of the guest: a tmpfs the agent mounts
+/// for a memory-backed one (`ephemeral`), else a directory the agent makes (`local`, the
+/// runtime's `shared-fs` mode). The pod's containers that mount it share the one storage.
+fn guest_empty_dir(
+    name: &str,
+    memory: bool,
+    destination: String,
+    sub: &str,
+    read_only: bool,
+    propagation: &str,
+) -> (MountRule, StorageRule) {
+    let (dir_regex, dir_example, mount_type, storage) = if memory {
+        let dir = format!("{}/{name}", kata::EPHEMERAL_DIR);
+        (
+            regex_escape(&dir),
+            dir.clone(),
+            "bind",
+            StorageRule {
+                driver: "ephemeral".to_owned(),
+                source: "tmpfs".to_owned(),
+                fstype: "tmpfs".to_owned(),
+                mount_point: format!("^{}$", regex_escape(&dir)),
+                mount_point_example: dir,
+                options_example: Vec::new(),
+                block: None,
+            },
+        )
+    } else {
+        // Kata puts disk-backed emptyDirs below the sandbox's bundle: in its rootfs
+        // (`rootfs/local`) or, for confidential guests, beside it.
+        let dir_regex = format!(
+            "{}/$(sid)/(rootfs/)?local/{}",
+            regex_escape(kata::SHARED_DIR),
+            regex_escape(name)
+        );
+        let dir = format!("{}/$(sid)/rootfs/local/{name}", kata::SHARED_DIR);
+        (
+            dir_regex.clone(),
+            dir.clone(),
+            "local",
+            StorageRule {
+                driver: "local".to_owned(),
+                source: "local".to_owned(),
+                fstype: "local".to_owned(),
+                mount_point: format!("^{dir_regex}$"),
+                mount_point_example: dir,
+                options_example: vec!["mode=0777".to_owned()],
+                block: None,
+            },
+        )
+    };
+    let mount = MountRule {
+        destination,
+        mount_type: mount_type.to_owned(),
+        source: format!("^{dir_regex}{}$", regex_escape(sub)),
+        read_only,
+        required: true,
+        source_example: format!("{dir_example}{sub}"),
+        block_options: Vec::new(),
+        propagation: propagation.to_owned(),
+    };
+    (mount, storage)
+}
+
 /// A disk-backed emptyDir's mount in the runtime's `block-encrypted` mode, and its storage:
 /// the runtime gives each mount a block device of its own (one storage per mount, all
 /// alike), which the agent formats under an ephemeral LUKS key, mounts at
@@ -1117,6 +1135,7 @@ fn base64_url_padded(data: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE.encode(data)
 }
 
+/// A mount of files the host copies into the guest.
 fn copied(destination: String, name: &str, read_only: bool, required: bool) -> MountRule {
     MountRule {
         destination,
