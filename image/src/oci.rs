@@ -328,6 +328,19 @@ pub struct ImageSize {
     pub unpacked: u64,
 }
 
+impl std::fmt::Display for ImageSize {
+    /// As `cargo xtask release` and the release test report it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const MIB: f64 = 1024.0 * 1024.0;
+        write!(
+            f,
+            "{:.1} MiB in the registry, {:.1} MiB unpacked",
+            self.stored as f64 / MIB,
+            self.unpacked as f64 / MIB
+        )
+    }
+}
+
 /// The size of each image of the layout [`write_layout`] wrote into `dir`, by name.
 pub fn layout_sizes(dir: &Path) -> Result<BTreeMap<String, ImageSize>, ImageError> {
     let read_json = |path: PathBuf| -> Result<serde_json::Value, ImageError> {
@@ -508,6 +521,14 @@ mod tests {
                 stored: image.layer.len() as u64,
                 unpacked: tar.len() as u64,
             }
+        );
+        let size = ImageSize {
+            stored: 3 << 19,
+            unpacked: 10 << 20,
+        };
+        assert_eq!(
+            size.to_string(),
+            "1.5 MiB in the registry, 10.0 MiB unpacked"
         );
         std::fs::write(dir.path().join("oci/index.json"), b"{").unwrap();
         let err = layout_sizes(&dir.path().join("oci"))

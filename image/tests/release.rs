@@ -52,11 +52,7 @@ fn report_sizes(dir: &Path) -> Vec<String> {
         .into_iter()
         .map(|(name, size)| {
             assert!(size.unpacked > size.stored, "{name}: {size:?}");
-            format!(
-                "{name}: {:.1} MiB in the registry, {:.1} MiB unpacked",
-                size.stored as f64 / 1048576.0,
-                size.unpacked as f64 / 1048576.0
-            )
+            format!("{name}: {size}")
         })
         .collect()
 }

@@ -463,7 +463,7 @@ fn guest_image(debian_firmware: bool) -> Result<PathBuf> {
     step("image tools", || {
         run(Command::new("cargo").args(["build", "--workspace", "--bins", "--locked"]))
     })?;
-    step("guest binaries, as they ship", build_shipped_binaries)?;
+    step("shipped binaries", build_shipped_binaries)?;
     let release = std::path::absolute(target_dir().join("release"))
         .context("cannot resolve the target directory")?;
     step("guest image", || {
@@ -560,13 +560,9 @@ fn release(args: &[&str]) -> Result<()> {
     let release = step_with("images", || Ok(contrast_image::release::release(&config)?))?;
     let sizes = contrast_image::oci::layout_sizes(&config.out.join("oci"))?;
     for (component, image) in &release.images {
-        let size = sizes.get(component).map_or_else(String::new, |size| {
-            format!(
-                " ({:.1} MiB in the registry, {:.1} MiB unpacked)",
-                size.stored as f64 / 1048576.0,
-                size.unpacked as f64 / 1048576.0
-            )
-        });
+        let size = sizes
+            .get(component)
+            .map_or_else(String::new, |size| format!(" ({size})"));
         eprintln!("xtask: {component}: {image}{size}");
     }
     let release_json = config.out.join("release.json");
