@@ -22,10 +22,6 @@
 
 mod common;
 
-// The Coordinator binary's allocator: this process runs the Coordinator.
-#[global_allocator]
-static ALLOCATOR: contrast_coordinator::Allocator = contrast_coordinator::ALLOCATOR;
-
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,6 +39,10 @@ use contrast_attestation::snp::SnpVerifier;
 use contrast_coordinator::Ports;
 use contrast_testkit::{Deployment, TempDir, new_mesh_cert, random_loopback, set_manifest};
 use rustls::crypto::SupportedKxGroup;
+
+// The Coordinator binary's allocator: this process runs the Coordinator.
+#[global_allocator]
+static ALLOCATOR: contrast_coordinator::Allocator = contrast_coordinator::ALLOCATOR;
 
 /// Command-line settings.
 #[derive(Debug, Clone)]

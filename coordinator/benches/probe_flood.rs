@@ -13,10 +13,6 @@
 
 mod common;
 
-// The Coordinator binary's allocator: this process runs the Coordinator.
-#[global_allocator]
-static ALLOCATOR: contrast_coordinator::Allocator = contrast_coordinator::ALLOCATOR;
-
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -24,6 +20,10 @@ use contrast_coordinator::Ports;
 use contrast_testkit::{
     Deployment, TempDir, hanging_client_hellos, http_get, random_loopback, set_manifest,
 };
+
+// The Coordinator binary's allocator: this process runs the Coordinator.
+#[global_allocator]
+static ALLOCATOR: contrast_coordinator::Allocator = contrast_coordinator::ALLOCATOR;
 
 /// Command-line settings.
 #[derive(Debug, Clone, Copy)]

@@ -45,6 +45,9 @@ use contrast_platforms::{Platform, Tee};
 use contrast_seedengine::SeedEngine;
 
 pub use error::CoordinatorError;
+use metrics::Metrics;
+use peers::{KubernetesPeers, PeerDiscovery, StaticPeers};
+use state::{ExpectedBy, ExpectedTransition, StateGuard, Status};
 
 /// The Coordinator's allocator, installed by its binary and by the benchmarks that run it
 /// in their process (`#[global_allocator] static A: Allocator = ALLOCATOR;`): mimalloc
@@ -53,9 +56,6 @@ pub use error::CoordinatorError;
 pub type Allocator = mimalloc::MiMalloc;
 /// The value of [`Allocator`] to install.
 pub const ALLOCATOR: Allocator = mimalloc::MiMalloc;
-use metrics::Metrics;
-use peers::{KubernetesPeers, PeerDiscovery, StaticPeers};
-use state::{ExpectedBy, ExpectedTransition, StateGuard, Status};
 
 /// The Coordinator's shared parts.
 #[derive(Debug)]

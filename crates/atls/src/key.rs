@@ -59,7 +59,12 @@ impl TlsKey {
         provider: &CryptoProvider,
         der: PrivateKeyDer<'static>,
     ) -> Result<Self, AtlsError> {
-        let signing_key = provider.key_provider.load_private_key(der)?;
+        let signing_key = provider.key_provider.load_private_key(der).map_err(|e| {
+            AtlsError::Build(format!(
+                "the TLS key does not load ({e}); give an ECDSA P-256 or P-384 or an RSA \
+                 private key (PKCS#8, SEC1 or PKCS#1)"
+            ))
+        })?;
         let unusable =
             |why: &str| AtlsError::Build(format!("the TLS key cannot sign certificates: {why}"));
         let (scheme, algorithm) = SCHEMES
@@ -174,6 +179,7 @@ mod tests {
             PrivateKeyDer::Pkcs8(vec![0x30, 0x03, 0x02, 0x01, 0x00].into()),
         )
         .unwrap_err();
-        assert!(!err.to_string().is_empty());
+        assert!(err.to_string().contains("does not load"), "{err}");
+        assert!(err.to_string().contains("give an ECDSA"), "{err}");
     }
 }

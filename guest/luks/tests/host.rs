@@ -620,3 +620,15 @@ fn secure_mount_stops_at_activation_without_device_mapper() {
     let err = mount.run(&s).unwrap_err();
     assert!(matches!(err, LuksError::Format { .. }), "{err}");
 }
+
+/// Closing a mapping that does not exist fails and names it, with what to check; nothing
+/// else is touched (the real close runs in the QEMU secure-pv test).
+#[test]
+fn closing_a_mapping_that_is_not_there_is_refused_naming_it() {
+    let name = "contrast-test-no-such-mapping";
+    let err = cryptsetup::deactivate(name).unwrap_err();
+    assert!(matches!(err, LuksError::Deactivate { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains(&format!("/dev/mapper/{name}")), "{text}");
+    assert!(text.contains("still mounted"), "{text}");
+}
