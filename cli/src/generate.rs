@@ -513,6 +513,8 @@ async fn resolve_images(
         concurrency: 8,
         // The host's own trust store.
         root_certificates: None,
+        // The Docker config's credentials: the CLI runs on the user's machine.
+        puller_config: None,
     })?;
     let show_progress = std::io::stderr().is_terminal();
     let last = AtomicUsize::new(usize::MAX);

@@ -40,13 +40,18 @@ start_agent() {
         fi
     done
     echo "contrast-guest: default-deny rules installed"
+    # The node's image puller config (registry credentials, unmeasured) rides on a disk
+    # with the serial "imagepuller" when the node has one; the check copies it for the agent.
     device=/dev/disk/by-id/virtio-initdata
+    imagepuller=
     for serial in /sys/block/vd*/serial; do
-        [ "$(cat "$serial" 2>/dev/null)" = initdata ] || continue
         disk="${serial%/serial}"
-        device="/dev/${disk##*/}"
+        case "$(cat "$serial" 2>/dev/null)" in
+            initdata) device="/dev/${disk##*/}" ;;
+            imagepuller) imagepuller="--imagepuller-device=/dev/${disk##*/}" ;;
+        esac
     done
-    initdata-check --device "$device"
+    initdata-check --device "$device" $imagepuller
     check=$?
     if [ "$check" -ge 2 ]; then
         echo "contrast-guest: the initdata check installed no policy (exit $check); not starting the agent"

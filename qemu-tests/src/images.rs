@@ -194,7 +194,9 @@ impl AppRegistry {
         )
     }
 
-    fn start_with(test: &str, guest_host: &str, setup: RegistrySetup) -> AppRegistry {
+    /// As `setup` says (credentials, TLS), for a guest that reaches the host as
+    /// `guest_host`.
+    pub fn start_with(test: &str, guest_host: &str, setup: RegistrySetup) -> AppRegistry {
         let registry = Registry::start(setup);
         let work = tempdir(&format!("{test}-layout")).unwrap();
         let app = PushedImage::push(

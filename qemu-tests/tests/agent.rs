@@ -503,14 +503,9 @@ fn a_block_volume_reaches_the_container_as_the_guests_disk() {
     assert_eq!(&written[4096..4096 + 18], b"written by the pod");
 }
 
-/// A policy that refuses ReadStreamRequest: the agent still drains the container's output
-/// (so the container does not block on a full pipe) but answers with no data, as the Kata
-/// agent redacts it; the container runs to its end.
-#[test]
-fn output_the_policy_refuses_is_withheld() {
-    let images = AppRegistry::start("agent-redact");
-    let guest_registry = images.guest_registry.clone();
-    let reference = images.app.reference.clone();
+/// A pod of one container, `app`, from the registry's busybox image, running `script`.
+fn app_pod(images: &AppRegistry, script: &str, what: &str) -> contrast_testkit::PodCase {
+    let reference = &images.app.reference;
     let doc = serde_json::json!({
         "name": "app",
         "namespace": "default",
@@ -519,12 +514,26 @@ fn output_the_policy_refuses_is_withheld() {
             "containers": [{
                 "name": "app",
                 "image": reference,
-                "command": ["/bin/sh", "-c", "echo a secret line; echo another >&2"],
+                "command": ["/bin/sh", "-c", script],
             }],
         },
-        "images": {&reference: images.app.config()}
+        "images": {reference: images.app.config()}
     });
-    let mut pod = contrast_testkit::pod_case_of(&doc, "the pod whose output is private");
+    contrast_testkit::pod_case_of(&doc, what)
+}
+
+/// A policy that refuses ReadStreamRequest: the agent still drains the container's output
+/// (so the container does not block on a full pipe) but answers with no data, as the Kata
+/// agent redacts it; the container runs to its end.
+#[test]
+fn output_the_policy_refuses_is_withheld() {
+    let images = AppRegistry::start("agent-redact");
+    let guest_registry = images.guest_registry.clone();
+    let mut pod = app_pod(
+        &images,
+        "echo a secret line; echo another >&2",
+        "the pod whose output is private",
+    );
     let allowing = "default ReadStreamRequest := true";
     assert!(
         pod.policy.contains(allowing),
@@ -568,5 +577,76 @@ fn output_the_policy_refuses_is_withheld() {
     assert!(
         !console.text.contains("a secret line"),
         "the output reached the console"
+    );
+}
+
+/// A private HTTPS registry: the node's image puller config rides on its own disk (serial
+/// `imagepuller`, as the shim attaches it), the image's init copies it for the agent, and
+/// the pull uses its credentials and its CA, which the guest's own bundle does not hold.
+/// The registry answers nothing without credentials, so the app running proves where they
+/// came from.
+#[test]
+fn a_private_registry_serves_the_pull_with_the_nodes_imagepuller_config() {
+    let key = rcgen::generate_simple_self_signed(vec![
+        USER_NETWORK_HOST.to_owned(),
+        "127.0.0.1".to_owned(),
+    ])
+    .unwrap();
+    let images = AppRegistry::start_with(
+        "agent-private",
+        USER_NETWORK_HOST,
+        RegistrySetup {
+            tls: Some((key.cert.pem(), key.signing_key.serialize_pem())),
+            basic_auth: Some(("puller".to_owned(), "pull:secret".to_owned())),
+            ..RegistrySetup::default()
+        },
+    );
+    let guest_registry = images.guest_registry.clone();
+    let pod = app_pod(
+        &images,
+        "echo pulled from a private registry",
+        "a pod from a private registry",
+    );
+    let initdata = contrast_policy::initdata(&pod.policy);
+    let imagepuller = format!(
+        "[registries.\"{guest_registry}\"]\nusername = \"puller\"\npassword = \"pull:secret\"\n\
+         ca-certs = '''\n{}'''\n",
+        key.cert.pem()
+    );
+    let mut vm = PodVm::launch(
+        "agent-private",
+        initdata.as_bytes(),
+        initdata.policy_hash(),
+        &Launch {
+            registry: Some(&guest_registry),
+            https: true,
+            imagepuller: Some(&imagepuller),
+            ..Launch::default()
+        },
+    );
+    let stream = vm.connect();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (stdout, exit) = runtime.block_on(async {
+        let (agent, _) = clients(stream);
+        start_sandbox(&agent, &pod).await;
+        let app: CreateContainerRequest = from_json(pod.nth_request("CreateContainerRequest", 1));
+        start_container(&agent, &app).await;
+        let stdout = read_all(&agent, &app.container_id, true).await;
+        let exit = wait_exit(&agent, &app.container_id).await;
+        destroy_sandbox(&agent).await;
+        (stdout, exit)
+    });
+    let console = vm.finish();
+    console.expect_pass().unwrap();
+    assert_eq!(exit, 0, "{}", console.text);
+    assert_eq!(stdout, "pulled from a private registry\n");
+    assert!(
+        console.text.contains("image puller config from the node"),
+        "the init did not copy the config: {}",
+        console.text
+    );
+    assert!(
+        !console.text.contains("pull:secret"),
+        "the password reached the console"
     );
 }

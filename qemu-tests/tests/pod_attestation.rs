@@ -338,6 +338,7 @@ fn run_pod(
                 .map(|s| s.forwards.clone())
                 .unwrap_or_default(),
             volumes: volumes.to_vec(),
+            ..Launch::default()
         },
     );
     let stream = vm.connect();

@@ -87,6 +87,10 @@ pub struct KataInputs<'a> {
     pub snp_id_block: Option<&'a SnpIdBlock>,
     /// Agent debug console and runtime debug logs.
     pub debug: bool,
+    /// The host path of the image puller config (registry credentials for the guest's
+    /// pulls, unmeasured: docs/runtime.md §9), as `contrast_imagepuller_config` in
+    /// `[hypervisor.qemu]`; ignored on cloud-hypervisor (AKS), which pulls on the host.
+    pub imagepuller_config: Option<&'a str>,
 }
 
 /// The Kata configuration TOML for `inputs`.
@@ -147,6 +151,13 @@ pub fn kata_config(inputs: &KataInputs<'_>) -> Result<String, InstallError> {
             set(&mut hypervisor, "block_device_aio", "threads".into());
             set(&mut hypervisor, "disable_image_nvdimm", true.into());
             set(&mut hypervisor, "cpu_features", "pmu=off".into());
+            if let Some(config) = inputs.imagepuller_config {
+                set(
+                    &mut hypervisor,
+                    "contrast_imagepuller_config",
+                    config.into(),
+                );
+            }
         }
         RuntimeKind::ClhSnp => {
             // The IGVM file carries firmware, kernel and command line; it is measured whole.
@@ -315,6 +326,7 @@ mod tests {
             kernel_params: "console=hvc0 root=/dev/vda1",
             snp_id_block: None,
             debug: false,
+            imagepuller_config: None,
         }
     }
 
@@ -487,6 +499,42 @@ mod tests {
             doc["runtime"]["create_container_timeout"].as_integer(),
             Some(600)
         );
+    }
+
+    #[test]
+    fn imagepuller_config_is_set_on_qemu_only_and_omitted_without_one() {
+        const PATH: &str = "/opt/edgeless/h/etc/host-config/contrast-imagepuller.toml";
+        for platform in Platform::ALL.into_iter().filter(|p| !p.is_simulated()) {
+            let with = parse(
+                &kata_config(&KataInputs {
+                    imagepuller_config: Some(PATH),
+                    ..inputs(platform)
+                })
+                .unwrap(),
+            );
+            let without = parse(&kata_config(&inputs(platform)).unwrap());
+            if platform == Platform::AksClhSnp {
+                assert!(
+                    with["hypervisor"]["clh"]
+                        .get("contrast_imagepuller_config")
+                        .is_none(),
+                    "{platform}"
+                );
+                assert!(with["hypervisor"].get("qemu").is_none(), "{platform}");
+                continue;
+            }
+            assert_eq!(
+                with["hypervisor"]["qemu"]["contrast_imagepuller_config"].as_str(),
+                Some(PATH),
+                "{platform}"
+            );
+            assert!(
+                without["hypervisor"]["qemu"]
+                    .get("contrast_imagepuller_config")
+                    .is_none(),
+                "{platform}"
+            );
+        }
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! 1. fetches the runtime's files (shim, VMM, firmware, kernel, initrd, image) listed in
 //!    the install configuration, checks their integrity and writes each one atomically
 //!    under the host root ([`fetch`]);
-//! 2. writes the Kata configuration for the platform ([`kata`]);
+//! 2. copies the image puller's registry credentials, if the Secret is mounted
+//!    ([`imagepuller`]), and writes the Kata configuration for the platform ([`kata`]);
 //! 3. adds the runtime handler to containerd's configuration ([`containerd`]);
 //! 4. restarts containerd's unit when its configuration changed ([`restart`]).
 //!
@@ -21,6 +22,7 @@ pub mod config;
 pub mod containerd;
 pub mod fetch;
 pub mod hostpath;
+pub mod imagepuller;
 pub mod kata;
 pub mod restart;
 pub mod snp;
@@ -28,11 +30,13 @@ pub mod target;
 
 pub use config::InstallConfig;
 pub use hostpath::HostRoot;
+pub use imagepuller::ImagePullerConfig;
 pub use restart::{CommandOutput, CommandRunner, SystemRunner};
 pub use target::TargetConfig;
 
 use crate::containerd::{PatchOutcome, RuntimeEntry, read_optional};
 use crate::fetch::{Downloader, FetchOutcome};
+use crate::imagepuller::FileOutcome;
 use crate::kata::{KataInputs, RuntimeKind};
 use crate::restart::RestartOutcome;
 use crate::snp::SnpIdBlock;
@@ -183,6 +187,33 @@ pub enum InstallError {
         /// Why.
         reason: String,
     },
+    /// The image puller configuration is larger than the installer accepts.
+    #[error(
+        "image puller configuration {}: larger than {limit} bytes; the Secret \
+         contrast-node-installer-imagepuller-config (key contrast-imagepuller.toml) should hold \
+         only registry credentials and CA certificates",
+        path.display()
+    )]
+    ImagePullerConfigTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The image puller configuration is not text.
+    #[error(
+        "image puller configuration {}: not UTF-8 (invalid byte at offset {offset}); the Secret \
+         contrast-node-installer-imagepuller-config (key contrast-imagepuller.toml) must hold \
+         the TOML file itself, e.g. kubectl create secret generic … \
+         --from-file=contrast-imagepuller.toml=./contrast-imagepuller.toml",
+        path.display()
+    )]
+    ImagePullerConfigNotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// The offset of the first byte that is not UTF-8.
+        offset: usize,
+    },
     /// containerd's configuration is not TOML.
     #[error("containerd configuration {path} is not valid TOML: {message}")]
     ContainerdParse {
@@ -286,6 +317,9 @@ pub struct Installation {
     pub kernel_params: Option<String>,
     /// The host's SNP ID block (QEMU SNP platforms).
     pub snp_id_block: Option<SnpIdBlock>,
+    /// The image puller's registry credentials from the mounted Secret; `None`: the guest
+    /// pulls anonymously, and a copy an earlier run installed is removed.
+    pub imagepuller_config: Option<ImagePullerConfig>,
     /// Report what would change, change nothing.
     pub dry_run: bool,
 }
@@ -329,6 +363,14 @@ pub enum Action {
     KataConfigUnchanged(String),
     /// QEMU SNP without an ID block: the VM starts, but Contrast's validators require one.
     NoSnpIdBlock,
+    /// A file an earlier run installed was removed.
+    Removed(String),
+    /// Dry run: a file would be removed.
+    WouldRemove(String),
+    /// No image puller configuration: the guest pulls images without credentials.
+    NoImagePullerConfig,
+    /// The platform pulls images on the host; the image puller configuration is not used.
+    ImagePullerConfigIgnored(Platform),
     /// containerd's configuration was patched; the backup's host path if there was a file.
     ContainerdPatched {
         /// The configuration file.
@@ -362,6 +404,15 @@ impl fmt::Display for Action {
             Action::NoSnpIdBlock => f.write_str(
                 "warning: no SNP ID block for this host; pod VMs start without one and Contrast's validators will refuse their reports",
             ),
+            Action::Removed(path) => write!(f, "removed {path}"),
+            Action::WouldRemove(path) => write!(f, "would remove {path}"),
+            Action::NoImagePullerConfig => f.write_str(
+                "note: no contrast-imagepuller.toml (Secret contrast-node-installer-imagepuller-config); pod VMs pull images without registry credentials",
+            ),
+            Action::ImagePullerConfigIgnored(platform) => write!(
+                f,
+                "note: contrast-imagepuller.toml not installed: {platform} pulls images on the host, not in the pod VM"
+            ),
             Action::ContainerdPatched { path, backup } => {
                 write!(f, "patched containerd configuration {path}")?;
                 match backup {
@@ -384,6 +435,14 @@ impl fmt::Display for Action {
                 write!(f, "would restart the first existing of {}", units.join(", "))
             }
         }
+    }
+}
+
+fn file_action(outcome: FileOutcome, path: &str) -> Action {
+    match outcome {
+        FileOutcome::Changed => Action::Installed(path.to_owned()),
+        FileOutcome::Unchanged => Action::Unchanged(path.to_owned()),
+        FileOutcome::WouldChange => Action::WouldInstall(path.to_owned()),
     }
 }
 
@@ -423,6 +482,13 @@ pub fn install(
         &base_dir,
         &["etc", "containerd-restart.state"],
     ))?;
+    let imagepuller_path = ImagePullerConfig::host_path(&base_dir);
+    let imagepuller_local = root.resolve(&imagepuller_path)?;
+    // Only the QEMU runtimes pull in the guest; AKS pulls on the host (tardev snapshotter).
+    let imagepuller = match kind {
+        RuntimeKind::QemuSnp | RuntimeKind::QemuTdx => installation.imagepuller_config.as_ref(),
+        RuntimeKind::ClhSnp => None,
+    };
     let kernel_params = installation.effective_kernel_params(kind);
     let kata_text = kata::kata_config(&KataInputs {
         platform,
@@ -430,6 +496,7 @@ pub fn install(
         kernel_params: &kernel_params,
         snp_id_block: installation.snp_id_block.as_ref(),
         debug: installation.config.debug_runtime,
+        imagepuller_config: imagepuller.map(|_| imagepuller_path.as_str()),
     })?;
     let entry = RuntimeEntry {
         handler: &handler,
@@ -471,6 +538,32 @@ pub fn install(
         tracing::warn!("no SNP ID block for this host");
         actions.push(Action::NoSnpIdBlock);
     }
+    // The file before the Kata configuration that names it; its removal after.
+    match (imagepuller, &installation.imagepuller_config) {
+        (Some(config), _) => {
+            tracing::info!(
+                source = %config.source.display(),
+                path = %imagepuller_path,
+                "installing the image puller configuration"
+            );
+            let outcome = imagepuller::install_file(&imagepuller_local, &config.text, dry_run)?;
+            actions.push(file_action(outcome, &imagepuller_path));
+        }
+        (None, Some(_)) => {
+            tracing::warn!(
+                %platform,
+                "the image puller configuration is not used: this platform pulls on the host"
+            );
+            actions.push(Action::ImagePullerConfigIgnored(platform));
+        }
+        (None, None) if kind == RuntimeKind::ClhSnp => {}
+        (None, None) => {
+            tracing::info!(
+                "no image puller configuration: only anonymous pulls are possible in the pod VM"
+            );
+            actions.push(Action::NoImagePullerConfig);
+        }
+    }
     if read_optional(&kata_local)?.as_deref() == Some(kata_text.as_str()) {
         actions.push(Action::KataConfigUnchanged(kata_path));
     } else if dry_run {
@@ -478,6 +571,13 @@ pub fn install(
     } else {
         contrast_atomic_file::write_creating_dir(&kata_local, kata_text.as_bytes(), 0o644)?;
         actions.push(Action::KataConfigWritten(kata_path));
+    }
+    if imagepuller.is_none() {
+        match imagepuller::remove_file(&imagepuller_local, dry_run)? {
+            FileOutcome::Changed => actions.push(Action::Removed(imagepuller_path)),
+            FileOutcome::WouldChange => actions.push(Action::WouldRemove(imagepuller_path)),
+            FileOutcome::Unchanged => {}
+        }
     }
 
     let containerd_path = &installation.target.containerd_config_path;

@@ -12,7 +12,7 @@ use contrast_platforms::{Platform, RuntimeHandler};
 use contrast_runtime_installer::kata::RuntimeKind;
 use contrast_runtime_installer::snp::{SnpProduct, select_id_block};
 use contrast_runtime_installer::{
-    HostRoot, InstallConfig, Installation, SystemRunner, TargetConfig, install,
+    HostRoot, ImagePullerConfig, InstallConfig, Installation, SystemRunner, TargetConfig, install,
 };
 
 #[derive(Parser, Debug)]
@@ -46,6 +46,15 @@ struct Cli {
         default_value = "/target-config"
     )]
     target_config_dir: PathBuf,
+    /// The mounted Secret contrast-node-installer-imagepuller-config (file
+    /// contrast-imagepuller.toml: registry credentials for pulls in the pod VM); a missing
+    /// file means anonymous pulls only.
+    #[arg(
+        long,
+        env = "CONTRAST_IMAGEPULLER_CONFIG_DIR",
+        default_value = "/imagepuller-config"
+    )]
+    imagepuller_config_dir: PathBuf,
     /// The guest kernel command line, exactly as measured. Default: the install
     /// configuration's QemuExtraKernelParams, else the guest image's base command line.
     #[arg(long, env = "CONTRAST_KERNEL_PARAMS")]
@@ -91,6 +100,7 @@ fn run(cli: Cli) -> Result<()> {
     let kind = RuntimeKind::for_platform(platform)?;
     let config = InstallConfig::read(&cli.config)?;
     let target = TargetConfig::load(&cli.target_config_dir, platform)?;
+    let imagepuller_config = ImagePullerConfig::load(&cli.imagepuller_config_dir)?;
     let snp_id_block = match (&cli.snp_id_blocks, kind) {
         (Some(file), RuntimeKind::QemuSnp) => {
             let product = match cli.snp_product {
@@ -116,6 +126,7 @@ fn run(cli: Cli) -> Result<()> {
         target,
         kernel_params: cli.kernel_params,
         snp_id_block,
+        imagepuller_config,
         dry_run: cli.dry_run,
     };
     for action in install(&installation, &mut SystemRunner)? {

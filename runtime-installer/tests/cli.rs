@@ -23,6 +23,10 @@ fn installer(node: &FakeNode) -> Command {
         .env(
             "CONTRAST_TARGET_CONFIG_DIR",
             node.dir.path().join("target-config"),
+        )
+        .env(
+            "CONTRAST_IMAGEPULLER_CONFIG_DIR",
+            node.dir.path().join("imagepuller-config"),
         );
     command
 }
@@ -116,5 +120,86 @@ fn installs_from_environment_variables() {
     assert!(
         !second.contains("installed") && !second.contains("patched"),
         "{second}"
+    );
+}
+
+/// A file in the image puller Secret that is not UTF-8 text or is over the limit stops the
+/// installer before anything on the host changes, and the message names the file.
+#[test]
+fn an_unusable_imagepuller_config_is_refused_naming_the_file() {
+    let cases: [(&[u8], &str); 2] = [
+        (
+            b"[registries.\"ghcr.io.\"]\nauth = \"\xc3\x28\"\n",
+            "not UTF-8",
+        ),
+        (&[b'#'; (1 << 20) + 1], "larger than 1048576 bytes"),
+    ];
+    for (content, message) in cases {
+        let node = FakeNode::new();
+        write_config(&node, r#"{"files": []}"#);
+        let dir = node.dir.path().join("imagepuller-config");
+        fs::create_dir(&dir).unwrap();
+        let file = dir.join("contrast-imagepuller.toml");
+        fs::write(&file, content).unwrap();
+        let output = installer(&node)
+            .args(["--platform", "Metal-QEMU-TDX"])
+            .args([
+                "--runtime-handler",
+                &handler(Platform::MetalQemuTdx).to_string(),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&file.display().to_string()) && stderr.contains(message),
+            "{stderr}"
+        );
+        assert!(node.host_files().is_empty(), "{:?}", node.host_files());
+    }
+}
+
+/// `--imagepuller-config-dir` points the installer at the mounted Secret.
+#[test]
+fn the_imagepuller_config_dir_flag_is_read() {
+    let node = FakeNode::new();
+    write_config(&node, r#"{"files": []}"#);
+    let target = node.dir.path().join("target-config");
+    fs::create_dir(&target).unwrap();
+    fs::write(target.join("restart-systemd-unit"), "false").unwrap();
+    let dir = node.dir.path().join("elsewhere");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("contrast-imagepuller.toml"), "[registries]\n").unwrap();
+    let handler = handler(Platform::MetalQemuTdx).to_string();
+    let output = installer(&node)
+        .args([
+            "--platform",
+            "Metal-QEMU-TDX",
+            "--runtime-handler",
+            &handler,
+        ])
+        .arg("--imagepuller-config-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let host_path = format!("/opt/edgeless/{handler}/etc/host-config/contrast-imagepuller.toml");
+    assert!(
+        stdout.contains(&format!("installed {host_path}\n")),
+        "{stdout}"
+    );
+    assert_eq!(fs::read(node.local(&host_path)).unwrap(), b"[registries]\n");
+    let kata = fs::read_to_string(node.local(&format!(
+        "/opt/edgeless/{handler}/etc/configuration-qemu-tdx.toml"
+    )))
+    .unwrap();
+    assert!(
+        kata.contains(&format!("contrast_imagepuller_config = \"{host_path}\"")),
+        "{kata}"
     );
 }

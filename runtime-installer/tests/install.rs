@@ -11,7 +11,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use aws_lc_rs::digest;
 use common::*;
 use contrast_platforms::Platform;
-use contrast_runtime_installer::{Action, InstallError, TargetConfig, install};
+use contrast_runtime_installer::{Action, ImagePullerConfig, InstallError, TargetConfig, install};
 
 const SNP_KATA: &str = "configuration-qemu-snp.toml";
 
@@ -189,6 +189,7 @@ fn installs_then_a_second_run_changes_nothing() {
     assert!(
         lines.iter().all(|l| l.starts_with("unchanged ")
             || l.starts_with("warning: ")
+            || l.starts_with("note: ")
             || l == "nothing to restart"),
         "{lines:#?}"
     );
@@ -438,6 +439,198 @@ fn target_config_redirects_and_disables_the_restart() {
         CRI_V2,
         &installation.handler.to_string(),
         SNP_KATA,
+    );
+}
+
+const IMAGEPULLER_TOML: &str = "# registry credentials\n[registries.\"ghcr.io.\"]\n\
+auth = \"dXNlcjpwYXNzd29yZA==\"\ninsecure-skip-verify = true\nca-certs = \"\"\"\n\
+-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n\"\"\"\n";
+
+/// The Secret as the kubelet mounts it: the key is a link into `..data`.
+fn imagepuller_secret(node: &FakeNode, content: &[u8]) -> std::path::PathBuf {
+    let dir = node.dir.path().join("imagepuller-config");
+    let data = dir.join("..2025_01_01_00_00_00.000000000");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("contrast-imagepuller.toml"), content).unwrap();
+    symlink(data.file_name().unwrap(), dir.join("..data")).unwrap();
+    symlink(
+        "..data/contrast-imagepuller.toml",
+        dir.join("contrast-imagepuller.toml"),
+    )
+    .unwrap();
+    dir
+}
+
+fn qemu_key(kata: &str) -> Option<String> {
+    let doc: toml_edit::DocumentMut = kata.parse().unwrap();
+    doc["hypervisor"]["qemu"]
+        .get("contrast_imagepuller_config")
+        .map(|v| v.as_str().unwrap().to_owned())
+}
+
+#[test]
+fn imagepuller_config_is_copied_and_named_in_the_kata_configuration() {
+    for (platform, kata_file) in [
+        (Platform::MetalQemuSnp, SNP_KATA),
+        (Platform::MetalQemuTdx, "configuration-qemu-tdx.toml"),
+    ] {
+        let node = FakeNode::new();
+        let dir = imagepuller_secret(&node, IMAGEPULLER_TOML.as_bytes());
+        let mut installation = node.installation(platform, Vec::new());
+        installation.target.systemd_units.clear();
+        installation.imagepuller_config = ImagePullerConfig::load(&dir).unwrap();
+        let base = format!("/opt/edgeless/{}", installation.handler);
+        let host_path = format!("{base}/etc/host-config/contrast-imagepuller.toml");
+
+        let actions = install(&installation, &mut Recorder::default()).unwrap();
+        assert!(
+            actions.contains(&Action::Installed(host_path.clone())),
+            "{platform}: {actions:#?}"
+        );
+        assert!(
+            !actions.contains(&Action::NoImagePullerConfig),
+            "{platform}"
+        );
+        let local = node.local(&host_path);
+        assert_eq!(
+            fs::read(&local).unwrap(),
+            IMAGEPULLER_TOML.as_bytes(),
+            "{platform}: byte for byte"
+        );
+        assert_eq!(
+            fs::symlink_metadata(&local).unwrap().permissions().mode() & 0o7777,
+            0o600,
+            "{platform}: credentials readable by root only"
+        );
+        let kata = fs::read_to_string(node.local(&format!("{base}/etc/{kata_file}"))).unwrap();
+        assert_eq!(qemu_key(&kata), Some(host_path.clone()), "{platform}");
+
+        // A second run rewrites nothing.
+        let before = node.snapshot();
+        let actions = install(&installation, &mut Recorder::default()).unwrap();
+        assert!(
+            actions.contains(&Action::Unchanged(host_path.clone())),
+            "{platform}: {actions:#?}"
+        );
+        assert_eq!(node.snapshot(), before, "{platform}");
+
+        // A changed Secret replaces the file; the Kata configuration stays.
+        let mut changed = installation.clone();
+        changed.imagepuller_config = Some(ImagePullerConfig {
+            source: dir.join("contrast-imagepuller.toml"),
+            text: "[registries.\"quay.io.\"]\nusername = \"u\"\npassword = \"p\"\n".into(),
+        });
+        let actions = install(&changed, &mut Recorder::default()).unwrap();
+        assert!(
+            actions.contains(&Action::Installed(host_path.clone())),
+            "{platform}: {actions:#?}"
+        );
+        assert!(
+            actions.contains(&Action::KataConfigUnchanged(format!(
+                "{base}/etc/{kata_file}"
+            ))),
+            "{platform}: {actions:#?}"
+        );
+        assert!(
+            fs::read_to_string(&local).unwrap().contains("quay.io."),
+            "{platform}"
+        );
+    }
+}
+
+#[test]
+fn without_imagepuller_config_the_key_is_omitted_and_a_stale_copy_removed() {
+    let node = FakeNode::new();
+    let mut installation = node.installation(Platform::MetalQemuSnp, Vec::new());
+    installation.target.systemd_units.clear();
+    let base = format!("/opt/edgeless/{}", installation.handler);
+    let host_path = format!("{base}/etc/host-config/contrast-imagepuller.toml");
+    let kata_path = node.local(&format!("{base}/etc/{SNP_KATA}"));
+
+    // An earlier run with the Secret.
+    installation.imagepuller_config =
+        ImagePullerConfig::load(&imagepuller_secret(&node, IMAGEPULLER_TOML.as_bytes())).unwrap();
+    install(&installation, &mut Recorder::default()).unwrap();
+    assert!(node.local(&host_path).exists());
+    assert_eq!(
+        qemu_key(&fs::read_to_string(&kata_path).unwrap()),
+        Some(host_path.clone())
+    );
+
+    // The Secret was deleted: the mount is an empty directory.
+    let empty = node.dir.path().join("empty-imagepuller-config");
+    fs::create_dir(&empty).unwrap();
+    installation.imagepuller_config = ImagePullerConfig::load(&empty).unwrap();
+    assert_eq!(installation.imagepuller_config, None);
+
+    let mut dry = installation.clone();
+    dry.dry_run = true;
+    let before = node.snapshot();
+    let actions = install(&dry, &mut Recorder::default()).unwrap();
+    assert!(
+        actions.contains(&Action::WouldRemove(host_path.clone())),
+        "{actions:#?}"
+    );
+    assert_eq!(node.snapshot(), before, "a dry run removes nothing");
+
+    let actions = install(&installation, &mut Recorder::default()).unwrap();
+    assert!(
+        actions.contains(&Action::NoImagePullerConfig),
+        "{actions:#?}"
+    );
+    assert!(
+        actions.contains(&Action::Removed(host_path.clone())),
+        "{actions:#?}"
+    );
+    assert!(
+        actions.contains(&Action::KataConfigWritten(format!("{base}/etc/{SNP_KATA}"))),
+        "{actions:#?}"
+    );
+    assert!(!node.local(&host_path).exists());
+    let kata = fs::read_to_string(&kata_path).unwrap();
+    assert_eq!(qemu_key(&kata), None, "{kata}");
+    assert!(!kata.contains("imagepuller"), "{kata}");
+
+    // Nothing left to remove.
+    let actions = install(&installation, &mut Recorder::default()).unwrap();
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Removed(_))),
+        "{actions:#?}"
+    );
+}
+
+#[test]
+fn aks_does_not_install_the_imagepuller_config() {
+    let node = FakeNode::new();
+    node.host_file("/etc/containerd/config.toml", "version = 2\n");
+    let mut installation = node.installation(Platform::AksClhSnp, Vec::new());
+    installation.target.systemd_units.clear();
+    installation.imagepuller_config =
+        ImagePullerConfig::load(&imagepuller_secret(&node, IMAGEPULLER_TOML.as_bytes())).unwrap();
+    let base = format!("/opt/edgeless/{}", installation.handler);
+    let actions = install(&installation, &mut Recorder::default()).unwrap();
+    assert!(
+        actions.contains(&Action::ImagePullerConfigIgnored(Platform::AksClhSnp)),
+        "{actions:#?}"
+    );
+    assert!(
+        !node
+            .local(&format!("{base}/etc/host-config/contrast-imagepuller.toml"))
+            .exists()
+    );
+    let kata =
+        fs::read_to_string(node.local(&format!("{base}/etc/configuration-clh-snp.toml"))).unwrap();
+    assert!(!kata.contains("imagepuller"), "{kata}");
+
+    // Without the Secret there is nothing to note: AKS never pulls in the guest.
+    installation.imagepuller_config = None;
+    let actions = install(&installation, &mut Recorder::default()).unwrap();
+    assert!(
+        !actions.iter().any(|a| matches!(
+            a,
+            Action::NoImagePullerConfig | Action::ImagePullerConfigIgnored(_)
+        )),
+        "{actions:#?}"
     );
 }
 

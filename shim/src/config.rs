@@ -91,6 +91,9 @@ struct Qemu {
     guest_hook_path: String,
     #[serde(default)]
     disable_vhost_net: bool,
+    /// Contrast's key: the node's image puller config (empty: none).
+    #[serde(default)]
+    contrast_imagepuller_config: String,
 }
 
 fn one() -> u32 {
@@ -188,6 +191,10 @@ pub struct RuntimeConfig {
     pub dial_timeout_secs: u64,
     /// How long CreateContainer may take (the guest pulls the image), in seconds.
     pub create_container_timeout_secs: u64,
+    /// The node's image puller config (registry credentials for the guest's pulls,
+    /// `hypervisor.qemu.contrast_imagepuller_config`), handed to the VM unmeasured on a
+    /// disk of its own; `None`: anonymous pulls.
+    pub imagepuller_config: Option<PathBuf>,
 }
 
 /// The SNP guest policy Kata uses when the configuration names none (SMT allowed,
@@ -307,6 +314,8 @@ impl RuntimeConfig {
             guest_hook_path: qemu.guest_hook_path,
             dial_timeout_secs,
             create_container_timeout_secs,
+            imagepuller_config: (!qemu.contrast_imagepuller_config.is_empty())
+                .then(|| PathBuf::from(qemu.contrast_imagepuller_config)),
         })
     }
 }

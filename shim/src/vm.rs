@@ -69,6 +69,17 @@ pub enum VmError {
         #[source]
         source: std::io::Error,
     },
+    /// The image puller config the Kata configuration names cannot be used.
+    #[error(
+        "the image puller config {path} (hypervisor.qemu.contrast_imagepuller_config): {reason}; \
+         the node installer writes it from the Secret contrast-node-installer-imagepuller-config"
+    )]
+    ImagepullerConfig {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// A program could not be started.
     #[error("starting {program} (is it installed where the Kata configuration says?)")]
     Spawn {
@@ -116,6 +127,8 @@ pub enum VmError {
 pub struct VmFiles {
     /// The initdata block device image.
     pub initdata: PathBuf,
+    /// The image puller config's block device image (when the node has one).
+    pub imagepuller: PathBuf,
     /// The console log (QEMU's serial output).
     pub console: PathBuf,
     /// The user-space vsock back end's Unix socket (simulated platforms).
@@ -131,6 +144,7 @@ impl VmFiles {
     pub fn in_dir(dir: &Path) -> Self {
         VmFiles {
             initdata: dir.join("initdata.img"),
+            imagepuller: dir.join("imagepuller.img"),
             console: dir.join("console.log"),
             vsock_uds: dir.join("vm.vsock"),
             vhost_socket: dir.join("vhost-vsock.sock"),
@@ -276,6 +290,17 @@ pub fn qemu_args(
         "-device".into(),
         "virtio-blk-pci,drive=initdata,serial=initdata".into(),
     ]);
+    if config.imagepuller_config.is_some() {
+        args.extend([
+            "-drive".into(),
+            format!(
+                "file={},format=raw,if=none,id=imagepuller,readonly=on",
+                files.imagepuller.display()
+            ),
+            "-device".into(),
+            "virtio-blk-pci,drive=imagepuller,serial=imagepuller".into(),
+        ]);
+    }
     match &config.tee {
         #[cfg(feature = "simulated")]
         Tee::Simulated(simulation) => {
@@ -385,6 +410,16 @@ impl Vm {
             &files.initdata,
             &contrast_initdata::disk::device_image(initdata_toml),
         )?;
+        if let Some(path) = &config.imagepuller_config {
+            let puller_config = read_imagepuller_config(path)?;
+            write(
+                &files.imagepuller,
+                &contrast_initdata::disk::device_image_with(
+                    contrast_initdata::disk::IMAGEPULLER_MAGIC,
+                    &puller_config,
+                ),
+            )?;
+        }
         let backend = match &config.tee {
             #[cfg(feature = "simulated")]
             Tee::Simulated(simulation) => {
@@ -607,6 +642,30 @@ pub fn console_tail(path: &Path) -> String {
     let text = String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// The guest refuses a larger image puller config (`contrast_registry::
+/// MAX_PULLER_CONFIG_SIZE`); refusing it here says so before a VM starts.
+const MAX_IMAGEPULLER_CONFIG: u64 = 1 << 20;
+
+/// The node's image puller config, bounded.
+fn read_imagepuller_config(path: &Path) -> Result<Vec<u8>, VmError> {
+    use std::io::Read as _;
+    let refuse = |reason: String| VmError::ImagepullerConfig {
+        path: path.to_owned(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| refuse(e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_IMAGEPULLER_CONFIG + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| refuse(e.to_string()))?;
+    if bytes.len() as u64 > MAX_IMAGEPULLER_CONFIG {
+        return Err(refuse(format!(
+            "it is larger than {MAX_IMAGEPULLER_CONFIG} bytes"
+        )));
+    }
+    Ok(bytes)
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), VmError> {

@@ -22,6 +22,7 @@ fn installed(platform: Platform, id_block: Option<&SnpIdBlock>) -> RuntimeConfig
         kernel_params: CMDLINE,
         snp_id_block: id_block,
         debug: false,
+        imagepuller_config: None,
     })
     .unwrap();
     RuntimeConfig::parse(&text, Path::new("configuration.toml")).unwrap()
@@ -68,6 +69,7 @@ fn aks_cloud_hypervisor_is_refused_by_name() {
         kernel_params: CMDLINE,
         snp_id_block: None,
         debug: false,
+        imagepuller_config: None,
     })
     .unwrap();
     let err = RuntimeConfig::parse(&text, Path::new("c.toml")).unwrap_err();
@@ -306,4 +308,59 @@ fn the_pods_limits_size_the_vm_as_kata_sizes_it() {
         let sizing = SandboxSizing::of(&spec(annotations.clone()));
         assert_eq!(sizing.apply(&config), config, "{annotations}");
     }
+}
+
+#[test]
+fn the_image_puller_config_rides_on_a_disk_of_its_own() {
+    let base = "[hypervisor.qemu]\npath = \"/q\"\nkernel = \"/k\"\nimage = \"/i\"\nkernel_params = \"\"\ndefault_memory = 512\nconfidential_guest = true\nsev_snp_guest = true\n";
+    let files = VmFiles::in_dir(Path::new("/run/x"));
+    let args_of =
+        |config: &RuntimeConfig| qemu_args(config, &files, "s", &[0; 32], &GuestNetwork::User);
+    // No key, or Contrast's empty path: no disk, anonymous pulls.
+    for text in [
+        base.to_owned(),
+        format!("{base}contrast_imagepuller_config = \"\"\n"),
+    ] {
+        let config = RuntimeConfig::parse(&text, Path::new("c.toml")).unwrap();
+        assert_eq!(config.imagepuller_config, None);
+        assert!(!args_of(&config).iter().any(|a| a.contains("imagepuller")));
+    }
+    let path = "/opt/edgeless/h/etc/host-config/contrast-imagepuller.toml";
+    let config = RuntimeConfig::parse(
+        &format!("{base}contrast_imagepuller_config = \"{path}\"\n"),
+        Path::new("c.toml"),
+    )
+    .unwrap();
+    assert_eq!(config.imagepuller_config.as_deref(), Some(Path::new(path)));
+    let args = args_of(&config);
+    assert_eq!(
+        arg_after(&args, "-device", "serial=imagepuller"),
+        "virtio-blk-pci,drive=imagepuller,serial=imagepuller"
+    );
+    assert!(
+        arg_after(&args, "-drive", "id=imagepuller")
+            .starts_with(&format!("file={},", files.imagepuller.display()))
+    );
+    // What the installer writes is what the shim reads.
+    let text = kata_config(&KataInputs {
+        platform: Platform::MetalQemuSnp,
+        base_dir: BASE,
+        kernel_params: CMDLINE,
+        snp_id_block: None,
+        debug: false,
+        imagepuller_config: Some(path),
+    })
+    .unwrap();
+    let installed = RuntimeConfig::parse(&text, Path::new("configuration.toml")).unwrap();
+    assert_eq!(
+        installed.imagepuller_config.as_deref(),
+        Some(Path::new(path))
+    );
+    // The root file system stays the first disk.
+    let first_disk = args.iter().position(|a| a.contains("drive=root")).unwrap();
+    let puller_disk = args
+        .iter()
+        .position(|a| a.contains("drive=imagepuller"))
+        .unwrap();
+    assert!(first_disk < puller_disk);
 }

@@ -2,9 +2,18 @@
 //! magic `initdata` (8 bytes), the length of what follows as a little-endian u64, then the
 //! gzip-compressed TOML, then padding to whole sectors. The node shim writes it; the
 //! guest's initdata check reads it (and bounds every length, since the host chooses it).
+//!
+//! The image puller config (registry credentials, unmeasured) travels on a second device
+//! of the same layout under its own magic, as Contrast's runtime attaches it.
 
 /// The magic at the start of the device.
 pub const MAGIC: &[u8; 8] = b"initdata";
+
+/// The magic of the image puller config's device (serial `imagepuller`).
+pub const IMAGEPULLER_MAGIC: &[u8; 8] = b"imgpullr";
+
+/// Where the guest leaves the image puller config for the agent's pulls (Contrast's path).
+pub const GUEST_IMAGEPULLER_CONFIG: &str = "/run/insecure-cfg/imagepuller.toml";
 
 /// Magic and length.
 pub const HEADER_LEN: usize = 16;
@@ -12,11 +21,17 @@ pub const HEADER_LEN: usize = 16;
 /// The sector size the device is padded to.
 pub const SECTOR_LEN: usize = 512;
 
-/// `toml` in the device's form: magic, length, gzip, with `padding` zero bytes after.
+/// `toml` in the initdata device's form: magic, length, gzip, with `padding` zero bytes
+/// after.
 pub fn encode_header_form(toml: &[u8], padding: usize) -> Vec<u8> {
+    encode_header_form_with(MAGIC, toml, padding)
+}
+
+/// [`encode_header_form`] under another `magic`.
+pub fn encode_header_form_with(magic: &[u8; 8], toml: &[u8], padding: usize) -> Vec<u8> {
     let blob = gzip(toml);
     let mut out = Vec::with_capacity(HEADER_LEN + blob.len() + padding);
-    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(magic);
     out.extend_from_slice(&(blob.len() as u64).to_le_bytes());
     out.extend_from_slice(&blob);
     out.resize(out.len() + padding, 0);
@@ -26,9 +41,14 @@ pub fn encode_header_form(toml: &[u8], padding: usize) -> Vec<u8> {
 /// The device image for `toml`: the header form padded to a whole number of 4 KiB blocks
 /// (QEMU sizes a raw disk from its file; a partial sector would be cut off).
 pub fn device_image(toml: &[u8]) -> Vec<u8> {
-    let unpadded = encode_header_form(toml, 0);
+    device_image_with(MAGIC, toml)
+}
+
+/// [`device_image`] under another `magic`.
+pub fn device_image_with(magic: &[u8; 8], toml: &[u8]) -> Vec<u8> {
+    let unpadded = encode_header_form_with(magic, toml, 0);
     let padding = (4096 - unpadded.len() % 4096) % 4096;
-    encode_header_form(toml, padding)
+    encode_header_form_with(magic, toml, padding)
 }
 
 /// `bytes` gzip-compressed.

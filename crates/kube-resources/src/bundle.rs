@@ -73,6 +73,11 @@ fn labels(name: &str) -> Node {
     m([("app.kubernetes.io/name", s(name))])
 }
 
+/// The optional Secret (namespace `kube-system`) whose key `contrast-imagepuller.toml` holds
+/// registry credentials for image pulls in the pod VM; the node installer copies it to the
+/// host (docs/runtime.md §9).
+pub const IMAGEPULLER_CONFIG_SECRET: &str = "contrast-node-installer-imagepuller-config";
+
 /// The RuntimeClass and the node-installer DaemonSet (namespace `kube-system`).
 pub fn runtime(platform: Platform, handler: &RuntimeHandler, images: &BundleImages) -> Vec<Node> {
     let handler = handler.to_string();
@@ -150,6 +155,12 @@ pub fn runtime(platform: Platform, handler: &RuntimeHandler, images: &BundleImag
                     ("name", s("target-config")),
                     ("mountPath", s("/target-config")),
                 ]),
+                // Registry credentials for pulls in the pod VM (docs/runtime.md §9).
+                m([
+                    ("name", s("imagepuller-config")),
+                    ("mountPath", s("/imagepuller-config")),
+                    ("readOnly", Node::Bool(true)),
+                ]),
             ]),
         ),
     ]);
@@ -217,6 +228,16 @@ pub fn runtime(platform: Platform, handler: &RuntimeHandler, images: &BundleImag
                                                         "name",
                                                         s("contrast-node-installer-target-config"),
                                                     ),
+                                                    ("optional", Node::Bool(true)),
+                                                ]),
+                                            ),
+                                        ]),
+                                        m([
+                                            ("name", s("imagepuller-config")),
+                                            (
+                                                "secret",
+                                                m([
+                                                    ("secretName", s(IMAGEPULLER_CONFIG_SECRET)),
                                                     ("optional", Node::Bool(true)),
                                                 ]),
                                             ),

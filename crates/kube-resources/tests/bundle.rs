@@ -128,3 +128,46 @@ fn kubernetes_schemas_accept_every_resource() {
         );
     }
 }
+
+/// Every node installer mounts the optional Secret with the image puller's registry
+/// credentials read-only at the directory the installer reads by default.
+#[test]
+fn node_installer_mounts_the_optional_imagepuller_secret() {
+    let images = BundleImages::for_version("0.0.0-test");
+    for platform in Platform::ALL {
+        let handler = RuntimeHandler::new(platform, &[0xab; 32]);
+        let daemon_set = bundle::runtime(platform, &handler, &images)
+            .iter()
+            .map(Node::to_json)
+            .find(|doc| doc["kind"] == "DaemonSet")
+            .unwrap();
+        let spec = &daemon_set["spec"]["template"]["spec"];
+        let volumes = spec["volumes"].as_array().unwrap();
+        let volume = volumes
+            .iter()
+            .find(|v| v["name"] == "imagepuller-config")
+            .unwrap_or_else(|| panic!("{platform}: no imagepuller-config volume"));
+        assert_eq!(
+            volume["secret"],
+            serde_json::json!({
+                "secretName": bundle::IMAGEPULLER_CONFIG_SECRET,
+                "optional": true,
+            }),
+            "{platform}"
+        );
+        assert_eq!(
+            bundle::IMAGEPULLER_CONFIG_SECRET,
+            "contrast-node-installer-imagepuller-config"
+        );
+        let installer = &spec["initContainers"][0];
+        assert_eq!(installer["name"], "installer", "{platform}");
+        let mount = installer["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "imagepuller-config")
+            .unwrap_or_else(|| panic!("{platform}: installer does not mount it"));
+        assert_eq!(mount["mountPath"], "/imagepuller-config", "{platform}");
+        assert_eq!(mount["readOnly"], true, "{platform}");
+    }
+}

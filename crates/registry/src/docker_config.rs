@@ -78,7 +78,7 @@ pub(crate) enum Lookup {
 
 /// One entry of `auths`, as read.
 #[derive(Debug, Clone)]
-enum Entry {
+pub(crate) enum Entry {
     Credentials(Credentials),
     Unsupported(String),
     Empty,
@@ -213,7 +213,7 @@ impl DockerConfig {
 }
 
 /// Reads one `auths` entry.
-fn parse_entry(entry: &serde_json::Value) -> Result<Entry, String> {
+pub(crate) fn parse_entry(entry: &serde_json::Value) -> Result<Entry, String> {
     let entry = entry.as_object().ok_or("not a JSON object")?;
     let field = |name: &str| -> Result<Option<&str>, String> {
         match entry.get(name) {
@@ -264,7 +264,7 @@ fn parse_entry(entry: &serde_json::Value) -> Result<Entry, String> {
 
 /// Docker's key matching: drop the scheme and any path, compare host names
 /// case-insensitively, and call Docker Hub `docker.io`.
-fn normalize_key(key: &str) -> String {
+pub(crate) fn normalize_key(key: &str) -> String {
     let key = key
         .strip_prefix("https://")
         .or_else(|| key.strip_prefix("http://"))

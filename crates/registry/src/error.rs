@@ -135,6 +135,17 @@ pub enum RegistryError {
         detail: String,
     },
 
+    /// The image puller configuration (the guest's registry credentials) is unusable.
+    #[error(
+        "image puller config {path} (from the Secret contrast-node-installer-imagepuller-config): {detail}"
+    )]
+    PullerConfig {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+
     /// The Docker config names a credential helper for the registry; helpers are not run.
     #[error(
         "image {image:?}: the docker config {path} names the credential helper {helper:?} for registry {registry}; credential helpers are not supported: put the credentials into \"auths\" of a docker config (e.g. a separate DOCKER_CONFIG directory) instead"
@@ -198,6 +209,7 @@ impl RegistryError {
             RegistryError::InvalidReference { .. }
             | RegistryError::InvalidOptions(_)
             | RegistryError::DockerConfig { .. }
+            | RegistryError::PullerConfig { .. }
             | RegistryError::CacheWrite { .. } => {}
         }
         self

@@ -5,7 +5,8 @@
 //! answers from the cache file if it can, and otherwise asks the registry (OCI
 //! distribution API through `oci-client`, HTTPS on rustls with aws-lc-rs; plain HTTP only
 //! for registries listed in [`ResolverOptions::insecure_registries`]; credentials from the
-//! Docker config's `auths`).
+//! Docker config's `auths`, or in the guest from the image puller config
+//! ([`PullerConfig`]), which also sets a registry's trust anchors).
 //!
 //! # Which digest
 //! [`ResolvedImage::digest`] is the digest of the manifest the reference names: for a
@@ -32,8 +33,8 @@
 //!
 //! # Not supported
 //! Credential helpers (`credHelpers`, `credsStore`) and `identitytoken` entries of the Docker
-//! config, custom CA certificates (the system trust store is used), HTTP proxies, Docker
-//! schema 1 manifests, digests other than SHA-256, and zstd layers.
+//! config, HTTP proxies, Docker schema 1 manifests, digests other than SHA-256, and zstd
+//! layers.
 //!
 //! # Pulling
 //! [`Resolver::pull`] (the guest's image pull) takes only references pinned by digest,
@@ -45,6 +46,7 @@ mod docker_config;
 mod error;
 pub mod layer;
 mod manifest;
+mod puller_config;
 mod reference;
 
 use std::collections::{HashMap, HashSet};
@@ -63,6 +65,7 @@ use crate::manifest::{
     ImageBlobs, MANIFEST_MEDIA_TYPES, MAX_CONFIG_SIZE, Manifest, Platform, Problem, Resolved,
     assemble, check_config_descriptor, parse_manifest, select_platform, sha256_digest,
 };
+pub use crate::puller_config::{MAX_PULLER_CONFIG_SIZE, PullerConfig};
 
 pub use crate::cache::CACHE_VERSION;
 pub use crate::error::RegistryError;
@@ -79,7 +82,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 const USER_AGENT: &str = concat!("contrast-registry/", env!("CARGO_PKG_VERSION"));
 
 /// How a [`Resolver`] works.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ResolverOptions {
     /// The cache file (`layers-cache.json`); `None`: no cache.
     pub cache_path: Option<PathBuf>,
@@ -104,6 +107,9 @@ pub struct ResolverOptions {
     /// A PEM bundle whose certificates are the only trust anchors for HTTPS registries;
     /// `None`: the system's (the platform verifier). The guest uses its image's bundle.
     pub root_certificates: Option<PathBuf>,
+    /// Credentials and per-registry trust from an image puller config (the guest's pulls);
+    /// when set, no Docker config is read.
+    pub puller_config: Option<PullerConfig>,
 }
 
 impl Default for ResolverOptions {
@@ -119,6 +125,7 @@ impl Default for ResolverOptions {
             platform: ("linux".to_owned(), "amd64".to_owned()),
             concurrency: 4,
             root_certificates: None,
+            puller_config: None,
         }
     }
 }
@@ -174,10 +181,31 @@ pub struct PulledImage {
     pub layers: Vec<layer::LayerStats>,
 }
 
+/// Where a resolver's credentials come from.
+#[derive(Debug)]
+enum CredentialSource {
+    /// A Docker config's `auths` (the CLI, the build tools).
+    DockerConfig(DockerConfig),
+    /// The image puller config (the guest).
+    Puller(PullerConfig),
+}
+
+impl CredentialSource {
+    fn path_display(&self) -> String {
+        match self {
+            CredentialSource::DockerConfig(config) => config.path_display(),
+            CredentialSource::Puller(config) => config.path().to_owned(),
+        }
+    }
+}
+
 /// Resolves image references; see the crate documentation.
 pub struct Resolver {
     client: oci_client::Client,
-    docker_config: DockerConfig,
+    /// Clients for registries with TLS settings of their own in the image puller config,
+    /// by the index of their rule.
+    registry_clients: Vec<(usize, oci_client::Client)>,
+    credentials: CredentialSource,
     cache: Cache,
     platform: Platform,
     insecure_registries: Vec<String>,
@@ -190,7 +218,7 @@ impl fmt::Debug for Resolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Resolver")
             .field("cache", &self.cache.path())
-            .field("docker_config", &self.docker_config.path_display())
+            .field("credentials", &self.credentials.path_display())
             .field("platform", &self.platform.to_string())
             .field("insecure_registries", &self.insecure_registries)
             .field("offline", &self.offline)
@@ -234,31 +262,39 @@ impl Resolver {
                 insecure_registries.push("index.docker.io".to_owned());
             }
         }
-        let docker_config = if options.offline {
-            DockerConfig::default()
-        } else {
-            DockerConfig::load(options.docker_config_dir.as_deref())?
-        };
         let tls_certs_only = match &options.root_certificates {
             Some(path) => root_certificates(path)?,
             None => Vec::new(),
         };
-        let client = oci_client::Client::try_from(ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(insecure_registries.clone()),
-            tls_certs_only,
-            // Index entries are chosen here, from the raw index.
-            platform_resolver: None,
-            connect_timeout: Some(CONNECT_TIMEOUT),
-            read_timeout: Some(READ_TIMEOUT),
-            user_agent: USER_AGENT,
-            ..ClientConfig::default()
-        })
-        .map_err(|e| {
-            RegistryError::InvalidOptions(format!("cannot set up the HTTP client: {e}"))
-        })?;
+        let client = http_client(&insecure_registries, tls_certs_only, false)?;
+        let mut registry_clients = Vec::new();
+        let credentials = match options.puller_config {
+            Some(puller) => {
+                for (index, settings) in puller.tls_rules() {
+                    let anchors = settings
+                        .ca_certificates
+                        .iter()
+                        .flatten()
+                        .map(|der| oci_client::client::Certificate {
+                            encoding: oci_client::client::CertificateEncoding::Der,
+                            data: der.clone(),
+                        })
+                        .collect();
+                    let client =
+                        http_client(&insecure_registries, anchors, settings.insecure_skip_verify)?;
+                    registry_clients.push((index, client));
+                }
+                CredentialSource::Puller(puller)
+            }
+            None if options.offline => CredentialSource::DockerConfig(DockerConfig::default()),
+            None => CredentialSource::DockerConfig(DockerConfig::load(
+                options.docker_config_dir.as_deref(),
+            )?),
+        };
         Ok(Resolver {
             client,
-            docker_config,
+            registry_clients,
+            credentials,
             cache: Cache::load(options.cache_path),
             platform,
             insecure_registries,
@@ -561,12 +597,13 @@ impl Resolver {
             parsed.repository().to_owned(),
             parsed.effective_tag().to_owned(),
         );
-        self.client
+        let client = self.client_for(parsed.registry());
+        client
             .auth(&target, &auth, oci_client::RegistryOperation::Push)
             .await
             .map_err(|e| ctx.oci(e, "push authorization"))?;
         for blob in blobs {
-            self.client
+            client
                 .push_blob(&target, blob.to_vec(), &sha256_digest(blob))
                 .await
                 .map_err(|e| ctx.oci(e, "blob"))?;
@@ -576,17 +613,33 @@ impl Resolver {
                 "media type {media_type:?} is not a header value"
             ))
         })?;
-        self.client
+        client
             .push_manifest_raw(&target, manifest.to_vec(), content_type)
             .await
             .map_err(|e| ctx.oci(e, "manifest"))?;
         Ok(sha256_digest(manifest))
     }
 
+    /// The HTTP client for `registry`: its own if the image puller config gives it TLS
+    /// settings, else the common one.
+    fn client_for(&self, registry: &str) -> &oci_client::Client {
+        let CredentialSource::Puller(puller) = &self.credentials else {
+            return &self.client;
+        };
+        puller
+            .lookup(registry)
+            .and_then(|rule| {
+                self.registry_clients
+                    .iter()
+                    .find(|(index, _)| *index == rule.index)
+            })
+            .map_or(&self.client, |(_, client)| client)
+    }
+
     fn context<'a>(&'a self, reference: &'a ImageReference) -> Context<'a> {
         Context {
             reference,
-            docker_config: &self.docker_config,
+            credentials: &self.credentials,
             insecure: self
                 .insecure_registries
                 .iter()
@@ -599,7 +652,24 @@ impl Resolver {
     /// The credentials for the reference's registry.
     fn auth(&self, ctx: &mut Context<'_>) -> Result<RegistryAuth, RegistryError> {
         let registry = ctx.reference.registry();
-        match self.docker_config.lookup(registry) {
+        let docker_config = match &self.credentials {
+            CredentialSource::DockerConfig(config) => config,
+            CredentialSource::Puller(puller) => {
+                return Ok(
+                    match puller
+                        .lookup(registry)
+                        .and_then(|r| r.settings.credentials.as_ref())
+                    {
+                        Some(credentials) => {
+                            ctx.has_credentials = true;
+                            credentials.to_registry_auth()
+                        }
+                        None => RegistryAuth::Anonymous,
+                    },
+                );
+            }
+        };
+        match docker_config.lookup(registry) {
             Lookup::Anonymous => Ok(RegistryAuth::Anonymous),
             Lookup::Credentials(credentials) => {
                 ctx.has_credentials = true;
@@ -609,10 +679,10 @@ impl Resolver {
                 image: ctx.reference.original().to_owned(),
                 registry: registry.to_owned(),
                 helper,
-                path: self.docker_config.path_display(),
+                path: docker_config.path_display(),
             }),
             Lookup::Unsupported(what) => Err(RegistryError::DockerConfig {
-                path: self.docker_config.path_display(),
+                path: docker_config.path_display(),
                 detail: format!("the \"auths\" entry for {registry}: {what}"),
             }),
         }
@@ -723,7 +793,7 @@ impl Resolver {
         expected: Option<&str>,
     ) -> Result<Vec<u8>, RegistryError> {
         let (bytes, _) = self
-            .client
+            .client_for(ctx.reference.registry())
             .pull_manifest_raw(reference, auth, &MANIFEST_MEDIA_TYPES)
             .await
             .map_err(|e| ctx.oci(e, what))?;
@@ -755,7 +825,7 @@ impl Resolver {
             layer.digest.clone(),
         );
         if !*authenticated {
-            self.client
+            self.client_for(parsed.registry())
                 .auth(&by_digest, auth, oci_client::RegistryOperation::Pull)
                 .await
                 .map_err(|e| ctx.oci(e, "layer"))?;
@@ -828,7 +898,7 @@ impl Resolver {
         mut each: impl FnMut(&[u8]),
     ) -> Result<(), RegistryError> {
         let mut stream = self
-            .client
+            .client_for(ctx.reference.registry())
             .pull_blob_stream(reference, digest)
             .await
             .map_err(|e| ctx.oci(e, what))?;
@@ -861,6 +931,48 @@ impl Resolver {
         }
         Ok(())
     }
+}
+
+/// What to do when a registry refuses a pull in the guest.
+fn puller_hint(puller: &PullerConfig, registry: &str, has_credentials: bool) -> String {
+    let path = puller.path();
+    if !puller.is_present() {
+        return format!(
+            "the node gives the guest no image puller config ({path} does not exist); if the image is private, put a contrast-imagepuller.toml with [registries.\"{registry}\"] and auth (base64 of user:password) into the Secret contrast-node-installer-imagepuller-config (kube-system) and restart the node installer"
+        );
+    }
+    match puller.lookup(registry) {
+        Some(rule) if has_credentials => format!(
+            "the credentials of registries.{:?} in the image puller config {path} were not accepted: check them in the Secret contrast-node-installer-imagepuller-config (kube-system) and restart the node installer",
+            rule.key
+        ),
+        _ => format!(
+            "the image puller config {path} has no credentials for {registry}; if the image is private, add [registries.\"{registry}\"] with auth (base64 of user:password) to contrast-imagepuller.toml in the Secret contrast-node-installer-imagepuller-config (kube-system) and restart the node installer"
+        ),
+    }
+}
+
+/// An HTTP client for the registries: plain HTTP for `insecure_registries`; HTTPS trusting
+/// only `tls_certs_only` if given (else the platform's roots), no checks at all if
+/// `skip_verify`.
+fn http_client(
+    insecure_registries: &[String],
+    tls_certs_only: Vec<oci_client::client::Certificate>,
+    skip_verify: bool,
+) -> Result<oci_client::Client, RegistryError> {
+    oci_client::Client::try_from(ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(insecure_registries.to_vec()),
+        tls_certs_only,
+        // With rustls this skips the host name check too.
+        accept_invalid_certificates: skip_verify,
+        // Index entries are chosen here, from the raw index.
+        platform_resolver: None,
+        connect_timeout: Some(CONNECT_TIMEOUT),
+        read_timeout: Some(READ_TIMEOUT),
+        user_agent: USER_AGENT,
+        ..ClientConfig::default()
+    })
+    .map_err(|e| RegistryError::InvalidOptions(format!("cannot set up the HTTP client: {e}")))
 }
 
 /// The certificates of the PEM bundle at `path`, as oci-client takes them (DER, one by one).
@@ -915,10 +1027,10 @@ fn finish(reference: &ImageReference, resolved: &Resolved) -> ResolvedImage {
 /// What errors about one image need to know.
 struct Context<'a> {
     reference: &'a ImageReference,
-    docker_config: &'a DockerConfig,
+    credentials: &'a CredentialSource,
     /// The registry is reached over plain HTTP.
     insecure: bool,
-    /// Credentials from the Docker config were used.
+    /// Credentials from the Docker config (or the image puller config) were used.
     has_credentials: bool,
     /// The platform chosen from indexes, for messages.
     platform: String,
@@ -971,13 +1083,24 @@ impl Context<'_> {
 
     fn unauthorized(&self, answer: String) -> RegistryError {
         let registry = self.reference.registry();
-        let path = self.docker_config.path_display();
+        let docker_config = match self.credentials {
+            CredentialSource::DockerConfig(config) => config,
+            CredentialSource::Puller(puller) => {
+                return RegistryError::Unauthorized {
+                    image: self.image(),
+                    registry: self.registry(),
+                    answer,
+                    hint: puller_hint(puller, registry, self.has_credentials),
+                };
+            }
+        };
+        let path = docker_config.path_display();
         let hint = if self.has_credentials {
             format!(
                 "the credentials for {registry} from the docker config {path} were not accepted: check them (`docker login {registry}` rewrites them)"
             )
         } else {
-            let store = match self.docker_config.creds_store() {
+            let store = match docker_config.creds_store() {
                 Some(store) => format!(
                     " (its credsStore {store:?} is not used: credential helpers are not supported)"
                 ),

@@ -381,6 +381,87 @@ async fn https_registries_only_under_the_given_roots() {
     assert!(err.to_string().contains("no certificate"), "{err}");
 }
 
+/// The guest's registry credentials and trust come from the image puller config: a
+/// private HTTPS registry serves the pull with its entry (credentials, and its CA under
+/// `ca-certs` though the guest's bundle does not hold it); without credentials, or with
+/// wrong ones, the refusal says where they go.
+#[tokio::test]
+async fn a_private_registry_through_the_image_puller_config() {
+    use base64::Engine as _;
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let registry = Registry::start(RegistrySetup {
+        tls: Some((key.cert.pem(), key.signing_key.serialize_pem())),
+        basic_auth: Some(("puller".to_owned(), "pull:secret".to_owned())),
+        ..RegistrySetup::default()
+    });
+    let host = registry.host();
+    let work = tempfile::tempdir().unwrap();
+    let image = LayeredImage::new("{}", &[base()]);
+    let reference = image.push(&registry, work.path(), "private/app", "v1");
+    // The guest's own bundle does not hold the registry's certificate.
+    let bundle = work.path().join("bundle.pem");
+    let other = rcgen::generate_simple_self_signed(vec!["other".to_owned()]).unwrap();
+    std::fs::write(&bundle, other.cert.pem()).unwrap();
+    let credentials = base64::engine::general_purpose::STANDARD.encode("puller:pull:secret");
+    let ca = key.cert.pem();
+    let entry = format!("[registries.\"{host}\"]\n");
+    let pull = |toml: String| {
+        let reference = reference.clone();
+        let bundle = bundle.clone();
+        let root = work.path().join(format!("rootfs-{}", toml.len()));
+        async move {
+            std::fs::create_dir_all(&root).unwrap();
+            let config = contrast_registry::PullerConfig::parse(&toml, "imagepuller.toml")?;
+            Resolver::new(ResolverOptions {
+                root_certificates: Some(bundle),
+                puller_config: Some(config),
+                ..ResolverOptions::default()
+            })?
+            .pull(&reference, &root)
+            .await
+            .map(|_| root)
+        }
+    };
+
+    let root = pull(format!(
+        "{entry}auth = \"{credentials}\"\nca-certs = '''\n{ca}'''\n"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(read(&root, "etc/b").as_deref(), Some("b"));
+
+    // Its CA alone: the registry wants credentials, and the refusal says where they go.
+    let err = pull(format!("[registries.\".\"]\nca-certs = '''\n{ca}'''\n"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("has no credentials for {host}")),
+        "{text}"
+    );
+    assert!(
+        text.contains("contrast-node-installer-imagepuller-config"),
+        "{text}"
+    );
+
+    // Wrong credentials: named by their entry.
+    let err = pull(format!(
+        "{entry}username = \"puller\"\npassword = \"wrong\"\ninsecure-skip-verify = true\n"
+    ))
+    .await
+    .unwrap_err();
+    assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
+    assert!(err.to_string().contains("were not accepted"), "{err}");
+
+    // Credentials without the CA: the guest's bundle decides, and refuses.
+    let err = pull(format!("{entry}auth = \"{credentials}\"\n"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Connection { .. }), "{err}");
+}
+
 /// Layer sizes for pod memory: the manifest's (compressed) and the tar stream's, measured
 /// by pulling each layer once; then they come from the cache, also offline.
 #[tokio::test]

@@ -46,6 +46,10 @@ struct Args {
         value_delimiter = ','
     )]
     insecure_registry: Vec<String>,
+    /// Registry credentials and trust for pulls: the image puller config the guest's init
+    /// copies from the runtime's device (unmeasured; images stay pinned by digest).
+    #[arg(long, default_value = contrast_initdata::disk::GUEST_IMAGEPULLER_CONFIG)]
+    imagepuller_config: PathBuf,
 }
 
 #[tokio::main]
@@ -72,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
             root_certificates: Some(args.registry_roots.clone()),
             ..contrast_registry::ResolverOptions::default()
         },
+        puller_config: Some(args.imagepuller_config.clone()),
         crun: args.crun.clone(),
         pause: args.pause.clone(),
         initdata: args.initdata.is_file().then(|| args.initdata.clone()),

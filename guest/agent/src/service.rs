@@ -50,6 +50,9 @@ pub struct AgentConfig {
     pub run_dir: PathBuf,
     /// How images are pulled (registries reached over plain HTTP, platform).
     pub registry: contrast_registry::ResolverOptions,
+    /// The image puller config the node hands the guest (registry credentials and trust,
+    /// unmeasured), read at every pull; `None`: the registry options' Docker config.
+    pub puller_config: Option<PathBuf>,
     /// Where cgroup v2 is mounted (statistics and OOM events).
     pub cgroup_root: PathBuf,
     /// The OCI runtime (crun).
@@ -70,6 +73,7 @@ impl Default for AgentConfig {
         AgentConfig {
             run_dir: PathBuf::from(RUN_DIR),
             registry: contrast_registry::ResolverOptions::default(),
+            puller_config: None,
             cgroup_root: PathBuf::from(cgroup::CGROUP_ROOT),
             crun: PathBuf::from("/usr/bin/crun"),
             pause: PathBuf::from("/bin/busybox"),
@@ -126,7 +130,10 @@ impl Agent {
     /// An agent with no sandbox that enforces `policy`.
     pub fn new(policy: PolicyGate, config: AgentConfig) -> Arc<Self> {
         let handlers: Vec<Box<dyn StorageHandler>> = vec![
-            Box::new(ImagePullHandler::new(config.registry.clone())),
+            Box::new(ImagePullHandler::new(
+                config.registry.clone(),
+                config.puller_config.clone(),
+            )),
             Box::new(EphemeralHandler::new(config.run_dir.clone())),
             Box::new(LocalHandler::new(config.run_dir.clone())),
         ];

@@ -3,6 +3,10 @@
 //! initdata's policy for the agent, or, on any doubt, a policy that refuses every
 //! request and carries the reason to the runtime.
 //!
+//! With `--imagepuller-device` it also copies the image puller config (the node's registry
+//! credentials, unmeasured) from its device to where the agent's pulls read it, as
+//! Contrast's initdata processor does; that copy never changes the decision.
+//!
 //! Exit status: 0 the initdata was verified and its policy installed; 1 it was refused
 //! and the deny-all policy installed; 2 no policy could be installed (or the arguments
 //! are wrong). Each run logs exactly one decision line to stderr.
@@ -46,6 +50,13 @@ struct Args {
     /// when it was verified.
     #[arg(long, env = "CONTRAST_INITDATA_OUT", default_value = DEFAULT_INITDATA_OUT)]
     initdata_out: PathBuf,
+    /// The image puller config's device (magic `imgpullr`, the initdata device's layout),
+    /// if the runtime attached one.
+    #[arg(long)]
+    imagepuller_device: Option<PathBuf>,
+    /// Where the image puller config is left for the agent.
+    #[arg(long, default_value = contrast_initdata::disk::GUEST_IMAGEPULLER_CONFIG)]
+    imagepuller_out: PathBuf,
     #[command(flatten)]
     issuer: IssuerSettings,
 }
@@ -64,6 +75,29 @@ fn issuer(args: &Args) -> anyhow::Result<Arc<dyn EvidenceIssuer>> {
     Ok(Arc::from(select(&args.issuer)?))
 }
 
+/// Leaves the image puller config for the agent; on failure the agent pulls anonymously
+/// and the log says why.
+fn copy_imagepuller_config(device: &std::path::Path, out: &std::path::Path) {
+    let result = contrast_initdata_check::source::read_imagepuller_device(device)
+        .map_err(|e| error_chain(&e))
+        .and_then(|config| {
+            contrast_atomic_file::write_creating_dir(out, &config, 0o644)
+                .map_err(|e| format!("writing {}: {}", out.display(), e.source))
+        });
+    match result {
+        Ok(()) => tracing::info!(
+            device = %device.display(),
+            config = %out.display(),
+            "image puller config from the node (unmeasured: registry credentials only)"
+        ),
+        Err(error) => tracing::error!(
+            device = %device.display(),
+            %error,
+            "image puller config unusable: pulls are anonymous"
+        ),
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("CONTRAST_LOG_LEVEL")
@@ -74,6 +108,9 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
+    if let Some(device) = &args.imagepuller_device {
+        copy_imagepuller_config(device, &args.imagepuller_out);
+    }
     let source = args.source();
     let decision = match issuer(&args) {
         Ok(issuer) => match verify(&source, issuer.as_ref()) {

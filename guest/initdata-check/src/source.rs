@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 
+use contrast_initdata::disk::IMAGEPULLER_MAGIC;
 pub use contrast_initdata::disk::{HEADER_LEN, MAGIC, encode_header_form, gzip};
 
 /// The largest compressed blob read. The Kata agent's policy engine loads at most
@@ -91,20 +92,21 @@ pub enum SourceError {
         /// The I/O error.
         source: io::Error,
     },
-    /// The device does not start with `initdata`.
-    #[error(
-        "{path} is not an initdata device: it starts with {found} instead of the magic \
-         \"initdata\""
-    )]
+    /// The device does not start with its magic.
+    #[error("{path} is not {device}: it starts with {found} instead of the magic {expected:?}")]
     BadMagic {
         /// The path.
         path: PathBuf,
+        /// The device it should be.
+        device: &'static str,
         /// The first bytes, hex.
         found: String,
+        /// The magic, as text.
+        expected: String,
     },
     /// The device ends before its header or before the length its header declares.
     #[error(
-        "the initdata on {path} is truncated: the {part} needs {needed} bytes, the device has \
+        "the device {path} is truncated: the {part} needs {needed} bytes, the device has \
          {available}"
     )]
     Truncated {
@@ -130,7 +132,7 @@ pub enum SourceError {
         limit: u64,
     },
     /// The blob is not valid gzip.
-    #[error("the initdata in {path} is not valid gzip")]
+    #[error("the blob in {path} is not valid gzip")]
     Gzip {
         /// The path.
         path: PathBuf,
@@ -184,16 +186,39 @@ fn read_limited(
 /// Reads the header form from the start of `reader` and decompresses the blob. Bytes
 /// after the declared length are the device's padding and are not read.
 pub fn read_header_form(reader: &mut impl Read, path: &Path) -> Result<Vec<u8>, SourceError> {
+    read_header_form_with((MAGIC, "an initdata device"), reader, path)
+}
+
+/// Reads the image puller config's device (the header form under its magic, within the
+/// same bounds); the content is the host's and unmeasured, so only its size is trusted
+/// to be bounded.
+pub fn read_imagepuller_device(path: &Path) -> Result<Vec<u8>, SourceError> {
+    let mut file = File::open(path).map_err(|e| SourceError::open(path, e))?;
+    read_header_form_with(
+        (IMAGEPULLER_MAGIC, "an image puller config device"),
+        &mut file,
+        path,
+    )
+}
+
+/// [`read_header_form`] for a device under `magic` (and what the device is, for errors).
+fn read_header_form_with(
+    (magic, device): (&[u8; 8], &'static str),
+    reader: &mut impl Read,
+    path: &Path,
+) -> Result<Vec<u8>, SourceError> {
     let mut header = Vec::with_capacity(HEADER_LEN);
     reader
         .take(HEADER_LEN as u64)
         .read_to_end(&mut header)
         .map_err(|e| SourceError::read(path, e))?;
-    let magic_len = header.len().min(MAGIC.len());
-    if header[..magic_len] != MAGIC[..magic_len] {
+    let magic_len = header.len().min(magic.len());
+    if header[..magic_len] != magic[..magic_len] {
         return Err(SourceError::BadMagic {
             path: path.to_owned(),
+            device,
             found: hex::encode(&header[..magic_len]),
+            expected: String::from_utf8_lossy(magic).into_owned(),
         });
     }
     let Ok(header) = <[u8; HEADER_LEN]>::try_from(header.as_slice()) else {
@@ -245,7 +270,7 @@ pub fn gunzip(blob: &[u8], path: &Path) -> Result<Vec<u8>, SourceError> {
     if out.len() as u64 > MAX_DOCUMENT_LEN {
         return Err(SourceError::TooLarge {
             path: path.to_owned(),
-            part: "decompressed initdata",
+            part: "decompressed document",
             size: out.len() as u64,
             limit: MAX_DOCUMENT_LEN,
         });
@@ -371,7 +396,7 @@ mod tests {
             matches!(
                 err,
                 SourceError::TooLarge {
-                    part: "decompressed initdata",
+                    part: "decompressed document",
                     ..
                 }
             ),
@@ -444,6 +469,22 @@ mod tests {
                 std::fs::write(&path, bytes).unwrap();
                 assert_eq!(InitdataSource::File(path).read().unwrap(), TOML, "{name}");
             }
+        }
+
+        #[test]
+        fn the_imagepuller_device_has_its_own_magic() {
+            let dir = dir("imagepuller");
+            let config = b"[registries.\"ghcr.io\"]\nauth = \"YTpi\"\n";
+            let device = dir.0.join("virtio-imagepuller");
+            let imagepuller = contrast_initdata::disk::device_image_with(IMAGEPULLER_MAGIC, config);
+            std::fs::write(&device, &imagepuller).unwrap();
+            assert_eq!(read_imagepuller_device(&device).unwrap(), config);
+            // Neither device reads as the other.
+            let err = InitdataSource::Device(device.clone()).read().unwrap_err();
+            assert!(matches!(err, SourceError::BadMagic { .. }), "{err}");
+            std::fs::write(&device, contrast_initdata::disk::device_image(config)).unwrap();
+            let err = read_imagepuller_device(&device).unwrap_err();
+            assert!(err.to_string().contains("\"imgpullr\""), "{err}");
         }
 
         #[test]

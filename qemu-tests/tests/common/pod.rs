@@ -19,6 +19,8 @@ use contrast_qemu_tests::{
     tempdir,
 };
 use contrast_testkit::PodCase;
+#[allow(unused_imports)]
+pub(crate) use contrast_testkit::registry::RegistrySetup;
 // Re-exported for the tests that drive pods (not every test binary uses each).
 #[allow(unused_imports)]
 pub(crate) use contrast_qemu_tests::images::{
@@ -80,6 +82,10 @@ pub(crate) struct Launch<'a> {
     pub(crate) forwards: Vec<(u16, u16)>,
     /// Disk images attached as the pod's block volumes (virtio-scsi, `0:1`, `0:2`, …).
     pub(crate) volumes: Vec<PathBuf>,
+    /// The registry serves HTTPS: not listed as plain HTTP.
+    pub(crate) https: bool,
+    /// The node's image puller config, on its disk as the shim attaches it.
+    pub(crate) imagepuller: Option<&'a str>,
 }
 
 /// A boot of the pod's path with `initdata` on the initdata disk and `host_data` as the
@@ -130,7 +136,9 @@ impl PodVm {
         let disk = scratch.join("initdata.img");
         std::fs::write(&disk, contrast_initdata::disk::device_image(initdata)).unwrap();
         let mut env = AGENT_ENV.to_owned();
-        if let Some(registry) = registry {
+        if let Some(registry) = registry
+            && !launch.https
+        {
             env.push_str(&format!("CONTRAST_AGENT_INSECURE_REGISTRIES={registry}\n"));
         }
         let mut vm = Vm::new(&image, test)
@@ -152,6 +160,18 @@ impl PodVm {
             .timeout(Duration::from_secs(300));
         for volume in &launch.volumes {
             vm = vm.scsi_disk(volume);
+        }
+        if let Some(config) = launch.imagepuller {
+            let disk = scratch.join("imagepuller.img");
+            std::fs::write(
+                &disk,
+                contrast_initdata::disk::device_image_with(
+                    contrast_initdata::disk::IMAGEPULLER_MAGIC,
+                    config.as_bytes(),
+                ),
+            )
+            .unwrap();
+            vm = vm.disk_with_serial(&disk, "imagepuller");
         }
         if registry.is_some() {
             vm = vm.network();

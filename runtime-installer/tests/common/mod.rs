@@ -72,6 +72,7 @@ impl FakeNode {
             target: TargetConfig::defaults(platform),
             kernel_params: None,
             snp_id_block: None,
+            imagepuller_config: None,
             dry_run: false,
         }
     }

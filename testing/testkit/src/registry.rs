@@ -53,6 +53,8 @@ pub struct Registry {
     child: Option<Child>,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// `user:password` when it wants basic auth (the pushes here use it).
+    credentials: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -115,6 +117,10 @@ impl Registry {
         let mut registry = Registry {
             child: Some(child),
             port,
+            credentials: setup
+                .basic_auth
+                .as_ref()
+                .map(|(user, password)| format!("{user}:{password}")),
             _dir: dir,
         };
         registry.wait_ready(setup.tls.is_some());
@@ -167,8 +173,16 @@ impl Registry {
             &[&image.config, &image.layer],
         );
         let target = format!("{}/{repo}:v1", self.host());
-        push(&layout, "v1", &target, &[]);
+        push(&layout, "v1", &target, &self.push_args());
         target
+    }
+
+    /// skopeo's arguments for pushing here: the credentials if it wants them.
+    pub fn push_args(&self) -> Vec<&str> {
+        match &self.credentials {
+            Some(credentials) => vec!["--dest-creds", credentials],
+            None => Vec::new(),
+        }
     }
 
     /// Where the registry stores blobs and manifests (`docker/registry/v2/blobs/…`):
@@ -440,7 +454,7 @@ impl LayeredImage {
             &layout,
             tag,
             &format!("{}/{repo}:{tag}", registry.host()),
-            &[],
+            &registry.push_args(),
         );
         format!("{}/{repo}@{}", registry.host(), self.digest())
     }

@@ -3,8 +3,9 @@
 //! no shared file system; the policy has checked the reference and its digest).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
-use contrast_registry::{Resolver, ResolverOptions};
+use contrast_registry::{PullerConfig, Resolver, ResolverOptions};
 
 use super::{ContainerContext, Prepared, StorageError, StorageHandler};
 use crate::proto::agent::Storage;
@@ -22,12 +23,18 @@ const CONTAINER_TYPE_KEYS: [&str; 2] = [
 #[derive(Debug)]
 pub struct ImagePullHandler {
     options: ResolverOptions,
+    puller_config: Option<PathBuf>,
 }
 
 impl ImagePullHandler {
-    /// A handler that pulls with `options` (insecure registries, platform).
-    pub fn new(options: ResolverOptions) -> Self {
-        ImagePullHandler { options }
+    /// A handler that pulls with `options` (insecure registries, platform) and the
+    /// credentials of the image puller config at `puller_config`, read at each pull (no
+    /// file: anonymous pulls).
+    pub fn new(options: ResolverOptions, puller_config: Option<PathBuf>) -> Self {
+        ImagePullHandler {
+            options,
+            puller_config,
+        }
     }
 }
 
@@ -92,7 +99,11 @@ impl StorageHandler for ImagePullHandler {
             image: image.clone(),
             source: Box::new(source),
         };
-        let resolver = Resolver::new(self.options.clone()).map_err(pull_error)?;
+        let mut options = self.options.clone();
+        if let Some(path) = &self.puller_config {
+            options.puller_config = Some(PullerConfig::load(path).map_err(pull_error)?);
+        }
+        let resolver = Resolver::new(options).map_err(pull_error)?;
         let pulled = resolver.pull(&image, &rootfs).await.map_err(pull_error)?;
         tracing::info!(
             container = %container.container_id,
