@@ -186,6 +186,10 @@ fn container_fields(
         ),
         "masked_paths" => (field("require_masked_paths"), oci("/Linux/MaskedPaths")),
         "mounts" => (field("mounts"), oci("/Mounts")),
+        "rootfs_propagation" => (
+            json!({"one of": ["", expected_rootfs_propagation(&field("mounts"))]}),
+            oci("/Linux/RootfsPropagation"),
+        ),
         "no_new_privileges" => (field("no_new_privileges"), oci("/Process/NoNewPrivileges")),
         "root" => (field("read_only_root"), oci("/Root")),
         "storages" => (field("storages"), pointer(request, "/storages")),
@@ -198,6 +202,24 @@ fn container_fields(
             json!({"container_id": pointer(request, "/container_id"), "name": field("name")}),
         ),
         _ => shared_fields(check, policy_data, state, request),
+    }
+}
+
+/// The root propagation containerd derives from a container's mount rules, as
+/// `expected_rootfs_propagation` in rules.rego: `rshared` with a Bidirectional mount,
+/// else `rslave` with a HostToContainer one, else none.
+fn expected_rootfs_propagation(mounts: &Value) -> &'static str {
+    let has = |p: &str| {
+        mounts
+            .as_array()
+            .is_some_and(|m| m.iter().any(|r| r.get("propagation") == Some(&json!(p))))
+    };
+    if has("rshared") {
+        "rshared"
+    } else if has("rslave") {
+        "rslave"
+    } else {
+        ""
     }
 }
 

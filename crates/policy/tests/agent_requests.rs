@@ -1451,6 +1451,19 @@ fn empty_dir_mount_propagation_is_admitted_as_containerd_gives_it() {
         "a shared app root",
         "rootfs_propagation",
     );
+    // The explanation gives what the app's mounts allow.
+    let shared_root = changed(&app, |r| {
+        r["OCI"]["Linux"]["RootfsPropagation"] = json!("rshared")
+    });
+    let explained =
+        contrast_policy::explain(&policy, "CreateContainerRequest", &shared_root).unwrap();
+    let check = explained
+        .failed
+        .iter()
+        .find(|f| f.check == "rootfs_propagation")
+        .unwrap();
+    assert_eq!(check.expected, json!({"one of": ["", "rslave"]}));
+    assert_eq!(check.actual, json!("rshared"));
     // Only the emptyDir mount carries propagation.
     assert_denied_by(
         &policy,
