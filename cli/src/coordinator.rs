@@ -179,7 +179,9 @@ pub(crate) async fn connect(
 ) -> anyhow::Result<Channel> {
     let address = address(args)?;
     let mut options = ClientOptions::new(validators);
-    options.client_key = client_key.map(Arc::new);
+    if let Some(key) = client_key {
+        options = options.with_client_key(key);
+    }
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     let mut attempt = 0u32;
     loop {

@@ -31,7 +31,7 @@ pub struct ClientOptions {
     pub issuer: Option<Arc<dyn Issuer>>,
     /// Our TLS key (workload owner key, seed share owner key, the initializer's key); a
     /// fresh P-256 key when `None`.
-    pub client_key: Option<Arc<PrivateKeyDer<'static>>>,
+    pub client_key: Option<Arc<ClientKey>>,
     /// Limit for TCP connect plus handshake.
     pub timeout: Duration,
 }
@@ -49,7 +49,7 @@ impl ClientOptions {
 
     /// Present `key` as our TLS key.
     pub fn with_client_key(mut self, key: PrivateKeyDer<'static>) -> Self {
-        self.client_key = Some(Arc::new(key));
+        self.client_key = Some(Arc::new(ClientKey(key)));
         self
     }
 
@@ -82,7 +82,7 @@ pub async fn connect(
         signatures: HandshakeSignatures(provider.clone()),
         session: Mutex::new(None),
     });
-    let resolver = Arc::new(ClientCertResolver::new(options, &provider)?);
+    let resolver = Arc::new(ClientCertResolver::new(options)?);
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
@@ -239,6 +239,22 @@ impl HandshakeSignatures {
     }
 }
 
+/// A client's TLS key as given (DER): never printed, and zeroized when the last clone of
+/// the options that hold it is dropped.
+pub struct ClientKey(PrivateKeyDer<'static>);
+
+impl Drop for ClientKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl std::fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientKey(<redacted>)")
+    }
+}
+
 /// Answers the server's certificate request: our key, with evidence bound to the nonce the
 /// server put into the request's distinguished names.
 #[derive(Debug)]
@@ -249,10 +265,10 @@ struct ClientCertResolver {
 }
 
 impl ClientCertResolver {
-    fn new(options: &ClientOptions, provider: &CryptoProvider) -> Result<Self, AtlsError> {
+    fn new(options: &ClientOptions) -> Result<Self, AtlsError> {
         let key = match &options.client_key {
-            Some(der) => TlsKey::load(provider, der.clone_key())?,
-            None => TlsKey::generate(provider)?,
+            Some(key) => TlsKey::load(&key.0)?,
+            None => TlsKey::generate()?,
         };
         Ok(ClientCertResolver {
             key,

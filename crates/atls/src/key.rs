@@ -1,15 +1,16 @@
 //! An aTLS party's key, parsed once: it signs the handshake (through rustls) and its own
 //! certificate (through rcgen). Parsing a PKCS#8 key checks it with a scalar
 //! multiplication, so the one parse saves a client what two more would cost on every
-//! connection.
+//! connection. Keys are parsed from borrowed DER: no copy of a private key is made here
+//! that would be freed without being zeroized (a fresh key's PKCS#8 document zeroizes
+//! itself).
 
 use std::sync::Arc;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
 use rustls::SignatureScheme;
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::PrivateKeyDer;
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
@@ -44,27 +45,25 @@ pub(crate) struct TlsKey {
 
 impl TlsKey {
     /// A fresh P-256 key.
-    pub(crate) fn generate(provider: &CryptoProvider) -> Result<Self, AtlsError> {
+    pub(crate) fn generate() -> Result<Self, AtlsError> {
         let pkcs8 =
             EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &SystemRandom::new())
                 .map_err(|_| AtlsError::Build("generating a P-256 key failed".into()))?;
-        Self::load(
-            provider,
-            PrivateKeyDer::Pkcs8(pkcs8.as_ref().to_vec().into()),
-        )
+        Self::load(&PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            pkcs8.as_ref(),
+        )))
     }
 
-    /// `der` as a TLS key that can sign a certificate: ECDSA P-256 or P-384, or RSA.
-    pub(crate) fn load(
-        provider: &CryptoProvider,
-        der: PrivateKeyDer<'static>,
-    ) -> Result<Self, AtlsError> {
-        let signing_key = provider.key_provider.load_private_key(der).map_err(|e| {
-            AtlsError::Build(format!(
-                "the TLS key does not load ({e}); give an ECDSA P-256 or P-384 or an RSA \
+    /// `der` as a TLS key that can sign a certificate: ECDSA P-256 or P-384, or RSA. Read
+    /// by the one crypto provider's own key loader (aws-lc-rs), which takes it borrowed.
+    pub(crate) fn load(der: &PrivateKeyDer<'_>) -> Result<Self, AtlsError> {
+        let signing_key =
+            rustls::crypto::aws_lc_rs::sign::any_supported_type(der).map_err(|e| {
+                AtlsError::Build(format!(
+                    "the TLS key does not load ({e}); give an ECDSA P-256 or P-384 or an RSA \
                  private key (PKCS#8, SEC1 or PKCS#1)"
-            ))
-        })?;
+                ))
+            })?;
         let unusable =
             |why: &str| AtlsError::Build(format!("the TLS key cannot sign certificates: {why}"));
         let (scheme, algorithm) = SCHEMES
@@ -132,7 +131,6 @@ mod tests {
     /// parsed from the same PKCS#8, with the same SubjectPublicKeyInfo.
     #[test]
     fn every_supported_key_signs_its_certificate_as_rcgen_would() {
-        let provider = crate::provider();
         for algorithm in [
             &rcgen::PKCS_ECDSA_P256_SHA256,
             &rcgen::PKCS_ECDSA_P384_SHA384,
@@ -150,7 +148,7 @@ mod tests {
                     .serialize_der()
             };
             let reference = rcgen::KeyPair::try_from(pkcs8.as_slice()).unwrap();
-            let key = TlsKey::load(&provider, PrivateKeyDer::try_from(pkcs8).unwrap()).unwrap();
+            let key = TlsKey::load(&PrivateKeyDer::try_from(pkcs8).unwrap()).unwrap();
             assert_eq!(
                 key.spki(),
                 rcgen::PublicKeyData::subject_public_key_info(&reference),
@@ -160,24 +158,19 @@ mod tests {
             let peer = crate::cert::verify_self_signed(&der, crate::unix_now()).unwrap();
             assert_eq!(peer.public_key_der, key.spki(), "{algorithm:?}");
         }
-        let fresh = TlsKey::generate(&provider).unwrap();
+        let fresh = TlsKey::generate().unwrap();
         assert_eq!(fresh.scheme, SignatureScheme::ECDSA_NISTP256_SHA256);
     }
 
     #[test]
     fn keys_peers_refuse_and_bytes_that_are_no_key_are_refused() {
-        let provider = crate::provider();
         let ed25519 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-        let err = TlsKey::load(
-            &provider,
-            PrivateKeyDer::try_from(ed25519.serialize_der()).unwrap(),
-        )
-        .unwrap_err();
+        let err =
+            TlsKey::load(&PrivateKeyDer::try_from(ed25519.serialize_der()).unwrap()).unwrap_err();
         assert!(err.to_string().contains("accept ECDSA"), "{err}");
-        let err = TlsKey::load(
-            &provider,
-            PrivateKeyDer::Pkcs8(vec![0x30, 0x03, 0x02, 0x01, 0x00].into()),
-        )
+        let err = TlsKey::load(&PrivateKeyDer::Pkcs8(
+            vec![0x30, 0x03, 0x02, 0x01, 0x00].into(),
+        ))
         .unwrap_err();
         assert!(err.to_string().contains("does not load"), "{err}");
         assert!(err.to_string().contains("give an ECDSA"), "{err}");

@@ -222,7 +222,7 @@ impl AtlsServer {
     /// A server with a fresh key.
     pub fn new(options: ServerOptions) -> Result<Self, AtlsError> {
         let provider = crate::provider();
-        let key = TlsKey::generate(&provider)?;
+        let key = TlsKey::generate()?;
         Ok(AtlsServer {
             limiter: ConnectionLimiter::new(options.limits),
             options,
