@@ -447,7 +447,9 @@ impl Vm {
 
     /// A virtio-vsock device (guest CID 3) served by `vhost-device-vsock` in user space
     /// (docs/environment.md §7): the host reaches guest port P through the Unix socket
-    /// `<dir>/vm.vsock` with the hybrid-vsock handshake ([`connect_vsock`]).
+    /// `<dir>/vm.vsock` with the hybrid-vsock handshake ([`connect_vsock`]). The console
+    /// is mirrored to `<dir>/`[`CONSOLE_LOG`] as it comes, so the host can wait for the
+    /// guest's listener before it connects.
     pub fn vsock(mut self, dir: impl Into<PathBuf>) -> Self {
         self.vsock = Some(dir.into());
         self
@@ -636,10 +638,24 @@ impl Vm {
             })?;
         let mut stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
+        let mut mirror = match &self.vsock {
+            Some(dir) => Some(
+                std::fs::File::create(dir.join(CONSOLE_LOG))
+                    .map_err(io_err("creating the console mirror"))?,
+            ),
+            None => None,
+        };
         let out_reader = std::thread::spawn(move || {
+            use std::io::Write as _;
             let mut buf = Vec::new();
-            if let Some(s) = stdout.as_mut() {
-                let _ = s.read_to_end(&mut buf);
+            let mut chunk = [0u8; 4096];
+            while let Some(Ok(n @ 1..)) = stdout.as_mut().map(|s| s.read(&mut chunk)) {
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(file) = mirror.as_mut()
+                    && file.write_all(&chunk[..n]).is_err()
+                {
+                    mirror = None;
+                }
             }
             buf
         });
@@ -708,6 +724,9 @@ fn vhost_device_vsock() -> PathBuf {
 
 /// The vsock back end's log in the directory given to [`Vm::vsock`].
 pub const VSOCK_BACKEND_LOG: &str = "vhost-device-vsock.log";
+
+/// The console so far, in the directory given to [`Vm::vsock`].
+pub const CONSOLE_LOG: &str = "console.log";
 
 /// A running `vhost-device-vsock`, killed and reaped when dropped.
 struct VsockBackend {

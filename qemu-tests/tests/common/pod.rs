@@ -193,8 +193,18 @@ impl PodVm {
     }
 
     /// Connects to the agent's port 1024 once the guest listens; fails with the console
-    /// if the VM ends first.
+    /// if the VM ends first. The first attempt waits for the agent's "serving" line on
+    /// the console: connections the back end gets before the guest's virtqueues are up
+    /// only make it log "backend event before vring initialization" (and, under load,
+    /// once left the guest unreachable).
     pub(crate) fn connect(&mut self) -> std::os::unix::net::UnixStream {
+        let console = self.scratch.join(contrast_qemu_tests::CONSOLE_LOG);
+        while !std::fs::read_to_string(&console)
+            .is_ok_and(|text| text.contains("serving the Kata agent API"))
+            && !self.boot.as_ref().is_some_and(JoinHandle::is_finished)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         loop {
             match connect_vsock(&self.scratch, 1024, Instant::now() + Duration::from_secs(2)) {
                 Ok(stream) => return stream,
