@@ -26,12 +26,24 @@ pub const MAX_SIZE: u64 = 1 << 20;
 pub const MODE: u32 = 0o600;
 
 /// The configuration as read from the mounted Secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ImagePullerConfig {
     /// Where it was read from (for messages).
     pub source: PathBuf,
-    /// The file's content, unchanged.
+    /// The file's content, unchanged (credentials: never printed).
     pub text: String,
+}
+
+impl std::fmt::Debug for ImagePullerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImagePullerConfig")
+            .field("source", &self.source)
+            .field(
+                "text",
+                &format_args!("<{} bytes, redacted>", self.text.len()),
+            )
+            .finish()
+    }
 }
 
 impl ImagePullerConfig {

@@ -412,7 +412,7 @@ impl Vm {
         )?;
         if let Some(path) = &config.imagepuller_config {
             let puller_config = read_imagepuller_config(path)?;
-            write(
+            write_private(
                 &files.imagepuller,
                 &contrast_initdata::disk::device_image_with(
                     contrast_initdata::disk::IMAGEPULLER_MAGIC,
@@ -649,7 +649,7 @@ pub fn console_tail(path: &Path) -> String {
 const MAX_IMAGEPULLER_CONFIG: u64 = 1 << 20;
 
 /// The node's image puller config, bounded.
-fn read_imagepuller_config(path: &Path) -> Result<Vec<u8>, VmError> {
+pub fn read_imagepuller_config(path: &Path) -> Result<Vec<u8>, VmError> {
     use std::io::Read as _;
     let refuse = |reason: String| VmError::ImagepullerConfig {
         path: path.to_owned(),
@@ -666,6 +666,25 @@ fn read_imagepuller_config(path: &Path) -> Result<Vec<u8>, VmError> {
         )));
     }
     Ok(bytes)
+}
+
+/// Writes `bytes` readable by the shim's user only (gzip is no encryption: the image puller
+/// config's disk holds credentials).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), VmError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let error = |source| VmError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| file.write_all(bytes))
+        .map_err(error)
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), VmError> {
@@ -764,4 +783,34 @@ async fn connect_hybrid(uds: &Path) -> std::io::Result<tokio::net::UnixStream> {
     }
     hybrid_vsock::accepted(&answer)?;
     Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    /// The node's image puller config: read within its bound, refused by name when it is
+    /// missing or too large, and its disk readable by the shim's user only.
+    #[test]
+    fn the_imagepuller_config_is_bounded_and_its_disk_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("contrast-imagepuller.toml");
+        let err = read_imagepuller_config(&config).unwrap_err().to_string();
+        assert!(err.contains("contrast_imagepuller_config"), "{err}");
+        std::fs::write(&config, vec![b'#'; MAX_IMAGEPULLER_CONFIG as usize + 1]).unwrap();
+        let err = read_imagepuller_config(&config).unwrap_err().to_string();
+        assert!(err.contains("larger than"), "{err}");
+        std::fs::write(&config, b"[registries.\"r\"]\n").unwrap();
+        let bytes = read_imagepuller_config(&config).unwrap();
+        let disk = dir.path().join("imagepuller.img");
+        std::fs::write(&disk, b"an earlier sandbox's").unwrap();
+        write_private(&disk, &bytes).unwrap();
+        assert_eq!(std::fs::read(&disk).unwrap(), bytes);
+        let mode = std::fs::metadata(&disk).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
 }

@@ -15,6 +15,12 @@ pub const IMAGEPULLER_MAGIC: &[u8; 8] = b"imgpullr";
 /// Where the guest leaves the image puller config for the agent's pulls (Contrast's path).
 pub const GUEST_IMAGEPULLER_CONFIG: &str = "/run/insecure-cfg/imagepuller.toml";
 
+/// Beside the image puller config: why the node's config could not be read from its
+/// device, so that pulls fail with the reason instead of going out anonymously.
+pub fn imagepuller_error_path(config: &std::path::Path) -> std::path::PathBuf {
+    config.with_extension("error")
+}
+
 /// Magic and length.
 pub const HEADER_LEN: usize = 16;
 

@@ -33,8 +33,8 @@
 //!
 //! # Not supported
 //! Credential helpers (`credHelpers`, `credsStore`) and `identitytoken` entries of the Docker
-//! config, HTTP proxies, Docker schema 1 manifests, digests other than SHA-256, and zstd
-//! layers.
+//! config, HTTP proxies other than the image puller config's `[extra-env]`, Docker schema 1
+//! manifests, digests other than SHA-256, and zstd layers.
 //!
 //! # Pulling
 //! [`Resolver::pull`] (the guest's image pull) takes only references pinned by digest,
@@ -65,6 +65,7 @@ use crate::manifest::{
     ImageBlobs, MANIFEST_MEDIA_TYPES, MAX_CONFIG_SIZE, Manifest, Platform, Problem, Resolved,
     assemble, check_config_descriptor, parse_manifest, select_platform, sha256_digest,
 };
+use crate::puller_config::Proxies;
 pub use crate::puller_config::{MAX_PULLER_CONFIG_SIZE, PullerConfig};
 
 pub use crate::cache::CACHE_VERSION;
@@ -266,7 +267,12 @@ impl Resolver {
             Some(path) => root_certificates(path)?,
             None => Vec::new(),
         };
-        let client = http_client(&insecure_registries, tls_certs_only, false)?;
+        let no_proxies = Proxies::default();
+        let proxies = options
+            .puller_config
+            .as_ref()
+            .map_or(&no_proxies, PullerConfig::proxies);
+        let client = http_client(&insecure_registries, tls_certs_only, false, proxies)?;
         let mut registry_clients = Vec::new();
         let credentials = match options.puller_config {
             Some(puller) => {
@@ -280,8 +286,12 @@ impl Resolver {
                             data: der.clone(),
                         })
                         .collect();
-                    let client =
-                        http_client(&insecure_registries, anchors, settings.insecure_skip_verify)?;
+                    let client = http_client(
+                        &insecure_registries,
+                        anchors,
+                        settings.insecure_skip_verify,
+                        puller.proxies(),
+                    )?;
                     registry_clients.push((index, client));
                 }
                 CredentialSource::Puller(puller)
@@ -946,6 +956,11 @@ fn puller_hint(puller: &PullerConfig, registry: &str, has_credentials: bool) -> 
             "the credentials of registries.{:?} in the image puller config {path} were not accepted: check them in the Secret contrast-node-installer-imagepuller-config (kube-system) and restart the node installer",
             rule.key
         ),
+        // A new, more specific entry would not inherit this one's settings (its CA).
+        Some(rule) => format!(
+            "registries.{:?} in the image puller config {path} applies to {registry} but has no credentials; if the image is private, add auth (base64 of user:password) to that entry in the Secret contrast-node-installer-imagepuller-config (kube-system) and restart the node installer",
+            rule.key
+        ),
         _ => format!(
             "the image puller config {path} has no credentials for {registry}; if the image is private, add [registries.\"{registry}\"] with auth (base64 of user:password) to contrast-imagepuller.toml in the Secret contrast-node-installer-imagepuller-config (kube-system) and restart the node installer"
         ),
@@ -954,13 +969,17 @@ fn puller_hint(puller: &PullerConfig, registry: &str, has_credentials: bool) -> 
 
 /// An HTTP client for the registries: plain HTTP for `insecure_registries`; HTTPS trusting
 /// only `tls_certs_only` if given (else the platform's roots), no checks at all if
-/// `skip_verify`.
+/// `skip_verify`; through `proxies`.
 fn http_client(
     insecure_registries: &[String],
     tls_certs_only: Vec<oci_client::client::Certificate>,
     skip_verify: bool,
+    proxies: &Proxies,
 ) -> Result<oci_client::Client, RegistryError> {
     oci_client::Client::try_from(ClientConfig {
+        https_proxy: proxies.https.clone(),
+        http_proxy: proxies.http.clone(),
+        no_proxy: proxies.no_proxy.clone(),
         protocol: ClientProtocol::HttpsExcept(insecure_registries.to_vec()),
         tls_certs_only,
         // With rustls this skips the host name check too.

@@ -16,11 +16,13 @@
 //! Keys name a registry as image references write it (`host` or `host:port`) and match
 //! on whole labels from the right: `example.com` matches `example.com` and
 //! `r.example.com`, `.example.com` only the latter, `.` every registry. The key with the
-//! most labels wins; on a tie a key without the leading dot wins, then the first in
-//! lexical order (Contrast's image puller leaves ties to Go's map order). Credentials are
+//! most dots wins, as in Contrast's image puller (so `.corp` beats `corp`); where Contrast
+//! leaves a tie to Go's map order, the key with more labels wins, then the first in lexical
+//! order. Two keys for one registry (`ghcr.io` and `ghcr.io.`) are refused. Credentials are
 //! read as in a Docker config's `auths` entry (`auth`, `username`/`password`,
-//! `registrytoken`). Not supported, and refused by name rather than ignored: `mirror`,
-//! `identitytoken` and `extra-env` (proxies).
+//! `registrytoken`). `[extra-env]` sets the proxies every pull goes through: `HTTPS_PROXY`,
+//! `HTTP_PROXY` and `NO_PROXY` (Contrast applies only these three). Not supported, and
+//! refused by name rather than ignored: `mirror`, `identitytoken` and any other variable.
 
 use std::path::Path;
 
@@ -61,6 +63,13 @@ struct Rule {
 }
 
 impl Rule {
+    /// Contrast's rank: the dots of the key (without a trailing one).
+    fn dots(&self) -> usize {
+        self.labels.len().saturating_sub(1) + usize::from(self.subdomains_only)
+    }
+}
+
+impl Rule {
     fn matches(&self, registry_labels: &[&str]) -> bool {
         if self.labels.len() > registry_labels.len()
             || (self.subdomains_only && self.labels.len() == registry_labels.len())
@@ -81,6 +90,19 @@ pub struct PullerConfig {
     present: bool,
     /// The rules, best first among equals (see [`PullerConfig::lookup`]).
     rules: Vec<Rule>,
+    /// From `[extra-env]`.
+    proxies: Proxies,
+}
+
+/// The proxies of `[extra-env]`, for every registry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Proxies {
+    /// `HTTPS_PROXY`: the proxy for HTTPS registries (CONNECT).
+    pub(crate) https: Option<String>,
+    /// `HTTP_PROXY`: the proxy for plain-HTTP registries.
+    pub(crate) http: Option<String>,
+    /// `NO_PROXY`: hosts, domains and CIDRs reached directly, comma-separated.
+    pub(crate) no_proxy: Option<String>,
 }
 
 /// The rule that applies to a registry.
@@ -107,6 +129,7 @@ impl PullerConfig {
                     path: path.display().to_string(),
                     present: false,
                     rules: Vec::new(),
+                    proxies: Proxies::default(),
                 });
             }
             Err(e) => return Err(refuse(format!("cannot read it: {e}"))),
@@ -130,9 +153,18 @@ impl PullerConfig {
             path: path.to_owned(),
             detail,
         };
-        let document: toml::Table =
-            toml::from_str(text).map_err(|e| refuse(format!("not valid TOML: {}", e.message())))?;
+        // The parser's message without its excerpt of the file, which may hold a secret.
+        let document: toml::Table = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+            refuse(match line {
+                Some(line) => format!("not valid TOML (line {line}): {}", e.message()),
+                None => format!("not valid TOML: {}", e.message()),
+            })
+        })?;
         let mut rules = Vec::new();
+        let mut proxies = Proxies::default();
         for (name, value) in &document {
             match name.as_str() {
                 "registries" => {
@@ -146,11 +178,8 @@ impl PullerConfig {
                     }
                 }
                 "extra-env" => {
-                    return Err(refuse(
-                        "\"extra-env\" (HTTP proxies) is not supported by this image puller; \
-                         remove it, and make the registries reachable from the pod network"
-                            .to_owned(),
-                    ));
+                    proxies =
+                        parse_proxies(value).map_err(|e| refuse(format!("extra-env: {e}")))?;
                 }
                 other => {
                     return Err(refuse(format!(
@@ -159,19 +188,29 @@ impl PullerConfig {
                 }
             }
         }
-        // Most labels first; then exact-or-subdomain keys before subdomain-only ones; then
-        // the key's text. The first match of this order is the best.
+        // Most dots first (Contrast's order); then more labels; then the key's text. The
+        // first match of this order is the best.
         rules.sort_by(|a, b| {
-            b.labels
-                .len()
-                .cmp(&a.labels.len())
-                .then(a.subdomains_only.cmp(&b.subdomains_only))
+            b.dots()
+                .cmp(&a.dots())
+                .then(b.labels.len().cmp(&a.labels.len()))
                 .then(a.key.cmp(&b.key))
         });
+        for pair in rules.windows(2) {
+            if pair[0].labels == pair[1].labels
+                && pair[0].subdomains_only == pair[1].subdomains_only
+            {
+                return Err(refuse(format!(
+                    "registries.{:?} and registries.{:?} name the same registries; keep one",
+                    pair[0].key, pair[1].key
+                )));
+            }
+        }
         Ok(PullerConfig {
             path: path.to_owned(),
             present: true,
             rules,
+            proxies,
         })
     }
 
@@ -183,6 +222,11 @@ impl PullerConfig {
     /// Whether there was a file.
     pub(crate) fn is_present(&self) -> bool {
         self.present
+    }
+
+    /// The proxies every pull goes through.
+    pub(crate) fn proxies(&self) -> &Proxies {
+        &self.proxies
     }
 
     /// The rule for `registry` (`host[:port]` as in image references), if any.
@@ -210,6 +254,42 @@ impl PullerConfig {
     }
 }
 
+/// `[extra-env]`: the three proxy variables (upper or lower case, as Go reads them).
+fn parse_proxies(value: &toml::Value) -> Result<Proxies, String> {
+    let table = value.as_table().ok_or("not a table")?;
+    let mut proxies = Proxies::default();
+    for (name, value) in table {
+        let text = value
+            .as_str()
+            .ok_or_else(|| format!("{name} is not a string"))?
+            .to_owned();
+        let upper = name.to_ascii_uppercase();
+        let slot = match upper.as_str() {
+            "HTTPS_PROXY" => &mut proxies.https,
+            "HTTP_PROXY" => &mut proxies.http,
+            "NO_PROXY" => &mut proxies.no_proxy,
+            _ => {
+                return Err(format!(
+                    "{name:?} is not supported; the image puller takes HTTPS_PROXY, HTTP_PROXY \
+                     and NO_PROXY"
+                ));
+            }
+        };
+        let is_url = text.starts_with("http://") || text.starts_with("https://");
+        if upper != "NO_PROXY" && !is_url {
+            return Err(format!(
+                "{name} = {text:?} is not a proxy URL; write http://host:port (or https://)"
+            ));
+        }
+        if slot.replace(text).is_some() {
+            return Err(format!(
+                "{upper} is given twice (upper and lower case); keep one"
+            ));
+        }
+    }
+    Ok(proxies)
+}
+
 /// One `[registries."<key>"]` table.
 fn parse_rule(key: &str, value: &toml::Value) -> Result<Rule, String> {
     let table = value.as_table().ok_or("not a table")?;
@@ -219,13 +299,17 @@ fn parse_rule(key: &str, value: &toml::Value) -> Result<Rule, String> {
         None => (false, trimmed),
     };
     let labels: Vec<String> = if name.is_empty() {
-        if !subdomains_only && key != "." {
-            return Err("an empty key; write \".\" for every registry".to_owned());
+        if key != "." {
+            return Err(format!(
+                "{key:?} names no registry; write \".\" for every registry"
+            ));
         }
         Vec::new()
     } else {
         let normalized = normalize_key(name);
-        if (normalized != name.to_ascii_lowercase() && normalized != crate::reference::DOCKER_HUB)
+        if name.contains('/')
+            || (normalized != name.to_ascii_lowercase()
+                && normalized != crate::reference::DOCKER_HUB)
             || normalized.split('.').any(str::is_empty)
         {
             return Err(
@@ -250,6 +334,11 @@ fn parse_rule(key: &str, value: &toml::Value) -> Result<Rule, String> {
                 let text = value
                     .as_str()
                     .ok_or_else(|| format!("\"{field}\" is not a string"))?;
+                if text.is_empty() {
+                    return Err(format!(
+                        "\"{field}\" is empty; give the credential, or leave the key out"
+                    ));
+                }
                 credential_fields.insert(lower, serde_json::Value::String(text.to_owned()));
             }
             "ca-certs" => {
@@ -390,7 +479,7 @@ mod tests {
     }
 
     #[test]
-    fn ties_are_decided_the_same_way_every_time() {
+    fn the_key_with_most_dots_wins_and_ties_are_decided_the_same_way_every_time() {
         let config = parse(
             r#"
             [registries.".corp"]
@@ -401,13 +490,31 @@ mod tests {
             auth = "ZTpm"
             "#,
         );
-        // "registry.corp" has the most labels; between "corp" and ".corp" for a
-        // subdomain, the key without the dot wins.
+        // As in Contrast: ".corp" (one dot) beats "corp" for a subdomain; "registry.corp"
+        // ties with ".corp" on dots (Contrast: map order) and wins on labels.
         assert_eq!(key_for(&config, "registry.corp"), Some("registry.corp"));
-        assert_eq!(key_for(&config, "other.corp"), Some("corp"));
+        assert_eq!(key_for(&config, "other.corp"), Some(".corp"));
+        assert_eq!(key_for(&config, "corp"), Some("corp"));
         let every = parse("[registries.\".\"]\nauth = \"YTpi\"\n");
         assert_eq!(key_for(&every, "anything.example:443"), Some("."));
         assert_eq!(key_for(&every, "docker.io"), Some("."));
+    }
+
+    #[test]
+    fn extra_env_sets_the_proxies() {
+        let config = parse(
+            "[extra-env]\nHTTPS_PROXY = \"http://proxy:3128\"\nhttp_proxy = \"http://p:80\"\n\
+             NO_PROXY = \"10.0.0.0/8,.svc\"\n",
+        );
+        assert_eq!(
+            config.proxies(),
+            &Proxies {
+                https: Some("http://proxy:3128".into()),
+                http: Some("http://p:80".into()),
+                no_proxy: Some("10.0.0.0/8,.svc".into()),
+            }
+        );
+        assert_eq!(parse("").proxies(), &Proxies::default());
     }
 
     #[test]
@@ -471,9 +578,35 @@ mod tests {
                 "as image references write it",
             ),
             ("[registries.\"a..b\"]\nauth = \"YTpi\"", "empty labels"),
+            ("[registries.\"..\"]\nauth = \"YTpi\"", "names no registry"),
             (
-                "[extra-env]\nHTTPS_PROXY = \"http://p\"",
-                "\"extra-env\" (HTTP proxies)",
+                "[registries.\"https://index.docker.io/v1/\"]\nauth = \"YTpi\"",
+                "as image references write it",
+            ),
+            (
+                "[registries.\"r\"]\nusername = \"u\"\npassword = \"\"",
+                "\"password\" is empty",
+            ),
+            (
+                "[registries.\"ghcr.io\"]\nauth = \"YTpi\"\n[registries.\"GHCR.io.\"]\nauth = \"YTpi\"",
+                "name the same registries",
+            ),
+            (
+                "[registries.\"docker.io\"]\nauth = \"YTpi\"\n[registries.\"index.docker.io\"]\nauth = \"YTpi\"",
+                "name the same registries",
+            ),
+            (
+                "[registries.\"r\"]\nauth = \"YTpi\"\n\nauth2 = ",
+                "(line 4)",
+            ),
+            (
+                "[extra-env]\nFTP_PROXY = \"http://p\"",
+                "\"FTP_PROXY\" is not supported",
+            ),
+            ("[extra-env]\nHTTPS_PROXY = \"p:3128\"", "not a proxy URL"),
+            (
+                "[extra-env]\nHTTPS_PROXY = \"http://a\"\nhttps_proxy = \"http://b\"",
+                "given twice",
             ),
             ("[registry]\n", "unknown key \"registry\""),
             ("[registries", "not valid TOML"),

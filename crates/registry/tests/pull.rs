@@ -5,6 +5,7 @@
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
+use std::sync::Arc;
 
 use contrast_registry::layer::{self, LayerError};
 use contrast_registry::{RegistryError, Resolver, ResolverOptions};
@@ -334,20 +335,45 @@ async fn a_layer_changed_in_the_registry_is_refused_before_it_is_applied() {
     );
 }
 
+/// An HTTPS registry on 127.0.0.1 with a self-signed certificate (`setup` adds the rest)
+/// holding a one-layer image at `repo`.
+struct TlsRegistry {
+    key: rcgen::CertifiedKey<rcgen::KeyPair>,
+    registry: Registry,
+    work: tempfile::TempDir,
+    /// The image's reference, pinned.
+    reference: String,
+}
+
+fn tls_registry(repo: &str, setup: RegistrySetup) -> TlsRegistry {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let registry = Registry::start(RegistrySetup {
+        tls: Some((key.cert.pem(), key.signing_key.serialize_pem())),
+        ..setup
+    });
+    let work = tempfile::tempdir().unwrap();
+    let image = LayeredImage::new("{}", &[base()]);
+    let reference = image.push(&registry, work.path(), repo, "v1");
+    TlsRegistry {
+        key,
+        registry,
+        work,
+        reference,
+    }
+}
+
 /// The guest trusts only its image's bundle: an HTTPS registry whose certificate is in the
 /// bundle serves the pull, one whose certificate is not is refused, and a bundle without
 /// certificates is an error at once.
 #[tokio::test]
 async fn https_registries_only_under_the_given_roots() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    let registry = Registry::start(RegistrySetup {
-        tls: Some((key.cert.pem(), key.signing_key.serialize_pem())),
-        ..RegistrySetup::default()
-    });
-    let work = tempfile::tempdir().unwrap();
-    let image = LayeredImage::new("{}", &[base()]);
-    let reference = image.push(&registry, work.path(), "guest/tls", "v1");
+    let TlsRegistry {
+        key,
+        registry: _registry,
+        work,
+        reference,
+    } = tls_registry("guest/tls", RegistrySetup::default());
     let options = |bundle: &Path| ResolverOptions {
         docker_config_dir: Some(work.path().to_owned()),
         root_certificates: Some(bundle.to_owned()),
@@ -388,17 +414,19 @@ async fn https_registries_only_under_the_given_roots() {
 #[tokio::test]
 async fn a_private_registry_through_the_image_puller_config() {
     use base64::Engine as _;
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    let registry = Registry::start(RegistrySetup {
-        tls: Some((key.cert.pem(), key.signing_key.serialize_pem())),
-        basic_auth: Some(("puller".to_owned(), "pull:secret".to_owned())),
-        ..RegistrySetup::default()
-    });
+    let TlsRegistry {
+        key,
+        registry,
+        work,
+        reference,
+    } = tls_registry(
+        "private/app",
+        RegistrySetup {
+            basic_auth: Some(("puller".to_owned(), "pull:secret".to_owned())),
+            ..RegistrySetup::default()
+        },
+    );
     let host = registry.host();
-    let work = tempfile::tempdir().unwrap();
-    let image = LayeredImage::new("{}", &[base()]);
-    let reference = image.push(&registry, work.path(), "private/app", "v1");
     // The guest's own bundle does not hold the registry's certificate.
     let bundle = work.path().join("bundle.pem");
     let other = rcgen::generate_simple_self_signed(vec!["other".to_owned()]).unwrap();
@@ -431,14 +459,15 @@ async fn a_private_registry_through_the_image_puller_config() {
     .unwrap();
     assert_eq!(read(&root, "etc/b").as_deref(), Some("b"));
 
-    // Its CA alone: the registry wants credentials, and the refusal says where they go.
+    // Its CA alone: the registry wants credentials, and the refusal says where they go
+    // (into that entry: a new one for the host would not have its CA).
     let err = pull(format!("[registries.\".\"]\nca-certs = '''\n{ca}'''\n"))
         .await
         .unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
     let text = err.to_string();
     assert!(
-        text.contains(&format!("has no credentials for {host}")),
+        text.contains(&format!("registries.\".\" in the image puller config imagepuller.toml applies to {host} but has no credentials")),
         "{text}"
     );
     assert!(
@@ -455,8 +484,106 @@ async fn a_private_registry_through_the_image_puller_config() {
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
     assert!(err.to_string().contains("were not accepted"), "{err}");
 
-    // Credentials without the CA: the guest's bundle decides, and refuses.
-    let err = pull(format!("{entry}auth = \"{credentials}\"\n"))
+    // Credentials without the CA: the guest's bundle decides, and refuses; another
+    // registry's insecure-skip-verify and CA do not reach this one.
+    let err = pull(format!(
+        "{entry}auth = \"{credentials}\"\n[registries.\"other.example\"]\n\
+         insecure-skip-verify = true\n[registries.\"third.example\"]\nca-certs = '''\n{ca}'''\n"
+    ))
+    .await
+    .unwrap_err();
+    assert!(matches!(err, RegistryError::Connection { .. }), "{err}");
+}
+
+/// A CONNECT proxy on loopback that tunnels to whatever it is asked for and counts the
+/// tunnels.
+async fn connect_proxy() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let tunnels = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = tunnels.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut client = tokio::io::BufReader::new(client);
+                let mut line = String::new();
+                client.read_line(&mut line).await.ok()?;
+                let target = line.strip_prefix("CONNECT ")?.split(' ').next()?.to_owned();
+                loop {
+                    let mut header = String::new();
+                    client.read_line(&mut header).await.ok()?;
+                    if header == "\r\n" || header.is_empty() {
+                        break;
+                    }
+                }
+                let mut upstream = tokio::net::TcpStream::connect(target).await.ok()?;
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut client = client.into_inner();
+                client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .ok()?;
+                tokio::io::copy_bidirectional(&mut client, &mut upstream)
+                    .await
+                    .ok()
+            });
+        }
+    });
+    (address, tunnels)
+}
+
+/// `[extra-env]`'s HTTPS_PROXY carries every pull through the proxy (CONNECT), NO_PROXY
+/// exempts the registry, and a proxy that is not there fails the pull.
+#[tokio::test]
+async fn pulls_go_through_the_image_puller_configs_proxy() {
+    let TlsRegistry {
+        key,
+        registry: _registry,
+        work,
+        reference,
+    } = tls_registry("proxied/app", RegistrySetup::default());
+    let (proxy, tunnels) = connect_proxy().await;
+    let ca = key.cert.pem();
+    let pull = |extra_env: String| {
+        let reference = reference.clone();
+        let root = work.path().join(format!("rootfs-{}", extra_env.len()));
+        let toml = format!("[registries.\".\"]\nca-certs = '''\n{ca}'''\n[extra-env]\n{extra_env}");
+        async move {
+            std::fs::create_dir_all(&root).unwrap();
+            let config = contrast_registry::PullerConfig::parse(&toml, "imagepuller.toml")?;
+            Resolver::new(ResolverOptions {
+                puller_config: Some(config),
+                ..ResolverOptions::default()
+            })?
+            .pull(&reference, &root)
+            .await
+            .map(|_| root)
+        }
+    };
+
+    let root = pull(format!("HTTPS_PROXY = \"{proxy}\"\n")).await.unwrap();
+    assert_eq!(read(&root, "etc/b").as_deref(), Some("b"));
+    let through = tunnels.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(through >= 1, "the pull did not use the proxy");
+
+    pull(format!(
+        "HTTPS_PROXY = \"{proxy}\"\nNO_PROXY = \"127.0.0.1\"\n"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        tunnels.load(std::sync::atomic::Ordering::SeqCst),
+        through,
+        "NO_PROXY still went through the proxy"
+    );
+
+    let closed = format!(
+        "http://127.0.0.1:{}",
+        contrast_testkit::registry::free_port()
+    );
+    let err = pull(format!("HTTPS_PROXY = \"{closed}\"\n"))
         .await
         .unwrap_err();
     assert!(matches!(err, RegistryError::Connection { .. }), "{err}");

@@ -29,6 +29,15 @@ struct Running {
 }
 
 async fn start(policy: &str, registry: &Registry) -> Running {
+    start_with(policy, registry, None).await
+}
+
+/// With the image puller config at `puller_config`.
+async fn start_with(
+    policy: &str,
+    registry: &Registry,
+    puller_config: Option<std::path::PathBuf>,
+) -> Running {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = TempDir::new("agent-pull");
     std::fs::write(dir.0.join("policy.rego"), policy).unwrap();
@@ -40,6 +49,7 @@ async fn start(policy: &str, registry: &Registry) -> Running {
             docker_config_dir: Some(dir.0.join("no-docker-config")),
             ..contrast_registry::ResolverOptions::default()
         },
+        puller_config,
         ..AgentConfig::default()
     };
     let address = format!("unix://{}", dir.0.join("agent.sock").display());
@@ -84,6 +94,18 @@ async fn create_sandbox_and_pause(running: &Running, pod: &PodCase) {
     assert_eq!(code, Code::OK, "{message}");
 }
 
+/// The app container's CreateContainer (the image pull), and its status.
+async fn create_app(running: &Running, pod: &PodCase) -> (CreateContainerRequest, Code, String) {
+    let app: CreateContainerRequest = from_json(pod.nth_request("CreateContainerRequest", 1));
+    let (code, message) = status(
+        running
+            .agent
+            .create_container(context::with_timeout(60_000_000_000), &app)
+            .await,
+    );
+    (app, code, message)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_containers_root_is_pulled_by_digest_in_the_guest() {
     let registry = Registry::start(RegistrySetup::default());
@@ -94,13 +116,7 @@ async fn the_containers_root_is_pulled_by_digest_in_the_guest() {
     let running = start(&pod.policy, &registry).await;
     create_sandbox_and_pause(&running, &pod).await;
 
-    let app: CreateContainerRequest = from_json(pod.nth_request("CreateContainerRequest", 1));
-    let (code, message) = status(
-        running
-            .agent
-            .create_container(context::with_timeout(60_000_000_000), &app)
-            .await,
-    );
+    let (app, code, message) = create_app(&running, &pod).await;
     assert_eq!(code, Code::OK, "{message}");
     let rootfs = running
         .dir
@@ -134,18 +150,39 @@ async fn an_image_changed_in_the_registry_leaves_no_root() {
 
     let running = start(&pod.policy, &registry).await;
     create_sandbox_and_pause(&running, &pod).await;
-    let app: CreateContainerRequest = from_json(pod.nth_request("CreateContainerRequest", 1));
-    let (code, message) = status(
-        running
-            .agent
-            .create_container(context::with_timeout(60_000_000_000), &app)
-            .await,
-    );
+    let (app, code, message) = create_app(&running, &pod).await;
     assert_eq!(code, Code::INTERNAL, "{message}");
     assert!(message.contains("digest"), "{message}");
     assert!(
         !running.dir.0.join("run").join(&app.container_id).exists(),
         "nothing of the refused image stays"
+    );
+    running.stop().await;
+}
+
+/// A node config the guest's init could not take from its disk fails every pull with the
+/// reason, rather than pulling anonymously as if the node had none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_node_config_fails_the_pull_with_its_reason() {
+    let registry = Registry::start(RegistrySetup::default());
+    let work = tempfile::tempdir().unwrap();
+    let image = LayeredImage::new(r#"{"Entrypoint":["/bin/app"]}"#, &[layer()]);
+    let reference = image.push(&registry, work.path(), "guest/config", "v1");
+    let pod = pod(&reference, &image);
+    let config = work.path().join("imagepuller.toml");
+    std::fs::write(
+        contrast_initdata::disk::imagepuller_error_path(&config),
+        "/dev/vdc: the blob is not valid gzip",
+    )
+    .unwrap();
+    let running = start_with(&pod.policy, &registry, Some(config)).await;
+    create_sandbox_and_pause(&running, &pod).await;
+    let (_, code, message) = create_app(&running, &pod).await;
+    assert_eq!(code, Code::INTERNAL, "{message}");
+    assert!(message.contains("not valid gzip"), "{message}");
+    assert!(
+        message.contains("could not take it from the runtime's disk"),
+        "{message}"
     );
     running.stop().await;
 }

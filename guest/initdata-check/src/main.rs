@@ -75,15 +75,21 @@ fn issuer(args: &Args) -> anyhow::Result<Arc<dyn EvidenceIssuer>> {
     Ok(Arc::from(select(&args.issuer)?))
 }
 
-/// Leaves the image puller config for the agent; on failure the agent pulls anonymously
-/// and the log says why.
+/// Leaves the image puller config for the agent (readable by root only: credentials); on
+/// failure the reason, which every pull then gives.
 fn copy_imagepuller_config(device: &std::path::Path, out: &std::path::Path) {
     let result = contrast_initdata_check::source::read_imagepuller_device(device)
         .map_err(|e| error_chain(&e))
         .and_then(|config| {
-            contrast_atomic_file::write_creating_dir(out, &config, 0o644)
+            contrast_atomic_file::write_creating_dir(out, &config, 0o600)
                 .map_err(|e| format!("writing {}: {}", out.display(), e.source))
         });
+    if let Err(error) = &result {
+        let marker = contrast_initdata::disk::imagepuller_error_path(out);
+        let text = format!("{}: {error}", device.display());
+        // Without the marker the pulls are anonymous; the log line below still says why.
+        let _ = contrast_atomic_file::write_creating_dir(&marker, text.as_bytes(), 0o600);
+    }
     match result {
         Ok(()) => tracing::info!(
             device = %device.display(),
@@ -93,7 +99,7 @@ fn copy_imagepuller_config(device: &std::path::Path, out: &std::path::Path) {
         Err(error) => tracing::error!(
             device = %device.display(),
             %error,
-            "image puller config unusable: pulls are anonymous"
+            "image puller config unusable: every pull fails with this reason"
         ),
     }
 }

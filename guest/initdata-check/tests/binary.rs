@@ -312,3 +312,64 @@ fn initdata_and_device_are_exclusive() {
     assert!(run.log.contains("cannot be used with"), "{}", run.log);
     assert!(run.policy.is_none());
 }
+
+/// The image puller config's disk: copied for the agent, readable by root only; an
+/// unusable one leaves the reason beside it instead (pulls then fail with it), and
+/// neither changes the initdata decision.
+#[test]
+fn the_imagepuller_device_is_copied_or_its_fault_recorded() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let ws = Workspace::new("imagepuller");
+    let toml = document("sha256");
+    let dev = device(&ws, &encode_header_form(toml.as_bytes(), 0));
+    let out = ws.path("run/insecure-cfg/imagepuller.toml");
+    let marker = contrast_initdata::disk::imagepuller_error_path(&out);
+    let config = b"[registries.\"ghcr.io\"]\nauth = \"dTpw\"\n";
+    let puller = ws.path("virtio-imagepuller");
+    let run_with = |device_bytes: &[u8]| {
+        std::fs::write(&puller, device_bytes).unwrap();
+        let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_file(&marker);
+        let run = run(
+            &ws,
+            &[
+                "--device",
+                &dev,
+                "--imagepuller-device",
+                puller.to_str().unwrap(),
+                "--imagepuller-out",
+                out.to_str().unwrap(),
+            ],
+            Some(&sha256_hex(&toml)),
+            "snp",
+        );
+        assert_eq!(run.code, Some(0), "{}", run.log);
+        run
+    };
+
+    let run = run_with(&contrast_initdata::disk::device_image_with(
+        contrast_initdata::disk::IMAGEPULLER_MAGIC,
+        config,
+    ));
+    assert!(
+        run.log.contains("image puller config from the node"),
+        "{}",
+        run.log
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), config);
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(!marker.exists());
+
+    // The initdata disk's layout under the wrong magic: no config, the reason instead.
+    let run = run_with(&encode_header_form(config, 0));
+    assert!(
+        run.log.contains("image puller config unusable"),
+        "{}",
+        run.log
+    );
+    assert!(!out.exists());
+    let reason = std::fs::read_to_string(&marker).unwrap();
+    assert!(reason.contains("imgpullr"), "{reason}");
+    assert!(!run.log.contains("dTpw"), "the credentials reached the log");
+}

@@ -101,6 +101,15 @@ impl StorageHandler for ImagePullHandler {
         };
         let mut options = self.options.clone();
         if let Some(path) = &self.puller_config {
+            let marker = contrast_initdata::disk::imagepuller_error_path(path);
+            if let Ok(reason) = std::fs::read_to_string(&marker) {
+                return Err(pull_error(contrast_registry::RegistryError::PullerConfig {
+                    path: path.display().to_string(),
+                    detail: format!(
+                        "the guest could not take it from the runtime's disk: {reason}"
+                    ),
+                }));
+            }
             options.puller_config = Some(PullerConfig::load(path).map_err(pull_error)?);
         }
         let resolver = Resolver::new(options).map_err(pull_error)?;
