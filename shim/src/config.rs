@@ -193,7 +193,7 @@ pub struct RuntimeConfig {
     pub create_container_timeout_secs: u64,
     /// The node's image puller config (registry credentials for the guest's pulls,
     /// `hypervisor.qemu.contrast_imagepuller_config`), handed to the VM unmeasured on a
-    /// disk of its own; `None`: anonymous pulls.
+    /// disk of its own; `None`: the disk holds an empty config (anonymous pulls).
     pub imagepuller_config: Option<PathBuf>,
 }
 

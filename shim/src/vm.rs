@@ -127,7 +127,7 @@ pub enum VmError {
 pub struct VmFiles {
     /// The initdata block device image.
     pub initdata: PathBuf,
-    /// The image puller config's block device image (when the node has one).
+    /// The image puller config's block device image (empty when the node has none).
     pub imagepuller: PathBuf,
     /// The console log (QEMU's serial output).
     pub console: PathBuf,
@@ -289,18 +289,16 @@ pub fn qemu_args(
         ),
         "-device".into(),
         "virtio-blk-pci,drive=initdata,serial=initdata".into(),
+        // Always there, empty without a node config: each device is in QEMU's DSDT, which
+        // TDX measures into RTMR0, so the device set must not depend on the node's settings.
+        "-drive".into(),
+        format!(
+            "file={},format=raw,if=none,id=imagepuller,readonly=on",
+            files.imagepuller.display()
+        ),
+        "-device".into(),
+        "virtio-blk-pci,drive=imagepuller,serial=imagepuller".into(),
     ]);
-    if config.imagepuller_config.is_some() {
-        args.extend([
-            "-drive".into(),
-            format!(
-                "file={},format=raw,if=none,id=imagepuller,readonly=on",
-                files.imagepuller.display()
-            ),
-            "-device".into(),
-            "virtio-blk-pci,drive=imagepuller,serial=imagepuller".into(),
-        ]);
-    }
     match &config.tee {
         #[cfg(feature = "simulated")]
         Tee::Simulated(simulation) => {
@@ -410,16 +408,18 @@ impl Vm {
             &files.initdata,
             &contrast_initdata::disk::device_image(initdata_toml),
         )?;
-        if let Some(path) = &config.imagepuller_config {
-            let puller_config = read_imagepuller_config(path)?;
-            write_private(
-                &files.imagepuller,
-                &contrast_initdata::disk::device_image_with(
-                    contrast_initdata::disk::IMAGEPULLER_MAGIC,
-                    &puller_config,
-                ),
-            )?;
-        }
+        let puller_config = match &config.imagepuller_config {
+            Some(path) => read_imagepuller_config(path)?,
+            // An empty config: no registries, anonymous pulls.
+            None => Vec::new(),
+        };
+        write_private(
+            &files.imagepuller,
+            &contrast_initdata::disk::device_image_with(
+                contrast_initdata::disk::IMAGEPULLER_MAGIC,
+                &puller_config,
+            ),
+        )?;
         let backend = match &config.tee {
             #[cfg(feature = "simulated")]
             Tee::Simulated(simulation) => {
