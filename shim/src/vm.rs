@@ -554,6 +554,16 @@ impl Vm {
                 });
             }
             let attempt = match &self.config.tee {
+                // Not before the agent listens (`AGENT_SERVING_LOG`).
+                #[cfg(feature = "simulated")]
+                Tee::Simulated(_)
+                    if !console_contains(
+                        &self.files.console,
+                        contrast_agent_protocol::AGENT_SERVING_LOG,
+                    ) =>
+                {
+                    Err(std::io::Error::other("the agent does not listen yet"))
+                }
                 #[cfg(feature = "simulated")]
                 Tee::Simulated(_) => connect_hybrid(&self.files.vsock_uds)
                     .await
@@ -635,6 +645,15 @@ async fn copy_capped(
             }
         }
     }
+}
+
+/// Whether the console log at `path` holds `needle` (simulated platforms).
+#[cfg(feature = "simulated")]
+fn console_contains(path: &Path, needle: &str) -> bool {
+    std::fs::read(path).is_ok_and(|text| {
+        text.windows(needle.len())
+            .any(|window| window == needle.as_bytes())
+    })
 }
 
 /// The last 40 lines of a console log.

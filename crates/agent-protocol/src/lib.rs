@@ -8,3 +8,10 @@
 
 pub mod policy_input;
 pub mod proto;
+
+/// What the agent logs to the VM's console once it listens. On the simulated platforms the
+/// host connects only after it: a connection the user-space vsock back end
+/// (`vhost-device-vsock`) gets before the guest has set up its virtqueues makes the back
+/// end warn "backend event before vring initialization" and can leave the guest
+/// unreachable.
+pub const AGENT_SERVING_LOG: &str = "serving the Kata agent API";

@@ -11,7 +11,7 @@ pub mod mount;
 pub mod network;
 pub mod policy;
 /// The Kata agent's protocol (`contrast-agent-protocol`), under the name the agent's code uses.
-pub use contrast_agent_protocol::proto;
+pub use contrast_agent_protocol::{AGENT_SERVING_LOG, proto};
 pub mod serve;
 pub mod service;
 pub mod storage;

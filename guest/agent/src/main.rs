@@ -89,7 +89,11 @@ async fn main() -> anyhow::Result<()> {
         .start()
         .await
         .with_context(|| format!("serving on {}", args.listen))?;
-    tracing::info!(listen = %args.listen, "serving the Kata agent API");
+    tracing::info!(
+        listen = %args.listen,
+        "{}",
+        contrast_agent_protocol::AGENT_SERVING_LOG
+    );
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     tokio::select! {

@@ -200,7 +200,7 @@ impl PodVm {
     pub(crate) fn connect(&mut self) -> std::os::unix::net::UnixStream {
         let console = self.scratch.join(contrast_qemu_tests::CONSOLE_LOG);
         while !std::fs::read_to_string(&console)
-            .is_ok_and(|text| text.contains("serving the Kata agent API"))
+            .is_ok_and(|text| text.contains(contrast_agent::AGENT_SERVING_LOG))
             && !self.boot.as_ref().is_some_and(JoinHandle::is_finished)
         {
             std::thread::sleep(Duration::from_millis(50));
