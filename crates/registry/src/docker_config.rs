@@ -117,22 +117,15 @@ impl DockerConfig {
             path: path.display().to_string(),
             detail,
         };
-        let bytes = match std::fs::metadata(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tracing::debug!(path = %path.display(), "no docker config; registry access is anonymous");
-                return Ok(DockerConfig {
-                    path: Some(path),
-                    ..DockerConfig::default()
-                });
-            }
-            Err(e) => return Err(refuse(format!("cannot read it: {e}"))),
-            Ok(meta) if meta.len() > MAX_CONFIG_SIZE => {
-                return Err(refuse(format!(
-                    "it is {} bytes, more than the {MAX_CONFIG_SIZE} a docker config may have",
-                    meta.len()
-                )));
-            }
-            Ok(_) => std::fs::read(&path).map_err(|e| refuse(format!("cannot read it: {e}")))?,
+        let Some(bytes) =
+            crate::local_files::read_small_file(&path, MAX_CONFIG_SIZE, "a docker config")
+                .map_err(refuse)?
+        else {
+            tracing::debug!(path = %path.display(), "no docker config; registry access is anonymous");
+            return Ok(DockerConfig {
+                path: Some(path),
+                ..DockerConfig::default()
+            });
         };
         let mut config = DockerConfig::parse(&bytes).map_err(refuse)?;
         config.path = Some(path);

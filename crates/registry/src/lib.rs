@@ -45,6 +45,7 @@ pub mod cache;
 mod docker_config;
 mod error;
 pub mod layer;
+mod local_files;
 mod manifest;
 mod puller_config;
 mod reference;
@@ -277,18 +278,9 @@ impl Resolver {
         let credentials = match options.puller_config {
             Some(puller) => {
                 for (index, settings) in puller.tls_rules() {
-                    let anchors = settings
-                        .ca_certificates
-                        .iter()
-                        .flatten()
-                        .map(|der| oci_client::client::Certificate {
-                            encoding: oci_client::client::CertificateEncoding::Der,
-                            data: der.clone(),
-                        })
-                        .collect();
                     let client = http_client(
                         &insecure_registries,
-                        anchors,
+                        settings.ca_certificates.clone().unwrap_or_default(),
                         settings.insecure_skip_verify,
                         puller.proxies(),
                     )?;
@@ -998,21 +990,12 @@ fn http_client(
 fn root_certificates(
     path: &std::path::Path,
 ) -> Result<Vec<oci_client::client::Certificate>, RegistryError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject as _;
     let invalid = |detail: String| {
         RegistryError::InvalidOptions(format!("root certificates {}: {detail}", path.display()))
     };
-    let certificates = CertificateDer::pem_file_iter(path)
-        .map_err(|e| invalid(e.to_string()))?
-        .map(|c| {
-            c.map(|der| oci_client::client::Certificate {
-                encoding: oci_client::client::CertificateEncoding::Der,
-                data: der.to_vec(),
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(e.to_string()))?;
+    // The image's own bundle (or the user's): not the host's, so read whole.
+    let pem = std::fs::read(path).map_err(|e| invalid(e.to_string()))?;
+    let certificates = local_files::pem_certificates(&pem).map_err(invalid)?;
     if certificates.is_empty() {
         return Err(invalid(
             "no certificate in the bundle; HTTPS registries could not be verified".to_owned(),

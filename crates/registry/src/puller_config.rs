@@ -26,8 +26,11 @@
 
 use std::path::Path;
 
+use oci_client::client::Certificate;
+
 use crate::docker_config::{Credentials, Entry, normalize_key, parse_entry};
 use crate::error::RegistryError;
+use crate::local_files::{pem_certificates, read_small_file};
 
 /// A configuration file larger than this is refused (they are a few KiB).
 pub const MAX_PULLER_CONFIG_SIZE: u64 = 1 << 20;
@@ -37,8 +40,8 @@ pub const MAX_PULLER_CONFIG_SIZE: u64 = 1 << 20;
 pub(crate) struct RegistrySettings {
     /// Credentials; `None`: anonymous.
     pub(crate) credentials: Option<Credentials>,
-    /// The only trust anchors for the registry (DER); `None`: the resolver's.
-    pub(crate) ca_certificates: Option<Vec<Vec<u8>>>,
+    /// The only trust anchors for the registry; `None`: the resolver's.
+    pub(crate) ca_certificates: Option<Vec<Certificate>>,
     /// No certificate or host name check.
     pub(crate) insecure_skip_verify: bool,
 }
@@ -67,9 +70,7 @@ impl Rule {
     fn dots(&self) -> usize {
         self.labels.len().saturating_sub(1) + usize::from(self.subdomains_only)
     }
-}
 
-impl Rule {
     fn matches(&self, registry_labels: &[&str]) -> bool {
         if self.labels.len() > registry_labels.len()
             || (self.subdomains_only && self.labels.len() == registry_labels.len())
@@ -123,24 +124,15 @@ impl PullerConfig {
             path: path.display().to_string(),
             detail,
         };
-        let bytes = match std::fs::metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(PullerConfig {
-                    path: path.display().to_string(),
-                    present: false,
-                    rules: Vec::new(),
-                    proxies: Proxies::default(),
-                });
-            }
-            Err(e) => return Err(refuse(format!("cannot read it: {e}"))),
-            Ok(meta) if meta.len() > MAX_PULLER_CONFIG_SIZE => {
-                return Err(refuse(format!(
-                    "it is {} bytes, more than the {MAX_PULLER_CONFIG_SIZE} an image puller \
-                     config may have",
-                    meta.len()
-                )));
-            }
-            Ok(_) => std::fs::read(path).map_err(|e| refuse(format!("cannot read it: {e}")))?,
+        let Some(bytes) = read_small_file(path, MAX_PULLER_CONFIG_SIZE, "an image puller config")
+            .map_err(refuse)?
+        else {
+            return Ok(PullerConfig {
+                path: path.display().to_string(),
+                present: false,
+                rules: Vec::new(),
+                proxies: Proxies::default(),
+            });
         };
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| refuse("it is not UTF-8 text (TOML)".to_owned()))?;
@@ -385,14 +377,10 @@ fn parse_rule(key: &str, value: &toml::Value) -> Result<Rule, String> {
     })
 }
 
-/// The certificates of a PEM bundle, DER.
-fn certificates(pem: &str) -> Result<Vec<Vec<u8>>, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject as _;
-    let certificates = CertificateDer::pem_slice_iter(pem.as_bytes())
-        .map(|c| c.map(|der| der.to_vec()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("\"ca-certs\" is not PEM: {e}"))?;
+/// `ca-certs`: at least one certificate.
+fn certificates(pem: &str) -> Result<Vec<Certificate>, String> {
+    let certificates =
+        pem_certificates(pem.as_bytes()).map_err(|e| format!("\"ca-certs\" is not PEM: {e}"))?;
     if certificates.is_empty() {
         return Err(
             "\"ca-certs\" holds no PEM certificate; the registry could not be verified \
