@@ -9,7 +9,8 @@
 //!
 //! Exit status: 0 the initdata was verified and its policy installed; 1 it was refused
 //! and the deny-all policy installed; 2 no policy could be installed (or the arguments
-//! are wrong). Each run logs exactly one decision line to stderr.
+//! are wrong). Each run logs exactly one decision line to stderr (and, with
+//! `--imagepuller-device`, one line about that copy).
 //!
 //! Contrast's own `initdata-processor` always exits 0 so that the agent starts and
 //! reports the deny-all message; here the status tells the init system too. A unit that
@@ -84,23 +85,23 @@ fn copy_imagepuller_config(device: &std::path::Path, out: &std::path::Path) {
             contrast_atomic_file::write_creating_dir(out, &config, 0o600)
                 .map_err(|e| format!("writing {}: {}", out.display(), e.source))
         });
-    if let Err(error) = &result {
-        let marker = contrast_initdata::disk::imagepuller_error_path(out);
-        let text = format!("{}: {error}", device.display());
-        // Without the marker the pulls are anonymous; the log line below still says why.
-        let _ = contrast_atomic_file::write_creating_dir(&marker, text.as_bytes(), 0o600);
-    }
     match result {
         Ok(()) => tracing::info!(
             device = %device.display(),
             config = %out.display(),
             "image puller config from the node (unmeasured: registry credentials only)"
         ),
-        Err(error) => tracing::error!(
-            device = %device.display(),
-            %error,
-            "image puller config unusable: every pull fails with this reason"
-        ),
+        Err(error) => {
+            let marker = contrast_initdata::disk::imagepuller_error_path(out);
+            let text = format!("{}: {error}", device.display());
+            // Without the marker the pulls are anonymous; this line still says why.
+            let _ = contrast_atomic_file::write_creating_dir(&marker, text.as_bytes(), 0o600);
+            tracing::error!(
+                device = %device.display(),
+                %error,
+                "image puller config unusable: every pull fails with this reason"
+            );
+        }
     }
 }
 
