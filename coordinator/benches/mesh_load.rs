@@ -12,9 +12,15 @@
 //! report signature) runs on these cores, so it is counted, on both sides; the lines marked
 //! `*` are what hardware evidence would not cost, and a second bound leaves them out.
 //!
+//! `--handshake-only` runs the same connections without HTTP/2, gRPC and the mesh
+//! certificate (the handshake and the TLS close), against the bound without the
+//! certificate's signature: the ratio the full request could reach if those cost nothing
+//! (docs/performance.md §1).
+//!
 //! ```text
 //! cargo bench -p contrast-coordinator --bench mesh_load -- --clients 16 --requests 2000
 //! cargo bench -p contrast-coordinator --bench mesh_load -- --quick
+//! cargo bench -p contrast-coordinator --bench mesh_load -- --handshake-only
 //! ```
 
 // A benchmark binary reports to the terminal and fails loudly on set-up errors.
@@ -52,6 +58,9 @@ struct Settings {
     warmup: usize,
     iterations: usize,
     tracing: bool,
+    /// Only the aTLS handshake, as an initializer makes it, and the TLS close: no HTTP/2,
+    /// no gRPC, no mesh certificate. What the ratio could reach if those were free.
+    handshake_only: bool,
     /// Profiling aid: run one composite operation `requests` times instead of the load.
     spin: Option<String>,
 }
@@ -64,6 +73,7 @@ impl Settings {
             warmup: 32,
             iterations: 200,
             tracing: false,
+            handshake_only: false,
             spin: None,
         };
         let mut args = std::env::args().skip(1);
@@ -92,6 +102,7 @@ impl Settings {
                     settings.iterations = 40;
                 }
                 "--tracing" => settings.tracing = true,
+                "--handshake-only" => settings.handshake_only = true,
                 "--spin" => {
                     settings.spin = Some(args.next().context("--spin needs an operation")?);
                 }
@@ -100,13 +111,15 @@ impl Settings {
                 "-h" | "--help" => {
                     println!(
                         "mesh_load [--clients N] [--requests R] [--warmup W] [--iterations K] \
-                         [--quick] [--tracing]\n  \
+                         [--quick] [--tracing] [--handshake-only]\n  \
                          --clients     concurrent simulated initializers (16)\n  \
                          --requests    measured NewMeshCert requests (2000)\n  \
                          --warmup      requests before measuring (32)\n  \
                          --iterations  runs per crypto primitive, in 5 batches (200)\n  \
                          --quick       4 clients, 200 requests, 40 iterations\n  \
                          --tracing     log at info to a sink, as the coordinator binary does\n  \
+                         --handshake-only  only the aTLS handshakes and TLS closes (no HTTP/2, \
+                         gRPC or mesh certificate): the ceiling if those cost nothing\n  \
                          --spin OP     profiling aid: only run OP (evidence, snp-verify) \
                          --requests times, e.g. under perf record"
                     );
@@ -139,13 +152,18 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "mesh_load: {} clients, {} requests ({} warm-up), {} iterations per primitive, \
-         {cores} cores, tracing {}, load average before: {}",
+         {cores} cores, tracing {}, load average before: {}{}",
         settings.clients,
         settings.requests,
         settings.warmup,
         settings.iterations,
         if settings.tracing { "on" } else { "off" },
-        load_average()
+        load_average(),
+        if settings.handshake_only {
+            ", handshake only (no HTTP/2, gRPC or mesh certificate)"
+        } else {
+            ""
+        }
     );
 
     let deployment = Arc::new(
@@ -191,10 +209,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     };
 
     // Warm-up: connections, allocator, caches.
-    let _ = load(&mesh_addr, &issuer, settings.clients, settings.warmup).await;
+    let _ = load(&mesh_addr, &issuer, &settings, settings.warmup).await;
     let cpu_start = process_cpu_time();
     let started = Instant::now();
-    let outcome = load(&mesh_addr, &issuer, settings.clients, settings.requests).await;
+    let outcome = load(&mesh_addr, &issuer, &settings, settings.requests).await;
     let wall = started.elapsed();
     let cpu = process_cpu_time().saturating_sub(cpu_start);
 
@@ -300,24 +318,33 @@ struct Outcome {
     first_error: Option<String>,
 }
 
-/// `requests` NewMeshCert calls from `clients` concurrent initializers, each a fresh P-256
-/// key and a fresh mutual aTLS connection (as the initializer makes it).
+/// `requests` NewMeshCert calls from `settings.clients` concurrent initializers, each a
+/// fresh P-256 key and a fresh mutual aTLS connection (as the initializer makes it); with
+/// `settings.handshake_only`, only the connections.
 async fn load(
     mesh_addr: &str,
     issuer: &Arc<dyn Issuer>,
-    clients: usize,
+    settings: &Settings,
     requests: usize,
 ) -> Outcome {
     let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::with_capacity(clients);
-    for _ in 0..clients {
+    let mut tasks = Vec::with_capacity(settings.clients);
+    for _ in 0..settings.clients {
         let next = next.clone();
         let issuer = issuer.clone();
         let mesh_addr = mesh_addr.to_string();
+        let handshake_only = settings.handshake_only;
         tasks.push(tokio::spawn(async move {
             let mut outcome = Outcome::default();
             while next.fetch_add(1, Ordering::Relaxed) < requests {
                 let start = Instant::now();
+                if handshake_only {
+                    match handshake(&mesh_addr, issuer.clone()).await {
+                        Ok(()) => outcome.latencies.push(start.elapsed()),
+                        Err(e) => outcome.fail(e),
+                    }
+                    continue;
+                }
                 match new_mesh_cert(&mesh_addr, issuer.clone()).await {
                     Ok((_, response)) if !response.cert_chain.is_empty() => {
                         outcome.latencies.push(start.elapsed());
@@ -344,6 +371,23 @@ async fn load(
     }
     total.latencies.sort();
     total
+}
+
+/// What [`new_mesh_cert`] does up to its request: a fresh P-256 key, a mutual aTLS
+/// handshake; then the TLS close.
+async fn handshake(mesh_addr: &str, issuer: Arc<dyn Issuer>) -> Result<(), String> {
+    use tokio::io::AsyncWriteExt as _;
+    let key =
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
+    let options = ClientOptions::new(ValidatorSet::none())
+        .with_issuer(issuer)
+        .with_client_key(rustls::pki_types::PrivateKeyDer::Pkcs8(
+            key.serialize_der().into(),
+        ));
+    let (mut stream, _) = contrast_atls::client::connect(mesh_addr, &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    stream.shutdown().await.map_err(|e| e.to_string())
 }
 
 impl Outcome {
@@ -647,9 +691,12 @@ const fn term(
     }
 }
 
+/// The one operation of a request that comes after the handshake.
+const MESH_CERTIFICATE_SIGNATURE: &str = "P-384 sign (mesh certificate, mesh CA key)";
+
 /// Every public-key operation of one NewMeshCert request, both sides; the fresh-VCEK work
 /// only when the simulator makes a new VCEK per report.
-fn account(fresh_vcek_per_report: bool) -> Vec<Term> {
+fn account(fresh_vcek_per_report: bool, handshake_only: bool) -> Vec<Term> {
     let fresh_vcek = |mut t: Term| {
         t.origin = Origin::FreshVcek;
         t
@@ -739,17 +786,14 @@ fn account(fresh_vcek_per_report: bool) -> Vec<Term> {
         term("server", "P-384 verify (SNP report signature)", 1, |p| {
             p.p384_verify
         }),
-        term(
-            "server",
-            "P-384 sign (mesh certificate, mesh CA key)",
-            1,
-            |p| p.p384_sign,
-        ),
+        term("server", MESH_CERTIFICATE_SIGNATURE, 1, |p| p.p384_sign),
     ];
-    // A simulator that keeps its VCEK does none of the fresh-VCEK work.
+    // A simulator that keeps its VCEK does none of the fresh-VCEK work; handshakes alone
+    // issue no mesh certificate.
     terms
         .into_iter()
         .filter(|t| fresh_vcek_per_report || t.origin != Origin::FreshVcek)
+        .filter(|t| !handshake_only || t.what != MESH_CERTIFICATE_SIGNATURE)
         .collect()
 }
 
@@ -773,7 +817,7 @@ fn report(settings: &Settings, cores: usize, fresh_vcek: bool, measured_run: &Me
     // The faster of the two measurements of each primitive: the bound stays an upper bound
     // when other processes share the machine during one of them.
     let fastest = |f: fn(&Primitives) -> Duration| f(before).min(f(after));
-    let terms = account(fresh_vcek);
+    let terms = account(fresh_vcek, settings.handshake_only);
     let micros = |d: Duration| d.as_secs_f64() * 1e6;
 
     println!(

@@ -57,8 +57,11 @@ impl TlsKey {
     /// `der` as a TLS key that can sign a certificate: ECDSA P-256 or P-384, or RSA. Read
     /// by the one crypto provider's own key loader (aws-lc-rs), which takes it borrowed.
     pub(crate) fn load(der: &PrivateKeyDer<'_>) -> Result<Self, AtlsError> {
-        let signing_key =
-            rustls::crypto::aws_lc_rs::sign::any_supported_type(der).map_err(|e| {
+        // ECDSA first: the provider's general loader tries RSA first, and aws-lc parses
+        // and checks a whole EC key (a scalar multiplication) before it refuses it as RSA.
+        let signing_key = rustls::crypto::aws_lc_rs::sign::any_ecdsa_type(der)
+            .or_else(|_| rustls::crypto::aws_lc_rs::sign::any_supported_type(der))
+            .map_err(|e| {
                 AtlsError::Build(format!(
                     "the TLS key does not load ({e}); give an ECDSA P-256 or P-384 or an RSA \
                  private key (PKCS#8, SEC1 or PKCS#1)"
