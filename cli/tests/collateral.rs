@@ -8,24 +8,13 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::{CONTRAST, ok, refused, run_logged};
+use common::{CONTRAST, contrast_with_cache as contrast, ok, refused};
 use contrast_simulator::kds::SimulatedKds;
 use contrast_testkit::kds::{Fault, LocalKds};
 use contrast_testkit::serve::Background;
 use contrast_testkit::{CoordinatorProcess, Deployment, TempDir, random_loopback};
-
-fn contrast(deployment: &Deployment, cache: &TempDir, args: &[&str]) -> std::process::Output {
-    run_logged(
-        Command::new(CONTRAST)
-            .current_dir(deployment.workspace.path())
-            .env("CONTRAST_SIMULATOR_DIR", &deployment.simulator_dir)
-            .env("CONTRAST_CACHE_DIR", cache.path()),
-        args,
-    )
-}
 
 #[test]
 fn the_cli_fetches_the_crl_the_coordinators_evidence_lacks_and_refuses_a_revoked_vcek() {

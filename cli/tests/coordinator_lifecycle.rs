@@ -14,17 +14,6 @@ use contrast_manifest::{HexString, Manifest};
 use contrast_testkit::{CoordinatorProcess, Deployment, TempDir, new_mesh_cert, random_loopback};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-/// The Coordinator logs a refused handshake shortly after the client gave up.
-fn wait_for_log(coordinator: &CoordinatorProcess, needle: &str) {
-    for _ in 0..100 {
-        if coordinator.log_text().contains(needle) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{needle:?} not in the log:\n{}", coordinator.log_text());
-}
-
 fn root_public_key(pem: &[u8]) -> Vec<u8> {
     let der = contrast_attestation::pem::decode_all(&String::from_utf8_lossy(pem), "CERTIFICATE")
         .unwrap()
@@ -338,7 +327,7 @@ async fn refusals_of_evidence_policies_and_seeds() {
     {
         panic!("a pod outside the manifest got a certificate");
     }
-    wait_for_log(&coordinator, "HOST_DATA differs");
+    coordinator.wait_for_log("HOST_DATA differs");
 
     // Evidence with another measurement.
     let mut spec =
@@ -354,7 +343,7 @@ async fn refusals_of_evidence_policies_and_seeds() {
     {
         panic!("evidence with another measurement got a certificate");
     }
-    wait_for_log(&coordinator, "MEASUREMENT (TrustedMeasurement) differs");
+    coordinator.wait_for_log("MEASUREMENT (TrustedMeasurement) differs");
 
     // Simulated evidence is not accepted for a real platform's reference values.
     let mut real = deployment.manifest.clone();

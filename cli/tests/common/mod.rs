@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use contrast_testkit::{CoordinatorProcess, Deployment, random_loopback};
+use contrast_testkit::{CoordinatorProcess, Deployment, TempDir, random_loopback};
 
 pub const CONTRAST: &str = env!("CARGO_BIN_EXE_contrast");
 
@@ -16,6 +16,18 @@ pub fn contrast(deployment: &Deployment, args: &[&str]) -> Output {
         Command::new(CONTRAST)
             .current_dir(deployment.workspace.path())
             .env("CONTRAST_SIMULATOR_DIR", &deployment.simulator_dir),
+        args,
+    )
+}
+
+/// `contrast` in the deployment's workspace with its collateral cache in `cache` (a cache
+/// of the test's own: the simulated vendors' FMSPC and chips are real ones' names).
+pub fn contrast_with_cache(deployment: &Deployment, cache: &TempDir, args: &[&str]) -> Output {
+    run_logged(
+        Command::new(CONTRAST)
+            .current_dir(deployment.workspace.path())
+            .env("CONTRAST_SIMULATOR_DIR", &deployment.simulator_dir)
+            .env("CONTRAST_CACHE_DIR", cache.path()),
         args,
     )
 }

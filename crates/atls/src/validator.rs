@@ -135,7 +135,8 @@ impl ValidatorSet {
 /// collateral source), unless [`Verifiers::accept_snp_without_crl`] says otherwise. A TDX
 /// quote's TCB status is evaluated whenever the collateral source serves TDX collateral,
 /// and a quote whose collateral cannot be had is then refused; without one (a guest that
-/// cannot reach Intel, the simulated vendor so far) the status is not evaluated.
+/// cannot reach Intel, a simulated platform whose PCS is not named) the status is not
+/// evaluated.
 #[derive(Debug, Clone)]
 pub struct Verifiers {
     snp: Arc<SnpVerifier>,

@@ -397,6 +397,15 @@ pub enum SelectError {
          parameter); unset it"
     )]
     HostDataNotUsed,
+    /// A certificate table shape was given for a TEE whose evidence has no such table.
+    #[error(
+        "--simulated-cert-table (CONTRAST_SIMULATED_CERT_TABLE) shapes the certificate table of \
+         a simulated snp report; --simulated-tee {tee} has none, so it would be ignored; unset it"
+    )]
+    CertTableNotUsed {
+        /// `tdx` or `snp-tsm`.
+        tee: &'static str,
+    },
     /// A simulator directory was given to a build without the simulator.
     #[error(
         "--simulator-dir (CONTRAST_SIMULATOR_DIR) is set, but this build has no simulator: it \
@@ -786,6 +795,23 @@ mod tests {
         ));
         assert!(matches!(err, SelectError::HostDataNotUsed), "{err:?}");
         assert!(err.to_string().contains("fake_tsm's host_data"), "{err}");
+    }
+
+    #[test]
+    fn select_refuses_a_certificate_table_for_a_tee_without_one() {
+        for (tee, host_data) in [("tdx", Some("00".repeat(32))), ("snp-tsm", None)] {
+            for table in [SimulatedCertTable::Chain, SimulatedCertTable::None] {
+                let mut asked = settings(Some("/nonexistent"), tee, host_data.as_deref());
+                asked.simulated_cert_table = table;
+                let err = select_err(&asked);
+                assert!(
+                    matches!(err, SelectError::CertTableNotUsed { .. }),
+                    "{tee}: {err:?}"
+                );
+                assert!(err.to_string().contains(tee), "{err}");
+                assert!(err.to_string().contains("unset it"), "{err}");
+            }
+        }
     }
 
     #[test]

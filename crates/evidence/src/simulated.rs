@@ -282,6 +282,13 @@ pub(crate) fn select(
     tee: SimulatedTee,
 ) -> Result<Box<dyn EvidenceIssuer>, SelectError> {
     // Check the cheap settings before opening (and maybe creating) the key directory.
+    if settings.simulated_cert_table != SimulatedCertTable::Full {
+        match tee {
+            SimulatedTee::Snp => {}
+            SimulatedTee::Tdx => return Err(SelectError::CertTableNotUsed { tee: "tdx" }),
+            SimulatedTee::SnpTsm => return Err(SelectError::CertTableNotUsed { tee: "snp-tsm" }),
+        }
+    }
     let host_data = match tee {
         SimulatedTee::Snp => host_data(settings, "snp", "64 hex characters", &[32])?,
         SimulatedTee::Tdx => host_data(

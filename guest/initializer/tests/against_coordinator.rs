@@ -1,6 +1,7 @@
-//! The initializer binary against a real Coordinator on loopback (Sim-SNP), with initdata
-//! that names it: the files, their contents and modes, retrying while the Coordinator is
-//! down, and a refusal that the initializer's log explains.
+//! The initializer binary against a real Coordinator on loopback (Sim-SNP, and Sim-TDX with
+//! the simulated PCS), with initdata that names it: the files, their contents and modes,
+//! retrying while the Coordinator is down, and a refusal that the initializer's log
+//! explains.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,15 +10,22 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use contrast_platforms::{Platform, Tee};
 use contrast_testkit::{CoordinatorProcess, Deployment, TempDir, random_loopback, sha256};
 
 const INITIALIZER: &str = env!("CARGO_BIN_EXE_initializer");
 
-/// The Initializer of a pod whose initdata is `initdata` (HOST_DATA: its digest).
+/// The Initializer of a pod on the deployment's platform whose initdata is `initdata`
+/// (HOST_DATA, or MRCONFIGID on TDX: its digest).
 fn initializer(deployment: &Deployment, host: &str, initdata: &[u8], out: &Path) -> Child {
     let path = out.join("initdata.toml");
     std::fs::write(&path, initdata).unwrap();
+    let tee = match deployment.platform.tee() {
+        Tee::Snp => "snp",
+        Tee::Tdx => "tdx",
+    };
     Command::new(INITIALIZER)
+        .env("CONTRAST_SIMULATED_TEE", tee)
         .env("COORDINATOR_HOST", host)
         .env("CONTRAST_INITDATA", &path)
         .env("CONTRAST_SECRETS_DIR", out.join("contrast"))
@@ -149,6 +157,47 @@ fn writes_the_files_after_waiting_for_the_coordinator() {
         pubkey(&["pkey", "-pubout", "-in"], &tls.join("key.pem"))
     );
     drop(coordinator);
+}
+
+/// A TD on Sim-TDX: the Initializer attests the Coordinator's quote against the TDX
+/// reference values its initdata carries, and the Coordinator evaluates the TD's quote
+/// with the simulated PCS's collateral before it issues.
+#[test]
+fn a_td_gets_its_files_from_a_sim_tdx_coordinator() {
+    let deployment = Deployment::on(Platform::SimTdx, &["web"]);
+    let pcs = deployment.simulated_pcs();
+    let out = TempDir::new("pod");
+    let store = TempDir::new("store");
+    let binary = contrast_testkit::coordinator_binary(INITIALIZER);
+    let mut coordinator = CoordinatorProcess::start(
+        &binary,
+        &deployment,
+        store.path(),
+        random_loopback(),
+        &["--pcs-url".to_owned(), pcs.url().to_owned()],
+    );
+    coordinator.wait_probe("/probe/startup", 200, Duration::from_secs(60));
+    set_manifest(&deployment, &coordinator);
+    let mut child = initializer(
+        &deployment,
+        &coordinator.ip.to_string(),
+        &deployment.policies["web"],
+        out.path(),
+    );
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    let log = std::fs::read_to_string(out.path().join("initializer.log")).unwrap();
+    assert!(status.success(), "{log}");
+    let tls = out.path().join("contrast/tls-config");
+    let chain = std::fs::read_to_string(tls.join("certChain.pem")).unwrap();
+    assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2);
+    // The certificate carries the TD's claims, not a VM's (docs/attestation.md §4): the
+    // encoded OIDs of MRTD, 1.3.9901.2.2.14, and of the SNP measurement, 1.3.9901.2.1.22.
+    let leaf = contrast_attestation::pem::decode_all(&chain, "CERTIFICATE")
+        .unwrap()
+        .remove(0);
+    let has = |oid: &[u8]| leaf.windows(oid.len()).any(|w| w == oid);
+    assert!(has(&[0x06, 0x06, 0x2b, 0xcd, 0x2d, 0x02, 0x02, 0x0e]));
+    assert!(!has(&[0x06, 0x06, 0x2b, 0xcd, 0x2d, 0x02, 0x01, 0x16]));
 }
 
 #[test]

@@ -32,10 +32,11 @@ use contrast_api::meshapi::{NewMeshCertRequest, NewMeshCertResponse};
 use contrast_atls::{ClientOptions, Issuer, ValidatorSet};
 use contrast_attestation::snp::{SnpProduct, SnpTrustAnchor, verify_report};
 use contrast_evidence::DocumentIssuer;
-use contrast_evidence::issuer::simulated_snp;
-use contrast_manifest::{HexString, Manifest, PolicyEntry, SnpReferenceValues};
+use contrast_evidence::issuer::{simulated_snp, simulated_tdx};
+use contrast_manifest::{HexString, Manifest, PolicyEntry, SnpReferenceValues, TdxReferenceValues};
+use contrast_platforms::{Platform, Tee};
 use contrast_seedengine::keys::{SeedshareOwnerKey, WorkloadOwnerKey};
-use contrast_simulator::{SimulatedAmd, Simulator, SnpReportSpec};
+use contrast_simulator::{SimulatedAmd, SimulatedIntel, Simulator, SnpReportSpec, TdxQuoteSpec};
 
 use contrast_initdata::INITDATA_ANNOTATION;
 
@@ -178,6 +179,10 @@ pub struct Deployment {
     pub simulator_dir: PathBuf,
     /// The simulated AMD.
     pub amd: Arc<SimulatedAmd>,
+    /// The simulated Intel.
+    pub intel: Arc<SimulatedIntel>,
+    /// Where the Coordinator and the workloads run: Sim-SNP or Sim-TDX.
+    pub platform: Platform,
     /// Policy documents by name (`coordinator`, `web`, ...).
     pub policies: BTreeMap<String, Vec<u8>>,
     /// The workload owner key (also in workload-owner.pem).
@@ -189,12 +194,23 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    /// A deployment with a Coordinator and the workloads `names`.
+    /// A deployment on Sim-SNP with a Coordinator and the workloads `names`.
     pub fn new(names: &[&str]) -> Self {
+        Self::on(Platform::SimSnp, names)
+    }
+
+    /// A deployment on `platform` (Sim-SNP or Sim-TDX) with a Coordinator and the
+    /// workloads `names`: the manifest has that platform's reference values only.
+    pub fn on(platform: Platform, names: &[&str]) -> Self {
+        assert!(
+            platform.is_simulated(),
+            "{platform:?}: a deployment runs on a simulated platform"
+        );
         let workspace = TempDir::new("workspace");
         let simulator_dir = shared_simulator_dir();
         let simulator = Simulator::open(&simulator_dir).unwrap();
         let amd = Arc::new(simulator.amd);
+        let intel = Arc::new(simulator.intel);
         let mut policies = BTreeMap::new();
         policies.insert(
             "coordinator".to_string(),
@@ -205,7 +221,11 @@ impl Deployment {
             .into_bytes(),
         );
         let mut manifest = Manifest::default();
-        manifest.reference_values.snp = vec![snp_reference_values(&amd)];
+        // Before the trust entry below, which carries the reference values.
+        match platform.tee() {
+            Tee::Snp => manifest.reference_values.snp = vec![snp_reference_values(&amd)],
+            Tee::Tdx => manifest.reference_values.tdx = vec![tdx_reference_values(&intel)],
+        }
         manifest.policies.insert(
             HexString::from_bytes(&sha256(&policies["coordinator"])),
             PolicyEntry {
@@ -238,6 +258,8 @@ impl Deployment {
             workspace,
             simulator_dir,
             amd,
+            intel,
+            platform,
             policies,
             owner_key,
             seedshare_key,
@@ -318,14 +340,34 @@ impl Deployment {
         self.policies.values().cloned().collect()
     }
 
-    /// An issuer of simulated SNP evidence with HOST_DATA = the policy hash of `name`.
+    /// An issuer of the platform's simulated evidence for `name`: HOST_DATA (SEV-SNP) or
+    /// the first 32 bytes of MRCONFIGID (TDX) is its policy hash.
     pub fn issuer(&self, name: &str) -> Arc<dyn Issuer> {
-        let mut spec = SnpReportSpec::new(SnpProduct::Milan);
-        spec.host_data = self.policy_hash(name);
-        Arc::new(DocumentIssuer::new(Arc::new(simulated_snp(
-            self.amd.clone(),
-            spec,
-        ))))
+        match self.platform.tee() {
+            Tee::Snp => {
+                let mut spec = SnpReportSpec::new(SnpProduct::Milan);
+                spec.host_data = self.policy_hash(name);
+                Arc::new(DocumentIssuer::new(Arc::new(simulated_snp(
+                    self.amd.clone(),
+                    spec,
+                ))))
+            }
+            Tee::Tdx => {
+                let mut spec = TdxQuoteSpec::default();
+                spec.mr_config_id[..32].copy_from_slice(&self.policy_hash(name));
+                Arc::new(DocumentIssuer::new(Arc::new(simulated_tdx(
+                    self.intel.clone(),
+                    spec,
+                ))))
+            }
+        }
+    }
+
+    /// The simulated Intel's PCS with collateral current from now (name its URL with
+    /// `--pcs-url`): without one, simulated TDX quotes are checked without a TCB status.
+    pub fn simulated_pcs(&self) -> serve::Background {
+        let collateral = self.intel.collateral(contrast_atls::unix_now()).unwrap();
+        serve::Background::serve(contrast_simulator::pcs::SimulatedPcs::new(collateral).router())
     }
 }
 
@@ -387,6 +429,19 @@ pub fn verify_snp_document(
         .as_secs() as i64;
     contrast_attestation::snp::verify_report(&report, &endorsements, &amd.trust_anchor(), now)
         .unwrap()
+}
+
+/// Reference values that accept the simulator's default TDX quote (any MRCONFIGID).
+pub fn tdx_reference_values(intel: &SimulatedIntel) -> TdxReferenceValues {
+    let quote = intel.quote(&TdxQuoteSpec::default()).unwrap();
+    let verified = contrast_attestation::tdx::verify_quote(
+        &quote,
+        &intel.trust_anchor(),
+        None,
+        contrast_atls::unix_now(),
+    )
+    .unwrap();
+    contrast_attestation::tdx::suggested_tdx_reference_values(&verified)
 }
 
 /// Reference values that accept the simulator's default Milan report.
@@ -455,7 +510,7 @@ impl CoordinatorProcess {
             .arg("--store-dir")
             .arg(store)
             .arg("--platform")
-            .arg("Sim-SNP")
+            .arg(deployment.platform.name())
             .arg("--simulator-dir")
             .arg(&deployment.simulator_dir)
             .arg("--listen")
@@ -531,6 +586,18 @@ impl CoordinatorProcess {
     /// The log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits up to 5 s for `needle` in the log (a refused handshake is logged shortly
+    /// after the client gave up); panics with the log if it does not come.
+    pub fn wait_for_log(&self, needle: &str) {
+        for _ in 0..100 {
+            if self.log_text().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{needle:?} not in the log:\n{}", self.log_text());
     }
 }
 
