@@ -9,14 +9,20 @@ use contrast_kube_resources::emit_documents;
 use contrast_platforms::{Platform, RuntimeHandler};
 use contrast_reference_values::Release;
 
-/// Flags of `contrast runtime` and `contrast coordinator`.
+/// Flags of `contrast runtime`.
 #[derive(Debug, Args)]
 pub(crate) struct BundleArgs {
     /// The platform, e.g. metal-qemu-snp or sim-snp.
     #[arg(long)]
     pub platform: String,
-    /// Also print a port-forwarder Pod for clusters without a load balancer
-    /// (`contrast coordinator` only).
+}
+
+/// Flags of `contrast coordinator`.
+#[derive(Debug, Args)]
+pub(crate) struct CoordinatorBundleArgs {
+    #[command(flatten)]
+    pub bundle: BundleArgs,
+    /// Also print a port-forwarder Pod for clusters without a load balancer.
     #[arg(long)]
     pub port_forwarder: bool,
 }
@@ -88,8 +94,8 @@ pub(crate) fn runtime(args: &BundleArgs) -> anyhow::Result<bool> {
 }
 
 /// `contrast coordinator`.
-pub(crate) fn coordinator(args: &BundleArgs) -> anyhow::Result<bool> {
-    let (platform, handler) = platform_and_handler(args)?;
+pub(crate) fn coordinator(args: &CoordinatorBundleArgs) -> anyhow::Result<bool> {
+    let (platform, handler) = platform_and_handler(&args.bundle)?;
     let images = images()?;
     let mut documents = bundle::coordinator(platform, &handler, &images);
     if args.port_forwarder {

@@ -51,7 +51,7 @@ enum Command {
     /// Print the RuntimeClass and node-installer DaemonSet for a platform.
     Runtime(bundle::BundleArgs),
     /// Print the Coordinator's resources (StatefulSet, Services, RBAC) for a platform.
-    Coordinator(bundle::BundleArgs),
+    Coordinator(bundle::CoordinatorBundleArgs),
     /// Set the manifest at the Coordinator (or, with --dry-run, write the blob to sign).
     Set(set::SetArgs),
     /// Sign the manifest's next transition hash with the workload owner key (or, with

@@ -18,6 +18,13 @@ use crate::coordinator::{self, ConnectArgs, WorkspaceArgs, files};
 use crate::resources;
 use crate::verified::{self, VerifiedTransition};
 
+/// What to do when a set from a workspace with no recorded history meets one.
+const UNRECORDED_HISTORY_HINT: &str = "this workspace records no verified history (no \
+     verify/latest-transition), so the set expected a new Coordinator. If the manifests are \
+     yours (an update from another machine), run contrast verify first: it checks them and \
+     records where the history ends; then set again. If you expected a new Coordinator, do \
+     not use this one.";
+
 /// `contrast set` flags.
 #[derive(Debug, Args)]
 pub(crate) struct SetArgs {
@@ -103,6 +110,9 @@ pub(crate) async fn run(args: &SetArgs) -> anyhow::Result<()> {
         );
     }
 
+    // No --latest-transition and nothing verified or set from this workspace: the set
+    // expects an empty history, which an update from another workspace does not meet.
+    let unrecorded = args.latest_transition.is_none() && verified::read(&args.workspace)?.is_none();
     let previous = verified::latest_or_first(&args.workspace, args.latest_transition.as_deref())?;
     if args.dry_run {
         let next = hex::encode(next_transition_hash(document.raw(), previous.transition));
@@ -161,7 +171,15 @@ pub(crate) async fn run(args: &SetArgs) -> anyhow::Result<()> {
         async move { client.set_manifest(request).await }
     })
     .await
-    .map_err(|status| coordinator::status_error(status, permission_hint))?
+    .map_err(|status| {
+        let history_differs = status.code() == tonic::Code::FailedPrecondition;
+        let error = coordinator::status_error(status, permission_hint);
+        if unrecorded && history_differs {
+            anyhow::anyhow!("{error}\nhint: {UNRECORDED_HISTORY_HINT}")
+        } else {
+            error
+        }
+    })?
     .into_inner();
     let _ = &mut client;
 

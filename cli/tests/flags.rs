@@ -37,6 +37,22 @@ fn an_invalid_log_level_is_an_error_naming_the_levels() {
 }
 
 #[test]
+fn port_forwarder_is_a_flag_of_coordinator_not_of_runtime() {
+    let dir = contrast_testkit::TempDir::new("flags");
+    let (ok, stderr) = contrast(
+        dir.path(),
+        &["runtime", "--platform", "Sim-SNP", "--port-forwarder"],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("--port-forwarder"), "{stderr}");
+    let (ok, stderr) = contrast(
+        dir.path(),
+        &["coordinator", "--platform", "Sim-SNP", "--port-forwarder"],
+    );
+    assert!(ok, "{stderr}");
+}
+
+#[test]
 fn add_workload_owner_key_and_disable_updates_exclude_each_other() {
     let dir = contrast_testkit::TempDir::new("flags");
     let (ok, stderr) = contrast(

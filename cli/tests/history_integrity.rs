@@ -145,3 +145,29 @@ async fn replayed_older_latest_pointer_refused_at_recover_and_verify() {
         &["rolled back", "generation 1", "generation 2"],
     );
 }
+
+/// An update from a workspace that has not verified the deployment (the owner's second
+/// machine): the set expects a first set and is refused, saying what to do; after
+/// `contrast verify` there, the update lands.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_from_a_workspace_without_a_verified_history_says_to_verify_first() {
+    let deployment = Deployment::new(&["web"]);
+    let store = TempDir::new("store");
+    let coordinator = start(&deployment, store.path());
+    let addr = coordinator.user_addr();
+    ok(&contrast(&deployment, &["set", "-c", &addr, "resources"]));
+
+    // The same keys and resources, without what this workspace verified or set.
+    std::fs::remove_dir_all(deployment.path("verify")).unwrap();
+    refused(
+        &contrast(&deployment, &["set", "-c", &addr, "resources"]),
+        &[
+            "expected no manifest history",
+            "records no verified history",
+            "run contrast verify first",
+        ],
+    );
+    ok(&contrast(&deployment, &["verify", "-c", &addr]));
+    let output = ok(&contrast(&deployment, &["set", "-c", &addr, "resources"]));
+    assert!(!output.contains("seed-shares"), "{output}");
+}
