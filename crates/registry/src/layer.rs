@@ -203,6 +203,11 @@ pub fn apply_tar(root: &Path, tar: impl Read) -> Result<LayerStats, LayerError> 
             continue;
         }
         if let Some(hidden) = name.strip_prefix(WHITEOUT) {
+            // `.wh.`, `.wh..` and `.wh...` would hide the directory itself or its parent
+            // (the bundle above the root, for an entry at the top).
+            if matches!(hidden, "" | "." | "..") {
+                return Err(LayerError::OutsideRoot { path: raw });
+            }
             let target = parent.join(hidden);
             remove(&target)?;
             stats.whiteouts += 1;

@@ -185,6 +185,35 @@ fn a_parent_component_is_refused_and_nothing_lands_outside() {
 }
 
 #[test]
+fn a_whiteout_of_the_directory_itself_or_its_parent_is_refused() {
+    for whiteout in [
+        ".wh.",
+        ".wh..",
+        ".wh...",
+        "etc/.wh.",
+        "etc/.wh..",
+        "etc/.wh...",
+    ] {
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("rootfs");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(work.path().join("beside-the-root"), "kept").unwrap();
+        apply(&root, &base()).unwrap();
+        let layer = Tar::new()
+            .file("etc/keep", "kept")
+            .file(whiteout, "")
+            .build();
+        let err = apply(&root, &layer).unwrap_err();
+        assert!(
+            matches!(err, LayerError::OutsideRoot { .. }),
+            "{whiteout}: {err}"
+        );
+        assert!(root.join("etc").exists(), "{whiteout}");
+        assert!(work.path().join("beside-the-root").exists(), "{whiteout}");
+    }
+}
+
+#[test]
 fn symbolic_links_never_lead_out_of_the_root() {
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("rootfs");

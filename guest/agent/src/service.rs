@@ -120,6 +120,9 @@ pub struct Agent {
     /// runtime removes a container right after its last process is killed).
     oom_pending: Mutex<std::collections::VecDeque<String>>,
     containers: Mutex<BTreeMap<String, Container>>,
+    /// IDs whose CreateContainer is under way (reserved before the policy is asked, until
+    /// the container is in `containers` or its creation failed).
+    creating: Mutex<std::collections::BTreeSet<String>>,
     sandbox: Mutex<Option<Sandbox>>,
     /// Set by DestroySandbox: the agent's work is done and it exits (as the Kata agent
     /// does; the VM then stops).
@@ -150,6 +153,7 @@ impl Agent {
             oom_seen: Mutex::new(BTreeMap::new()),
             oom_pending: Mutex::new(std::collections::VecDeque::new()),
             containers: Mutex::new(BTreeMap::new()),
+            creating: Mutex::new(std::collections::BTreeSet::new()),
             sandbox: Mutex::new(None),
             destroyed: tokio::sync::watch::Sender::new(false),
         })
@@ -302,6 +306,49 @@ impl Agent {
     }
 
     /// The container `id`, or NOT_FOUND naming it.
+    /// Reserves `id` for a CreateContainer, or says it is taken. Asked before the policy:
+    /// the policy records the container it allows under its ID, so a second request for
+    /// an ID in use must not reach it (it would pull another image into the same bundle,
+    /// or make the policy judge the container's processes as another one's).
+    fn reserve(&self, id: &str) -> ttrpc::Result<Reservation<'_>> {
+        let taken = |what: &str| {
+            status(
+                Code::ALREADY_EXISTS,
+                format!("CreateContainer: container {id} {what}"),
+            )
+        };
+        // Lock order: `containers`, then `creating`.
+        let containers = self.containers.lock().map_err(|_| poisoned())?;
+        let mut creating = self.creating.lock().map_err(|_| poisoned())?;
+        if containers.contains_key(id) {
+            return Err(taken("already exists"));
+        }
+        if !creating.insert(id.to_owned()) {
+            return Err(taken("is being created"));
+        }
+        Ok(Reservation {
+            creating: &self.creating,
+            id: id.to_owned(),
+        })
+    }
+
+    /// Container `id` for `method`, which must not reach the policy otherwise: a container
+    /// being created is not done (FAILED_PRECONDITION), an unknown one NOT_FOUND. The
+    /// policy forgets a container it is asked to remove, so it is asked only for one the
+    /// agent has.
+    fn created(&self, method: &str, id: &str) -> ttrpc::Result<Container> {
+        let being_created = self.creating.lock().is_ok_and(|c| c.contains(id));
+        if being_created {
+            return Err(status(
+                Code::FAILED_PRECONDITION,
+                format!(
+                    "{method}: container {id} is being created; retry once CreateContainer returns"
+                ),
+            ));
+        }
+        self.container(method, id)
+    }
+
     fn container(&self, method: &str, id: &str) -> ttrpc::Result<Container> {
         self.containers
             .lock()
@@ -497,6 +544,28 @@ fn stdio_of(process: Option<&crate::proto::oci::Process>) -> ProcessIo {
     }
 }
 
+/// An ID reserved for a CreateContainer under way; released when dropped.
+struct Reservation<'a> {
+    creating: &'a Mutex<std::collections::BTreeSet<String>>,
+    id: String,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut creating) = self.creating.lock() {
+            creating.remove(&self.id);
+        }
+    }
+}
+
+/// A lock a panicking thread left behind (the agent's state can no longer be trusted).
+fn poisoned() -> ttrpc::Error {
+    status(
+        Code::INTERNAL,
+        "the agent's container table is unusable after a panic",
+    )
+}
+
 fn not_yet(method: &str) -> ttrpc::Error {
     status(
         Code::UNIMPLEMENTED,
@@ -642,12 +711,16 @@ impl AgentService for Agent {
         _ctx: &TtrpcContext,
         req: CreateContainerRequest,
     ) -> ttrpc::Result<Empty> {
+        // Before the policy: a refusal, nothing done (see `reserve`).
+        let reservation = self.reserve(&req.container_id)?;
         self.policy.check(&req)?;
         let container = self.prepare_container(&req).await?;
         tracing::info!(container = %req.container_id, bundle = %container.bundle.display(), "container created");
         if let Ok(mut containers) = self.containers.lock() {
             containers.insert(req.container_id.clone(), container);
         }
+        // Released only now: the ID is always either reserved or taken.
+        drop(reservation);
         Ok(Empty::new())
     }
 
@@ -666,6 +739,8 @@ impl AgentService for Agent {
         _ctx: &TtrpcContext,
         req: RemoveContainerRequest,
     ) -> ttrpc::Result<Empty> {
+        // Before the policy, which would forget the container (see `created`).
+        self.created("RemoveContainer", &req.container_id)?;
         self.policy.check(&req)?;
         self.remove(&req.container_id).await?;
         Ok(Empty::new())

@@ -94,6 +94,30 @@ async fn create_sandbox_and_pause(running: &Running, pod: &PodCase) {
     assert_eq!(code, Code::OK, "{message}");
 }
 
+/// The one-layer image pushed to a fresh registry as `repository`, its pod, and an agent
+/// with the pod's policy that has created the sandbox and the pause container.
+async fn pushed_pod(repository: &str) -> (Registry, PodCase, Running) {
+    let registry = Registry::start(RegistrySetup::default());
+    let work = tempfile::tempdir().unwrap();
+    let image = LayeredImage::new(r#"{"Entrypoint":["/bin/app"]}"#, &[layer()]);
+    let reference = image.push(&registry, work.path(), repository, "v1");
+    let pod = pod(&reference, &image);
+    let running = start(&pod.policy, &registry).await;
+    create_sandbox_and_pause(&running, &pod).await;
+    (registry, pod, running)
+}
+
+/// What the image's layer put into the container's root, if the root is the pulled one.
+fn pulled_greeting(running: &Running, app: &CreateContainerRequest) -> Option<String> {
+    let rootfs = running
+        .dir
+        .0
+        .join("run")
+        .join(&app.container_id)
+        .join("rootfs");
+    std::fs::read_to_string(rootfs.join("etc/greeting")).ok()
+}
+
 /// The app container's CreateContainer (the image pull), and its status.
 async fn create_app(running: &Running, pod: &PodCase) -> (CreateContainerRequest, Code, String) {
     let app: CreateContainerRequest = from_json(pod.nth_request("CreateContainerRequest", 1));
@@ -108,25 +132,12 @@ async fn create_app(running: &Running, pod: &PodCase) -> (CreateContainerRequest
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_containers_root_is_pulled_by_digest_in_the_guest() {
-    let registry = Registry::start(RegistrySetup::default());
-    let work = tempfile::tempdir().unwrap();
-    let image = LayeredImage::new(r#"{"Entrypoint":["/bin/app"]}"#, &[layer()]);
-    let reference = image.push(&registry, work.path(), "guest/app", "v1");
-    let pod = pod(&reference, &image);
-    let running = start(&pod.policy, &registry).await;
-    create_sandbox_and_pause(&running, &pod).await;
-
+    let (_registry, pod, running) = pushed_pod("guest/app").await;
     let (app, code, message) = create_app(&running, &pod).await;
     assert_eq!(code, Code::OK, "{message}");
-    let rootfs = running
-        .dir
-        .0
-        .join("run")
-        .join(&app.container_id)
-        .join("rootfs");
     assert_eq!(
-        std::fs::read_to_string(rootfs.join("etc/greeting")).unwrap(),
-        "pulled in the guest\n"
+        pulled_greeting(&running, &app).as_deref(),
+        Some("pulled in the guest\n")
     );
     assert_eq!(
         app.OCI.Root.Path,
@@ -183,6 +194,107 @@ async fn an_unreadable_node_config_fails_the_pull_with_its_reason() {
     assert!(
         message.contains("could not take it from the runtime's disk"),
         "{message}"
+    );
+    running.stop().await;
+}
+
+/// A registry that accepts connections and never answers, and tells when one arrived.
+fn hanging_registry() -> (String, std::sync::mpsc::Receiver<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let (arrived, arrival) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+            let _ = arrived.send(());
+        }
+    });
+    (host, arrival)
+}
+
+/// While a container is being created (its pull in flight), its ID can be neither
+/// removed nor created again: refused before the policy is asked, so the policy keeps
+/// the container it allowed, and no second image can be pulled into the same bundle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_being_created_can_be_neither_removed_nor_created_again() {
+    let registry = Registry::start(RegistrySetup::default());
+    let (host, arrival) = hanging_registry();
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let reference = format!("{host}/guest/hangs@{digest}");
+    let pod = single_container_pod(&reference, &digest, &["/bin/app"]);
+    let running = start(&pod.policy, &registry).await;
+    create_sandbox_and_pause(&running, &pod).await;
+
+    let app: CreateContainerRequest = from_json(pod.nth_request("CreateContainerRequest", 1));
+    let agent = running.agent.clone();
+    let in_flight = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            agent
+                .create_container(context::with_timeout(60_000_000_000), &app)
+                .await
+        })
+    };
+    // The pull reached the registry: the policy allowed the container.
+    tokio::task::spawn_blocking(move || arrival.recv_timeout(std::time::Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .expect("the pull never reached the registry");
+
+    let mut remove = contrast_agent::proto::agent::RemoveContainerRequest::new();
+    remove.container_id = app.container_id.clone();
+    let (code, message) = status(
+        running
+            .agent
+            .remove_container(context::with_timeout(10_000_000_000), &remove)
+            .await,
+    );
+    assert_eq!(code, Code::FAILED_PRECONDITION, "{message}");
+    assert!(message.contains("being created"), "{message}");
+
+    let (code, message) = status(
+        running
+            .agent
+            .create_container(context::with_timeout(10_000_000_000), &app)
+            .await,
+    );
+    assert_eq!(code, Code::ALREADY_EXISTS, "{message}");
+
+    in_flight.abort();
+    running.stop().await;
+}
+
+/// Only containerd's container-type key marks the pause container, the key the policy
+/// reads: CRI-O's, which the policy does not check, cannot make the agent put the guest's
+/// pause bundle in place of the approved image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crio_s_container_type_key_does_not_make_a_workload_the_pause() {
+    let (_registry, pod, running) = pushed_pod("guest/crio").await;
+
+    let mut app: CreateContainerRequest = from_json(pod.nth_request("CreateContainerRequest", 1));
+    let storage = app
+        .storages
+        .iter_mut()
+        .find(|s| s.driver == "image_guest_pull")
+        .unwrap();
+    for option in &mut storage.driver_options {
+        if let Some(json) = option.strip_prefix("image_guest_pull=") {
+            let mut volume: Value = serde_json::from_str(json).unwrap();
+            volume["metadata"]["io.kubernetes.cri-o.ContainerType"] = "sandbox".into();
+            *option = format!("image_guest_pull={volume}");
+        }
+    }
+    let (code, message) = status(
+        running
+            .agent
+            .create_container(context::with_timeout(60_000_000_000), &app)
+            .await,
+    );
+    assert_eq!(code, Code::OK, "{message}");
+    assert_eq!(
+        pulled_greeting(&running, &app).as_deref(),
+        Some("pulled in the guest\n")
     );
     running.stop().await;
 }

@@ -12,12 +12,10 @@ use crate::proto::agent::Storage;
 
 const DRIVER: &str = "image_guest_pull";
 
-/// The container-type annotations of containerd and CRI-O; `sandbox` marks the pause
-/// container, whose root is the guest's own pause, not a pull.
-const CONTAINER_TYPE_KEYS: [&str; 2] = [
-    "io.kubernetes.cri.container-type",
-    "io.kubernetes.cri-o.ContainerType",
-];
+/// containerd's container-type annotation: `sandbox` marks the pause container, whose
+/// root is the guest's own pause, not a pull. The policy reads this key and no other
+/// (Contrast runs on containerd), so the agent does too.
+const CONTAINER_TYPE_KEY: &str = "io.kubernetes.cri.container-type";
 
 /// Pulls with one [`Resolver`] (no cache: the guest starts empty).
 #[derive(Debug)]
@@ -88,10 +86,7 @@ impl StorageHandler for ImagePullHandler {
             path: rootfs.clone(),
             source,
         })?;
-        if CONTAINER_TYPE_KEYS
-            .iter()
-            .any(|k| metadata.get(*k).map(String::as_str) == Some("sandbox"))
-        {
+        if metadata.get(CONTAINER_TYPE_KEY).map(String::as_str) == Some("sandbox") {
             return Ok(Prepared::PauseRoot);
         }
         let image = storage.source.clone();
