@@ -112,8 +112,9 @@ pub(crate) async fn run(args: &SetArgs) -> anyhow::Result<()> {
 
     // No --latest-transition and nothing verified or set from this workspace: the set
     // expects an empty history, which an update from another workspace does not meet.
-    let unrecorded = args.latest_transition.is_none() && verified::read(&args.workspace)?.is_none();
-    let previous = verified::latest_or_first(&args.workspace, args.latest_transition.as_deref())?;
+    let recorded = verified::read(&args.workspace)?;
+    let unrecorded = args.latest_transition.is_none() && recorded.is_none();
+    let previous = verified::latest_or_first(recorded, args.latest_transition.as_deref())?;
     if args.dry_run {
         let next = hex::encode(next_transition_hash(document.raw(), previous.transition));
         let out = args.workspace.path(files::NEXT_TRANSITION);

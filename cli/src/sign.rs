@@ -42,7 +42,10 @@ pub(crate) fn run(args: &SignArgs) -> anyhow::Result<bool> {
         .workspace
         .resolve(args.manifest.as_deref(), files::MANIFEST);
     let document = coordinator::load_manifest(&manifest_path)?;
-    let previous = verified::latest_or_first(&args.workspace, args.latest_transition.as_deref())?;
+    let previous = verified::latest_or_first(
+        verified::read(&args.workspace)?,
+        args.latest_transition.as_deref(),
+    )?;
     let next = hex::encode(next_transition_hash(document.raw(), previous.transition));
     if args.prepare {
         coordinator::write_public(&args.out, next.as_bytes())?;

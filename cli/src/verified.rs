@@ -156,13 +156,13 @@ pub(crate) fn check_extends(
     }
 }
 
-/// The latest transition the next one builds on: `given` (`--latest-transition`), else the
-/// one the workspace verified or set last, else none (a first set: all zero, generation 0).
+/// The latest transition the next one builds on: `given` (`--latest-transition`), else
+/// `recorded`, the one the workspace verified or set last ([`read`]), else none (a first
+/// set: all zero, generation 0).
 pub(crate) fn latest_or_first(
-    workspace: &WorkspaceArgs,
+    recorded: Option<VerifiedTransition>,
     given: Option<&str>,
 ) -> anyhow::Result<VerifiedTransition> {
-    let recorded = read(workspace)?;
     let Some(text) = given else {
         return Ok(recorded.unwrap_or(VerifiedTransition {
             transition: contrast_history::ZERO_HASH,

@@ -7,44 +7,19 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use common::{CONTRAST, contrast_with_cache as contrast, ok, refused};
+use common::{contrast_with_cache as contrast, ok, refused, start_with};
 use contrast_evidence::DocumentIssuer;
 use contrast_evidence::issuer::simulated_tdx;
 use contrast_platforms::Platform;
 use contrast_simulator::TdxQuoteSpec;
-use contrast_testkit::{CoordinatorProcess, Deployment, TempDir, new_mesh_cert, random_loopback};
+use contrast_testkit::{CoordinatorProcess, Deployment, TempDir, new_mesh_cert};
 
+/// A Coordinator for `deployment` that fetches TDX collateral from `pcs_url`.
 fn start(deployment: &Deployment, pcs_url: &str) -> (CoordinatorProcess, TempDir) {
     let store = TempDir::new("store");
-    let binary = contrast_testkit::coordinator_binary(CONTRAST);
-    let mut coordinator = CoordinatorProcess::start(
-        &binary,
-        deployment,
-        store.path(),
-        random_loopback(),
-        &["--pcs-url".to_owned(), pcs_url.to_owned()],
-    );
-    coordinator.wait_probe("/probe/startup", 200, Duration::from_secs(60));
-    (coordinator, store)
-}
-
-/// Every file below `dir`, recursively.
-fn files_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flat_map(|entry| {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                files_below(&path)
-            } else {
-                vec![path]
-            }
-        })
-        .collect()
+    let extra = ["--pcs-url".to_owned(), pcs_url.to_owned()];
+    (start_with(deployment, store.path(), &extra), store)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -63,11 +38,11 @@ async fn a_sim_tdx_coordinator_is_set_and_verified_and_certifies_its_tds_with_th
         &["set", "-c", &addr, "--pcs-url", pcs.url(), "resources"],
     ));
     // The CLI evaluated the Coordinator's TCB with the PCS's collateral and cached it.
-    let cached = files_below(&cache.path().join("pcs"));
-    assert!(
-        cached.iter().any(|p| p.to_string_lossy().contains("tdx")),
-        "no TDX collateral cached: {cached:?}"
-    );
+    // (`pcs/tdx/<FMSPC>-<CA>.json`, the collateral crate's cache layout.)
+    let cached = std::fs::read_dir(cache.path().join("pcs/tdx"))
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert!(cached > 0, "no TDX collateral cached");
 
     // A TD of the web workload gets its certificate; the chain is the mesh CA's.
     let (_, cert) = new_mesh_cert(&coordinator.mesh_addr(), deployment.issuer("web"))

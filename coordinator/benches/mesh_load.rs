@@ -43,7 +43,9 @@ use aws_lc_rs::signature::{
 use contrast_atls::{ClientOptions, Issuer, ValidatorSet};
 use contrast_attestation::snp::SnpVerifier;
 use contrast_coordinator::Ports;
-use contrast_testkit::{Deployment, TempDir, new_mesh_cert, random_loopback, set_manifest};
+use contrast_testkit::{
+    Deployment, TempDir, initializer_options, new_mesh_cert, random_loopback, set_manifest,
+};
 use rustls::crypto::SupportedKxGroup;
 
 // The Coordinator binary's allocator: this process runs the Coordinator.
@@ -377,13 +379,7 @@ async fn load(
 /// handshake; then the TLS close.
 async fn handshake(mesh_addr: &str, issuer: Arc<dyn Issuer>) -> Result<(), String> {
     use tokio::io::AsyncWriteExt as _;
-    let key =
-        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
-    let options = ClientOptions::new(ValidatorSet::none())
-        .with_issuer(issuer)
-        .with_client_key(rustls::pki_types::PrivateKeyDer::Pkcs8(
-            key.serialize_der().into(),
-        ));
+    let (_key, options) = initializer_options(issuer);
     let (mut stream, _) = contrast_atls::client::connect(mesh_addr, &options)
         .await
         .map_err(|e| e.to_string())?;

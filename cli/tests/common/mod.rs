@@ -68,8 +68,14 @@ pub fn refused(output: &Output, needles: &[&str]) {
 }
 
 pub fn start(deployment: &Deployment, store: &Path) -> CoordinatorProcess {
+    start_with(deployment, store, &[])
+}
+
+/// [`start`] with `extra` arguments for the Coordinator.
+pub fn start_with(deployment: &Deployment, store: &Path, extra: &[String]) -> CoordinatorProcess {
     let binary = contrast_testkit::coordinator_binary(CONTRAST);
-    let mut process = CoordinatorProcess::start(&binary, deployment, store, random_loopback(), &[]);
+    let mut process =
+        CoordinatorProcess::start(&binary, deployment, store, random_loopback(), extra);
     process.wait_probe("/probe/startup", 200, Duration::from_secs(60));
     process
 }

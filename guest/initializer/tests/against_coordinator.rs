@@ -190,14 +190,19 @@ fn a_td_gets_its_files_from_a_sim_tdx_coordinator() {
     let tls = out.path().join("contrast/tls-config");
     let chain = std::fs::read_to_string(tls.join("certChain.pem")).unwrap();
     assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2);
-    // The certificate carries the TD's claims, not a VM's (docs/attestation.md §4): the
-    // encoded OIDs of MRTD, 1.3.9901.2.2.14, and of the SNP measurement, 1.3.9901.2.1.22.
+    // The certificate carries the TD's claims, not a VM's (docs/attestation.md §4): MRTD
+    // (TDX claim 14), not the SNP measurement (SNP claim 22).
     let leaf = contrast_attestation::pem::decode_all(&chain, "CERTIFICATE")
         .unwrap()
         .remove(0);
-    let has = |oid: &[u8]| leaf.windows(oid.len()).any(|w| w == oid);
-    assert!(has(&[0x06, 0x06, 0x2b, 0xcd, 0x2d, 0x02, 0x02, 0x0e]));
-    assert!(!has(&[0x06, 0x06, 0x2b, 0xcd, 0x2d, 0x02, 0x01, 0x16]));
+    let has = |arc: &[u64], claim: u64| {
+        let dotted: Vec<String> = arc.iter().chain([&claim]).map(u64::to_string).collect();
+        let oid = contrast_attestation::der::oid(&dotted.join("."));
+        leaf.windows(oid.len()).any(|w| w == oid)
+    };
+    use contrast_attestation::claims::{SNP_ARC, TDX_ARC};
+    assert!(has(&TDX_ARC, 14));
+    assert!(!has(&SNP_ARC, 22));
 }
 
 #[test]

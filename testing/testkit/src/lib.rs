@@ -629,11 +629,7 @@ pub async fn new_mesh_cert(
     mesh_addr: &str,
     issuer: Arc<dyn Issuer>,
 ) -> Result<(String, NewMeshCertResponse), String> {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-    let options = ClientOptions::new(ValidatorSet::none())
-        .with_issuer(issuer)
-        .with_client_key(der);
+    let (key, options) = initializer_options(issuer);
     let (channel, _) = contrast_atls::grpc::channel(mesh_addr, options)
         .await
         .map_err(|e| e.to_string())?;
@@ -643,6 +639,17 @@ pub async fn new_mesh_cert(
         .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
         .into_inner();
     Ok((key.serialize_pem(), response))
+}
+
+/// How a simulated Initializer dials the mesh API: a fresh P-256 key (returned for its
+/// PEM) and its evidence from `issuer`, the Coordinator not checked.
+pub fn initializer_options(issuer: Arc<dyn Issuer>) -> (rcgen::KeyPair, ClientOptions) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let options = ClientOptions::new(ValidatorSet::none())
+        .with_issuer(issuer)
+        .with_client_key(der);
+    (key, options)
 }
 
 /// The first SetManifest with the deployment's manifest.json and policy documents, as
